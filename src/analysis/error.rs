@@ -1,0 +1,330 @@
+//! Errors of the analysis stage: `dl::analysis::*`. They carry spans only; the
+//! caller attaches the source text when rendering.
+
+use miette::{Diagnostic, SourceSpan};
+use thiserror::Error;
+
+#[derive(Debug, Error, Diagnostic, Clone, PartialEq)]
+pub enum AnalysisError {
+    /// Returned when a name is used that is declared nowhere: `grad q = 1`.
+    #[error("unknown name `{name}`")]
+    #[diagnostic(code(dl::analysis::unknown_name), help("{help}"))]
+    UnknownName {
+        name: String,
+        #[label("not declared")]
+        span: SourceSpan,
+        help: String,
+    },
+
+    /// Returned when a name is declared twice: `param a` then `input a`.
+    #[error("`{name}` is declared twice")]
+    #[diagnostic(
+        code(dl::analysis::duplicate_name),
+        help("rename one of them; dims, hypers, tensors and lets share one namespace")
+    )]
+    DuplicateName {
+        name: String,
+        #[label("declared again here")]
+        span: SourceSpan,
+        #[label("first declared here")]
+        previous: SourceSpan,
+    },
+
+    /// Returned when a tensor is used with the wrong number of indices: `x[i, j]` for `input x[N]`.
+    #[error("`{name}` has {expected} ind{}, but is used with {found}", if *.expected == 1 { "ex" } else { "ices" })]
+    #[diagnostic(code(dl::analysis::wrong_index_count), help("write `{usage}`"))]
+    WrongIndexCount {
+        name: String,
+        expected: usize,
+        found: usize,
+        usage: String,
+        #[label("{found} ind{} here", if *.found == 1 { "ex" } else { "ices" })]
+        span: SourceSpan,
+        #[label("declared with {expected} here")]
+        declaration: SourceSpan,
+    },
+
+    /// Returned when an index variable is bound again inside its own scope:
+    /// `grad w[i,j] = sum(i) g[i]`.
+    #[error("index `{name}` is bound again inside its own scope")]
+    #[diagnostic(
+        code(dl::analysis::rebound_index),
+        help("use a fresh name for the inner index, e.g. `{fresh}`")
+    )]
+    ReboundIndex {
+        name: String,
+        fresh: String,
+        #[label("bound again here")]
+        span: SourceSpan,
+        #[label("first bound here")]
+        outer: SourceSpan,
+    },
+
+    /// Returned when an index variable has the name of a dim, hyper or tensor: `sum(N) x[N]`.
+    #[error("index `{name}` has the name of a {what}")]
+    #[diagnostic(
+        code(dl::analysis::index_shadows_name),
+        help("pick another index name")
+    )]
+    IndexShadowsName {
+        name: String,
+        what: &'static str,
+        #[label("index bound here")]
+        span: SourceSpan,
+        #[label("the {what} is declared here")]
+        declaration: SourceSpan,
+    },
+
+    /// Returned when a `grad` claim names something that is not an input or a param: `grad alpha = 0`.
+    #[error("`grad {name}`: `{name}` is a {what}, not an input or a param")]
+    #[diagnostic(
+        code(dl::analysis::grad_target),
+        help("gradients are claimed in inputs and params; declare it with `param` or `input`")
+    )]
+    GradTarget {
+        name: String,
+        what: &'static str,
+        #[label("not differentiable")]
+        span: SourceSpan,
+        #[label("declared as a {what} here")]
+        declaration: SourceSpan,
+    },
+
+    /// Returned when an index is not an integer affine expression of indices and dims: `x[i*j]`.
+    #[error("an index must be an integer affine expression of index variables and dims")]
+    #[diagnostic(
+        code(dl::analysis::non_affine_index),
+        help("write indices such as `i`, `i+2`, `N-j`, `2*k-1`; {reason}")
+    )]
+    NonAffineIndex {
+        reason: String,
+        #[label("not affine")]
+        span: SourceSpan,
+    },
+
+    /// Returned when a reduction or output index has no access that bounds it: `sum(k) 1`.
+    #[error("cannot infer the range of index `{name}`")]
+    #[diagnostic(code(dl::analysis::uninferable_range), help("{help}"))]
+    UninferableRange {
+        name: String,
+        help: String,
+        #[label("no access bounds `{name}` on its own")]
+        span: SourceSpan,
+    },
+
+    /// Returned when one index variable indexes axes of different sizes: `sum(k) w[i,k] * x[k]`
+    /// with `w[m, n]` and `x[N]`.
+    #[error("index `{name}` runs over axes of different sizes: {first} and {second}")]
+    #[diagnostic(
+        code(dl::analysis::shape_mismatch),
+        help(
+            "an index used plainly must range over axes of one size; check the declarations, or offset the index explicitly"
+        )
+    )]
+    ShapeMismatch {
+        name: String,
+        first: String,
+        second: String,
+        #[label("{first}")]
+        first_span: SourceSpan,
+        #[label("{second}")]
+        second_span: SourceSpan,
+    },
+
+    /// Returned when a spec has neither a layer output nor a loss.
+    #[error("the spec defines no computation")]
+    #[diagnostic(
+        code(dl::analysis::no_output),
+        help("add a layer output such as `y[i] = a * x[i] + b` or a scalar `loss L = ...`")
+    )]
+    NoOutput {
+        #[label("nothing to differentiate in this file")]
+        span: SourceSpan,
+    },
+
+    /// Returned when a spec defines two outputs: `y[i] = x[i]` and `loss L = a`.
+    #[error("a spec has one output, but `{name}` is a second")]
+    #[diagnostic(
+        code(dl::analysis::multiple_outputs),
+        help("keep one layer or loss; turn the other into a `let`")
+    )]
+    MultipleOutputs {
+        name: String,
+        #[label("second output")]
+        span: SourceSpan,
+        #[label("first output")]
+        first: SourceSpan,
+    },
+
+    /// Returned when the forward computation reads the incoming gradient `g`.
+    #[error("the forward computation reads the incoming gradient `g`")]
+    #[diagnostic(
+        code(dl::analysis::incoming_in_forward),
+        help(
+            "`g` is dL/dy, drawn by the engine; it may appear in claims and the lets they use, not in the layer"
+        )
+    )]
+    IncomingInForward {
+        #[label("read here")]
+        span: SourceSpan,
+    },
+
+    /// Returned when a layer spec declares its own `g`: `param g[N]` beside `y[i] = ...`.
+    #[error("`g` is reserved for the incoming gradient of the layer")]
+    #[diagnostic(
+        code(dl::analysis::reserved_name),
+        help("rename this declaration; with a layer output, `g[i]` is dL/dy[i]")
+    )]
+    ReservedIncoming {
+        #[label("declared here")]
+        span: SourceSpan,
+    },
+
+    /// Returned when a let or output is read before it is defined.
+    #[error("`{name}` is used before its definition")]
+    #[diagnostic(
+        code(dl::analysis::used_before_definition),
+        help("move the definition of `{name}` above this line")
+    )]
+    UsedBeforeDefinition {
+        name: String,
+        #[label("used here")]
+        span: SourceSpan,
+        #[label("defined here")]
+        definition: SourceSpan,
+    },
+
+    /// Returned when an unknown function is called: `expp(x)`.
+    #[error("unknown function `{name}`")]
+    #[diagnostic(code(dl::analysis::unknown_function), help("{help}"))]
+    UnknownFunction {
+        name: String,
+        help: String,
+        #[label("no such function")]
+        span: SourceSpan,
+    },
+
+    /// Returned when a function gets the wrong number of arguments: `exp(x, 2)`.
+    #[error("`{name}` takes {expected} argument{}, but {found} given", if *.expected == 1 { "" } else { "s" })]
+    #[diagnostic(code(dl::analysis::wrong_arity), help("call it as `{usage}`"))]
+    WrongArity {
+        name: String,
+        expected: usize,
+        found: usize,
+        usage: String,
+        #[label("{found} given")]
+        span: SourceSpan,
+    },
+
+    /// Returned when a size is zero: `dim N = 0`.
+    #[error("size `{name}` must be at least 1")]
+    #[diagnostic(
+        code(dl::analysis::dim_zero),
+        help("sizes count elements from 1, as in `x[1] … x[N]`")
+    )]
+    DimZero {
+        name: String,
+        #[label("0 elements")]
+        span: SourceSpan,
+    },
+
+    /// Returned when a value that must be a constant depends on data: `hyper c = x[1]`.
+    #[error("{what} must be a constant expression")]
+    #[diagnostic(
+        code(dl::analysis::not_constant),
+        help("use numbers, dims and earlier hypers only")
+    )]
+    NotConstant {
+        what: &'static str,
+        #[label("depends on {depends}")]
+        span: SourceSpan,
+        depends: String,
+    },
+
+    /// Returned when a value constraint admits no value: `input x in (2, 1)`.
+    #[error("the constraint on `{name}` admits no value: {detail}")]
+    #[diagnostic(
+        code(dl::analysis::empty_domain),
+        help("write the interval as (lo, hi) with lo < hi")
+    )]
+    EmptyDomain {
+        name: String,
+        detail: String,
+        #[label("empty")]
+        span: SourceSpan,
+    },
+
+    /// Returned when a loss has indices: `loss L[i] = x[i]`.
+    #[error("a loss is a scalar, but `{name}` has indices")]
+    #[diagnostic(
+        code(dl::analysis::indexed_loss),
+        help("sum it: `loss {name} = sum(i) ...`, or make it a layer output without `loss`")
+    )]
+    IndexedLoss {
+        name: String,
+        #[label("indices here")]
+        span: SourceSpan,
+    },
+
+    /// Returned when the same index variable appears twice on a left-hand side: `y[i, i]`.
+    #[error("index `{name}` appears twice on the left-hand side")]
+    #[diagnostic(
+        code(dl::analysis::repeated_index),
+        help("each axis needs its own index variable")
+    )]
+    RepeatedIndex {
+        name: String,
+        #[label("again here")]
+        span: SourceSpan,
+        #[label("first here")]
+        first: SourceSpan,
+    },
+
+    /// Returned when a `for` clause names an index the left-hand side does not bind: `y[i] = x[i] for j in 1..=N`.
+    #[error("`for {name}` ranges over an index the left-hand side does not bind")]
+    #[diagnostic(
+        code(dl::analysis::stray_range),
+        help("the left-hand side binds: {bound}")
+    )]
+    StrayRange {
+        name: String,
+        bound: String,
+        #[label("not on the left-hand side")]
+        span: SourceSpan,
+    },
+
+    /// Returned when a spec has two `exercise` titles.
+    #[error("a spec has one `exercise` title")]
+    #[diagnostic(
+        code(dl::analysis::duplicate_exercise),
+        help("keep one title per file")
+    )]
+    DuplicateExercise {
+        #[label("second title")]
+        span: SourceSpan,
+        #[label("first title")]
+        first: SourceSpan,
+    },
+
+    /// Returned when no sizes up to the defaults make every range non-empty:
+    /// `dim N = 2` with `y[i] = x[i+2] for i in 1..=N-2`.
+    #[error("{detail}")]
+    #[diagnostic(code(dl::analysis::empty_range), help("{help}"))]
+    EmptyRange {
+        detail: String,
+        help: String,
+        #[label("empty at {sizes}")]
+        span: SourceSpan,
+        sizes: String,
+    },
+
+    /// Returned when a `--dim` option names a size the spec does not declare.
+    #[error("`--dim {name}=…`: the spec declares no size `{name}`")]
+    #[diagnostic(code(dl::analysis::unknown_dim_override), help("{help}"))]
+    UnknownDimOverride {
+        name: String,
+        help: String,
+        #[label("sizes are declared here")]
+        span: SourceSpan,
+    },
+}

@@ -1,0 +1,12 @@
+//! Analysis: names, index ranges and shapes → a checked [`Program`], and the
+//! sweep of sizes at which its claims are checked. Errors: `dl::analysis::*`.
+
+mod error;
+pub mod program;
+mod resolve;
+mod sizes;
+
+pub use error::AnalysisError;
+pub use program::Program;
+pub use resolve::{analyze, show_affine, visit, visit_body};
+pub use sizes::{Sizes, size_sweep};

@@ -1,0 +1,1536 @@
+//! Name resolution and index analysis: AST → [`Program`].
+//!
+//! Errors are collected rather than returned at the first, so that an author
+//! sees every problem of a file at once.
+
+use std::collections::HashMap;
+
+use super::error::AnalysisError;
+use super::program::*;
+use crate::source::{Span, Spanned};
+use crate::syntax::ast::{self, BinaryOp, TensorRole};
+
+/// What a global name denotes.
+#[derive(Clone, Copy, Debug)]
+enum Symbol {
+    Dim(DimId),
+    Hyper(HyperId),
+    Tensor(TensorId),
+    Def(DefId),
+}
+
+#[derive(Clone, Copy)]
+struct Declared {
+    symbol: Symbol,
+    span: Span,
+}
+
+fn what(symbol: Symbol, program: &Program) -> &'static str {
+    match symbol {
+        Symbol::Dim(_) => "dim",
+        Symbol::Hyper(_) => "hyper",
+        Symbol::Tensor(t) => match program.tensors.get(t.0).map(|t| t.origin) {
+            Some(Origin::Declared(TensorRole::Input)) => "input",
+            Some(Origin::Declared(TensorRole::Param)) => "param",
+            _ => "incoming gradient",
+        },
+        Symbol::Def(d) => match program.defs.get(d.0).map(|d| d.kind) {
+            Some(DefKind::Layer) => "layer output",
+            Some(DefKind::Loss) => "loss",
+            _ => "let",
+        },
+    }
+}
+
+/// One access `T[e1, …]` seen while resolving a body, kept for range inference.
+#[derive(Clone, Debug)]
+struct Access {
+    name: String,
+    axis: usize,
+    range: AxisRange,
+    index: Affine,
+    /// Under an Iverson bracket or a case condition: the guard, not the access,
+    /// is what the author meant to bound the index.
+    guarded: bool,
+    span: Span,
+}
+
+/// The index variables visible at a point, innermost last.
+#[derive(Default)]
+struct Scope {
+    vars: Vec<(String, VarId, Span)>,
+    next_slot: usize,
+    /// The name of every slot, for messages about a point (`j = 2`).
+    slot_names: Vec<String>,
+    accesses: Vec<Access>,
+    /// What this body may read: hypers and dims only (for hyper values).
+    constant: bool,
+}
+
+impl Scope {
+    fn lookup(&self, name: &str) -> Option<(VarId, Span)> {
+        self.vars
+            .iter()
+            .rev()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, v, s)| (*v, *s))
+    }
+
+    fn bind(&mut self, name: &str, span: Span) -> VarId {
+        let var = VarId(self.next_slot);
+        self.next_slot += 1;
+        self.slot_names.push(name.to_string());
+        self.vars.push((name.to_string(), var, span));
+        var
+    }
+}
+
+pub fn analyze(spec: &ast::Spec) -> Result<Program, Vec<AnalysisError>> {
+    let mut resolver = Resolver::default();
+    resolver.run(spec);
+    if resolver.errors.is_empty() {
+        match resolver.program {
+            Some(program) => Ok(program),
+            None => Err(vec![]),
+        }
+    } else {
+        Err(resolver.errors)
+    }
+}
+
+#[derive(Default)]
+struct Resolver {
+    globals: HashMap<String, Declared>,
+    program: Option<Program>,
+    errors: Vec<AnalysisError>,
+    /// Definitions resolved so far; a def may read only these.
+    defined: Vec<bool>,
+    layer_seen: bool,
+}
+
+impl Resolver {
+    fn program(&self) -> &Program {
+        // `run` sets the program before anything reads it.
+        self.program.as_ref().unwrap_or(&EMPTY_PROGRAM)
+    }
+
+    fn program_mut(&mut self) -> Option<&mut Program> {
+        self.program.as_mut()
+    }
+
+    fn error(&mut self, e: AnalysisError) {
+        if !self.errors.contains(&e) {
+            self.errors.push(e);
+        }
+    }
+
+    fn run(&mut self, spec: &ast::Spec) {
+        self.program = Some(Program {
+            exercise: None,
+            dims: vec![],
+            hypers: vec![],
+            tensors: vec![],
+            defs: vec![],
+            output: Output {
+                def: DefId(usize::MAX),
+                incoming: None,
+            },
+            claims: vec![],
+        });
+        self.declare_all(spec);
+        self.resolve_hypers(spec);
+        self.resolve_tensors(spec);
+        let mut output: Option<(DefId, Span)> = None;
+        let mut claims = vec![];
+        for item in spec.items.iter() {
+            match item {
+                ast::Item::Let(def) => self.resolve_def(def, DefKind::Let),
+                ast::Item::Layer(def) | ast::Item::Loss(def) => {
+                    let kind = if matches!(item, ast::Item::Layer(_)) {
+                        DefKind::Layer
+                    } else {
+                        DefKind::Loss
+                    };
+                    let Some(id) = self.def_id(&def.name.node) else {
+                        continue;
+                    };
+                    if let Some((_, first)) = output {
+                        self.error(AnalysisError::MultipleOutputs {
+                            name: def.name.node.clone(),
+                            span: def.name.span.into(),
+                            first: first.into(),
+                        });
+                    } else {
+                        output = Some((id, def.name.span));
+                    }
+                    self.resolve_def(def, kind);
+                    if kind == DefKind::Layer {
+                        self.layer_seen = true;
+                    }
+                }
+                ast::Item::Claim(claim) => claims.push(claim),
+                _ => {}
+            }
+        }
+        match output {
+            Some((def, _)) => {
+                let incoming = self.incoming_tensor();
+                if let Some(p) = self.program_mut() {
+                    p.output = Output { def, incoming };
+                }
+            }
+            None => self.error(AnalysisError::NoOutput {
+                span: Span::new(0, 0).into(),
+            }),
+        }
+        for claim in claims {
+            self.resolve_claim(claim);
+        }
+    }
+
+    fn def_id(&self, name: &str) -> Option<DefId> {
+        match self.globals.get(name)?.symbol {
+            Symbol::Def(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    fn incoming_tensor(&self) -> Option<TensorId> {
+        self.program()
+            .tensors
+            .iter()
+            .position(|t| t.origin == Origin::Incoming)
+            .map(TensorId)
+    }
+
+    fn declare(&mut self, name: &ast::Ident, symbol: Symbol) -> bool {
+        if let Some(previous) = self.globals.get(&name.node) {
+            self.error(AnalysisError::DuplicateName {
+                name: name.node.clone(),
+                span: name.span.into(),
+                previous: previous.span.into(),
+            });
+            return false;
+        }
+        self.globals.insert(
+            name.node.clone(),
+            Declared {
+                symbol,
+                span: name.span,
+            },
+        );
+        true
+    }
+
+    /// Enters every global name first, so that declarations may come in any order.
+    fn declare_all(&mut self, spec: &ast::Spec) {
+        let mut exercise: Option<Span> = None;
+        let has_layer = spec.items.iter().any(|i| matches!(i, ast::Item::Layer(_)));
+        for item in &spec.items {
+            match item {
+                ast::Item::Exercise(title) => match exercise {
+                    Some(first) => self.error(AnalysisError::DuplicateExercise {
+                        span: title.span.into(),
+                        first: first.into(),
+                    }),
+                    None => {
+                        exercise = Some(title.span);
+                        if let Some(p) = self.program_mut() {
+                            p.exercise = Some(title.node.clone());
+                        }
+                    }
+                },
+                ast::Item::Dim(dims) => {
+                    for d in dims {
+                        let id = DimId(self.program().dims.len());
+                        if !self.declare(&d.name, Symbol::Dim(id)) {
+                            continue;
+                        }
+                        if d.default.node < 1 {
+                            self.error(AnalysisError::DimZero {
+                                name: d.name.node.clone(),
+                                span: d.default.span.into(),
+                            });
+                        }
+                        if let Some(p) = self.program_mut() {
+                            p.dims.push(Dim {
+                                name: d.name.node.clone(),
+                                default: d.default.node,
+                                span: d.span,
+                            });
+                        }
+                    }
+                }
+                ast::Item::Hyper(hypers) => {
+                    for h in hypers {
+                        let id = HyperId(self.program().hypers.len());
+                        if !self.declare(&h.name, Symbol::Hyper(id)) {
+                            continue;
+                        }
+                        if let Some(p) = self.program_mut() {
+                            p.hypers.push(Hyper {
+                                name: h.name.node.clone(),
+                                value: Spanned::new(NodeKind::Const(f64::NAN), h.value.span),
+                                span: h.span,
+                            });
+                        }
+                    }
+                }
+                ast::Item::Tensor(tensors) => {
+                    for t in tensors {
+                        if has_layer && t.name.node == "g" {
+                            self.error(AnalysisError::ReservedIncoming {
+                                span: t.name.span.into(),
+                            });
+                            continue;
+                        }
+                        let id = TensorId(self.program().tensors.len());
+                        if !self.declare(&t.name, Symbol::Tensor(id)) {
+                            continue;
+                        }
+                        if let Some(p) = self.program_mut() {
+                            p.tensors.push(Tensor {
+                                name: t.name.node.clone(),
+                                origin: Origin::Declared(t.role.node),
+                                axes: vec![],
+                                values: Values::Random { lo: -1.0, hi: 1.0 },
+                                span: t.span,
+                            });
+                        }
+                    }
+                }
+                ast::Item::Let(def) | ast::Item::Layer(def) | ast::Item::Loss(def) => {
+                    let kind = match item {
+                        ast::Item::Let(_) => DefKind::Let,
+                        ast::Item::Layer(_) => DefKind::Layer,
+                        _ => DefKind::Loss,
+                    };
+                    let id = DefId(self.program().defs.len());
+                    if !self.declare(&def.name, Symbol::Def(id)) {
+                        continue;
+                    }
+                    self.defined.push(false);
+                    if let Some(p) = self.program_mut() {
+                        p.defs.push(Def {
+                            name: def.name.node.clone(),
+                            kind,
+                            axes: vec![],
+                            body: Body::Expr(Spanned::new(NodeKind::Const(0.0), def.span)),
+                            slots: 0,
+                            var_names: vec![],
+                            reads_incoming: false,
+                            span: def.span,
+                            name_span: def.name.span,
+                        });
+                    }
+                }
+                ast::Item::Claim(_) => {}
+            }
+        }
+        if has_layer && !self.globals.contains_key("g") {
+            let id = TensorId(self.program().tensors.len());
+            let layer_span = spec
+                .items
+                .iter()
+                .find_map(|i| match i {
+                    ast::Item::Layer(d) => Some(d.name.span),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            self.globals.insert(
+                "g".to_string(),
+                Declared {
+                    symbol: Symbol::Tensor(id),
+                    span: layer_span,
+                },
+            );
+            if let Some(p) = self.program_mut() {
+                p.tensors.push(Tensor {
+                    name: "g".to_string(),
+                    origin: Origin::Incoming,
+                    axes: vec![],
+                    values: Values::Random { lo: -1.0, hi: 1.0 },
+                    span: layer_span,
+                });
+            }
+        }
+    }
+
+    fn resolve_hypers(&mut self, spec: &ast::Spec) {
+        let mut index = 0;
+        for item in &spec.items {
+            let ast::Item::Hyper(hypers) = item else {
+                continue;
+            };
+            for h in hypers {
+                let Some(Declared {
+                    symbol: Symbol::Hyper(id),
+                    ..
+                }) = self.globals.get(&h.name.node).copied()
+                else {
+                    continue;
+                };
+                // A hyper may read only hypers declared before it.
+                let mut scope = Scope {
+                    constant: true,
+                    ..Scope::default()
+                };
+                if let Some(value) = self.expr(&h.value, &mut scope, false) {
+                    if let Some(later) = first_hyper_at_or_after(&value, id) {
+                        self.error(AnalysisError::UsedBeforeDefinition {
+                            name: self
+                                .program()
+                                .hypers
+                                .get(later.0)
+                                .map(|h| h.name.clone())
+                                .unwrap_or_default(),
+                            span: h.value.span.into(),
+                            definition: self
+                                .program()
+                                .hypers
+                                .get(later.0)
+                                .map(|h| h.span)
+                                .unwrap_or_default()
+                                .into(),
+                        });
+                    }
+                    if let Some(p) = self.program_mut() {
+                        if let Some(slot) = p.hypers.get_mut(id.0) {
+                            slot.value = value;
+                        }
+                    }
+                }
+                index += 1;
+            }
+        }
+        let _ = index;
+    }
+
+    fn resolve_tensors(&mut self, spec: &ast::Spec) {
+        for item in &spec.items {
+            let ast::Item::Tensor(tensors) = item else {
+                continue;
+            };
+            for t in tensors {
+                let Some(Declared {
+                    symbol: Symbol::Tensor(id),
+                    ..
+                }) = self.globals.get(&t.name.node).copied()
+                else {
+                    continue;
+                };
+                let axes: Vec<AxisRange> = t
+                    .shape
+                    .iter()
+                    .filter_map(|e| {
+                        let hi = self.dims_affine(e, "a tensor's size")?;
+                        Some(AxisRange {
+                            lo: Affine::constant(1),
+                            hi,
+                            span: e.span,
+                        })
+                    })
+                    .collect();
+                let values = self.values(t);
+                if let Some(p) = self.program_mut() {
+                    if let Some(slot) = p.tensors.get_mut(id.0) {
+                        slot.axes = axes;
+                        if let Some(values) = values {
+                            slot.values = values;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The draw or the given values of a declared tensor.
+    fn values(&mut self, t: &ast::TensorDecl) -> Option<Values> {
+        const WIDTH: f64 = 2.0;
+        let name = t.name.node.clone();
+        match t.init.as_ref()? {
+            ast::Init::Value(e) => Some(Values::Fill(self.number(e, "a given value")?)),
+            ast::Init::List(items) => {
+                let values: Option<Vec<f64>> = items
+                    .node
+                    .iter()
+                    .map(|e| self.number(e, "a given value"))
+                    .collect();
+                Some(Values::List(values?))
+            }
+            ast::Init::Domain(domain) => {
+                let (lo, hi) = match &domain.node {
+                    ast::Domain::Interval { lo, hi, .. } => {
+                        (self.number(lo, "a bound")?, self.number(hi, "a bound")?)
+                    }
+                    ast::Domain::Bound { op, value } => {
+                        let c = self.number(value, "a bound")?;
+                        match op {
+                            ast::CompareOp::Gt | ast::CompareOp::Ge => (c, c + WIDTH),
+                            ast::CompareOp::Lt | ast::CompareOp::Le => (c - WIDTH, c),
+                            ast::CompareOp::Eq | ast::CompareOp::Ne => {
+                                self.error(AnalysisError::EmptyDomain {
+                                    name,
+                                    detail: format!(
+                                        "`{}` is not a bound; use `= value` to give a value",
+                                        op.symbol()
+                                    ),
+                                    span: domain.span.into(),
+                                });
+                                return None;
+                            }
+                        }
+                    }
+                };
+                if lo.partial_cmp(&hi) != Some(std::cmp::Ordering::Less) {
+                    self.error(AnalysisError::EmptyDomain {
+                        name,
+                        detail: format!("the lower end {lo} is not below the upper end {hi}"),
+                        span: domain.span.into(),
+                    });
+                    return None;
+                }
+                Some(Values::Random { lo, hi })
+            }
+        }
+    }
+
+    /// A finite numeric constant, with a diagnostic where it is not one.
+    fn number(&mut self, e: &ast::Expr, what: &'static str) -> Option<f64> {
+        match const_number(e) {
+            Ok(v) if v.is_finite() => Some(v),
+            Ok(_) => {
+                self.error(AnalysisError::NotConstant {
+                    what,
+                    span: e.span.into(),
+                    depends: "a value that is not finite".to_string(),
+                });
+                None
+            }
+            Err(depends) => {
+                self.error(AnalysisError::NotConstant {
+                    what,
+                    span: depends.span.into(),
+                    depends: depends.node,
+                });
+                None
+            }
+        }
+    }
+
+    /// An affine expression over dims alone: a size or a range end.
+    fn dims_affine(&mut self, e: &ast::Expr, what: &'static str) -> Option<Affine> {
+        let scope = Scope::default();
+        let affine = self.affine(e, &scope)?;
+        if !affine.is_dims_only() {
+            self.error(AnalysisError::NotConstant {
+                what,
+                span: e.span.into(),
+                depends: "an index variable".to_string(),
+            });
+            return None;
+        }
+        Some(affine)
+    }
+
+    fn resolve_def(&mut self, def: &ast::Definition, kind: DefKind) {
+        let Some(id) = self.def_id(&def.name.node) else {
+            return;
+        };
+        if kind == DefKind::Loss && !def.indices.is_empty() {
+            let span = def
+                .indices
+                .iter()
+                .fold(def.indices[0].span, |s, i| s.to(i.span));
+            self.error(AnalysisError::IndexedLoss {
+                name: def.name.node.clone(),
+                span: span.into(),
+            });
+        }
+        let mut scope = Scope::default();
+        let lhs = self.bind_lhs(&def.indices, &mut scope);
+        let body = self.body(&def.body, &mut scope);
+        let mut axes = vec![];
+        for (position, (var, ident)) in lhs.iter().zip(&def.indices).enumerate() {
+            let explicit = def.ranges.iter().find(|r| r.index.node == ident.node);
+            let axis = match explicit {
+                Some(binding) => {
+                    let lo = self.dims_affine(&binding.range.lo, "a range end");
+                    let hi = self.dims_affine(&binding.range.hi, "a range end");
+                    lo.zip(hi).map(|(lo, hi)| AxisRange {
+                        lo,
+                        hi,
+                        span: binding.range.span,
+                    })
+                }
+                None => self.infer_axis(&ident.node, *var, ident.span, &scope, position),
+            };
+            if let Some(axis) = axis {
+                axes.push(axis);
+            }
+        }
+        for binding in &def.ranges {
+            if !def.indices.iter().any(|i| i.node == binding.index.node) {
+                self.error(AnalysisError::StrayRange {
+                    name: binding.index.node.clone(),
+                    bound: bound_list(&def.indices),
+                    span: binding.index.span.into(),
+                });
+            }
+        }
+        let reads_incoming = body.as_ref().is_some_and(|b| self.body_reads_incoming(b));
+        if kind != DefKind::Let && reads_incoming {
+            let span = body
+                .as_ref()
+                .and_then(|b| self.first_incoming_read(b))
+                .unwrap_or(def.span);
+            self.error(AnalysisError::IncomingInForward { span: span.into() });
+        }
+        let incoming = self.incoming_tensor();
+        let slots = scope.next_slot;
+        if let Some(p) = self.program_mut() {
+            if kind == DefKind::Layer {
+                if let Some(t) = incoming.and_then(|t| p.tensors.get_mut(t.0)) {
+                    t.axes = axes.clone();
+                }
+            }
+            if let Some(slot) = p.defs.get_mut(id.0) {
+                slot.axes = axes;
+                slot.slots = slots;
+                slot.var_names = scope.slot_names.clone();
+                slot.reads_incoming = reads_incoming;
+                if let Some(body) = body {
+                    slot.body = body;
+                }
+            }
+        }
+        if let Some(done) = self.defined.get_mut(id.0) {
+            *done = true;
+        }
+    }
+
+    fn bind_lhs(&mut self, indices: &[ast::Ident], scope: &mut Scope) -> Vec<VarId> {
+        let mut vars = vec![];
+        for (k, ident) in indices.iter().enumerate() {
+            if let Some(first) = indices[..k].iter().find(|i| i.node == ident.node) {
+                self.error(AnalysisError::RepeatedIndex {
+                    name: ident.node.clone(),
+                    span: ident.span.into(),
+                    first: first.span.into(),
+                });
+            }
+            self.check_index_name(ident);
+            vars.push(scope.bind(&ident.node, ident.span));
+        }
+        vars
+    }
+
+    fn check_index_name(&mut self, ident: &ast::Ident) {
+        if let Some(declared) = self.globals.get(&ident.node).copied() {
+            let what = what(declared.symbol, self.program());
+            self.error(AnalysisError::IndexShadowsName {
+                name: ident.node.clone(),
+                what,
+                span: ident.span.into(),
+                declaration: declared.span.into(),
+            });
+        }
+    }
+
+    fn resolve_claim(&mut self, claim: &ast::Claim) {
+        let ast::ClaimKind::Grad(grad) = &claim.kind;
+        let Some(declared) = self.lookup_global(&grad.target) else {
+            return;
+        };
+        let target = match declared.symbol {
+            Symbol::Tensor(t)
+                if self
+                    .program()
+                    .tensors
+                    .get(t.0)
+                    .is_some_and(Tensor::is_differentiable) =>
+            {
+                t
+            }
+            other => {
+                let what = what(other, self.program());
+                self.error(AnalysisError::GradTarget {
+                    name: grad.target.node.clone(),
+                    what,
+                    span: grad.target.span.into(),
+                    declaration: declared.span.into(),
+                });
+                return;
+            }
+        };
+        let rank = self
+            .program()
+            .tensors
+            .get(target.0)
+            .map_or(0, |t| t.axes.len());
+        let head_span = grad
+            .indices
+            .last()
+            .map_or(grad.target.span, |i| grad.target.span.to(i.span));
+        if grad.indices.len() != rank {
+            self.error(self.wrong_index_count(
+                &grad.target.node,
+                rank,
+                grad.indices.len(),
+                head_span,
+                declared.span,
+            ));
+            return;
+        }
+        let mut scope = Scope::default();
+        self.bind_lhs(&grad.indices, &mut scope);
+        let Some(body) = self.body(&grad.body, &mut scope) else {
+            return;
+        };
+        let slots = scope.next_slot;
+        if let Some(p) = self.program_mut() {
+            p.claims.push(Claim {
+                kind: ClaimKind::Grad(GradClaim {
+                    target,
+                    body,
+                    slots,
+                    var_names: scope.slot_names,
+                }),
+                expect_fail: claim.expect_fail.clone(),
+                span: claim.span,
+                head_span: Span::new(claim.span.start, head_span.end),
+            });
+        }
+    }
+
+    fn wrong_index_count(
+        &self,
+        name: &str,
+        expected: usize,
+        found: usize,
+        span: Span,
+        declaration: Span,
+    ) -> AnalysisError {
+        const LETTERS: [&str; 6] = ["i", "j", "k", "l", "m", "n"];
+        let usage = if expected == 0 {
+            name.to_string()
+        } else {
+            let letters: Vec<&str> = LETTERS.iter().copied().cycle().take(expected).collect();
+            format!("{name}[{}]", letters.join(", "))
+        };
+        AnalysisError::WrongIndexCount {
+            name: name.to_string(),
+            expected,
+            found,
+            usage,
+            span: span.into(),
+            declaration: declaration.into(),
+        }
+    }
+
+    fn lookup_global(&mut self, ident: &ast::Ident) -> Option<Declared> {
+        if let Some(d) = self.globals.get(&ident.node) {
+            return Some(*d);
+        }
+        let help = suggest(&ident.node, self.globals.keys().map(String::as_str))
+            .map(|s| format!("did you mean `{s}`?"))
+            .unwrap_or_else(|| {
+                "declare it with `dim`, `input`, `param`, `hyper` or `let`".to_string()
+            });
+        self.error(AnalysisError::UnknownName {
+            name: ident.node.clone(),
+            span: ident.span.into(),
+            help,
+        });
+        None
+    }
+
+    fn body(&mut self, body: &ast::Body, scope: &mut Scope) -> Option<Body> {
+        match body {
+            ast::Body::Expr(e) => self.expr(e, scope, false).map(Body::Expr),
+            ast::Body::Cases(cases) => {
+                let mut out = vec![];
+                let mut ok = true;
+                for case in cases {
+                    let condition = match &case.condition {
+                        Some(c) => match self.cond(c, scope) {
+                            Some(c) => Some(c),
+                            None => {
+                                ok = false;
+                                continue;
+                            }
+                        },
+                        None => None,
+                    };
+                    let guarded = cases.len() > 1 || condition.is_some();
+                    match self.expr(&case.value, scope, guarded) {
+                        Some(value) => out.push(Case {
+                            value,
+                            condition,
+                            span: case.span,
+                        }),
+                        None => ok = false,
+                    }
+                }
+                ok.then_some(Body::Cases(out))
+            }
+        }
+    }
+
+    fn cond(&mut self, c: &ast::Condition, scope: &mut Scope) -> Option<Cond> {
+        let kind = match &c.node {
+            ast::ConditionKind::Compare { first, rest } => {
+                let first = self.expr(first, scope, true);
+                let rest: Vec<_> = rest
+                    .iter()
+                    .map(|(op, e)| self.expr(e, scope, true).map(|e| (op.node, e)))
+                    .collect();
+                let rest: Option<Vec<_>> = rest.into_iter().collect();
+                CondKind::Compare {
+                    first: first?,
+                    rest: rest?,
+                }
+            }
+            ast::ConditionKind::And(a, b) => {
+                let a = self.cond(a, scope);
+                let b = self.cond(b, scope);
+                CondKind::And(Box::new(a?), Box::new(b?))
+            }
+            ast::ConditionKind::Or(a, b) => {
+                let a = self.cond(a, scope);
+                let b = self.cond(b, scope);
+                CondKind::Or(Box::new(a?), Box::new(b?))
+            }
+            ast::ConditionKind::Not(a) => CondKind::Not(Box::new(self.cond(a, scope)?)),
+        };
+        Some(Spanned::new(kind, c.span))
+    }
+
+    fn expr(&mut self, e: &ast::Expr, scope: &mut Scope, guarded: bool) -> Option<Node> {
+        let kind = match &e.node {
+            ast::ExprKind::Number(v) => NodeKind::Const(*v),
+            ast::ExprKind::Name(name) => self.name(name, e.span, scope)?,
+            ast::ExprKind::Access { tensor, indices } => {
+                self.access(tensor, indices, e.span, scope, guarded)?
+            }
+            ast::ExprKind::Unary { operand, .. } => {
+                NodeKind::Neg(Box::new(self.expr(operand, scope, guarded)?))
+            }
+            ast::ExprKind::Binary { op, lhs, rhs } => {
+                if *op == BinaryOp::Pow {
+                    if let Some(k) = integer_exponent(rhs) {
+                        let base = self.expr(lhs, scope, guarded)?;
+                        return Some(Spanned::new(NodeKind::PowInt(Box::new(base), k), e.span));
+                    }
+                }
+                // A factor beside an Iverson bracket is read only where the bracket holds.
+                let guard = *op == BinaryOp::Mul
+                    && (matches!(lhs.node, ast::ExprKind::Iverson(_))
+                        || matches!(rhs.node, ast::ExprKind::Iverson(_)));
+                let l = self.expr(lhs, scope, guarded || guard);
+                let r = self.expr(rhs, scope, guarded || guard);
+                NodeKind::Binary {
+                    op: *op,
+                    lhs: Box::new(l?),
+                    rhs: Box::new(r?),
+                }
+            }
+            ast::ExprKind::Call { function, args } => {
+                let resolved: Vec<Option<Node>> =
+                    args.iter().map(|a| self.expr(a, scope, guarded)).collect();
+                let Some(f) = Function::by_name(&function.node) else {
+                    let help = suggest(&function.node, Function::ALL.iter().map(|f| f.name()))
+                        .map(|s| format!("did you mean `{s}`?"))
+                        .unwrap_or_else(|| {
+                            format!(
+                                "the functions are: {}",
+                                Function::ALL.map(|f| f.name()).join(", ")
+                            )
+                        });
+                    self.error(AnalysisError::UnknownFunction {
+                        name: function.node.clone(),
+                        help,
+                        span: function.span.into(),
+                    });
+                    return None;
+                };
+                if args.len() != f.arity() {
+                    let usage = match f.arity() {
+                        1 => format!("{}(x)", f.name()),
+                        _ => format!("{}(x, y)", f.name()),
+                    };
+                    self.error(AnalysisError::WrongArity {
+                        name: f.name().to_string(),
+                        expected: f.arity(),
+                        found: args.len(),
+                        usage,
+                        span: e.span.into(),
+                    });
+                    return None;
+                }
+                let args: Option<Vec<Node>> = resolved.into_iter().collect();
+                NodeKind::Call {
+                    function: f,
+                    args: args?,
+                }
+            }
+            ast::ExprKind::Reduce {
+                op,
+                index,
+                range,
+                body,
+            } => self.reduce(
+                op.node,
+                index,
+                range.as_deref(),
+                body,
+                e.span,
+                scope,
+                guarded,
+            )?,
+            ast::ExprKind::Iverson(c) => NodeKind::Iverson(Box::new(self.cond(c, scope)?)),
+        };
+        Some(Spanned::new(kind, e.span))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn reduce(
+        &mut self,
+        op: ast::ReduceOp,
+        index: &ast::Ident,
+        range: Option<&ast::IndexRangeExpr>,
+        body: &ast::Expr,
+        span: Span,
+        scope: &mut Scope,
+        guarded: bool,
+    ) -> Option<NodeKind> {
+        if scope.constant {
+            self.error(AnalysisError::NotConstant {
+                what: "a hyper",
+                span: span.into(),
+                depends: "a reduction over an index".to_string(),
+            });
+            return None;
+        }
+        if let Some((_, outer)) = scope.lookup(&index.node) {
+            self.error(AnalysisError::ReboundIndex {
+                name: index.node.clone(),
+                fresh: fresh_name(&index.node, scope),
+                span: index.span.into(),
+                outer: outer.into(),
+            });
+            return None;
+        }
+        self.check_index_name(index);
+        // Explicit range ends are resolved outside the reduction's own scope.
+        let explicit = match range {
+            Some(r) => {
+                let lo = self.affine(&r.lo, scope);
+                let hi = self.affine(&r.hi, scope);
+                Some(VarRange {
+                    lowers: vec![lo?],
+                    uppers: vec![hi?],
+                    span: r.span,
+                })
+            }
+            None => None,
+        };
+        let var = scope.bind(&index.node, index.span);
+        let accesses_before = scope.accesses.len();
+        let body = self.expr(body, scope, guarded);
+        scope.vars.pop();
+        let range = match explicit {
+            Some(r) => r,
+            None => {
+                let accesses = scope
+                    .accesses
+                    .get(accesses_before..)
+                    .unwrap_or(&[])
+                    .to_vec();
+                self.infer_var_range(&index.node, var, index.span, &accesses, true)?
+            }
+        };
+        Some(NodeKind::Reduce {
+            op: match op {
+                ast::ReduceOp::Sum => ast::ReduceOp::Sum,
+                ast::ReduceOp::Prod => ast::ReduceOp::Prod,
+                ast::ReduceOp::Max => ast::ReduceOp::Max,
+                ast::ReduceOp::Min => ast::ReduceOp::Min,
+            },
+            var,
+            range,
+            body: Box::new(body?),
+        })
+    }
+
+    fn name(&mut self, name: &str, span: Span, scope: &mut Scope) -> Option<NodeKind> {
+        if let Some((var, _)) = scope.lookup(name) {
+            return Some(NodeKind::Index(var));
+        }
+        let ident = Spanned::new(name.to_string(), span);
+        let declared = self.lookup_global(&ident)?;
+        match declared.symbol {
+            Symbol::Dim(d) => Some(NodeKind::Dim(d)),
+            Symbol::Hyper(h) => Some(NodeKind::Hyper(h)),
+            Symbol::Tensor(_) | Symbol::Def(_) => self.access(&ident, &[], span, scope, false),
+        }
+    }
+
+    fn access(
+        &mut self,
+        tensor: &ast::Ident,
+        indices: &[ast::Expr],
+        span: Span,
+        scope: &mut Scope,
+        guarded: bool,
+    ) -> Option<NodeKind> {
+        if scope.constant {
+            self.error(AnalysisError::NotConstant {
+                what: "a hyper",
+                span: span.into(),
+                depends: format!("`{}`", tensor.node),
+            });
+            return None;
+        }
+        let declared = self.lookup_global(tensor)?;
+        let axes = match declared.symbol {
+            Symbol::Tensor(t) => {
+                let t_ = self.program().tensors.get(t.0)?;
+                if t_.origin == Origin::Incoming && !self.layer_seen {
+                    let definition = t_.span;
+                    self.error(AnalysisError::UsedBeforeDefinition {
+                        name: "g".to_string(),
+                        span: span.into(),
+                        definition: definition.into(),
+                    });
+                    return None;
+                }
+                t_.axes.clone()
+            }
+            Symbol::Def(d) => {
+                let def = self.program().defs.get(d.0)?;
+                if !self.defined.get(d.0).copied().unwrap_or(false) {
+                    let definition = def.name_span;
+                    self.error(AnalysisError::UsedBeforeDefinition {
+                        name: tensor.node.clone(),
+                        span: span.into(),
+                        definition: definition.into(),
+                    });
+                    return None;
+                }
+                def.axes.clone()
+            }
+            Symbol::Dim(_) | Symbol::Hyper(_) => {
+                self.error(self.wrong_index_count(
+                    &tensor.node,
+                    0,
+                    indices.len(),
+                    span,
+                    declared.span,
+                ));
+                return None;
+            }
+        };
+        if axes.len() != indices.len() {
+            self.error(self.wrong_index_count(
+                &tensor.node,
+                axes.len(),
+                indices.len(),
+                span,
+                declared.span,
+            ));
+            return None;
+        }
+        let mut affines = vec![];
+        for (axis, (index, range)) in indices.iter().zip(&axes).enumerate() {
+            let affine = self.affine(index, scope)?;
+            scope.accesses.push(Access {
+                name: tensor.node.clone(),
+                axis,
+                range: range.clone(),
+                index: affine.clone(),
+                guarded,
+                span: index.span,
+            });
+            affines.push(affine);
+        }
+        Some(match declared.symbol {
+            Symbol::Tensor(id) => NodeKind::Tensor {
+                id,
+                indices: affines,
+            },
+            Symbol::Def(id) => NodeKind::Def {
+                id,
+                indices: affines,
+            },
+            _ => return None,
+        })
+    }
+
+    /// An index expression as an affine form over index variables and dims.
+    fn affine(&mut self, e: &ast::Expr, scope: &Scope) -> Option<Affine> {
+        match affine_of(e, scope, &self.globals) {
+            Ok(a) => Some(a),
+            Err(AffineError::Unknown(ident)) => {
+                self.lookup_global(&ident);
+                None
+            }
+            Err(AffineError::NotAffine { span, reason }) => {
+                self.error(AnalysisError::NonAffineIndex {
+                    reason,
+                    span: span.into(),
+                });
+                None
+            }
+        }
+    }
+
+    /// The range of a left-hand-side index without a `for` clause, from the
+    /// accesses that use it, with ends that depend on dims alone.
+    fn infer_axis(
+        &mut self,
+        name: &str,
+        var: VarId,
+        span: Span,
+        scope: &Scope,
+        _position: usize,
+    ) -> Option<AxisRange> {
+        let range = self.infer_var_range(name, var, span, &scope.accesses, false)?;
+        let lo = max_dims_only(&range.lowers);
+        let hi = min_dims_only(&range.uppers);
+        match (lo, hi) {
+            (Some(lo), Some(hi)) => Some(AxisRange { lo, hi, span }),
+            _ => {
+                self.error(AnalysisError::UninferableRange {
+                    name: name.to_string(),
+                    help: format!(
+                        "the accesses that use `{name}` give several different bounds; state the range: `for {name} in 1..=N`"
+                    ),
+                    span: span.into(),
+                });
+                None
+            }
+        }
+    }
+
+    /// Tensor Comprehensions' rule: the largest range that keeps every access
+    /// using `var` (and no variable bound inside it) within its tensor.
+    fn infer_var_range(
+        &mut self,
+        name: &str,
+        var: VarId,
+        span: Span,
+        accesses: &[Access],
+        allow_outer: bool,
+    ) -> Option<VarRange> {
+        let usable: Vec<&Access> = accesses
+            .iter()
+            .filter(|a| {
+                let c = a.index.coefficient_of(var);
+                (c == 1 || c == -1)
+                    && a.index
+                        .vars
+                        .iter()
+                        .all(|(v, _)| *v == var || (allow_outer && v.0 < var.0))
+            })
+            .collect();
+        let unguarded: Vec<&Access> = usable.iter().copied().filter(|a| !a.guarded).collect();
+        let chosen = if unguarded.is_empty() {
+            usable
+        } else {
+            unguarded
+        };
+        if chosen.is_empty() {
+            self.error(AnalysisError::UninferableRange {
+                name: name.to_string(),
+                help: format!(
+                    "index a tensor with `{name}` (as in `x[{name}]`), or give the range: `({name} in 1..=N)`"
+                ),
+                span: span.into(),
+            });
+            return None;
+        }
+        self.check_plain_shapes(name, var, &chosen);
+        let mut lowers: Vec<Affine> = vec![];
+        let mut uppers: Vec<Affine> = vec![];
+        for a in chosen {
+            let c = a.index.coefficient_of(var);
+            // index = c*var + rest, and lo <= index <= hi.
+            let rest = a.index.add_scaled(&Affine::var(var), -c)?;
+            let (lo, hi) = if c == 1 {
+                (
+                    a.range.lo.add_scaled(&rest, -1)?,
+                    a.range.hi.add_scaled(&rest, -1)?,
+                )
+            } else {
+                (
+                    rest.add_scaled(&a.range.hi, -1)?,
+                    rest.add_scaled(&a.range.lo, -1)?,
+                )
+            };
+            if !lowers.contains(&lo) {
+                lowers.push(lo);
+            }
+            if !uppers.contains(&hi) {
+                uppers.push(hi);
+            }
+        }
+        Some(VarRange {
+            lowers,
+            uppers,
+            span,
+        })
+    }
+
+    /// TACO's rule: an index used plainly (`x[k]`) must index axes of one size.
+    fn check_plain_shapes(&mut self, name: &str, var: VarId, accesses: &[&Access]) {
+        let plain: Vec<&&Access> = accesses
+            .iter()
+            .filter(|a| a.index == Affine::var(var))
+            .collect();
+        let Some(first) = plain.first() else {
+            return;
+        };
+        // Ranges that differ by a constant (`g[1..=N-2]` and `x[1..=N]`) meet in
+        // their intersection, as the handout's sums do; ranges over different
+        // sizes (`n` and `N`) are a mistake in the declarations.
+        let differ_in_size = |a: &AxisRange, b: &AxisRange| {
+            let lo = a.lo.add_scaled(&b.lo, -1);
+            let hi = a.hi.add_scaled(&b.hi, -1);
+            !(lo.is_some_and(|d| d.dims.is_empty()) && hi.is_some_and(|d| d.dims.is_empty()))
+        };
+        for other in plain.iter().skip(1) {
+            if differ_in_size(&other.range, &first.range) {
+                let describe = |a: &Access| {
+                    format!(
+                        "`{}` axis {} ({}..={})",
+                        a.name,
+                        a.axis + 1,
+                        self.show_affine(&a.range.lo),
+                        self.show_affine(&a.range.hi)
+                    )
+                };
+                self.error(AnalysisError::ShapeMismatch {
+                    name: name.to_string(),
+                    first: describe(first),
+                    second: describe(other),
+                    first_span: first.span.into(),
+                    second_span: other.span.into(),
+                });
+                return;
+            }
+        }
+    }
+
+    fn show_affine(&self, a: &Affine) -> String {
+        show_affine(a, self.program(), &[])
+    }
+
+    fn body_reads_incoming(&self, body: &Body) -> bool {
+        self.first_incoming_read(body).is_some()
+    }
+
+    fn first_incoming_read(&self, body: &Body) -> Option<Span> {
+        let program = self.program();
+        let mut found = None;
+        visit_body(body, &mut |node| {
+            if found.is_some() {
+                return;
+            }
+            match &node.node {
+                NodeKind::Tensor { id, .. }
+                    if program.tensors.get(id.0).map(|t| t.origin) == Some(Origin::Incoming) =>
+                {
+                    found = Some(node.span)
+                }
+                NodeKind::Def { id, .. }
+                    if program.defs.get(id.0).is_some_and(|d| d.reads_incoming) =>
+                {
+                    found = Some(node.span)
+                }
+                _ => {}
+            }
+        });
+        found
+    }
+}
+
+static EMPTY_PROGRAM: Program = Program {
+    exercise: None,
+    dims: vec![],
+    hypers: vec![],
+    tensors: vec![],
+    defs: vec![],
+    output: Output {
+        def: DefId(usize::MAX),
+        incoming: None,
+    },
+    claims: vec![],
+};
+
+fn bound_list(indices: &[ast::Ident]) -> String {
+    if indices.is_empty() {
+        "no index".to_string()
+    } else {
+        indices
+            .iter()
+            .map(|i| format!("`{}`", i.node))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+fn fresh_name(name: &str, scope: &Scope) -> String {
+    let candidates = ["k", "l", "p", "q", "r", "s", "u", "v"];
+    candidates
+        .iter()
+        .map(|c| c.to_string())
+        .chain((2..).map(|n| format!("{name}{n}")))
+        .find(|c| c != name && scope.lookup(c).is_none())
+        .unwrap_or_else(|| format!("{name}2"))
+}
+
+/// The closest known name, if one is close enough to be a likely typo.
+pub(crate) fn suggest<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> Option<String> {
+    known
+        .map(|k| (strsim::jaro_winkler(name, k), k))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, k)| k.to_string())
+}
+
+enum AffineError {
+    Unknown(ast::Ident),
+    NotAffine { span: Span, reason: String },
+}
+
+fn affine_of(
+    e: &ast::Expr,
+    scope: &Scope,
+    globals: &HashMap<String, Declared>,
+) -> Result<Affine, AffineError> {
+    let not_affine = |reason: &str| AffineError::NotAffine {
+        span: e.span,
+        reason: reason.to_string(),
+    };
+    let overflow = || not_affine("the constant is too large");
+    match &e.node {
+        ast::ExprKind::Number(v) => {
+            if v.fract() != 0.0 || !v.is_finite() || v.abs() > 1e15 {
+                Err(not_affine("an index is a whole number"))
+            } else {
+                #[allow(clippy::cast_possible_truncation)]
+                Ok(Affine::constant(*v as i64))
+            }
+        }
+        ast::ExprKind::Name(name) => {
+            if let Some((v, _)) = scope.lookup(name) {
+                return Ok(Affine::var(v));
+            }
+            match globals.get(name).map(|d| d.symbol) {
+                Some(Symbol::Dim(d)) => Ok(Affine::dim(d)),
+                Some(_) => Err(not_affine(&format!(
+                    "`{name}` is a value, not an index or a size"
+                ))),
+                None => Err(AffineError::Unknown(Spanned::new(name.clone(), e.span))),
+            }
+        }
+        ast::ExprKind::Unary { operand, .. } => affine_of(operand, scope, globals)?
+            .scaled(-1)
+            .ok_or_else(overflow),
+        ast::ExprKind::Binary { op, lhs, rhs } => {
+            let l = affine_of(lhs, scope, globals)?;
+            let r = affine_of(rhs, scope, globals)?;
+            match op {
+                BinaryOp::Add => l.add_scaled(&r, 1).ok_or_else(overflow),
+                BinaryOp::Sub => l.add_scaled(&r, -1).ok_or_else(overflow),
+                BinaryOp::Mul => {
+                    if l.vars.is_empty() && l.dims.is_empty() {
+                        r.scaled(l.constant).ok_or_else(overflow)
+                    } else if r.vars.is_empty() && r.dims.is_empty() {
+                        l.scaled(r.constant).ok_or_else(overflow)
+                    } else {
+                        Err(not_affine(
+                            "a product of two indices or sizes is not affine",
+                        ))
+                    }
+                }
+                BinaryOp::Div | BinaryOp::Pow => {
+                    Err(not_affine("division and powers are not allowed in indices"))
+                }
+            }
+        }
+        _ => Err(not_affine(
+            "only `+`, `-` and `*` by a constant are allowed",
+        )),
+    }
+}
+
+/// A numeric constant (numbers, arithmetic, functions); else what it depends on.
+fn const_number(e: &ast::Expr) -> Result<f64, Spanned<String>> {
+    let depends = |what: String| Spanned::new(what, e.span);
+    match &e.node {
+        ast::ExprKind::Number(v) => Ok(*v),
+        ast::ExprKind::Unary { operand, .. } => Ok(-const_number(operand)?),
+        ast::ExprKind::Binary { op, lhs, rhs } => {
+            let (l, r) = (const_number(lhs)?, const_number(rhs)?);
+            Ok(match op {
+                BinaryOp::Add => l + r,
+                BinaryOp::Sub => l - r,
+                BinaryOp::Mul => l * r,
+                BinaryOp::Div => l / r,
+                BinaryOp::Pow => l.powf(r),
+            })
+        }
+        ast::ExprKind::Call { function, args } if args.len() == 1 => {
+            let x = const_number(&args[0])?;
+            match function.node.as_str() {
+                "exp" => Ok(x.exp()),
+                "log" => Ok(x.ln()),
+                "sqrt" => Ok(x.sqrt()),
+                _ => Err(depends(format!("`{}`", function.node))),
+            }
+        }
+        ast::ExprKind::Name(n) => Err(depends(format!("`{n}`"))),
+        ast::ExprKind::Access { tensor, .. } => Err(depends(format!("`{}`", tensor.node))),
+        _ => Err(depends("an expression that is not a number".to_string())),
+    }
+}
+
+/// `x^2`, `x^-1`: an exponent that is a small whole number.
+fn integer_exponent(e: &ast::Expr) -> Option<i32> {
+    let v = match &e.node {
+        ast::ExprKind::Number(v) => *v,
+        ast::ExprKind::Unary { operand, .. } => match operand.node {
+            ast::ExprKind::Number(v) => -v,
+            _ => return None,
+        },
+        _ => return None,
+    };
+    #[allow(clippy::cast_possible_truncation)]
+    (v.fract() == 0.0 && v.abs() <= 64.0).then_some(v as i32)
+}
+
+fn first_hyper_at_or_after(node: &Node, id: HyperId) -> Option<HyperId> {
+    let mut found = None;
+    visit(node, &mut |n| {
+        if let NodeKind::Hyper(h) = n.node {
+            if h.0 >= id.0 && found.is_none() {
+                found = Some(h);
+            }
+        }
+    });
+    found
+}
+
+fn max_dims_only(bounds: &[Affine]) -> Option<Affine> {
+    single_dims_only(bounds)
+}
+
+fn min_dims_only(bounds: &[Affine]) -> Option<Affine> {
+    single_dims_only(bounds)
+}
+
+/// Several bounds on an output axis are fine when they differ only by a
+/// constant (`x[i]` and `x[i+2]`); then the tightest is the range.
+fn single_dims_only(bounds: &[Affine]) -> Option<Affine> {
+    bounds.iter().try_fold(None::<Affine>, |acc, b| {
+        if !b.is_dims_only() {
+            return None;
+        }
+        Some(Some(match acc {
+            None => b.clone(),
+            Some(a) => {
+                let diff = a.add_scaled(b, -1)?;
+                if !diff.dims.is_empty() {
+                    return None;
+                }
+                a
+            }
+        }))
+    })?
+}
+
+/// Calls `f` on every node of a body, conditions included.
+pub fn visit_body(body: &Body, f: &mut impl FnMut(&Node)) {
+    match body {
+        Body::Expr(e) => visit(e, f),
+        Body::Cases(cases) => {
+            for c in cases {
+                visit(&c.value, f);
+                if let Some(cond) = &c.condition {
+                    visit_cond(cond, f);
+                }
+            }
+        }
+    }
+}
+
+pub fn visit(node: &Node, f: &mut impl FnMut(&Node)) {
+    f(node);
+    match &node.node {
+        NodeKind::Neg(a) | NodeKind::PowInt(a, _) => visit(a, f),
+        NodeKind::Binary { lhs, rhs, .. } => {
+            visit(lhs, f);
+            visit(rhs, f);
+        }
+        NodeKind::Call { args, .. } => args.iter().for_each(|a| visit(a, f)),
+        NodeKind::Reduce { body, .. } => visit(body, f),
+        NodeKind::Iverson(c) => visit_cond(c, f),
+        _ => {}
+    }
+}
+
+fn visit_cond(c: &Cond, f: &mut impl FnMut(&Node)) {
+    match &c.node {
+        CondKind::Compare { first, rest } => {
+            visit(first, f);
+            rest.iter().for_each(|(_, e)| visit(e, f));
+        }
+        CondKind::And(a, b) | CondKind::Or(a, b) => {
+            visit_cond(a, f);
+            visit_cond(b, f);
+        }
+        CondKind::Not(a) => visit_cond(a, f),
+    }
+}
+
+/// `N-2`, `i+1`: an affine form as the author would write it.
+pub fn show_affine(a: &Affine, program: &Program, var_names: &[String]) -> String {
+    let mut terms: Vec<(i64, String)> = vec![];
+    for &(d, c) in &a.dims {
+        let name = program.dims.get(d.0).map_or("?", |d| d.name.as_str());
+        terms.push((c, name.to_string()));
+    }
+    for &(v, c) in &a.vars {
+        let name = var_names.get(v.0).map_or("?", String::as_str);
+        terms.push((c, name.to_string()));
+    }
+    let mut out = String::new();
+    for (c, name) in terms {
+        let sign = if c < 0 { "-" } else { "+" };
+        let mag = c.unsigned_abs();
+        let term = if mag == 1 {
+            name
+        } else {
+            format!("{mag}*{name}")
+        };
+        if out.is_empty() {
+            if c < 0 {
+                out.push('-');
+            }
+            out.push_str(&term);
+        } else {
+            out.push_str(sign);
+            out.push_str(&term);
+        }
+    }
+    if out.is_empty() {
+        return a.constant.to_string();
+    }
+    if a.constant != 0 {
+        out.push(if a.constant < 0 { '-' } else { '+' });
+        out.push_str(&a.constant.unsigned_abs().to_string());
+    }
+    out
+}

@@ -1,0 +1,147 @@
+//! Errors of evaluation: `dl::eval::*`. Each names the expression, the point
+//! (index values in the spec's 1-based terms) and the sizes where it happened.
+
+use miette::{Diagnostic, SourceSpan};
+use thiserror::Error;
+
+#[derive(Debug, Error, Diagnostic, Clone, PartialEq)]
+pub enum EvalError {
+    /// Returned when an access reads outside its tensor: `g[j-2]` at `j = 2`.
+    #[error("`{access}` reads {tensor}[{index}], outside {tensor}[{extent}] ({at})")]
+    #[diagnostic(
+        code(dl::eval::index_out_of_range),
+        help(
+            "keep the access in range, or say where zero padding is meant with a case or an Iverson bracket, e.g. `[{guard}] * {access}`"
+        )
+    )]
+    IndexOutOfRange {
+        access: String,
+        tensor: String,
+        index: String,
+        extent: String,
+        guard: String,
+        at: String,
+        #[label("reads {tensor}[{index}] at {at}")]
+        span: SourceSpan,
+        #[label("`{tensor}` holds {tensor}[{extent}]")]
+        declaration: SourceSpan,
+    },
+
+    /// Returned when no case of a piecewise definition holds at a point.
+    #[error("no case holds at {at}")]
+    #[diagnostic(
+        code(dl::eval::no_case),
+        help("add a case for this point, or end with `| ... otherwise`")
+    )]
+    NoCase {
+        at: String,
+        #[label("no condition is true at {at}")]
+        span: SourceSpan,
+    },
+
+    /// Returned when two cases hold at a point and give different values.
+    #[error(
+        "ambiguous definition at {at}: two cases hold and disagree ({first_value} vs {second_value})"
+    )]
+    #[diagnostic(
+        code(dl::eval::ambiguous_cases),
+        help("make the conditions disjoint, or make the cases agree where they overlap")
+    )]
+    AmbiguousCases {
+        at: String,
+        first_value: String,
+        second_value: String,
+        #[label("gives {first_value}")]
+        first: SourceSpan,
+        #[label("also holds, gives {second_value}")]
+        second: SourceSpan,
+    },
+
+    /// Returned when a function is applied outside its domain: `log(x)` with `x <= 0`.
+    #[error("{function} of {value} at {at}")]
+    #[diagnostic(code(dl::eval::domain), help("{help}"))]
+    Domain {
+        function: String,
+        value: String,
+        at: String,
+        help: String,
+        #[label("{function}({value}) is undefined")]
+        span: SourceSpan,
+    },
+
+    /// Returned when a value is NaN or infinite: `1 / (x[i] - x[i])`.
+    #[error("`{expression}` is {value} at {at}")]
+    #[diagnostic(
+        code(dl::eval::non_finite),
+        help(
+            "a value overflowed or was divided by zero; constrain the inputs (`param s > 0`) or rescale"
+        )
+    )]
+    NonFinite {
+        expression: String,
+        value: String,
+        at: String,
+        #[label("{value} here")]
+        span: SourceSpan,
+    },
+
+    /// Returned when `max` or `min` runs over an empty range.
+    #[error("`{op}` over an empty range at {at}")]
+    #[diagnostic(
+        code(dl::eval::empty_reduction),
+        help("`max` and `min` need at least one element; check the range")
+    )]
+    EmptyReduction {
+        op: String,
+        at: String,
+        #[label("no elements at {at}")]
+        span: SourceSpan,
+    },
+
+    /// Returned when the tensors of a spec would exceed the element limit: `dim N = 100000000`.
+    #[error("{elements} tensor elements at {sizes}, above the limit of {limit}")]
+    #[diagnostic(
+        code(dl::eval::too_large),
+        help(
+            "use smaller sizes (`--dim`), or raise `--max-elements` if the machine has the memory"
+        )
+    )]
+    TooLarge {
+        elements: String,
+        limit: u64,
+        sizes: String,
+        #[label("sizes declared here")]
+        span: SourceSpan,
+    },
+
+    /// Returned when a given list does not match its tensor's length: `input v[N] = [1, 2]` at `N = 3`.
+    #[error("`{tensor}` has {expected} elements at {sizes}, but {found} values are given")]
+    #[diagnostic(
+        code(dl::eval::list_length),
+        help("give one value per element, or a single value for all")
+    )]
+    ListLength {
+        tensor: String,
+        expected: u64,
+        found: usize,
+        sizes: String,
+        #[label("{found} values")]
+        span: SourceSpan,
+    },
+}
+
+impl EvalError {
+    /// The span the error is about, for grouping errors of one cause.
+    pub fn primary_span(&self) -> SourceSpan {
+        match self {
+            EvalError::IndexOutOfRange { span, .. }
+            | EvalError::NoCase { span, .. }
+            | EvalError::Domain { span, .. }
+            | EvalError::NonFinite { span, .. }
+            | EvalError::EmptyReduction { span, .. }
+            | EvalError::TooLarge { span, .. }
+            | EvalError::ListLength { span, .. } => *span,
+            EvalError::AmbiguousCases { first, .. } => *first,
+        }
+    }
+}

@@ -1,0 +1,762 @@
+//! Evaluation of a checked program at one set of sizes, generic over the
+//! scalar type: `f64` for values, num-dual's dual numbers for derivatives.
+//! Errors: `dl::eval::*`.
+
+mod autodiff;
+mod error;
+mod grid;
+mod values;
+
+pub use autodiff::{directional_derivative, gradient};
+pub use error::EvalError;
+pub use grid::Grid;
+pub use values::{draw_values, stream_seed};
+
+use ndarray::{ArrayD, IxDyn};
+use num_dual::DualNum;
+
+use crate::analysis::Sizes;
+use crate::analysis::program::*;
+use crate::source::{Source, Span};
+use crate::syntax::ast::{BinaryOp, ReduceOp};
+
+/// What the evaluator computes with: `f64`, `Dual64`, `DualSVec64<N>`, ...
+pub trait Scalar: DualNum<Primitive = f64> + Copy {}
+impl<T: DualNum<Primitive = f64> + Copy> Scalar for T {}
+
+/// Cases that hold at once must agree to rounding: this many units of
+/// rounding relative to the larger value.
+const CASE_AGREEMENT_ULPS: f64 = 1024.0;
+
+/// A program at concrete sizes: every range resolved to numbers.
+pub struct Instance<'p> {
+    pub program: &'p Program,
+    pub sizes: Sizes,
+    source: &'p Source,
+    tensor_grids: Vec<Grid>,
+    def_grids: Vec<Grid>,
+    hypers: Vec<f64>,
+    /// Definitions the output depends on; the rest serve claims only.
+    feeds_output: Vec<bool>,
+}
+
+impl<'p> Instance<'p> {
+    /// Resolves the ranges at `sizes`; refuses sizes whose tensors would hold
+    /// more than `max_elements` elements in all.
+    pub fn new(
+        program: &'p Program,
+        source: &'p Source,
+        sizes: Sizes,
+        max_elements: u64,
+    ) -> Result<Self, EvalError> {
+        let grid_of = |axes: &[AxisRange]| {
+            Grid::new(
+                axes.iter()
+                    .map(|a| {
+                        (
+                            a.lo.eval(sizes.values(), &[]).unwrap_or(1),
+                            a.hi.eval(sizes.values(), &[]).unwrap_or(0),
+                        )
+                    })
+                    .collect(),
+            )
+        };
+        let tensor_grids: Vec<Grid> = program.tensors.iter().map(|t| grid_of(&t.axes)).collect();
+        let def_grids: Vec<Grid> = program.defs.iter().map(|d| grid_of(&d.axes)).collect();
+        let total = tensor_grids
+            .iter()
+            .chain(&def_grids)
+            .try_fold(0u64, |acc, g| acc.checked_add(g.len()?));
+        if total.is_none_or(|t| t > max_elements) {
+            return Err(EvalError::TooLarge {
+                elements: total.map_or_else(|| "more than 2^64".to_string(), |t| t.to_string()),
+                limit: max_elements,
+                sizes: sizes.to_string(),
+                span: program
+                    .dims
+                    .first()
+                    .map_or(Span::default(), |d| d.span)
+                    .into(),
+            });
+        }
+        let mut instance = Self {
+            program,
+            sizes,
+            source,
+            tensor_grids,
+            def_grids,
+            hypers: vec![],
+            feeds_output: feeds_output(program),
+        };
+        instance.hypers = instance.evaluate_hypers()?;
+        Ok(instance)
+    }
+
+    pub fn tensor_grid(&self, t: TensorId) -> &Grid {
+        &self.tensor_grids[t.0]
+    }
+
+    pub fn def_grid(&self, d: DefId) -> &Grid {
+        &self.def_grids[d.0]
+    }
+
+    pub fn text_of(&self, span: Span) -> &str {
+        self.source.text().get(span.start..span.end).unwrap_or("?")
+    }
+
+    /// The spec's text, for attaching to diagnostics.
+    pub fn program_source(&self) -> miette::NamedSource<String> {
+        self.source.named()
+    }
+
+    fn evaluate_hypers(&self) -> Result<Vec<f64>, EvalError> {
+        let mut values = Vec::with_capacity(self.program.hypers.len());
+        for hyper in &self.program.hypers {
+            let evaluation = Evaluation::<f64> {
+                instance: self,
+                tensors: &[],
+                defs: vec![],
+                hypers: &values,
+            };
+            let frame = Frame::new(&[], 0);
+            let v = evaluation.node(&hyper.value, &mut frame.clone())?;
+            values.push(v);
+        }
+        Ok(values)
+    }
+
+    /// A fresh evaluation over the given tensor values (indexed by [`TensorId`]).
+    pub fn evaluation<'a, T: Scalar>(&'a self, tensors: &'a [ArrayD<T>]) -> Evaluation<'a, T> {
+        Evaluation {
+            instance: self,
+            tensors,
+            defs: self
+                .program
+                .defs
+                .iter()
+                .map(|_| DefState::Pending)
+                .collect(),
+            hypers: &self.hypers,
+        }
+    }
+}
+
+fn feeds_output(program: &Program) -> Vec<bool> {
+    let mut feeds = vec![false; program.defs.len()];
+    if let Some(f) = feeds.get_mut(program.output.def.0) {
+        *f = true;
+    }
+    // Definitions only read earlier ones, so one backward sweep suffices.
+    for k in (0..program.defs.len()).rev() {
+        if !feeds[k] {
+            continue;
+        }
+        crate::analysis::visit_body(&program.defs[k].body, &mut |node| {
+            if let NodeKind::Def { id, .. } = &node.node {
+                if let Some(f) = feeds.get_mut(id.0) {
+                    *f = true;
+                }
+            }
+        });
+    }
+    feeds
+}
+
+#[derive(Clone)]
+enum DefState<T> {
+    Pending,
+    Ready(ArrayD<T>),
+    Failed(Box<EvalError>),
+}
+
+/// Index-variable values at the point being evaluated, with their names.
+#[derive(Clone)]
+pub struct Frame<'n> {
+    names: &'n [String],
+    env: Vec<i64>,
+}
+
+impl<'n> Frame<'n> {
+    pub fn new(names: &'n [String], slots: usize) -> Self {
+        Self {
+            names,
+            env: vec![0; slots],
+        }
+    }
+
+    /// `j = 2, N = 8`: the point and the sizes, in the spec's terms.
+    pub fn describe(&self, sizes: &Sizes) -> String {
+        let mut parts: Vec<String> = self
+            .names
+            .iter()
+            .zip(&self.env)
+            .map(|(n, v)| format!("{n} = {v}"))
+            .collect();
+        parts.extend(sizes.named().map(|(n, v)| format!("{n} = {v}")));
+        if parts.is_empty() {
+            "the only point".to_string()
+        } else {
+            parts.join(", ")
+        }
+    }
+
+    pub fn set_point(&mut self, point: &[i64]) {
+        for (slot, &p) in self.env.iter_mut().zip(point) {
+            *slot = p;
+        }
+    }
+}
+
+/// One evaluation of a program's definitions over given tensor values.
+pub struct Evaluation<'a, T> {
+    instance: &'a Instance<'a>,
+    tensors: &'a [ArrayD<T>],
+    defs: Vec<DefState<T>>,
+    hypers: &'a [f64],
+}
+
+impl<'a, T: Scalar> Evaluation<'a, T> {
+    /// The scalar L: the loss, or `sum(i) g[i] * y[i]` for a layer.
+    pub fn loss(&mut self) -> Result<T, EvalError> {
+        self.compute_defs(true)?;
+        let output = self.instance.program.output;
+        let y = self.def_values(output.def)?;
+        match output.incoming {
+            None => Ok(y.iter().next().copied().unwrap_or_else(T::zero)),
+            Some(g) => {
+                let g = self.tensors.get(g.0).map(|g| g.view());
+                let mut total = T::zero();
+                if let Some(g) = g {
+                    for (gi, yi) in g.iter().zip(y.iter()) {
+                        total += *gi * *yi;
+                    }
+                }
+                Ok(total)
+            }
+        }
+    }
+
+    /// Computes the definitions in order: only those the output needs when
+    /// `output_only`, else all (failures of claim-only ones are kept, not raised).
+    pub fn compute_defs(&mut self, output_only: bool) -> Result<(), EvalError> {
+        let program = self.instance.program;
+        for (k, def) in program.defs.iter().enumerate() {
+            if !matches!(self.defs[k], DefState::Pending) {
+                continue;
+            }
+            let feeds = self.instance.feeds_output[k];
+            if output_only && !feeds {
+                continue;
+            }
+            let result = self.compute_def(def, &self.instance.def_grids[k]);
+            match result {
+                Ok(values) => self.defs[k] = DefState::Ready(values),
+                Err(e) if feeds => return Err(e),
+                Err(e) => self.defs[k] = DefState::Failed(Box::new(e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn compute_def(&self, def: &Def, grid: &Grid) -> Result<ArrayD<T>, EvalError> {
+        let mut frame = Frame::new(&def.var_names, def.slots);
+        let mut values = Vec::with_capacity(usize::try_from(grid.len().unwrap_or(0)).unwrap_or(0));
+        for point in grid.points() {
+            frame.set_point(&point);
+            let v = self.body(&def.body, &mut frame)?;
+            if !v.re().is_finite() {
+                return Err(self.non_finite(def.body_span(), v.re(), &frame));
+            }
+            values.push(v);
+        }
+        ArrayD::from_shape_vec(IxDyn(&grid.extents()), values).map_err(|_| EvalError::NonFinite {
+            expression: def.name.clone(),
+            value: "of the wrong shape".to_string(),
+            at: self.instance.sizes.to_string(),
+            span: def.span.into(),
+        })
+    }
+
+    pub fn def_values(&self, d: DefId) -> Result<&ArrayD<T>, EvalError> {
+        match self.defs.get(d.0) {
+            Some(DefState::Ready(v)) => Ok(v),
+            Some(DefState::Failed(e)) => Err((**e).clone()),
+            _ => Err(EvalError::NonFinite {
+                expression: "a definition".to_string(),
+                value: "not computed".to_string(),
+                at: self.instance.sizes.to_string(),
+                span: Span::default().into(),
+            }),
+        }
+    }
+
+    /// The value of a body (expression or cases) at the frame's point.
+    pub fn body(&self, body: &Body, frame: &mut Frame<'_>) -> Result<T, EvalError> {
+        match body {
+            Body::Expr(e) => self.node(e, frame),
+            Body::Cases(cases) => self.cases(cases, frame),
+        }
+    }
+
+    fn cases(&self, cases: &[Case], frame: &mut Frame<'_>) -> Result<T, EvalError> {
+        let mut chosen: Option<(&Case, T)> = None;
+        for case in cases {
+            let holds = match &case.condition {
+                Some(c) => self.cond(c, frame)?,
+                None => chosen.is_none(),
+            };
+            if !holds {
+                continue;
+            }
+            let value = self.node(&case.value, frame)?;
+            match &chosen {
+                None => chosen = Some((case, value)),
+                Some((first, first_value)) => {
+                    let (a, b) = (first_value.re(), value.re());
+                    let scale = a.abs().max(b.abs());
+                    if (a - b).abs() > CASE_AGREEMENT_ULPS * f64::EPSILON * scale {
+                        return Err(EvalError::AmbiguousCases {
+                            at: self.at(frame),
+                            first_value: format_value(a),
+                            second_value: format_value(b),
+                            first: first.span.into(),
+                            second: case.span.into(),
+                        });
+                    }
+                }
+            }
+        }
+        match chosen {
+            Some((_, v)) => Ok(v),
+            None => Err(EvalError::NoCase {
+                at: self.at(frame),
+                span: cases
+                    .first()
+                    .zip(cases.last())
+                    .map_or(Span::default(), |(a, b)| a.span.to(b.span))
+                    .into(),
+            }),
+        }
+    }
+
+    fn cond(&self, c: &Cond, frame: &mut Frame<'_>) -> Result<bool, EvalError> {
+        Ok(match &c.node {
+            CondKind::Compare { first, rest } => {
+                let mut lhs = self.node(first, frame)?.re();
+                for (op, e) in rest {
+                    let rhs = self.node(e, frame)?.re();
+                    if !op.holds(lhs, rhs) {
+                        return Ok(false);
+                    }
+                    lhs = rhs;
+                }
+                true
+            }
+            CondKind::And(a, b) => self.cond(a, frame)? && self.cond(b, frame)?,
+            CondKind::Or(a, b) => self.cond(a, frame)? || self.cond(b, frame)?,
+            CondKind::Not(a) => !self.cond(a, frame)?,
+        })
+    }
+
+    pub fn node(&self, node: &Node, frame: &mut Frame<'_>) -> Result<T, EvalError> {
+        match &node.node {
+            NodeKind::Const(v) => Ok(T::from(*v)),
+            NodeKind::Dim(d) => Ok(T::from(self.instance.sizes.get(*d) as f64)),
+            NodeKind::Hyper(h) => Ok(T::from(self.hypers.get(h.0).copied().unwrap_or(f64::NAN))),
+            NodeKind::Index(v) => Ok(T::from(frame.env.get(v.0).copied().unwrap_or(0) as f64)),
+            NodeKind::Tensor { id, indices } => {
+                let grid = &self.instance.tensor_grids[id.0];
+                let tensor = &self.instance.program.tensors[id.0];
+                let target = Target {
+                    name: &tensor.name,
+                    declaration: tensor.span,
+                    axes: &tensor.axes,
+                };
+                let offset = self.offset(node, grid, indices, frame, target)?;
+                self.tensors
+                    .get(id.0)
+                    .and_then(|t| t.as_slice_memory_order()?.get(offset).copied())
+                    .ok_or_else(|| self.missing(node, frame))
+            }
+            NodeKind::Def { id, indices } => {
+                let def = &self.instance.program.defs[id.0];
+                let grid = &self.instance.def_grids[id.0];
+                let target = Target {
+                    name: &def.name,
+                    declaration: def.name_span,
+                    axes: &def.axes,
+                };
+                let offset = self.offset(node, grid, indices, frame, target)?;
+                let values = self.def_values(*id)?;
+                values
+                    .as_slice_memory_order()
+                    .and_then(|s| s.get(offset).copied())
+                    .ok_or_else(|| self.missing(node, frame))
+            }
+            NodeKind::Neg(a) => Ok(-self.node(a, frame)?),
+            NodeKind::Binary { op, lhs, rhs } => self.binary(node, *op, lhs, rhs, frame),
+            NodeKind::PowInt(base, k) => {
+                let b = self.node(base, frame)?;
+                if *k < 0 && b.re() == 0.0 {
+                    return Err(self.domain(
+                        node,
+                        "power",
+                        b.re(),
+                        frame,
+                        "a negative power of 0 is undefined",
+                    ));
+                }
+                Ok(b.powi(*k))
+            }
+            NodeKind::Call { function, args } => self.call(node, *function, args, frame),
+            NodeKind::Reduce {
+                op,
+                var,
+                range,
+                body,
+            } => self.reduce(node, *op, *var, range, body, frame),
+            NodeKind::Iverson(c) => Ok(if self.cond(c, frame)? {
+                T::one()
+            } else {
+                T::zero()
+            }),
+        }
+    }
+
+    fn binary(
+        &self,
+        node: &Node,
+        op: BinaryOp,
+        lhs: &Node,
+        rhs: &Node,
+        frame: &mut Frame<'_>,
+    ) -> Result<T, EvalError> {
+        if op == BinaryOp::Mul {
+            // Knuth's strong zero: a false bracket makes the product 0 without
+            // reading the other factor, so guarded accesses never go out of range.
+            for (guard, other) in [(lhs, rhs), (rhs, lhs)] {
+                if let NodeKind::Iverson(c) = &guard.node {
+                    return if self.cond(c, frame)? {
+                        self.node(other, frame)
+                    } else {
+                        Ok(T::zero())
+                    };
+                }
+            }
+        }
+        let a = self.node(lhs, frame)?;
+        let b = self.node(rhs, frame)?;
+        Ok(match op {
+            BinaryOp::Add => a + b,
+            BinaryOp::Sub => a - b,
+            BinaryOp::Mul => a * b,
+            BinaryOp::Div => {
+                if b.re() == 0.0 {
+                    return Err(self.domain(
+                        node,
+                        "division",
+                        a.re(),
+                        frame,
+                        "the divisor is 0 here",
+                    ));
+                }
+                a / b
+            }
+            BinaryOp::Pow => {
+                if a.re() <= 0.0 {
+                    return Err(self.domain(node, "power", a.re(), frame, "a real power needs a positive base; use an integer exponent for negative bases"));
+                }
+                (b * a.ln()).exp()
+            }
+        })
+    }
+
+    fn call(
+        &self,
+        node: &Node,
+        function: Function,
+        args: &[Node],
+        frame: &mut Frame<'_>,
+    ) -> Result<T, EvalError> {
+        let x = match args.first() {
+            Some(a) => self.node(a, frame)?,
+            None => T::zero(),
+        };
+        let y = match args.get(1) {
+            Some(a) => Some(self.node(a, frame)?),
+            None => None,
+        };
+        let positive = |what: &str| {
+            self.domain(
+                node,
+                function.name(),
+                x.re(),
+                frame,
+                &format!("{what}; constrain the values that reach it (e.g. `param s > 0`)"),
+            )
+        };
+        Ok(match function {
+            Function::Exp => x.exp(),
+            Function::Log => {
+                if x.re() <= 0.0 {
+                    return Err(positive("log needs a positive argument"));
+                }
+                x.ln()
+            }
+            Function::Sqrt => {
+                if x.re() < 0.0 {
+                    return Err(positive("sqrt needs a non-negative argument"));
+                }
+                x.sqrt()
+            }
+            Function::Abs => x.abs(),
+            Function::Tanh => x.tanh(),
+            Function::Sigmoid => (T::one() + (-x).exp()).recip(),
+            Function::Relu => {
+                if x.re() > 0.0 {
+                    x
+                } else {
+                    T::zero()
+                }
+            }
+            Function::Softplus => {
+                // log(1 + e^x) without overflow for large x.
+                if x.re() > 0.0 {
+                    x + (-x).exp().ln_1p()
+                } else {
+                    x.exp().ln_1p()
+                }
+            }
+            Function::Sin => x.sin(),
+            Function::Cos => x.cos(),
+            Function::Min | Function::Max => {
+                let y = y.unwrap_or(x);
+                let take_x = (x.re() <= y.re()) == (function == Function::Min);
+                if take_x { x } else { y }
+            }
+            Function::Pow => {
+                let y = y.unwrap_or_else(T::one);
+                if x.re() <= 0.0 {
+                    return Err(positive(
+                        "pow(x, y) needs x > 0; write x^k with a whole k for other bases",
+                    ));
+                }
+                (y * x.ln()).exp()
+            }
+        })
+    }
+
+    fn reduce(
+        &self,
+        node: &Node,
+        op: ReduceOp,
+        var: VarId,
+        range: &VarRange,
+        body: &Node,
+        frame: &mut Frame<'_>,
+    ) -> Result<T, EvalError> {
+        let sizes = self.instance.sizes.values();
+        let lo = range
+            .lowers
+            .iter()
+            .filter_map(|a| a.eval(sizes, &frame.env))
+            .max()
+            .unwrap_or(1);
+        let hi = range
+            .uppers
+            .iter()
+            .filter_map(|a| a.eval(sizes, &frame.env))
+            .min()
+            .unwrap_or(0);
+        let mut acc: Option<T> = None;
+        for k in lo..=hi {
+            if let Some(slot) = frame.env.get_mut(var.0) {
+                *slot = k;
+            }
+            let v = self.node(body, frame)?;
+            acc = Some(match (acc, op) {
+                (None, _) => v,
+                (Some(a), ReduceOp::Sum) => a + v,
+                (Some(a), ReduceOp::Prod) => a * v,
+                (Some(a), ReduceOp::Max) => {
+                    if v.re() > a.re() {
+                        v
+                    } else {
+                        a
+                    }
+                }
+                (Some(a), ReduceOp::Min) => {
+                    if v.re() < a.re() {
+                        v
+                    } else {
+                        a
+                    }
+                }
+            });
+        }
+        match (acc, op) {
+            (Some(v), _) => Ok(v),
+            (None, ReduceOp::Sum) => Ok(T::zero()),
+            (None, ReduceOp::Prod) => Ok(T::one()),
+            (None, ReduceOp::Max | ReduceOp::Min) => Err(EvalError::EmptyReduction {
+                op: if op == ReduceOp::Max { "max" } else { "min" }.to_string(),
+                at: self.at(frame),
+                span: node.span.into(),
+            }),
+        }
+    }
+
+    fn offset(
+        &self,
+        node: &Node,
+        grid: &Grid,
+        indices: &[Affine],
+        frame: &Frame<'_>,
+        target: Target<'_>,
+    ) -> Result<usize, EvalError> {
+        let Target {
+            name,
+            declaration,
+            axes,
+        } = target;
+        let sizes = self.instance.sizes.values();
+        let mut point = [0i64; 8];
+        let mut long_point = vec![];
+        let point: &mut [i64] = if indices.len() <= 8 {
+            &mut point[..indices.len()]
+        } else {
+            long_point.resize(indices.len(), 0);
+            &mut long_point
+        };
+        for (p, a) in point.iter_mut().zip(indices) {
+            *p = a.eval(sizes, &frame.env).unwrap_or(i64::MIN);
+        }
+        grid.offset(point).ok_or_else(|| {
+            let index = point
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
+            EvalError::IndexOutOfRange {
+                access: self.instance.text_of(node.span).to_string(),
+                tensor: name.to_string(),
+                index,
+                extent: grid.describe(),
+                guard: guard_hint(indices, axes, frame.names, self.instance.program),
+                at: self.at(frame),
+                span: node.span.into(),
+                declaration: declaration.into(),
+            }
+        })
+    }
+
+    fn missing(&self, node: &Node, frame: &Frame<'_>) -> EvalError {
+        self.non_finite(node.span, f64::NAN, frame)
+    }
+
+    fn non_finite(&self, span: Span, value: f64, frame: &Frame<'_>) -> EvalError {
+        EvalError::NonFinite {
+            expression: self.instance.text_of(span).to_string(),
+            value: format_value(value),
+            at: self.at(frame),
+            span: span.into(),
+        }
+    }
+
+    fn domain(
+        &self,
+        node: &Node,
+        function: &str,
+        value: f64,
+        frame: &Frame<'_>,
+        help: &str,
+    ) -> EvalError {
+        EvalError::Domain {
+            function: function.to_string(),
+            value: format_value(value),
+            at: self.at(frame),
+            help: help.to_string(),
+            span: node.span.into(),
+        }
+    }
+
+    fn at(&self, frame: &Frame<'_>) -> String {
+        frame.describe(&self.instance.sizes)
+    }
+}
+
+impl Def {
+    fn body_span(&self) -> Span {
+        match &self.body {
+            Body::Expr(e) => e.span,
+            Body::Cases(c) => c
+                .first()
+                .zip(c.last())
+                .map_or(self.span, |(a, b)| a.span.to(b.span)),
+        }
+    }
+}
+
+/// What an access reads: a tensor or a definition.
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    name: &'a str,
+    declaration: Span,
+    axes: &'a [AxisRange],
+}
+
+/// A condition that keeps an access inside its tensor, in the spec's terms,
+/// for the help line: `3 <= j <= N` for `g[j-2]` over `1..=N-2`.
+fn guard_hint(
+    indices: &[Affine],
+    axes: &[AxisRange],
+    names: &[String],
+    program: &Program,
+) -> String {
+    let mut guards = vec![];
+    for (a, axis) in indices.iter().zip(axes) {
+        if let [(v, 1)] = a.vars.as_slice() {
+            // index = v + rest, so lo - rest <= v <= hi - rest.
+            let rest = a.add_scaled(&Affine::var(*v), -1);
+            let bounds = rest.and_then(|rest| {
+                Some((
+                    axis.lo.add_scaled(&rest, -1)?,
+                    axis.hi.add_scaled(&rest, -1)?,
+                ))
+            });
+            if let Some((lo, hi)) = bounds {
+                let name = names.get(v.0).map_or("i", String::as_str);
+                guards.push(format!(
+                    "{} <= {name} <= {}",
+                    crate::analysis::show_affine(&lo, program, names),
+                    crate::analysis::show_affine(&hi, program, names)
+                ));
+                continue;
+            }
+        }
+        guards.push(format!(
+            "{} <= {} <= {}",
+            crate::analysis::show_affine(&axis.lo, program, names),
+            crate::analysis::show_affine(a, program, names),
+            crate::analysis::show_affine(&axis.hi, program, names)
+        ));
+    }
+    guards.join(" and ")
+}
+
+/// A value as reports print it: short, but exact enough to compare.
+pub fn format_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".to_string()
+    } else if v.is_infinite() {
+        if v > 0.0 { "inf" } else { "-inf" }.to_string()
+    } else if v == 0.0 {
+        "0".to_string()
+    } else if v.abs() >= 1e-3 && v.abs() < 1e6 {
+        let s = format!("{v:.6}");
+        let s = s.trim_end_matches('0').trim_end_matches('.');
+        s.to_string()
+    } else {
+        format!("{v:.4e}")
+    }
+}

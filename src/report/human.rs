@@ -1,0 +1,268 @@
+//! The report for a person: one line per claim, evidence under the claims
+//! that did not come out as expected, diagnostics rendered by miette.
+
+use std::fmt::Write;
+
+use miette::{GraphicalReportHandler, GraphicalTheme};
+
+use super::{Summary, block_name};
+use crate::eval::format_value;
+use crate::verify::outcome::*;
+
+/// Mismatching elements shown per claim (all are counted).
+const ELEMENTS_SHOWN: usize = 4;
+/// Index blocks listed per size.
+const BLOCKS_SHOWN: usize = 6;
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HumanOptions {
+    /// Show cross-checks and sizes for every claim, not only failing ones.
+    pub verbose: bool,
+    /// Print the derived gradients as tables.
+    pub show_grad: bool,
+}
+
+pub fn render(files: &[FileOutcome], options: HumanOptions) -> String {
+    let mut out = String::new();
+    for file in files {
+        render_file(&mut out, file, options);
+        out.push('\n');
+    }
+    let s = Summary::of(files);
+    let _ = writeln!(
+        out,
+        "summary: {} file{}, {} claim{}: {} passed, {} failed, {} error{}",
+        s.files,
+        plural(s.files),
+        s.claims,
+        plural(s.claims),
+        s.passed,
+        s.failed,
+        s.errors,
+        plural(s.errors)
+    );
+    out
+}
+
+fn short_error(e: f64) -> String {
+    if e == 0.0 {
+        "0".to_string()
+    } else {
+        format!("{e:.1e}")
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// Renders a diagnostic the same way everywhere: no colour, fixed width, so
+/// that output is byte-identical run after run and snapshots are stable.
+pub fn render_diagnostic(diagnostic: &miette::Report) -> String {
+    let mut out = String::new();
+    let handler = GraphicalReportHandler::new_themed(GraphicalTheme::unicode_nocolor())
+        .with_width(100)
+        .with_links(false);
+    if handler
+        .render_report(&mut out, diagnostic.as_ref())
+        .is_err()
+    {
+        out = format!("{diagnostic}\n");
+    }
+    out
+}
+
+fn render_file(out: &mut String, file: &FileOutcome, options: HumanOptions) {
+    let title = file.exercise.as_deref().unwrap_or("");
+    let status = match file.status() {
+        FileStatus::Pass => "ok",
+        FileStatus::Fail => "FAILED",
+        FileStatus::Error => "NOT CHECKED",
+    };
+    if title.is_empty() {
+        let _ = writeln!(out, "{} [{status}]", file.path);
+    } else {
+        let _ = writeln!(out, "{}: {title} [{status}]", file.path);
+    }
+    if !file.sizes.is_empty() {
+        let sizes: Vec<String> = file.sizes.iter().map(|s| format!("({s})")).collect();
+        let _ = writeln!(out, "  checked at {}", sizes.join(", "));
+    }
+    for diagnostic in &file.diagnostics {
+        out.push_str(&indent(&render_diagnostic(diagnostic), "  "));
+    }
+    let width = file
+        .claims
+        .iter()
+        .map(|c| c.head.chars().count())
+        .max()
+        .unwrap_or(0);
+    for claim in &file.claims {
+        render_claim(out, claim, width, options);
+    }
+    if options.show_grad {
+        for derived in &file.derived {
+            render_derived(out, derived);
+        }
+    }
+}
+
+fn render_claim(out: &mut String, claim: &ClaimOutcome, width: usize, options: HumanOptions) {
+    let status = claim.status();
+    let mark = match status {
+        ClaimStatus::Pass => "pass",
+        ClaimStatus::ExpectedFail => "pass (expected fail)",
+        ClaimStatus::Fail => "FAIL",
+        ClaimStatus::UnexpectedPass => "FAIL (unexpected pass)",
+        ClaimStatus::Error => "ERROR",
+    };
+    let head = format!("{:<width$}", claim.head);
+    let mut line = format!("  {head}  line {:<4} {mark}", claim.line);
+    match (&claim.verdict, status) {
+        (Verdict::Holds, _) => {
+            let _ = write!(
+                line,
+                ": agrees with autodiff at {} size{} (max rel. error {})",
+                claim.sizes.len(),
+                plural(claim.sizes.len()),
+                short_error(claim.max_rel_error)
+            );
+        }
+        (Verdict::Refuted, _) => {
+            let _ = write!(line, ": {}", refutation_summary(claim));
+        }
+        (Verdict::Undecided(why), _) => {
+            let _ = write!(line, ": {why}");
+        }
+    }
+    let _ = writeln!(out, "{line}");
+    if let Some(reason) = &claim.expect_fail {
+        let _ = writeln!(out, "      erratum: {reason}");
+    }
+    let show_evidence = !status.as_expected() || options.verbose;
+    if show_evidence {
+        render_evidence(out, claim);
+    }
+    if options.verbose || !claim.cross_checks.iter().all(|c| c.passed) {
+        for check in &claim.cross_checks {
+            let verdict = if check.passed { "ok" } else { "DISAGREES" };
+            let _ = writeln!(out, "      {} {verdict}: {}", check.name, check.detail);
+        }
+    }
+}
+
+/// One line saying where the claim goes wrong.
+fn refutation_summary(claim: &ClaimOutcome) -> String {
+    let mut parts = vec![];
+    let mismatched: usize = claim.mismatch_groups.iter().map(|g| g.count).sum();
+    if mismatched > 0 {
+        let first = claim.mismatch_groups.first().map(|g| {
+            let blocks: Vec<String> = g
+                .blocks
+                .iter()
+                .take(2)
+                .map(|b| block_name(&claim.target, b))
+                .collect();
+            format!("{} at {}", blocks.join(", "), g.sizes)
+        });
+        parts.push(format!(
+            "differs from autodiff at {mismatched} element{} (first: {})",
+            plural(mismatched),
+            first.unwrap_or_default()
+        ));
+    }
+    let undefined: usize = claim.problems.iter().map(|p| p.elements.count).sum();
+    if undefined > 0 {
+        parts.push(format!(
+            "undefined at {undefined} element{}",
+            plural(undefined)
+        ));
+    }
+    parts.join("; ")
+}
+
+fn render_evidence(out: &mut String, claim: &ClaimOutcome) {
+    for group in &claim.mismatch_groups {
+        let blocks: Vec<String> = group
+            .blocks
+            .iter()
+            .take(BLOCKS_SHOWN)
+            .map(|b| block_name(&claim.target, b))
+            .collect();
+        let more = group.blocks.len().saturating_sub(BLOCKS_SHOWN);
+        let tail = if more > 0 {
+            format!(" and {more} more block{}", plural(more))
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "      at {}: wrong at {}{tail}",
+            group.sizes,
+            blocks.join(", ")
+        );
+    }
+    for m in claim.mismatches.iter().take(ELEMENTS_SHOWN) {
+        let index: Vec<(i64, i64)> = m.index.iter().map(|&i| (i, i)).collect();
+        let _ = writeln!(
+            out,
+            "      {} at {}: autodiff {}, claimed {}",
+            block_name(&claim.target, &index),
+            m.sizes,
+            format_value(m.expected),
+            format_value(m.actual)
+        );
+    }
+    for problem in &claim.problems {
+        let blocks: Vec<String> = problem
+            .elements
+            .blocks
+            .iter()
+            .take(BLOCKS_SHOWN)
+            .map(|b| block_name(&claim.target, b))
+            .collect();
+        let _ = writeln!(
+            out,
+            "      at {}: undefined at {}",
+            problem.elements.sizes,
+            blocks.join(", ")
+        );
+        out.push_str(&indent(&render_diagnostic(&problem.diagnostic), "        "));
+    }
+}
+
+fn render_derived(out: &mut String, derived: &DerivedGradient) {
+    let _ = writeln!(out, "  dL/d{} at {}:", derived.tensor, derived.sizes);
+    let columns = derived
+        .axes
+        .last()
+        .map_or(1, |&(lo, hi)| (hi - lo + 1).max(1) as usize);
+    let rows = derived.values.chunks(columns);
+    let grid = crate::eval::Grid::new(derived.axes.clone());
+    for (r, row) in rows.enumerate() {
+        let first = grid.point(r * columns);
+        let label = if derived.axes.is_empty() {
+            format!("d{}", derived.tensor)
+        } else {
+            let mut block: Vec<(i64, i64)> = first.iter().map(|&i| (i, i)).collect();
+            if let (Some(last), Some(&(lo, hi))) = (block.last_mut(), derived.axes.last()) {
+                *last = (lo, hi);
+            }
+            block_name(&derived.tensor, &block)
+        };
+        let values: Vec<String> = row.iter().map(|v| format!("{v:>12.6}")).collect();
+        let _ = writeln!(out, "    {label} = {}", values.join(" "));
+    }
+}
+
+fn indent(text: &str, prefix: &str) -> String {
+    text.lines()
+        .map(|l| {
+            if l.is_empty() {
+                "\n".to_string()
+            } else {
+                format!("{prefix}{l}\n")
+            }
+        })
+        .collect()
+}

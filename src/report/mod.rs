@@ -1,0 +1,76 @@
+//! Reporting: renders [`FileOutcome`]s for a person ([`human`]) or a
+//! program ([`json`]), and the summary and exit code they share.
+
+pub mod human;
+pub mod json;
+
+use crate::verify::outcome::{ClaimStatus, FileOutcome, FileStatus};
+
+/// Counts over a whole run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Summary {
+    pub files: usize,
+    pub claims: usize,
+    /// Came out as expected: passed, or failed where `expect fail` said so.
+    pub passed: usize,
+    /// Did not: failed, or passed where `expect fail` said it would not.
+    pub failed: usize,
+    /// Could not be checked: files with diagnostics and undecided claims.
+    pub errors: usize,
+}
+
+impl Summary {
+    pub fn of(files: &[FileOutcome]) -> Self {
+        let mut s = Summary {
+            files: files.len(),
+            ..Summary::default()
+        };
+        for file in files {
+            if file.status() == FileStatus::Error {
+                s.errors += 1;
+            }
+            for claim in &file.claims {
+                s.claims += 1;
+                match claim.status() {
+                    ClaimStatus::Pass | ClaimStatus::ExpectedFail => s.passed += 1,
+                    ClaimStatus::Fail | ClaimStatus::UnexpectedPass => s.failed += 1,
+                    ClaimStatus::Error => s.errors += 1,
+                }
+            }
+        }
+        s
+    }
+
+    /// 0: every claim came out as expected; 1: some claim did not;
+    /// 2: some file could not be checked.
+    pub fn exit_code(files: &[FileOutcome]) -> u8 {
+        if files.iter().any(|f| f.status() == FileStatus::Error) {
+            2
+        } else if files
+            .iter()
+            .any(|f| f.claims.iter().any(|c| !c.status().as_expected()))
+        {
+            1
+        } else {
+            0
+        }
+    }
+}
+
+/// `dx[7..=8]`, `dw[1..=3, 2]`: a block of elements in the spec's notation.
+pub fn block_name(tensor: &str, block: &[(i64, i64)]) -> String {
+    if block.is_empty() {
+        return format!("d{tensor}");
+    }
+    let axes: Vec<String> = block
+        .iter()
+        .map(|&(lo, hi)| {
+            if lo == hi {
+                lo.to_string()
+            } else {
+                format!("{lo}..={hi}")
+            }
+        })
+        .collect();
+    format!("d{tensor}[{}]", axes.join(", "))
+}

@@ -1,0 +1,658 @@
+//! The diagnostics of the syntax stage, `dl::parse::*`, and the translation of
+//! pest's errors into them.
+//!
+//! pest reports an error as a position and the rules it tried there. Users
+//! should never see rule names, so [`SyntaxError::from_pest`] turns the rules
+//! into words ("an expression", "`=`"), finds the token that stopped the
+//! parser so the label can cover it, and adds a help line for the common
+//! slips (`=` for `==`, a space before `[`, `2x` for `2 * x`).
+
+use miette::{Diagnostic, NamedSource, SourceSpan};
+use pest::error::{ErrorVariant, InputLocation};
+use thiserror::Error;
+
+use super::parser::{Rule, code_chars, is_reserved};
+use crate::source::{Source, Span};
+
+/// An error in the syntax of a spec. Each variant has a stable code.
+#[derive(Debug, Error, Diagnostic)]
+pub enum SyntaxError {
+    /// Returned when the text does not follow the grammar:
+    ///
+    /// ```dl
+    /// let c = 2 * )
+    /// ```
+    #[error("expected {expected}, found {found}")]
+    #[diagnostic(code(dl::parse::syntax))]
+    Syntax {
+        #[source_code]
+        src: NamedSource<String>,
+        #[label("expected {expected}")]
+        span: SourceSpan,
+        /// What the parser could have accepted here, in words.
+        expected: String,
+        /// The token it found instead, in words.
+        found: String,
+        #[help]
+        help: Option<String>,
+    },
+
+    /// Returned when a condition uses `=`, which only defines:
+    ///
+    /// ```dl
+    /// grad x[j] = g[j] if j = 1
+    ///                | 0 otherwise
+    /// ```
+    #[error("`=` cannot compare")]
+    #[diagnostic(code(dl::parse::assign_in_condition), help("use `==` to compare"))]
+    AssignInCondition {
+        #[source_code]
+        src: NamedSource<String>,
+        #[label("`=` in a condition")]
+        span: SourceSpan,
+    },
+
+    /// Returned when a number literal is not a finite 64-bit float:
+    ///
+    /// ```dl
+    /// hyper big = 1e999
+    /// ```
+    #[error("the number `{text}` is out of range")]
+    #[diagnostic(
+        code(dl::parse::number),
+        help("numbers must be finite 64-bit floats, at most about 1.8e308 in size")
+    )]
+    Number {
+        #[source_code]
+        src: NamedSource<String>,
+        #[label("not a finite number")]
+        span: SourceSpan,
+        text: String,
+    },
+
+    /// Returned when the default of a dim is not a non-negative whole number
+    /// that fits in 64 bits:
+    ///
+    /// ```dl
+    /// dim N = 2.5
+    /// ```
+    #[error("`{text}` is not a valid size for a dim")]
+    #[diagnostic(
+        code(dl::parse::dim_value),
+        help("a dim's default is a size: write a non-negative whole number, like `dim N = 8`")
+    )]
+    DimValue {
+        #[source_code]
+        src: NamedSource<String>,
+        #[label("{problem}")]
+        span: SourceSpan,
+        text: String,
+        /// Why it is not a size: negative, fractional or too large.
+        problem: &'static str,
+    },
+
+    /// Returned when a reserved word is declared or bound as a name:
+    ///
+    /// ```dl
+    /// param for
+    /// ```
+    #[error("`{word}` is a reserved word and cannot be used as a name")]
+    #[diagnostic(
+        code(dl::parse::keyword_as_name),
+        help(
+            "choose another name; the reserved words are exercise dim input param hyper let loss \
+             grad for in if otherwise expect fail and or not sum prod"
+        )
+    )]
+    KeywordAsName {
+        #[source_code]
+        src: NamedSource<String>,
+        #[label("reserved word")]
+        span: SourceSpan,
+        word: String,
+    },
+
+    /// Returned when a string has no closing quote on its line:
+    ///
+    /// ```dl
+    /// exercise "Backprop recurrent sequence
+    /// ```
+    #[error("unterminated string")]
+    #[diagnostic(
+        code(dl::parse::unterminated_string),
+        help("close the string with `\"` on the same line; write `\\\"` for a quote inside it")
+    )]
+    UnterminatedString {
+        #[source_code]
+        src: NamedSource<String>,
+        #[label("this string is still open at the end of the line")]
+        span: SourceSpan,
+    },
+
+    /// Returned when a string contains a backslash escape other than `\"` or `\\`:
+    ///
+    /// ```dl
+    /// exercise "first line\nsecond line"
+    /// ```
+    #[error("unknown escape `{escape}` in a string")]
+    #[diagnostic(
+        code(dl::parse::string_escape),
+        help("the only escapes are `\\\"` for a quote and `\\\\` for a backslash")
+    )]
+    StringEscape {
+        #[source_code]
+        src: NamedSource<String>,
+        #[label("unknown escape")]
+        span: SourceSpan,
+        escape: String,
+    },
+
+    /// Returned when a definition has several cases and one of them has
+    /// neither `if` nor `otherwise`:
+    ///
+    /// ```dl
+    /// grad x[j] = g[j] if j <= 2
+    ///           | 0
+    /// ```
+    #[error("a case without a condition")]
+    #[diagnostic(
+        code(dl::parse::case_without_condition),
+        help("end every case with `if <condition>`; the last one may end with `otherwise`")
+    )]
+    CaseWithoutCondition {
+        #[source_code]
+        src: NamedSource<String>,
+        #[label("this case needs `if …` or `otherwise`")]
+        span: SourceSpan,
+    },
+
+    /// Returned when an `otherwise` case is followed by another case:
+    ///
+    /// ```dl
+    /// grad x[j] = 0 otherwise
+    ///           | g[j] if j <= 2
+    /// ```
+    #[error("`otherwise` must be the last case")]
+    #[diagnostic(
+        code(dl::parse::otherwise_not_last),
+        help("move this case to the end of the definition")
+    )]
+    OtherwiseNotLast {
+        #[source_code]
+        src: NamedSource<String>,
+        #[label("more cases follow this one")]
+        span: SourceSpan,
+    },
+
+    /// Returned when brackets, parentheses, reductions or operator chains nest
+    /// more than `limit` levels deep, e.g. 300 `(` in a row:
+    ///
+    /// ```dl
+    /// let c = ((((((((((((((((((((((((((( … 1 … )))))))))))))))))))))))))))
+    /// ```
+    #[error("nesting deeper than {limit} levels")]
+    #[diagnostic(
+        code(dl::parse::too_deep),
+        help("split the expression into smaller `let` definitions")
+    )]
+    TooDeep {
+        #[source_code]
+        src: NamedSource<String>,
+        #[label("the limit is exceeded here")]
+        span: SourceSpan,
+        limit: usize,
+    },
+
+    /// Returned when the parser meets a parse tree it does not expect. No spec
+    /// should trigger it: it means the grammar and the converter disagree.
+    #[error("internal error in the parser: {detail}")]
+    #[diagnostic(
+        code(dl::parse::internal),
+        help("this is a bug in dlverify; please report it together with this spec")
+    )]
+    Internal {
+        #[source_code]
+        src: NamedSource<String>,
+        #[label("while reading this")]
+        span: SourceSpan,
+        detail: String,
+    },
+}
+
+impl SyntaxError {
+    pub(super) fn number(source: &Source, span: Span, text: &str) -> Self {
+        Self::Number {
+            src: source.named(),
+            span: span.into(),
+            text: text.to_owned(),
+        }
+    }
+
+    pub(super) fn dim_value(
+        source: &Source,
+        span: Span,
+        text: &str,
+        problem: &'static str,
+    ) -> Self {
+        Self::DimValue {
+            src: source.named(),
+            span: span.into(),
+            text: text.to_owned(),
+            problem,
+        }
+    }
+
+    pub(super) fn keyword_as_name(source: &Source, span: Span, word: &str) -> Self {
+        Self::KeywordAsName {
+            src: source.named(),
+            span: span.into(),
+            word: word.to_owned(),
+        }
+    }
+
+    pub(super) fn unterminated_string(source: &Source, span: Span) -> Self {
+        Self::UnterminatedString {
+            src: source.named(),
+            span: span.into(),
+        }
+    }
+
+    pub(super) fn string_escape(source: &Source, span: Span, escape: &str) -> Self {
+        Self::StringEscape {
+            src: source.named(),
+            span: span.into(),
+            escape: escape.to_owned(),
+        }
+    }
+
+    pub(super) fn case_without_condition(source: &Source, span: Span) -> Self {
+        Self::CaseWithoutCondition {
+            src: source.named(),
+            span: span.into(),
+        }
+    }
+
+    pub(super) fn otherwise_not_last(source: &Source, span: Span) -> Self {
+        Self::OtherwiseNotLast {
+            src: source.named(),
+            span: span.into(),
+        }
+    }
+
+    pub(super) fn too_deep(source: &Source, span: Span, limit: usize) -> Self {
+        Self::TooDeep {
+            src: source.named(),
+            span: span.into(),
+            limit,
+        }
+    }
+
+    pub(super) fn internal(source: &Source, span: Span, detail: impl Into<String>) -> Self {
+        Self::Internal {
+            src: source.named(),
+            span: span.into(),
+            detail: detail.into(),
+        }
+    }
+
+    /// Translates a pest error: `depth_limit` is reported if pest ran out of
+    /// stack (only reductions nest without brackets, so only a long chain of
+    /// `sum(k) sum(k) …` gets there).
+    pub(super) fn from_pest(
+        source: &Source,
+        error: &pest::error::Error<Rule>,
+        depth_limit: usize,
+    ) -> Self {
+        let text = source.text();
+        let pos = match error.location {
+            InputLocation::Pos(pos) => pos,
+            InputLocation::Span((start, _)) => start,
+        };
+        let pos = floor_char_boundary(text, pos);
+        let token = Token::at(text, pos);
+        let positives = match &error.variant {
+            ErrorVariant::ParsingError { positives, .. } => positives.as_slice(),
+            ErrorVariant::CustomError { .. } => {
+                return Self::too_deep(source, token.span, depth_limit);
+            }
+        };
+        let expected = Expected::from_rules(positives);
+        if token.text == "=" && expected.contains(Expected::Comparison) {
+            return Self::AssignInCondition {
+                src: source.named(),
+                span: token.span.into(),
+            };
+        }
+        Self::Syntax {
+            src: source.named(),
+            span: token.span.into(),
+            help: help_for(text, &token, &expected),
+            expected: expected.describe(),
+            found: token.description,
+        }
+    }
+}
+
+/// The largest char boundary at or before `pos` (pest positions always are
+/// boundaries; this keeps slicing safe whatever it returns).
+fn floor_char_boundary(text: &str, pos: usize) -> usize {
+    let mut pos = pos.min(text.len());
+    while !text.is_char_boundary(pos) {
+        pos = pos.saturating_sub(1);
+    }
+    pos
+}
+
+// ---------------------------------------------------------------------------
+// What was expected
+
+/// One thing the parser would have accepted, as the user thinks of it. The
+/// order of the variants is the order in which they are listed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Expected {
+    Name,
+    Expression,
+    Condition,
+    WholeNumber,
+    String,
+    Operator,
+    Comparison,
+    /// A keyword or punctuation, shown in backquotes.
+    Token(&'static str),
+    Statement,
+    EndOfFile,
+}
+
+impl Expected {
+    /// What a failed `rule` means; `None` for the silent rules, which pest
+    /// never reports.
+    fn for_rule(rule: Rule) -> Option<Self> {
+        use Expected::*;
+        Some(match rule {
+            Rule::WHITESPACE | Rule::COMMENT | Rule::statement | Rule::init | Rule::target => {
+                return None;
+            }
+            Rule::index_names | Rule::primary | Rule::ident_start | Rule::ident_continue => {
+                return None;
+            }
+            Rule::decl_name | Rule::name | Rule::identifier | Rule::decl_head => Name,
+            Rule::call_head | Rule::access_head | Rule::range_binding => Name,
+            Rule::dim_decl | Rule::tensor_decl | Rule::hyper_decl => Name,
+            Rule::expr | Rule::term | Rule::unary | Rule::power | Rule::exponent => Expression,
+            Rule::number | Rule::reduction | Rule::reduce_op | Rule::call | Rule::access => {
+                Expression
+            }
+            Rule::paren | Rule::neg | Rule::body | Rule::case | Rule::index_range => Expression,
+            Rule::iverson | Rule::kw_sum | Rule::kw_prod => Expression,
+            Rule::condition | Rule::conjunction | Rule::negation | Rule::cond_paren => Condition,
+            Rule::comparison | Rule::kw_not => Condition,
+            Rule::dim_value => WholeNumber,
+            Rule::string | Rule::string_text | Rule::string_end | Rule::unterminated => String,
+            Rule::add_op | Rule::mul_op | Rule::pow_op => Operator,
+            Rule::compare_op => Comparison,
+            Rule::spec | Rule::exercise | Rule::dim_stmt | Rule::tensor_stmt => Statement,
+            Rule::hyper_stmt | Rule::let_stmt | Rule::loss_stmt | Rule::layer_stmt => Statement,
+            Rule::grad_stmt
+            | Rule::layer_head
+            | Rule::kw_exercise
+            | Rule::kw_dim
+            | Rule::kw_input => Statement,
+            Rule::kw_param | Rule::kw_hyper | Rule::kw_let | Rule::kw_loss => Statement,
+            Rule::kw_grad | Rule::reserved => Statement,
+            Rule::EOI => EndOfFile,
+            Rule::init_list | Rule::init_value | Rule::assign => Token("`=`"),
+            Rule::domain | Rule::kw_in => Token("`in`"),
+            Rule::bound | Rule::bound_op => Token("a bound such as `> 0`"),
+            Rule::lo_open | Rule::lparen => Token("`(`"),
+            Rule::lo_closed | Rule::lbracket | Rule::list => Token("`[`"),
+            Rule::hi_open | Rule::rparen => Token("`)`"),
+            Rule::hi_closed | Rule::rbracket => Token("`]`"),
+            Rule::comma => Token("`,`"),
+            Rule::case_sep => Token("`|`"),
+            Rule::range_op => Token("`..=`"),
+            Rule::guard_if | Rule::kw_if => Token("`if`"),
+            Rule::guard_otherwise | Rule::kw_otherwise => Token("`otherwise`"),
+            Rule::for_clause | Rule::kw_for => Token("`for`"),
+            Rule::expect_fail | Rule::kw_expect => Token("`expect fail`"),
+            Rule::kw_fail => Token("`fail`"),
+            Rule::or_op | Rule::kw_or => Token("`or`"),
+            Rule::and_op | Rule::kw_and => Token("`and`"),
+        })
+    }
+
+    fn phrase(self) -> &'static str {
+        match self {
+            Expected::Name => "a name",
+            Expected::Expression => "an expression",
+            Expected::Condition => "a condition",
+            Expected::WholeNumber => "a whole number",
+            Expected::String => "a string in double quotes",
+            Expected::Operator => "an operator",
+            Expected::Comparison => "a comparison operator",
+            Expected::Token(token) => token,
+            Expected::Statement => "a statement",
+            Expected::EndOfFile => "the end of the file",
+        }
+    }
+
+    fn from_rules(rules: &[Rule]) -> ExpectedSet {
+        let mut items: Vec<Expected> = rules
+            .iter()
+            .filter_map(|&rule| Expected::for_rule(rule))
+            .collect();
+        items.sort();
+        items.dedup();
+        // Where a new statement may begin, so may the end of the file: saying
+        // both is noise.
+        if items.contains(&Expected::Statement) {
+            items.retain(|&item| item != Expected::EndOfFile);
+        }
+        ExpectedSet(items)
+    }
+}
+
+struct ExpectedSet(Vec<Expected>);
+
+impl ExpectedSet {
+    fn contains(&self, item: Expected) -> bool {
+        self.0.contains(&item)
+    }
+
+    /// "a", "a or b", "a, b or c".
+    fn describe(&self) -> String {
+        let phrases: Vec<&str> = self.0.iter().map(|item| item.phrase()).collect();
+        match phrases.split_last() {
+            None => "valid syntax".to_owned(),
+            Some((last, [])) => (*last).to_owned(),
+            Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// What was found
+
+/// The token at the error position: what to call it and where it is.
+struct Token<'t> {
+    text: &'t str,
+    description: String,
+    span: Span,
+}
+
+impl<'t> Token<'t> {
+    fn at(text: &'t str, pos: usize) -> Self {
+        let rest = text.get(pos..).unwrap_or("");
+        let Some(first) = rest.chars().next() else {
+            // Point just after the last token rather than past trailing blank
+            // lines and comments: that is where something is missing.
+            let end = end_of_last_token(text);
+            return Token {
+                text: "",
+                description: "the end of the file".to_owned(),
+                span: Span::new(end, end),
+            };
+        };
+        let len = token_len(rest, first);
+        let token = rest.get(..len).unwrap_or("");
+        let description = if first.is_control() && !first.is_whitespace() {
+            format!("a control character (U+{:04X})", u32::from(first))
+        } else if first.is_whitespace() {
+            format!("an unusual space character (U+{:04X})", u32::from(first))
+        } else if first == '"' {
+            "a string".to_owned()
+        } else if is_ident_start(first) && is_reserved(token) {
+            format!("the reserved word `{token}`")
+        } else {
+            format!("`{token}`")
+        };
+        Token {
+            text: token,
+            description,
+            span: Span::new(pos, pos + len),
+        }
+    }
+}
+
+/// The end of the last character that is neither whitespace nor in a comment.
+fn end_of_last_token(text: &str) -> usize {
+    code_chars(text)
+        .filter(|&(_, c, in_string)| in_string || !c.is_whitespace())
+        .last()
+        .map_or(0, |(at, c, _)| at + c.len_utf8())
+}
+
+/// Multi-character operators, longest first, so that a label covers `..=`
+/// rather than `.`.
+const OPERATORS: [&str; 10] = ["..=", "==", "!=", "<=", ">=", "&&", "||", "**", "..", "=>"];
+
+/// The length in bytes of the token that starts `rest` with `first`.
+fn token_len(rest: &str, first: char) -> usize {
+    if is_ident_start(first) {
+        return rest
+            .char_indices()
+            .find(|&(_, c)| !is_ident_continue(c))
+            .map_or(rest.len(), |(i, _)| i);
+    }
+    if first.is_ascii_digit() {
+        return number_len(rest);
+    }
+    if let Some(op) = OPERATORS.iter().find(|op| rest.starts_with(**op)) {
+        return op.len();
+    }
+    first.len_utf8()
+}
+
+/// The length of the number at the start of `rest`, read like the grammar
+/// reads one (digits, a fraction, an exponent).
+fn number_len(rest: &str) -> usize {
+    let bytes = rest.as_bytes();
+    let digits_from = |mut i: usize| {
+        while bytes.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        i
+    };
+    let mut end = digits_from(0);
+    if bytes.get(end) == Some(&b'.') && bytes.get(end + 1).is_some_and(u8::is_ascii_digit) {
+        end = digits_from(end + 1);
+    }
+    if matches!(bytes.get(end), Some(b'e' | b'E')) {
+        let sign = usize::from(matches!(bytes.get(end + 1), Some(b'+' | b'-')));
+        if bytes.get(end + 1 + sign).is_some_and(u8::is_ascii_digit) {
+            end = digits_from(end + 1 + sign);
+        }
+    }
+    end
+}
+
+fn is_ident_start(c: char) -> bool {
+    c == '_' || c.is_alphabetic()
+}
+
+fn is_ident_continue(c: char) -> bool {
+    c == '_' || c.is_alphanumeric()
+}
+
+// ---------------------------------------------------------------------------
+// Help for common slips
+
+fn help_for(text: &str, token: &Token<'_>, expected: &ExpectedSet) -> Option<String> {
+    let before = text.get(..token.span.start).unwrap_or("");
+    let previous = before.chars().next_back();
+    let wants_operand =
+        expected.contains(Expected::Expression) || expected.contains(Expected::Name);
+
+    if matches!(token.text, "[" | "(")
+        && previous.is_some_and(char::is_whitespace)
+        && before
+            .trim_end()
+            .chars()
+            .next_back()
+            .is_some_and(is_ident_continue)
+    {
+        return Some(if token.text == "[" {
+            "to index, write the name and `[` with no space between: `x[i]`".to_owned()
+        } else {
+            "to call a function, write its name and `(` with no space between: `exp(x)`".to_owned()
+        });
+    }
+    if token.text == ".." && expected.contains(Expected::Token("`..=`")) {
+        return Some("ranges include both ends and are written `lo..=hi`".to_owned());
+    }
+    if token.text == "*" && previous == Some('*') || token.text == "**" {
+        return Some("write powers with `^`: `x^2`".to_owned());
+    }
+    if previous.is_some_and(|c| c.is_ascii_digit())
+        && token.text.chars().next().is_some_and(is_ident_start)
+    {
+        return Some(format!(
+            "write multiplication with `*`: `{} * {}`",
+            last_number(before),
+            token.text
+        ));
+    }
+    if token.text.starts_with('\'') && expected.contains(Expected::String) {
+        return Some("strings are written in double quotes: \"…\"".to_owned());
+    }
+    if wants_operand && is_reserved(token.text) && !is_statement_keyword(token.text) {
+        return Some(format!(
+            "`{}` is a reserved word; it cannot be used as a name",
+            token.text
+        ));
+    }
+    if expected.contains(Expected::Statement)
+        && !wants_operand
+        && token.text.chars().next().is_some_and(is_ident_start)
+        && !is_reserved(token.text)
+    {
+        let after = text.get(token.span.end..).unwrap_or("").trim_start();
+        return Some(if after.starts_with('=') && !after.starts_with("==") {
+            format!(
+                "a definition starts with `let` or `loss` (`let {} = …`), or indexes its output: `{}[i] = …`",
+                token.text, token.text
+            )
+        } else {
+            "a statement starts with `exercise`, `dim`, `input`, `param`, `hyper`, `let`, `loss` \
+             or `grad`, or is a layer output such as `y[i] = …`"
+                .to_owned()
+        });
+    }
+    None
+}
+
+/// The number that ends `before` (for the `2x` help).
+fn last_number(before: &str) -> &str {
+    let start = before
+        .char_indices()
+        .rev()
+        .find(|&(_, c)| !(c.is_ascii_digit() || c == '.'))
+        .map_or(0, |(i, c)| i + c.len_utf8());
+    before.get(start..).unwrap_or("")
+}
+
+fn is_statement_keyword(word: &str) -> bool {
+    matches!(
+        word,
+        "exercise" | "dim" | "input" | "param" | "hyper" | "let" | "loss" | "grad"
+    )
+}

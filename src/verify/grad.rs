@@ -1,0 +1,438 @@
+//! `grad T[idx] = …` claims: the closed form against the autodiff gradient,
+//! element by element, guarded by finite differences and a directional check.
+//!
+//! Tolerances follow from the rounding each method implies, never from
+//! tuning:
+//! - closed form vs autodiff: both are exact formulas evaluated in f64, so
+//!   they may differ by rounding only. A sum of n terms of magnitude ≤ S
+//!   carries at most about n·ε·S of rounding (Higham's γₙ bound), so the
+//!   tolerance is `ROUNDING_ULPS · ε · n · S`, where S is the largest
+//!   magnitude in the tensor (derived or claimed) and n the number of terms
+//!   the largest sum at this size can have.
+//! - finite differences: the central difference with step h has truncation
+//!   error O(h²), estimated by Richardson from steps h and 2h, and rounding
+//!   error about ε·|L|/h; the tolerance is their sum with a safety factor.
+
+use ndarray::ArrayD;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::outcome::*;
+use crate::analysis::Sizes;
+use crate::analysis::program::{GradClaim, TensorId};
+use crate::eval::{EvalError, Evaluation, Frame, Instance, directional_derivative};
+
+/// Units of rounding per term allowed between two exact formulas.
+const ROUNDING_ULPS: f64 = 64.0;
+/// Safety factor on the finite-difference error estimate.
+const FD_SAFETY: f64 = 8.0;
+/// Mismatching elements listed per claim (all are counted and grouped).
+const MISMATCHES_LISTED: usize = 20;
+
+/// Everything a claim check needs at one size, computed once per size.
+pub struct SizeContext<'a> {
+    pub instance: &'a Instance<'a>,
+    pub values: &'a [ArrayD<f64>],
+    /// Autodiff gradient per tensor.
+    pub derived: &'a [Option<ArrayD<f64>>],
+    /// All definitions evaluated in f64, claim-only ones included.
+    pub evaluation: &'a Evaluation<'a, f64>,
+    /// L at the drawn values and a magnitude of the terms it sums.
+    pub loss: f64,
+    pub loss_magnitude: f64,
+    /// Terms in the largest sum at this size: the rounding bound's n.
+    pub terms: f64,
+    pub seed: u64,
+    /// Finite differences on at most this many elements per claim.
+    pub fd_elements: usize,
+}
+
+/// A claim's findings, gathered over the sizes of the sweep.
+pub struct GradAccumulator {
+    pub outcome: ClaimOutcome,
+    fd: CheckTally,
+    directional: CheckTally,
+}
+
+#[derive(Default)]
+struct CheckTally {
+    compared: usize,
+    failed: usize,
+    worst_ratio: f64,
+    skipped: Option<String>,
+}
+
+impl GradAccumulator {
+    pub fn new(outcome: ClaimOutcome) -> Self {
+        Self {
+            outcome,
+            fd: CheckTally::default(),
+            directional: CheckTally::default(),
+        }
+    }
+
+    /// Sets the verdict from what the sizes found.
+    pub fn finish(mut self) -> ClaimOutcome {
+        self.outcome.cross_checks = vec![
+            tally_check(
+                "finite differences",
+                &self.fd,
+                "autodiff against central differences of L",
+            ),
+            tally_check(
+                "directional",
+                &self.directional,
+                "⟨claimed gradient, u⟩ against central differences of L along random u",
+            ),
+        ];
+        let refuted = !self.outcome.mismatches.is_empty() || !self.outcome.problems.is_empty();
+        self.outcome.verdict = if refuted {
+            Verdict::Refuted
+        } else if self.fd.failed > 0 {
+            Verdict::Undecided(
+                "autodiff and finite differences disagree: the forward computation may be non-smooth at the drawn values".to_string(),
+            )
+        } else if self.directional.failed > 0 {
+            Verdict::Undecided(
+                "the claim matches autodiff, but not finite differences along a random direction"
+                    .to_string(),
+            )
+        } else {
+            Verdict::Holds
+        };
+        self.outcome
+    }
+
+    /// Checks the claim at one size.
+    pub fn check(&mut self, claim: &GradClaim, cx: &SizeContext<'_>) {
+        let sizes = cx.instance.sizes.clone();
+        self.outcome.sizes.push(sizes.clone());
+        let target = claim.target;
+        let grid = cx.instance.tensor_grid(target).clone();
+        let Some(Some(derived)) = cx.derived.get(target.0) else {
+            return;
+        };
+        let derived = derived.as_slice_memory_order().unwrap_or(&[]);
+        // The claimed value at every element; failures are evidence, not aborts.
+        let mut claimed: Vec<Option<f64>> = Vec::with_capacity(derived.len());
+        let mut failures: Vec<(Vec<i64>, EvalError)> = vec![];
+        let mut frame = Frame::new(&claim.var_names, claim.slots);
+        for point in grid.points() {
+            frame.set_point(&point);
+            match cx.evaluation.body(&claim.body, &mut frame) {
+                Ok(v) if v.is_finite() => claimed.push(Some(v)),
+                Ok(v) => {
+                    failures.push((point, non_finite(cx, claim, v, &frame)));
+                    claimed.push(None);
+                }
+                Err(e) => {
+                    failures.push((point, e));
+                    claimed.push(None);
+                }
+            }
+        }
+        self.record_problems(cx, &sizes, failures);
+        let scale = derived
+            .iter()
+            .map(|v| v.abs())
+            .chain(claimed.iter().flatten().map(|v| v.abs()))
+            .fold(0.0, f64::max);
+        let tolerance = ROUNDING_ULPS * f64::EPSILON * cx.terms * scale;
+        let mut mismatched: Vec<Vec<i64>> = vec![];
+        for (k, (&ad, cf)) in derived.iter().zip(&claimed).enumerate() {
+            let Some(cf) = *cf else { continue };
+            let error = (ad - cf).abs();
+            self.outcome.max_abs_error = self.outcome.max_abs_error.max(error);
+            let magnitude = ad.abs().max(cf.abs());
+            if magnitude > 0.0 {
+                self.outcome.max_rel_error = self.outcome.max_rel_error.max(error / magnitude);
+            }
+            if error > tolerance {
+                let index = grid.point(k);
+                if self.outcome.mismatches.len() < MISMATCHES_LISTED {
+                    self.outcome.mismatches.push(Mismatch {
+                        sizes: sizes.clone(),
+                        index: index.clone(),
+                        expected: ad,
+                        actual: cf,
+                    });
+                }
+                mismatched.push(index);
+            }
+        }
+        if !mismatched.is_empty() {
+            self.outcome.mismatch_groups.push(ElementGroup {
+                sizes: sizes.clone(),
+                count: mismatched.len(),
+                blocks: group_points(&mismatched),
+            });
+        }
+        self.finite_differences(target, derived, cx);
+        if claimed.iter().all(Option::is_some) {
+            let claimed: Vec<f64> = claimed.into_iter().flatten().collect();
+            self.directional(target, &claimed, scale, cx);
+        } else {
+            self.directional.skipped =
+                Some("the claimed formula is undefined at some elements".to_string());
+        }
+    }
+
+    fn record_problems(
+        &mut self,
+        cx: &SizeContext<'_>,
+        sizes: &Sizes,
+        failures: Vec<(Vec<i64>, EvalError)>,
+    ) {
+        // One problem per cause: the same error kind at the same place.
+        let mut groups: Vec<(EvalError, Vec<Vec<i64>>)> = vec![];
+        for (point, error) in failures {
+            match groups.iter_mut().find(|(e, _)| same_cause(e, &error)) {
+                Some((_, points)) => points.push(point),
+                None => groups.push((error, vec![point])),
+            }
+        }
+        for (error, points) in groups {
+            let source = cx.instance.program_source();
+            self.outcome.problems.push(ClaimProblem {
+                elements: ElementGroup {
+                    sizes: sizes.clone(),
+                    count: points.len(),
+                    blocks: group_points(&points),
+                },
+                diagnostic: miette::Report::new(error).with_source_code(source),
+            });
+        }
+    }
+
+    fn finite_differences(&mut self, target: TensorId, derived: &[f64], cx: &SizeContext<'_>) {
+        let n = derived.len();
+        let chosen = spread_sample(n, cx.fd_elements);
+        let mut values = cx.values.to_vec();
+        for k in chosen {
+            let Some(&w) = cx.values[target.0]
+                .as_slice_memory_order()
+                .and_then(|s| s.get(k))
+            else {
+                continue;
+            };
+            let h = f64::EPSILON.cbrt() * w.abs().max(1.0);
+            let at = |values: &mut Vec<ArrayD<f64>>, x: f64| -> Option<f64> {
+                set_element(values, target, k, x);
+                cx.instance.evaluation(values).loss().ok()
+            };
+            let estimate = (|| {
+                let d1 = (at(&mut values, w + h)? - at(&mut values, w - h)?) / (2.0 * h);
+                let d2 =
+                    (at(&mut values, w + 2.0 * h)? - at(&mut values, w - 2.0 * h)?) / (4.0 * h);
+                Some((d1, d2))
+            })();
+            set_element(&mut values, target, k, w);
+            let Some((d1, d2)) = estimate else {
+                self.fd.skipped = Some("L is undefined at a perturbed value".to_string());
+                continue;
+            };
+            let ad = derived[k];
+            let tolerance = FD_SAFETY
+                * ((d2 - d1).abs() / 3.0
+                    + f64::EPSILON * cx.loss_magnitude * cx.terms.sqrt() / h
+                    + f64::EPSILON * ad.abs());
+            self.fd.record((d1 - ad).abs(), tolerance);
+        }
+    }
+
+    fn directional(&mut self, target: TensorId, claimed: &[f64], scale: f64, cx: &SizeContext<'_>) {
+        let Some(w) = cx.values[target.0].as_slice_memory_order() else {
+            return;
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(crate::eval::stream_seed(
+            cx.seed,
+            "direction",
+            cx.instance.sizes.values(),
+        ));
+        let u = unit_direction(&mut rng, w.len());
+        let inner: f64 = claimed.iter().zip(&u).map(|(c, u)| c * u).sum();
+        let h = f64::EPSILON.cbrt() * w.iter().fold(1.0, |m: f64, x| m.max(x.abs()));
+        let mut values = cx.values.to_vec();
+        let mut along = |t: f64| -> Option<f64> {
+            if let Some(s) = values[target.0].as_slice_memory_order_mut() {
+                for ((x, &w0), &uk) in s.iter_mut().zip(w).zip(&u) {
+                    *x = w0 + t * uk;
+                }
+            }
+            cx.instance.evaluation(&values).loss().ok()
+        };
+        let estimate = (|| {
+            let d1 = (along(h)? - along(-h)?) / (2.0 * h);
+            let d2 = (along(2.0 * h)? - along(-2.0 * h)?) / (4.0 * h);
+            Some((d1, d2))
+        })();
+        let Some((d1, d2)) = estimate else {
+            self.directional.skipped = Some("L is undefined along the direction".to_string());
+            return;
+        };
+        let tolerance = FD_SAFETY
+            * ((d2 - d1).abs() / 3.0
+                + f64::EPSILON * cx.loss_magnitude * cx.terms.sqrt() / h
+                + ROUNDING_ULPS * f64::EPSILON * cx.terms * scale);
+        self.directional.record((d1 - inner).abs(), tolerance);
+        // The exact directional derivative keeps autodiff honest too.
+        let mut direction: Vec<Option<ArrayD<f64>>> = vec![None; cx.values.len()];
+        if let Ok(u) = ArrayD::from_shape_vec(cx.values[target.0].raw_dim(), u) {
+            direction[target.0] = Some(u);
+        }
+        if let Ok(exact) = directional_derivative(cx.instance, cx.values, &direction) {
+            self.directional.record((d1 - exact).abs(), tolerance);
+        }
+    }
+}
+
+impl CheckTally {
+    fn record(&mut self, error: f64, tolerance: f64) {
+        self.compared += 1;
+        let ratio = if tolerance > 0.0 {
+            error / tolerance
+        } else if error == 0.0 {
+            0.0
+        } else {
+            f64::INFINITY
+        };
+        if !(ratio <= 1.0) {
+            self.failed += 1;
+        }
+        if ratio.is_nan() || ratio > self.worst_ratio {
+            self.worst_ratio = if ratio.is_nan() { f64::INFINITY } else { ratio };
+        }
+    }
+}
+
+fn tally_check(name: &'static str, tally: &CheckTally, what: &str) -> CrossCheck {
+    let detail = match (&tally.skipped, tally.compared) {
+        (Some(why), 0) => format!("not run: {why}"),
+        (_, 0) => "not run".to_string(),
+        (_, n) => format!(
+            "{what}: {} of {n} within tolerance (worst {:.2} of tolerance)",
+            n - tally.failed,
+            tally.worst_ratio
+        ),
+    };
+    CrossCheck {
+        name,
+        passed: tally.failed == 0,
+        compared: tally.compared,
+        worst_ratio: tally.worst_ratio,
+        detail,
+    }
+}
+
+fn set_element(values: &mut [ArrayD<f64>], t: TensorId, k: usize, x: f64) {
+    if let Some(slot) = values
+        .get_mut(t.0)
+        .and_then(|a| a.as_slice_memory_order_mut()?.get_mut(k))
+    {
+        *slot = x;
+    }
+}
+
+fn non_finite(cx: &SizeContext<'_>, claim: &GradClaim, v: f64, frame: &Frame<'_>) -> EvalError {
+    let span = match &claim.body {
+        crate::analysis::program::Body::Expr(e) => e.span,
+        crate::analysis::program::Body::Cases(c) => c
+            .first()
+            .zip(c.last())
+            .map_or_else(Default::default, |(a, b)| a.span.to(b.span)),
+    };
+    EvalError::NonFinite {
+        expression: cx.instance.text_of(span).to_string(),
+        value: crate::eval::format_value(v),
+        at: frame.describe(&cx.instance.sizes),
+        span: span.into(),
+    }
+}
+
+fn same_cause(a: &EvalError, b: &EvalError) -> bool {
+    std::mem::discriminant(a) == std::mem::discriminant(b) && a.primary_span() == b.primary_span()
+}
+
+/// Up to `limit` positions out of `n`, spread over the whole range and
+/// always including both ends, where boundary mistakes live.
+pub fn spread_sample(n: usize, limit: usize) -> Vec<usize> {
+    if n <= limit {
+        return (0..n).collect();
+    }
+    let mut chosen: Vec<usize> = (0..limit)
+        .map(|k| k * (n - 1) / (limit.max(2) - 1))
+        .collect();
+    chosen.dedup();
+    chosen
+}
+
+/// A random unit vector (normal draws, normalised).
+fn unit_direction(rng: &mut ChaCha8Rng, n: usize) -> Vec<f64> {
+    use rand::RngExt;
+    let mut u: Vec<f64> = (0..n)
+        .map(|_| {
+            // Box–Muller: rand's core has no normal distribution.
+            let a: f64 = rng.random_range(f64::MIN_POSITIVE..1.0);
+            let b: f64 = rng.random();
+            (-2.0 * a.ln()).sqrt() * (std::f64::consts::TAU * b).cos()
+        })
+        .collect();
+    let norm = u.iter().map(|x| x * x).sum::<f64>().sqrt();
+    if norm > 0.0 {
+        u.iter_mut().for_each(|x| *x /= norm);
+    }
+    u
+}
+
+/// Groups points into blocks of consecutive indices: along the last axis
+/// first, then stacking runs that repeat over the axis before.
+pub fn group_points(points: &[Vec<i64>]) -> Vec<Vec<(i64, i64)>> {
+    let mut sorted = points.to_vec();
+    sorted.sort();
+    sorted.dedup();
+    let mut blocks: Vec<Vec<(i64, i64)>> = vec![];
+    for p in sorted {
+        let Some((&last, prefix)) = p.split_last() else {
+            if blocks.is_empty() {
+                blocks.push(vec![]);
+            }
+            continue;
+        };
+        if let Some(block) = blocks.last_mut() {
+            let split = block.len() - 1;
+            let (block_prefix, block_last) = block.split_at_mut(split);
+            let same_prefix = block_prefix
+                .iter()
+                .zip(prefix)
+                .all(|(&(lo, hi), &q)| lo == q && hi == q);
+            if same_prefix && block_last[0].1 + 1 == last {
+                block_last[0].1 = last;
+                continue;
+            }
+        }
+        let mut block: Vec<(i64, i64)> = prefix.iter().map(|&q| (q, q)).collect();
+        block.push((last, last));
+        blocks.push(block);
+    }
+    stack_blocks(blocks)
+}
+
+/// Merges blocks that differ only in the first axis, consecutively:
+/// `[1, 2..=4]`, `[2, 2..=4]` become `[1..=2, 2..=4]`.
+fn stack_blocks(blocks: Vec<Vec<(i64, i64)>>) -> Vec<Vec<(i64, i64)>> {
+    let mut out: Vec<Vec<(i64, i64)>> = vec![];
+    for b in blocks {
+        if let Some(prev) = out.last_mut() {
+            if prev.len() == b.len()
+                && b.len() > 1
+                && prev[1..] == b[1..]
+                && prev[0].1 + 1 == b[0].0
+            {
+                prev[0].1 = b[0].1;
+                continue;
+            }
+        }
+        out.push(b);
+    }
+    out
+}

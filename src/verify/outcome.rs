@@ -1,0 +1,190 @@
+//! What verification found, per file and per claim: the data every report
+//! renders. Nothing here formats text for a person; `report` does that.
+
+use crate::analysis::Sizes;
+use crate::source::{Source, Span};
+
+/// How one spec file came out.
+#[derive(Debug)]
+pub struct FileOutcome {
+    pub path: String,
+    pub source: Option<Source>,
+    pub exercise: Option<String>,
+    /// Problems that stopped the file (or part of it) from being checked.
+    pub diagnostics: Vec<miette::Report>,
+    pub sizes: Vec<Sizes>,
+    pub claims: Vec<ClaimOutcome>,
+    /// Derived gradients at the largest size of the sweep, for `--show-grad`.
+    pub derived: Vec<DerivedGradient>,
+}
+
+impl FileOutcome {
+    pub fn status(&self) -> FileStatus {
+        if !self.diagnostics.is_empty() {
+            FileStatus::Error
+        } else if self.claims.iter().all(|c| c.status().as_expected()) {
+            FileStatus::Pass
+        } else {
+            FileStatus::Fail
+        }
+    }
+
+    /// A file that could not be read or parsed: no claims, one diagnostic.
+    pub fn unreadable(path: String, source: Option<Source>, diagnostic: miette::Report) -> Self {
+        Self {
+            path,
+            exercise: None,
+            source,
+            diagnostics: vec![diagnostic],
+            sizes: vec![],
+            claims: vec![],
+            derived: vec![],
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileStatus {
+    Pass,
+    Fail,
+    Error,
+}
+
+impl FileStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileStatus::Pass => "pass",
+            FileStatus::Fail => "fail",
+            FileStatus::Error => "error",
+        }
+    }
+}
+
+/// What the engine concluded about a claim, before its expectation is applied.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Verdict {
+    Holds,
+    Refuted,
+    /// The engine could not decide: its own cross-checks disagree, or the
+    /// forward computation failed. The reason says which.
+    Undecided(String),
+}
+
+/// The verdict read against the claim's `expect fail` mark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClaimStatus {
+    Pass,
+    Fail,
+    ExpectedFail,
+    UnexpectedPass,
+    Error,
+}
+
+impl ClaimStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClaimStatus::Pass => "pass",
+            ClaimStatus::Fail => "fail",
+            ClaimStatus::ExpectedFail => "expected-fail",
+            ClaimStatus::UnexpectedPass => "unexpected-pass",
+            ClaimStatus::Error => "error",
+        }
+    }
+
+    /// Came out as the spec says it should.
+    pub fn as_expected(self) -> bool {
+        matches!(self, ClaimStatus::Pass | ClaimStatus::ExpectedFail)
+    }
+}
+
+#[derive(Debug)]
+pub struct ClaimOutcome {
+    pub kind: &'static str,
+    /// `x` for `grad x[j]`.
+    pub target: String,
+    /// `grad x[j]`, as written.
+    pub head: String,
+    pub span: Span,
+    pub line: usize,
+    pub column: usize,
+    /// The reason of `expect fail "…"`, if the claim is marked so.
+    pub expect_fail: Option<String>,
+    pub verdict: Verdict,
+    pub sizes: Vec<Sizes>,
+    /// Largest |autodiff − claimed| over every element and size.
+    pub max_abs_error: f64,
+    /// Largest |autodiff − claimed| / max(|autodiff|, |claimed|).
+    pub max_rel_error: f64,
+    /// Elements where the claimed value differs from the derived one.
+    pub mismatches: Vec<Mismatch>,
+    /// Mismatching elements grouped into index ranges, per size.
+    pub mismatch_groups: Vec<ElementGroup>,
+    /// Elements where the claimed formula cannot be evaluated (an access out
+    /// of range, cases that disagree, ...), grouped by cause.
+    pub problems: Vec<ClaimProblem>,
+    /// The engine's guards: finite differences and the directional check.
+    pub cross_checks: Vec<CrossCheck>,
+}
+
+impl ClaimOutcome {
+    pub fn status(&self) -> ClaimStatus {
+        match (&self.verdict, self.expect_fail.is_some()) {
+            (Verdict::Holds, false) => ClaimStatus::Pass,
+            (Verdict::Holds, true) => ClaimStatus::UnexpectedPass,
+            (Verdict::Refuted, false) => ClaimStatus::Fail,
+            (Verdict::Refuted, true) => ClaimStatus::ExpectedFail,
+            (Verdict::Undecided(_), _) => ClaimStatus::Error,
+        }
+    }
+}
+
+/// One element where the claim and the derived gradient differ.
+#[derive(Clone, Debug)]
+pub struct Mismatch {
+    pub sizes: Sizes,
+    /// 1-based, as the spec writes indices.
+    pub index: Vec<i64>,
+    /// The derived (autodiff) value.
+    pub expected: f64,
+    /// The claimed (closed-form) value.
+    pub actual: f64,
+}
+
+/// Elements of one tensor written as index ranges: `dx[7..=8]` at `N = 8`.
+#[derive(Clone, Debug)]
+pub struct ElementGroup {
+    pub sizes: Sizes,
+    /// One entry per block: per axis an inclusive `(lo, hi)`.
+    pub blocks: Vec<Vec<(i64, i64)>>,
+    pub count: usize,
+}
+
+/// The claimed formula failed to evaluate at some elements, for one cause.
+#[derive(Debug)]
+pub struct ClaimProblem {
+    pub elements: ElementGroup,
+    pub diagnostic: miette::Report,
+}
+
+#[derive(Clone, Debug)]
+pub struct CrossCheck {
+    /// `finite differences` or `directional`.
+    pub name: &'static str,
+    pub passed: bool,
+    /// Elements or directions compared, at every size.
+    pub compared: usize,
+    /// Largest disagreement relative to its tolerance (≤ 1 passes).
+    pub worst_ratio: f64,
+    pub detail: String,
+}
+
+/// The autodiff gradient of L in one tensor, for `--show-grad`.
+#[derive(Clone, Debug)]
+pub struct DerivedGradient {
+    pub tensor: String,
+    pub sizes: Sizes,
+    /// 1-based index ranges per axis.
+    pub axes: Vec<(i64, i64)>,
+    /// Row-major values.
+    pub values: Vec<f64>,
+}
