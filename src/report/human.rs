@@ -143,12 +143,35 @@ fn render_claim(out: &mut String, claim: &ClaimOutcome, width: usize, options: H
     if show_evidence {
         render_evidence(out, claim);
     }
-    if options.verbose || !claim.cross_checks.iter().all(|c| c.passed) {
+    if status == ClaimStatus::ExpectedFail && !options.verbose {
+        if let Some(evidence) = first_evidence(claim) {
+            let _ = writeln!(out, "      evidence: {evidence}");
+        }
+    }
+    // A refuted claim naturally fails the directional check too; only a
+    // disagreement that leaves the verdict in doubt is worth a line.
+    let in_doubt = matches!(claim.verdict, Verdict::Undecided(_));
+    if options.verbose || in_doubt {
         for check in &claim.cross_checks {
             let verdict = if check.passed { "ok" } else { "DISAGREES" };
             let _ = writeln!(out, "      {} {verdict}: {}", check.name, check.detail);
         }
     }
+}
+
+/// The first piece of evidence against a claim, in one line.
+fn first_evidence(claim: &ClaimOutcome) -> Option<String> {
+    if let Some(m) = claim.mismatches.first() {
+        let index: Vec<(i64, i64)> = m.index.iter().map(|&i| (i, i)).collect();
+        return Some(format!(
+            "{} at {}: autodiff {}, claimed {}",
+            block_name(&claim.target, &index),
+            m.sizes,
+            format_value(m.expected),
+            format_value(m.actual)
+        ));
+    }
+    claim.problems.first().map(|p| p.diagnostic.to_string())
 }
 
 /// One line saying where the claim goes wrong.

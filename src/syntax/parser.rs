@@ -957,7 +957,7 @@ mod tests {
 
     #[test]
     fn scratch_pest_only() {
-        for n in [16usize, 32, 64, 100, 128, 200, 256] {
+        for n in [150usize, 170, 190, 210, 230, 250, 256] {
             let text = format!("let c = {}x{}", "(".repeat(n), ")".repeat(n));
             let result = std::thread::Builder::new()
                 .stack_size(2 << 20)
@@ -987,7 +987,7 @@ mod tests {
             format!("let c = [{}x == 1]", "not ".repeat(100_000)),
             format!("let c = {}x{}", "(".repeat(100_000), ")".repeat(100_000)),
         ];
-        for text in cases {
+        for text in cases.into_iter().skip(std::env::var("SKIP").ok().and_then(|s| s.parse().ok()).unwrap_or(0)) {
             println!("start {}", &text[..30.min(text.len())]);
             let start = std::time::Instant::now();
             let result = parse(&Source::new("t.dl", text.clone()));

@@ -77,7 +77,7 @@ impl GradAccumulator {
             tally_check(
                 "finite differences",
                 &self.fd,
-                "autodiff against central differences of L",
+                "autodiff against central differences of L, per element and along random u",
             ),
             tally_check(
                 "directional",
@@ -281,7 +281,7 @@ impl GradAccumulator {
             direction[target.0] = Some(u);
         }
         if let Ok(exact) = directional_derivative(cx.instance, cx.values, &direction) {
-            self.directional.record((d1 - exact).abs(), tolerance);
+            self.fd.record((d1 - exact).abs(), tolerance);
         }
     }
 }
