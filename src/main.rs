@@ -39,7 +39,8 @@ struct Cli {
     #[arg(long, default_value_t = 0, value_name = "S")]
     seed: u64,
 
-    /// Fix a size at every point of the sweep, e.g. `--dim N=1000`. Repeatable.
+    /// Set a size's default, the largest size checked, e.g. `--dim N=1000`; the
+    /// small sizes where boundary mistakes show are checked too. Repeatable.
     #[arg(long = "dim", value_name = "NAME=VALUE", value_parser = parse_dim)]
     dims: Vec<(String, i64)>,
 

@@ -32,7 +32,7 @@ impl Source {
 
     /// The text as miette wants it, named so that reports say which file.
     pub fn named(&self) -> miette::NamedSource<String> {
-        miette::NamedSource::new(self.name.to_string(), self.text.to_string())
+        miette::NamedSource::new(&self.name, self.text.to_string())
     }
 
     /// 1-based line and column (in characters) of a byte offset.

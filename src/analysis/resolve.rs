@@ -394,10 +394,10 @@ impl Resolver {
                                 .into(),
                         });
                     }
-                    if let Some(p) = self.program_mut() {
-                        if let Some(slot) = p.hypers.get_mut(id.0) {
-                            slot.value = value;
-                        }
+                    if let Some(p) = self.program_mut()
+                        && let Some(slot) = p.hypers.get_mut(id.0)
+                    {
+                        slot.value = value;
                     }
                 }
                 index += 1;
@@ -432,12 +432,12 @@ impl Resolver {
                     })
                     .collect();
                 let values = self.values(t);
-                if let Some(p) = self.program_mut() {
-                    if let Some(slot) = p.tensors.get_mut(id.0) {
-                        slot.axes = axes;
-                        if let Some(values) = values {
-                            slot.values = values;
-                        }
+                if let Some(p) = self.program_mut()
+                    && let Some(slot) = p.tensors.get_mut(id.0)
+                {
+                    slot.axes = axes;
+                    if let Some(values) = values {
+                        slot.values = values;
                     }
                 }
             }
@@ -589,10 +589,10 @@ impl Resolver {
         let incoming = self.incoming_tensor();
         let slots = scope.next_slot;
         if let Some(p) = self.program_mut() {
-            if kind == DefKind::Layer {
-                if let Some(t) = incoming.and_then(|t| p.tensors.get_mut(t.0)) {
-                    t.axes = axes.clone();
-                }
+            if kind == DefKind::Layer
+                && let Some(t) = incoming.and_then(|t| p.tensors.get_mut(t.0))
+            {
+                t.axes = axes.clone();
             }
             if let Some(slot) = p.defs.get_mut(id.0) {
                 slot.axes = axes;
@@ -817,11 +817,11 @@ impl Resolver {
                 NodeKind::Neg(Box::new(self.expr(operand, scope, guarded)?))
             }
             ast::ExprKind::Binary { op, lhs, rhs } => {
-                if *op == BinaryOp::Pow {
-                    if let Some(k) = integer_exponent(rhs) {
-                        let base = self.expr(lhs, scope, guarded)?;
-                        return Some(Spanned::new(NodeKind::PowInt(Box::new(base), k), e.span));
-                    }
+                if *op == BinaryOp::Pow
+                    && let Some(k) = integer_exponent(rhs)
+                {
+                    let base = self.expr(lhs, scope, guarded)?;
+                    return Some(Spanned::new(NodeKind::PowInt(Box::new(base), k), e.span));
                 }
                 // A factor beside an Iverson bracket is read only where the bracket holds.
                 let guard = *op == BinaryOp::Mul
@@ -1414,10 +1414,11 @@ fn integer_exponent(e: &ast::Expr) -> Option<i32> {
 fn first_hyper_at_or_after(node: &Node, id: HyperId) -> Option<HyperId> {
     let mut found = None;
     visit(node, &mut |n| {
-        if let NodeKind::Hyper(h) = n.node {
-            if h.0 >= id.0 && found.is_none() {
-                found = Some(h);
-            }
+        if let NodeKind::Hyper(h) = n.node
+            && h.0 >= id.0
+            && found.is_none()
+        {
+            found = Some(h);
         }
     });
     found

@@ -5,8 +5,8 @@
 use std::fmt;
 
 use super::error::AnalysisError;
-use super::program::{Affine, Body, DimId, NodeKind, Program};
-use super::resolve::{suggest, visit_body};
+use super::program::{Affine, DimId, Program};
+use super::resolve::suggest;
 use crate::source::Span;
 
 /// One value per dim, indexed by [`DimId`].
@@ -80,42 +80,24 @@ fn required_ranges(program: &Program) -> Vec<RequiredRange> {
     for d in &program.defs {
         push_axes(&d.name, &d.axes);
     }
-    let mut bodies: Vec<&Body> = program.defs.iter().map(|d| &d.body).collect();
-    bodies.extend(program.claims.iter().map(|c| match &c.kind {
-        super::program::ClaimKind::Grad(g) => &g.body,
-    }));
-    for body in bodies {
-        visit_body(body, &mut |node| {
-            if let NodeKind::Reduce { range, .. } = &node.node {
-                let dims_only = range
-                    .lowers
-                    .iter()
-                    .chain(&range.uppers)
-                    .all(Affine::is_dims_only);
-                if dims_only {
-                    out.push(RequiredRange {
-                        lowers: range.lowers.clone(),
-                        uppers: range.uppers.clone(),
-                        what: "the range of a reduction".to_string(),
-                        span: range.span,
-                    });
-                }
-            }
-        });
-    }
+    // Reductions are not required to be non-empty: an empty sum is 0, and
+    // a claim's sums must not move the sizes at which the whole file is
+    // checked. (`max`/`min` over an empty range are reported when evaluated.)
     out
 }
 
-/// The sizes to check at. `overrides` (`--dim N=1000`) fix a dim at every size.
+/// The sizes to check at. `overrides` (`--dim N=1000`) replace the defaults,
+/// the largest sizes checked; the small sizes where boundary mistakes show
+/// are checked as well, so a verdict never depends on the override.
 pub fn size_sweep(
     program: &Program,
     overrides: &[(String, i64)],
 ) -> Result<Vec<Sizes>, AnalysisError> {
     let names: Vec<String> = program.dims.iter().map(|d| d.name.clone()).collect();
-    let mut fixed: Vec<Option<i64>> = vec![None; names.len()];
+    let mut overridden: Vec<Option<i64>> = vec![None; names.len()];
     for (name, value) in overrides {
         match names.iter().position(|n| n == name) {
-            Some(k) => fixed[k] = Some(*value),
+            Some(k) => overridden[k] = Some(*value),
             None => {
                 let help = match suggest(name, names.iter().map(String::as_str)) {
                     Some(s) => format!("did you mean `--dim {s}={value}`?"),
@@ -137,8 +119,8 @@ pub fn size_sweep(
     let defaults: Vec<i64> = program
         .dims
         .iter()
-        .zip(&fixed)
-        .map(|(d, f)| f.unwrap_or(d.default))
+        .zip(&overridden)
+        .map(|(d, o)| o.unwrap_or(d.default))
         .collect();
     let ranges = required_ranges(program);
     let make = |values: Vec<i64>| Sizes {
@@ -155,9 +137,9 @@ pub fn size_sweep(
             sizes: sizes.to_string(),
         });
     }
-    let smallest = smallest_sizes(&ranges, &fixed, &defaults);
+    let smallest = smallest_sizes(&ranges, &defaults);
     let mut sweep = vec![smallest.clone()];
-    let free: Vec<usize> = (0..names.len()).filter(|&k| fixed[k].is_none()).collect();
+    let free: Vec<usize> = (0..names.len()).collect();
     for step in 1..=3 {
         let mut bumped = smallest.clone();
         for &k in &free {
@@ -181,8 +163,8 @@ pub fn size_sweep(
 
 /// Grows the free dims from 1 until every range is non-empty, never past the
 /// defaults (where every range is known to be non-empty).
-fn smallest_sizes(ranges: &[RequiredRange], fixed: &[Option<i64>], defaults: &[i64]) -> Vec<i64> {
-    let mut sizes: Vec<i64> = fixed.iter().map(|f| f.unwrap_or(1)).collect();
+fn smallest_sizes(ranges: &[RequiredRange], defaults: &[i64]) -> Vec<i64> {
+    let mut sizes: Vec<i64> = vec![1; defaults.len()];
     let limit: i64 = defaults.iter().sum::<i64>() + 1;
     for _ in 0..limit {
         let Some(empty) = ranges.iter().find(|r| r.is_empty_at(&sizes)) else {
@@ -199,9 +181,12 @@ fn smallest_sizes(ranges: &[RequiredRange], fixed: &[Option<i64>], defaults: &[i
                     .iter()
                     .flat_map(|a| a.dims.iter().filter(|(_, c)| *c < 0)),
             );
-        for &(d, _) in growing {
-            let k = d.0;
-            if fixed.get(k).is_some_and(Option::is_none) && sizes[k] < defaults[k] {
+        // Each dim grows by one per step, however many bounds name it.
+        let mut dims: Vec<usize> = growing.map(|&(d, _)| d.0).collect();
+        dims.sort_unstable();
+        dims.dedup();
+        for k in dims {
+            if sizes[k] < defaults[k] {
                 sizes[k] += 1;
                 grew = true;
             }

@@ -15,7 +15,7 @@ const CHUNK: usize = 8;
 pub fn gradient(
     instance: &Instance<'_>,
     values: &[ArrayD<f64>],
-) -> Result<Vec<Option<ArrayD<f64>>>, EvalError> {
+) -> Result<Vec<Option<ArrayD<f64>>>, Box<EvalError>> {
     let tensors = &instance.program.tensors;
     // Every differentiable element, as (tensor, position).
     let elements: Vec<(usize, usize)> = tensors
@@ -69,7 +69,7 @@ pub fn directional_derivative(
     instance: &Instance<'_>,
     values: &[ArrayD<f64>],
     direction: &[Option<ArrayD<f64>>],
-) -> Result<f64, EvalError> {
+) -> Result<f64, Box<EvalError>> {
     let lifted: Vec<ArrayD<Dual64>> = values
         .iter()
         .enumerate()

@@ -12,7 +12,7 @@ pub use error::EvalError;
 pub use grid::Grid;
 pub use values::{draw_values, stream_seed};
 
-use ndarray::{ArrayD, IxDyn};
+use ndarray::ArrayD;
 use num_dual::DualNum;
 
 use crate::analysis::Sizes;
@@ -48,7 +48,7 @@ impl<'p> Instance<'p> {
         source: &'p Source,
         sizes: Sizes,
         max_elements: u64,
-    ) -> Result<Self, EvalError> {
+    ) -> Result<Self, Box<EvalError>> {
         let grid_of = |axes: &[AxisRange]| {
             Grid::new(
                 axes.iter()
@@ -68,7 +68,7 @@ impl<'p> Instance<'p> {
             .chain(&def_grids)
             .try_fold(0u64, |acc, g| acc.checked_add(g.len()?));
         if total.is_none_or(|t| t > max_elements) {
-            return Err(EvalError::TooLarge {
+            return Err(Box::new(EvalError::TooLarge {
                 elements: total.map_or_else(|| "more than 2^64".to_string(), |t| t.to_string()),
                 limit: max_elements,
                 sizes: sizes.to_string(),
@@ -77,7 +77,7 @@ impl<'p> Instance<'p> {
                     .first()
                     .map_or(Span::default(), |d| d.span)
                     .into(),
-            });
+            }));
         }
         let mut instance = Self {
             program,
@@ -109,12 +109,12 @@ impl<'p> Instance<'p> {
         self.source.named()
     }
 
-    fn evaluate_hypers(&self) -> Result<Vec<f64>, EvalError> {
+    fn evaluate_hypers(&self) -> Result<Vec<f64>, Box<EvalError>> {
         let mut values = Vec::with_capacity(self.program.hypers.len());
         for hyper in &self.program.hypers {
             let evaluation = Evaluation::<f64> {
                 instance: self,
-                tensors: &[],
+                tensors: vec![],
                 defs: vec![],
                 hypers: &values,
             };
@@ -129,7 +129,10 @@ impl<'p> Instance<'p> {
     pub fn evaluation<'a, T: Scalar>(&'a self, tensors: &'a [ArrayD<T>]) -> Evaluation<'a, T> {
         Evaluation {
             instance: self,
-            tensors,
+            tensors: tensors
+                .iter()
+                .map(|t| t.as_slice_memory_order().unwrap_or(&[]))
+                .collect(),
             defs: self
                 .program
                 .defs
@@ -152,10 +155,10 @@ fn feeds_output(program: &Program) -> Vec<bool> {
             continue;
         }
         crate::analysis::visit_body(&program.defs[k].body, &mut |node| {
-            if let NodeKind::Def { id, .. } = &node.node {
-                if let Some(f) = feeds.get_mut(id.0) {
-                    *f = true;
-                }
+            if let NodeKind::Def { id, .. } = &node.node
+                && let Some(f) = feeds.get_mut(id.0)
+            {
+                *f = true;
             }
         });
     }
@@ -165,7 +168,8 @@ fn feeds_output(program: &Program) -> Vec<bool> {
 #[derive(Clone)]
 enum DefState<T> {
     Pending,
-    Ready(ArrayD<T>),
+    /// Row-major values over the definition's grid.
+    Ready(Vec<T>),
     Failed(Box<EvalError>),
 }
 
@@ -210,26 +214,26 @@ impl<'n> Frame<'n> {
 /// One evaluation of a program's definitions over given tensor values.
 pub struct Evaluation<'a, T> {
     instance: &'a Instance<'a>,
-    tensors: &'a [ArrayD<T>],
+    /// Tensor values as row-major slices: read on every access, so the
+    /// layout is resolved once here rather than per element.
+    tensors: Vec<&'a [T]>,
     defs: Vec<DefState<T>>,
     hypers: &'a [f64],
 }
 
 impl<'a, T: Scalar> Evaluation<'a, T> {
     /// The scalar L: the loss, or `sum(i) g[i] * y[i]` for a layer.
-    pub fn loss(&mut self) -> Result<T, EvalError> {
+    pub fn loss(&mut self) -> Result<T, Box<EvalError>> {
         self.compute_defs(true)?;
         let output = self.instance.program.output;
         let y = self.def_values(output.def)?;
         match output.incoming {
             None => Ok(y.iter().next().copied().unwrap_or_else(T::zero)),
             Some(g) => {
-                let g = self.tensors.get(g.0).map(|g| g.view());
+                let g = self.tensors.get(g.0).copied().unwrap_or(&[]);
                 let mut total = T::zero();
-                if let Some(g) = g {
-                    for (gi, yi) in g.iter().zip(y.iter()) {
-                        total += *gi * *yi;
-                    }
+                for (gi, yi) in g.iter().zip(y) {
+                    total += *gi * *yi;
                 }
                 Ok(total)
             }
@@ -238,7 +242,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
 
     /// Computes the definitions in order: only those the output needs when
     /// `output_only`, else all (failures of claim-only ones are kept, not raised).
-    pub fn compute_defs(&mut self, output_only: bool) -> Result<(), EvalError> {
+    pub fn compute_defs(&mut self, output_only: bool) -> Result<(), Box<EvalError>> {
         let program = self.instance.program;
         for (k, def) in program.defs.iter().enumerate() {
             if !matches!(self.defs[k], DefState::Pending) {
@@ -252,13 +256,13 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             match result {
                 Ok(values) => self.defs[k] = DefState::Ready(values),
                 Err(e) if feeds => return Err(e),
-                Err(e) => self.defs[k] = DefState::Failed(Box::new(e)),
+                Err(e) => self.defs[k] = DefState::Failed(e),
             }
         }
         Ok(())
     }
 
-    fn compute_def(&self, def: &Def, grid: &Grid) -> Result<ArrayD<T>, EvalError> {
+    fn compute_def(&self, def: &Def, grid: &Grid) -> Result<Vec<T>, Box<EvalError>> {
         let mut frame = Frame::new(&def.var_names, def.slots);
         let mut values = Vec::with_capacity(usize::try_from(grid.len().unwrap_or(0)).unwrap_or(0));
         for point in grid.points() {
@@ -269,36 +273,32 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             }
             values.push(v);
         }
-        ArrayD::from_shape_vec(IxDyn(&grid.extents()), values).map_err(|_| EvalError::NonFinite {
-            expression: def.name.clone(),
-            value: "of the wrong shape".to_string(),
-            at: self.instance.sizes.to_string(),
-            span: def.span.into(),
-        })
+        Ok(values)
     }
 
-    pub fn def_values(&self, d: DefId) -> Result<&ArrayD<T>, EvalError> {
+    /// A definition's values, row-major over its grid.
+    pub fn def_values(&self, d: DefId) -> Result<&[T], Box<EvalError>> {
         match self.defs.get(d.0) {
             Some(DefState::Ready(v)) => Ok(v),
-            Some(DefState::Failed(e)) => Err((**e).clone()),
-            _ => Err(EvalError::NonFinite {
+            Some(DefState::Failed(e)) => Err(e.clone()),
+            _ => Err(Box::new(EvalError::NonFinite {
                 expression: "a definition".to_string(),
                 value: "not computed".to_string(),
                 at: self.instance.sizes.to_string(),
                 span: Span::default().into(),
-            }),
+            })),
         }
     }
 
     /// The value of a body (expression or cases) at the frame's point.
-    pub fn body(&self, body: &Body, frame: &mut Frame<'_>) -> Result<T, EvalError> {
+    pub fn body(&self, body: &Body, frame: &mut Frame<'_>) -> Result<T, Box<EvalError>> {
         match body {
             Body::Expr(e) => self.node(e, frame),
             Body::Cases(cases) => self.cases(cases, frame),
         }
     }
 
-    fn cases(&self, cases: &[Case], frame: &mut Frame<'_>) -> Result<T, EvalError> {
+    fn cases(&self, cases: &[Case], frame: &mut Frame<'_>) -> Result<T, Box<EvalError>> {
         let mut chosen: Option<(&Case, T)> = None;
         for case in cases {
             let holds = match &case.condition {
@@ -315,31 +315,31 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
                     let (a, b) = (first_value.re(), value.re());
                     let scale = a.abs().max(b.abs());
                     if (a - b).abs() > CASE_AGREEMENT_ULPS * f64::EPSILON * scale {
-                        return Err(EvalError::AmbiguousCases {
+                        return Err(Box::new(EvalError::AmbiguousCases {
                             at: self.at(frame),
                             first_value: format_value(a),
                             second_value: format_value(b),
                             first: first.span.into(),
                             second: case.span.into(),
-                        });
+                        }));
                     }
                 }
             }
         }
         match chosen {
             Some((_, v)) => Ok(v),
-            None => Err(EvalError::NoCase {
+            None => Err(Box::new(EvalError::NoCase {
                 at: self.at(frame),
                 span: cases
                     .first()
                     .zip(cases.last())
                     .map_or(Span::default(), |(a, b)| a.span.to(b.span))
                     .into(),
-            }),
+            })),
         }
     }
 
-    fn cond(&self, c: &Cond, frame: &mut Frame<'_>) -> Result<bool, EvalError> {
+    fn cond(&self, c: &Cond, frame: &mut Frame<'_>) -> Result<bool, Box<EvalError>> {
         Ok(match &c.node {
             CondKind::Compare { first, rest } => {
                 let mut lhs = self.node(first, frame)?.re();
@@ -358,7 +358,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
         })
     }
 
-    pub fn node(&self, node: &Node, frame: &mut Frame<'_>) -> Result<T, EvalError> {
+    pub fn node(&self, node: &Node, frame: &mut Frame<'_>) -> Result<T, Box<EvalError>> {
         match &node.node {
             NodeKind::Const(v) => Ok(T::from(*v)),
             NodeKind::Dim(d) => Ok(T::from(self.instance.sizes.get(*d) as f64)),
@@ -375,7 +375,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
                 let offset = self.offset(node, grid, indices, frame, target)?;
                 self.tensors
                     .get(id.0)
-                    .and_then(|t| t.as_slice_memory_order()?.get(offset).copied())
+                    .and_then(|t| t.get(offset).copied())
                     .ok_or_else(|| self.missing(node, frame))
             }
             NodeKind::Def { id, indices } => {
@@ -389,8 +389,8 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
                 let offset = self.offset(node, grid, indices, frame, target)?;
                 let values = self.def_values(*id)?;
                 values
-                    .as_slice_memory_order()
-                    .and_then(|s| s.get(offset).copied())
+                    .get(offset)
+                    .copied()
                     .ok_or_else(|| self.missing(node, frame))
             }
             NodeKind::Neg(a) => Ok(-self.node(a, frame)?),
@@ -430,7 +430,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
         lhs: &Node,
         rhs: &Node,
         frame: &mut Frame<'_>,
-    ) -> Result<T, EvalError> {
+    ) -> Result<T, Box<EvalError>> {
         if op == BinaryOp::Mul {
             // Knuth's strong zero: a false bracket makes the product 0 without
             // reading the other factor, so guarded accesses never go out of range.
@@ -477,7 +477,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
         function: Function,
         args: &[Node],
         frame: &mut Frame<'_>,
-    ) -> Result<T, EvalError> {
+    ) -> Result<T, Box<EvalError>> {
         let x = match args.first() {
             Some(a) => self.node(a, frame)?,
             None => T::zero(),
@@ -554,7 +554,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
         range: &VarRange,
         body: &Node,
         frame: &mut Frame<'_>,
-    ) -> Result<T, EvalError> {
+    ) -> Result<T, Box<EvalError>> {
         let sizes = self.instance.sizes.values();
         let lo = range
             .lowers
@@ -598,11 +598,11 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             (Some(v), _) => Ok(v),
             (None, ReduceOp::Sum) => Ok(T::zero()),
             (None, ReduceOp::Prod) => Ok(T::one()),
-            (None, ReduceOp::Max | ReduceOp::Min) => Err(EvalError::EmptyReduction {
+            (None, ReduceOp::Max | ReduceOp::Min) => Err(Box::new(EvalError::EmptyReduction {
                 op: if op == ReduceOp::Max { "max" } else { "min" }.to_string(),
                 at: self.at(frame),
                 span: node.span.into(),
-            }),
+            })),
         }
     }
 
@@ -613,7 +613,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
         indices: &[Affine],
         frame: &Frame<'_>,
         target: Target<'_>,
-    ) -> Result<usize, EvalError> {
+    ) -> Result<usize, Box<EvalError>> {
         let Target {
             name,
             declaration,
@@ -631,13 +631,13 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
         for (p, a) in point.iter_mut().zip(indices) {
             *p = a.eval(sizes, &frame.env).unwrap_or(i64::MIN);
         }
-        grid.offset(point).ok_or_else(|| {
+        grid.offset(point).ok_or_else(|| -> Box<EvalError> {
             let index = point
                 .iter()
                 .map(i64::to_string)
                 .collect::<Vec<_>>()
                 .join(", ");
-            EvalError::IndexOutOfRange {
+            Box::new(EvalError::IndexOutOfRange {
                 access: self.instance.text_of(node.span).to_string(),
                 tensor: name.to_string(),
                 index,
@@ -646,21 +646,21 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
                 at: self.at(frame),
                 span: node.span.into(),
                 declaration: declaration.into(),
-            }
+            })
         })
     }
 
-    fn missing(&self, node: &Node, frame: &Frame<'_>) -> EvalError {
+    fn missing(&self, node: &Node, frame: &Frame<'_>) -> Box<EvalError> {
         self.non_finite(node.span, f64::NAN, frame)
     }
 
-    fn non_finite(&self, span: Span, value: f64, frame: &Frame<'_>) -> EvalError {
-        EvalError::NonFinite {
+    fn non_finite(&self, span: Span, value: f64, frame: &Frame<'_>) -> Box<EvalError> {
+        Box::new(EvalError::NonFinite {
             expression: self.instance.text_of(span).to_string(),
             value: format_value(value),
             at: self.at(frame),
             span: span.into(),
-        }
+        })
     }
 
     fn domain(
@@ -670,14 +670,14 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
         value: f64,
         frame: &Frame<'_>,
         help: &str,
-    ) -> EvalError {
-        EvalError::Domain {
+    ) -> Box<EvalError> {
+        Box::new(EvalError::Domain {
             function: function.to_string(),
             value: format_value(value),
             at: self.at(frame),
             help: help.to_string(),
             span: node.span.into(),
-        }
+        })
     }
 
     fn at(&self, frame: &Frame<'_>) -> String {

@@ -13,7 +13,7 @@ use crate::analysis::program::{TensorId, Values};
 const MARGIN: f64 = 0.05;
 
 /// One array per tensor, indexed by [`TensorId`].
-pub fn draw_values(instance: &Instance<'_>, seed: u64) -> Result<Vec<ArrayD<f64>>, EvalError> {
+pub fn draw_values(instance: &Instance<'_>, seed: u64) -> Result<Vec<ArrayD<f64>>, Box<EvalError>> {
     instance
         .program
         .tensors
@@ -26,13 +26,13 @@ pub fn draw_values(instance: &Instance<'_>, seed: u64) -> Result<Vec<ArrayD<f64>
                 Values::Fill(v) => vec![*v; n],
                 Values::List(list) => {
                     if list.len() != n {
-                        return Err(EvalError::ListLength {
+                        return Err(Box::new(EvalError::ListLength {
                             tensor: tensor.name.clone(),
                             expected: n as u64,
                             found: list.len(),
                             sizes: instance.sizes.to_string(),
                             span: tensor.span.into(),
-                        });
+                        }));
                     }
                     list.clone()
                 }
@@ -48,13 +48,13 @@ pub fn draw_values(instance: &Instance<'_>, seed: u64) -> Result<Vec<ArrayD<f64>
                 }
             };
             ArrayD::from_shape_vec(IxDyn(&grid.extents()), data).map_err(|_| {
-                EvalError::ListLength {
+                Box::new(EvalError::ListLength {
                     tensor: tensor.name.clone(),
                     expected: n as u64,
                     found: n,
                     sizes: instance.sizes.to_string(),
                     span: tensor.span.into(),
-                }
+                })
             })
         })
         .collect()

@@ -143,10 +143,11 @@ fn render_claim(out: &mut String, claim: &ClaimOutcome, width: usize, options: H
     if show_evidence {
         render_evidence(out, claim);
     }
-    if status == ClaimStatus::ExpectedFail && !options.verbose {
-        if let Some(evidence) = first_evidence(claim) {
-            let _ = writeln!(out, "      evidence: {evidence}");
-        }
+    if status == ClaimStatus::ExpectedFail
+        && !options.verbose
+        && let Some(evidence) = first_evidence(claim)
+    {
+        let _ = writeln!(out, "      evidence: {evidence}");
     }
     // A refuted claim naturally fails the directional check too; only a
     // disagreement that leaves the verdict in doubt is worth a line.

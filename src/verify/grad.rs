@@ -37,8 +37,7 @@ pub struct SizeContext<'a> {
     pub derived: &'a [Option<ArrayD<f64>>],
     /// All definitions evaluated in f64, claim-only ones included.
     pub evaluation: &'a Evaluation<'a, f64>,
-    /// L at the drawn values and a magnitude of the terms it sums.
-    pub loss: f64,
+    /// A magnitude of the terms L sums, for the rounding in L.
     pub loss_magnitude: f64,
     /// Terms in the largest sum at this size: the rounding bound's n.
     pub terms: f64,
@@ -104,7 +103,7 @@ impl GradAccumulator {
     }
 
     /// Checks the claim at one size.
-    pub fn check(&mut self, claim: &GradClaim, cx: &SizeContext<'_>) {
+    pub fn check(&mut self, claim: &GradClaim, cx: &SizeContext<'_>, probe: &TensorProbe) {
         let sizes = cx.instance.sizes.clone();
         self.outcome.sizes.push(sizes.clone());
         let target = claim.target;
@@ -126,7 +125,7 @@ impl GradAccumulator {
                     claimed.push(None);
                 }
                 Err(e) => {
-                    failures.push((point, e));
+                    failures.push((point, *e));
                     claimed.push(None);
                 }
             }
@@ -167,10 +166,10 @@ impl GradAccumulator {
                 blocks: group_points(&mismatched),
             });
         }
-        self.finite_differences(target, derived, cx);
+        self.fd.merge(&probe.guard);
         if claimed.iter().all(Option::is_some) {
             let claimed: Vec<f64> = claimed.into_iter().flatten().collect();
-            self.directional(target, &claimed, scale, cx);
+            self.directional(&claimed, scale, probe, cx);
         } else {
             self.directional.skipped =
                 Some("the claimed formula is undefined at some elements".to_string());
@@ -204,89 +203,136 @@ impl GradAccumulator {
         }
     }
 
-    fn finite_differences(&mut self, target: TensorId, derived: &[f64], cx: &SizeContext<'_>) {
-        let n = derived.len();
-        let chosen = spread_sample(n, cx.fd_elements);
-        let mut values = cx.values.to_vec();
-        for k in chosen {
-            let Some(&w) = cx.values[target.0]
-                .as_slice_memory_order()
-                .and_then(|s| s.get(k))
-            else {
-                continue;
-            };
-            let h = f64::EPSILON.cbrt() * w.abs().max(1.0);
-            let at = |values: &mut Vec<ArrayD<f64>>, x: f64| -> Option<f64> {
-                set_element(values, target, k, x);
-                cx.instance.evaluation(values).loss().ok()
-            };
-            let estimate = (|| {
-                let d1 = (at(&mut values, w + h)? - at(&mut values, w - h)?) / (2.0 * h);
-                let d2 =
-                    (at(&mut values, w + 2.0 * h)? - at(&mut values, w - 2.0 * h)?) / (4.0 * h);
-                Some((d1, d2))
-            })();
-            set_element(&mut values, target, k, w);
-            let Some((d1, d2)) = estimate else {
-                self.fd.skipped = Some("L is undefined at a perturbed value".to_string());
-                continue;
-            };
-            let ad = derived[k];
-            let tolerance = FD_SAFETY
-                * ((d2 - d1).abs() / 3.0
-                    + f64::EPSILON * cx.loss_magnitude * cx.terms.sqrt() / h
-                    + f64::EPSILON * ad.abs());
-            self.fd.record((d1 - ad).abs(), tolerance);
-        }
-    }
-
-    fn directional(&mut self, target: TensorId, claimed: &[f64], scale: f64, cx: &SizeContext<'_>) {
-        let Some(w) = cx.values[target.0].as_slice_memory_order() else {
+    fn directional(
+        &mut self,
+        claimed: &[f64],
+        scale: f64,
+        probe: &TensorProbe,
+        cx: &SizeContext<'_>,
+    ) {
+        let Some(d) = &probe.direction else {
+            self.directional.skipped = Some("L is undefined along the direction".to_string());
             return;
         };
-        let mut rng = ChaCha8Rng::seed_from_u64(crate::eval::stream_seed(
-            cx.seed,
-            "direction",
-            cx.instance.sizes.values(),
-        ));
-        let u = unit_direction(&mut rng, w.len());
-        let inner: f64 = claimed.iter().zip(&u).map(|(c, u)| c * u).sum();
-        let h = f64::EPSILON.cbrt() * w.iter().fold(1.0, |m: f64, x| m.max(x.abs()));
-        let mut values = cx.values.to_vec();
-        let mut along = |t: f64| -> Option<f64> {
+        let inner: f64 = claimed.iter().zip(&d.u).map(|(c, u)| c * u).sum();
+        let tolerance = d.tolerance + FD_SAFETY * ROUNDING_ULPS * f64::EPSILON * cx.terms * scale;
+        self.directional.record((d.d1 - inner).abs(), tolerance);
+    }
+}
+
+/// What the engine learns about one tensor at one size, whatever the claims:
+/// whether autodiff agrees with finite differences, and the central
+/// difference of L along one random direction, which every claim on the
+/// tensor is then compared with.
+pub struct TensorProbe {
+    guard: CheckTally,
+    direction: Option<Direction>,
+}
+
+struct Direction {
+    u: Vec<f64>,
+    /// Central difference of L along u with step h.
+    d1: f64,
+    /// Its error bound: truncation (Richardson) plus rounding.
+    tolerance: f64,
+}
+
+/// Central differences of L: d1 with step h and d2 with 2h, whose gap
+/// estimates d1's truncation error (error ∝ h², so d2 − d1 ≈ 3·error).
+fn central_differences(mut at: impl FnMut(f64) -> Option<f64>, h: f64) -> Option<(f64, f64)> {
+    let d1 = (at(h)? - at(-h)?) / (2.0 * h);
+    let d2 = (at(2.0 * h)? - at(-2.0 * h)?) / (4.0 * h);
+    Some((d1, d2))
+}
+
+fn fd_tolerance(d1: f64, d2: f64, h: f64, cx: &SizeContext<'_>) -> f64 {
+    FD_SAFETY * ((d2 - d1).abs() / 3.0 + f64::EPSILON * cx.loss_magnitude * cx.terms.sqrt() / h)
+}
+
+pub fn probe_tensor(target: TensorId, cx: &SizeContext<'_>) -> TensorProbe {
+    let mut guard = CheckTally::default();
+    let Some(Some(derived)) = cx.derived.get(target.0) else {
+        return TensorProbe {
+            guard,
+            direction: None,
+        };
+    };
+    let derived = derived.as_slice_memory_order().unwrap_or(&[]);
+    let w: Vec<f64> = cx.values[target.0].iter().copied().collect();
+    let mut values = cx.values.to_vec();
+    for k in spread_sample(derived.len(), cx.fd_elements) {
+        let (Some(&w0), Some(&ad)) = (w.get(k), derived.get(k)) else {
+            continue;
+        };
+        let h = f64::EPSILON.cbrt() * w0.abs().max(1.0);
+        let estimate = central_differences(
+            |t| {
+                set_element(&mut values, target, k, w0 + t);
+                cx.instance.evaluation(&values).loss().ok()
+            },
+            h,
+        );
+        set_element(&mut values, target, k, w0);
+        match estimate {
+            Some((d1, d2)) => {
+                let tolerance = fd_tolerance(d1, d2, h, cx) + FD_SAFETY * f64::EPSILON * ad.abs();
+                guard.record((d1 - ad).abs(), tolerance);
+            }
+            None => guard.skipped = Some("L is undefined at a perturbed value".to_string()),
+        }
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(crate::eval::stream_seed(
+        cx.seed,
+        "direction",
+        cx.instance.sizes.values(),
+    ));
+    let u = unit_direction(&mut rng, w.len());
+    let h = f64::EPSILON.cbrt() * w.iter().fold(1.0, |m: f64, x| m.max(x.abs()));
+    let estimate = central_differences(
+        |t| {
             if let Some(s) = values[target.0].as_slice_memory_order_mut() {
-                for ((x, &w0), &uk) in s.iter_mut().zip(w).zip(&u) {
+                for ((x, &w0), &uk) in s.iter_mut().zip(&w).zip(&u) {
                     *x = w0 + t * uk;
                 }
             }
             cx.instance.evaluation(&values).loss().ok()
+        },
+        h,
+    );
+    let Some((d1, d2)) = estimate else {
+        return TensorProbe {
+            guard,
+            direction: None,
         };
-        let estimate = (|| {
-            let d1 = (along(h)? - along(-h)?) / (2.0 * h);
-            let d2 = (along(2.0 * h)? - along(-2.0 * h)?) / (4.0 * h);
-            Some((d1, d2))
-        })();
-        let Some((d1, d2)) = estimate else {
-            self.directional.skipped = Some("L is undefined along the direction".to_string());
-            return;
-        };
-        let tolerance = FD_SAFETY
-            * ((d2 - d1).abs() / 3.0
-                + f64::EPSILON * cx.loss_magnitude * cx.terms.sqrt() / h
-                + ROUNDING_ULPS * f64::EPSILON * cx.terms * scale);
-        self.directional.record((d1 - inner).abs(), tolerance);
-        // The exact directional derivative keeps autodiff honest too.
-        let mut direction: Vec<Option<ArrayD<f64>>> = vec![None; cx.values.len()];
-        if let Ok(u) = ArrayD::from_shape_vec(cx.values[target.0].raw_dim(), u) {
-            direction[target.0] = Some(u);
-        }
-        if let Ok(exact) = directional_derivative(cx.instance, cx.values, &direction) {
-            self.fd.record((d1 - exact).abs(), tolerance);
-        }
+    };
+    let tolerance = fd_tolerance(d1, d2, h, cx);
+    // The exact directional derivative keeps autodiff honest along u too.
+    let mut direction: Vec<Option<ArrayD<f64>>> = vec![None; cx.values.len()];
+    if let Ok(ua) = ArrayD::from_shape_vec(cx.values[target.0].raw_dim(), u.clone()) {
+        direction[target.0] = Some(ua);
+    }
+    if let Ok(exact) = directional_derivative(cx.instance, cx.values, &direction) {
+        guard.record(
+            (d1 - exact).abs(),
+            tolerance + FD_SAFETY * f64::EPSILON * exact.abs(),
+        );
+    }
+    TensorProbe {
+        guard,
+        direction: Some(Direction { u, d1, tolerance }),
     }
 }
 
 impl CheckTally {
+    fn merge(&mut self, other: &CheckTally) {
+        self.compared += other.compared;
+        self.failed += other.failed;
+        self.worst_ratio = self.worst_ratio.max(other.worst_ratio);
+        if other.skipped.is_some() {
+            self.skipped.clone_from(&other.skipped);
+        }
+    }
+
     fn record(&mut self, error: f64, tolerance: f64) {
         self.compared += 1;
         let ratio = if tolerance > 0.0 {
@@ -296,12 +342,12 @@ impl CheckTally {
         } else {
             f64::INFINITY
         };
-        if !(ratio <= 1.0) {
+        // A NaN (from a non-finite difference) counts as a failure.
+        let ratio = if ratio.is_nan() { f64::INFINITY } else { ratio };
+        if ratio > 1.0 {
             self.failed += 1;
         }
-        if ratio.is_nan() || ratio > self.worst_ratio {
-            self.worst_ratio = if ratio.is_nan() { f64::INFINITY } else { ratio };
-        }
+        self.worst_ratio = self.worst_ratio.max(ratio);
     }
 }
 
@@ -422,15 +468,14 @@ pub fn group_points(points: &[Vec<i64>]) -> Vec<Vec<(i64, i64)>> {
 fn stack_blocks(blocks: Vec<Vec<(i64, i64)>>) -> Vec<Vec<(i64, i64)>> {
     let mut out: Vec<Vec<(i64, i64)>> = vec![];
     for b in blocks {
-        if let Some(prev) = out.last_mut() {
-            if prev.len() == b.len()
-                && b.len() > 1
-                && prev[1..] == b[1..]
-                && prev[0].1 + 1 == b[0].0
-            {
-                prev[0].1 = b[0].1;
-                continue;
-            }
+        if let Some(prev) = out.last_mut()
+            && prev.len() == b.len()
+            && b.len() > 1
+            && prev[1..] == b[1..]
+            && prev[0].1 + 1 == b[0].0
+        {
+            prev[0].1 = b[0].1;
+            continue;
         }
         out.push(b);
     }

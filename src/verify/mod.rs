@@ -12,7 +12,7 @@ use crate::analysis::program::{ClaimKind, Origin, Program};
 use crate::analysis::{Sizes, size_sweep};
 use crate::eval::{Instance, draw_values, gradient};
 use crate::source::Source;
-use grad::{GradAccumulator, SizeContext};
+use grad::{GradAccumulator, SizeContext, TensorProbe, probe_tensor};
 use outcome::*;
 
 /// How a run checks: seed, sizes and limits.
@@ -106,7 +106,7 @@ fn check_at(
     accumulators: &mut [GradAccumulator],
 ) -> Result<Vec<DerivedGradient>, miette::Report> {
     let report =
-        |e: crate::eval::EvalError| miette::Report::new(e).with_source_code(source.named());
+        |e: Box<crate::eval::EvalError>| miette::Report::new(*e).with_source_code(source.named());
     let instance = Instance::new(program, source, sizes, options.max_elements).map_err(report)?;
     let values = draw_values(&instance, options.seed).map_err(report)?;
     let mut evaluation = instance.evaluation::<f64>(&values);
@@ -120,15 +120,20 @@ fn check_at(
         values: &values,
         derived: &derived,
         evaluation: &evaluation,
-        loss,
         loss_magnitude,
         terms: terms.max(1.0),
         seed: options.seed,
         fd_elements: options.fd_elements,
     };
+    // Probing a tensor costs forward passes; do it once for all its claims.
+    let mut probes: Vec<Option<TensorProbe>> = (0..program.tensors.len()).map(|_| None).collect();
     for (claim, acc) in program.claims.iter().zip(accumulators.iter_mut()) {
         match &claim.kind {
-            ClaimKind::Grad(grad) => acc.check(grad, &cx),
+            ClaimKind::Grad(grad) => {
+                let probe =
+                    probes[grad.target.0].get_or_insert_with(|| probe_tensor(grad.target, &cx));
+                acc.check(grad, &cx, probe);
+            }
         }
     }
     Ok(derived_gradients(program, &instance, derived))
