@@ -327,4 +327,15 @@ pub enum AnalysisError {
         #[label("sizes are declared here")]
         span: SourceSpan,
     },
+
+    /// Returned when `E[...]` or `Var[...]` appears outside a claim: `let m = E[q[1]]`.
+    #[error("`E[…]` and `Var[…]` belong in claims")]
+    #[diagnostic(
+        code(dl::analysis::moment_outside_claim),
+        help("state expectations and variances as claims: `claim E[q[i]] == p[i]`")
+    )]
+    MomentOutsideClaim {
+        #[label("a moment outside a claim")]
+        span: SourceSpan,
+    },
 }

@@ -324,7 +324,10 @@ impl Resolver {
                         });
                     }
                 }
-                ast::Item::Claim(_) => {}
+                ast::Item::Claim(_)
+                | ast::Item::Random(_)
+                | ast::Item::Stream(_)
+                | ast::Item::Optimizer(_) => {}
             }
         }
         if has_layer && !self.globals.contains_key("g") {
@@ -638,7 +641,9 @@ impl Resolver {
     }
 
     fn resolve_claim(&mut self, claim: &ast::Claim) {
-        let ast::ClaimKind::Grad(grad) = &claim.kind;
+        let ast::ClaimKind::Grad(grad) = &claim.kind else {
+            return;
+        };
         let Some(declared) = self.lookup_global(&grad.target) else {
             return;
         };
@@ -889,6 +894,12 @@ impl Resolver {
                 guarded,
             )?,
             ast::ExprKind::Iverson(c) => NodeKind::Iverson(Box::new(self.cond(c, scope)?)),
+            ast::ExprKind::Moment { moment, .. } => {
+                self.error(AnalysisError::MomentOutsideClaim {
+                    span: moment.span.into(),
+                });
+                return None;
+            }
         };
         Some(Spanned::new(kind, e.span))
     }
@@ -1424,32 +1435,42 @@ fn first_hyper_at_or_after(node: &Node, id: HyperId) -> Option<HyperId> {
     found
 }
 
+/// The tightest of several lower bounds on an output axis.
 fn max_dims_only(bounds: &[Affine]) -> Option<Affine> {
-    single_dims_only(bounds)
+    tightest_dims_only(bounds, std::cmp::Ordering::Greater)
 }
 
+/// The tightest of several upper bounds on an output axis.
 fn min_dims_only(bounds: &[Affine]) -> Option<Affine> {
-    single_dims_only(bounds)
+    tightest_dims_only(bounds, std::cmp::Ordering::Less)
 }
 
 /// Several bounds on an output axis are fine when they differ only by a
-/// constant (`x[i]` and `x[i+2]`); then the tightest is the range.
-fn single_dims_only(bounds: &[Affine]) -> Option<Affine> {
-    bounds.iter().try_fold(None::<Affine>, |acc, b| {
+/// constant (`x[i]` and `x[i+2]` give `N` and `N-2`): the tightest is the
+/// range, the one whose constant compares as `tighter` against the others.
+/// Bounds over different dims have no tightest at every size: `None`.
+fn tightest_dims_only(bounds: &[Affine], tighter: std::cmp::Ordering) -> Option<Affine> {
+    let mut best: Option<&Affine> = None;
+    for b in bounds {
         if !b.is_dims_only() {
             return None;
         }
-        Some(Some(match acc {
-            None => b.clone(),
+        best = Some(match best {
+            None => b,
             Some(a) => {
-                let diff = a.add_scaled(b, -1)?;
+                let diff = b.add_scaled(a, -1)?;
                 if !diff.dims.is_empty() {
                     return None;
                 }
-                a
+                if diff.constant.cmp(&0) == tighter {
+                    b
+                } else {
+                    a
+                }
             }
-        }))
-    })?
+        });
+    }
+    best.cloned()
 }
 
 /// Calls `f` on every node of a body, conditions included.

@@ -153,7 +153,11 @@ fn render_claim(out: &mut String, claim: &ClaimOutcome, width: usize, options: H
     // disagreement that leaves the verdict in doubt is worth a line.
     let in_doubt = matches!(claim.verdict, Verdict::Undecided(_));
     if options.verbose || in_doubt {
-        for check in &claim.cross_checks {
+        for check in claim
+            .cross_checks
+            .iter()
+            .filter(|c| options.verbose || c.compared > 0)
+        {
             let verdict = if check.passed { "ok" } else { "DISAGREES" };
             let _ = writeln!(out, "      {} {verdict}: {}", check.name, check.detail);
         }

@@ -32,6 +32,83 @@ pub enum Item {
     Loss(Definition),
     /// `grad x[j] = ...`, optionally `expect fail "reason"`.
     Claim(Claim),
+    /// `random q[i] ~ bernoulli((g[i] - b) / a)`: a random tensor, drawn per sample.
+    Random(RandomDecl),
+    /// `stream gt[n] ~ normal(0, 1)`: a gradient source for update rules, drawn anew each step.
+    Stream(StreamDecl),
+    /// `optimizer A { state v[n] = 0  v[k] = mu * v[k] + gt[k] ... }`
+    Optimizer(OptimizerDecl),
+}
+
+/// `q[i] ~ bernoulli(p[i])`, with optional `for i in ...` ranges.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RandomDecl {
+    pub name: Ident,
+    pub indices: Vec<Ident>,
+    pub distribution: Distribution,
+    pub ranges: Vec<RangeBinding>,
+    pub span: Span,
+}
+
+/// `bernoulli(p)`, `uniform(lo, hi)`, `normal(mean, sd)`, ...: the name is
+/// checked by analysis, the parameters are expressions over the spec.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Distribution {
+    pub name: Ident,
+    pub args: Vec<Expr>,
+    pub span: Span,
+}
+
+/// `stream gt[n] ~ normal(0, 1)` or `stream gt[n] = grad theta (+ normal(0, 0.1))`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StreamDecl {
+    pub name: Ident,
+    pub shape: Vec<Expr>,
+    pub source: StreamSource,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum StreamSource {
+    /// A fresh draw every step.
+    Draw(Distribution),
+    /// The gradient of the spec's loss in a param, at each optimizer's own
+    /// current value of it, plus optional noise drawn every step.
+    Gradient {
+        param: Ident,
+        noise: Option<Distribution>,
+    },
+}
+
+/// `optimizer NAME { statements }`: run once per step, in order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OptimizerDecl {
+    pub name: Ident,
+    pub statements: Vec<OptimizerStatement>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum OptimizerStatement {
+    /// `state v[n] = 0`: state carried between steps, with its initial value
+    /// (an expression over inputs, params, hypers and the index variables
+    /// `i`, `j`, ... of its shape, written as in `state v[n] = 0.5 * theta[k]`
+    /// where the shape's index names are given: `state v[k in n] = ...`).
+    State(StateDecl),
+    /// `let mu2 = mu * (1 - alpha * lambda)`, evaluated at every step.
+    Let(Definition),
+    /// `v[k] = mu * v[k] + gt[k]`: an update, seeing the updates before it.
+    Update(Definition),
+}
+
+/// `state v[n] = init` or `state v[k in n] = expr over k`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StateDecl {
+    pub name: Ident,
+    /// Per axis: an optional index name and the size expression.
+    pub shape: Vec<(Option<Ident>, Expr)>,
+    pub init: Expr,
+    pub span: Span,
 }
 
 /// `N = 8` inside a `dim` statement.
@@ -163,6 +240,78 @@ pub struct Claim {
 pub enum ClaimKind {
     /// `grad x[j] = ...`: the closed-form gradient of L in an input or param.
     Grad(GradClaim),
+    /// `check taylor one_sided rate > 1`, `check taylor central rate ≈ 3 ± 0.3 precision f32`
+    Taylor(TaylorClaim),
+    /// `claim COND`: a condition that must hold at every point of its free
+    /// indices, e.g. `claim E[gq[i]] == g[i]` or `claim 0 <= (g[i] - b) / a <= 1`.
+    Holds(Condition),
+    /// `claim minimize OBJ over a, b subject to b <= lo, a + b >= hi at (hi - lo, lo)`
+    Optimum(OptimumClaim),
+    /// `claim A == B over 100 steps`: two update rules give the same trajectory.
+    Equivalent(EquivalenceClaim),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaylorClaim {
+    pub scheme: Spanned<TaylorScheme>,
+    pub rate: RateBound,
+    /// `precision f32`: run the check in single precision.
+    pub precision: Option<Spanned<Precision>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaylorScheme {
+    /// |L(w+Δw) − L(w) − ⟨J,Δw⟩|
+    OneSided,
+    /// |½(L(w+Δw) − L(w−Δw)) − ⟨J,Δw⟩|
+    Central,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precision {
+    F32,
+    F64,
+}
+
+/// `rate > 1`, `rate >= 2`, or `rate ≈ 3 ± 0.3` (ASCII: `rate ~= 3 +- 0.3`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RateBound {
+    pub op: Spanned<RateOp>,
+    pub value: Spanned<f64>,
+    /// For `≈`: the allowed distance; `None` takes the engine's default.
+    pub tolerance: Option<Spanned<f64>>,
+    pub span: Span,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RateOp {
+    Gt,
+    Ge,
+    Approx,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sense {
+    Minimize,
+    Maximize,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct OptimumClaim {
+    pub sense: Spanned<Sense>,
+    pub objective: Expr,
+    /// The names varied: scalar `let`s, hypers or params.
+    pub over: Vec<Ident>,
+    pub subject_to: Vec<Condition>,
+    /// The claimed optimum, one expression per name in `over`.
+    pub at: Vec<Expr>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct EquivalenceClaim {
+    pub first: Ident,
+    pub second: Ident,
+    pub steps: Spanned<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -207,6 +356,17 @@ pub enum ExprKind {
     /// bracket that is 0 is 0 without evaluating the other factor (Knuth's
     /// "strong zero"), so `[j >= 3] * g[j-2]` never reads `g[0]`.
     Iverson(Box<Condition>),
+    /// `E[expr]` or `Var[expr]` over the spec's random tensors.
+    Moment {
+        moment: Spanned<Moment>,
+        body: Box<Expr>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Moment {
+    Expectation,
+    Variance,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
