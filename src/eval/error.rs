@@ -128,9 +128,22 @@ pub enum EvalError {
         #[label("{found} values")]
         span: SourceSpan,
     },
+
+    /// Returned when checking a claim takes longer than `--timeout`.
+    #[error("not checked within the time limit of {limit} at {sizes}")]
+    #[diagnostic(
+        code(dl::eval::timeout),
+        help("raise `--timeout`, or check at smaller sizes (`--dim`)")
+    )]
+    Timeout { limit: String, sizes: String },
 }
 
 impl EvalError {
+    /// A time limit ran out: the claim is not checked, rather than wrong.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, EvalError::Timeout { .. })
+    }
+
     /// The span the error is about, for grouping errors of one cause.
     pub fn primary_span(&self) -> SourceSpan {
         match self {
@@ -141,6 +154,7 @@ impl EvalError {
             | EvalError::EmptyReduction { span, .. }
             | EvalError::TooLarge { span, .. }
             | EvalError::ListLength { span, .. } => *span,
+            EvalError::Timeout { .. } => SourceSpan::from(0..0),
             EvalError::AmbiguousCases { first, .. } => *first,
         }
     }

@@ -38,7 +38,28 @@ pub struct Instance<'p> {
     hypers: Vec<f64>,
     /// Definitions the output depends on; the rest serve claims only.
     feeds_output: Vec<bool>,
+    /// Work past this instant stops with [`EvalError::Timeout`].
+    deadline: std::cell::Cell<Option<Deadline>>,
 }
+
+/// A time limit on evaluation: `--timeout` per claim.
+#[derive(Clone, Copy, Debug)]
+pub struct Deadline {
+    pub at: std::time::Instant,
+    pub limit: std::time::Duration,
+}
+
+impl Deadline {
+    pub fn after(limit: std::time::Duration) -> Self {
+        Self {
+            at: std::time::Instant::now() + limit,
+            limit,
+        }
+    }
+}
+
+/// How many elements or terms to evaluate between looks at the clock.
+const CLOCK_STRIDE: usize = 256;
 
 impl<'p> Instance<'p> {
     /// Resolves the ranges at `sizes`; refuses sizes whose tensors would hold
@@ -87,9 +108,26 @@ impl<'p> Instance<'p> {
             def_grids,
             hypers: vec![],
             feeds_output: feeds_output(program),
+            deadline: std::cell::Cell::new(None),
         };
         instance.hypers = instance.evaluate_hypers()?;
         Ok(instance)
+    }
+
+    /// Sets (or clears) the time limit for the evaluations that follow.
+    pub fn set_deadline(&self, deadline: Option<Deadline>) {
+        self.deadline.set(deadline);
+    }
+
+    /// `Err(Timeout)` once the deadline has passed.
+    pub fn check_clock(&self) -> Result<(), Box<EvalError>> {
+        match self.deadline.get() {
+            Some(d) if std::time::Instant::now() >= d.at => Err(Box::new(EvalError::Timeout {
+                limit: format!("{:.0} s", d.limit.as_secs_f64()),
+                sizes: self.sizes.to_string(),
+            })),
+            _ => Ok(()),
+        }
     }
 
     pub fn tensor_grid(&self, t: TensorId) -> &Grid {
@@ -265,7 +303,10 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
     fn compute_def(&self, def: &Def, grid: &Grid) -> Result<Vec<T>, Box<EvalError>> {
         let mut frame = Frame::new(&def.var_names, def.slots);
         let mut values = Vec::with_capacity(usize::try_from(grid.len().unwrap_or(0)).unwrap_or(0));
-        for point in grid.points() {
+        for (k, point) in grid.points().enumerate() {
+            if k % CLOCK_STRIDE == 0 {
+                self.instance.check_clock()?;
+            }
             frame.set_point(&point);
             let v = self.body(&def.body, &mut frame)?;
             if !v.re().is_finite() {
@@ -570,6 +611,9 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             .unwrap_or(0);
         let mut acc: Option<T> = None;
         for k in lo..=hi {
+            if (k - lo) as usize % (CLOCK_STRIDE * 16) == CLOCK_STRIDE * 16 - 1 {
+                self.instance.check_clock()?;
+            }
             if let Some(slot) = frame.env.get_mut(var.0) {
                 *slot = k;
             }

@@ -52,6 +52,40 @@ pub enum SyntaxError {
         span: SourceSpan,
     },
 
+    /// Returned when a value stands where a condition is needed:
+    ///
+    /// ```dl
+    /// let c = [x]
+    /// ```
+    #[error("expected a condition, found a value")]
+    #[diagnostic(
+        code(dl::parse::not_a_condition),
+        help("a condition compares values, like `x > 0` or `i == j`")
+    )]
+    NotACondition {
+        #[source_code]
+        src: NamedSource<String>,
+        #[label("a value, not a condition")]
+        span: SourceSpan,
+    },
+
+    /// Returned when a parenthesised condition stands where a value is needed:
+    ///
+    /// ```dl
+    /// y[i] = (i < 2) * x[i]
+    /// ```
+    #[error("a condition cannot be used as a value")]
+    #[diagnostic(
+        code(dl::parse::condition_as_value),
+        help("write it as an Iverson bracket, `[…]`, which is 1 where it holds and 0 elsewhere")
+    )]
+    ConditionAsValue {
+        #[source_code]
+        src: NamedSource<String>,
+        #[label("a condition, not a value")]
+        span: SourceSpan,
+    },
+
     /// Returned when a number literal is not a finite 64-bit float:
     ///
     /// ```dl
@@ -219,13 +253,29 @@ pub enum SyntaxError {
     },
 }
 
+/// The constructors return boxes: the parser passes errors up through deep
+/// recursion, where a 160-byte error in every `Result` would fill the stack.
 impl SyntaxError {
-    pub(super) fn number(source: &Source, span: Span, text: &str) -> Self {
-        Self::Number {
+    pub(super) fn not_a_condition(source: &Source, span: Span) -> Box<Self> {
+        Box::new(Self::NotACondition {
+            src: source.named(),
+            span: span.into(),
+        })
+    }
+
+    pub(super) fn condition_as_value(source: &Source, span: Span) -> Box<Self> {
+        Box::new(Self::ConditionAsValue {
+            src: source.named(),
+            span: span.into(),
+        })
+    }
+
+    pub(super) fn number(source: &Source, span: Span, text: &str) -> Box<Self> {
+        Box::new(Self::Number {
             src: source.named(),
             span: span.into(),
             text: text.to_owned(),
-        }
+        })
     }
 
     pub(super) fn dim_value(
@@ -233,66 +283,66 @@ impl SyntaxError {
         span: Span,
         text: &str,
         problem: &'static str,
-    ) -> Self {
-        Self::DimValue {
+    ) -> Box<Self> {
+        Box::new(Self::DimValue {
             src: source.named(),
             span: span.into(),
             text: text.to_owned(),
             problem,
-        }
+        })
     }
 
-    pub(super) fn keyword_as_name(source: &Source, span: Span, word: &str) -> Self {
-        Self::KeywordAsName {
+    pub(super) fn keyword_as_name(source: &Source, span: Span, word: &str) -> Box<Self> {
+        Box::new(Self::KeywordAsName {
             src: source.named(),
             span: span.into(),
             word: word.to_owned(),
-        }
+        })
     }
 
-    pub(super) fn unterminated_string(source: &Source, span: Span) -> Self {
-        Self::UnterminatedString {
+    pub(super) fn unterminated_string(source: &Source, span: Span) -> Box<Self> {
+        Box::new(Self::UnterminatedString {
             src: source.named(),
             span: span.into(),
-        }
+        })
     }
 
-    pub(super) fn string_escape(source: &Source, span: Span, escape: &str) -> Self {
-        Self::StringEscape {
+    pub(super) fn string_escape(source: &Source, span: Span, escape: &str) -> Box<Self> {
+        Box::new(Self::StringEscape {
             src: source.named(),
             span: span.into(),
             escape: escape.to_owned(),
-        }
+        })
     }
 
-    pub(super) fn case_without_condition(source: &Source, span: Span) -> Self {
-        Self::CaseWithoutCondition {
+    pub(super) fn case_without_condition(source: &Source, span: Span) -> Box<Self> {
+        Box::new(Self::CaseWithoutCondition {
             src: source.named(),
             span: span.into(),
-        }
+        })
     }
 
-    pub(super) fn otherwise_not_last(source: &Source, span: Span) -> Self {
-        Self::OtherwiseNotLast {
+    pub(super) fn otherwise_not_last(source: &Source, span: Span) -> Box<Self> {
+        Box::new(Self::OtherwiseNotLast {
             src: source.named(),
             span: span.into(),
-        }
+        })
     }
 
-    pub(super) fn too_deep(source: &Source, span: Span, limit: usize) -> Self {
-        Self::TooDeep {
+    pub(super) fn too_deep(source: &Source, span: Span, limit: usize) -> Box<Self> {
+        Box::new(Self::TooDeep {
             src: source.named(),
             span: span.into(),
             limit,
-        }
+        })
     }
 
-    pub(super) fn internal(source: &Source, span: Span, detail: impl Into<String>) -> Self {
-        Self::Internal {
+    pub(super) fn internal(source: &Source, span: Span, detail: impl Into<String>) -> Box<Self> {
+        Box::new(Self::Internal {
             src: source.named(),
             span: span.into(),
             detail: detail.into(),
-        }
+        })
     }
 
     /// Translates a pest error: `depth_limit` is reported if pest ran out of
@@ -302,7 +352,7 @@ impl SyntaxError {
         source: &Source,
         error: &pest::error::Error<Rule>,
         depth_limit: usize,
-    ) -> Self {
+    ) -> Box<Self> {
         let text = source.text();
         let pos = match error.location {
             InputLocation::Pos(pos) => pos,
@@ -318,18 +368,18 @@ impl SyntaxError {
         };
         let expected = Expected::from_rules(positives);
         if token.text == "=" && expected.contains(Expected::Comparison) {
-            return Self::AssignInCondition {
+            return Box::new(Self::AssignInCondition {
                 src: source.named(),
                 span: token.span.into(),
-            };
+            });
         }
-        Self::Syntax {
+        Box::new(Self::Syntax {
             src: source.named(),
             span: token.span.into(),
             help: help_for(text, &token, &expected),
             expected: expected.describe(),
             found: token.description,
-        }
+        })
     }
 }
 
@@ -357,6 +407,8 @@ enum Expected {
     String,
     Operator,
     Comparison,
+    /// `> 0`, `<= 1`, … after a tensor.
+    Bound,
     /// A keyword or punctuation, shown in backquotes.
     Token(&'static str),
     Statement,
@@ -364,45 +416,61 @@ enum Expected {
 }
 
 impl Expected {
-    /// What a failed `rule` means; `None` for the silent rules, which pest
-    /// never reports.
+    /// What a failed `rule` means, `None` for the silent rules, which pest
+    /// never reports. Exhaustive, so that a new rule must be given words.
     fn for_rule(rule: Rule) -> Option<Self> {
         use Expected::*;
         Some(match rule {
-            Rule::WHITESPACE | Rule::COMMENT | Rule::statement | Rule::init | Rule::target => {
-                return None;
-            }
-            Rule::index_names | Rule::primary | Rule::ident_start | Rule::ident_continue => {
-                return None;
-            }
-            Rule::decl_name | Rule::name | Rule::identifier | Rule::decl_head => Name,
-            Rule::call_head | Rule::access_head | Rule::range_binding => Name,
-            Rule::dim_decl | Rule::tensor_decl | Rule::hyper_decl => Name,
-            Rule::expr | Rule::term | Rule::unary | Rule::power | Rule::exponent => Expression,
-            Rule::number | Rule::reduction | Rule::reduce_op | Rule::call | Rule::access => {
-                Expression
-            }
-            Rule::paren | Rule::neg | Rule::body | Rule::case | Rule::index_range => Expression,
-            Rule::iverson | Rule::kw_sum | Rule::kw_prod => Expression,
-            Rule::condition | Rule::conjunction | Rule::negation | Rule::cond_paren => Condition,
-            Rule::comparison | Rule::kw_not => Condition,
+            Rule::WHITESPACE
+            | Rule::COMMENT
+            | Rule::statement
+            | Rule::init
+            | Rule::target
+            | Rule::index_names
+            | Rule::primary
+            | Rule::ident_start
+            | Rule::ident_continue
+            | Rule::identifier_chars => return None,
+            Rule::decl_name
+            | Rule::decl_head
+            | Rule::name
+            | Rule::identifier
+            | Rule::call_head
+            | Rule::access_head
+            | Rule::range_binding
+            | Rule::dim_decl
+            | Rule::tensor_decl
+            | Rule::hyper_decl => Name,
+            Rule::body
+            | Rule::case
+            | Rule::expr
+            | Rule::term
+            | Rule::unary
+            | Rule::neg
+            | Rule::power
+            | Rule::exponent
+            | Rule::number
+            | Rule::paren
+            | Rule::call
+            | Rule::access
+            | Rule::iverson
+            | Rule::reduction
+            | Rule::reduce_op
+            | Rule::kw_sum
+            | Rule::kw_prod
+            | Rule::index_range => Expression,
+            Rule::condition
+            | Rule::conjunction
+            | Rule::negation
+            | Rule::comparison
+            | Rule::kw_not => Condition,
             Rule::dim_value => WholeNumber,
             Rule::string | Rule::string_text | Rule::string_end | Rule::unterminated => String,
             Rule::add_op | Rule::mul_op | Rule::pow_op => Operator,
             Rule::compare_op => Comparison,
-            Rule::spec | Rule::exercise | Rule::dim_stmt | Rule::tensor_stmt => Statement,
-            Rule::hyper_stmt | Rule::let_stmt | Rule::loss_stmt | Rule::layer_stmt => Statement,
-            Rule::grad_stmt
-            | Rule::layer_head
-            | Rule::kw_exercise
-            | Rule::kw_dim
-            | Rule::kw_input => Statement,
-            Rule::kw_param | Rule::kw_hyper | Rule::kw_let | Rule::kw_loss => Statement,
-            Rule::kw_grad | Rule::reserved => Statement,
-            Rule::EOI => EndOfFile,
-            Rule::init_list | Rule::init_value | Rule::assign => Token("`=`"),
             Rule::domain | Rule::kw_in => Token("`in`"),
-            Rule::bound | Rule::bound_op => Token("a bound such as `> 0`"),
+            Rule::bound | Rule::bound_op => Bound,
+            Rule::init_list | Rule::init_value | Rule::assign => Token("`=`"),
             Rule::lo_open | Rule::lparen => Token("`(`"),
             Rule::lo_closed | Rule::lbracket | Rule::list => Token("`[`"),
             Rule::hi_open | Rule::rparen => Token("`)`"),
@@ -417,6 +485,26 @@ impl Expected {
             Rule::kw_fail => Token("`fail`"),
             Rule::or_op | Rule::kw_or => Token("`or`"),
             Rule::and_op | Rule::kw_and => Token("`and`"),
+            Rule::spec
+            | Rule::exercise
+            | Rule::dim_stmt
+            | Rule::tensor_stmt
+            | Rule::hyper_stmt
+            | Rule::let_stmt
+            | Rule::loss_stmt
+            | Rule::layer_stmt
+            | Rule::layer_head
+            | Rule::grad_stmt
+            | Rule::reserved
+            | Rule::kw_exercise
+            | Rule::kw_dim
+            | Rule::kw_input
+            | Rule::kw_param
+            | Rule::kw_hyper
+            | Rule::kw_let
+            | Rule::kw_loss
+            | Rule::kw_grad => Statement,
+            Rule::EOI => EndOfFile,
         })
     }
 
@@ -429,6 +517,7 @@ impl Expected {
             Expected::String => "a string in double quotes",
             Expected::Operator => "an operator",
             Expected::Comparison => "a comparison operator",
+            Expected::Bound => "a bound such as `> 0`",
             Expected::Token(token) => token,
             Expected::Statement => "a statement",
             Expected::EndOfFile => "the end of the file",
@@ -496,6 +585,8 @@ impl<'t> Token<'t> {
         let token = rest.get(..len).unwrap_or("");
         let description = if first.is_control() && !first.is_whitespace() {
             format!("a control character (U+{:04X})", u32::from(first))
+        } else if matches!(first, '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}') {
+            format!("an invisible character (U+{:04X})", u32::from(first))
         } else if first.is_whitespace() {
             format!("an unusual space character (U+{:04X})", u32::from(first))
         } else if first == '"' {
@@ -611,14 +702,30 @@ fn help_for(text: &str, token: &Token<'_>, expected: &ExpectedSet) -> Option<Str
             token.text
         ));
     }
+    if token.text == "==" && expected.contains(Expected::Token("`=`")) {
+        return Some("a definition takes a single `=`; `==` compares".to_owned());
+    }
+    if is_comparison(token.text) && expected.contains(Expected::Operator) {
+        return Some(
+            "a comparison is a condition, not a value: write it in an Iverson bracket, \
+             `[i < 2]`, for 1 where it holds and 0 elsewhere"
+                .to_owned(),
+        );
+    }
     if token.text.starts_with('\'') && expected.contains(Expected::String) {
         return Some("strings are written in double quotes: \"…\"".to_owned());
     }
-    if wants_operand && is_reserved(token.text) && !is_statement_keyword(token.text) {
-        return Some(format!(
-            "`{}` is a reserved word; it cannot be used as a name",
-            token.text
-        ));
+    if wants_operand && is_reserved(token.text) {
+        return match token.text {
+            "and" | "or" | "not" => Some(format!(
+                "`{}` combines conditions, which stand inside `[…]` or after `if`",
+                token.text
+            )),
+            word if !is_statement_keyword(word) => Some(format!(
+                "`{word}` is a reserved word; it cannot be used as a name"
+            )),
+            _ => None,
+        };
     }
     if expected.contains(Expected::Statement)
         && !wants_operand
@@ -648,6 +755,10 @@ fn last_number(before: &str) -> &str {
         .find(|&(_, c)| !(c.is_ascii_digit() || c == '.'))
         .map_or(0, |(i, c)| i + c.len_utf8());
     before.get(start..).unwrap_or("")
+}
+
+fn is_comparison(token: &str) -> bool {
+    matches!(token, "==" | "!=" | "<" | "<=" | ">" | ">=")
 }
 
 fn is_statement_keyword(word: &str) -> bool {
