@@ -60,6 +60,11 @@ struct Cli {
     #[arg(long, default_value_t = 10_000_000, value_name = "N")]
     max_elements: u64,
 
+    /// Seconds allowed to check one claim at one size; past it the claim is
+    /// reported as not checked, and the run goes on.
+    #[arg(long, default_value_t = 60.0, value_name = "SECONDS", value_parser = parse_seconds)]
+    timeout: f64,
+
     /// Compare autodiff with finite differences on at most this many elements per claim and size.
     #[arg(long, default_value_t = 64, value_name = "N")]
     fd_elements: usize,
@@ -85,6 +90,20 @@ fn parse_dim(s: &str) -> Result<(String, i64), String> {
     Ok((name.trim().to_string(), value))
 }
 
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    if v.is_finite() && v > 0.0 && v <= 1e9 {
+        Ok(v)
+    } else {
+        Err(format!(
+            "the time limit must be above 0 and finite, got {s}"
+        ))
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let options = Options {
@@ -93,6 +112,7 @@ fn main() -> ExitCode {
         max_elements: cli.max_elements,
         fd_elements: cli.fd_elements,
         keep_derived: cli.show_grad,
+        timeout: std::time::Duration::from_secs_f64(cli.timeout),
     };
     let outcomes: Vec<FileOutcome> = dlverify::input::expand_paths(&cli.paths)
         .into_iter()

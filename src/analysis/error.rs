@@ -131,14 +131,15 @@ pub enum AnalysisError {
         second_span: SourceSpan,
     },
 
-    /// Returned when a spec has neither a layer output nor a loss.
-    #[error("the spec defines no computation")]
+    /// Returned when a spec has neither a layer output nor a loss, but needs
+    /// one: it has no claims at all, or claims about L such as `grad`.
+    #[error("the spec defines no computation to differentiate")]
     #[diagnostic(
         code(dl::analysis::no_output),
         help("add a layer output such as `y[i] = a * x[i] + b` or a scalar `loss L = ...`")
     )]
     NoOutput {
-        #[label("nothing to differentiate in this file")]
+        #[label("this needs a layer or a loss")]
         span: SourceSpan,
     },
 

@@ -25,7 +25,9 @@ pub struct Program {
     pub tensors: Vec<Tensor>,
     /// `let`s and the output, in an order where each only reads earlier ones.
     pub defs: Vec<Def>,
-    pub output: Output,
+    /// The layer or loss L is built from; a spec of stochastic or update-rule
+    /// claims alone has none.
+    pub output: Option<Output>,
     pub claims: Vec<Claim>,
 }
 

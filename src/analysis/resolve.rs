@@ -131,10 +131,7 @@ impl Resolver {
             hypers: vec![],
             tensors: vec![],
             defs: vec![],
-            output: Output {
-                def: DefId(usize::MAX),
-                incoming: None,
-            },
+            output: None,
             claims: vec![],
         });
         self.declare_all(spec);
@@ -172,16 +169,20 @@ impl Resolver {
                 _ => {}
             }
         }
-        match output {
-            Some((def, _)) => {
-                let incoming = self.incoming_tensor();
-                if let Some(p) = self.program_mut() {
-                    p.output = Output { def, incoming };
-                }
+        if let Some((def, _)) = output {
+            let incoming = self.incoming_tensor();
+            if let Some(p) = self.program_mut() {
+                p.output = Some(Output { def, incoming });
             }
-            None => self.error(AnalysisError::NoOutput {
+        } else if let Some(claim) = claims.iter().find(|c| needs_output(&c.kind)) {
+            // Gradients and Taylor remainders are of L: there must be an L.
+            self.error(AnalysisError::NoOutput {
+                span: claim.span.into(),
+            });
+        } else if claims.is_empty() {
+            self.error(AnalysisError::NoOutput {
                 span: Span::new(0, 0).into(),
-            }),
+            });
         }
         for claim in claims {
             self.resolve_claim(claim);
@@ -1272,12 +1273,14 @@ static EMPTY_PROGRAM: Program = Program {
     hypers: vec![],
     tensors: vec![],
     defs: vec![],
-    output: Output {
-        def: DefId(usize::MAX),
-        incoming: None,
-    },
+    output: None,
     claims: vec![],
 };
+
+/// Claims about L, which only a layer or a loss defines.
+fn needs_output(kind: &ast::ClaimKind) -> bool {
+    matches!(kind, ast::ClaimKind::Grad(_) | ast::ClaimKind::Taylor(_))
+}
 
 fn bound_list(indices: &[ast::Ident]) -> String {
     if indices.is_empty() {

@@ -136,6 +136,14 @@ pub enum EvalError {
         help("raise `--timeout`, or check at smaller sizes (`--dim`)")
     )]
     Timeout { limit: String, sizes: String },
+
+    /// Returned when the engine contradicts itself; never caused by a spec.
+    #[error("internal error: {what}")]
+    #[diagnostic(
+        code(dl::internal),
+        help("this is a bug in dlverify; please report it with the spec that caused it")
+    )]
+    Internal { what: String },
 }
 
 impl EvalError {
@@ -154,7 +162,7 @@ impl EvalError {
             | EvalError::EmptyReduction { span, .. }
             | EvalError::TooLarge { span, .. }
             | EvalError::ListLength { span, .. } => *span,
-            EvalError::Timeout { .. } => SourceSpan::from(0..0),
+            EvalError::Timeout { .. } | EvalError::Internal { .. } => SourceSpan::from(0..0),
             EvalError::AmbiguousCases { first, .. } => *first,
         }
     }

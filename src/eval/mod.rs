@@ -8,6 +8,7 @@ mod grid;
 mod values;
 
 pub use autodiff::{directional_derivative, gradient};
+
 pub use error::EvalError;
 pub use grid::Grid;
 pub use values::{draw_values, stream_seed};
@@ -123,7 +124,7 @@ impl<'p> Instance<'p> {
     pub fn check_clock(&self) -> Result<(), Box<EvalError>> {
         match self.deadline.get() {
             Some(d) if std::time::Instant::now() >= d.at => Err(Box::new(EvalError::Timeout {
-                limit: format!("{:.0} s", d.limit.as_secs_f64()),
+                limit: format!("{} s", format_value(d.limit.as_secs_f64())),
                 sizes: self.sizes.to_string(),
             })),
             _ => Ok(()),
@@ -184,7 +185,7 @@ impl<'p> Instance<'p> {
 
 fn feeds_output(program: &Program) -> Vec<bool> {
     let mut feeds = vec![false; program.defs.len()];
-    if let Some(f) = feeds.get_mut(program.output.def.0) {
+    if let Some(f) = program.output.and_then(|o| feeds.get_mut(o.def.0)) {
         *f = true;
     }
     // Definitions only read earlier ones, so one backward sweep suffices.
@@ -263,7 +264,11 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
     /// The scalar L: the loss, or `sum(i) g[i] * y[i]` for a layer.
     pub fn loss(&mut self) -> Result<T, Box<EvalError>> {
         self.compute_defs(true)?;
-        let output = self.instance.program.output;
+        let Some(output) = self.instance.program.output else {
+            return Err(Box::new(EvalError::Internal {
+                what: "L was asked of a spec with no layer or loss".to_string(),
+            }));
+        };
         let y = self.def_values(output.def)?;
         match output.incoming {
             None => Ok(y.iter().next().copied().unwrap_or_else(T::zero)),

@@ -17,10 +17,12 @@ use ndarray::ArrayD;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use super::ClaimCheck;
+use super::context::SizeContext;
 use super::outcome::*;
 use crate::analysis::Sizes;
 use crate::analysis::program::{GradClaim, TensorId};
-use crate::eval::{EvalError, Evaluation, Frame, Instance, directional_derivative};
+use crate::eval::{EvalError, Frame, directional_derivative};
 
 /// Units of rounding per term allowed between two exact formulas.
 const ROUNDING_ULPS: f64 = 64.0;
@@ -29,28 +31,13 @@ const FD_SAFETY: f64 = 8.0;
 /// Mismatching elements listed per claim (all are counted and grouped).
 const MISMATCHES_LISTED: usize = 20;
 
-/// Everything a claim check needs at one size, computed once per size.
-pub struct SizeContext<'a> {
-    pub instance: &'a Instance<'a>,
-    pub values: &'a [ArrayD<f64>],
-    /// Autodiff gradient per tensor.
-    pub derived: &'a [Option<ArrayD<f64>>],
-    /// All definitions evaluated in f64, claim-only ones included.
-    pub evaluation: &'a Evaluation<'a, f64>,
-    /// A magnitude of the terms L sums, for the rounding in L.
-    pub loss_magnitude: f64,
-    /// Terms in the largest sum at this size: the rounding bound's n.
-    pub terms: f64,
-    pub seed: u64,
-    /// Finite differences on at most this many elements per claim.
-    pub fd_elements: usize,
-}
-
-/// A claim's findings, gathered over the sizes of the sweep.
-pub struct GradAccumulator {
-    pub outcome: ClaimOutcome,
+/// A `grad` claim's findings, gathered over the sizes of the sweep.
+pub struct GradCheck<'p> {
+    claim: &'p GradClaim,
+    outcome: ClaimOutcome,
     fd: CheckTally,
     directional: CheckTally,
+    undecided: Option<String>,
 }
 
 #[derive(Default)]
@@ -61,17 +48,29 @@ struct CheckTally {
     skipped: Option<String>,
 }
 
-impl GradAccumulator {
-    pub fn new(outcome: ClaimOutcome) -> Self {
+impl<'p> GradCheck<'p> {
+    pub fn new(claim: &'p GradClaim, outcome: ClaimOutcome) -> Self {
         Self {
+            claim,
             outcome,
             fd: CheckTally::default(),
             directional: CheckTally::default(),
+            undecided: None,
         }
+    }
+}
+
+impl ClaimCheck for GradCheck<'_> {
+    fn check_at(&mut self, cx: &SizeContext<'_>) {
+        self.check(cx);
+    }
+
+    fn undecided(&mut self, why: String) {
+        self.undecided.get_or_insert(why);
     }
 
     /// Sets the verdict from what the sizes found.
-    pub fn finish(mut self) -> ClaimOutcome {
+    fn finish(mut self: Box<Self>) -> ClaimOutcome {
         self.outcome.cross_checks = vec![
             tally_check(
                 "finite differences",
@@ -87,6 +86,8 @@ impl GradAccumulator {
         let refuted = !self.outcome.mismatches.is_empty() || !self.outcome.problems.is_empty();
         self.outcome.verdict = if refuted {
             Verdict::Refuted
+        } else if let Some(why) = self.undecided.take() {
+            Verdict::Undecided(why)
         } else if self.fd.failed > 0 {
             Verdict::Undecided(
                 "autodiff and finite differences disagree: the forward computation may be non-smooth at the drawn values".to_string(),
@@ -101,16 +102,26 @@ impl GradAccumulator {
         };
         self.outcome
     }
+}
 
+impl GradCheck<'_> {
     /// Checks the claim at one size.
-    pub fn check(&mut self, claim: &GradClaim, cx: &SizeContext<'_>, probe: &TensorProbe) {
+    fn check(&mut self, cx: &SizeContext<'_>) {
+        let claim = self.claim;
         let sizes = cx.instance.sizes.clone();
-        self.outcome.sizes.push(sizes.clone());
         let target = claim.target;
         let grid = cx.instance.tensor_grid(target).clone();
-        let Some(Some(derived)) = cx.derived.get(target.0) else {
+        let derived = match cx.derived() {
+            Ok(d) => d,
+            Err(e) => {
+                self.undecided(e.to_string());
+                return;
+            }
+        };
+        let Some(Some(derived)) = derived.get(target.0) else {
             return;
         };
+        self.outcome.sizes.push(sizes.clone());
         let derived = derived.as_slice_memory_order().unwrap_or(&[]);
         // The claimed value at every element; failures are evidence, not aborts.
         let mut claimed: Vec<Option<f64>> = Vec::with_capacity(derived.len());
@@ -123,6 +134,11 @@ impl GradAccumulator {
                 Ok(v) => {
                     failures.push((point, non_finite(cx, claim, v, &frame)));
                     claimed.push(None);
+                }
+                // Out of time is no evidence against the claim.
+                Err(e) if e.is_timeout() => {
+                    self.undecided(e.to_string());
+                    return;
                 }
                 Err(e) => {
                     failures.push((point, *e));
@@ -166,10 +182,11 @@ impl GradAccumulator {
                 blocks: group_points(&mismatched),
             });
         }
+        let probe = cx.probe(target);
         self.fd.merge(&probe.guard);
         if claimed.iter().all(Option::is_some) {
             let claimed: Vec<f64> = claimed.into_iter().flatten().collect();
-            self.directional(&claimed, scale, probe, cx);
+            self.directional(&claimed, scale, &probe, cx);
         } else {
             self.directional.skipped =
                 Some("the claimed formula is undefined at some elements".to_string());
@@ -191,7 +208,7 @@ impl GradAccumulator {
             }
         }
         for (error, points) in groups {
-            let source = cx.instance.program_source();
+            let source = cx.named_source();
             self.outcome.problems.push(ClaimProblem {
                 elements: ElementGroup {
                     sizes: sizes.clone(),
@@ -251,7 +268,7 @@ fn fd_tolerance(d1: f64, d2: f64, h: f64, cx: &SizeContext<'_>) -> f64 {
 
 pub fn probe_tensor(target: TensorId, cx: &SizeContext<'_>) -> TensorProbe {
     let mut guard = CheckTally::default();
-    let Some(Some(derived)) = cx.derived.get(target.0) else {
+    let Some(Some(derived)) = cx.derived().ok().and_then(|d| d.get(target.0)) else {
         return TensorProbe {
             guard,
             direction: None,

@@ -1,6 +1,7 @@
 //! Verification: checks each claim of a checked program at every size of
 //! the sweep. One module per kind of claim; `outcome` holds what they find.
 
+mod context;
 mod grad;
 pub mod outcome;
 
@@ -10,9 +11,10 @@ use ndarray::ArrayD;
 
 use crate::analysis::program::{ClaimKind, Origin, Program};
 use crate::analysis::{Sizes, size_sweep};
-use crate::eval::{Instance, draw_values, gradient};
+use crate::eval::{Deadline, Instance, draw_values};
 use crate::source::Source;
-use grad::{GradAccumulator, SizeContext, TensorProbe, probe_tensor};
+pub use context::SizeContext;
+use grad::GradCheck;
 use outcome::*;
 
 /// How a run checks: seed, sizes and limits.
@@ -28,6 +30,9 @@ pub struct Options {
     pub fd_elements: usize,
     /// Keep the derived gradients for `--show-grad`.
     pub keep_derived: bool,
+    /// Time allowed to check one claim at one size (and to the work all
+    /// claims share at a size); past it the claim is reported not checked.
+    pub timeout: std::time::Duration,
 }
 
 impl Default for Options {
@@ -38,8 +43,20 @@ impl Default for Options {
             max_elements: 10_000_000,
             fd_elements: 64,
             keep_derived: false,
+            timeout: std::time::Duration::from_secs(60),
         }
     }
+}
+
+/// One claim's check, fed every size of the sweep in turn.
+pub trait ClaimCheck {
+    /// Checks the claim at one size, adding to what earlier sizes found.
+    fn check_at(&mut self, cx: &SizeContext<'_>);
+    /// The claim could not be checked at some size (time limit, a failed
+    /// computation): it gets no verdict unless it was already refuted.
+    fn undecided(&mut self, why: String);
+    /// The verdict and evidence over all sizes.
+    fn finish(self: Box<Self>) -> ClaimOutcome;
 }
 
 /// Checks every claim of `program`; never panics on what a spec contains.
@@ -62,40 +79,60 @@ pub fn verify(program: &Program, source: &Source, options: &Options) -> FileOutc
             return outcome;
         }
     };
-    let mut accumulators: Vec<GradAccumulator> = program
+    let mut checks: Vec<Box<dyn ClaimCheck + '_>> = program
         .claims
         .iter()
-        .map(|claim| GradAccumulator::new(blank_outcome(program, source, claim)))
+        .map(|claim| checker(program, source, claim))
         .collect();
     let last = sweep.len().saturating_sub(1);
     for (k, sizes) in sweep.into_iter().enumerate() {
-        match check_at(program, source, options, sizes.clone(), &mut accumulators) {
+        match check_at(program, source, options, sizes.clone(), &mut checks) {
             Ok(derived) => {
                 outcome.sizes.push(sizes);
                 if options.keep_derived && k == last {
                     outcome.derived = derived;
                 }
             }
-            Err(diagnostic) => {
+            Err(SizeFailure::Diagnostic(diagnostic)) => {
                 outcome.diagnostics.push(diagnostic);
+                for check in &mut checks {
+                    check.undecided(
+                        "not checked at every size: the forward computation failed".to_string(),
+                    );
+                }
+                break;
+            }
+            Err(SizeFailure::Timeout(why)) => {
+                // Larger sizes would take longer still.
+                for check in &mut checks {
+                    check.undecided(why.clone());
+                }
                 break;
             }
         }
     }
-    outcome.claims = accumulators
-        .into_iter()
-        .map(GradAccumulator::finish)
-        .collect();
-    if !outcome.diagnostics.is_empty() {
-        for claim in &mut outcome.claims {
-            if claim.verdict == Verdict::Holds {
-                claim.verdict = Verdict::Undecided(
-                    "not checked at every size: the forward computation failed".to_string(),
-                );
-            }
-        }
-    }
+    outcome.claims = checks.into_iter().map(|c| c.finish()).collect();
     outcome
+}
+
+/// The check for one claim, by its kind.
+fn checker<'p>(
+    program: &'p Program,
+    source: &Source,
+    claim: &'p crate::analysis::program::Claim,
+) -> Box<dyn ClaimCheck + 'p> {
+    let outcome = blank_outcome(program, source, claim);
+    match &claim.kind {
+        ClaimKind::Grad(grad) => Box::new(GradCheck::new(grad, outcome)),
+    }
+}
+
+/// Why a size could not be checked at all.
+enum SizeFailure {
+    /// The spec's own computation failed: a diagnostic for the file.
+    Diagnostic(miette::Report),
+    /// The time limit ran out on work every claim shares.
+    Timeout(String),
 }
 
 fn check_at(
@@ -103,39 +140,53 @@ fn check_at(
     source: &Source,
     options: &Options,
     sizes: Sizes,
-    accumulators: &mut [GradAccumulator],
-) -> Result<Vec<DerivedGradient>, miette::Report> {
-    let report =
-        |e: Box<crate::eval::EvalError>| miette::Report::new(*e).with_source_code(source.named());
-    let instance = Instance::new(program, source, sizes, options.max_elements).map_err(report)?;
-    let values = draw_values(&instance, options.seed).map_err(report)?;
-    let mut evaluation = instance.evaluation::<f64>(&values);
-    let loss = evaluation.loss().map_err(report)?;
-    evaluation.compute_defs(false).map_err(report)?;
-    let derived = gradient(&instance, &values).map_err(report)?;
-    let loss_magnitude = loss_magnitude(program, &evaluation, &values, loss);
-    let terms = largest_grid(&instance, program) as f64;
-    let cx = SizeContext {
-        instance: &instance,
-        values: &values,
-        derived: &derived,
-        evaluation: &evaluation,
-        loss_magnitude,
-        terms: terms.max(1.0),
-        seed: options.seed,
-        fd_elements: options.fd_elements,
+    checks: &mut [Box<dyn ClaimCheck + '_>],
+) -> Result<Vec<DerivedGradient>, SizeFailure> {
+    let fail = |e: Box<crate::eval::EvalError>| {
+        if e.is_timeout() {
+            SizeFailure::Timeout(e.to_string())
+        } else {
+            SizeFailure::Diagnostic(miette::Report::new(*e).with_source_code(source.named()))
+        }
     };
-    // Probing a tensor costs forward passes; do it once for all its claims.
-    let mut probes: Vec<Option<TensorProbe>> = (0..program.tensors.len()).map(|_| None).collect();
-    for (claim, acc) in program.claims.iter().zip(accumulators.iter_mut()) {
-        match &claim.kind {
-            ClaimKind::Grad(grad) => {
-                let probe =
-                    probes[grad.target.0].get_or_insert_with(|| probe_tensor(grad.target, &cx));
-                acc.check(grad, &cx, probe);
-            }
+    let instance = Instance::new(program, source, sizes, options.max_elements).map_err(fail)?;
+    instance.set_deadline(Some(Deadline::after(options.timeout)));
+    let values = draw_values(&instance, options.seed).map_err(fail)?;
+    let mut evaluation = instance.evaluation::<f64>(&values);
+    let loss = match program.output {
+        Some(_) => Some(evaluation.loss().map_err(fail)?),
+        None => None,
+    };
+    evaluation.compute_defs(false).map_err(fail)?;
+    let loss_magnitude = loss.map_or(0.0, |l| loss_magnitude(program, &evaluation, &values, l));
+    let terms = (largest_grid(&instance, program) as f64).max(1.0);
+    let cx = SizeContext::new(
+        program,
+        source,
+        options,
+        &instance,
+        &values,
+        &evaluation,
+        loss,
+        loss_magnitude,
+        terms,
+    );
+    for check in checks.iter_mut() {
+        instance.set_deadline(Some(Deadline::after(options.timeout)));
+        check.check_at(&cx);
+        // Work cut short by the clock is no verdict, whatever it found.
+        if let Err(e) = instance.check_clock() {
+            check.undecided(e.to_string());
         }
     }
+    instance.set_deadline(None);
+    let derived = if options.keep_derived && program.output.is_some() {
+        cx.derived()
+            .map_err(|e| fail(Box::new(e.as_ref().clone())))?
+            .to_vec()
+    } else {
+        vec![]
+    };
     Ok(derived_gradients(program, &instance, derived))
 }
 
@@ -147,7 +198,9 @@ fn loss_magnitude(
     values: &[ArrayD<f64>],
     loss: f64,
 ) -> f64 {
-    let output = program.output;
+    let Some(output) = program.output else {
+        return loss.abs();
+    };
     let Some(g) = output.incoming.and_then(|g| values.get(g.0)) else {
         return loss.abs();
     };

@@ -1,0 +1,94 @@
+//! What every claim check may use at one size: the instance, the drawn
+//! values, all definitions evaluated in f64, and, computed on first use and
+//! shared by every claim, the autodiff gradient and per-tensor probes.
+
+use std::cell::{OnceCell, RefCell};
+use std::rc::Rc;
+
+use ndarray::ArrayD;
+
+use super::Options;
+use super::grad::{TensorProbe, probe_tensor};
+use crate::analysis::program::{Program, TensorId};
+use crate::eval::{EvalError, Evaluation, Instance, gradient};
+use crate::source::Source;
+
+pub struct SizeContext<'a> {
+    pub program: &'a Program,
+    pub source: &'a Source,
+    pub options: &'a Options,
+    pub instance: &'a Instance<'a>,
+    /// Values of every tensor, indexed by [`TensorId`].
+    pub values: &'a [ArrayD<f64>],
+    /// All definitions evaluated in f64, claim-only ones included.
+    pub evaluation: &'a Evaluation<'a, f64>,
+    /// L at the drawn values, where the spec has a layer or a loss.
+    pub loss: Option<f64>,
+    /// A magnitude of the terms L sums, for the rounding in L.
+    pub loss_magnitude: f64,
+    /// Terms in the largest sum at this size: the rounding bound's n.
+    pub terms: f64,
+    pub seed: u64,
+    /// Finite differences on at most this many elements per tensor.
+    pub fd_elements: usize,
+    derived: OnceCell<Result<Vec<Option<ArrayD<f64>>>, Box<EvalError>>>,
+    probes: RefCell<Vec<Option<Rc<TensorProbe>>>>,
+}
+
+impl<'a> SizeContext<'a> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        program: &'a Program,
+        source: &'a Source,
+        options: &'a Options,
+        instance: &'a Instance<'a>,
+        values: &'a [ArrayD<f64>],
+        evaluation: &'a Evaluation<'a, f64>,
+        loss: Option<f64>,
+        loss_magnitude: f64,
+        terms: f64,
+    ) -> Self {
+        Self {
+            program,
+            source,
+            options,
+            instance,
+            values,
+            evaluation,
+            loss,
+            loss_magnitude,
+            terms,
+            seed: options.seed,
+            fd_elements: options.fd_elements,
+            derived: OnceCell::new(),
+            probes: RefCell::new(vec![None; program.tensors.len()]),
+        }
+    }
+
+    /// dL/dT for every tensor by autodiff (`None` for data such as `g`),
+    /// computed once per size on first use.
+    pub fn derived(&self) -> Result<&[Option<ArrayD<f64>>], Box<EvalError>> {
+        self.derived
+            .get_or_init(|| gradient(self.instance, self.values))
+            .as_deref()
+            .map_err(|e| e.clone())
+    }
+
+    /// Finite-difference guard and directional probe of one tensor, run
+    /// once per size for all the claims about it.
+    pub fn probe(&self, target: TensorId) -> Rc<TensorProbe> {
+        if let Some(Some(p)) = self.probes.borrow().get(target.0) {
+            return p.clone();
+        }
+        let probe = Rc::new(probe_tensor(target, self));
+        if let Some(slot) = self.probes.borrow_mut().get_mut(target.0) {
+            *slot = Some(probe.clone());
+        }
+        probe
+    }
+
+    /// The spec's text, for attaching to diagnostics.
+    pub fn named_source(&self) -> miette::NamedSource<String> {
+        self.source.named()
+    }
+}
