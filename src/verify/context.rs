@@ -13,6 +13,9 @@ use crate::analysis::program::{Program, TensorId};
 use crate::eval::{EvalError, Evaluation, Instance, gradient};
 use crate::source::Source;
 
+/// dL/dT per tensor (`None` for data), or why it could not be derived.
+type Derived = Result<Vec<Option<ArrayD<f64>>>, Box<EvalError>>;
+
 pub struct SizeContext<'a> {
     pub program: &'a Program,
     pub source: &'a Source,
@@ -31,7 +34,7 @@ pub struct SizeContext<'a> {
     pub seed: u64,
     /// Finite differences on at most this many elements per tensor.
     pub fd_elements: usize,
-    derived: OnceCell<Result<Vec<Option<ArrayD<f64>>>, Box<EvalError>>>,
+    derived: OnceCell<Derived>,
     probes: RefCell<Vec<Option<Rc<TensorProbe>>>>,
 }
 
