@@ -139,6 +139,9 @@ fn render_claim(out: &mut String, claim: &ClaimOutcome, width: usize, options: H
     if let Some(reason) = &claim.expect_fail {
         let _ = writeln!(out, "      erratum: {reason}");
     }
+    for note in &claim.notes {
+        let _ = writeln!(out, "      {note}");
+    }
     let show_evidence = !status.as_expected() || options.verbose;
     if show_evidence {
         render_evidence(out, claim);

@@ -73,6 +73,17 @@ fn position(source: Option<&Source>, offset: usize) -> (Option<usize>, Option<us
 }
 
 fn claim(c: &ClaimOutcome, source: Option<&Source>) -> Value {
+    let mut value = common_claim_fields(c, source);
+    if let Value::Object(map) = &mut value {
+        map.insert("notes".to_string(), json!(c.notes));
+        for (k, v) in &c.details {
+            map.insert(k.clone(), v.clone());
+        }
+    }
+    value
+}
+
+fn common_claim_fields(c: &ClaimOutcome, source: Option<&Source>) -> Value {
     let (verdict, reason) = match &c.verdict {
         Verdict::Holds => ("holds", None),
         Verdict::Refuted => ("refuted", None),

@@ -297,5 +297,8 @@ fn blank_outcome(
         mismatch_groups: vec![],
         problems: vec![],
         cross_checks: vec![],
+        notes: vec![],
+        details: serde_json::Map::new(),
+        plots: vec![],
     }
 }

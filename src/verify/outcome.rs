@@ -124,6 +124,34 @@ pub struct ClaimOutcome {
     pub problems: Vec<ClaimProblem>,
     /// The engine's guards: finite differences and the directional check.
     pub cross_checks: Vec<CrossCheck>,
+    /// Evidence of a kind of claim, one line each, for a person (measured
+    /// rates, estimates and intervals, the step where trajectories part).
+    pub notes: Vec<String>,
+    /// The same evidence for programs: merged into the claim's JSON object.
+    pub details: serde_json::Map<String, serde_json::Value>,
+    /// Series to plot with `--plot` (remainder against ε, deviation against step).
+    pub plots: Vec<Plot>,
+}
+
+/// One figure: named series of (x, y) points on log or linear axes.
+#[derive(Clone, Debug, Default)]
+pub struct Plot {
+    pub title: String,
+    /// File name without extension, unique within the spec.
+    pub name: String,
+    pub x_label: String,
+    pub y_label: String,
+    pub log_x: bool,
+    pub log_y: bool,
+    pub series: Vec<Series>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Series {
+    pub label: String,
+    pub points: Vec<(f64, f64)>,
+    /// A reference line (slopes, floors) rather than a measurement.
+    pub reference: bool,
 }
 
 impl ClaimOutcome {
