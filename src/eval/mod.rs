@@ -15,15 +15,33 @@ pub use values::{draw_values, stream_seed};
 
 use ndarray::ArrayD;
 use num_dual::DualNum;
+use num_traits::{Float, NumCast, ToPrimitive};
 
 use crate::analysis::Sizes;
 use crate::analysis::program::*;
 use crate::source::{Source, Span};
 use crate::syntax::ast::{BinaryOp, ReduceOp};
 
-/// What the evaluator computes with: `f64`, `Dual64`, `DualSVec64<N>`, ...
-pub trait Scalar: DualNum<Primitive = f64> + Copy {}
-impl<T: DualNum<Primitive = f64> + Copy> Scalar for T {}
+/// What the evaluator computes with: `f64`, `f32`, `Dual64`, `DualSVec64<N>`,
+/// `HyperDual64`, ...: any num-dual number over a float.
+pub trait Scalar: DualNum + Copy {
+    /// A constant of the spec in this scalar type (rounded to its precision).
+    fn constant(v: f64) -> Self;
+    /// The real part as f64: branch choices, comparisons and reports.
+    fn real(&self) -> f64;
+}
+
+impl<T: DualNum + Copy> Scalar for T {
+    #[inline]
+    fn constant(v: f64) -> Self {
+        T::from(<T::Primitive as NumCast>::from(v).unwrap_or_else(T::Primitive::nan))
+    }
+
+    #[inline]
+    fn real(&self) -> f64 {
+        self.re().to_f64().unwrap_or(f64::NAN)
+    }
+}
 
 /// Cases that hold at once must agree to rounding: this many units of
 /// rounding relative to the larger value.
@@ -314,8 +332,8 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             }
             frame.set_point(&point);
             let v = self.body(&def.body, &mut frame)?;
-            if !v.re().is_finite() {
-                return Err(self.non_finite(def.body_span(), v.re(), &frame));
+            if !v.real().is_finite() {
+                return Err(self.non_finite(def.body_span(), v.real(), &frame));
             }
             values.push(v);
         }
@@ -358,7 +376,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             match &chosen {
                 None => chosen = Some((case, value)),
                 Some((first, first_value)) => {
-                    let (a, b) = (first_value.re(), value.re());
+                    let (a, b) = (first_value.real(), value.real());
                     let scale = a.abs().max(b.abs());
                     if (a - b).abs() > CASE_AGREEMENT_ULPS * f64::EPSILON * scale {
                         return Err(Box::new(EvalError::AmbiguousCases {
@@ -388,9 +406,9 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
     fn cond(&self, c: &Cond, frame: &mut Frame<'_>) -> Result<bool, Box<EvalError>> {
         Ok(match &c.node {
             CondKind::Compare { first, rest } => {
-                let mut lhs = self.node(first, frame)?.re();
+                let mut lhs = self.node(first, frame)?.real();
                 for (op, e) in rest {
-                    let rhs = self.node(e, frame)?.re();
+                    let rhs = self.node(e, frame)?.real();
                     if !op.holds(lhs, rhs) {
                         return Ok(false);
                     }
@@ -406,10 +424,10 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
 
     pub fn node(&self, node: &Node, frame: &mut Frame<'_>) -> Result<T, Box<EvalError>> {
         match &node.node {
-            NodeKind::Const(v) => Ok(T::from(*v)),
-            NodeKind::Dim(d) => Ok(T::from(self.instance.sizes.get(*d) as f64)),
-            NodeKind::Hyper(h) => Ok(T::from(self.hypers.get(h.0).copied().unwrap_or(f64::NAN))),
-            NodeKind::Index(v) => Ok(T::from(frame.env.get(v.0).copied().unwrap_or(0) as f64)),
+            NodeKind::Const(v) => Ok(T::constant(*v)),
+            NodeKind::Dim(d) => Ok(T::constant(self.instance.sizes.get(*d) as f64)),
+            NodeKind::Hyper(h) => Ok(T::constant(self.hypers.get(h.0).copied().unwrap_or(f64::NAN))),
+            NodeKind::Index(v) => Ok(T::constant(frame.env.get(v.0).copied().unwrap_or(0) as f64)),
             NodeKind::Tensor { id, indices } => {
                 let grid = &self.instance.tensor_grids[id.0];
                 let tensor = &self.instance.program.tensors[id.0];
@@ -443,11 +461,11 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             NodeKind::Binary { op, lhs, rhs } => self.binary(node, *op, lhs, rhs, frame),
             NodeKind::PowInt(base, k) => {
                 let b = self.node(base, frame)?;
-                if *k < 0 && b.re() == 0.0 {
+                if *k < 0 && b.real() == 0.0 {
                     return Err(self.domain(
                         node,
                         "power",
-                        b.re(),
+                        b.real(),
                         frame,
                         "a negative power of 0 is undefined",
                     ));
@@ -497,11 +515,11 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             BinaryOp::Sub => a - b,
             BinaryOp::Mul => a * b,
             BinaryOp::Div => {
-                if b.re() == 0.0 {
+                if b.real() == 0.0 {
                     return Err(self.domain(
                         node,
                         "division",
-                        a.re(),
+                        a.real(),
                         frame,
                         "the divisor is 0 here",
                     ));
@@ -509,8 +527,8 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
                 a / b
             }
             BinaryOp::Pow => {
-                if a.re() <= 0.0 {
-                    return Err(self.domain(node, "power", a.re(), frame, "a real power needs a positive base; use an integer exponent for negative bases"));
+                if a.real() <= 0.0 {
+                    return Err(self.domain(node, "power", a.real(), frame, "a real power needs a positive base; use an integer exponent for negative bases"));
                 }
                 (b * a.ln()).exp()
             }
@@ -536,7 +554,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             self.domain(
                 node,
                 function.name(),
-                x.re(),
+                x.real(),
                 frame,
                 &format!("{what}; constrain the values that reach it (e.g. `param s > 0`)"),
             )
@@ -544,13 +562,13 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
         Ok(match function {
             Function::Exp => x.exp(),
             Function::Log => {
-                if x.re() <= 0.0 {
+                if x.real() <= 0.0 {
                     return Err(positive("log needs a positive argument"));
                 }
                 x.ln()
             }
             Function::Sqrt => {
-                if x.re() < 0.0 {
+                if x.real() < 0.0 {
                     return Err(positive("sqrt needs a non-negative argument"));
                 }
                 x.sqrt()
@@ -559,7 +577,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             Function::Tanh => x.tanh(),
             Function::Sigmoid => (T::one() + (-x).exp()).recip(),
             Function::Relu => {
-                if x.re() > 0.0 {
+                if x.real() > 0.0 {
                     x
                 } else {
                     T::zero()
@@ -567,7 +585,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             }
             Function::Softplus => {
                 // log(1 + e^x) without overflow for large x.
-                if x.re() > 0.0 {
+                if x.real() > 0.0 {
                     x + (-x).exp().ln_1p()
                 } else {
                     x.exp().ln_1p()
@@ -577,12 +595,12 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             Function::Cos => x.cos(),
             Function::Min | Function::Max => {
                 let y = y.unwrap_or(x);
-                let take_x = (x.re() <= y.re()) == (function == Function::Min);
+                let take_x = (x.real() <= y.real()) == (function == Function::Min);
                 if take_x { x } else { y }
             }
             Function::Pow => {
                 let y = y.unwrap_or_else(T::one);
-                if x.re() <= 0.0 {
+                if x.real() <= 0.0 {
                     return Err(positive(
                         "pow(x, y) needs x > 0; write x^k with a whole k for other bases",
                     ));
@@ -628,14 +646,14 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
                 (Some(a), ReduceOp::Sum) => a + v,
                 (Some(a), ReduceOp::Prod) => a * v,
                 (Some(a), ReduceOp::Max) => {
-                    if v.re() > a.re() {
+                    if v.real() > a.real() {
                         v
                     } else {
                         a
                     }
                 }
                 (Some(a), ReduceOp::Min) => {
-                    if v.re() < a.re() {
+                    if v.real() < a.real() {
                         v
                     } else {
                         a
