@@ -410,8 +410,7 @@ fn assert_checks_cleanly(text: &str) {
 /// A list as long as the default size is right, but the sweep also tries
 /// smaller sizes, where it is not.
 #[test]
-#[ignore = "engine bug: the size sweep ignores given lists"]
-fn known_bug_a_given_list_fixes_its_size() {
+fn a_given_list_fixes_its_size() {
     assert_checks_cleanly(
         "dim N = 2\ninput v[N] = [1, 2]\nparam a\ny[i] = a * v[i]\ngrad a = sum(i) g[i] * v[i]\n",
     );
@@ -419,8 +418,7 @@ fn known_bug_a_given_list_fixes_its_size() {
 
 /// An explicit reduction range needs N >= 2, but the sweep starts at N = 1.
 #[test]
-#[ignore = "engine bug: the size sweep ignores explicit ranges"]
-fn known_bug_an_explicit_range_bounds_the_sweep() {
+fn an_explicit_range_bounds_the_sweep() {
     assert_checks_cleanly(
         "dim N = 3\ninput x[N]\nparam a\ny[i] = a * x[i] + sum(k in 1..=2) x[k]\n\
          grad a = sum(i) g[i] * x[i]\n",

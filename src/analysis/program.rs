@@ -100,6 +100,9 @@ pub struct Def {
     /// The index variables of the left-hand side are slots `0..axes.len()`.
     pub body: Body,
     pub slots: usize,
+    /// Indices on the left-hand side as written (axes may be missing if
+    /// their ranges failed to resolve).
+    pub rank: usize,
     pub var_names: Vec<String>,
     /// Reads the incoming gradient, directly or through another definition.
     pub reads_incoming: bool,

@@ -106,6 +106,8 @@ struct Resolver {
     /// Definitions resolved so far; a def may read only these.
     defined: Vec<bool>,
     layer_seen: bool,
+    /// Resolving the layer or loss itself, which may not read `g`.
+    in_output: bool,
 }
 
 impl Resolver {
@@ -160,7 +162,9 @@ impl Resolver {
                     } else {
                         output = Some((id, def.name.span));
                     }
+                    self.in_output = true;
                     self.resolve_def(def, kind);
+                    self.in_output = false;
                     if kind == DefKind::Layer {
                         self.layer_seen = true;
                     }
@@ -318,6 +322,7 @@ impl Resolver {
                             axes: vec![],
                             body: Body::Expr(Spanned::new(NodeKind::Const(0.0), def.span)),
                             slots: 0,
+                            rank: def.indices.len(),
                             var_names: vec![],
                             reads_incoming: false,
                             span: def.span,
@@ -553,7 +558,10 @@ impl Resolver {
         }
         let mut scope = Scope::default();
         let lhs = self.bind_lhs(&def.indices, &mut scope);
+        let errors_before = self.errors.len();
         let body = self.body(&def.body, &mut scope);
+        // Accesses that failed to resolve bound nothing: no second error.
+        let body_failed = body.is_none() || self.errors.len() > errors_before;
         let mut axes = vec![];
         for (position, (var, ident)) in lhs.iter().zip(&def.indices).enumerate() {
             let explicit = def.ranges.iter().find(|r| r.index.node == ident.node);
@@ -567,6 +575,7 @@ impl Resolver {
                         span: binding.range.span,
                     })
                 }
+                None if body_failed => None,
                 None => self.infer_axis(&ident.node, *var, ident.span, &scope, position),
             };
             if let Some(axis) = axis {
@@ -949,8 +958,12 @@ impl Resolver {
         };
         let var = scope.bind(&index.node, index.span);
         let accesses_before = scope.accesses.len();
+        let errors_before = self.errors.len();
         let body = self.expr(body, scope, guarded);
         scope.vars.pop();
+        if body.is_none() || self.errors.len() > errors_before {
+            return None;
+        }
         let range = match explicit {
             Some(r) => r,
             None => {
@@ -1008,6 +1021,10 @@ impl Resolver {
         let axes = match declared.symbol {
             Symbol::Tensor(t) => {
                 let t_ = self.program().tensors.get(t.0)?;
+                if t_.origin == Origin::Incoming && self.in_output {
+                    self.error(AnalysisError::IncomingInForward { span: span.into() });
+                    return None;
+                }
                 if t_.origin == Origin::Incoming && !self.layer_seen {
                     let definition = t_.span;
                     self.error(AnalysisError::UsedBeforeDefinition {
@@ -1028,6 +1045,11 @@ impl Resolver {
                         span: span.into(),
                         definition: definition.into(),
                     });
+                    return None;
+                }
+                // A definition that failed to resolve has already been
+                // reported; reading it is no second error.
+                if def.axes.len() != def.rank && indices.len() == def.rank {
                     return None;
                 }
                 def.axes.clone()

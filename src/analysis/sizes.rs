@@ -5,7 +5,9 @@
 use std::fmt;
 
 use super::error::AnalysisError;
-use super::program::{Affine, DimId, Program};
+use super::program::{
+    Affine, AxisRange, Body, CondKind, DimId, Node, NodeKind, Program, Values, VarId,
+};
 use super::resolve::suggest;
 use crate::source::Span;
 
@@ -74,7 +76,8 @@ fn required_ranges(program: &Program) -> Vec<RequiredRange> {
             });
         }
     };
-    for t in &program.tensors {
+    // `g` has the layer's axes, which the layer's own entry covers.
+    for t in program.tensors.iter().filter(|t| t.is_differentiable()) {
         push_axes(&t.name, &t.axes);
     }
     for d in &program.defs {
@@ -84,6 +87,259 @@ fn required_ranges(program: &Program) -> Vec<RequiredRange> {
     // a claim's sums must not move the sizes at which the whole file is
     // checked. (`max`/`min` over an empty range are reported when evaluated.)
     out
+}
+
+/// An access outside any guard: at the sizes checked it must stay inside its
+/// tensor for every value its index variables take.
+struct AccessBound {
+    index: Affine,
+    /// Ranges of the index variables involved, affine in the dims.
+    vars: Vec<(VarId, Vec<Affine>, Vec<Affine>)>,
+    axis: AxisRange,
+}
+
+impl AccessBound {
+    fn violated_at(&self, sizes: &[i64]) -> bool {
+        // An affine index takes its extremes at the corners of the box.
+        let fixed = Affine {
+            vars: vec![],
+            ..self.index.clone()
+        };
+        let (mut lo, mut hi) = match fixed.eval(sizes, &[]) {
+            Some(c) => (c, c),
+            None => return false,
+        };
+        for &(v, c) in &self.index.vars {
+            let Some((_, lowers, uppers)) = self.vars.iter().find(|(w, _, _)| *w == v) else {
+                return false;
+            };
+            let vlo = lowers.iter().filter_map(|a| a.eval(sizes, &[])).max();
+            let vhi = uppers.iter().filter_map(|a| a.eval(sizes, &[])).min();
+            let (Some(vlo), Some(vhi)) = (vlo, vhi) else {
+                return false;
+            };
+            if vlo > vhi {
+                return false; // no element reads it at these sizes
+            }
+            let (a, b) = (c.saturating_mul(vlo), c.saturating_mul(vhi));
+            lo = lo.saturating_add(a.min(b));
+            hi = hi.saturating_add(a.max(b));
+        }
+        match (self.axis.lo.eval(sizes, &[]), self.axis.hi.eval(sizes, &[])) {
+            (Some(alo), Some(ahi)) => lo < alo || hi > ahi,
+            _ => false,
+        }
+    }
+
+    fn dims(&self) -> Vec<usize> {
+        let mut dims: Vec<usize> = [&self.axis.lo, &self.axis.hi]
+            .into_iter()
+            .chain(self.vars.iter().flat_map(|(_, l, u)| l.iter().chain(u)))
+            .flat_map(|a| a.dims.iter().map(|(d, _)| d.0))
+            .collect();
+        dims.sort_unstable();
+        dims.dedup();
+        dims
+    }
+}
+
+/// Every unguarded access of the definitions whose index variables have
+/// ranges in the dims alone.
+fn access_bounds(program: &Program) -> Vec<AccessBound> {
+    let mut out = vec![];
+    for def in &program.defs {
+        let mut ranges: Vec<Option<(Vec<Affine>, Vec<Affine>)>> = vec![None; def.slots];
+        for (k, axis) in def.axes.iter().enumerate() {
+            if let Some(slot) = ranges.get_mut(k) {
+                *slot = Some((vec![axis.lo.clone()], vec![axis.hi.clone()]));
+            }
+        }
+        match &def.body {
+            Body::Expr(e) => collect_bounds(program, e, false, &mut ranges, &mut out),
+            Body::Cases(cases) => {
+                let guarded = cases.len() > 1 || cases.iter().any(|c| c.condition.is_some());
+                for c in cases {
+                    collect_bounds(program, &c.value, guarded, &mut ranges, &mut out);
+                }
+            }
+        }
+    }
+    out
+}
+
+type SlotRanges = Vec<Option<(Vec<Affine>, Vec<Affine>)>>;
+
+fn collect_bounds(
+    program: &Program,
+    node: &Node,
+    guarded: bool,
+    ranges: &mut SlotRanges,
+    out: &mut Vec<AccessBound>,
+) {
+    let mut recurse = |n: &Node, g: bool, ranges: &mut SlotRanges| {
+        collect_bounds(program, n, g, ranges, out);
+    };
+    match &node.node {
+        NodeKind::Tensor { id, indices } => {
+            if let Some(t) = program.tensors.get(id.0) {
+                push_bounds(&t.axes, indices, guarded, ranges, out);
+            }
+        }
+        NodeKind::Def { id, indices } => {
+            if let Some(d) = program.defs.get(id.0) {
+                push_bounds(&d.axes, indices, guarded, ranges, out);
+            }
+        }
+        NodeKind::Neg(a) | NodeKind::PowInt(a, _) => recurse(a, guarded, ranges),
+        NodeKind::Binary { op, lhs, rhs } => {
+            let guard = *op == crate::syntax::ast::BinaryOp::Mul
+                && (matches!(lhs.node, NodeKind::Iverson(_))
+                    || matches!(rhs.node, NodeKind::Iverson(_)));
+            recurse(lhs, guarded || guard, ranges);
+            recurse(rhs, guarded || guard, ranges);
+        }
+        NodeKind::Call { args, .. } => {
+            for a in args {
+                recurse(a, guarded, ranges);
+            }
+        }
+        NodeKind::Reduce {
+            var, range, body, ..
+        } => {
+            let dims_only = range
+                .lowers
+                .iter()
+                .chain(&range.uppers)
+                .all(Affine::is_dims_only);
+            if let Some(slot) = ranges.get_mut(var.0) {
+                *slot = dims_only.then(|| (range.lowers.clone(), range.uppers.clone()));
+            }
+            recurse(body, guarded, ranges);
+        }
+        NodeKind::Iverson(c) => visit_cond_nodes(c, &mut |n| recurse(n, true, ranges)),
+        _ => {}
+    }
+}
+
+fn visit_cond_nodes(c: &super::program::Cond, f: &mut impl FnMut(&Node)) {
+    match &c.node {
+        CondKind::Compare { first, rest } => {
+            f(first);
+            rest.iter().for_each(|(_, e)| f(e));
+        }
+        CondKind::And(a, b) | CondKind::Or(a, b) => {
+            visit_cond_nodes(a, f);
+            visit_cond_nodes(b, f);
+        }
+        CondKind::Not(a) => visit_cond_nodes(a, f),
+    }
+}
+
+fn push_bounds(
+    axes: &[AxisRange],
+    indices: &[Affine],
+    guarded: bool,
+    ranges: &SlotRanges,
+    out: &mut Vec<AccessBound>,
+) {
+    if guarded {
+        return;
+    }
+    for (axis, index) in axes.iter().zip(indices) {
+        let vars: Option<Vec<_>> = index
+            .vars
+            .iter()
+            .map(|(v, _)| {
+                let (l, u) = ranges.get(v.0)?.as_ref()?;
+                Some((*v, l.clone(), u.clone()))
+            })
+            .collect();
+        if let Some(vars) = vars {
+            out.push(AccessBound {
+                index: index.clone(),
+                vars,
+                axis: axis.clone(),
+            });
+        }
+    }
+}
+
+/// Given values fix a tensor's length: only sizes that match can be checked.
+struct GivenLength {
+    axes: Vec<AxisRange>,
+    len: usize,
+}
+
+impl GivenLength {
+    fn violated_at(&self, sizes: &[i64]) -> bool {
+        let len = self.axes.iter().try_fold(1i64, |acc, a| {
+            let n = a.hi.eval(sizes, &[])? - a.lo.eval(sizes, &[])? + 1;
+            acc.checked_mul(n.max(0))
+        });
+        len != i64::try_from(self.len).ok()
+    }
+}
+
+fn given_lengths(program: &Program) -> Vec<GivenLength> {
+    program
+        .tensors
+        .iter()
+        .filter_map(|t| match &t.values {
+            Values::List(list) => Some(GivenLength {
+                axes: t.axes.clone(),
+                len: list.len(),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// What the smallest sizes must satisfy, with the dims that may fix each.
+struct Constraints {
+    ranges: Vec<RequiredRange>,
+    accesses: Vec<AccessBound>,
+    lengths: Vec<GivenLength>,
+}
+
+impl Constraints {
+    /// The dims to grow for the first constraint violated, or `None` if all hold.
+    fn first_violation(&self, sizes: &[i64]) -> Option<Vec<usize>> {
+        if let Some(r) = self.ranges.iter().find(|r| r.is_empty_at(sizes)) {
+            let growing = r
+                .uppers
+                .iter()
+                .flat_map(|a| a.dims.iter().filter(|(_, c)| *c > 0))
+                .chain(
+                    r.lowers
+                        .iter()
+                        .flat_map(|a| a.dims.iter().filter(|(_, c)| *c < 0)),
+                );
+            let mut dims: Vec<usize> = growing.map(|&(d, _)| d.0).collect();
+            dims.sort_unstable();
+            dims.dedup();
+            return Some(dims);
+        }
+        if let Some(a) = self.accesses.iter().find(|a| a.violated_at(sizes)) {
+            return Some(a.dims());
+        }
+        if let Some(l) = self.lengths.iter().find(|l| l.violated_at(sizes)) {
+            let mut dims: Vec<usize> = l
+                .axes
+                .iter()
+                .flat_map(|a| a.hi.dims.iter().map(|(d, _)| d.0))
+                .collect();
+            dims.sort_unstable();
+            dims.dedup();
+            return Some(dims);
+        }
+        None
+    }
+
+    /// Sizes worth checking: ranges non-empty and given lists of the right length.
+    fn admits(&self, sizes: &[i64]) -> bool {
+        self.ranges.iter().all(|r| !r.is_empty_at(sizes))
+            && self.lengths.iter().all(|l| !l.violated_at(sizes))
+    }
 }
 
 /// The sizes to check at. `overrides` (`--dim N=1000`) replace the defaults,
@@ -137,7 +393,12 @@ pub fn size_sweep(
             sizes: sizes.to_string(),
         });
     }
-    let smallest = smallest_sizes(&ranges, &defaults);
+    let constraints = Constraints {
+        ranges,
+        accesses: access_bounds(program),
+        lengths: given_lengths(program),
+    };
+    let smallest = smallest_sizes(&constraints, &defaults);
     let mut sweep = vec![smallest.clone()];
     let free: Vec<usize> = (0..names.len()).collect();
     for step in 1..=3 {
@@ -154,37 +415,25 @@ pub fn size_sweep(
             sweep.push(bumped);
         }
     }
+    // The defaults are always checked: what fails there is an error to report.
+    sweep.retain(|s| constraints.admits(s));
     sweep.push(defaults);
-    sweep.retain(|s| ranges.iter().all(|r| !r.is_empty_at(s)));
     sweep.sort_by_key(|s| (s.iter().sum::<i64>(), s.clone()));
     sweep.dedup();
     Ok(sweep.into_iter().map(make).collect())
 }
 
-/// Grows the free dims from 1 until every range is non-empty, never past the
-/// defaults (where every range is known to be non-empty).
-fn smallest_sizes(ranges: &[RequiredRange], defaults: &[i64]) -> Vec<i64> {
+/// Grows the dims from 1 until every constraint holds, never past the
+/// defaults (where the spec must hold anyway: what fails there is reported).
+fn smallest_sizes(constraints: &Constraints, defaults: &[i64]) -> Vec<i64> {
     let mut sizes: Vec<i64> = vec![1; defaults.len()];
     let limit: i64 = defaults.iter().sum::<i64>() + 1;
     for _ in 0..limit {
-        let Some(empty) = ranges.iter().find(|r| r.is_empty_at(&sizes)) else {
+        let Some(dims) = constraints.first_violation(&sizes) else {
             return sizes;
         };
-        let mut grew = false;
-        let growing = empty
-            .uppers
-            .iter()
-            .flat_map(|a| a.dims.iter().filter(|(_, c)| *c > 0))
-            .chain(
-                empty
-                    .lowers
-                    .iter()
-                    .flat_map(|a| a.dims.iter().filter(|(_, c)| *c < 0)),
-            );
         // Each dim grows by one per step, however many bounds name it.
-        let mut dims: Vec<usize> = growing.map(|&(d, _)| d.0).collect();
-        dims.sort_unstable();
-        dims.dedup();
+        let mut grew = false;
         for k in dims {
             if sizes[k] < defaults[k] {
                 sizes[k] += 1;
@@ -195,9 +444,5 @@ fn smallest_sizes(ranges: &[RequiredRange], defaults: &[i64]) -> Vec<i64> {
             break;
         }
     }
-    if ranges.iter().any(|r| r.is_empty_at(&sizes)) {
-        defaults.to_vec()
-    } else {
-        sizes
-    }
+    defaults.to_vec()
 }

@@ -69,6 +69,23 @@ pub enum EvalError {
         span: SourceSpan,
     },
 
+    /// Returned when a divisor is 0: `1 / (x[i] - x[i])`.
+    #[error("`{expression}` divides by zero at {at}")]
+    #[diagnostic(
+        code(dl::eval::division_by_zero),
+        help(
+            "keep the divisor away from 0: constrain the values that reach it (e.g. `param s > 0`)"
+        )
+    )]
+    DivisionByZero {
+        expression: String,
+        at: String,
+        #[label("divides by zero at {at}")]
+        span: SourceSpan,
+        #[label("this is 0")]
+        divisor: SourceSpan,
+    },
+
     /// Returned when a value is NaN or infinite: `1 / (x[i] - x[i])`.
     #[error("`{expression}` is {value} at {at}")]
     #[diagnostic(
@@ -115,7 +132,7 @@ pub enum EvalError {
     },
 
     /// Returned when a given list does not match its tensor's length: `input v[N] = [1, 2]` at `N = 3`.
-    #[error("`{tensor}` has {expected} elements at {sizes}, but {found} values are given")]
+    #[error("`{tensor}` needs {expected} value{} at {sizes}, but {found} {} given", if *.expected == 1 { "" } else { "s" }, if *.found == 1 { "is" } else { "are" })]
     #[diagnostic(
         code(dl::eval::list_length),
         help("give one value per element, or a single value for all")
@@ -161,7 +178,8 @@ impl EvalError {
             | EvalError::NonFinite { span, .. }
             | EvalError::EmptyReduction { span, .. }
             | EvalError::TooLarge { span, .. }
-            | EvalError::ListLength { span, .. } => *span,
+            | EvalError::ListLength { span, .. }
+            | EvalError::DivisionByZero { span, .. } => *span,
             EvalError::Timeout { .. } | EvalError::Internal { .. } => SourceSpan::from(0..0),
             EvalError::AmbiguousCases { first, .. } => *first,
         }

@@ -77,6 +77,9 @@ impl Deadline {
     }
 }
 
+/// The value of an index variable outside its reduction: never shown.
+const UNBOUND: i64 = i64::MIN;
+
 /// How many elements or terms to evaluate between looks at the clock.
 const CLOCK_STRIDE: usize = 256;
 
@@ -241,7 +244,7 @@ impl<'n> Frame<'n> {
     pub fn new(names: &'n [String], slots: usize) -> Self {
         Self {
             names,
-            env: vec![0; slots],
+            env: vec![UNBOUND; slots],
         }
     }
 
@@ -251,6 +254,7 @@ impl<'n> Frame<'n> {
             .names
             .iter()
             .zip(&self.env)
+            .filter(|(_, v)| **v != UNBOUND)
             .map(|(n, v)| format!("{n} = {v}"))
             .collect();
         parts.extend(sizes.named().map(|(n, v)| format!("{n} = {v}")));
@@ -426,7 +430,9 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
         match &node.node {
             NodeKind::Const(v) => Ok(T::constant(*v)),
             NodeKind::Dim(d) => Ok(T::constant(self.instance.sizes.get(*d) as f64)),
-            NodeKind::Hyper(h) => Ok(T::constant(self.hypers.get(h.0).copied().unwrap_or(f64::NAN))),
+            NodeKind::Hyper(h) => Ok(T::constant(
+                self.hypers.get(h.0).copied().unwrap_or(f64::NAN),
+            )),
             NodeKind::Index(v) => Ok(T::constant(frame.env.get(v.0).copied().unwrap_or(0) as f64)),
             NodeKind::Tensor { id, indices } => {
                 let grid = &self.instance.tensor_grids[id.0];
@@ -516,13 +522,12 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             BinaryOp::Mul => a * b,
             BinaryOp::Div => {
                 if b.real() == 0.0 {
-                    return Err(self.domain(
-                        node,
-                        "division",
-                        a.real(),
-                        frame,
-                        "the divisor is 0 here",
-                    ));
+                    return Err(Box::new(EvalError::DivisionByZero {
+                        expression: self.instance.text_of(node.span).to_string(),
+                        at: self.at(frame),
+                        span: node.span.into(),
+                        divisor: rhs.span.into(),
+                    }));
                 }
                 a / b
             }
@@ -660,6 +665,9 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
                     }
                 }
             });
+        }
+        if let Some(slot) = frame.env.get_mut(var.0) {
+            *slot = UNBOUND;
         }
         match (acc, op) {
             (Some(v), _) => Ok(v),
