@@ -131,19 +131,89 @@ pub enum SyntaxError {
     /// param for
     /// ```
     #[error("`{word}` is a reserved word and cannot be used as a name")]
-    #[diagnostic(
-        code(dl::parse::keyword_as_name),
-        help(
-            "choose another name; the reserved words are exercise dim input param hyper let loss \
-             grad for in if otherwise expect fail and or not sum prod"
-        )
-    )]
+    #[diagnostic(code(dl::parse::keyword_as_name))]
     KeywordAsName {
         #[source_code]
         src: NamedSource<String>,
         #[label("reserved word")]
         span: SourceSpan,
         word: String,
+        /// Which words are reserved, and why this one is.
+        #[help]
+        help: String,
+    },
+
+    /// Returned when the number of steps of an equivalence claim is not a
+    /// whole number of at least 1:
+    ///
+    /// ```dl
+    /// claim A == B over 0 steps
+    /// ```
+    #[error("`{text}` is not a number of steps")]
+    #[diagnostic(
+        code(dl::parse::steps),
+        help("the number of steps is a whole number ≥ 1, as in `claim A == B over 100 steps`")
+    )]
+    Steps {
+        #[source_code]
+        src: NamedSource<String>,
+        #[label("{problem}")]
+        span: SourceSpan,
+        text: String,
+        /// Why it is not a number of steps: negative, zero, fractional or too large.
+        problem: &'static str,
+    },
+
+    /// Returned when an optimality claim gives a different number of values
+    /// after `at` than names after `over`:
+    ///
+    /// ```dl
+    /// claim minimize f over a, b at (1)
+    /// ```
+    #[error("{names} after `over`, {values} after `at`")]
+    #[diagnostic(
+        code(dl::parse::optimum_arity),
+        help(
+            "give the claimed optimum as one value per name after `over`, in the same order: \
+             `over a, b at (1, 2)`, or `over a at 1` for a single name"
+        )
+    )]
+    OptimumArity {
+        #[source_code]
+        src: NamedSource<String>,
+        #[label("{names}")]
+        over: SourceSpan,
+        #[label("{values}")]
+        at: SourceSpan,
+        /// "2 names"
+        names: String,
+        /// "1 value"
+        values: String,
+    },
+
+    /// Returned when the text ends, or a statement that cannot stand inside
+    /// braces begins, before the `}` of an optimizer:
+    ///
+    /// ```dl
+    /// optimizer A {
+    ///   state v[n] = 0
+    ///   v[k] = mu * v[k] + gt[k]
+    /// claim A == B over 100 steps
+    /// ```
+    #[error("this `{{` is never closed")]
+    #[diagnostic(
+        code(dl::parse::unclosed_brace),
+        help("close the optimizer's statements with `}}`")
+    )]
+    UnclosedBrace {
+        #[source_code]
+        src: NamedSource<String>,
+        #[label("opened here")]
+        open: SourceSpan,
+        #[label("{expected}")]
+        at: SourceSpan,
+        /// Where the `}` is missing, in words.
+        expected: String,
     },
 
     /// Returned when a string has no closing quote on its line:
@@ -293,10 +363,49 @@ impl SyntaxError {
     }
 
     pub(super) fn keyword_as_name(source: &Source, span: Span, word: &str) -> Box<Self> {
+        let why = match word {
+            "E" | "Var" => {
+                "`E[…]` is an expectation and `Var[…]` a variance, so `E` and `Var` are \
+                 reserved. "
+            }
+            _ => "",
+        };
+        let choose = if why.is_empty() { "choose" } else { "Choose" };
         Box::new(Self::KeywordAsName {
             src: source.named(),
             span: span.into(),
             word: word.to_owned(),
+            help: format!("{why}{choose} another name; the reserved words are {RESERVED_WORDS}"),
+        })
+    }
+
+    pub(super) fn steps(
+        source: &Source,
+        span: Span,
+        text: &str,
+        problem: &'static str,
+    ) -> Box<Self> {
+        Box::new(Self::Steps {
+            src: source.named(),
+            span: span.into(),
+            text: text.to_owned(),
+            problem,
+        })
+    }
+
+    /// `over` and `at` are each the span of the list and its length.
+    pub(super) fn optimum_arity(
+        source: &Source,
+        over: (Span, usize),
+        at: (Span, usize),
+    ) -> Box<Self> {
+        let count = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+        Box::new(Self::OptimumArity {
+            src: source.named(),
+            over: over.0.into(),
+            at: at.0.into(),
+            names: count(over.1, "name"),
+            values: count(at.1, "value"),
         })
     }
 
@@ -367,6 +476,21 @@ impl SyntaxError {
             }
         };
         let expected = Expected::from_rules(positives);
+        if expected.contains(Expected::CloseBrace)
+            && (token.text.is_empty() || is_top_level_keyword(token.text))
+            && let Some(open) = unclosed_brace(text, pos)
+        {
+            return Box::new(Self::UnclosedBrace {
+                src: source.named(),
+                open: Span::new(open, open + 1).into(),
+                at: token.span.into(),
+                expected: if token.text.is_empty() {
+                    "`}` expected before the end of the file".to_owned()
+                } else {
+                    format!("`}}` expected before `{}`", token.text)
+                },
+            });
+        }
         if token.text == "=" && expected.contains(Expected::Comparison) {
             return Box::new(Self::AssignInCondition {
                 src: source.named(),
@@ -380,6 +504,38 @@ impl SyntaxError {
             expected: expected.describe(),
             found: token.description,
         })
+    }
+}
+
+/// The `{` that is open at `pos` and never closed after it, if any. Braces
+/// in comments and strings do not count.
+fn unclosed_brace(text: &str, pos: usize) -> Option<usize> {
+    let mut open = Vec::new();
+    let mut innermost = None;
+    for (at, c, in_string) in code_chars(text) {
+        if at >= pos && innermost.is_none() {
+            // The brace the error is in; it is unclosed unless a `}` below
+            // brings the depth back under it.
+            innermost = Some((open.last().copied()?, open.len()));
+        }
+        match c {
+            _ if in_string => {}
+            '{' => open.push(at),
+            '}' => {
+                open.pop();
+                if let Some((_, depth)) = innermost
+                    && open.len() < depth
+                {
+                    return None;
+                }
+            }
+            _ => {}
+        }
+    }
+    match innermost {
+        Some((brace, _)) => Some(brace),
+        // The error is at the end of the text.
+        None => open.last().copied(),
     }
 }
 
@@ -403,17 +559,33 @@ enum Expected {
     Name,
     Expression,
     Condition,
+    /// A number literal, without a sign.
+    Number,
     WholeNumber,
     String,
+    /// `normal(0, 1)`, `bernoulli(p)`, …
+    Distribution,
     Operator,
     Comparison,
     /// `> 0`, `<= 1`, … after a tensor.
     Bound,
     /// A keyword or punctuation, shown in backquotes.
     Token(&'static str),
+    /// Alternative keywords or symbols, listed in the order given.
+    Group(&'static [&'static str]),
+    // The statements of an optimizer, in the order a user would list them.
+    State,
+    Let,
+    Update,
+    CloseBrace,
     Statement,
     EndOfFile,
 }
+
+const SCHEMES: &[&str] = &["`one_sided`", "`central`"];
+const RATE_OPS: &[&str] = &["`>`", "`>=`", "`≈`"];
+const FLOAT_TYPES: &[&str] = &["`f32`", "`f64`"];
+const SENSES: &[&str] = &["`minimize`", "`maximize`"];
 
 impl Expected {
     /// What a failed `rule` means, `None` for the silent rules, which pest
@@ -428,6 +600,8 @@ impl Expected {
             | Rule::target
             | Rule::index_names
             | Rule::primary
+            | Rule::stream_shape
+            | Rule::opt_statement
             | Rule::ident_start
             | Rule::ident_continue
             | Rule::identifier_chars => return None,
@@ -458,13 +632,48 @@ impl Expected {
             | Rule::reduce_op
             | Rule::kw_sum
             | Rule::kw_prod
+            | Rule::moment
+            | Rule::moment_head
+            | Rule::kw_E
+            | Rule::kw_Var
+            | Rule::state_axis
+            | Rule::at_tuple
             | Rule::index_range => Expression,
             Rule::condition
             | Rule::conjunction
             | Rule::negation
             | Rule::comparison
-            | Rule::kw_not => Condition,
-            Rule::dim_value => WholeNumber,
+            | Rule::kw_not
+            // `A == B over …` is a condition until `over`.
+            | Rule::equivalence
+            | Rule::equivalence_start => Condition,
+            Rule::number_literal => Number,
+            Rule::dim_value | Rule::steps_count => WholeNumber,
+            Rule::over_names => Name,
+            Rule::distribution | Rule::dist_head => Distribution,
+            Rule::taylor_scheme | Rule::ck_one_sided | Rule::ck_central => Group(SCHEMES),
+            Rule::rate_bound | Rule::rate_op | Rule::approx_op => Group(RATE_OPS),
+            Rule::float_type | Rule::ck_f32 | Rule::ck_f64 => Group(FLOAT_TYPES),
+            Rule::optimum | Rule::sense | Rule::ck_minimize | Rule::ck_maximize => Group(SENSES),
+            Rule::stream_draw | Rule::tilde => Token("`~`"),
+            Rule::stream_grad => Token("`=`"),
+            Rule::ck_grad => Token("`grad`"),
+            Rule::plus => Token("`+`"),
+            Rule::lbrace => Token("`{`"),
+            Rule::eq_op => Token("`==`"),
+            Rule::taylor_check | Rule::ck_taylor => Token("`taylor`"),
+            Rule::ck_rate => Token("`rate`"),
+            Rule::tolerance | Rule::pm => Token("`±`"),
+            Rule::precision | Rule::ck_precision => Token("`precision`"),
+            Rule::ck_over => Token("`over`"),
+            Rule::ck_steps => Token("`steps`"),
+            Rule::subject_to | Rule::ck_subject => Token("`subject to`"),
+            Rule::ck_to => Token("`to`"),
+            Rule::optimum_at | Rule::ck_at => Token("`at`"),
+            Rule::state_stmt | Rule::kw_state => State,
+            Rule::let_stmt | Rule::kw_let => Let,
+            Rule::update_stmt | Rule::update_head | Rule::update_name => Update,
+            Rule::rbrace => CloseBrace,
             Rule::string | Rule::string_text | Rule::string_end | Rule::unterminated => String,
             Rule::add_op | Rule::mul_op | Rule::pow_op => Operator,
             Rule::compare_op => Comparison,
@@ -490,38 +699,55 @@ impl Expected {
             | Rule::dim_stmt
             | Rule::tensor_stmt
             | Rule::hyper_stmt
-            | Rule::let_stmt
             | Rule::loss_stmt
             | Rule::layer_stmt
             | Rule::layer_head
             | Rule::grad_stmt
+            | Rule::random_stmt
+            | Rule::stream_stmt
+            | Rule::optimizer_stmt
+            | Rule::check_stmt
+            | Rule::claim_stmt
             | Rule::reserved
             | Rule::kw_exercise
             | Rule::kw_dim
             | Rule::kw_input
             | Rule::kw_param
             | Rule::kw_hyper
-            | Rule::kw_let
             | Rule::kw_loss
-            | Rule::kw_grad => Statement,
+            | Rule::kw_grad
+            | Rule::kw_random
+            | Rule::kw_stream
+            | Rule::kw_optimizer
+            | Rule::kw_check
+            | Rule::kw_claim => Statement,
             Rule::EOI => EndOfFile,
         })
     }
 
-    fn phrase(self) -> &'static str {
-        match self {
+    /// Adds how it is listed: one phrase, or one per alternative of a group.
+    fn phrases(self, out: &mut Vec<&'static str>) {
+        let phrase = match self {
+            Expected::Group(tokens) => return out.extend_from_slice(tokens),
+            Expected::Token(token) => token,
             Expected::Name => "a name",
             Expected::Expression => "an expression",
             Expected::Condition => "a condition",
+            Expected::Number => "a number",
             Expected::WholeNumber => "a whole number",
             Expected::String => "a string in double quotes",
+            Expected::Distribution => "a distribution such as `normal(0, 1)`",
             Expected::Operator => "an operator",
             Expected::Comparison => "a comparison operator",
             Expected::Bound => "a bound such as `> 0`",
-            Expected::Token(token) => token,
+            Expected::State => "`state`",
+            Expected::Let => "`let`",
+            Expected::Update => "an update such as `v[k] = …`",
+            Expected::CloseBrace => "`}`",
             Expected::Statement => "a statement",
             Expected::EndOfFile => "the end of the file",
-        }
+        };
+        out.push(phrase);
     }
 
     fn from_rules(rules: &[Rule]) -> ExpectedSet {
@@ -531,10 +757,10 @@ impl Expected {
             .collect();
         items.sort();
         items.dedup();
-        // Where a new statement may begin, so may the end of the file: saying
-        // both is noise.
+        // Where a new statement may begin, so may the end of the file, and
+        // `let` is one of the statements: saying both is noise.
         if items.contains(&Expected::Statement) {
-            items.retain(|&item| item != Expected::EndOfFile);
+            items.retain(|&item| !matches!(item, Expected::EndOfFile | Expected::Let));
         }
         ExpectedSet(items)
     }
@@ -549,7 +775,10 @@ impl ExpectedSet {
 
     /// "a", "a or b", "a, b or c".
     fn describe(&self) -> String {
-        let phrases: Vec<&str> = self.0.iter().map(|item| item.phrase()).collect();
+        let mut phrases = Vec::new();
+        for item in &self.0 {
+            item.phrases(&mut phrases);
+        }
         match phrases.split_last() {
             None => "valid syntax".to_owned(),
             Some((last, [])) => (*last).to_owned(),
@@ -614,7 +843,9 @@ fn end_of_last_token(text: &str) -> usize {
 
 /// Multi-character operators, longest first, so that a label covers `..=`
 /// rather than `.`.
-const OPERATORS: [&str; 10] = ["..=", "==", "!=", "<=", ">=", "&&", "||", "**", "..", "=>"];
+const OPERATORS: [&str; 12] = [
+    "..=", "==", "!=", "<=", ">=", "&&", "||", "**", "..", "=>", "~=", "+-",
+];
 
 /// The length in bytes of the token that starts `rest` with `first`.
 fn token_len(rest: &str, first: char) -> usize {
@@ -715,6 +946,22 @@ fn help_for(text: &str, token: &Token<'_>, expected: &ExpectedSet) -> Option<Str
     if token.text.starts_with('\'') && expected.contains(Expected::String) {
         return Some("strings are written in double quotes: \"…\"".to_owned());
     }
+    if wants_operand && matches!(token.text, "E" | "Var") {
+        return Some(format!(
+            "`{}[…]` is {}: write `[` right after it, with no space, as in `{}[x[i]]`; \
+             `E` and `Var` cannot be names",
+            token.text,
+            if token.text == "E" {
+                "an expectation"
+            } else {
+                "a variance"
+            },
+            token.text
+        ));
+    }
+    if let Some(help) = help_for_new_forms(text, token, expected) {
+        return Some(help);
+    }
     if wants_operand && is_reserved(token.text) {
         return match token.text {
             "and" | "or" | "not" => Some(format!(
@@ -739,10 +986,58 @@ fn help_for(text: &str, token: &Token<'_>, expected: &ExpectedSet) -> Option<Str
                 token.text, token.text
             )
         } else {
-            "a statement starts with `exercise`, `dim`, `input`, `param`, `hyper`, `let`, `loss` \
-             or `grad`, or is a layer output such as `y[i] = …`"
+            "a statement starts with `exercise`, `dim`, `input`, `param`, `hyper`, `let`, `loss`, \
+             `grad`, `random`, `stream`, `optimizer`, `check` or `claim`, or is a layer output \
+             such as `y[i] = …`"
                 .to_owned()
         });
+    }
+    None
+}
+
+/// Help for slips in random tensors, optimizers and the claims of
+/// sections 5–7 of the language.
+fn help_for_new_forms(text: &str, token: &Token<'_>, expected: &ExpectedSet) -> Option<String> {
+    let after = text.get(token.span.end..).unwrap_or("");
+    let starts_word = token.text.chars().next().is_some_and(is_ident_start);
+    if expected.contains(Expected::Distribution) && starts_word {
+        return Some(
+            "a distribution is written like a call, with `(` right after its name: \
+             `normal(0, 1)`, `bernoulli(p)`"
+                .to_owned(),
+        );
+    }
+    if expected.contains(Expected::Update) && starts_word && !is_reserved(token.text) {
+        return Some(
+            "inside an optimizer, a statement is `state v[n] = …`, `let c = …` or an update \
+             such as `v[k] = …` or `t = t + 1`"
+                .to_owned(),
+        );
+    }
+    if matches!(token.text, "±" | "+-") {
+        return Some("a tolerance `± …` follows `≈` only: `rate ≈ 3 ± 0.3`".to_owned());
+    }
+    if expected.contains(Expected::Group(SCHEMES)) && token.text == "one" && after.starts_with('-')
+    {
+        return Some("write `one_sided`, with an underscore".to_owned());
+    }
+    if expected.contains(Expected::Group(SCHEMES)) || expected.contains(Expected::Token("`taylor`"))
+    {
+        return Some(
+            "a Taylor check reads `check taylor one_sided rate > 1` or \
+             `check taylor central rate ≈ 3 ± 0.3`"
+                .to_owned(),
+        );
+    }
+    if expected.contains(Expected::Group(RATE_OPS)) {
+        return Some(
+            "claim a lower bound, `rate > 1` or `rate >= 2`, or a value, `rate ≈ 3 ± 0.3` \
+             (in ASCII `rate ~= 3 +- 0.3`)"
+                .to_owned(),
+        );
+    }
+    if expected.contains(Expected::Token("`steps`")) {
+        return Some("an equivalence reads `claim A == B over 100 steps`".to_owned());
     }
     None
 }
@@ -762,8 +1057,29 @@ fn is_comparison(token: &str) -> bool {
 }
 
 fn is_statement_keyword(word: &str) -> bool {
+    word == "let" || word == "state" || is_top_level_keyword(word)
+}
+
+/// The keywords that begin a statement outside an optimizer only.
+fn is_top_level_keyword(word: &str) -> bool {
     matches!(
         word,
-        "exercise" | "dim" | "input" | "param" | "hyper" | "let" | "loss" | "grad"
+        "exercise"
+            | "dim"
+            | "input"
+            | "param"
+            | "hyper"
+            | "loss"
+            | "grad"
+            | "random"
+            | "stream"
+            | "optimizer"
+            | "check"
+            | "claim"
     )
 }
+
+/// The reserved words, as the help of `keyword_as_name` lists them. The
+/// grammar's `reserved` rule decides; a test checks that the two agree.
+pub(super) const RESERVED_WORDS: &str = "exercise dim input param hyper let loss grad random \
+     stream optimizer state check claim for in if otherwise expect fail and or not sum prod E Var";

@@ -162,6 +162,12 @@ fn is_token(rule: Rule) -> bool {
             | Rule::rbracket
             | Rule::case_sep
             | Rule::range_op
+            | Rule::lbrace
+            | Rule::rbrace
+            | Rule::tilde
+            | Rule::plus
+            | Rule::pm
+            | Rule::eq_op
             | Rule::kw_exercise
             | Rule::kw_dim
             | Rule::kw_hyper
@@ -176,6 +182,21 @@ fn is_token(rule: Rule) -> bool {
             | Rule::kw_fail
             | Rule::kw_and
             | Rule::kw_or
+            | Rule::kw_random
+            | Rule::kw_stream
+            | Rule::kw_optimizer
+            | Rule::kw_state
+            | Rule::kw_check
+            | Rule::kw_claim
+            | Rule::ck_taylor
+            | Rule::ck_rate
+            | Rule::ck_precision
+            | Rule::ck_over
+            | Rule::ck_subject
+            | Rule::ck_to
+            | Rule::ck_at
+            | Rule::ck_steps
+            | Rule::ck_grad
             | Rule::EOI
     )
 }
@@ -301,6 +322,10 @@ impl<'s> Converter<'s> {
             Rule::loss_stmt => self.definition(pair).map(Item::Loss),
             Rule::layer_stmt => self.definition(pair).map(Item::Layer),
             Rule::grad_stmt => self.grad_claim(pair).map(Item::Claim),
+            Rule::random_stmt => self.random(pair).map(Item::Random),
+            Rule::stream_stmt => self.stream(pair).map(Item::Stream),
+            Rule::optimizer_stmt => self.optimizer(pair).map(Item::Optimizer),
+            Rule::check_stmt | Rule::claim_stmt => self.claim(pair).map(Item::Claim),
             _ => Err(self.unexpected(&pair)),
         }
     }
@@ -518,6 +543,341 @@ impl<'s> Converter<'s> {
     }
 
     // -----------------------------------------------------------------------
+    // Randomness
+
+    /// `random q[i] ~ bernoulli(p[i]) for i in 1..=n`
+    fn random(&self, pair: Pair<'_, Rule>) -> Result<RandomDecl> {
+        let span = span_of(&pair);
+        let mut children = self.children(pair);
+        let (name, indices) = self.target(&mut children)?;
+        let distribution = self.distribution(children.required_rule(Rule::distribution)?)?;
+        let ranges = match children.next_if(Rule::for_clause) {
+            Some(clause) => self.for_clause(clause)?,
+            None => Vec::new(),
+        };
+        Ok(RandomDecl {
+            name,
+            indices,
+            distribution,
+            ranges,
+            span,
+        })
+    }
+
+    /// `stream gt[n] ~ normal(0, 1)` or `stream gt[n] = grad theta (+ noise)`.
+    fn stream(&self, pair: Pair<'_, Rule>) -> Result<StreamDecl> {
+        let span = span_of(&pair);
+        let mut children = self.children(pair);
+        let head = children.required("name")?;
+        let name = match head.as_rule() {
+            Rule::decl_name => self.decl_name(head)?,
+            Rule::decl_head => self.decl_head(head)?,
+            _ => return Err(self.unexpected(&head)),
+        };
+        let mut shape = Vec::new();
+        while let Some(size) = children.next_if(Rule::expr) {
+            shape.push(self.expr(size, 0)?);
+        }
+        let source_pair = children.required("source")?;
+        let source = match source_pair.as_rule() {
+            Rule::stream_draw => {
+                let draw = self
+                    .children(source_pair)
+                    .required_rule(Rule::distribution)?;
+                StreamSource::Draw(self.distribution(draw)?)
+            }
+            Rule::stream_grad => {
+                let mut parts = self.children(source_pair);
+                let param = self.decl_name(parts.required_rule(Rule::decl_name)?)?;
+                let noise = parts
+                    .next_if(Rule::distribution)
+                    .map(|noise| self.distribution(noise))
+                    .transpose()?;
+                StreamSource::Gradient { param, noise }
+            }
+            _ => return Err(self.unexpected(&source_pair)),
+        };
+        Ok(StreamDecl {
+            name,
+            shape,
+            source,
+            span,
+        })
+    }
+
+    /// `normal(0, 1)`
+    fn distribution(&self, pair: Pair<'_, Rule>) -> Result<Distribution> {
+        let span = span_of(&pair);
+        let mut children = self.children(pair);
+        let name = self.atomic_head(&children.required_rule(Rule::dist_head)?);
+        let args = self.expr_list(children, 0)?;
+        Ok(Distribution { name, args, span })
+    }
+
+    /// The name in an atomic head `name[` or `name(`, which the grammar has
+    /// already checked is not reserved.
+    fn atomic_head(&self, pair: &Pair<'_, Rule>) -> Ident {
+        let text = pair.as_str();
+        let name = text.strip_suffix(['[', '(']).unwrap_or(text);
+        let start = pair.as_span().start();
+        Spanned::new(name.to_owned(), Span::new(start, start + name.len()))
+    }
+
+    // -----------------------------------------------------------------------
+    // Update rules
+
+    /// `optimizer A { statements }`
+    fn optimizer(&self, pair: Pair<'_, Rule>) -> Result<OptimizerDecl> {
+        let span = span_of(&pair);
+        let mut children = self.children(pair);
+        let name = self.decl_name(children.required_rule(Rule::decl_name)?)?;
+        let mut statements = Vec::new();
+        while let Some(statement) = children.next() {
+            statements.push(match statement.as_rule() {
+                Rule::state_stmt => OptimizerStatement::State(self.state(statement)?),
+                Rule::let_stmt => OptimizerStatement::Let(self.definition(statement)?),
+                Rule::update_stmt => OptimizerStatement::Update(self.update(statement)?),
+                _ => return Err(self.unexpected(&statement)),
+            });
+        }
+        Ok(OptimizerDecl {
+            name,
+            statements,
+            span,
+        })
+    }
+
+    /// `state v[k in n, m] = init` or `state t = init`.
+    fn state(&self, pair: Pair<'_, Rule>) -> Result<StateDecl> {
+        let span = span_of(&pair);
+        let mut children = self.children(pair);
+        let head = children.required("name")?;
+        let name = match head.as_rule() {
+            Rule::decl_name => self.decl_name(head)?,
+            Rule::decl_head => self.decl_head(head)?,
+            _ => return Err(self.unexpected(&head)),
+        };
+        let mut shape = Vec::new();
+        while let Some(axis) = children.next_if(Rule::state_axis) {
+            let mut parts = self.children(axis);
+            let index = parts
+                .next_if(Rule::decl_name)
+                .map(|index| self.decl_name(index))
+                .transpose()?;
+            shape.push((index, self.expr(parts.required_rule(Rule::expr)?, 0)?));
+        }
+        let init = self.expr(children.required_rule(Rule::expr)?, 0)?;
+        Ok(StateDecl {
+            name,
+            shape,
+            init,
+            span,
+        })
+    }
+
+    /// `v[k] = body for …` or `t = body`: a definition of state.
+    fn update(&self, pair: Pair<'_, Rule>) -> Result<Definition> {
+        let span = span_of(&pair);
+        let mut children = self.children(pair);
+        let head = children.required("name")?;
+        let name = match head.as_rule() {
+            Rule::update_head | Rule::update_name => self.atomic_head(&head),
+            _ => return Err(self.unexpected(&head)),
+        };
+        let mut indices = Vec::new();
+        while let Some(index) = children.next_if(Rule::decl_name) {
+            indices.push(self.decl_name(index)?);
+        }
+        let body = self.body(children.required_rule(Rule::body)?)?;
+        let ranges = match children.next_if(Rule::for_clause) {
+            Some(clause) => self.for_clause(clause)?,
+            None => Vec::new(),
+        };
+        Ok(Definition {
+            name,
+            indices,
+            body,
+            ranges,
+            span,
+        })
+    }
+
+    // -----------------------------------------------------------------------
+    // Claims other than `grad`
+
+    /// A `check` or `claim` statement, with its optional `expect fail`.
+    fn claim(&self, pair: Pair<'_, Rule>) -> Result<Claim> {
+        let span = span_of(&pair);
+        let mut children = self.children(pair);
+        let body = children.required("claim")?;
+        let kind = match body.as_rule() {
+            Rule::taylor_check => ClaimKind::Taylor(self.taylor(body)?),
+            Rule::equivalence => ClaimKind::Equivalent(self.equivalence(body)?),
+            Rule::optimum => ClaimKind::Optimum(self.optimum(body)?),
+            Rule::condition => ClaimKind::Holds(self.condition(body, 0)?),
+            _ => return Err(self.unexpected(&body)),
+        };
+        let expect_fail = children
+            .next_if(Rule::expect_fail)
+            .map(|clause| self.expect_fail(clause))
+            .transpose()?;
+        Ok(Claim {
+            kind,
+            expect_fail,
+            span,
+        })
+    }
+
+    /// `taylor central rate ≈ 3 ± 0.3 precision f32`
+    fn taylor(&self, pair: Pair<'_, Rule>) -> Result<TaylorClaim> {
+        let mut children = self.children(pair);
+        let scheme = children.required_rule(Rule::taylor_scheme)?;
+        let scheme = Spanned::new(
+            match scheme.as_str() {
+                "one_sided" => TaylorScheme::OneSided,
+                "central" => TaylorScheme::Central,
+                _ => return Err(self.unexpected(&scheme)),
+            },
+            span_of(&scheme),
+        );
+        let rate = self.rate_bound(children.required_rule(Rule::rate_bound)?)?;
+        let precision = match children.next_if(Rule::precision) {
+            Some(precision) => {
+                let float = self.children(precision).required_rule(Rule::float_type)?;
+                let value = match float.as_str() {
+                    "f32" => Precision::F32,
+                    "f64" => Precision::F64,
+                    _ => return Err(self.unexpected(&float)),
+                };
+                Some(Spanned::new(value, span_of(&float)))
+            }
+            None => None,
+        };
+        Ok(TaylorClaim {
+            scheme,
+            rate,
+            precision,
+        })
+    }
+
+    /// `> 1`, `>= 2`, `≈ 3 ± 0.3` (or `~= 3 +- 0.3`).
+    fn rate_bound(&self, pair: Pair<'_, Rule>) -> Result<RateBound> {
+        let span = span_of(&pair);
+        let mut children = self.children(pair);
+        let op_pair = children.required("rate operator")?;
+        let op = match op_pair.as_str() {
+            ">" => RateOp::Gt,
+            ">=" => RateOp::Ge,
+            "≈" | "~=" => RateOp::Approx,
+            _ => return Err(self.unexpected(&op_pair)),
+        };
+        let op = Spanned::new(op, span_of(&op_pair));
+        let value = self.literal(&children.required_rule(Rule::number_literal)?)?;
+        let tolerance = match children.next_if(Rule::tolerance) {
+            Some(tolerance) => {
+                let literal = self
+                    .children(tolerance)
+                    .required_rule(Rule::number_literal)?;
+                Some(self.literal(&literal)?)
+            }
+            None => None,
+        };
+        Ok(RateBound {
+            op,
+            value,
+            tolerance,
+            span,
+        })
+    }
+
+    fn literal(&self, pair: &Pair<'_, Rule>) -> Result<Spanned<f64>> {
+        Ok(Spanned::new(self.number(pair)?, span_of(pair)))
+    }
+
+    /// `A == B over 100 steps`
+    fn equivalence(&self, pair: Pair<'_, Rule>) -> Result<EquivalenceClaim> {
+        let mut children = self.children(pair);
+        let first = self.decl_name(children.required_rule(Rule::decl_name)?)?;
+        let second = self.decl_name(children.required_rule(Rule::decl_name)?)?;
+        let steps = self.steps(&children.required_rule(Rule::steps_count)?)?;
+        Ok(EquivalenceClaim {
+            first,
+            second,
+            steps,
+        })
+    }
+
+    /// The number of steps of an equivalence: a whole number in `1..=i64::MAX`.
+    fn steps(&self, pair: &Pair<'_, Rule>) -> Result<Spanned<i64>> {
+        let span = span_of(pair);
+        let text = pair.as_str();
+        let problem = if text.starts_with('-') {
+            "a number of steps cannot be negative"
+        } else if !text.bytes().all(|b| b.is_ascii_digit()) {
+            "a number of steps is a whole number"
+        } else {
+            match text.parse::<i64>() {
+                Ok(0) => "zero steps would compare nothing",
+                Ok(value) => return Ok(Spanned::new(value, span)),
+                Err(_) => "too large: at most 9223372036854775807 steps",
+            }
+        };
+        Err(SyntaxError::steps(self.source, span, text, problem))
+    }
+
+    /// `minimize OBJ over a, b subject to C1, C2 at (v1, v2)`: as many
+    /// values after `at` as names after `over`.
+    fn optimum(&self, pair: Pair<'_, Rule>) -> Result<OptimumClaim> {
+        let mut children = self.children(pair);
+        let sense_pair = children.required_rule(Rule::sense)?;
+        let sense = match sense_pair.as_str() {
+            "minimize" => Sense::Minimize,
+            "maximize" => Sense::Maximize,
+            _ => return Err(self.unexpected(&sense_pair)),
+        };
+        let sense = Spanned::new(sense, span_of(&sense_pair));
+        let objective = self.expr(children.required_rule(Rule::expr)?, 0)?;
+        let over_pair = children.required_rule(Rule::over_names)?;
+        let over_span = span_of(&over_pair);
+        let over = self
+            .children(over_pair)
+            .all(Rule::decl_name)
+            .map(|name| self.decl_name(name))
+            .collect::<Result<Vec<_>>>()?;
+        let subject_to = match children.next_if(Rule::subject_to) {
+            Some(conditions) => self
+                .children(conditions)
+                .all(Rule::condition)
+                .map(|condition| self.condition(condition, 0))
+                .collect::<Result<_>>()?,
+            None => Vec::new(),
+        };
+        let at_pair = children.required_rule(Rule::optimum_at)?;
+        let mut at_children = self.children(at_pair);
+        let values = at_children.required("value")?;
+        let at_span = span_of(&values);
+        let at = match values.as_rule() {
+            Rule::expr => vec![self.expr(values, 0)?],
+            Rule::at_tuple => self.expr_list(self.children(values), 0)?,
+            _ => return Err(self.unexpected(&values)),
+        };
+        if at.len() != over.len() {
+            return Err(SyntaxError::optimum_arity(
+                self.source,
+                (over_span, over.len()),
+                (at_span, at.len()),
+            ));
+        }
+        Ok(OptimumClaim {
+            sense,
+            objective,
+            over,
+            subject_to,
+            at,
+        })
+    }
+
+    // -----------------------------------------------------------------------
     // Bodies and cases
 
     /// A lone expression, or cases each ending in `if …` or `otherwise`
@@ -710,6 +1070,7 @@ impl<'s> Converter<'s> {
             Rule::call => self.call(pair, depth)?,
             Rule::iverson => self.iverson(pair, depth)?,
             Rule::reduction => self.reduction(pair, depth)?,
+            Rule::moment => self.moment(pair, depth)?,
             _ => return Err(self.unexpected(&pair)),
         };
         Ok(Spanned::new(kind, span))
@@ -774,6 +1135,23 @@ impl<'s> Converter<'s> {
             op,
             index,
             range,
+            body: Box::new(body),
+        })
+    }
+
+    /// `E[body]` or `Var[body]`.
+    fn moment(&self, pair: Pair<'_, Rule>, depth: usize) -> Result<ExprKind> {
+        let mut children = self.children(pair);
+        let head = children.required_rule(Rule::moment_head)?;
+        let word = self.atomic_head(&head);
+        let moment = match word.node.as_str() {
+            "E" => Moment::Expectation,
+            "Var" => Moment::Variance,
+            _ => return Err(self.unexpected(&head)),
+        };
+        let body = self.expr(children.required_rule(Rule::expr)?, depth + 1)?;
+        Ok(ExprKind::Moment {
+            moment: Spanned::new(moment, word.span),
             body: Box::new(body),
         })
     }
@@ -1752,6 +2130,1030 @@ grad a = sum(i) g[i] * (x[i] + x[i+2])
         );
     }
 
+    // --- Random tensors, update rules and claims (language.md §5–7) ----------
+
+    fn dist(name: &str, args: Vec<Expr>) -> Distribution {
+        Distribution {
+            name: id(name),
+            args,
+            span: Span::default(),
+        }
+    }
+
+    fn moment(moment: Moment, body: Expr) -> Expr {
+        s(ExprKind::Moment {
+            moment: s(moment),
+            body: Box::new(body),
+        })
+    }
+
+    fn claim(kind: ClaimKind) -> Item {
+        Item::Claim(Claim {
+            kind,
+            expect_fail: None,
+            span: Span::default(),
+        })
+    }
+
+    fn g(index: Expr) -> Expr {
+        at("g", vec![index])
+    }
+
+    fn rate(op: RateOp, value: f64, tolerance: Option<f64>) -> RateBound {
+        RateBound {
+            op: s(op),
+            value: s(value),
+            tolerance: tolerance.map(s),
+            span: Span::default(),
+        }
+    }
+
+    fn taylor(scheme: TaylorScheme, rate: RateBound, precision: Option<Precision>) -> ClaimKind {
+        ClaimKind::Taylor(TaylorClaim {
+            scheme: s(scheme),
+            rate,
+            precision: precision.map(s),
+        })
+    }
+
+    fn state_decl(name: &str, shape: Vec<(Option<&str>, Expr)>, init: Expr) -> OptimizerStatement {
+        OptimizerStatement::State(StateDecl {
+            name: id(name),
+            shape: shape
+                .into_iter()
+                .map(|(index, size)| (index.map(id), size))
+                .collect(),
+            init,
+            span: Span::default(),
+        })
+    }
+
+    /// The kind of the one claim in `text`.
+    fn claim_kind(text: &str) -> ClaimKind {
+        match item(text) {
+            Item::Claim(claim) => claim.kind,
+            other => panic!("{text:?}: expected a claim, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn taylor_checks() {
+        // The examples of language.md §5, comments and all.
+        let section = "check taylor one_sided rate > 1     # |L(w+Δw) − L(w) − ⟨J,Δw⟩| ≪ ε\n\
+                       check taylor central   rate > 2     # |½(L(w+Δw) − L(w−Δw)) − ⟨J,Δw⟩| ≪ ε²\n";
+        assert_same(
+            &items(section),
+            &vec![
+                claim(taylor(
+                    TaylorScheme::OneSided,
+                    rate(RateOp::Gt, 1.0, None),
+                    None,
+                )),
+                claim(taylor(
+                    TaylorScheme::Central,
+                    rate(RateOp::Gt, 2.0, None),
+                    None,
+                )),
+            ],
+            "§5",
+        );
+        let cases = [
+            (
+                "check taylor central rate >= 2",
+                taylor(TaylorScheme::Central, rate(RateOp::Ge, 2.0, None), None),
+            ),
+            (
+                "check taylor central rate ≈ 3 ± 0.3",
+                taylor(
+                    TaylorScheme::Central,
+                    rate(RateOp::Approx, 3.0, Some(0.3)),
+                    None,
+                ),
+            ),
+            (
+                "check taylor central rate ~= 3 +- 0.3 precision f32",
+                taylor(
+                    TaylorScheme::Central,
+                    rate(RateOp::Approx, 3.0, Some(0.3)),
+                    Some(Precision::F32),
+                ),
+            ),
+            (
+                "check taylor one_sided rate ≈ 2 precision f64",
+                taylor(
+                    TaylorScheme::OneSided,
+                    rate(RateOp::Approx, 2.0, None),
+                    Some(Precision::F64),
+                ),
+            ),
+            (
+                "check taylor one_sided rate>1.5",
+                taylor(TaylorScheme::OneSided, rate(RateOp::Gt, 1.5, None), None),
+            ),
+        ];
+        for (text, expected) in cases {
+            assert_same(&claim_kind(text), &expected, text);
+        }
+        let text = "check taylor central rate ≈ 3 ± 0.3 precision f32 expect fail \"f32\"";
+        let Item::Claim(check) = item(text) else {
+            panic!()
+        };
+        assert_eq!(
+            check.expect_fail.map(|reason| reason.node),
+            Some("f32".to_owned())
+        );
+        let ClaimKind::Taylor(taylor) = check.kind else {
+            panic!()
+        };
+        let text_of = |span: Span| text.get(span.start..span.end).unwrap_or("?");
+        assert_eq!(text_of(check.span), text);
+        assert_eq!(text_of(taylor.scheme.span), "central");
+        assert_eq!(text_of(taylor.rate.span), "≈ 3 ± 0.3");
+        assert_eq!(text_of(taylor.rate.op.span), "≈");
+        assert_eq!(taylor.rate.tolerance.map(|t| text_of(t.span)), Some("0.3"));
+        assert_eq!(taylor.precision.map(|p| text_of(p.span)), Some("f32"));
+    }
+
+    const STOCHASTIC: &str = "\
+let lo = min(k) g[k]
+let hi = max(k) g[k]
+let a = hi - lo
+let b = lo
+random q[i] ~ bernoulli((g[i] - b) / a)
+let gq[i] = a * q[i] + b
+
+claim E[gq[i]] == g[i]
+claim Var[gq[i]] == (g[i] - b) * (a + b - g[i])
+claim minimize Var[gq[i]] over a, b subject to b <= lo, a + b >= hi at (hi - lo, lo)
+";
+
+    #[test]
+    fn the_stochastic_claims_of_section_6() {
+        let (a, b, lo, hi) = (var("a"), var("b"), var("lo"), var("hi"));
+        let gi = || g(var("i"));
+        let gq = || at("gq", vec![var("i")]);
+        let expected = vec![
+            Item::Let(definition(
+                "lo",
+                &[],
+                Body::Expr(reduce(ReduceOp::Min, "k", None, g(var("k")))),
+            )),
+            Item::Let(definition(
+                "hi",
+                &[],
+                Body::Expr(reduce(ReduceOp::Max, "k", None, g(var("k")))),
+            )),
+            Item::Let(definition(
+                "a",
+                &[],
+                Body::Expr(sub(hi.clone(), lo.clone())),
+            )),
+            Item::Let(definition("b", &[], Body::Expr(lo.clone()))),
+            Item::Random(RandomDecl {
+                name: id("q"),
+                indices: vec![id("i")],
+                distribution: dist("bernoulli", vec![div(sub(gi(), b.clone()), a.clone())]),
+                ranges: vec![],
+                span: Span::default(),
+            }),
+            Item::Let(definition(
+                "gq",
+                &["i"],
+                Body::Expr(add(mul(a.clone(), at("q", vec![var("i")])), b.clone())),
+            )),
+            claim(ClaimKind::Holds(cmp(
+                moment(Moment::Expectation, gq()),
+                CompareOp::Eq,
+                gi(),
+            ))),
+            claim(ClaimKind::Holds(cmp(
+                moment(Moment::Variance, gq()),
+                CompareOp::Eq,
+                mul(sub(gi(), b.clone()), sub(add(a.clone(), b.clone()), gi())),
+            ))),
+            claim(ClaimKind::Optimum(OptimumClaim {
+                sense: s(Sense::Minimize),
+                objective: moment(Moment::Variance, gq()),
+                over: vec![id("a"), id("b")],
+                subject_to: vec![
+                    cmp(b.clone(), CompareOp::Le, lo.clone()),
+                    cmp(add(a.clone(), b.clone()), CompareOp::Ge, hi.clone()),
+                ],
+                at: vec![sub(hi.clone(), lo.clone()), lo.clone()],
+            })),
+        ];
+        assert_same(&items(STOCHASTIC), &expected, "§6");
+    }
+
+    const UPDATE_RULES: &str = "\
+dim n = 4
+param theta[n]
+hyper alpha = 0.05, mu = 0.9, lambda = 0.1
+stream gt[n] ~ normal(0, 1)          # a stochastic gradient, new draw each step
+
+optimizer A {
+  state v[n] = 0
+  v[k]     = mu * v[k] + gt[k]
+  theta[k] = theta[k] - alpha * (v[k] + lambda * theta[k])
+}
+optimizer B {
+  let mu2 = mu * (1 - alpha * lambda)
+  let lambda2 = (1 + mu) * lambda
+  state v[n] = 0
+  v[k]     = mu2 * v[k] + gt[k] + lambda2 * theta[k]
+  theta[k] = theta[k] - alpha * v[k]
+}
+claim A == B over 100 steps
+";
+
+    #[test]
+    fn the_update_rules_of_section_7() {
+        let k = |name: &str| at(name, vec![var("k")]);
+        let update = |name: &str, value: Expr| {
+            OptimizerStatement::Update(definition(name, &["k"], Body::Expr(value)))
+        };
+        let hyper = |name: &str, value: f64| HyperDecl {
+            name: id(name),
+            value: num(value),
+            span: Span::default(),
+        };
+        let expected = vec![
+            Item::Dim(vec![DimDecl {
+                name: id("n"),
+                default: s(4),
+                span: Span::default(),
+            }]),
+            Item::Tensor(vec![tensor(
+                TensorRole::Param,
+                "theta",
+                vec![var("n")],
+                None,
+            )]),
+            Item::Hyper(vec![
+                hyper("alpha", 0.05),
+                hyper("mu", 0.9),
+                hyper("lambda", 0.1),
+            ]),
+            Item::Stream(StreamDecl {
+                name: id("gt"),
+                shape: vec![var("n")],
+                source: StreamSource::Draw(dist("normal", vec![num(0.0), num(1.0)])),
+                span: Span::default(),
+            }),
+            Item::Optimizer(OptimizerDecl {
+                name: id("A"),
+                statements: vec![
+                    state_decl("v", vec![(None, var("n"))], num(0.0)),
+                    update("v", add(mul(var("mu"), k("v")), k("gt"))),
+                    update(
+                        "theta",
+                        sub(
+                            k("theta"),
+                            mul(var("alpha"), add(k("v"), mul(var("lambda"), k("theta")))),
+                        ),
+                    ),
+                ],
+                span: Span::default(),
+            }),
+            Item::Optimizer(OptimizerDecl {
+                name: id("B"),
+                statements: vec![
+                    OptimizerStatement::Let(definition(
+                        "mu2",
+                        &[],
+                        Body::Expr(mul(
+                            var("mu"),
+                            sub(num(1.0), mul(var("alpha"), var("lambda"))),
+                        )),
+                    )),
+                    OptimizerStatement::Let(definition(
+                        "lambda2",
+                        &[],
+                        Body::Expr(mul(add(num(1.0), var("mu")), var("lambda"))),
+                    )),
+                    state_decl("v", vec![(None, var("n"))], num(0.0)),
+                    update(
+                        "v",
+                        add(
+                            add(mul(var("mu2"), k("v")), k("gt")),
+                            mul(var("lambda2"), k("theta")),
+                        ),
+                    ),
+                    update("theta", sub(k("theta"), mul(var("alpha"), k("v")))),
+                ],
+                span: Span::default(),
+            }),
+            claim(ClaimKind::Equivalent(EquivalenceClaim {
+                first: id("A"),
+                second: id("B"),
+                steps: s(100),
+            })),
+        ];
+        assert_same(&items(UPDATE_RULES), &expected, "§7");
+    }
+
+    #[test]
+    fn spans_of_the_new_forms() {
+        let text = UPDATE_RULES;
+        let text_of = |span: Span| text.get(span.start..span.end).unwrap_or("?");
+        let all = items(text);
+        let Some(Item::Optimizer(b)) = all.get(5) else {
+            panic!("{all:?}")
+        };
+        assert!(text_of(b.span).starts_with("optimizer B {"));
+        assert!(text_of(b.span).ends_with("alpha * v[k]\n}"));
+        let Some(OptimizerStatement::Update(update)) = b.statements.get(3) else {
+            panic!("{b:?}")
+        };
+        assert_eq!(
+            text_of(update.span),
+            "v[k]     = mu2 * v[k] + gt[k] + lambda2 * theta[k]"
+        );
+        assert_eq!(text_of(update.name.span), "v");
+        let Some(Item::Stream(stream)) = all.get(3) else {
+            panic!()
+        };
+        assert_eq!(text_of(stream.span), "stream gt[n] ~ normal(0, 1)");
+        let StreamSource::Draw(normal) = &stream.source else {
+            panic!()
+        };
+        assert_eq!(text_of(normal.span), "normal(0, 1)");
+        assert_eq!(text_of(normal.name.span), "normal");
+        let Some(Item::Claim(equivalence)) = all.get(6) else {
+            panic!()
+        };
+        assert_eq!(text_of(equivalence.span), "claim A == B over 100 steps");
+        let ClaimKind::Equivalent(equivalent) = &equivalence.kind else {
+            panic!()
+        };
+        assert_eq!(text_of(equivalent.steps.span), "100");
+
+        let text = "let c = 2 * Var[x[i]]";
+        let Body::Expr(body) = &definition_of(text).body else {
+            panic!()
+        };
+        let ExprKind::Binary { rhs, .. } = &body.node else {
+            panic!()
+        };
+        let ExprKind::Moment { moment, body } = &rhs.node else {
+            panic!("{rhs:?}")
+        };
+        assert_eq!(text.get(rhs.span.start..rhs.span.end), Some("Var[x[i]]"));
+        assert_eq!(text.get(moment.span.start..moment.span.end), Some("Var"));
+        assert_eq!(text.get(body.span.start..body.span.end), Some("x[i]"));
+    }
+
+    fn definition_of(text: &str) -> Definition {
+        match item(text) {
+            Item::Let(definition) => definition,
+            other => panic!("{text:?}: expected a let, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn random_tensors() {
+        let cases = [
+            (
+                "random z ~ normal(0, 1)",
+                RandomDecl {
+                    name: id("z"),
+                    indices: vec![],
+                    distribution: dist("normal", vec![num(0.0), num(1.0)]),
+                    ranges: vec![],
+                    span: Span::default(),
+                },
+            ),
+            (
+                "random u[i, j] ~ uniform(-1, x[i]) for i in 1..=n, j in 1..=m",
+                RandomDecl {
+                    name: id("u"),
+                    indices: vec![id("i"), id("j")],
+                    distribution: dist("uniform", vec![neg(num(1.0)), at("x", vec![var("i")])]),
+                    ranges: vec![
+                        binding("i", num(1.0), var("n")),
+                        binding("j", num(1.0), var("m")),
+                    ],
+                    span: Span::default(),
+                },
+            ),
+        ];
+        for (text, expected) in cases {
+            assert_same(&item(text), &Item::Random(expected), text);
+        }
+    }
+
+    #[test]
+    fn streams() {
+        let stream = |shape: Vec<Expr>, source: StreamSource| {
+            Item::Stream(StreamDecl {
+                name: id("gt"),
+                shape,
+                source,
+                span: Span::default(),
+            })
+        };
+        let cases = [
+            (
+                "stream gt[n] = grad theta",
+                stream(
+                    vec![var("n")],
+                    StreamSource::Gradient {
+                        param: id("theta"),
+                        noise: None,
+                    },
+                ),
+            ),
+            (
+                "stream gt[n] = grad theta + normal(0, 0.1)",
+                stream(
+                    vec![var("n")],
+                    StreamSource::Gradient {
+                        param: id("theta"),
+                        noise: Some(dist("normal", vec![num(0.0), num(0.1)])),
+                    },
+                ),
+            ),
+            (
+                "stream gt[m, n] ~ normal(0, 1)",
+                stream(
+                    vec![var("m"), var("n")],
+                    StreamSource::Draw(dist("normal", vec![num(0.0), num(1.0)])),
+                ),
+            ),
+            (
+                "stream gt ~ uniform(0, 1)",
+                stream(
+                    vec![],
+                    StreamSource::Draw(dist("uniform", vec![num(0.0), num(1.0)])),
+                ),
+            ),
+        ];
+        for (text, expected) in cases {
+            assert_same(&item(text), &expected, text);
+        }
+        // A `grad` claim may follow a gradient stream directly.
+        let both = items("stream gt = grad w grad w = 2 * w");
+        assert!(
+            matches!(both.as_slice(), [Item::Stream(_), Item::Claim(_)]),
+            "{both:?}"
+        );
+    }
+
+    #[test]
+    fn optimizer_statements() {
+        let text = "optimizer C {
+            state t = 0
+            state v[k in n] = 0.5 * theta[k]
+            state w[i in m, n] = [i == 1]
+            let u[k] = v[k] if k == 1 | 0 otherwise
+            t = t + 1
+            v[k] = v[k] / t for k in 1..=n
+            theta[k] = theta[k] - u[k] if k <= 2
+                     | theta[k] otherwise
+        }";
+        let expected = Item::Optimizer(OptimizerDecl {
+            name: id("C"),
+            statements: vec![
+                state_decl("t", vec![], num(0.0)),
+                state_decl(
+                    "v",
+                    vec![(Some("k"), var("n"))],
+                    mul(num(0.5), at("theta", vec![var("k")])),
+                ),
+                state_decl(
+                    "w",
+                    vec![(Some("i"), var("m")), (None, var("n"))],
+                    iverson(cmp(var("i"), CompareOp::Eq, num(1.0))),
+                ),
+                OptimizerStatement::Let(definition(
+                    "u",
+                    &["k"],
+                    Body::Cases(vec![
+                        case(
+                            at("v", vec![var("k")]),
+                            Some(cmp(var("k"), CompareOp::Eq, num(1.0))),
+                        ),
+                        case(num(0.0), None),
+                    ]),
+                )),
+                OptimizerStatement::Update(definition(
+                    "t",
+                    &[],
+                    Body::Expr(add(var("t"), num(1.0))),
+                )),
+                OptimizerStatement::Update(Definition {
+                    ranges: vec![binding("k", num(1.0), var("n"))],
+                    ..definition(
+                        "v",
+                        &["k"],
+                        Body::Expr(div(at("v", vec![var("k")]), var("t"))),
+                    )
+                }),
+                OptimizerStatement::Update(definition(
+                    "theta",
+                    &["k"],
+                    Body::Cases(vec![
+                        case(
+                            sub(at("theta", vec![var("k")]), at("u", vec![var("k")])),
+                            Some(cmp(var("k"), CompareOp::Le, num(2.0))),
+                        ),
+                        case(at("theta", vec![var("k")]), None),
+                    ]),
+                )),
+            ],
+            span: Span::default(),
+        });
+        assert_same(&item(text), &expected, "");
+        assert_same(
+            &item("optimizer Empty {}"),
+            &Item::Optimizer(OptimizerDecl {
+                name: id("Empty"),
+                statements: vec![],
+                span: Span::default(),
+            }),
+            "",
+        );
+        // A statement after the braces is not part of the optimizer.
+        let all = items("optimizer A { t = 1 } y[i] = x[i]");
+        assert!(
+            matches!(all.as_slice(), [Item::Optimizer(_), Item::Layer(_)]),
+            "{all:?}"
+        );
+    }
+
+    #[test]
+    fn claims_of_conditions() {
+        let (a, b) = (var("a"), var("b"));
+        let gi = || g(var("i"));
+        let cases = [
+            (
+                "claim 0 <= (g[i] - b) / a <= 1",
+                compare(
+                    num(0.0),
+                    vec![
+                        (CompareOp::Le, div(sub(gi(), b.clone()), a.clone())),
+                        (CompareOp::Le, num(1.0)),
+                    ],
+                ),
+            ),
+            (
+                "claim b <= lo and a + b >= hi",
+                and(
+                    cmp(b.clone(), CompareOp::Le, var("lo")),
+                    cmp(add(a.clone(), b.clone()), CompareOp::Ge, var("hi")),
+                ),
+            ),
+            // Without `over … steps`, `A == B` is a plain condition.
+            ("claim a == b", cmp(a.clone(), CompareOp::Eq, b.clone())),
+            (
+                "claim 2 * Var[x[i]] <= E[x[i]^2]",
+                cmp(
+                    mul(num(2.0), moment(Moment::Variance, at("x", vec![var("i")]))),
+                    CompareOp::Le,
+                    moment(Moment::Expectation, pow(at("x", vec![var("i")]), num(2.0))),
+                ),
+            ),
+            (
+                "claim E[E[x] * [i == 1]] == 0",
+                cmp(
+                    moment(
+                        Moment::Expectation,
+                        mul(
+                            moment(Moment::Expectation, var("x")),
+                            iverson(cmp(var("i"), CompareOp::Eq, num(1.0))),
+                        ),
+                    ),
+                    CompareOp::Eq,
+                    num(0.0),
+                ),
+            ),
+        ];
+        for (text, expected) in cases {
+            assert_same(&claim_kind(text), &ClaimKind::Holds(expected), text);
+        }
+        let Item::Claim(with_reason) = item("claim a == b expect fail \"no\"") else {
+            panic!()
+        };
+        assert_eq!(
+            with_reason.expect_fail.map(|r| r.node),
+            Some("no".to_owned())
+        );
+    }
+
+    #[test]
+    fn optimum_claims() {
+        let optimum = |sense, objective, over: &[&str], subject_to, at| {
+            ClaimKind::Optimum(OptimumClaim {
+                sense: s(sense),
+                objective,
+                over: over.iter().map(|name| id(name)).collect(),
+                subject_to,
+                at,
+            })
+        };
+        let cases = [
+            (
+                "claim maximize f over a at 1",
+                optimum(Sense::Maximize, var("f"), &["a"], vec![], vec![num(1.0)]),
+            ),
+            (
+                "claim minimize f over a at (hi - lo) * 2",
+                optimum(
+                    Sense::Minimize,
+                    var("f"),
+                    &["a"],
+                    vec![],
+                    vec![mul(sub(var("hi"), var("lo")), num(2.0))],
+                ),
+            ),
+            (
+                "claim minimize f over a, b at (1, -2) expect fail \"x\"",
+                optimum(
+                    Sense::Minimize,
+                    var("f"),
+                    &["a", "b"],
+                    vec![],
+                    vec![num(1.0), neg(num(2.0))],
+                ),
+            ),
+            (
+                "claim minimize (x - 1)^2 over x subject to x >= 0 at 1",
+                optimum(
+                    Sense::Minimize,
+                    pow(sub(var("x"), num(1.0)), num(2.0)),
+                    &["x"],
+                    vec![cmp(var("x"), CompareOp::Ge, num(0.0))],
+                    vec![num(1.0)],
+                ),
+            ),
+            // `minimize` alone is an ordinary name.
+            (
+                "claim minimize == 3",
+                ClaimKind::Holds(cmp(var("minimize"), CompareOp::Eq, num(3.0))),
+            ),
+        ];
+        for (text, expected) in cases {
+            assert_same(&claim_kind(text), &expected, text);
+        }
+        let text = "claim minimize Var[gq[i]] over a, b subject to b <= lo at (hi - lo, lo)";
+        let Item::Claim(whole) = item(text) else {
+            panic!()
+        };
+        let ClaimKind::Optimum(claim) = whole.kind else {
+            panic!()
+        };
+        let text_of = |span: Span| text.get(span.start..span.end).unwrap_or("?");
+        assert_eq!(text_of(claim.sense.span), "minimize");
+        assert_eq!(text_of(claim.objective.span), "Var[gq[i]]");
+        let ats: Vec<_> = claim.at.iter().map(|value| text_of(value.span)).collect();
+        assert_eq!(ats, ["hi - lo", "lo"]);
+    }
+
+    #[test]
+    fn equivalence_claims() {
+        let equivalent = |first: &str, second: &str, steps| {
+            ClaimKind::Equivalent(EquivalenceClaim {
+                first: id(first),
+                second: id(second),
+                steps: s(steps),
+            })
+        };
+        for (text, expected) in [
+            ("claim A == B over 1 step", equivalent("A", "B", 1)),
+            ("claim A==B over 20 steps", equivalent("A", "B", 20)),
+            (
+                "claim A == B # same\n over 3 steps",
+                equivalent("A", "B", 3),
+            ),
+        ] {
+            assert_same(&claim_kind(text), &expected, text);
+        }
+        let Item::Claim(erratum) = item("claim A == B over 5 steps expect fail \"drift\"") else {
+            panic!()
+        };
+        assert_same(&erratum.kind, &equivalent("A", "B", 5), "");
+        assert_eq!(
+            erratum.expect_fail.map(|r| r.node),
+            Some("drift".to_owned())
+        );
+    }
+
+    #[test]
+    fn contextual_keywords_stay_names() {
+        for word in [
+            "taylor",
+            "one_sided",
+            "central",
+            "rate",
+            "precision",
+            "f32",
+            "f64",
+            "minimize",
+            "maximize",
+            "over",
+            "subject",
+            "to",
+            "at",
+            "steps",
+            "step",
+            "var",
+            "e",
+        ] {
+            assert!(!is_reserved(word), "{word}");
+            assert_same(&expr(word), &var(word), word);
+            assert_eq!(items(&format!("param {word}\nlet c = {word}")).len(), 2);
+        }
+        // Even where they are keywords.
+        assert_same(
+            &claim_kind("claim minimize rate over at subject to at >= over at to"),
+            &ClaimKind::Optimum(OptimumClaim {
+                sense: s(Sense::Minimize),
+                objective: var("rate"),
+                over: vec![id("at")],
+                subject_to: vec![cmp(var("at"), CompareOp::Ge, var("over"))],
+                at: vec![var("to")],
+            }),
+            "",
+        );
+        assert_same(
+            &claim_kind("claim over == steps over 2 steps"),
+            &ClaimKind::Equivalent(EquivalenceClaim {
+                first: id("over"),
+                second: id("steps"),
+                steps: s(2),
+            }),
+            "",
+        );
+        // A layer named like an optional keyword may follow a claim.
+        let all = items("check taylor central rate > 2\nprecision[i] = x[i]");
+        assert!(
+            matches!(all.as_slice(), [Item::Claim(_), Item::Layer(_)]),
+            "{all:?}"
+        );
+    }
+
+    #[test]
+    fn moments_are_not_names() {
+        for text in [
+            "param E",
+            "let Var = 1",
+            "input x[N], E[N]",
+            "y[i] = 1 for E in 1..=3",
+        ] {
+            let word = if text.contains("Var") { "Var" } else { "E" };
+            assert_error(
+                text,
+                "dl::parse::keyword_as_name",
+                &format!("`{word}` is a reserved word and cannot be used as a name"),
+                word,
+            );
+            assert!(help(&error(text)).contains("an expectation"), "{text}");
+        }
+        assert_error(
+            "let c = E * 2",
+            "dl::parse::syntax",
+            "expected an expression, found the reserved word `E`",
+            "E",
+        );
+        assert!(help(&error("let c = Var [x]")).contains("`Var[…]` is a variance"));
+        // Names that merely start like one are fine.
+        assert_same(&expr("Ex + Vars"), &add(var("Ex"), var("Vars")), "");
+    }
+
+    #[test]
+    fn errors_in_the_new_forms() {
+        assert_error(
+            "check taylor sideways rate > 1",
+            "dl::parse::syntax",
+            "expected `one_sided` or `central`, found `sideways`",
+            "sideways",
+        );
+        assert!(help(&error("check taylor one-sided rate > 1")).contains("underscore"));
+        assert_error(
+            "check taylor central rate > 2 precision f16",
+            "dl::parse::syntax",
+            "expected `f32` or `f64`, found `f16`",
+            "f16",
+        );
+        assert_error(
+            "check taylor central rate = 2",
+            "dl::parse::syntax",
+            "expected `>`, `>=` or `≈`, found `=`",
+            "=",
+        );
+        assert_error(
+            "check taylor central rate ≈ three",
+            "dl::parse::syntax",
+            "expected a number, found `three`",
+            "three",
+        );
+        assert_error(
+            "check gradient",
+            "dl::parse::syntax",
+            "expected `taylor`, found `gradient`",
+            "gradient",
+        );
+        let text = "check taylor central rate > 2 ± 0.1";
+        assert_eq!(labelled(text, &error(text)), ["±"]);
+        assert!(help(&error(text)).contains("follows `≈` only"));
+        assert_error(
+            "claim )",
+            "dl::parse::syntax",
+            "expected a condition, `minimize` or `maximize`, found `)`",
+            ")",
+        );
+        assert_error(
+            "claim minimize f over a, b",
+            "dl::parse::syntax",
+            "expected `,`, `at` or `subject to`, found the end of the file",
+            "",
+        );
+        assert_error(
+            "claim A == B over 3 stepz",
+            "dl::parse::syntax",
+            "expected `steps`, found `stepz`",
+            "stepz",
+        );
+        assert_error(
+            "random q ~ bernoulli",
+            "dl::parse::syntax",
+            "expected a distribution such as `normal(0, 1)`, found `bernoulli`",
+            "bernoulli",
+        );
+        assert!(help(&error("random q ~ normal (0, 1)")).contains("like a call"));
+        assert_error(
+            "stream g = theta",
+            "dl::parse::syntax",
+            "expected `grad`, found `theta`",
+            "theta",
+        );
+        assert_error(
+            "stream g",
+            "dl::parse::syntax",
+            "expected `=` or `~`, found the end of the file",
+            "",
+        );
+        assert_error(
+            "claim x",
+            "dl::parse::not_a_condition",
+            "expected a condition, found a value",
+            "x",
+        );
+        assert_error(
+            "claim x = 1",
+            "dl::parse::assign_in_condition",
+            "`=` cannot compare",
+            "=",
+        );
+    }
+
+    #[test]
+    fn unknown_statements_in_an_optimizer() {
+        for (text, found) in [
+            ("optimizer A { foo bar }", "`foo`"),
+            ("optimizer A { loss L = 1 }", "the reserved word `loss`"),
+            ("optimizer A { state v = 0 x y }", "`x`"),
+        ] {
+            let error = error(text);
+            assert_eq!(code(&error), "dl::parse::syntax", "{text}");
+            let message = error.to_string();
+            assert!(
+                message.contains("`state`, `let`, an update such as `v[k] = …` or `}`"),
+                "{text}: {message}"
+            );
+            assert!(
+                message.ends_with(&format!("found {found}")),
+                "{text}: {message}"
+            );
+        }
+        assert_error(
+            "optimizer A { foo bar }",
+            "dl::parse::syntax",
+            "expected `state`, `let`, an update such as `v[k] = …` or `}`, found `foo`",
+            "foo",
+        );
+        assert!(help(&error("optimizer A { foo bar }")).contains("inside an optimizer"));
+        assert_error(
+            "optimizer A { v[k] == 1 }",
+            "dl::parse::syntax",
+            "expected `=`, found `==`",
+            "==",
+        );
+        assert!(help(&error("optimizer A { v[k] == 1 }")).contains("single `=`"));
+        assert_error(
+            "optimizer A state v = 0 }",
+            "dl::parse::syntax",
+            "expected `{`, found the reserved word `state`",
+            "state",
+        );
+        assert_error(
+            "optimizer A { let for = 1 }",
+            "dl::parse::keyword_as_name",
+            "`for` is a reserved word and cannot be used as a name",
+            "for",
+        );
+    }
+
+    #[test]
+    fn an_unclosed_optimizer_is_reported_at_its_brace() {
+        for (text, at) in [
+            ("optimizer A {\n  state v[n] = 0\n  v[k] = v[k] + 1\n", ""),
+            (
+                "optimizer A {\n  t = t + 1\nclaim A == B over 3 steps",
+                "claim",
+            ),
+            ("optimizer A { t = t + 1\n\nparam w", "param"),
+            // A layer after the optimizer reads as an update.
+            (
+                "optimizer A { t = t + 1 }\noptimizer B { t = 1\ny[i] = x[i]",
+                "",
+            ),
+        ] {
+            let error = error(text);
+            assert_eq!(
+                code(&error),
+                "dl::parse::unclosed_brace",
+                "{text}: {}",
+                render(&error)
+            );
+            assert_eq!(error.to_string(), "this `{` is never closed");
+            assert_eq!(labelled(text, &error), ["{", at], "{text}");
+            assert!(help(&error).contains("`}`"), "{text}");
+        }
+        // Closed later: the statement in the braces is the error.
+        let text = "optimizer A { t = 1 claim x > 0 }";
+        let error = error(text);
+        assert_eq!(code(&error), "dl::parse::syntax");
+        assert_eq!(labelled(text, &error), ["claim"]);
+    }
+
+    #[test]
+    fn optimum_arity() {
+        let text = "claim minimize f over a, b at (1)";
+        let error = error(text);
+        assert_eq!(
+            code(&error),
+            "dl::parse::optimum_arity",
+            "{}",
+            render(&error)
+        );
+        assert_eq!(
+            error.to_string(),
+            "2 names after `over`, 1 value after `at`"
+        );
+        assert_eq!(labelled(text, &error), ["a, b", "(1)"]);
+        let text = "claim maximize f over a at (1, 2, 3)";
+        let single = self::error(text);
+        assert_eq!(
+            single.to_string(),
+            "1 name after `over`, 3 values after `at`"
+        );
+        assert_eq!(labelled(text, &single), ["a", "(1, 2, 3)"]);
+    }
+
+    #[test]
+    fn steps_are_whole_numbers_from_one() {
+        for (text, value, problem) in [
+            ("claim A == B over -3 steps", "-3", "cannot be negative"),
+            ("claim A == B over 0 steps", "0", "zero steps"),
+            ("claim A == B over 2.5 steps", "2.5", "a whole number"),
+            ("claim A == B over 1e3 steps", "1e3", "a whole number"),
+            (
+                "claim A == B over 99999999999999999999 step",
+                "99999999999999999999",
+                "too large",
+            ),
+        ] {
+            let error = error(text);
+            assert_eq!(
+                code(&error),
+                "dl::parse::steps",
+                "{text}: {}",
+                render(&error)
+            );
+            assert_eq!(
+                error.to_string(),
+                format!("`{value}` is not a number of steps")
+            );
+            assert_eq!(labelled(text, &error), [value]);
+            let label = error
+                .labels()
+                .into_iter()
+                .flatten()
+                .next()
+                .and_then(|l| l.label().map(str::to_owned))
+                .unwrap_or_default();
+            assert!(label.contains(problem), "{text}: {label}");
+            assert!(help(&error).contains("whole number ≥ 1"));
+        }
+        assert_error(
+            "claim A == B over x steps",
+            "dl::parse::syntax",
+            "expected a whole number, found `x`",
+            "x",
+        );
+    }
+
     // --- Expressions ------------------------------------------------------------
 
     #[test]
@@ -2059,11 +3461,20 @@ grad a = sum(i) g[i] * (x[i] + x[i+2])
             "not",
             "sum",
             "prod",
+            "random",
+            "stream",
+            "optimizer",
+            "state",
+            "check",
+            "claim",
+            "E",
+            "Var",
         ];
         for word in reserved {
             assert!(is_reserved(word), "{word}");
         }
-        // Every `kw_*` rule is in `reserved`, and in the list above.
+        // Every `kw_*` rule is in `reserved`, and in the list above; the
+        // contextual keywords `ck_*` are not reserved (but for `grad`).
         for rule in Rule::all_rules() {
             let name = format!("{rule:?}");
             if let Some(word) = name.strip_prefix("kw_") {
@@ -2072,7 +3483,17 @@ grad a = sum(i) g[i] * (x[i] + x[i+2])
                     "{word} is reserved but not listed"
                 );
             }
+            if let Some(word) = name.strip_prefix("ck_") {
+                assert_eq!(is_reserved(word), word == "grad", "{word}");
+            }
         }
+        let mut listed: Vec<&str> = super::super::error::RESERVED_WORDS
+            .split_whitespace()
+            .collect();
+        listed.sort_unstable();
+        let mut sorted = reserved;
+        sorted.sort_unstable();
+        assert_eq!(listed, sorted);
         // The help of `keyword_as_name` lists them too.
         let listed = help(&error("param for"));
         for word in reserved {
@@ -2427,6 +3848,33 @@ grad a = sum(i) g[i] * (x[i] + x[i+2])
     }
 
     #[test]
+    fn the_new_forms_parse_nested_brackets_in_linear_time() {
+        // Claims try an equivalence, an optimum and a condition in turn, and
+        // `at (…)` a value and then a list: none may re-read nested brackets
+        // at every level.
+        let depth = MAX_DEPTH / 2 - 1;
+        let nested = format!("{}x == 1{}", "[(".repeat(depth), ")]".repeat(depth));
+        for text in [
+            format!("claim {nested}"),
+            format!("claim minimize {nested} over a at 1"),
+            format!("claim minimize f over a at {nested}"),
+            format!("claim minimize f over a, b at ({nested}, {nested}"),
+            format!("claim minimize f over a subject to {nested} > 0, at 1"),
+            format!("optimizer A {{ v[k] = {nested} }}"),
+            format!("random q ~ normal({nested}"),
+            format!("let c = {}x{}", "E[(".repeat(depth), ")]".repeat(depth)),
+        ] {
+            let start = std::time::Instant::now();
+            let _ = parse_text(&text);
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(10),
+                "{}",
+                text.get(..40).unwrap_or("")
+            );
+        }
+    }
+
+    #[test]
     fn deep_brackets_are_refused_at_the_bracket_past_the_limit() {
         let text = format!("let c = {}x{}", "(".repeat(100_000), ")".repeat(100_000));
         let error = error(&text);
@@ -2466,8 +3914,13 @@ grad a = sum(i) g[i] * (x[i] + x[i+2])
     #[test]
     fn no_prefix_of_a_valid_spec_panics() {
         // An editor parses every intermediate state of the text.
-        for (end, _) in RECURRENT.char_indices() {
-            let _ = parse_text(RECURRENT.get(..end).unwrap_or(""));
+        let section_5 = "check taylor central rate ≈ 3 ± 0.3 precision f32 expect fail \"x\"";
+        for spec in [RECURRENT, STOCHASTIC, UPDATE_RULES, section_5] {
+            for (end, _) in spec.char_indices() {
+                if let Err(error) = parse_text(spec.get(..end).unwrap_or("")) {
+                    assert_ne!(code(&error), "dl::parse::internal", "{}", render(&error));
+                }
+            }
         }
     }
 
@@ -2524,9 +3977,34 @@ grad a = sum(i) g[i] * (x[i] + x[i+2])
             "λ",
             "\0",
             "\u{FEFF}",
+            "random",
+            "stream",
+            "optimizer",
+            "state",
+            "check",
+            "claim",
+            "taylor",
+            "central",
+            "rate",
+            "≈",
+            "±",
+            "precision",
+            "f32",
+            "minimize",
+            "over",
+            "subject",
+            "to",
+            "at",
+            "steps",
+            "~",
+            "{",
+            "}",
+            "E[",
+            "Var[",
+            "normal(",
         ];
         let mut seed = 7;
-        for _ in 0..3000 {
+        for _ in 0..6000 {
             let len = lcg(&mut seed) % 24;
             let text: String = (0..len)
                 .map(|_| {
@@ -2548,20 +4026,25 @@ grad a = sum(i) g[i] * (x[i] + x[i+2])
     #[test]
     fn single_edits_of_a_valid_spec_never_panic() {
         let mut seed = 11;
-        let positions: Vec<usize> = RECURRENT.char_indices().map(|(at, _)| at).collect();
-        for _ in 0..1500 {
-            let at = positions
-                .get(lcg(&mut seed) % positions.len())
-                .copied()
-                .unwrap_or(0);
-            let insert = ["(", ")", "[", "]", "=", "\"", "if", "|", "sum(k) ", "#"]
-                .get(lcg(&mut seed) % 10)
-                .copied()
-                .unwrap_or("");
-            let mut text = RECURRENT.to_owned();
-            text.insert_str(at, insert);
-            if let Err(error) = parse_text(&text) {
-                assert_ne!(code(&error), "dl::parse::internal", "{}", render(&error));
+        let inserts = [
+            "(", ")", "[", "]", "=", "\"", "if", "|", "sum(k) ", "#", "{", "}", "~", "E[", ",",
+        ];
+        for spec in [RECURRENT, STOCHASTIC, UPDATE_RULES] {
+            let positions: Vec<usize> = spec.char_indices().map(|(at, _)| at).collect();
+            for _ in 0..1500 {
+                let at = positions
+                    .get(lcg(&mut seed) % positions.len())
+                    .copied()
+                    .unwrap_or(0);
+                let insert = inserts
+                    .get(lcg(&mut seed) % inserts.len())
+                    .copied()
+                    .unwrap_or("");
+                let mut text = spec.to_owned();
+                text.insert_str(at, insert);
+                if let Err(error) = parse_text(&text) {
+                    assert_ne!(code(&error), "dl::parse::internal", "{}", render(&error));
+                }
             }
         }
     }
