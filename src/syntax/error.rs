@@ -924,6 +924,18 @@ fn help_for(text: &str, token: &Token<'_>, expected: &ExpectedSet) -> Option<Str
     if token.text == "*" && previous == Some('*') || token.text == "**" {
         return Some("write powers with `^`: `x^2`".to_owned());
     }
+    // `2x`: the number itself fails, since a number never runs into a name.
+    let after = text.get(token.span.end..).unwrap_or("");
+    if token.text.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && !token.text.is_empty()
+        && after.chars().next().is_some_and(is_ident_start)
+    {
+        let name: String = after.chars().take_while(|&c| is_ident_continue(c)).collect();
+        return Some(format!(
+            "write multiplication with `*`: `{} * {name}`",
+            token.text
+        ));
+    }
     if previous.is_some_and(|c| c.is_ascii_digit())
         && token.text.chars().next().is_some_and(is_ident_start)
     {

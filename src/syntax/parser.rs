@@ -1078,8 +1078,13 @@ impl<'s> Converter<'s> {
 
     /// `(…)` as a value: it may hold a plain expression only.
     fn paren(&self, pair: Pair<'_, Rule>, depth: usize) -> Result<Expr> {
+        // The parentheses belong to the expression's span, so that `1 / (a - b)`
+        // is shown whole and a label on `(a - b)` covers both ends.
+        let span = span_of(&pair);
         let inner = self.children(pair).required_rule(Rule::condition)?;
-        self.logic(inner, depth)?.into_value(self.source)
+        let mut expr = self.logic(inner, depth)?.into_value(self.source)?;
+        expr.span = span;
+        Ok(expr)
     }
 
     /// `x[i, k+1]`
