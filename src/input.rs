@@ -57,7 +57,9 @@ pub fn expand_paths(paths: &[PathBuf]) -> Vec<Result<PathBuf, InputError>> {
                 Ok(entries) => entries
                     .filter_map(Result::ok)
                     .map(|e| e.path())
-                    .filter(|p| p.extension().is_some_and(|e| e == "dl") && p.is_file())
+                    // Everything named `*.dl` but a directory: a broken link or
+                    // an unreadable file is an error to report, not skipped.
+                    .filter(|p| p.extension().is_some_and(|e| e == "dl") && !p.is_dir())
                     .collect(),
                 Err(e) => {
                     out.push(Err(InputError::Unreadable {
@@ -81,7 +83,9 @@ pub fn expand_paths(paths: &[PathBuf]) -> Vec<Result<PathBuf, InputError>> {
     out
 }
 
-/// Reads a spec as UTF-8 text.
+/// Reads a spec as UTF-8 text. A leading byte-order mark is dropped, as
+/// editors on Windows write one: it is not part of the text, and columns on
+/// the first line count from after it.
 pub fn read_spec(path: &Path) -> Result<Source, InputError> {
     let name = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| match e.kind() {
@@ -95,5 +99,9 @@ pub fn read_spec(path: &Path) -> Result<Source, InputError> {
         path: name.clone(),
         offset: e.utf8_error().valid_up_to(),
     })?;
+    let text = match text.strip_prefix('\u{FEFF}') {
+        Some(rest) => rest.to_string(),
+        None => text,
+    };
     Ok(Source::new(name, text))
 }

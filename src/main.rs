@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
 use dlverify::report::{self, Summary, human::HumanOptions};
+use dlverify::syntax::ast::Precision;
 use dlverify::verify::Options;
 use dlverify::verify::outcome::FileOutcome;
 
@@ -60,6 +61,15 @@ struct Cli {
     #[arg(long, default_value_t = 10_000_000, value_name = "N")]
     max_elements: u64,
 
+    /// Monte Carlo samples per point of a stochastic claim (`E[…]`, `Var[…]`
+    /// that cannot be enumerated exactly).
+    #[arg(long, default_value_t = dlverify::verify::DEFAULT_SAMPLES, value_name = "N", value_parser = clap::value_parser!(u64).range(2..))]
+    samples: u64,
+
+    /// Steps an update-rule claim may run; a claim asking for more is not checked.
+    #[arg(long, default_value_t = 100_000, value_name = "N")]
+    max_steps: i64,
+
     /// Seconds allowed to check one claim at one size; past it the claim is
     /// reported as not checked, and the run goes on.
     #[arg(long, default_value_t = 60.0, value_name = "SECONDS", value_parser = parse_seconds)]
@@ -68,6 +78,22 @@ struct Cli {
     /// Compare autodiff with finite differences on at most this many elements per claim and size.
     #[arg(long, default_value_t = 64, value_name = "N")]
     fd_elements: usize,
+
+    /// Write one SVG per Taylor claim into DIR: the remainder against ε on
+    /// log-log axes, both schemes, reference slopes and the rounding floor.
+    #[arg(long, value_name = "DIR")]
+    plot: Option<PathBuf>,
+
+    /// Run Taylor claims that name no precision in this one (`f32` shows
+    /// what limited accuracy does to the one-sided check).
+    #[arg(long, value_enum, value_name = "P")]
+    taylor_precision: Option<PrecisionArg>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum PrecisionArg {
+    F32,
+    F64,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -112,7 +138,13 @@ fn main() -> ExitCode {
         max_elements: cli.max_elements,
         fd_elements: cli.fd_elements,
         keep_derived: cli.show_grad,
+        max_steps: cli.max_steps,
+        samples: cli.samples,
         timeout: std::time::Duration::from_secs_f64(cli.timeout),
+        taylor_precision: cli.taylor_precision.map(|p| match p {
+            PrecisionArg::F32 => Precision::F32,
+            PrecisionArg::F64 => Precision::F64,
+        }),
     };
     let outcomes: Vec<FileOutcome> = dlverify::input::expand_paths(&cli.paths)
         .into_iter()
@@ -143,5 +175,14 @@ fn main() -> ExitCode {
     let _ = stdout
         .write_all(text.as_bytes())
         .and_then(|()| stdout.flush());
+    if let Some(dir) = &cli.plot {
+        match report::plot::write_plots(dir, &outcomes) {
+            Ok(paths) => eprintln!("plots: {} written to {}", paths.len(), dir.display()),
+            Err(e) => {
+                eprintln!("dlverify: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     ExitCode::from(Summary::exit_code(&outcomes))
 }

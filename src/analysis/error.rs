@@ -329,6 +329,82 @@ pub enum AnalysisError {
         span: SourceSpan,
     },
 
+    /// Returned when a moment is taken inside another: `claim E[Var[q[i]]] == 0`.
+    #[error("moments do not nest")]
+    #[diagnostic(
+        code(dl::analysis::nested_moment),
+        help(
+            "take one moment of an expression; `E[x^2]` and `Var[x]` are both allowed, `E[Var[x]]` is not"
+        )
+    )]
+    NestedMoment {
+        #[label("inside another moment")]
+        span: SourceSpan,
+        #[label("the outer moment")]
+        outer: SourceSpan,
+    },
+
+    /// Returned when a random tensor, or a `let` that reads one, is read
+    /// where a value per draw makes no sense: `claim q[i] <= 1` for
+    /// `random q[i] ~ bernoulli(p)`, or `y[i] = q[i] * x[i]` in the layer.
+    #[error("{place} reads `{name}`, which is random")]
+    #[diagnostic(
+        code(dl::analysis::random_read),
+        help(
+            "random tensors, and the lets that read them, may be read by other lets and inside `E[…]` and `Var[…]` of a claim: `claim E[{name}…] == …`"
+        )
+    )]
+    RandomRead {
+        name: String,
+        place: &'static str,
+        #[label("`{name}` has a value per draw only")]
+        span: SourceSpan,
+    },
+
+    /// Returned when an optimum claim varies something other than a scalar
+    /// `let`, hyper, input or param: `claim minimize f over n at (1)` for `dim n`.
+    #[error("`over {name}`: `{name}` is a {what}, which an optimum claim cannot vary")]
+    #[diagnostic(
+        code(dl::analysis::optimum_variable),
+        help("an optimum claim varies scalar lets, hypers, inputs and params")
+    )]
+    OptimumVariable {
+        name: String,
+        what: &'static str,
+        #[label("varied here")]
+        span: SourceSpan,
+        #[label("declared here")]
+        declaration: SourceSpan,
+    },
+
+    /// Returned when an optimum claim names a varied name twice: `over a, a`.
+    #[error("`{name}` is varied twice")]
+    #[diagnostic(
+        code(dl::analysis::repeated_varied),
+        help("name each varied value once")
+    )]
+    RepeatedVaried {
+        name: String,
+        #[label("again here")]
+        span: SourceSpan,
+        #[label("first here")]
+        first: SourceSpan,
+    },
+
+    /// Returned when the claimed optimum has not one value per varied name:
+    /// `over a, b … at (1)`.
+    #[error("the claimed optimum has {found} value{} for {expected} varied name{}", if *.found == 1 { "" } else { "s" }, if *.expected == 1 { "" } else { "s" })]
+    #[diagnostic(
+        code(dl::analysis::optimum_point),
+        help("give one value per name after `over`, in the same order: `at (value_a, value_b)`")
+    )]
+    OptimumPoint {
+        expected: usize,
+        found: usize,
+        #[label("{found} given")]
+        span: SourceSpan,
+    },
+
     /// Returned when `E[...]` or `Var[...]` appears outside a claim: `let m = E[q[1]]`.
     #[error("`E[…]` and `Var[…]` belong in claims")]
     #[diagnostic(
@@ -337,6 +413,103 @@ pub enum AnalysisError {
     )]
     MomentOutsideClaim {
         #[label("a moment outside a claim")]
+        span: SourceSpan,
+    },
+
+    /// Returned when a Taylor claim's rate or tolerance is not a usable
+    /// number: `check taylor central rate > 0`, `rate ≈ 2 ± 0`.
+    #[error("{detail}")]
+    #[diagnostic(code(dl::analysis::taylor_rate), help("{help}"))]
+    TaylorRate {
+        detail: String,
+        help: String,
+        #[label("{label}")]
+        span: SourceSpan,
+        label: String,
+    },
+
+    /// Returned when a name that is not a value is used in an expression:
+    /// `let z = A` for `optimizer A { … }`.
+    #[error("`{name}` is {what}, not a value")]
+    #[diagnostic(
+        code(dl::analysis::not_a_value),
+        help("only dims, hypers, tensors and lets have values")
+    )]
+    NotAValue {
+        name: String,
+        what: &'static str,
+        #[label("used as a value")]
+        span: SourceSpan,
+        #[label("declared here")]
+        declaration: SourceSpan,
+    },
+
+    /// Returned when an unknown distribution is named: `random q ~ bernouli(0.5)`.
+    #[error("unknown distribution `{name}`")]
+    #[diagnostic(code(dl::analysis::unknown_distribution), help("{help}"))]
+    UnknownDistribution {
+        name: String,
+        help: String,
+        #[label("no such distribution")]
+        span: SourceSpan,
+    },
+
+    /// Returned when an update rule writes to something other than a param
+    /// or its own state: `x[k] = 0` for `input x[n]`.
+    #[error("an update rule cannot change `{name}`, a {what}")]
+    #[diagnostic(
+        code(dl::analysis::update_target),
+        help(
+            "update rules change params and their own `state`; declare it with `param` or `state`"
+        )
+    )]
+    UpdateTarget {
+        name: String,
+        what: &'static str,
+        #[label("updated here")]
+        span: SourceSpan,
+        #[label("declared as a {what} here")]
+        declaration: SourceSpan,
+    },
+
+    /// Returned when `claim A == B` names something that is not an update rule.
+    #[error("`{name}` is not an update rule")]
+    #[diagnostic(code(dl::analysis::not_an_optimizer), help("{help}"))]
+    NotAnOptimizer {
+        name: String,
+        help: String,
+        #[label("not an `optimizer`")]
+        span: SourceSpan,
+    },
+
+    /// Returned when a gradient stream's shape differs from its param's:
+    /// `stream gt[m] = grad theta` with `param theta[n]`.
+    #[error("stream `{name}` has the shape {stream_shape}, but `{param}` has {param_shape}")]
+    #[diagnostic(
+        code(dl::analysis::stream_shape),
+        help("declare the stream with the param's shape")
+    )]
+    StreamShape {
+        name: String,
+        param: String,
+        stream_shape: String,
+        param_shape: String,
+        #[label("this stream")]
+        span: SourceSpan,
+        #[label("this param")]
+        param_span: SourceSpan,
+    },
+
+    /// Returned when a distribution's parameter depends on data where a
+    /// constant is needed, or the distribution gets the wrong number of them.
+    #[error("`{name}` takes {expected} parameter{}, but {found} given", if *.expected == 1 { "" } else { "s" })]
+    #[diagnostic(code(dl::analysis::distribution_arity), help("write `{usage}`"))]
+    DistributionArity {
+        name: String,
+        expected: usize,
+        found: usize,
+        usage: String,
+        #[label("{found} given")]
         span: SourceSpan,
     },
 }

@@ -5,6 +5,7 @@ mod error;
 pub mod program;
 mod resolve;
 mod sizes;
+pub mod taylor;
 
 pub use error::AnalysisError;
 pub use program::Program;

@@ -3,7 +3,9 @@
 //! The evaluator runs this, never the raw AST.
 
 use crate::source::{Span, Spanned};
-use crate::syntax::ast::{BinaryOp, CompareOp, ReduceOp, TensorRole};
+use crate::syntax::ast::{
+    BinaryOp, CompareOp, Moment, Precision, RateOp, ReduceOp, Sense, TaylorScheme, TensorRole,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DimId(pub usize);
@@ -29,6 +31,122 @@ pub struct Program {
     /// claims alone has none.
     pub output: Option<Output>,
     pub claims: Vec<Claim>,
+    /// Gradient sources of update rules, drawn every step.
+    pub streams: Vec<Stream>,
+    /// `optimizer NAME { … }` blocks.
+    pub optimizers: Vec<Optimizer>,
+    /// `random q[i] ~ bernoulli(p)`: tensors drawn anew for every sample a
+    /// stochastic claim takes (see `verify::stochastic`).
+    pub randoms: Vec<RandomTensor>,
+}
+
+impl Program {
+    /// Per definition: whether it reads a random tensor, directly or through
+    /// another definition. Such a definition has a value per draw only.
+    pub fn stochastic_defs(&self) -> Vec<bool> {
+        let mut stochastic = vec![false; self.defs.len()];
+        // Lets read earlier lets only, so this settles in one round; the
+        // rounds guard the rule rather than rely on it.
+        for _ in 0..=self.defs.len() {
+            let mut changed = false;
+            for (k, def) in self.defs.iter().enumerate() {
+                if stochastic[k] {
+                    continue;
+                }
+                let mut reads = false;
+                crate::analysis::visit_body(&def.body, &mut |node| match &node.node {
+                    NodeKind::Tensor { id, .. } => {
+                        reads |= self
+                            .tensors
+                            .get(id.0)
+                            .is_some_and(|t| t.origin == Origin::Random);
+                    }
+                    NodeKind::Def { id, .. } => {
+                        reads |= stochastic.get(id.0).copied().unwrap_or(false);
+                    }
+                    _ => {}
+                });
+                if reads {
+                    stochastic[k] = true;
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        stochastic
+    }
+}
+
+/// `random q[i] ~ bernoulli((g[i] - b) / a)`: the tensor's values are drawn
+/// per sample, each element from the distribution with its parameters
+/// evaluated at that element. Every other check sees NaN in it.
+#[derive(Clone, Debug)]
+pub struct RandomTensor {
+    pub tensor: TensorId,
+    pub distribution: DistributionSpec,
+    /// The tensor's index variables are slots `0..rank` of the parameters.
+    pub slots: usize,
+    pub var_names: Vec<String>,
+    pub span: Span,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct OptimizerId(pub usize);
+
+/// `stream gt[n] ~ normal(0, 1)` or `stream gt[n] = grad theta + normal(0, 0.1)`.
+#[derive(Clone, Debug)]
+pub struct Stream {
+    /// The tensor the stream's values are read through.
+    pub tensor: TensorId,
+    pub source: StreamSource,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug)]
+pub enum StreamSource {
+    /// A fresh draw of every element each step.
+    Draw(DistributionSpec),
+    /// dL/dparam at each optimizer's own current parameters, plus noise.
+    Gradient {
+        param: TensorId,
+        noise: Option<DistributionSpec>,
+    },
+}
+
+/// An update rule: its state, then its statements, run in order every step.
+#[derive(Clone, Debug)]
+pub struct Optimizer {
+    pub name: String,
+    pub states: Vec<StateVar>,
+    pub statements: Vec<Statement>,
+    pub span: Span,
+}
+
+/// A state tensor with its initial value, an expression over the inputs,
+/// params and hypers and the state's own index variables.
+#[derive(Clone, Debug)]
+pub struct StateVar {
+    pub tensor: TensorId,
+    pub init: Node,
+    pub slots: usize,
+    pub var_names: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+pub enum Statement {
+    /// A `let` local to the rule, recomputed at its place in every step.
+    Let(DefId),
+    /// `theta[k] = …`: overwrites a param or state, element by element; the
+    /// statements after it see the new values.
+    Update {
+        target: TensorId,
+        body: Body,
+        slots: usize,
+        var_names: Vec<String>,
+        span: Span,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -52,6 +170,13 @@ pub enum Origin {
     Declared(TensorRole),
     /// `g`, the gradient of the loss in a layer's output, drawn by the engine.
     Incoming,
+    /// `state v[n] = 0` of an update rule: carried from step to step.
+    State(OptimizerId),
+    /// `stream gt[n] ~ normal(0, 1)`: drawn anew each step.
+    Stream,
+    /// `random q[i] ~ bernoulli(p)`: drawn anew for each sample of a
+    /// stochastic claim.
+    Random,
 }
 
 #[derive(Clone, Debug)]
@@ -106,6 +231,9 @@ pub struct Def {
     pub var_names: Vec<String>,
     /// Reads the incoming gradient, directly or through another definition.
     pub reads_incoming: bool,
+    /// A `let` inside an update rule: computed at its place in each step,
+    /// never with the spec's other definitions.
+    pub local_to: Option<OptimizerId>,
     pub span: Span,
     pub name_span: Span,
 }
@@ -150,12 +278,25 @@ pub struct Claim {
 #[derive(Clone, Debug)]
 pub enum ClaimKind {
     Grad(GradClaim),
+    /// `check taylor one_sided rate > 1`: the remainder's convergence rate.
+    Taylor(TaylorClaim),
+    /// `claim A == B over 100 steps`: two update rules, one trajectory.
+    Equivalent(EquivalenceClaim),
+    /// `claim COND`: a condition at every point of its free indices, with
+    /// `E[…]` and `Var[…]` over the random tensors.
+    Holds(HoldsClaim),
+    /// `claim minimize OBJ over a, b subject to … at (…)`.
+    Optimum(OptimumClaim),
 }
 
 impl ClaimKind {
     pub fn kind_name(&self) -> &'static str {
         match self {
             ClaimKind::Grad(_) => "grad",
+            ClaimKind::Taylor(_) => "taylor",
+            ClaimKind::Equivalent(_) => "equivalence",
+            ClaimKind::Holds(_) => "condition",
+            ClaimKind::Optimum(_) => "optimum",
         }
     }
 }
@@ -167,6 +308,83 @@ pub struct GradClaim {
     pub body: Body,
     pub slots: usize,
     pub var_names: Vec<String>,
+}
+
+/// `check taylor SCHEME rate OP VALUE [± TOL] [precision P]`. J is the
+/// closed form of the `grad` claims above it in the file (see `verify::taylor`).
+#[derive(Clone, Debug)]
+pub struct TaylorClaim {
+    pub scheme: TaylorScheme,
+    pub rate: RateBound,
+    /// `None`: as the command line says (f64 unless told otherwise).
+    pub precision: Option<Precision>,
+}
+
+/// A bound on the measured rate; `tolerance` is set for `≈` only (the
+/// written one, or the engine's default).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RateBound {
+    pub op: RateOp,
+    pub value: f64,
+    pub tolerance: Option<f64>,
+}
+
+/// The free index variables of a `claim`: bound implicitly, slots
+/// `0..axes.len()`, each over the range inferred from the accesses using it.
+#[derive(Clone, Debug, Default)]
+pub struct ClaimPoints {
+    pub axes: Vec<AxisRange>,
+    /// Slots of the whole claim: the free indices, then reductions.
+    pub slots: usize,
+    pub var_names: Vec<String>,
+}
+
+impl ClaimPoints {
+    /// The names of the free index variables, in slot order.
+    pub fn free_names(&self) -> Vec<String> {
+        self.var_names
+            .iter()
+            .take(self.axes.len())
+            .cloned()
+            .collect()
+    }
+}
+
+/// `claim E[gq[i]] == g[i]`, `claim 0 <= (g[i] - b) / a <= 1`.
+#[derive(Clone, Debug)]
+pub struct HoldsClaim {
+    pub condition: Cond,
+    pub points: ClaimPoints,
+}
+
+/// `claim minimize Var[gq[i]] over a, b subject to b <= lo, a + b >= hi at (hi - lo, lo)`:
+/// at every point of the free indices, no feasible choice of the varied
+/// names does better than the claimed one.
+#[derive(Clone, Debug)]
+pub struct OptimumClaim {
+    pub sense: Sense,
+    pub objective: Node,
+    pub over: Vec<Varied>,
+    pub subject_to: Vec<Cond>,
+    /// The claimed optimum, one value per varied name.
+    pub at: Vec<Node>,
+    pub points: ClaimPoints,
+}
+
+/// A scalar an optimum claim varies: what the spec computes or draws for it
+/// is replaced by each candidate value.
+#[derive(Clone, Debug)]
+pub struct Varied {
+    pub name: String,
+    pub what: VariedKind,
+    pub span: Span,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VariedKind {
+    Def(DefId),
+    Hyper(HyperId),
+    Tensor(TensorId),
 }
 
 /// An affine integer expression over dims and index variables.
@@ -298,6 +516,11 @@ pub enum NodeKind {
         body: Box<Node>,
     },
     Iverson(Box<Cond>),
+    /// `E[x]` or `Var[x]` in a claim: only the stochastic checks evaluate it.
+    Moment {
+        moment: Moment,
+        body: Box<Node>,
+    },
 }
 
 pub type Cond = Spanned<CondKind>;
@@ -376,4 +599,68 @@ impl Function {
     pub fn by_name(name: &str) -> Option<Function> {
         Function::ALL.into_iter().find(|f| f.name() == name)
     }
+}
+
+/// A distribution whose parameters are expressions over the spec, evaluated
+/// per element: `bernoulli((g[i] - b) / a)`, `normal(0, 1)`.
+#[derive(Clone, Debug)]
+pub struct DistributionSpec {
+    pub kind: DistributionKind,
+    pub args: Vec<Node>,
+    pub span: Span,
+}
+
+/// The distributions a spec may draw from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DistributionKind {
+    /// `bernoulli(p)`: 1 with probability p, else 0.
+    Bernoulli,
+    /// `rademacher()`: ±1 with probability ½ each.
+    Rademacher,
+    /// `uniform(lo, hi)`: uniform on [lo, hi).
+    Uniform,
+    /// `normal(mean, sd)`: Gaussian.
+    Normal,
+}
+
+impl DistributionKind {
+    pub const ALL: [DistributionKind; 4] = [
+        DistributionKind::Bernoulli,
+        DistributionKind::Rademacher,
+        DistributionKind::Uniform,
+        DistributionKind::Normal,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DistributionKind::Bernoulli => "bernoulli",
+            DistributionKind::Rademacher => "rademacher",
+            DistributionKind::Uniform => "uniform",
+            DistributionKind::Normal => "normal",
+        }
+    }
+
+    /// The parameters, named as a usage line shows them.
+    pub fn parameters(self) -> &'static [&'static str] {
+        match self {
+            DistributionKind::Bernoulli => &["p"],
+            DistributionKind::Rademacher => &[],
+            DistributionKind::Uniform => &["lo", "hi"],
+            DistributionKind::Normal => &["mean", "sd"],
+        }
+    }
+
+    pub fn by_name(name: &str) -> Option<DistributionKind> {
+        DistributionKind::ALL.into_iter().find(|d| d.name() == name)
+    }
+}
+
+/// `claim A == B over T steps`.
+#[derive(Clone, Debug)]
+pub struct EquivalenceClaim {
+    pub first: OptimizerId,
+    pub second: OptimizerId,
+    pub first_name: String,
+    pub second_name: String,
+    pub steps: i64,
 }

@@ -7,6 +7,9 @@ use std::collections::HashMap;
 
 use super::error::AnalysisError;
 use super::program::*;
+
+mod optimizer;
+mod stochastic;
 use crate::source::{Span, Spanned};
 use crate::syntax::ast::{self, BinaryOp, TensorRole};
 
@@ -17,6 +20,7 @@ enum Symbol {
     Hyper(HyperId),
     Tensor(TensorId),
     Def(DefId),
+    Optimizer(OptimizerId),
 }
 
 #[derive(Clone, Copy)]
@@ -32,8 +36,12 @@ fn what(symbol: Symbol, program: &Program) -> &'static str {
         Symbol::Tensor(t) => match program.tensors.get(t.0).map(|t| t.origin) {
             Some(Origin::Declared(TensorRole::Input)) => "input",
             Some(Origin::Declared(TensorRole::Param)) => "param",
+            Some(Origin::State(_)) => "state",
+            Some(Origin::Stream) => "stream",
+            Some(Origin::Random) => "random tensor",
             _ => "incoming gradient",
         },
+        Symbol::Optimizer(_) => "update rule",
         Symbol::Def(d) => match program.defs.get(d.0).map(|d| d.kind) {
             Some(DefKind::Layer) => "layer output",
             Some(DefKind::Loss) => "loss",
@@ -65,6 +73,10 @@ struct Scope {
     accesses: Vec<Access>,
     /// What this body may read: hypers and dims only (for hyper values).
     constant: bool,
+    /// In a claim, outside any moment: `E[…]` and `Var[…]` may appear here.
+    moments: bool,
+    /// Inside `E[…]` or `Var[…]`: the moment's span, for a nested one.
+    in_moment: Option<Span>,
 }
 
 impl Scope {
@@ -135,6 +147,9 @@ impl Resolver {
             defs: vec![],
             output: None,
             claims: vec![],
+            streams: vec![],
+            optimizers: vec![],
+            randoms: vec![],
         });
         self.declare_all(spec);
         self.resolve_hypers(spec);
@@ -144,6 +159,7 @@ impl Resolver {
         for item in spec.items.iter() {
             match item {
                 ast::Item::Let(def) => self.resolve_def(def, DefKind::Let),
+                ast::Item::Random(random) => self.resolve_random(random),
                 ast::Item::Layer(def) | ast::Item::Loss(def) => {
                     let kind = if matches!(item, ast::Item::Layer(_)) {
                         DefKind::Layer
@@ -188,9 +204,11 @@ impl Resolver {
                 span: Span::new(0, 0).into(),
             });
         }
+        self.resolve_update_rules(spec);
         for claim in claims {
             self.resolve_claim(claim);
         }
+        self.check_randomness();
     }
 
     fn def_id(&self, name: &str) -> Option<DefId> {
@@ -310,30 +328,12 @@ impl Resolver {
                         ast::Item::Layer(_) => DefKind::Layer,
                         _ => DefKind::Loss,
                     };
-                    let id = DefId(self.program().defs.len());
-                    if !self.declare(&def.name, Symbol::Def(id)) {
-                        continue;
-                    }
-                    self.defined.push(false);
-                    if let Some(p) = self.program_mut() {
-                        p.defs.push(Def {
-                            name: def.name.node.clone(),
-                            kind,
-                            axes: vec![],
-                            body: Body::Expr(Spanned::new(NodeKind::Const(0.0), def.span)),
-                            slots: 0,
-                            rank: def.indices.len(),
-                            var_names: vec![],
-                            reads_incoming: false,
-                            span: def.span,
-                            name_span: def.name.span,
-                        });
-                    }
+                    self.declare_def(def, kind, None);
                 }
-                ast::Item::Claim(_)
-                | ast::Item::Random(_)
-                | ast::Item::Stream(_)
-                | ast::Item::Optimizer(_) => {}
+                ast::Item::Stream(stream) => self.declare_stream(stream),
+                ast::Item::Optimizer(optimizer) => self.declare_optimizer(optimizer),
+                ast::Item::Random(random) => self.declare_random(random),
+                ast::Item::Claim(_) => {}
             }
         }
         if has_layer && !self.globals.contains_key("g") {
@@ -363,6 +363,77 @@ impl Resolver {
                 });
             }
         }
+    }
+
+    /// Enters a definition's name; its body is resolved later, in order.
+    fn declare_def(
+        &mut self,
+        def: &ast::Definition,
+        kind: DefKind,
+        local_to: Option<OptimizerId>,
+    ) -> Option<DefId> {
+        let id = DefId(self.program().defs.len());
+        if !self.declare(&def.name, Symbol::Def(id)) {
+            return None;
+        }
+        self.defined.push(false);
+        if let Some(p) = self.program_mut() {
+            p.defs.push(Def {
+                name: def.name.node.clone(),
+                kind,
+                axes: vec![],
+                body: Body::Expr(Spanned::new(NodeKind::Const(0.0), def.span)),
+                slots: 0,
+                rank: def.indices.len(),
+                var_names: vec![],
+                reads_incoming: false,
+                local_to,
+                span: def.span,
+                name_span: def.name.span,
+            });
+        }
+        Some(id)
+    }
+
+    /// `normal(0, sd)`: a known distribution with the right number of
+    /// parameters, each resolved in `scope`.
+    fn distribution(
+        &mut self,
+        d: &ast::Distribution,
+        scope: &mut Scope,
+    ) -> Option<DistributionSpec> {
+        let Some(kind) = DistributionKind::by_name(&d.name.node) else {
+            let help = suggest(&d.name.node, DistributionKind::ALL.iter().map(|k| k.name()))
+                .map(|s| format!("did you mean `{s}`?"))
+                .unwrap_or_else(|| {
+                    format!(
+                        "the distributions are: {}",
+                        DistributionKind::ALL.map(|k| k.name()).join(", ")
+                    )
+                });
+            self.error(AnalysisError::UnknownDistribution {
+                name: d.name.node.clone(),
+                help,
+                span: d.name.span.into(),
+            });
+            return None;
+        };
+        if d.args.len() != kind.parameters().len() {
+            self.error(AnalysisError::DistributionArity {
+                name: kind.name().to_string(),
+                expected: kind.parameters().len(),
+                found: d.args.len(),
+                usage: format!("{}({})", kind.name(), kind.parameters().join(", ")),
+                span: d.span.into(),
+            });
+            return None;
+        }
+        let args: Vec<Option<Node>> = d.args.iter().map(|a| self.expr(a, scope, false)).collect();
+        Some(DistributionSpec {
+            kind,
+            args: args.into_iter().collect::<Option<Vec<_>>>()?,
+            span: d.span,
+        })
     }
 
     fn resolve_hypers(&mut self, spec: &ast::Spec) {
@@ -651,9 +722,32 @@ impl Resolver {
     }
 
     fn resolve_claim(&mut self, claim: &ast::Claim) {
-        let ast::ClaimKind::Grad(grad) = &claim.kind else {
-            return;
-        };
+        match &claim.kind {
+            ast::ClaimKind::Grad(grad) => self.resolve_grad(claim, grad),
+            ast::ClaimKind::Taylor(taylor) => self.resolve_taylor(claim, taylor),
+            ast::ClaimKind::Equivalent(e) => self.resolve_equivalence(claim, e),
+            ast::ClaimKind::Holds(condition) => self.resolve_holds(claim, condition),
+            ast::ClaimKind::Optimum(optimum) => self.resolve_optimum(claim, optimum),
+        }
+    }
+
+    fn resolve_taylor(&mut self, claim: &ast::Claim, taylor: &ast::TaylorClaim) {
+        match super::taylor::resolve_taylor(taylor) {
+            Ok(resolved) => {
+                if let Some(p) = self.program_mut() {
+                    p.claims.push(Claim {
+                        kind: ClaimKind::Taylor(resolved),
+                        expect_fail: claim.expect_fail.clone(),
+                        span: claim.span,
+                        head_span: Span::new(claim.span.start, taylor.rate.span.end),
+                    });
+                }
+            }
+            Err(errors) => errors.into_iter().for_each(|e| self.error(e)),
+        }
+    }
+
+    fn resolve_grad(&mut self, claim: &ast::Claim, grad: &ast::GradClaim) {
         let Some(declared) = self.lookup_global(&grad.target) else {
             return;
         };
@@ -904,12 +998,7 @@ impl Resolver {
                 guarded,
             )?,
             ast::ExprKind::Iverson(c) => NodeKind::Iverson(Box::new(self.cond(c, scope)?)),
-            ast::ExprKind::Moment { moment, .. } => {
-                self.error(AnalysisError::MomentOutsideClaim {
-                    span: moment.span.into(),
-                });
-                return None;
-            }
+            ast::ExprKind::Moment { moment, body } => self.moment(moment, body, scope)?,
         };
         Some(Spanned::new(kind, e.span))
     }
@@ -998,6 +1087,15 @@ impl Resolver {
             Symbol::Dim(d) => Some(NodeKind::Dim(d)),
             Symbol::Hyper(h) => Some(NodeKind::Hyper(h)),
             Symbol::Tensor(_) | Symbol::Def(_) => self.access(&ident, &[], span, scope, false),
+            Symbol::Optimizer(_) => {
+                self.error(AnalysisError::NotAValue {
+                    name: name.to_string(),
+                    what: "an update rule",
+                    span: span.into(),
+                    declaration: declared.span.into(),
+                });
+                None
+            }
         }
     }
 
@@ -1023,6 +1121,15 @@ impl Resolver {
                 let t_ = self.program().tensors.get(t.0)?;
                 if t_.origin == Origin::Incoming && self.in_output {
                     self.error(AnalysisError::IncomingInForward { span: span.into() });
+                    return None;
+                }
+                if t_.origin == Origin::Random && !self.random_resolved(t) {
+                    let definition = t_.span;
+                    self.error(AnalysisError::UsedBeforeDefinition {
+                        name: tensor.node.clone(),
+                        span: span.into(),
+                        definition: definition.into(),
+                    });
                     return None;
                 }
                 if t_.origin == Origin::Incoming && !self.layer_seen {
@@ -1053,6 +1160,15 @@ impl Resolver {
                     return None;
                 }
                 def.axes.clone()
+            }
+            Symbol::Optimizer(_) => {
+                self.error(AnalysisError::NotAValue {
+                    name: tensor.node.clone(),
+                    what: "an update rule",
+                    span: span.into(),
+                    declaration: declared.span.into(),
+                });
+                return None;
             }
             Symbol::Dim(_) | Symbol::Hyper(_) => {
                 self.error(self.wrong_index_count(
@@ -1297,6 +1413,9 @@ static EMPTY_PROGRAM: Program = Program {
     defs: vec![],
     output: None,
     claims: vec![],
+    streams: vec![],
+    optimizers: vec![],
+    randoms: vec![],
 };
 
 /// Claims about L, which only a layer or a loss defines.
@@ -1524,6 +1643,7 @@ pub fn visit(node: &Node, f: &mut impl FnMut(&Node)) {
         NodeKind::Call { args, .. } => args.iter().for_each(|a| visit(a, f)),
         NodeKind::Reduce { body, .. } => visit(body, f),
         NodeKind::Iverson(c) => visit_cond(c, f),
+        NodeKind::Moment { body, .. } => visit(body, f),
         _ => {}
     }
 }

@@ -348,7 +348,7 @@ impl Constraints {
 pub fn size_sweep(
     program: &Program,
     overrides: &[(String, i64)],
-) -> Result<Vec<Sizes>, AnalysisError> {
+) -> Result<Vec<Sizes>, Box<AnalysisError>> {
     let names: Vec<String> = program.dims.iter().map(|d| d.name.clone()).collect();
     let mut overridden: Vec<Option<i64>> = vec![None; names.len()];
     for (name, value) in overrides {
@@ -360,7 +360,7 @@ pub fn size_sweep(
                     None if names.is_empty() => "this spec declares no sizes".to_string(),
                     None => format!("the spec's sizes are: {}", names.join(", ")),
                 };
-                return Err(AnalysisError::UnknownDimOverride {
+                return Err(Box::new(AnalysisError::UnknownDimOverride {
                     name: name.clone(),
                     help,
                     span: program
@@ -368,7 +368,7 @@ pub fn size_sweep(
                         .first()
                         .map_or(Span::default(), |d| d.span)
                         .into(),
-                });
+                }));
             }
         }
     }
@@ -385,13 +385,13 @@ pub fn size_sweep(
     };
     if let Some(empty) = ranges.iter().find(|r| r.is_empty_at(&defaults)) {
         let sizes = make(defaults.clone());
-        return Err(AnalysisError::EmptyRange {
+        return Err(Box::new(AnalysisError::EmptyRange {
             detail: format!("{} is empty at the default sizes", empty.what),
             help: "raise the default size in the `dim` declaration (or the `--dim` value)"
                 .to_string(),
             span: empty.span.into(),
             sizes: sizes.to_string(),
-        });
+        }));
     }
     let constraints = Constraints {
         ranges,

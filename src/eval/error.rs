@@ -154,6 +154,27 @@ pub enum EvalError {
     )]
     Timeout { limit: String, sizes: String },
 
+    /// Returned when a distribution's parameter is out of its domain at an
+    /// element, which is never clamped: `random q[i] ~ bernoulli(g[i] / a)`
+    /// where `g[3] / a` is 1.4.
+    #[error("`{element} ~ {distribution}`: {detail} ({at})")]
+    #[diagnostic(
+        code(dl::eval::distribution_domain),
+        help(
+            "parameters are used as computed, never clamped: check the formula, or constrain the values that reach it"
+        )
+    )]
+    DistributionDomain {
+        /// `q[3]`, or `q` for a scalar.
+        element: String,
+        /// `bernoulli(1.4)`: the distribution with the parameters at the element.
+        distribution: String,
+        detail: String,
+        at: String,
+        #[label("{detail} at {at}")]
+        span: SourceSpan,
+    },
+
     /// Returned when the engine contradicts itself; never caused by a spec.
     #[error("internal error: {what}")]
     #[diagnostic(
@@ -179,7 +200,8 @@ impl EvalError {
             | EvalError::EmptyReduction { span, .. }
             | EvalError::TooLarge { span, .. }
             | EvalError::ListLength { span, .. }
-            | EvalError::DivisionByZero { span, .. } => *span,
+            | EvalError::DivisionByZero { span, .. }
+            | EvalError::DistributionDomain { span, .. } => *span,
             EvalError::Timeout { .. } | EvalError::Internal { .. } => SourceSpan::from(0..0),
             EvalError::AmbiguousCases { first, .. } => *first,
         }

@@ -3,8 +3,11 @@
 //! Errors: `dl::eval::*`.
 
 mod autodiff;
+pub mod distribution;
 mod error;
 mod grid;
+pub mod random;
+pub mod tape;
 mod values;
 
 pub use autodiff::{directional_derivative, gradient};
@@ -136,6 +139,16 @@ impl<'p> Instance<'p> {
         Ok(instance)
     }
 
+    /// The values of the hypers, by [`HyperId`].
+    pub fn hypers(&self) -> &[f64] {
+        &self.hypers
+    }
+
+    /// The time limit in force, for work done away from the instance.
+    pub fn deadline(&self) -> Option<Deadline> {
+        self.deadline.get()
+    }
+
     /// Sets (or clears) the time limit for the evaluations that follow.
     pub fn set_deadline(&self, deadline: Option<Deadline>) {
         self.deadline.set(deadline);
@@ -265,6 +278,11 @@ impl<'n> Frame<'n> {
         }
     }
 
+    /// The value of every slot (unbound ones are `i64::MIN`).
+    pub fn env(&self) -> &[i64] {
+        &self.env
+    }
+
     pub fn set_point(&mut self, point: &[i64]) {
         for (slot, &p) in self.env.iter_mut().zip(point) {
             *slot = p;
@@ -314,7 +332,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
                 continue;
             }
             let feeds = self.instance.feeds_output[k];
-            if output_only && !feeds {
+            if (output_only && !feeds) || def.local_to.is_some() {
                 continue;
             }
             let result = self.compute_def(def, &self.instance.def_grids[k]);
@@ -342,6 +360,62 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             values.push(v);
         }
         Ok(values)
+    }
+
+    /// Computes one definition now, replacing any earlier values: an update
+    /// rule's local `let`, at its place in a step.
+    pub fn compute_local(&mut self, d: DefId) -> Result<(), Box<EvalError>> {
+        let def = &self.instance.program.defs[d.0];
+        let values = self.compute_def(def, &self.instance.def_grids[d.0])?;
+        self.defs[d.0] = DefState::Ready(values);
+        Ok(())
+    }
+
+    /// Takes a definition's values computed by an earlier evaluation.
+    pub fn provide(&mut self, d: DefId, values: Vec<T>) {
+        if let Some(slot) = self.defs.get_mut(d.0) {
+            *slot = DefState::Ready(values);
+        }
+    }
+
+    /// The sizes this evaluation is at.
+    pub fn sizes(&self) -> &Sizes {
+        &self.instance.sizes
+    }
+
+    /// A copy over other tensor values and hypers (which must have the same
+    /// shapes), keeping the definitions computed so far except those
+    /// `stale` marks: they are computed anew by [`Evaluation::compute_defs`].
+    pub fn rebase<'b>(
+        &self,
+        tensors: &'b [ArrayD<T>],
+        hypers: &'b [f64],
+        stale: &[bool],
+    ) -> Evaluation<'b, T>
+    where
+        'a: 'b,
+    {
+        let defs = self
+            .defs
+            .iter()
+            .enumerate()
+            .map(|(k, state)| {
+                if stale.get(k).copied().unwrap_or(true) {
+                    DefState::Pending
+                } else {
+                    state.clone()
+                }
+            })
+            .collect();
+        Evaluation {
+            instance: self.instance,
+            tensors: tensors
+                .iter()
+                .map(|t| t.as_slice_memory_order().unwrap_or(&[]))
+                .collect(),
+            defs,
+            hypers,
+        }
     }
 
     /// A definition's values, row-major over its grid.
@@ -490,6 +564,10 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             } else {
                 T::zero()
             }),
+            // Moments are taken by `verify::stochastic`, over tapes.
+            NodeKind::Moment { .. } => Err(Box::new(EvalError::Internal {
+                what: "a moment was evaluated as a plain value".to_string(),
+            })),
         }
     }
 

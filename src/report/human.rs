@@ -118,8 +118,13 @@ fn render_claim(out: &mut String, claim: &ClaimOutcome, width: usize, options: H
     };
     let head = format!("{:<width$}", claim.head);
     let mut line = format!("  {head}  line {:<4} {mark}", claim.line);
+    // A check may sum up its verdict itself (stochastic claims do).
+    let summary = claim.details.get("summary").and_then(|s| s.as_str());
     match (&claim.verdict, status) {
-        (Verdict::Holds, _) => {
+        (Verdict::Holds | Verdict::Refuted, _) if summary.is_some() => {
+            let _ = write!(line, ": {}", summary.unwrap_or_default());
+        }
+        (Verdict::Holds, _) if claim.kind == "grad" => {
             let _ = write!(
                 line,
                 ": agrees with autodiff at {} size{} (max rel. error {})",
@@ -128,8 +133,21 @@ fn render_claim(out: &mut String, claim: &ClaimOutcome, width: usize, options: H
                 short_error(claim.max_rel_error)
             );
         }
+        (Verdict::Holds, _) => {
+            let _ = write!(
+                line,
+                ": holds at {} size{}",
+                claim.sizes.len(),
+                plural(claim.sizes.len())
+            );
+        }
         (Verdict::Refuted, _) => {
-            let _ = write!(line, ": {}", refutation_summary(claim));
+            let summary = refutation_summary(claim);
+            if summary.is_empty() {
+                let _ = write!(line, ": refuted");
+            } else {
+                let _ = write!(line, ": {summary}");
+            }
         }
         (Verdict::Undecided(why), _) => {
             let _ = write!(line, ": {why}");
@@ -167,6 +185,27 @@ fn render_claim(out: &mut String, claim: &ClaimOutcome, width: usize, options: H
     }
 }
 
+/// A block of a claim's elements: `dx[7..=8]` of a gradient, or the points
+/// `i = 3..=5` of a condition's free indices (its target names them).
+fn element_name(claim: &ClaimOutcome, block: &[(i64, i64)]) -> String {
+    if !matches!(claim.kind, "condition" | "optimum") {
+        return block_name(&claim.target, block);
+    }
+    let range = |&(lo, hi): &(i64, i64)| {
+        if lo == hi {
+            lo.to_string()
+        } else {
+            format!("{lo}..={hi}")
+        }
+    };
+    let values: Vec<String> = block.iter().map(range).collect();
+    match values.len() {
+        0 => "the only point".to_string(),
+        1 => format!("{} = {}", claim.target, values.join("")),
+        _ => format!("({}) = ({})", claim.target, values.join(", ")),
+    }
+}
+
 /// The first piece of evidence against a claim, in one line.
 fn first_evidence(claim: &ClaimOutcome) -> Option<String> {
     if let Some(m) = claim.mismatches.first() {
@@ -192,7 +231,7 @@ fn refutation_summary(claim: &ClaimOutcome) -> String {
                 .blocks
                 .iter()
                 .take(2)
-                .map(|b| block_name(&claim.target, b))
+                .map(|b| element_name(claim, b))
                 .collect();
             format!("{} at {}", blocks.join(", "), g.sizes)
         });
@@ -218,7 +257,7 @@ fn render_evidence(out: &mut String, claim: &ClaimOutcome) {
             .blocks
             .iter()
             .take(BLOCKS_SHOWN)
-            .map(|b| block_name(&claim.target, b))
+            .map(|b| element_name(claim, b))
             .collect();
         let more = group.blocks.len().saturating_sub(BLOCKS_SHOWN);
         let tail = if more > 0 {
@@ -250,7 +289,7 @@ fn render_evidence(out: &mut String, claim: &ClaimOutcome) {
             .blocks
             .iter()
             .take(BLOCKS_SHOWN)
-            .map(|b| block_name(&claim.target, b))
+            .map(|b| element_name(claim, b))
             .collect();
         let _ = writeln!(
             out,

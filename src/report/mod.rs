@@ -3,6 +3,7 @@
 
 pub mod human;
 pub mod json;
+pub mod plot;
 
 use crate::verify::outcome::{ClaimStatus, FileOutcome, FileStatus};
 

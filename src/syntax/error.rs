@@ -930,7 +930,10 @@ fn help_for(text: &str, token: &Token<'_>, expected: &ExpectedSet) -> Option<Str
         && !token.text.is_empty()
         && after.chars().next().is_some_and(is_ident_start)
     {
-        let name: String = after.chars().take_while(|&c| is_ident_continue(c)).collect();
+        let name: String = after
+            .chars()
+            .take_while(|&c| is_ident_continue(c))
+            .collect();
         return Some(format!(
             "write multiplication with `*`: `{} * {name}`",
             token.text

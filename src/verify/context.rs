@@ -36,6 +36,8 @@ pub struct SizeContext<'a> {
     pub fd_elements: usize,
     derived: OnceCell<Derived>,
     probes: RefCell<Vec<Option<Rc<TensorProbe>>>>,
+    /// Ladders of the Taylor claims, shared by those with the same J.
+    pub(super) taylor_memo: RefCell<Vec<super::taylor::Memo>>,
 }
 
 impl<'a> SizeContext<'a> {
@@ -65,6 +67,7 @@ impl<'a> SizeContext<'a> {
             fd_elements: options.fd_elements,
             derived: OnceCell::new(),
             probes: RefCell::new(vec![None; program.tensors.len()]),
+            taylor_memo: RefCell::new(vec![]),
         }
     }
 

@@ -430,15 +430,9 @@ pub fn spread_sample(n: usize, limit: usize) -> Vec<usize> {
 }
 
 /// A random unit vector (normal draws, normalised).
-fn unit_direction(rng: &mut ChaCha8Rng, n: usize) -> Vec<f64> {
-    use rand::RngExt;
+pub(crate) fn unit_direction(rng: &mut ChaCha8Rng, n: usize) -> Vec<f64> {
     let mut u: Vec<f64> = (0..n)
-        .map(|_| {
-            // Box–Muller: rand's core has no normal distribution.
-            let a: f64 = rng.random_range(f64::MIN_POSITIVE..1.0);
-            let b: f64 = rng.random();
-            (-2.0 * a.ln()).sqrt() * (std::f64::consts::TAU * b).cos()
-        })
+        .map(|_| crate::eval::distribution::standard_normal(rng))
         .collect();
     let norm = u.iter().map(|x| x * x).sum::<f64>().sqrt();
     if norm > 0.0 {

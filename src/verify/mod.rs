@@ -3,9 +3,14 @@
 
 mod context;
 mod grad;
+mod optimum;
 pub mod outcome;
+mod stochastic;
+pub mod taylor;
+mod trajectory;
 
 pub use grad::{group_points, spread_sample};
+pub use stochastic::{DEFAULT_SAMPLES, normal_quantile};
 
 use ndarray::ArrayD;
 
@@ -16,6 +21,7 @@ use crate::source::Source;
 pub use context::SizeContext;
 use grad::GradCheck;
 use outcome::*;
+use taylor::TaylorCheck;
 
 /// How a run checks: seed, sizes and limits.
 #[derive(Clone, Debug)]
@@ -30,9 +36,15 @@ pub struct Options {
     pub fd_elements: usize,
     /// Keep the derived gradients for `--show-grad`.
     pub keep_derived: bool,
+    /// Steps an update-rule claim may ask for; more is refused (not checked).
+    pub max_steps: i64,
     /// Time allowed to check one claim at one size (and to the work all
     /// claims share at a size); past it the claim is reported not checked.
     pub timeout: std::time::Duration,
+    /// `--taylor-precision`: the precision of Taylor claims that name none.
+    pub taylor_precision: Option<crate::syntax::ast::Precision>,
+    /// `--samples`: Monte Carlo samples per point of a stochastic claim.
+    pub samples: u64,
 }
 
 impl Default for Options {
@@ -43,7 +55,10 @@ impl Default for Options {
             max_elements: 10_000_000,
             fd_elements: 64,
             keep_derived: false,
+            max_steps: 100_000,
             timeout: std::time::Duration::from_secs(60),
+            taylor_precision: None,
+            samples: stochastic::DEFAULT_SAMPLES,
         }
     }
 }
@@ -75,7 +90,7 @@ pub fn verify(program: &Program, source: &Source, options: &Options) -> FileOutc
         Err(e) => {
             outcome
                 .diagnostics
-                .push(miette::Report::new(e).with_source_code(source.named()));
+                .push(miette::Report::new(*e).with_source_code(source.named()));
             return outcome;
         }
     };
@@ -124,6 +139,12 @@ fn checker<'p>(
     let outcome = blank_outcome(program, source, claim);
     match &claim.kind {
         ClaimKind::Grad(grad) => Box::new(GradCheck::new(grad, outcome)),
+        ClaimKind::Taylor(taylor) => {
+            Box::new(TaylorCheck::new(program, taylor, claim.span.start, outcome))
+        }
+        ClaimKind::Equivalent(e) => Box::new(trajectory::EquivalenceCheck::new(e, outcome)),
+        ClaimKind::Holds(h) => Box::new(stochastic::HoldsCheck::new(h, claim.span, outcome)),
+        ClaimKind::Optimum(o) => Box::new(optimum::OptimumCheck::new(o, claim.span, outcome)),
     }
 }
 
@@ -158,6 +179,9 @@ fn check_at(
         None => None,
     };
     evaluation.compute_defs(false).map_err(fail)?;
+    // Random tensors are part of the spec's setup, as the forward computation
+    // is: a parameter out of its domain stops the file, once, with the element.
+    crate::eval::random::Laws::of(&evaluation).map_err(fail)?;
     let loss_magnitude = loss.map_or(0.0, |l| loss_magnitude(program, &evaluation, &values, l));
     let terms = (largest_grid(&instance, program) as f64).max(1.0);
     let cx = SizeContext::new(
@@ -268,15 +292,24 @@ fn blank_outcome(
             .get(g.target.0)
             .map(|t| t.name.clone())
             .unwrap_or_default(),
+        ClaimKind::Equivalent(e) => format!("{} == {}", e.first_name, e.second_name),
+        // A remainder of L itself, not of one tensor's gradient.
+        ClaimKind::Taylor(_) => "L".to_string(),
+        // Elements of a claim are points of its free index variables.
+        ClaimKind::Holds(h) => h.points.free_names().join(", "),
+        ClaimKind::Optimum(o) => o.points.free_names().join(", "),
     };
-    // The claim up to its `=`: `grad x[j]`, as the author wrote it.
     let text = source
         .text()
         .get(claim.span.start..claim.span.end)
         .unwrap_or("");
-    let head = text
-        .split('=')
-        .next()
+    // How a report names the claim, as the author wrote it: a gradient claim
+    // up to its `=` (`grad x[j]`), any other up to its `expect fail`.
+    let head = match &claim.kind {
+        ClaimKind::Grad(_) => text.split('=').next(),
+        _ => text.split("expect fail").next(),
+    };
+    let head = head
         .unwrap_or("")
         .split_whitespace()
         .collect::<Vec<_>>()

@@ -150,8 +150,22 @@ pub struct Plot {
 pub struct Series {
     pub label: String,
     pub points: Vec<(f64, f64)>,
-    /// A reference line (slopes, floors) rather than a measurement.
-    pub reference: bool,
+    pub kind: SeriesKind,
+}
+
+/// What a series is, which decides how it is drawn and whether it sets the
+/// axes' range.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SeriesKind {
+    /// A measurement: coloured, with markers.
+    #[default]
+    Measured,
+    /// A limit the measurement is judged against (a rounding floor, a
+    /// tolerance): dashed black, always in view.
+    Bound,
+    /// A guide for the eye (a reference slope): dashed grey, clipped to the
+    /// range the measurements and bounds span.
+    Guide,
 }
 
 impl ClaimOutcome {

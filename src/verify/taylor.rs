@@ -1,0 +1,1126 @@
+//! `check taylor one_sided rate > 1`, `check taylor central rate ≈ 3`: the
+//! handout's Assignment 1, checked by measuring how fast the Taylor
+//! remainder of L vanishes.
+//!
+//! **J** is the closed-form gradient of the spec: for each input and param,
+//! the last `grad` claim on it written *above* the Taylor claim (so a spec
+//! can state a wrong gradient, then a Taylor claim that catches it). A
+//! tensor with no such claim contributes its autodiff gradient, and the
+//! report says so. Where the closed form is undefined (an access out of
+//! range), the claim is undecided.
+//!
+//! **Directions**: [`DIRECTIONS`] random unit vectors u per size, drawn from
+//! the seed and spanning every input and param at once. Along each, ε runs
+//! down the ladder of [`fit::ladder`], and with Δw the step actually taken
+//! (w + εu rounded in the working precision, minus w, which keeps the
+//! rounding of the inputs out of the remainder):
+//! - one-sided (eq. 1): r = L(w+Δw) − L(w) − ⟨J,Δw⟩;
+//! - central (eq. 2): r = ½(L(w+Δw₊) − L(w−Δw₋)) − ⟨J,(Δw₊+Δw₋)/2⟩.
+//!
+//! **Floor**: one evaluation of L in precision p carries a rounding error of
+//! about ε_p·M, where M is the larger of √n·Σ|terms of L| (Higham's
+//! probabilistic bound for sums of n terms) and the error of L measured by
+//! evaluating it in f32 and f64 at the same point (which catches
+//! cancellation inside L that magnitudes miss). The one-sided remainder
+//! subtracts two evaluations (floor 2ε_p·M), the central one halves the
+//! difference of two (ε_p·M). [`fit`] raises the floor further if the
+//! ladder's foot shows more, then fits the rate where truncation dominates.
+//!
+//! **Verdict**: the remainder of a smooth L is a power series in ε, so the
+//! rates it can show are whole numbers: 1 when J is wrong, 2 (one-sided) or
+//! 3 (central) when it is right. A fitted rate within [`SETTLED`] of a whole
+//! number has settled on it; `rate > v` and `rate >= v` compare that whole
+//! number with v, `rate ≈ v ± t` compares the fitted rate itself. Every
+//! direction at every size must satisfy the claim; one that refutes it
+//! refutes the claim, and one that shows no rate leaves it undecided.
+//!
+//! **Second order** (eq. 7): along u, ½⟨Δw,HΔw⟩/ε² = ½⟨u,Hu⟩ is computed
+//! exactly with hyper-dual numbers (ε₁ = ε₂ = u) and compared with the
+//! measured one-sided r/‖Δw‖² at the top and foot of the fitted window.
+//!
+//! **f32** (`precision f32`, or `--taylor-precision f32`): the values are
+//! rounded to f32 and L is evaluated in f32 by the same generic evaluator;
+//! J stays the closed form evaluated in f64, and the remainder is formed in
+//! f64, because the exercise is about the limited accuracy of L's
+//! evaluation: rounding J too would only add u₃₂·|J|·ε, below the floor. The
+//! f64 ladder runs as well, for comparison. In f32 the floor is about 1e-7·M,
+//! so the one-sided remainder of a slightly wrong gradient (error δ) shows
+//! its ε¹ part only where δε > ½⟨u,Hu⟩ε² and above the floor: δ² ≫ hF, while
+//! the central one needs only δ^(3/2) ≫ √t·F; a gradient error between the
+//! two passes the one-sided check and fails the central one.
+
+mod fit;
+
+pub use fit::{Fit, Point, fit_rate, ladder};
+
+use ndarray::ArrayD;
+use num_dual::HyperDual64;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde_json::{Value, json};
+
+use super::ClaimCheck;
+use super::context::SizeContext;
+use super::grad::unit_direction;
+use super::outcome::*;
+use crate::analysis::Sizes;
+use crate::analysis::program::{Body, ClaimKind, Program, TaylorClaim, TensorId};
+use crate::eval::{EvalError, Frame, Scalar, format_value};
+use crate::syntax::ast::{Precision, RateOp, TaylorScheme};
+
+/// Random directions per size: several, so that a wrong gradient cannot
+/// hide in a direction that happens to be orthogonal to its error.
+pub const DIRECTIONS: usize = 4;
+/// A fitted rate this close to a whole number has settled on it.
+pub const SETTLED: f64 = 0.25;
+/// Steps of the f32-against-f64 comparison that measures L's rounding.
+const ROUNDING_PROBES: [f64; 3] = [1.0, 1e-1, 1e-2];
+
+/// The runs of one size for one J and set of precisions: claims that
+/// differ only in scheme or bound share them.
+pub struct Memo {
+    key: (Vec<JacobianSource>, Vec<Precision>),
+    runs: Vec<Run>,
+}
+
+/// A Taylor claim's findings over the sizes of the sweep.
+pub struct TaylorCheck<'p> {
+    program: &'p Program,
+    claim: &'p TaylorClaim,
+    /// Where the claim starts in the file: J comes from claims above it.
+    position: usize,
+    outcome: ClaimOutcome,
+    precision: Precision,
+    runs: Vec<Run>,
+    jacobian: Vec<JacobianSource>,
+    undecided: Option<String>,
+    /// Directions that showed no rate, for the notes.
+    silent: Option<String>,
+}
+
+#[derive(Default)]
+struct Tally {
+    holds: usize,
+    refuted: usize,
+    silent: usize,
+    first_silent: Option<String>,
+}
+
+/// One direction at one size in one precision.
+#[derive(Clone, Debug)]
+struct Run {
+    sizes: Sizes,
+    /// 1-based, as reports count.
+    direction: usize,
+    precision: Precision,
+    one_sided: SchemeRun,
+    central: SchemeRun,
+    second_order: SecondOrder,
+}
+
+#[derive(Clone, Debug)]
+struct SchemeRun {
+    points: Vec<Option<Point>>,
+    floor: f64,
+    fit: Fit,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct SecondOrder {
+    /// ½⟨u,Hu⟩: the one-sided remainder over ε² as ε → 0, if J is right.
+    predicted: f64,
+    /// ⟨∇L − J, u⟩: the first-order term a wrong J leaves.
+    first_order_gap: f64,
+}
+
+/// Where J's entries for one tensor come from.
+#[derive(Clone, Debug, PartialEq)]
+struct JacobianSource {
+    tensor: String,
+    /// `grad x[j]` and its line, or `None` for autodiff.
+    claim: Option<(String, usize)>,
+}
+
+/// J flattened over the differentiable tensors, in tensor order.
+struct Jacobian {
+    flat: Vec<f64>,
+    /// (tensor, number of elements) in the order of `flat`.
+    layout: Vec<(TensorId, usize)>,
+    sources: Vec<JacobianSource>,
+}
+
+impl<'p> TaylorCheck<'p> {
+    pub fn new(
+        program: &'p Program,
+        claim: &'p TaylorClaim,
+        position: usize,
+        outcome: ClaimOutcome,
+    ) -> Self {
+        Self {
+            program,
+            claim,
+            position,
+            outcome,
+            precision: claim.precision.unwrap_or(Precision::F64),
+            runs: vec![],
+            jacobian: vec![],
+            undecided: None,
+            silent: None,
+        }
+    }
+}
+
+impl ClaimCheck for TaylorCheck<'_> {
+    fn check_at(&mut self, cx: &SizeContext<'_>) {
+        self.precision = self
+            .claim
+            .precision
+            .or(cx.options.taylor_precision)
+            .unwrap_or(Precision::F64);
+        if let Err(why) = self.check(cx) {
+            self.undecided(why);
+        }
+    }
+
+    fn undecided(&mut self, why: String) {
+        self.undecided.get_or_insert(why);
+    }
+
+    fn finish(mut self: Box<Self>) -> ClaimOutcome {
+        let verdict = self.verdict();
+        self.outcome.verdict = verdict;
+        self.outcome.notes = self.notes();
+        self.outcome.details = self.details();
+        self.outcome.plots = self.plot().into_iter().collect();
+        self.outcome
+    }
+}
+
+impl TaylorCheck<'_> {
+    fn check(&mut self, cx: &SizeContext<'_>) -> Result<(), String> {
+        if cx.loss.is_none() {
+            return Err("the spec has no layer or loss, so no L to expand".to_string());
+        }
+        let jacobian = self.jacobian(cx)?;
+        for source in &jacobian.sources {
+            if !self.jacobian.contains(source) {
+                self.jacobian.push(source.clone());
+            }
+        }
+        let total: usize = jacobian.layout.iter().map(|(_, n)| n).sum();
+        if total == 0 {
+            return Err("L has no input or param to perturb".to_string());
+        }
+        self.outcome.sizes.push(cx.instance.sizes.clone());
+        let mut precisions = vec![Precision::F64];
+        if self.precision == Precision::F32 {
+            precisions.push(Precision::F32);
+        }
+        let key = (jacobian.sources.clone(), precisions.clone());
+        if let Some(memo) = cx.taylor_memo.borrow().iter().find(|m| m.key == key) {
+            self.runs.extend(memo.runs.iter().cloned());
+            return Ok(());
+        }
+        let first = self.runs.len();
+        let mut rng = ChaCha8Rng::seed_from_u64(crate::eval::stream_seed(
+            cx.seed,
+            "taylor directions",
+            cx.instance.sizes.values(),
+        ));
+        let directions: Vec<Vec<f64>> = (0..DIRECTIONS)
+            .map(|_| unit_direction(&mut rng, total))
+            .collect();
+        let magnitude = rounding_magnitude(cx, &jacobian.layout, &directions[0]);
+        for (k, u) in directions.iter().enumerate() {
+            let second_order = second_order(cx, &jacobian, u).map_err(|e| e.to_string())?;
+            for &precision in &precisions {
+                let ladders = match precision {
+                    Precision::F64 => measure::<f64>(cx, &jacobian, u),
+                    Precision::F32 => measure::<f32>(cx, &jacobian, u),
+                }
+                .map_err(|e| e.to_string())?;
+                let eps = machine_epsilon(precision);
+                self.runs.push(Run {
+                    sizes: cx.instance.sizes.clone(),
+                    direction: k + 1,
+                    precision,
+                    one_sided: scheme_run(ladders.one_sided, 2.0 * eps * magnitude, 1),
+                    central: scheme_run(ladders.central, eps * magnitude, 2),
+                    second_order,
+                });
+            }
+        }
+        cx.taylor_memo.borrow_mut().push(Memo {
+            key,
+            runs: self.runs.get(first..).unwrap_or_default().to_vec(),
+        });
+        Ok(())
+    }
+
+    /// J at this size: each tensor's last `grad` claim above this one, else autodiff.
+    fn jacobian(&self, cx: &SizeContext<'_>) -> Result<Jacobian, String> {
+        let mut jacobian = Jacobian {
+            flat: vec![],
+            layout: vec![],
+            sources: vec![],
+        };
+        for (k, tensor) in self.program.tensors.iter().enumerate() {
+            if !tensor.is_differentiable() {
+                continue;
+            }
+            let id = TensorId(k);
+            // The last `grad` on this tensor written above the Taylor claim.
+            let claim = self
+                .program
+                .claims
+                .iter()
+                .filter(|c| c.span.start < self.position)
+                .filter_map(|c| match &c.kind {
+                    ClaimKind::Grad(g) if g.target == id => Some((c, g)),
+                    _ => None,
+                })
+                .max_by_key(|(c, _)| c.span.start);
+            let values: Vec<f64> = match claim {
+                Some((c, g)) => {
+                    // `grad x[j]`, as written up to its `=`.
+                    let text = cx.source.text().get(c.span.start..c.span.end);
+                    let head = text
+                        .and_then(|t| t.split('=').next())
+                        .unwrap_or("grad")
+                        .split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    let (line, _) = cx.source.line_column(c.span.start);
+                    let values = closed_form(cx, id, &g.body, g.slots, &g.var_names)
+                        .map_err(|e| format!("J is undefined: `{head}` (line {line}): {e}"))?;
+                    jacobian.sources.push(JacobianSource {
+                        tensor: tensor.name.clone(),
+                        claim: Some((head, line)),
+                    });
+                    values
+                }
+                None => {
+                    let derived = cx.derived().map_err(|e| e.to_string())?;
+                    jacobian.sources.push(JacobianSource {
+                        tensor: tensor.name.clone(),
+                        claim: None,
+                    });
+                    derived
+                        .get(k)
+                        .and_then(Option::as_ref)
+                        .map(|d| d.iter().copied().collect())
+                        .unwrap_or_default()
+                }
+            };
+            jacobian.layout.push((id, values.len()));
+            jacobian.flat.extend(values);
+        }
+        Ok(jacobian)
+    }
+
+    /// The runs the verdict rests on: the claimed precision.
+    fn claimed_runs(&self) -> impl Iterator<Item = &Run> {
+        self.runs.iter().filter(|r| r.precision == self.precision)
+    }
+
+    fn scheme_of<'r>(&self, run: &'r Run) -> &'r SchemeRun {
+        scheme_of(run, self.claim.scheme)
+    }
+
+    /// Refuted if any direction refutes; holds if none does and most show
+    /// a rate (a direction too close to a cancellation, or too short above
+    /// the floor, is no evidence either way); else undecided.
+    fn verdict(&mut self) -> Verdict {
+        let mut tally = Tally::default();
+        for run in self.claimed_runs() {
+            match judge(&self.scheme_of(run).fit, self.claim) {
+                Judgement::Holds => tally.holds += 1,
+                Judgement::Refuted => tally.refuted += 1,
+                Judgement::NoVerdict(why) => {
+                    tally.silent += 1;
+                    tally.first_silent.get_or_insert_with(|| {
+                        format!("direction {}{}: {why}", run.direction, at_sizes(&run.sizes))
+                    });
+                }
+            }
+        }
+        let decided = tally.holds + tally.refuted;
+        let verdict = if tally.refuted > 0 {
+            Verdict::Refuted
+        } else if let Some(why) = self.undecided.take() {
+            Verdict::Undecided(why)
+        } else if decided == 0 || tally.silent > decided {
+            Verdict::Undecided(
+                tally
+                    .first_silent
+                    .clone()
+                    .unwrap_or_else(|| "not checked".to_string()),
+            )
+        } else {
+            Verdict::Holds
+        };
+        self.silent = (tally.silent > 0).then(|| {
+            format!(
+                "{} of {} directions showed no rate (first: {})",
+                tally.silent,
+                decided + tally.silent,
+                tally.first_silent.unwrap_or_default()
+            )
+        });
+        verdict
+    }
+
+    /// The fitted rates of the claimed scheme and precision.
+    fn rates(&self, precision: Precision) -> Vec<f64> {
+        self.runs
+            .iter()
+            .filter(|r| r.precision == precision)
+            .filter_map(|r| self.scheme_of(r).fit.rate)
+            .collect()
+    }
+
+    /// The run shown in detail: direction 1 at the largest size checked.
+    fn shown_run(&self, precision: Precision) -> Option<&Run> {
+        let last = self.runs.last()?.sizes.clone();
+        self.runs
+            .iter()
+            .find(|r| r.sizes == last && r.precision == precision && r.direction == 1)
+    }
+
+    fn notes(&self) -> Vec<String> {
+        let mut notes = vec![self.summary()];
+        notes.extend(self.silent.clone());
+        if let Some(run) = self.shown_run(self.precision) {
+            notes.push(self.rounding_note(run));
+            if let Some(note) = second_order_note(run) {
+                notes.push(note);
+            }
+        }
+        if self.precision == Precision::F32 {
+            let rates = self.rates(Precision::F64);
+            if let Some(range) = rate_range(&rates) {
+                notes.push(format!(
+                    "in f64 the same check measures {range}: {}",
+                    meaning(median(&rates))
+                ));
+            }
+        }
+        let used: Vec<String> = self
+            .jacobian
+            .iter()
+            .filter_map(|s| {
+                s.claim
+                    .as_ref()
+                    .map(|(head, line)| format!("`{head}` (line {line})"))
+            })
+            .collect();
+        if !used.is_empty() {
+            notes.push(format!("J from {}", used.join(", ")));
+        }
+        for source in self.jacobian.iter().filter(|s| s.claim.is_none()) {
+            notes.push(format!(
+                "J for {}: no `grad {}` claim above this one, so autodiff's gradient is used",
+                source.tensor, source.tensor
+            ));
+        }
+        notes
+    }
+
+    /// The one line shown beside the verdict.
+    fn summary(&self) -> String {
+        let rates = self.rates(self.precision);
+        let claimed = describe_bound(self.claim);
+        let scheme = scheme_name(self.claim.scheme);
+        let precision = precision_name(self.precision);
+        let total = self.claimed_runs().count();
+        let quiet = self
+            .claimed_runs()
+            .filter(|r| self.scheme_of(r).fit.at_floor_everywhere)
+            .count();
+        let mut parts = vec![];
+        if let Some(range) = rate_range(&rates) {
+            parts.push(format!(
+                "{range}, claimed {claimed}: {}",
+                meaning(median(&rates))
+            ));
+        }
+        if quiet > 0 {
+            parts.push(format!(
+                "at the rounding floor for every ε from 1 down along {quiet} of {total} directions: it vanishes faster than any power of ε one can measure (L has no Taylor term of that order there, as a quadratic L has none past ε²)"
+            ));
+        }
+        if parts.is_empty() {
+            parts.push(format!("no rate measured, claimed {claimed}"));
+        }
+        format!("{scheme} remainder in {precision}: {}", parts.join("; "))
+    }
+
+    fn rounding_note(&self, run: &Run) -> String {
+        let scheme = self.scheme_of(run);
+        let ladder = ladder();
+        let at = match scheme.fit.rounding_index.and_then(|k| ladder.get(k)) {
+            _ if scheme.fit.at_floor_everywhere => "rounding dominates at every ε".to_string(),
+            Some(e) => format!("rounding takes over below ε ≈ {}", short(*e)),
+            None => "truncation dominates down the whole ladder".to_string(),
+        };
+        let smallest = scheme
+            .fit
+            .smallest
+            .map_or_else(|| "none".to_string(), short);
+        format!(
+            "direction 1{}: {at}; smallest remainder {smallest}; rounding floor {}",
+            at_sizes(&run.sizes),
+            short(scheme.floor)
+        )
+    }
+
+    fn details(&self) -> serde_json::Map<String, Value> {
+        let mut map = serde_json::Map::new();
+        let rates = self.rates(self.precision);
+        map.insert("scheme".into(), json!(scheme_key(self.claim.scheme)));
+        map.insert("precision".into(), json!(precision_name(self.precision)));
+        map.insert(
+            "bound".into(),
+            json!({
+                "op": op_symbol(self.claim.rate.op),
+                "value": self.claim.rate.value,
+                "tolerance": self.claim.rate.tolerance,
+            }),
+        );
+        map.insert(
+            "rate".into(),
+            json!((!rates.is_empty()).then(|| median(&rates))),
+        );
+        map.insert("ladder".into(), json!(ladder()));
+        map.insert(
+            "rates".into(),
+            Value::Array(self.runs.iter().map(|r| self.run_json(r)).collect()),
+        );
+        if let Some(run) = self.shown_run(self.precision) {
+            let scheme = self.scheme_of(run);
+            let ladder = ladder();
+            map.insert(
+                "rounding_point".into(),
+                json!(scheme.fit.rounding_index.and_then(|k| ladder.get(k))),
+            );
+            map.insert("smallest_remainder".into(), json!(scheme.fit.smallest));
+            map.insert("floor".into(), json!(scheme.floor));
+        }
+        let last = self.runs.last().map(|r| r.sizes.clone());
+        let remainders: Vec<Value> = self
+            .runs
+            .iter()
+            .filter(|r| Some(&r.sizes) == last.as_ref())
+            .flat_map(|r| {
+                [TaylorScheme::OneSided, TaylorScheme::Central].map(|s| {
+                    let points = &scheme_of(r, s).points;
+                    json!({
+                        "sizes": sizes_json(&r.sizes),
+                        "direction": r.direction,
+                        "precision": precision_name(r.precision),
+                        "scheme": scheme_key(s),
+                        "steps": points.iter().map(|p| p.map(|p| p.step)).collect::<Vec<_>>(),
+                        "remainders": points.iter().map(|p| p.map(|p| p.remainder)).collect::<Vec<_>>(),
+                    })
+                })
+            })
+            .collect();
+        map.insert("remainders".into(), Value::Array(remainders));
+        map.insert(
+            "second_order".into(),
+            Value::Array(
+                self.runs
+                    .iter()
+                    .filter(|r| r.precision == Precision::F64)
+                    .map(second_order_json)
+                    .collect(),
+            ),
+        );
+        map.insert(
+            "jacobian".into(),
+            Value::Array(
+                self.jacobian
+                    .iter()
+                    .map(|s| {
+                        json!({
+                            "tensor": s.tensor,
+                            "source": s.claim.as_ref().map_or_else(
+                                || "autodiff".to_string(),
+                                |(head, line)| format!("{head} (line {line})")
+                            ),
+                        })
+                    })
+                    .collect(),
+            ),
+        );
+        map
+    }
+
+    fn run_json(&self, run: &Run) -> Value {
+        let ladder = ladder();
+        let scheme = self.scheme_of(run);
+        let window: Vec<f64> = scheme
+            .fit
+            .window
+            .iter()
+            .filter_map(|&k| ladder.get(k).copied())
+            .collect();
+        json!({
+            "sizes": sizes_json(&run.sizes),
+            "direction": run.direction,
+            "precision": precision_name(run.precision),
+            "rate": scheme.fit.rate,
+            "window": [window.first(), window.last()],
+            "points": window.len(),
+            "rounding_point": scheme.fit.rounding_index.and_then(|k| ladder.get(k)),
+            "smallest_remainder": scheme.fit.smallest,
+            "floor": scheme.floor,
+            "problem": scheme.fit.problem,
+        })
+    }
+
+    fn plot(&self) -> Option<Plot> {
+        let ladder = ladder();
+        let mut series = vec![];
+        let mut shown = vec![];
+        for precision in [Precision::F64, Precision::F32] {
+            let Some(run) = self.shown_run(precision) else {
+                continue;
+            };
+            shown.push(run);
+            for scheme in [TaylorScheme::OneSided, TaylorScheme::Central] {
+                let points: Vec<(f64, f64)> = ladder
+                    .iter()
+                    .zip(&scheme_of(run, scheme).points)
+                    .filter_map(|(&e, p)| {
+                        let r = p.as_ref()?.remainder.abs();
+                        (r > 0.0 && r.is_finite()).then_some((e, r))
+                    })
+                    .collect();
+                series.push(Series {
+                    label: format!("{} ({})", scheme_name(scheme), precision_name(precision)),
+                    points,
+                    kind: SeriesKind::Measured,
+                });
+            }
+        }
+        let main = self.shown_run(self.precision)?;
+        let claimed = self.scheme_of(main);
+        // The slopes pass through the top of the fitted window: the claimed
+        // scheme's, or the other's where the claimed one has none.
+        let window_top = |scheme: &SchemeRun| {
+            let k = *scheme.fit.window.first()?;
+            let p = scheme.points.get(k)?.as_ref()?;
+            Some((*ladder.get(k)?, p.remainder.abs()))
+        };
+        let anchor = window_top(claimed)
+            .or_else(|| window_top(&main.one_sided))
+            .or_else(|| window_top(&main.central));
+        if let Some((e0, r0)) = anchor {
+            for p in [1, 2, 3] {
+                series.push(Series {
+                    label: format!("slope {p}"),
+                    points: [1.0, 1e-16]
+                        .iter()
+                        .map(|&e: &f64| (e, r0 * (e / e0).powi(p)))
+                        .collect(),
+                    kind: SeriesKind::Guide,
+                });
+            }
+        }
+        for run in shown {
+            let floor = self.scheme_of(run).floor;
+            series.push(Series {
+                label: format!("rounding floor ({})", precision_name(run.precision)),
+                points: vec![(1.0, floor), (1e-16, floor)],
+                kind: SeriesKind::Bound,
+            });
+        }
+        Some(Plot {
+            title: format!("{} (line {})", self.outcome.head, self.outcome.line),
+            name: format!(
+                "line{}_taylor_{}",
+                self.outcome.line,
+                scheme_key(self.claim.scheme)
+            ),
+            x_label: "ε (step length)".to_string(),
+            y_label: format!("|remainder|{}", at_sizes(&main.sizes)),
+            log_x: true,
+            log_y: true,
+            series,
+        })
+    }
+}
+
+fn scheme_of(run: &Run, scheme: TaylorScheme) -> &SchemeRun {
+    match scheme {
+        TaylorScheme::OneSided => &run.one_sided,
+        TaylorScheme::Central => &run.central,
+    }
+}
+
+fn scheme_run(points: Vec<Option<Point>>, theoretical_floor: f64, gap: u32) -> SchemeRun {
+    let floor = fit::floor(&points, theoretical_floor);
+    let fit = fit_rate(&points, floor, gap);
+    SchemeRun { points, floor, fit }
+}
+
+enum Judgement {
+    Holds,
+    Refuted,
+    NoVerdict(String),
+}
+
+/// The claim against one fitted rate (see the module doc).
+fn judge(fit: &Fit, claim: &TaylorClaim) -> Judgement {
+    let bound = claim.rate;
+    if fit.at_floor_everywhere && bound.op != RateOp::Approx {
+        // No term of any order rises above rounding: a lower bound on the
+        // rate holds, an estimate of it has nothing to compare.
+        return Judgement::Holds;
+    }
+    let Some(rate) = fit.rate else {
+        return Judgement::NoVerdict(
+            fit.problem
+                .clone()
+                .unwrap_or_else(|| "no rate measured".to_string()),
+        );
+    };
+    let holds = match bound.op {
+        RateOp::Approx => (rate - bound.value).abs() <= bound.tolerance.unwrap_or(SETTLED),
+        RateOp::Gt | RateOp::Ge => {
+            let whole = rate.round();
+            if (rate - whole).abs() > SETTLED {
+                return Judgement::NoVerdict(format!(
+                    "the remainder has not settled on a rate: measured {rate:.2}, between ε^{} and ε^{}",
+                    rate.floor(),
+                    rate.ceil()
+                ));
+            }
+            if bound.op == RateOp::Gt {
+                whole > bound.value
+            } else {
+                whole >= bound.value
+            }
+        }
+    };
+    if holds {
+        Judgement::Holds
+    } else {
+        Judgement::Refuted
+    }
+}
+
+/// L along one direction: both schemes' remainders at every rung.
+struct Ladders {
+    one_sided: Vec<Option<Point>>,
+    central: Vec<Option<Point>>,
+}
+
+/// Walks the ladder along `u` in precision `T`. A rung where L cannot be
+/// evaluated (a domain error at a large step) is `None`; running out of
+/// time stops the walk.
+fn measure<T: Scalar>(
+    cx: &SizeContext<'_>,
+    jacobian: &Jacobian,
+    u: &[f64],
+) -> Result<Ladders, Box<EvalError>> {
+    let base: Vec<ArrayD<T>> = cx.values.iter().map(|a| a.mapv(T::constant)).collect();
+    let loss = |values: &[ArrayD<T>]| cx.instance.evaluation(values).loss().map(|l| l.real());
+    let l0 = loss(&base)?;
+    let mut plus = base.clone();
+    let mut minus = base.clone();
+    let mut ladders = Ladders {
+        one_sided: vec![],
+        central: vec![],
+    };
+    for eps in ladder() {
+        let up = perturb(&base, &mut plus, jacobian, u, eps);
+        let down = perturb(&base, &mut minus, jacobian, u, -eps);
+        if up.iter().all(|d| *d == 0.0) && down.iter().all(|d| *d == 0.0) {
+            // The step no longer changes w: every rung below is the same.
+            break;
+        }
+        let at = |values: &[ArrayD<T>]| match loss(values) {
+            Ok(l) if l.is_finite() => Ok(Some(l)),
+            Ok(_) => Ok(None),
+            Err(e) if e.is_timeout() => Err(e),
+            Err(_) => Ok(None),
+        };
+        let (lp, lm) = (at(&plus)?, at(&minus)?);
+        let j_up = dot(&jacobian.flat, &up);
+        ladders.one_sided.push(lp.map(|lp| Point {
+            step: norm(&up),
+            remainder: (lp - l0) - j_up,
+        }));
+        // Δw₋ = w − (w − εu), so the central step is the mean of the two.
+        let mean: Vec<f64> = up.iter().zip(&down).map(|(a, b)| 0.5 * (a - b)).collect();
+        ladders.central.push(lp.zip(lm).map(|(lp, lm)| Point {
+            step: norm(&mean),
+            remainder: 0.5 * (lp - lm) - dot(&jacobian.flat, &mean),
+        }));
+    }
+    Ok(ladders)
+}
+
+/// Sets `out` to `base + eps·u` on the differentiable tensors, rounded in
+/// the working precision, and returns the step actually taken, in f64.
+fn perturb<T: Scalar>(
+    base: &[ArrayD<T>],
+    out: &mut [ArrayD<T>],
+    jacobian: &Jacobian,
+    u: &[f64],
+    eps: f64,
+) -> Vec<f64> {
+    let mut step = Vec::with_capacity(u.len());
+    let mut offset = 0;
+    for &(id, n) in &jacobian.layout {
+        let (Some(from), Some(to)) = (
+            base.get(id.0).and_then(|a| a.as_slice_memory_order()),
+            out.get_mut(id.0)
+                .and_then(|a| a.as_slice_memory_order_mut()),
+        ) else {
+            offset += n;
+            continue;
+        };
+        for (i, (w, x)) in from.iter().zip(to.iter_mut()).enumerate() {
+            let d = u.get(offset + i).copied().unwrap_or(0.0);
+            *x = *w + T::constant(eps * d);
+            step.push(x.real() - w.real());
+        }
+        offset += n;
+    }
+    step
+}
+
+/// ½⟨u,Hu⟩ and ⟨∇L − J, u⟩ in one hyper-dual pass (ε₁ = ε₂ = u).
+fn second_order(
+    cx: &SizeContext<'_>,
+    jacobian: &Jacobian,
+    u: &[f64],
+) -> Result<SecondOrder, Box<EvalError>> {
+    let mut lifted: Vec<ArrayD<HyperDual64>> = cx
+        .values
+        .iter()
+        .map(|a| a.mapv(|v| HyperDual64::new(v, 0.0, 0.0, 0.0)))
+        .collect();
+    let mut offset = 0;
+    for &(id, n) in &jacobian.layout {
+        if let Some(slice) = lifted
+            .get_mut(id.0)
+            .and_then(|a| a.as_slice_memory_order_mut())
+        {
+            for (i, x) in slice.iter_mut().enumerate() {
+                let d = u.get(offset + i).copied().unwrap_or(0.0);
+                *x = HyperDual64::new(x.re, d, d, 0.0);
+            }
+        }
+        offset += n;
+    }
+    let l = cx.instance.evaluation(&lifted).loss()?;
+    Ok(SecondOrder {
+        predicted: 0.5 * l.eps1eps2,
+        first_order_gap: l.eps1 - dot(&jacobian.flat, u),
+    })
+}
+
+/// M of the floor ε_p·M (see the module doc): the larger of √n·Σ|terms of L|
+/// and L's rounding error measured in f32 against f64, in units of ε₃₂.
+fn rounding_magnitude(cx: &SizeContext<'_>, layout: &[(TensorId, usize)], u: &[f64]) -> f64 {
+    let theoretical = cx.terms.sqrt() * cx.loss_magnitude;
+    let jacobian = Jacobian {
+        flat: vec![],
+        layout: layout.to_vec(),
+        sources: vec![],
+    };
+    let base32: Vec<ArrayD<f32>> = cx.values.iter().map(|a| a.mapv(f32::constant)).collect();
+    let mut at32 = base32.clone();
+    let mut measured: f64 = 0.0;
+    for eps in std::iter::once(0.0).chain(ROUNDING_PROBES.iter().flat_map(|&e| [e, -e])) {
+        perturb(&base32, &mut at32, &jacobian, u, eps);
+        let at64: Vec<ArrayD<f64>> = at32.iter().map(|a| a.mapv(f64::from)).collect();
+        let l32 = cx.instance.evaluation(&at32).loss().map(|l| l.real());
+        let l64 = cx.instance.evaluation(&at64).loss();
+        if let (Ok(a), Ok(b)) = (l32, l64)
+            && (a - b).is_finite()
+        {
+            measured = measured.max((a - b).abs() / f64::from(f32::EPSILON));
+        }
+    }
+    theoretical.max(measured)
+}
+
+/// The claimed gradient of one tensor at every element, row-major.
+fn closed_form(
+    cx: &SizeContext<'_>,
+    target: TensorId,
+    body: &Body,
+    slots: usize,
+    var_names: &[String],
+) -> Result<Vec<f64>, String> {
+    let grid = cx.instance.tensor_grid(target);
+    let mut frame = Frame::new(var_names, slots);
+    let mut values = vec![];
+    for point in grid.points() {
+        frame.set_point(&point);
+        match cx.evaluation.body(body, &mut frame) {
+            Ok(v) if v.is_finite() => values.push(v),
+            Ok(v) => {
+                return Err(format!(
+                    "it is {} at {}",
+                    format_value(v),
+                    frame.describe(&cx.instance.sizes)
+                ));
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(values)
+}
+
+fn machine_epsilon(precision: Precision) -> f64 {
+    match precision {
+        Precision::F64 => f64::EPSILON,
+        Precision::F32 => f64::from(f32::EPSILON),
+    }
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+fn norm(a: &[f64]) -> f64 {
+    a.iter().map(|x| x * x).sum::<f64>().sqrt()
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]),
+    }
+}
+
+/// `rate 2.00` or `rates 1.98–2.01 over 24 directions`.
+fn rate_range(rates: &[f64]) -> Option<String> {
+    let lo = rates.iter().copied().min_by(f64::total_cmp)?;
+    let hi = rates.iter().copied().max_by(f64::total_cmp)?;
+    Some(
+        if rates.len() == 1 || format!("{lo:.2}") == format!("{hi:.2}") {
+            format!(
+                "rate {lo:.2} over {} direction{}",
+                rates.len(),
+                plural(rates.len())
+            )
+        } else {
+            format!("rates {lo:.2} to {hi:.2} over {} directions", rates.len())
+        },
+    )
+}
+
+/// What a rate says about the gradient, in a student's words.
+fn meaning(rate: f64) -> String {
+    let whole = rate.round();
+    if (rate - whole).abs() > SETTLED {
+        return format!("the remainder shrinks like ε^{rate:.1}, no whole power yet");
+    }
+    match whole as i64 {
+        i64::MIN..=0 => "the remainder does not shrink: L or J is broken".to_string(),
+        1 => "remainder shrinks like ε¹: the gradient is wrong".to_string(),
+        2 => "remainder shrinks like ε²: the gradient is right to first order".to_string(),
+        3 => {
+            "remainder shrinks like ε³: the gradient is right, and the ε² terms cancel".to_string()
+        }
+        p => format!("remainder shrinks like ε^{p}: the gradient is right"),
+    }
+}
+
+fn second_order_note(run: &Run) -> Option<String> {
+    let ladder = ladder();
+    let fit = &run.one_sided.fit;
+    let measured_at = |k: usize| -> Option<(f64, f64)> {
+        let p = run.one_sided.points.get(k)?.as_ref()?;
+        Some((*ladder.get(k)?, p.remainder / (p.step * p.step)))
+    };
+    let top = fit.window.first().and_then(|&k| measured_at(k))?;
+    let foot = fit.window.last().and_then(|&k| measured_at(k))?;
+    let predicted = run.second_order.predicted;
+    let gap = run.second_order.first_order_gap;
+    let tail = if fit.rate.is_some_and(|r| r.round() <= 1.0) {
+        format!(
+            ": it grows as ε shrinks, because ⟨∇L − J, u⟩ = {} leaves a first-order term",
+            format_value(gap)
+        )
+    } else {
+        String::new()
+    };
+    Some(format!(
+        "second order (eq. 7): ½⟨Δw,HΔw⟩/ε² = {} predicted; one-sided remainder/ε² = {} at ε = {}, {} at ε = {}{tail}",
+        format_value(predicted),
+        format_value(top.1),
+        short(top.0),
+        format_value(foot.1),
+        short(foot.0)
+    ))
+}
+
+fn second_order_json(run: &Run) -> Value {
+    let ladder = ladder();
+    let measured: Vec<Value> = run
+        .one_sided
+        .fit
+        .window
+        .iter()
+        .filter_map(|&k| {
+            let p = run.one_sided.points.get(k)?.as_ref()?;
+            Some(json!([ladder.get(k)?, p.remainder / (p.step * p.step)]))
+        })
+        .collect();
+    json!({
+        "sizes": sizes_json(&run.sizes),
+        "direction": run.direction,
+        "predicted": run.second_order.predicted,
+        "measured": measured,
+        "first_order_gap": run.second_order.first_order_gap,
+    })
+}
+
+fn describe_bound(claim: &TaylorClaim) -> String {
+    let b = claim.rate;
+    match (b.op, b.tolerance) {
+        (RateOp::Approx, Some(t)) => format!("≈ {} ± {}", b.value, t),
+        (op, _) => format!("{} {}", op_symbol(op), b.value),
+    }
+}
+
+fn op_symbol(op: RateOp) -> &'static str {
+    match op {
+        RateOp::Gt => ">",
+        RateOp::Ge => ">=",
+        RateOp::Approx => "≈",
+    }
+}
+
+pub fn scheme_key(scheme: TaylorScheme) -> &'static str {
+    match scheme {
+        TaylorScheme::OneSided => "one_sided",
+        TaylorScheme::Central => "central",
+    }
+}
+
+fn scheme_name(scheme: TaylorScheme) -> &'static str {
+    match scheme {
+        TaylorScheme::OneSided => "one-sided",
+        TaylorScheme::Central => "central",
+    }
+}
+
+pub fn precision_name(precision: Precision) -> &'static str {
+    match precision {
+        Precision::F64 => "f64",
+        Precision::F32 => "f32",
+    }
+}
+
+/// The head of a Taylor claim as reports show it: `taylor central rate > 2`.
+pub fn head(claim: &TaylorClaim) -> String {
+    let precision = match claim.precision {
+        Some(p) => format!(" precision {}", precision_name(p)),
+        None => String::new(),
+    };
+    format!(
+        "taylor {} rate {}{precision}",
+        scheme_key(claim.scheme),
+        describe_bound(claim)
+    )
+}
+
+fn short(v: f64) -> String {
+    format!("{v:.1e}")
+}
+
+/// ` at N = 8`, or nothing for a spec without sizes.
+fn at_sizes(sizes: &Sizes) -> String {
+    if sizes.named().next().is_some() {
+        format!(" at {sizes}")
+    } else {
+        String::new()
+    }
+}
+
+fn sizes_json(sizes: &Sizes) -> Value {
+    Value::Object(
+        sizes
+            .named()
+            .map(|(n, v)| (n.to_string(), json!(v)))
+            .collect(),
+    )
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use crate::analysis::program::RateBound;
+
+    fn claim(op: RateOp, value: f64, tolerance: Option<f64>) -> TaylorClaim {
+        TaylorClaim {
+            scheme: TaylorScheme::OneSided,
+            rate: RateBound {
+                op,
+                value,
+                tolerance,
+            },
+            precision: None,
+        }
+    }
+
+    fn fitted(rate: f64) -> Fit {
+        Fit {
+            rate: Some(rate),
+            ..Fit::default()
+        }
+    }
+
+    #[test]
+    fn a_lower_bound_compares_the_whole_number_the_rate_settled_on() {
+        let gt1 = claim(RateOp::Gt, 1.0, None);
+        assert!(matches!(judge(&fitted(1.97), &gt1), Judgement::Holds));
+        assert!(matches!(judge(&fitted(1.04), &gt1), Judgement::Refuted));
+        // Halfway between ε¹ and ε²: no verdict either way.
+        assert!(matches!(judge(&fitted(1.5), &gt1), Judgement::NoVerdict(_)));
+        let ge3 = claim(RateOp::Ge, 3.0, None);
+        assert!(matches!(judge(&fitted(2.9), &ge3), Judgement::Holds));
+        assert!(matches!(judge(&fitted(2.1), &ge3), Judgement::Refuted));
+    }
+
+    #[test]
+    fn an_estimate_compares_the_fitted_rate_within_its_tolerance() {
+        let approx = claim(RateOp::Approx, 2.0, Some(0.1));
+        assert!(matches!(judge(&fitted(2.08), &approx), Judgement::Holds));
+        assert!(matches!(judge(&fitted(2.15), &approx), Judgement::Refuted));
+    }
+
+    #[test]
+    fn a_remainder_at_the_floor_everywhere_satisfies_lower_bounds_only() {
+        let quiet = Fit {
+            at_floor_everywhere: true,
+            problem: Some("rounding dominates everywhere".to_string()),
+            ..Fit::default()
+        };
+        assert!(matches!(
+            judge(&quiet, &claim(RateOp::Gt, 2.0, None)),
+            Judgement::Holds
+        ));
+        assert!(matches!(
+            judge(&quiet, &claim(RateOp::Approx, 3.0, Some(0.25))),
+            Judgement::NoVerdict(_)
+        ));
+    }
+}
