@@ -99,9 +99,5 @@ pub fn read_spec(path: &Path) -> Result<Source, InputError> {
         path: name.clone(),
         offset: e.utf8_error().valid_up_to(),
     })?;
-    let text = match text.strip_prefix('\u{FEFF}') {
-        Some(rest) => rest.to_string(),
-        None => text,
-    };
     Ok(Source::new(name, text))
 }

@@ -15,10 +15,17 @@ pub struct Source {
 }
 
 impl Source {
+    /// A leading byte-order mark is dropped: it is no part of the spec, and
+    /// kept it would shift every column of the first line.
     pub fn new(name: impl Into<String>, text: impl Into<String>) -> Self {
+        let text = text.into();
+        let text = match text.strip_prefix('\u{FEFF}') {
+            Some(rest) => rest.to_string(),
+            None => text,
+        };
         Self {
             name: Arc::from(name.into()),
-            text: Arc::from(text.into()),
+            text: Arc::from(text),
         }
     }
 

@@ -9,5 +9,5 @@ pub mod taylor;
 
 pub use error::AnalysisError;
 pub use program::Program;
-pub use resolve::{analyze, show_affine, visit, visit_body};
+pub use resolve::{analyze, for_each_cond_expr, show_affine, visit, visit_body, visit_cond};
 pub use sizes::{Sizes, size_sweep};

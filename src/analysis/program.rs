@@ -44,30 +44,34 @@ impl Program {
     /// Per definition: whether it reads a random tensor, directly or through
     /// another definition. Such a definition has a value per draw only.
     pub fn stochastic_defs(&self) -> Vec<bool> {
-        let mut stochastic = vec![false; self.defs.len()];
+        self.defs_reading(vec![false; self.defs.len()], |node| {
+            matches!(&node.node, NodeKind::Tensor { id, .. }
+                if self.tensors.get(id.0).is_some_and(|t| t.origin == Origin::Random))
+        })
+    }
+
+    /// Per definition: already `marked`, or reading a node that `reads`
+    /// holds for (other than a definition), directly or through another
+    /// definition that is marked.
+    pub fn defs_reading(&self, mut marked: Vec<bool>, reads: impl Fn(&Node) -> bool) -> Vec<bool> {
+        marked.resize(self.defs.len(), false);
         // Lets read earlier lets only, so this settles in one round; the
         // rounds guard the rule rather than rely on it.
         for _ in 0..=self.defs.len() {
             let mut changed = false;
             for (k, def) in self.defs.iter().enumerate() {
-                if stochastic[k] {
+                if marked[k] {
                     continue;
                 }
-                let mut reads = false;
-                crate::analysis::visit_body(&def.body, &mut |node| match &node.node {
-                    NodeKind::Tensor { id, .. } => {
-                        reads |= self
-                            .tensors
-                            .get(id.0)
-                            .is_some_and(|t| t.origin == Origin::Random);
-                    }
-                    NodeKind::Def { id, .. } => {
-                        reads |= stochastic.get(id.0).copied().unwrap_or(false);
-                    }
-                    _ => {}
+                let mut found = false;
+                crate::analysis::visit_body(&def.body, &mut |node| {
+                    found |= match &node.node {
+                        NodeKind::Def { id, .. } => marked.get(id.0).copied().unwrap_or(false),
+                        _ => reads(node),
+                    };
                 });
-                if reads {
-                    stochastic[k] = true;
+                if found {
+                    marked[k] = true;
                     changed = true;
                 }
             }
@@ -75,7 +79,7 @@ impl Program {
                 break;
             }
         }
-        stochastic
+        marked
     }
 }
 

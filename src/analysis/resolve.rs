@@ -139,18 +139,7 @@ impl Resolver {
     }
 
     fn run(&mut self, spec: &ast::Spec) {
-        self.program = Some(Program {
-            exercise: None,
-            dims: vec![],
-            hypers: vec![],
-            tensors: vec![],
-            defs: vec![],
-            output: None,
-            claims: vec![],
-            streams: vec![],
-            optimizers: vec![],
-            randoms: vec![],
-        });
+        self.program = Some(EMPTY_PROGRAM.clone());
         self.declare_all(spec);
         self.resolve_hypers(spec);
         self.resolve_tensors(spec);
@@ -211,8 +200,13 @@ impl Resolver {
         self.check_randomness();
     }
 
+    /// What a global name denotes, if it is declared.
+    fn symbol(&self, name: &str) -> Option<Symbol> {
+        self.globals.get(name).map(|d| d.symbol)
+    }
+
     fn def_id(&self, name: &str) -> Option<DefId> {
-        match self.globals.get(name)?.symbol {
+        match self.symbol(name)? {
             Symbol::Def(d) => Some(d),
             _ => None,
         }
@@ -307,19 +301,13 @@ impl Resolver {
                             });
                             continue;
                         }
-                        let id = TensorId(self.program().tensors.len());
-                        if !self.declare(&t.name, Symbol::Tensor(id)) {
-                            continue;
-                        }
-                        if let Some(p) = self.program_mut() {
-                            p.tensors.push(Tensor {
-                                name: t.name.node.clone(),
-                                origin: Origin::Declared(t.role.node),
-                                axes: vec![],
-                                values: Values::Random { lo: -1.0, hi: 1.0 },
-                                span: t.span,
-                            });
-                        }
+                        self.declare_tensor(
+                            &t.name,
+                            Origin::Declared(t.role.node),
+                            vec![],
+                            Values::Random { lo: -1.0, hi: 1.0 },
+                            t.span,
+                        );
                     }
                 }
                 ast::Item::Let(def) | ast::Item::Layer(def) | ast::Item::Loss(def) => {
@@ -337,7 +325,6 @@ impl Resolver {
             }
         }
         if has_layer && !self.globals.contains_key("g") {
-            let id = TensorId(self.program().tensors.len());
             let layer_span = spec
                 .items
                 .iter()
@@ -346,23 +333,59 @@ impl Resolver {
                     _ => None,
                 })
                 .unwrap_or_default();
-            self.globals.insert(
-                "g".to_string(),
-                Declared {
-                    symbol: Symbol::Tensor(id),
-                    span: layer_span,
-                },
+            self.declare_tensor(
+                &Spanned::new("g".to_string(), layer_span),
+                Origin::Incoming,
+                vec![],
+                Values::Random { lo: -1.0, hi: 1.0 },
+                layer_span,
             );
-            if let Some(p) = self.program_mut() {
-                p.tensors.push(Tensor {
-                    name: "g".to_string(),
-                    origin: Origin::Incoming,
-                    axes: vec![],
-                    values: Values::Random { lo: -1.0, hi: 1.0 },
-                    span: layer_span,
-                });
-            }
         }
+    }
+
+    /// Enters a tensor's name and adds the tensor; `None` (reported) if the
+    /// name is taken.
+    fn declare_tensor(
+        &mut self,
+        name: &ast::Ident,
+        origin: Origin,
+        axes: Vec<AxisRange>,
+        values: Values,
+        span: Span,
+    ) -> Option<TensorId> {
+        let id = TensorId(self.program().tensors.len());
+        if !self.declare(name, Symbol::Tensor(id)) {
+            return None;
+        }
+        if let Some(p) = self.program_mut() {
+            p.tensors.push(Tensor {
+                name: name.node.clone(),
+                origin,
+                axes,
+                values,
+                span,
+            });
+        }
+        Some(id)
+    }
+
+    /// The axes `1..=size` of a declared shape; a size that is not a
+    /// constant of the dims is reported and left out.
+    fn shape_axes<'e>(
+        &mut self,
+        shape: impl IntoIterator<Item = &'e ast::Expr>,
+        what: &'static str,
+    ) -> Vec<AxisRange> {
+        shape
+            .into_iter()
+            .filter_map(|e| {
+                Some(AxisRange {
+                    lo: Affine::constant(1),
+                    hi: self.dims_affine(e, what)?,
+                    span: e.span,
+                })
+            })
+            .collect()
     }
 
     /// Enters a definition's name; its body is resolved later, in order.
@@ -437,17 +460,12 @@ impl Resolver {
     }
 
     fn resolve_hypers(&mut self, spec: &ast::Spec) {
-        let mut index = 0;
         for item in &spec.items {
             let ast::Item::Hyper(hypers) = item else {
                 continue;
             };
             for h in hypers {
-                let Some(Declared {
-                    symbol: Symbol::Hyper(id),
-                    ..
-                }) = self.globals.get(&h.name.node).copied()
-                else {
+                let Some(Symbol::Hyper(id)) = self.symbol(&h.name.node) else {
                     continue;
                 };
                 // A hyper may read only hypers declared before it.
@@ -480,10 +498,8 @@ impl Resolver {
                         slot.value = value;
                     }
                 }
-                index += 1;
             }
         }
-        let _ = index;
     }
 
     fn resolve_tensors(&mut self, spec: &ast::Spec) {
@@ -492,25 +508,10 @@ impl Resolver {
                 continue;
             };
             for t in tensors {
-                let Some(Declared {
-                    symbol: Symbol::Tensor(id),
-                    ..
-                }) = self.globals.get(&t.name.node).copied()
-                else {
+                let Some(Symbol::Tensor(id)) = self.symbol(&t.name.node) else {
                     continue;
                 };
-                let axes: Vec<AxisRange> = t
-                    .shape
-                    .iter()
-                    .filter_map(|e| {
-                        let hi = self.dims_affine(e, "a tensor's size")?;
-                        Some(AxisRange {
-                            lo: Affine::constant(1),
-                            hi,
-                            span: e.span,
-                        })
-                    })
-                    .collect();
+                let axes = self.shape_axes(&t.shape, "a tensor's size");
                 let values = self.values(t);
                 if let Some(p) = self.program_mut()
                     && let Some(slot) = p.tensors.get_mut(id.0)
@@ -633,41 +634,12 @@ impl Resolver {
         let body = self.body(&def.body, &mut scope);
         // Accesses that failed to resolve bound nothing: no second error.
         let body_failed = body.is_none() || self.errors.len() > errors_before;
-        let mut axes = vec![];
-        for (position, (var, ident)) in lhs.iter().zip(&def.indices).enumerate() {
-            let explicit = def.ranges.iter().find(|r| r.index.node == ident.node);
-            let axis = match explicit {
-                Some(binding) => {
-                    let lo = self.dims_affine(&binding.range.lo, "a range end");
-                    let hi = self.dims_affine(&binding.range.hi, "a range end");
-                    lo.zip(hi).map(|(lo, hi)| AxisRange {
-                        lo,
-                        hi,
-                        span: binding.range.span,
-                    })
-                }
-                None if body_failed => None,
-                None => self.infer_axis(&ident.node, *var, ident.span, &scope, position),
-            };
-            if let Some(axis) = axis {
-                axes.push(axis);
-            }
-        }
-        for binding in &def.ranges {
-            if !def.indices.iter().any(|i| i.node == binding.index.node) {
-                self.error(AnalysisError::StrayRange {
-                    name: binding.index.node.clone(),
-                    bound: bound_list(&def.indices),
-                    span: binding.index.span.into(),
-                });
-            }
-        }
-        let reads_incoming = body.as_ref().is_some_and(|b| self.body_reads_incoming(b));
-        if kind != DefKind::Let && reads_incoming {
-            let span = body
-                .as_ref()
-                .and_then(|b| self.first_incoming_read(b))
-                .unwrap_or(def.span);
+        let axes = self.lhs_axes(&def.indices, &def.ranges, &lhs, &scope, body_failed);
+        let incoming_read = body.as_ref().and_then(|b| self.first_incoming_read(b));
+        let reads_incoming = incoming_read.is_some();
+        if kind != DefKind::Let
+            && let Some(span) = incoming_read
+        {
             self.error(AnalysisError::IncomingInForward { span: span.into() });
         }
         let incoming = self.incoming_tensor();
@@ -691,6 +663,48 @@ impl Resolver {
         if let Some(done) = self.defined.get_mut(id.0) {
             *done = true;
         }
+    }
+
+    /// The range of each left-hand-side index (`lhs`, bound in `scope`):
+    /// its `for` clause, else inferred from the accesses in `scope`, unless
+    /// the body failed to resolve (reported already). Ranges that are not
+    /// found are left out; a `for` that binds no index on the left is an error.
+    fn lhs_axes(
+        &mut self,
+        indices: &[ast::Ident],
+        ranges: &[ast::RangeBinding],
+        lhs: &[VarId],
+        scope: &Scope,
+        body_failed: bool,
+    ) -> Vec<AxisRange> {
+        let mut axes = vec![];
+        for (var, ident) in lhs.iter().zip(indices) {
+            let explicit = ranges.iter().find(|r| r.index.node == ident.node);
+            let axis = match explicit {
+                Some(binding) => {
+                    let lo = self.dims_affine(&binding.range.lo, "a range end");
+                    let hi = self.dims_affine(&binding.range.hi, "a range end");
+                    lo.zip(hi).map(|(lo, hi)| AxisRange {
+                        lo,
+                        hi,
+                        span: binding.range.span,
+                    })
+                }
+                None if body_failed => None,
+                None => self.infer_axis(&ident.node, *var, ident.span, scope),
+            };
+            axes.extend(axis);
+        }
+        for binding in ranges {
+            if !indices.iter().any(|i| i.node == binding.index.node) {
+                self.error(AnalysisError::StrayRange {
+                    name: binding.index.node.clone(),
+                    bound: bound_list(indices),
+                    span: binding.index.span.into(),
+                });
+            }
+        }
+        axes
     }
 
     fn bind_lhs(&mut self, indices: &[ast::Ident], scope: &mut Scope) -> Vec<VarId> {
@@ -841,7 +855,11 @@ impl Resolver {
         if let Some(d) = self.globals.get(&ident.node) {
             return Some(*d);
         }
-        let help = suggest(&ident.node, self.globals.keys().map(String::as_str))
+        // In a fixed order: a tie between two names must not fall to the
+        // map's order, which changes from run to run.
+        let mut known: Vec<&str> = self.globals.keys().map(String::as_str).collect();
+        known.sort_unstable();
+        let help = suggest(&ident.node, known.into_iter())
             .map(|s| format!("did you mean `{s}`?"))
             .unwrap_or_else(|| {
                 "declare it with `dim`, `input`, `param`, `hyper` or `let`".to_string()
@@ -1065,12 +1083,7 @@ impl Resolver {
             }
         };
         Some(NodeKind::Reduce {
-            op: match op {
-                ast::ReduceOp::Sum => ast::ReduceOp::Sum,
-                ast::ReduceOp::Prod => ast::ReduceOp::Prod,
-                ast::ReduceOp::Max => ast::ReduceOp::Max,
-                ast::ReduceOp::Min => ast::ReduceOp::Min,
-            },
+            op,
             var,
             range,
             body: Box::new(body?),
@@ -1243,7 +1256,6 @@ impl Resolver {
         var: VarId,
         span: Span,
         scope: &Scope,
-        _position: usize,
     ) -> Option<AxisRange> {
         let range = self.infer_var_range(name, var, span, &scope.accesses, false)?;
         let lo = max_dims_only(&range.lowers);
@@ -1374,10 +1386,6 @@ impl Resolver {
 
     fn show_affine(&self, a: &Affine) -> String {
         show_affine(a, self.program(), &[])
-    }
-
-    fn body_reads_incoming(&self, body: &Body) -> bool {
-        self.first_incoming_read(body).is_some()
     }
 
     fn first_incoming_read(&self, body: &Body) -> Option<Span> {
@@ -1648,17 +1656,24 @@ pub fn visit(node: &Node, f: &mut impl FnMut(&Node)) {
     }
 }
 
-fn visit_cond(c: &Cond, f: &mut impl FnMut(&Node)) {
+/// Calls `f` on every node of a condition.
+pub fn visit_cond(c: &Cond, f: &mut impl FnMut(&Node)) {
+    for_each_cond_expr(c, &mut |e| visit(e, f));
+}
+
+/// Calls `f` on the expressions a condition compares, in order (not on
+/// their subexpressions).
+pub fn for_each_cond_expr(c: &Cond, f: &mut impl FnMut(&Node)) {
     match &c.node {
         CondKind::Compare { first, rest } => {
-            visit(first, f);
-            rest.iter().for_each(|(_, e)| visit(e, f));
+            f(first);
+            rest.iter().for_each(|(_, e)| f(e));
         }
         CondKind::And(a, b) | CondKind::Or(a, b) => {
-            visit_cond(a, f);
-            visit_cond(b, f);
+            for_each_cond_expr(a, f);
+            for_each_cond_expr(b, f);
         }
-        CondKind::Not(a) => visit_cond(a, f),
+        CondKind::Not(a) => for_each_cond_expr(a, f),
     }
 }
 

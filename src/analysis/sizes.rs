@@ -5,10 +5,8 @@
 use std::fmt;
 
 use super::error::AnalysisError;
-use super::program::{
-    Affine, AxisRange, Body, CondKind, DimId, Node, NodeKind, Program, Values, VarId,
-};
-use super::resolve::suggest;
+use super::program::{Affine, AxisRange, Body, DimId, Node, NodeKind, Program, Values, VarId};
+use super::resolve::{for_each_cond_expr, suggest};
 use crate::source::Span;
 
 /// One value per dim, indexed by [`DimId`].
@@ -131,6 +129,41 @@ impl AccessBound {
         }
     }
 
+    /// How far the access reaches past its axis at these sizes (at least 1).
+    fn overshoot(&self, sizes: &[i64]) -> i64 {
+        let fixed = Affine {
+            vars: vec![],
+            ..self.index.clone()
+        };
+        let (Some(mut lo), Some(alo), Some(ahi)) = (
+            fixed.eval(sizes, &[]),
+            self.axis.lo.eval(sizes, &[]),
+            self.axis.hi.eval(sizes, &[]),
+        ) else {
+            return 1;
+        };
+        let mut hi = lo;
+        for &(v, c) in &self.index.vars {
+            let Some((_, lowers, uppers)) = self.vars.iter().find(|(w, _, _)| *w == v) else {
+                return 1;
+            };
+            let vlo = lowers
+                .iter()
+                .filter_map(|a| a.eval(sizes, &[]))
+                .max()
+                .unwrap_or(0);
+            let vhi = uppers
+                .iter()
+                .filter_map(|a| a.eval(sizes, &[]))
+                .min()
+                .unwrap_or(0);
+            let (a, b) = (c.saturating_mul(vlo), c.saturating_mul(vhi));
+            lo = lo.saturating_add(a.min(b));
+            hi = hi.saturating_add(a.max(b));
+        }
+        alo.saturating_sub(lo).max(hi.saturating_sub(ahi)).max(1)
+    }
+
     fn dims(&self) -> Vec<usize> {
         let mut dims: Vec<usize> = [&self.axis.lo, &self.axis.hi]
             .into_iter()
@@ -216,22 +249,8 @@ fn collect_bounds(
             }
             recurse(body, guarded, ranges);
         }
-        NodeKind::Iverson(c) => visit_cond_nodes(c, &mut |n| recurse(n, true, ranges)),
+        NodeKind::Iverson(c) => for_each_cond_expr(c, &mut |n| recurse(n, true, ranges)),
         _ => {}
-    }
-}
-
-fn visit_cond_nodes(c: &super::program::Cond, f: &mut impl FnMut(&Node)) {
-    match &c.node {
-        CondKind::Compare { first, rest } => {
-            f(first);
-            rest.iter().for_each(|(_, e)| f(e));
-        }
-        CondKind::And(a, b) | CondKind::Or(a, b) => {
-            visit_cond_nodes(a, f);
-            visit_cond_nodes(b, f);
-        }
-        CondKind::Not(a) => visit_cond_nodes(a, f),
     }
 }
 
@@ -271,6 +290,16 @@ struct GivenLength {
 }
 
 impl GivenLength {
+    /// How many elements the tensor lacks at these sizes (at least 1).
+    fn shortfall(&self, sizes: &[i64]) -> i64 {
+        let len = self.axes.iter().try_fold(1i64, |acc, a| {
+            let n = a.hi.eval(sizes, &[])? - a.lo.eval(sizes, &[])? + 1;
+            acc.checked_mul(n.max(0))
+        });
+        let wanted = i64::try_from(self.len).unwrap_or(i64::MAX);
+        len.map_or(1, |len| wanted.saturating_sub(len).max(1))
+    }
+
     fn violated_at(&self, sizes: &[i64]) -> bool {
         let len = self.axes.iter().try_fold(1i64, |acc, a| {
             let n = a.hi.eval(sizes, &[])? - a.lo.eval(sizes, &[])? + 1;
@@ -303,8 +332,11 @@ struct Constraints {
 
 impl Constraints {
     /// The dims to grow for the first constraint violated, or `None` if all hold.
-    fn first_violation(&self, sizes: &[i64]) -> Option<Vec<usize>> {
+    fn first_violation(&self, sizes: &[i64]) -> Option<(Vec<usize>, i64)> {
         if let Some(r) = self.ranges.iter().find(|r| r.is_empty_at(sizes)) {
+            let lo = r.lowers.iter().filter_map(|a| a.eval(sizes, &[])).max();
+            let hi = r.uppers.iter().filter_map(|a| a.eval(sizes, &[])).min();
+            let gap = lo.zip(hi).map_or(1, |(lo, hi)| lo.saturating_sub(hi));
             let growing = r
                 .uppers
                 .iter()
@@ -317,10 +349,10 @@ impl Constraints {
             let mut dims: Vec<usize> = growing.map(|&(d, _)| d.0).collect();
             dims.sort_unstable();
             dims.dedup();
-            return Some(dims);
+            return Some((dims, gap));
         }
         if let Some(a) = self.accesses.iter().find(|a| a.violated_at(sizes)) {
-            return Some(a.dims());
+            return Some((a.dims(), a.overshoot(sizes)));
         }
         if let Some(l) = self.lengths.iter().find(|l| l.violated_at(sizes)) {
             let mut dims: Vec<usize> = l
@@ -330,7 +362,7 @@ impl Constraints {
                 .collect();
             dims.sort_unstable();
             dims.dedup();
-            return Some(dims);
+            return Some((dims, l.shortfall(sizes)));
         }
         None
     }
@@ -404,39 +436,45 @@ pub fn size_sweep(
     for step in 1..=3 {
         let mut bumped = smallest.clone();
         for &k in &free {
-            bumped[k] += step;
+            bumped[k] = bumped[k].saturating_add(step);
         }
         sweep.push(bumped);
     }
     if free.len() > 1 {
         for &k in &free {
             let mut bumped = smallest.clone();
-            bumped[k] += 1;
+            bumped[k] = bumped[k].saturating_add(1);
             sweep.push(bumped);
         }
     }
     // The defaults are always checked: what fails there is an error to report.
     sweep.retain(|s| constraints.admits(s));
     sweep.push(defaults);
-    sweep.sort_by_key(|s| (s.iter().sum::<i64>(), s.clone()));
+    // Summed wide: sizes near i64::MAX must not overflow.
+    sweep.sort_by_key(|s| (s.iter().map(|&v| i128::from(v)).sum::<i128>(), s.clone()));
     sweep.dedup();
     Ok(sweep.into_iter().map(make).collect())
 }
 
 /// Grows the dims from 1 until every constraint holds, never past the
 /// defaults (where the spec must hold anyway: what fails there is reported).
+/// Steps the search for the smallest sizes may take before it settles for
+/// the defaults: each step closes a whole gap, so few are ever needed.
+const MAX_GROWTH_STEPS: i64 = 10_000;
+
 fn smallest_sizes(constraints: &Constraints, defaults: &[i64]) -> Vec<i64> {
     let mut sizes: Vec<i64> = vec![1; defaults.len()];
-    let limit: i64 = defaults.iter().sum::<i64>() + 1;
-    for _ in 0..limit {
-        let Some(dims) = constraints.first_violation(&sizes) else {
+    let limit: i64 = defaults.iter().fold(1, |sum, &d| sum.saturating_add(d));
+    for _ in 0..limit.min(MAX_GROWTH_STEPS) {
+        let Some((dims, gap)) = constraints.first_violation(&sizes) else {
             return sizes;
         };
-        // Each dim grows by one per step, however many bounds name it.
+        // Each dim grows by the gap at once (`for i in 10000000000..=N` is
+        // solved in one step, not searched), however many bounds name it.
         let mut grew = false;
         for k in dims {
             if sizes[k] < defaults[k] {
-                sizes[k] += 1;
+                sizes[k] = sizes[k].saturating_add(gap.max(1)).min(defaults[k]);
                 grew = true;
             }
         }

@@ -1,6 +1,9 @@
 //! Index grids: the concrete inclusive ranges of a tensor's axes at one size,
 //! and the mapping from 1-based points to positions in ndarray storage.
 
+use crate::analysis::Sizes;
+use crate::analysis::program::AxisRange;
+
 /// Concrete `lo..=hi` per axis.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Grid {
@@ -12,6 +15,21 @@ impl Grid {
         Self { axes }
     }
 
+    /// The ranges of `axes` at concrete sizes (an end that overflows makes
+    /// its axis empty).
+    pub fn of_axes(axes: &[AxisRange], sizes: &Sizes) -> Self {
+        Self::new(
+            axes.iter()
+                .map(|a| {
+                    (
+                        a.lo.eval(sizes.values(), &[]).unwrap_or(1),
+                        a.hi.eval(sizes.values(), &[]).unwrap_or(0),
+                    )
+                })
+                .collect(),
+        )
+    }
+
     pub fn axes(&self) -> &[(i64, i64)] {
         &self.axes
     }
@@ -20,19 +38,20 @@ impl Grid {
         self.axes.len()
     }
 
-    /// Elements per axis (0 for an empty axis).
+    /// Elements per axis (0 for an empty axis, and for one too long to
+    /// count, which [`Grid::len`] reports).
     pub fn extents(&self) -> Vec<usize> {
         self.axes
             .iter()
-            .map(|&(lo, hi)| usize::try_from(hi - lo + 1).unwrap_or(0))
+            .map(|&(lo, hi)| usize::try_from(extent(lo, hi).unwrap_or(0)).unwrap_or(0))
             .collect()
     }
 
     /// Total number of elements, or `None` if it does not fit a u64.
     pub fn len(&self) -> Option<u64> {
-        self.extents()
+        self.axes
             .iter()
-            .try_fold(1u64, |acc, &e| acc.checked_mul(e as u64))
+            .try_fold(1u64, |acc, &(lo, hi)| acc.checked_mul(extent(lo, hi)?))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -46,7 +65,7 @@ impl Grid {
             if p < lo || p > hi {
                 return None;
             }
-            let extent = usize::try_from(hi - lo + 1).ok()?;
+            let extent = usize::try_from(extent(lo, hi)?).ok()?;
             offset = offset * extent + usize::try_from(p - lo).ok()?;
         }
         Some(offset)
@@ -54,20 +73,33 @@ impl Grid {
 
     /// The point at a row-major position.
     pub fn point(&self, mut offset: usize) -> Vec<i64> {
-        let extents = self.extents();
         let mut point = vec![0; self.axes.len()];
-        for k in (0..self.axes.len()).rev() {
-            let e = extents[k].max(1);
-            point[k] = self.axes[k].0 + (offset % e) as i64;
+        for (p, &(lo, hi)) in point.iter_mut().zip(&self.axes).rev() {
+            let e = usize::try_from(extent(lo, hi).unwrap_or(0))
+                .unwrap_or(0)
+                .max(1);
+            *p = lo + (offset % e) as i64;
             offset /= e;
         }
         point
     }
 
-    /// Every point in row-major order.
+    /// Every point in row-major order (the points of [`Grid::point`] at
+    /// 0, 1, …), counted up like an odometer: no division per point.
     pub fn points(&self) -> impl Iterator<Item = Vec<i64>> + '_ {
         let n = usize::try_from(self.len().unwrap_or(0)).unwrap_or(0);
-        (0..n).map(|k| self.point(k))
+        let mut next: Vec<i64> = self.axes.iter().map(|&(lo, _)| lo).collect();
+        (0..n).map(move |_| {
+            let point = next.clone();
+            for (x, &(lo, hi)) in next.iter_mut().zip(&self.axes).rev() {
+                if *x < hi {
+                    *x += 1;
+                    break;
+                }
+                *x = lo;
+            }
+            point
+        })
     }
 
     /// `1..=6` or `1..=3, 1..=5`, as the spec writes ranges.
@@ -77,5 +109,38 @@ impl Grid {
             .map(|(lo, hi)| format!("{lo}..={hi}"))
             .collect::<Vec<_>>()
             .join(", ")
+    }
+}
+
+/// Elements in `lo..=hi`: 0 when it is empty, `None` when there are more
+/// than `i64::MAX` (ends far apart at huge sizes).
+fn extent(lo: i64, hi: i64) -> Option<u64> {
+    if hi < lo {
+        return Some(0);
+    }
+    u64::try_from(hi.checked_sub(lo)?.checked_add(1)?).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn points_count_up_as_positions_do() {
+        for axes in [
+            vec![],
+            vec![(1, 4)],
+            vec![(0, 2), (-1, 1), (3, 4)],
+            vec![(1, 3), (2, 1)],
+        ] {
+            let grid = Grid::new(axes);
+            let points: Vec<Vec<i64>> = grid.points().collect();
+            let by_position: Vec<Vec<i64>> = (0..points.len()).map(|k| grid.point(k)).collect();
+            assert_eq!(points, by_position);
+            assert_eq!(Some(points.len() as u64), grid.len());
+            for (k, p) in points.iter().enumerate() {
+                assert_eq!(grid.offset(p), Some(k));
+            }
+        }
     }
 }

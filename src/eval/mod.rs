@@ -50,6 +50,13 @@ impl<T: DualNum + Copy> Scalar for T {
 /// rounding relative to the larger value.
 const CASE_AGREEMENT_ULPS: f64 = 1024.0;
 
+/// Whether the values of two cases that hold at once disagree beyond rounding.
+#[inline]
+fn cases_disagree(a: f64, b: f64) -> bool {
+    let scale = a.abs().max(b.abs());
+    (a - b).abs() > CASE_AGREEMENT_ULPS * f64::EPSILON * scale
+}
+
 /// A program at concrete sizes: every range resolved to numbers.
 pub struct Instance<'p> {
     pub program: &'p Program,
@@ -95,18 +102,7 @@ impl<'p> Instance<'p> {
         sizes: Sizes,
         max_elements: u64,
     ) -> Result<Self, Box<EvalError>> {
-        let grid_of = |axes: &[AxisRange]| {
-            Grid::new(
-                axes.iter()
-                    .map(|a| {
-                        (
-                            a.lo.eval(sizes.values(), &[]).unwrap_or(1),
-                            a.hi.eval(sizes.values(), &[]).unwrap_or(0),
-                        )
-                    })
-                    .collect(),
-            )
-        };
+        let grid_of = |axes: &[AxisRange]| Grid::of_axes(axes, &sizes);
         let tensor_grids: Vec<Grid> = program.tensors.iter().map(|t| grid_of(&t.axes)).collect();
         let def_grids: Vec<Grid> = program.defs.iter().map(|d| grid_of(&d.axes)).collect();
         let total = tensor_grids
@@ -191,8 +187,16 @@ impl<'p> Instance<'p> {
                 defs: vec![],
                 hypers: &values,
             };
-            let frame = Frame::new(&[], 0);
-            let v = evaluation.node(&hyper.value, &mut frame.clone())?;
+            let v = evaluation.node(&hyper.value, &mut Frame::new(&[], 0))?;
+            // Reported where it arises, not where the hyper is later read.
+            if !v.is_finite() {
+                return Err(Box::new(EvalError::NonFinite {
+                    expression: self.text_of(hyper.value.span).to_string(),
+                    value: format_value(v),
+                    at: self.sizes.to_string(),
+                    span: hyper.value.span.into(),
+                }));
+            }
             values.push(v);
         }
         Ok(values)
@@ -202,10 +206,7 @@ impl<'p> Instance<'p> {
     pub fn evaluation<'a, T: Scalar>(&'a self, tensors: &'a [ArrayD<T>]) -> Evaluation<'a, T> {
         Evaluation {
             instance: self,
-            tensors: tensors
-                .iter()
-                .map(|t| t.as_slice_memory_order().unwrap_or(&[]))
-                .collect(),
+            tensors: row_major(tensors),
             defs: self
                 .program
                 .defs
@@ -215,6 +216,14 @@ impl<'p> Instance<'p> {
             hypers: &self.hypers,
         }
     }
+}
+
+/// Each tensor's values as a row-major slice (empty for one not laid out so).
+fn row_major<T>(tensors: &[ArrayD<T>]) -> Vec<&[T]> {
+    tensors
+        .iter()
+        .map(|t| t.as_slice_memory_order().unwrap_or(&[]))
+        .collect()
 }
 
 fn feeds_output(program: &Program) -> Vec<bool> {
@@ -409,10 +418,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             .collect();
         Evaluation {
             instance: self.instance,
-            tensors: tensors
-                .iter()
-                .map(|t| t.as_slice_memory_order().unwrap_or(&[]))
-                .collect(),
+            tensors: row_major(tensors),
             defs,
             hypers,
         }
@@ -455,8 +461,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
                 None => chosen = Some((case, value)),
                 Some((first, first_value)) => {
                     let (a, b) = (first_value.real(), value.real());
-                    let scale = a.abs().max(b.abs());
-                    if (a - b).abs() > CASE_AGREEMENT_ULPS * f64::EPSILON * scale {
+                    if cases_disagree(a, b) {
                         return Err(Box::new(EvalError::AmbiguousCases {
                             at: self.at(frame),
                             first_value: format_value(a),
@@ -509,28 +514,14 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             )),
             NodeKind::Index(v) => Ok(T::constant(frame.env.get(v.0).copied().unwrap_or(0) as f64)),
             NodeKind::Tensor { id, indices } => {
-                let grid = &self.instance.tensor_grids[id.0];
-                let tensor = &self.instance.program.tensors[id.0];
-                let target = Target {
-                    name: &tensor.name,
-                    declaration: tensor.span,
-                    axes: &tensor.axes,
-                };
-                let offset = self.offset(node, grid, indices, frame, target)?;
+                let offset = self.tensor_offset(node, *id, indices, frame)?;
                 self.tensors
                     .get(id.0)
                     .and_then(|t| t.get(offset).copied())
                     .ok_or_else(|| self.missing(node, frame))
             }
             NodeKind::Def { id, indices } => {
-                let def = &self.instance.program.defs[id.0];
-                let grid = &self.instance.def_grids[id.0];
-                let target = Target {
-                    name: &def.name,
-                    declaration: def.name_span,
-                    axes: &def.axes,
-                };
-                let offset = self.offset(node, grid, indices, frame, target)?;
+                let offset = self.def_offset(node, *id, indices, frame)?;
                 let values = self.def_values(*id)?;
                 values
                     .get(offset)
@@ -618,6 +609,37 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
         })
     }
 
+    /// Where a function's argument is a drawn input or param, the
+    /// declaration that keeps it in the domain: `declare it as `param t > 0``.
+    fn constraint_to_add(&self, arg: &Node) -> Option<String> {
+        let NodeKind::Tensor { id, .. } = &arg.node else {
+            return None;
+        };
+        let tensor = self.instance.program.tensors.get(id.0)?;
+        let role = match tensor.origin {
+            Origin::Declared(crate::syntax::ast::TensorRole::Input) => "input",
+            Origin::Declared(crate::syntax::ast::TensorRole::Param) => "param",
+            _ => return None,
+        };
+        if !matches!(tensor.values, Values::Random { .. }) {
+            return None;
+        }
+        let shape: Vec<String> = tensor
+            .axes
+            .iter()
+            .map(|a| crate::analysis::show_affine(&a.hi, self.instance.program, &[]))
+            .collect();
+        let shape = if shape.is_empty() {
+            String::new()
+        } else {
+            format!("[{}]", shape.join(", "))
+        };
+        Some(format!(
+            "declare it as `{role} {}{shape} > 0` so that its draws stay in the domain",
+            tensor.name
+        ))
+    }
+
     fn call(
         &self,
         node: &Node,
@@ -630,66 +652,27 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             None => T::zero(),
         };
         let y = match args.get(1) {
-            Some(a) => Some(self.node(a, frame)?),
-            None => None,
+            Some(a) => self.node(a, frame)?,
+            // `min`/`max` of one argument compare it with itself; `pow` of
+            // one raises it to 1.
+            None if function == Function::Pow => T::one(),
+            None => x,
         };
-        let positive = |what: &str| {
+        apply(function, x, y).ok_or_else(|| {
+            let what = domain_help(function).unwrap_or("outside its domain");
+            let fix = args
+                .first()
+                .and_then(|a| self.constraint_to_add(a))
+                .unwrap_or_else(|| {
+                    "constrain the values that reach it (e.g. `param s > 0`)".to_string()
+                });
             self.domain(
                 node,
                 function.name(),
                 x.real(),
                 frame,
-                &format!("{what}; constrain the values that reach it (e.g. `param s > 0`)"),
+                &format!("{what}; {fix}"),
             )
-        };
-        Ok(match function {
-            Function::Exp => x.exp(),
-            Function::Log => {
-                if x.real() <= 0.0 {
-                    return Err(positive("log needs a positive argument"));
-                }
-                x.ln()
-            }
-            Function::Sqrt => {
-                if x.real() < 0.0 {
-                    return Err(positive("sqrt needs a non-negative argument"));
-                }
-                x.sqrt()
-            }
-            Function::Abs => x.abs(),
-            Function::Tanh => x.tanh(),
-            Function::Sigmoid => (T::one() + (-x).exp()).recip(),
-            Function::Relu => {
-                if x.real() > 0.0 {
-                    x
-                } else {
-                    T::zero()
-                }
-            }
-            Function::Softplus => {
-                // log(1 + e^x) without overflow for large x.
-                if x.real() > 0.0 {
-                    x + (-x).exp().ln_1p()
-                } else {
-                    x.exp().ln_1p()
-                }
-            }
-            Function::Sin => x.sin(),
-            Function::Cos => x.cos(),
-            Function::Min | Function::Max => {
-                let y = y.unwrap_or(x);
-                let take_x = (x.real() <= y.real()) == (function == Function::Min);
-                if take_x { x } else { y }
-            }
-            Function::Pow => {
-                let y = y.unwrap_or_else(T::one);
-                if x.real() <= 0.0 {
-                    return Err(positive(
-                        "pow(x, y) needs x > 0; write x^k with a whole k for other bases",
-                    ));
-                }
-                (y * x.ln()).exp()
-            }
         })
     }
 
@@ -702,19 +685,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
         body: &Node,
         frame: &mut Frame<'_>,
     ) -> Result<T, Box<EvalError>> {
-        let sizes = self.instance.sizes.values();
-        let lo = range
-            .lowers
-            .iter()
-            .filter_map(|a| a.eval(sizes, &frame.env))
-            .max()
-            .unwrap_or(1);
-        let hi = range
-            .uppers
-            .iter()
-            .filter_map(|a| a.eval(sizes, &frame.env))
-            .min()
-            .unwrap_or(0);
+        let (lo, hi) = self.reduce_range(range, frame);
         let mut acc: Option<T> = None;
         for k in lo..=hi {
             if (k - lo) as usize % (CLOCK_STRIDE * 16) == CLOCK_STRIDE * 16 - 1 {
@@ -757,6 +728,65 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
                 span: node.span.into(),
             })),
         }
+    }
+
+    /// Where the access `node` of tensor `id` reads, row-major.
+    fn tensor_offset(
+        &self,
+        node: &Node,
+        id: TensorId,
+        indices: &[Affine],
+        frame: &Frame<'_>,
+    ) -> Result<usize, Box<EvalError>> {
+        let tensor = &self.instance.program.tensors[id.0];
+        let target = Target {
+            name: &tensor.name,
+            declaration: tensor.span,
+            axes: &tensor.axes,
+        };
+        self.offset(
+            node,
+            &self.instance.tensor_grids[id.0],
+            indices,
+            frame,
+            target,
+        )
+    }
+
+    /// Where the access `node` of definition `id` reads, row-major.
+    fn def_offset(
+        &self,
+        node: &Node,
+        id: DefId,
+        indices: &[Affine],
+        frame: &Frame<'_>,
+    ) -> Result<usize, Box<EvalError>> {
+        let def = &self.instance.program.defs[id.0];
+        let target = Target {
+            name: &def.name,
+            declaration: def.name_span,
+            axes: &def.axes,
+        };
+        self.offset(node, &self.instance.def_grids[id.0], indices, frame, target)
+    }
+
+    /// `lo..=hi` of a reduction variable at the frame's point: the largest
+    /// lower bound to the smallest upper bound (empty where `lo > hi`).
+    fn reduce_range(&self, range: &VarRange, frame: &Frame<'_>) -> (i64, i64) {
+        let sizes = self.instance.sizes.values();
+        let lo = range
+            .lowers
+            .iter()
+            .filter_map(|a| a.eval(sizes, &frame.env))
+            .max()
+            .unwrap_or(1);
+        let hi = range
+            .uppers
+            .iter()
+            .filter_map(|a| a.eval(sizes, &frame.env))
+            .min()
+            .unwrap_or(0);
+        (lo, hi)
     }
 
     fn offset(
@@ -835,6 +865,68 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
 
     fn at(&self, frame: &Frame<'_>) -> String {
         frame.describe(&self.instance.sizes)
+    }
+}
+
+/// A function of the spec at `x` (and `y`, for two arguments); `None`
+/// outside its domain. Both the evaluator and tapes compute with this.
+#[inline]
+fn apply<T: Scalar>(function: Function, x: T, y: T) -> Option<T> {
+    Some(match function {
+        Function::Exp => x.exp(),
+        Function::Log => {
+            if x.real() <= 0.0 {
+                return None;
+            }
+            x.ln()
+        }
+        Function::Sqrt => {
+            if x.real() < 0.0 {
+                return None;
+            }
+            x.sqrt()
+        }
+        Function::Abs => x.abs(),
+        Function::Tanh => x.tanh(),
+        Function::Sigmoid => (T::one() + (-x).exp()).recip(),
+        Function::Relu => {
+            if x.real() > 0.0 {
+                x
+            } else {
+                T::zero()
+            }
+        }
+        Function::Softplus => {
+            // log(1 + e^x) without overflow for large x.
+            if x.real() > 0.0 {
+                x + (-x).exp().ln_1p()
+            } else {
+                x.exp().ln_1p()
+            }
+        }
+        Function::Sin => x.sin(),
+        Function::Cos => x.cos(),
+        Function::Min | Function::Max => {
+            let take_x = (x.real() <= y.real()) == (function == Function::Min);
+            if take_x { x } else { y }
+        }
+        Function::Pow => {
+            if x.real() <= 0.0 {
+                return None;
+            }
+            (y * x.ln()).exp()
+        }
+    })
+}
+
+/// What a function's domain asks of its argument, as its error's help
+/// says; `None` for a function defined everywhere.
+fn domain_help(function: Function) -> Option<&'static str> {
+    match function {
+        Function::Log => Some("log needs a positive argument"),
+        Function::Sqrt => Some("sqrt needs a non-negative argument"),
+        Function::Pow => Some("pow(x, y) needs x > 0; write x^k with a whole k for other bases"),
+        _ => None,
     }
 }
 

@@ -20,7 +20,8 @@
 use std::collections::HashMap;
 
 use super::{
-    CASE_AGREEMENT_ULPS, CLOCK_STRIDE, EvalError, Evaluation, Frame, UNBOUND, format_value,
+    CLOCK_STRIDE, EvalError, Evaluation, Frame, UNBOUND, apply, cases_disagree, domain_help,
+    format_value,
 };
 use crate::analysis::program::*;
 use crate::source::Span;
@@ -249,7 +250,7 @@ impl Tape {
                     }
                     at(a).powi(k)
                 }
-                Op::Call(function, x, y, f) => match call(function, at(x), at(y)) {
+                Op::Call(function, x, y, f) => match apply(function, at(x), at(y)) {
                     Some(v) => v,
                     None => return Err(stop(f, [at(x), 0.0, 0.0])),
                 },
@@ -293,8 +294,7 @@ impl Tape {
                         at(value)
                     } else {
                         let (a, b) = (at(first), at(value));
-                        let scale = a.abs().max(b.abs());
-                        if (a - b).abs() > CASE_AGREEMENT_ULPS * f64::EPSILON * scale {
+                        if cases_disagree(a, b) {
                             return Err(stop(fault, [a, b, at(first_case)]));
                         }
                         a
@@ -399,7 +399,7 @@ impl Tape {
                     let (x, y) = (lanes(r, x), lanes(r, y));
                     let mut out = [0.0; LANES];
                     for l in 0..LANES {
-                        match call(function, x[l], y[l]) {
+                        match apply(function, x[l], y[l]) {
                             Some(v) => out[l] = v,
                             None => return false,
                         }
@@ -438,8 +438,7 @@ impl Tape {
                         out[l] = if h[l] == 0.0 {
                             b[l]
                         } else {
-                            let scale = a[l].abs().max(b[l].abs());
-                            if (a[l] - b[l]).abs() > CASE_AGREEMENT_ULPS * f64::EPSILON * scale {
+                            if cases_disagree(a[l], b[l]) {
                                 return false;
                             }
                             a[l]
@@ -501,56 +500,6 @@ impl Tape {
     }
 }
 
-/// A function of the spec on f64, as [`Evaluation::call`] computes it;
-/// `None` outside its domain.
-#[inline]
-fn call(function: Function, x: f64, y: f64) -> Option<f64> {
-    Some(match function {
-        Function::Exp => x.exp(),
-        Function::Log => {
-            if x <= 0.0 {
-                return None;
-            }
-            x.ln()
-        }
-        Function::Sqrt => {
-            if x < 0.0 {
-                return None;
-            }
-            x.sqrt()
-        }
-        Function::Abs => x.abs(),
-        Function::Tanh => x.tanh(),
-        Function::Sigmoid => (1.0 + (-x).exp()).recip(),
-        Function::Relu => {
-            if x > 0.0 {
-                x
-            } else {
-                0.0
-            }
-        }
-        Function::Softplus => {
-            if x > 0.0 {
-                x + (-x).exp().ln_1p()
-            } else {
-                x.exp().ln_1p()
-            }
-        }
-        Function::Sin => x.sin(),
-        Function::Cos => x.cos(),
-        Function::Min | Function::Max => {
-            let take_x = (x <= y) == (function == Function::Min);
-            if take_x { x } else { y }
-        }
-        Function::Pow => {
-            if x <= 0.0 {
-                return None;
-            }
-            (y * x.ln()).exp()
-        }
-    })
-}
-
 /// The hull of `f` over the corners of two intervals (for `*` and `/`,
 /// whose extremes over a box lie at its corners).
 fn hull_of_products(a: (f64, f64), b: (f64, f64), f: impl Fn(f64, f64) -> f64) -> (f64, f64) {
@@ -594,16 +543,6 @@ fn call_range(f: Function, x: (f64, f64), y: (f64, f64)) -> (f64, f64) {
         Function::Min => (x.0.min(y.0), x.1.min(y.1)),
         Function::Max => (x.0.max(y.0), x.1.max(y.1)),
         Function::Pow => ALL,
-    }
-}
-
-/// The domain help of a function, as [`Evaluation::call`] words it.
-fn domain_help(function: Function) -> Option<&'static str> {
-    match function {
-        Function::Log => Some("log needs a positive argument"),
-        Function::Sqrt => Some("sqrt needs a non-negative argument"),
-        Function::Pow => Some("pow(x, y) needs x > 0; write x^k with a whole k for other bases"),
-        _ => None,
     }
 }
 
@@ -806,15 +745,9 @@ impl<'t, 'a> TapeBuilder<'t, 'a> {
     }
 
     fn cond_is_stochastic(&self, c: &Cond) -> bool {
-        match &c.node {
-            CondKind::Compare { first, rest } => {
-                self.is_stochastic(first) || rest.iter().any(|(_, e)| self.is_stochastic(e))
-            }
-            CondKind::And(a, b) | CondKind::Or(a, b) => {
-                self.cond_is_stochastic(a) || self.cond_is_stochastic(b)
-            }
-            CondKind::Not(a) => self.cond_is_stochastic(a),
-        }
+        let mut found = false;
+        crate::analysis::for_each_cond_expr(c, &mut |e| found = found || self.is_stochastic(e));
+        found
     }
 
     fn node(&mut self, node: &Node, frame: &mut Frame<'_>) -> Built<Reg> {
@@ -863,17 +796,7 @@ impl<'t, 'a> TapeBuilder<'t, 'a> {
         indices: &[Affine],
         frame: &mut Frame<'_>,
     ) -> Built<Reg> {
-        let instance = self.evaluation.instance;
-        let tensor = &instance.program.tensors[id.0];
-        let target = super::Target {
-            name: &tensor.name,
-            declaration: tensor.span,
-            axes: &tensor.axes,
-        };
-        let offset =
-            self.evaluation
-                .offset(node, &instance.tensor_grids[id.0], indices, frame, target);
-        let offset = match offset {
+        let offset = match self.evaluation.tensor_offset(node, id, indices, frame) {
             Ok(o) => o,
             Err(e) => return self.fail(e),
         };
@@ -897,18 +820,13 @@ impl<'t, 'a> TapeBuilder<'t, 'a> {
         indices: &[Affine],
         frame: &mut Frame<'_>,
     ) -> Built<Reg> {
-        let instance = self.evaluation.instance;
-        let def = &instance.program.defs[id.0];
-        let grid = &instance.def_grids[id.0];
-        let target = super::Target {
-            name: &def.name,
-            declaration: def.name_span,
-            axes: &def.axes,
-        };
-        let offset = match self.evaluation.offset(node, grid, indices, frame, target) {
+        let offset = match self.evaluation.def_offset(node, id, indices, frame) {
             Ok(o) => o,
             Err(e) => return self.fail(e),
         };
+        let instance = self.evaluation.instance;
+        let def = &instance.program.defs[id.0];
+        let grid = &instance.def_grids[id.0];
         if let Some(&r) = self.inlined.get(&(id.0, offset)) {
             return Ok(r);
         }
@@ -1126,19 +1044,7 @@ impl<'t, 'a> TapeBuilder<'t, 'a> {
         body: &Node,
         frame: &mut Frame<'_>,
     ) -> Built<Reg> {
-        let sizes = self.evaluation.instance.sizes.values();
-        let lo = range
-            .lowers
-            .iter()
-            .filter_map(|a| a.eval(sizes, &frame.env))
-            .max()
-            .unwrap_or(1);
-        let hi = range
-            .uppers
-            .iter()
-            .filter_map(|a| a.eval(sizes, &frame.env))
-            .min()
-            .unwrap_or(0);
+        let (lo, hi) = self.evaluation.reduce_range(range, frame);
         if lo > hi {
             // An empty sum or product is a constant; an empty max the evaluator's error.
             return self.fold(node, frame);

@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use miette::{GraphicalReportHandler, GraphicalTheme};
 
-use super::{Summary, block_name};
+use super::{Summary, block_name, plural};
 use crate::eval::format_value;
 use crate::verify::outcome::*;
 
@@ -52,13 +52,12 @@ fn short_error(e: f64) -> String {
     }
 }
 
-fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
-}
-
 /// Renders a diagnostic the same way everywhere: no colour, fixed width, so
 /// that output is byte-identical run after run and snapshots are stable.
 pub fn render_diagnostic(diagnostic: &miette::Report) -> String {
+    if !fits_a_snippet(diagnostic) {
+        return render_plain(diagnostic);
+    }
     let mut out = String::new();
     let handler = GraphicalReportHandler::new_themed(GraphicalTheme::unicode_nocolor())
         .with_width(100)
@@ -68,6 +67,47 @@ pub fn render_diagnostic(diagnostic: &miette::Report) -> String {
         .is_err()
     {
         out = format!("{diagnostic}\n");
+    }
+    out
+}
+
+/// Columns past which miette cannot draw a label (its arithmetic is 16-bit).
+const MAX_SNIPPET_COLUMN: usize = 60_000;
+
+/// Whether every label sits where miette can draw it.
+fn fits_a_snippet(diagnostic: &miette::Report) -> bool {
+    let (Some(source), Some(mut labels)) = (diagnostic.source_code(), diagnostic.labels()) else {
+        return true;
+    };
+    labels.all(|label| {
+        source
+            .read_span(label.inner(), 0, 0)
+            .map_or(true, |contents| contents.column() < MAX_SNIPPET_COLUMN)
+    })
+}
+
+/// The diagnostic without a source snippet: code, message, where, help.
+fn render_plain(diagnostic: &miette::Report) -> String {
+    let mut out = String::new();
+    if let Some(code) = diagnostic.code() {
+        let _ = writeln!(out, "{code}\n");
+    }
+    let _ = writeln!(out, "  × {diagnostic}");
+    if let (Some(source), Some(labels)) = (diagnostic.source_code(), diagnostic.labels()) {
+        for label in labels {
+            if let Ok(contents) = source.read_span(label.inner(), 0, 0) {
+                let _ = writeln!(
+                    out,
+                    "  at line {}, column {}: {}",
+                    contents.line() + 1,
+                    contents.column() + 1,
+                    label.label().unwrap_or("here")
+                );
+            }
+        }
+    }
+    if let Some(help) = diagnostic.help() {
+        let _ = writeln!(out, "  help: {help}");
     }
     out
 }
@@ -157,7 +197,13 @@ fn render_claim(out: &mut String, claim: &ClaimOutcome, width: usize, options: H
     if let Some(reason) = &claim.expect_fail {
         let _ = writeln!(out, "      erratum: {reason}");
     }
-    for note in &claim.notes {
+    // A claim that holds needs its headline; the rest is for -v or trouble.
+    let notes = if status == ClaimStatus::Pass && !options.verbose {
+        &claim.notes[..claim.notes.len().min(1)]
+    } else {
+        &claim.notes[..]
+    };
+    for note in notes {
         let _ = writeln!(out, "      {note}");
     }
     let show_evidence = !status.as_expected() || options.verbose;

@@ -58,6 +58,11 @@ impl Summary {
     }
 }
 
+/// The ending of a count's noun: `1 claim`, `2 claims`.
+pub fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
 /// `dx[7..=8]`, `dw[1..=3, 2]`: a block of elements in the spec's notation.
 pub fn block_name(tensor: &str, block: &[(i64, i64)]) -> String {
     if block.is_empty() {

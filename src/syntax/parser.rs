@@ -232,6 +232,15 @@ impl<'i, 's> Children<'i, 's> {
         }
     }
 
+    /// The spans of the next children of kind `rule`, taken in a row.
+    fn spans_of(&mut self, rule: Rule) -> Vec<Span> {
+        let mut spans = Vec::new();
+        while let Some(pair) = self.next_if(rule) {
+            spans.push(span_of(&pair));
+        }
+        spans
+    }
+
     /// The remaining children of kind `rule`.
     fn all(self, rule: Rule) -> impl Iterator<Item = Pair<'i, Rule>> {
         self.inner.filter(move |pair| pair.as_rule() == rule)
@@ -378,16 +387,8 @@ impl<'s> Converter<'s> {
     fn tensor_decl(&self, role: Spanned<TensorRole>, pair: Pair<'_, Rule>) -> Result<TensorDecl> {
         let span = span_of(&pair);
         let mut children = self.children(pair);
-        let head = children.required("name")?;
-        let name = match head.as_rule() {
-            Rule::decl_name => self.decl_name(head)?,
-            Rule::decl_head => self.decl_head(head)?,
-            _ => return Err(self.unexpected(&head)),
-        };
-        let mut shape = Vec::new();
-        while let Some(size) = children.next_if(Rule::expr) {
-            shape.push(self.expr(size, 0)?);
-        }
+        let name = self.declared_name(&mut children)?;
+        let shape = self.shape(&mut children)?;
         let init = children.next().map(|init| self.init(init)).transpose()?;
         Ok(TensorDecl {
             role,
@@ -459,10 +460,7 @@ impl<'s> Converter<'s> {
         let mut children = self.children(pair);
         let (name, indices) = self.target(&mut children)?;
         let body = self.body(children.required_rule(Rule::body)?)?;
-        let ranges = match children.next_if(Rule::for_clause) {
-            Some(clause) => self.for_clause(clause)?,
-            None => Vec::new(),
-        };
+        let ranges = self.for_clause(&mut children)?;
         Ok(Definition {
             name,
             indices,
@@ -477,10 +475,7 @@ impl<'s> Converter<'s> {
         let mut children = self.children(pair);
         let (target, indices) = self.target(&mut children)?;
         let body = self.body(children.required_rule(Rule::body)?)?;
-        let expect_fail = children
-            .next_if(Rule::expect_fail)
-            .map(|clause| self.expect_fail(clause))
-            .transpose()?;
+        let expect_fail = self.expect_fail(&mut children)?;
         let kind = ClaimKind::Grad(GradClaim {
             target,
             indices,
@@ -493,11 +488,15 @@ impl<'s> Converter<'s> {
         })
     }
 
-    /// `expect fail "reason"`: the reason, spanned over the whole clause.
-    fn expect_fail(&self, pair: Pair<'_, Rule>) -> Result<Spanned<String>> {
-        let span = span_of(&pair);
-        let reason = self.string(self.children(pair).required_rule(Rule::string)?)?;
-        Ok(Spanned::new(reason.node, span))
+    /// An optional `expect fail "reason"`: the reason, spanned over the
+    /// whole clause.
+    fn expect_fail(&self, children: &mut Children<'_, '_>) -> Result<Option<Spanned<String>>> {
+        let Some(clause) = children.next_if(Rule::expect_fail) else {
+            return Ok(None);
+        };
+        let span = span_of(&clause);
+        let reason = self.string(self.children(clause).required_rule(Rule::string)?)?;
+        Ok(Some(Spanned::new(reason.node, span)))
     }
 
     /// The left-hand side `name` or `name[i, j]` of a definition or claim.
@@ -507,18 +506,46 @@ impl<'s> Converter<'s> {
             Rule::decl_name => Ok((self.decl_name(head)?, Vec::new())),
             Rule::decl_head | Rule::layer_head => {
                 let name = self.decl_head(head)?;
-                let mut indices = Vec::new();
-                while let Some(index) = children.next_if(Rule::decl_name) {
-                    indices.push(self.decl_name(index)?);
-                }
-                Ok((name, indices))
+                Ok((name, self.index_names(children)?))
             }
             _ => Err(self.unexpected(&head)),
         }
     }
 
-    fn for_clause(&self, pair: Pair<'_, Rule>) -> Result<Vec<RangeBinding>> {
-        let bindings = self.children(pair).all(Rule::range_binding);
+    /// The index names after a head `name[`: `i, j` of `y[i, j]`.
+    fn index_names(&self, children: &mut Children<'_, '_>) -> Result<Vec<Ident>> {
+        let mut indices = Vec::new();
+        while let Some(index) = children.next_if(Rule::decl_name) {
+            indices.push(self.decl_name(index)?);
+        }
+        Ok(indices)
+    }
+
+    /// The name of a declaration: `x` or the head `x[` of `x[N]`.
+    fn declared_name(&self, children: &mut Children<'_, '_>) -> Result<Ident> {
+        let head = children.required("name")?;
+        match head.as_rule() {
+            Rule::decl_name => self.decl_name(head),
+            Rule::decl_head => self.decl_head(head),
+            _ => Err(self.unexpected(&head)),
+        }
+    }
+
+    /// The sizes after a declaration's head: `N, m` of `w[N, m]`.
+    fn shape(&self, children: &mut Children<'_, '_>) -> Result<Vec<Expr>> {
+        let mut shape = Vec::new();
+        while let Some(size) = children.next_if(Rule::expr) {
+            shape.push(self.expr(size, 0)?);
+        }
+        Ok(shape)
+    }
+
+    /// An optional `for i in …, j in …`: its bindings, or none.
+    fn for_clause(&self, children: &mut Children<'_, '_>) -> Result<Vec<RangeBinding>> {
+        let Some(clause) = children.next_if(Rule::for_clause) else {
+            return Ok(Vec::new());
+        };
+        let bindings = self.children(clause).all(Rule::range_binding);
         bindings
             .map(|binding| self.range_binding(binding))
             .collect()
@@ -551,10 +578,7 @@ impl<'s> Converter<'s> {
         let mut children = self.children(pair);
         let (name, indices) = self.target(&mut children)?;
         let distribution = self.distribution(children.required_rule(Rule::distribution)?)?;
-        let ranges = match children.next_if(Rule::for_clause) {
-            Some(clause) => self.for_clause(clause)?,
-            None => Vec::new(),
-        };
+        let ranges = self.for_clause(&mut children)?;
         Ok(RandomDecl {
             name,
             indices,
@@ -568,16 +592,8 @@ impl<'s> Converter<'s> {
     fn stream(&self, pair: Pair<'_, Rule>) -> Result<StreamDecl> {
         let span = span_of(&pair);
         let mut children = self.children(pair);
-        let head = children.required("name")?;
-        let name = match head.as_rule() {
-            Rule::decl_name => self.decl_name(head)?,
-            Rule::decl_head => self.decl_head(head)?,
-            _ => return Err(self.unexpected(&head)),
-        };
-        let mut shape = Vec::new();
-        while let Some(size) = children.next_if(Rule::expr) {
-            shape.push(self.expr(size, 0)?);
-        }
+        let name = self.declared_name(&mut children)?;
+        let shape = self.shape(&mut children)?;
         let source_pair = children.required("source")?;
         let source = match source_pair.as_rule() {
             Rule::stream_draw => {
@@ -651,12 +667,7 @@ impl<'s> Converter<'s> {
     fn state(&self, pair: Pair<'_, Rule>) -> Result<StateDecl> {
         let span = span_of(&pair);
         let mut children = self.children(pair);
-        let head = children.required("name")?;
-        let name = match head.as_rule() {
-            Rule::decl_name => self.decl_name(head)?,
-            Rule::decl_head => self.decl_head(head)?,
-            _ => return Err(self.unexpected(&head)),
-        };
+        let name = self.declared_name(&mut children)?;
         let mut shape = Vec::new();
         while let Some(axis) = children.next_if(Rule::state_axis) {
             let mut parts = self.children(axis);
@@ -684,15 +695,9 @@ impl<'s> Converter<'s> {
             Rule::update_head | Rule::update_name => self.atomic_head(&head),
             _ => return Err(self.unexpected(&head)),
         };
-        let mut indices = Vec::new();
-        while let Some(index) = children.next_if(Rule::decl_name) {
-            indices.push(self.decl_name(index)?);
-        }
+        let indices = self.index_names(&mut children)?;
         let body = self.body(children.required_rule(Rule::body)?)?;
-        let ranges = match children.next_if(Rule::for_clause) {
-            Some(clause) => self.for_clause(clause)?,
-            None => Vec::new(),
-        };
+        let ranges = self.for_clause(&mut children)?;
         Ok(Definition {
             name,
             indices,
@@ -717,10 +722,7 @@ impl<'s> Converter<'s> {
             Rule::condition => ClaimKind::Holds(self.condition(body, 0)?),
             _ => return Err(self.unexpected(&body)),
         };
-        let expect_fail = children
-            .next_if(Rule::expect_fail)
-            .map(|clause| self.expect_fail(clause))
-            .transpose()?;
+        let expect_fail = self.expect_fail(&mut children)?;
         Ok(Claim {
             kind,
             expect_fail,
@@ -1009,10 +1011,7 @@ impl<'s> Converter<'s> {
         depth: usize,
     ) -> Result<(Vec<Span>, Pair<'i, Rule>)> {
         let mut children = self.children(pair);
-        let mut prefixes = Vec::new();
-        while let Some(pair) = children.next_if(prefix) {
-            prefixes.push(span_of(&pair));
-        }
+        let prefixes = children.spans_of(prefix);
         let operand = children.required("operand")?;
         self.check_depth(depth + prefixes.len(), span_of(&operand))?;
         Ok((prefixes, operand))
@@ -1050,10 +1049,7 @@ impl<'s> Converter<'s> {
         let mut exponents = Vec::new();
         while children.next_if(Rule::pow_op).is_some() {
             let mut exponent = self.children(children.required_rule(Rule::exponent)?);
-            let mut negs = Vec::new();
-            while let Some(neg) = exponent.next_if(Rule::neg) {
-                negs.push(span_of(&neg));
-            }
+            let negs = exponent.spans_of(Rule::neg);
             exponents.push((negs, exponent.required("exponent")?));
         }
         Ok((base, exponents))

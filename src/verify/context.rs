@@ -31,9 +31,6 @@ pub struct SizeContext<'a> {
     pub loss_magnitude: f64,
     /// Terms in the largest sum at this size: the rounding bound's n.
     pub terms: f64,
-    pub seed: u64,
-    /// Finite differences on at most this many elements per tensor.
-    pub fd_elements: usize,
     derived: OnceCell<Derived>,
     probes: RefCell<Vec<Option<Rc<TensorProbe>>>>,
     /// Ladders of the Taylor claims, shared by those with the same J.
@@ -63,8 +60,6 @@ impl<'a> SizeContext<'a> {
             loss,
             loss_magnitude,
             terms,
-            seed: options.seed,
-            fd_elements: options.fd_elements,
             derived: OnceCell::new(),
             probes: RefCell::new(vec![None; program.tensors.len()]),
             taylor_memo: RefCell::new(vec![]),

@@ -92,6 +92,9 @@ impl ClaimCheck for GradCheck<'_> {
             Verdict::Undecided(
                 "autodiff and finite differences disagree: the forward computation may be non-smooth at the drawn values".to_string(),
             )
+        } else if let Some(why) = self.fd.skipped.take() {
+            // An unguarded agreement is no verdict: the guard must run.
+            Verdict::Undecided(why)
         } else if self.directional.failed > 0 {
             Verdict::Undecided(
                 "the claim matches autodiff, but not finite differences along a random direction"
@@ -146,7 +149,20 @@ impl GradCheck<'_> {
                 }
             }
         }
-        self.record_problems(cx, &sizes, failures);
+        record_problems(&mut self.outcome, cx, &sizes, failures);
+        // A NaN compares as equal to nothing and as unequal to nothing: no
+        // claim can be judged against it.
+        if let Some(k) = derived.iter().position(|v| !v.is_finite()) {
+            let name = &cx.program.tensors[target.0].name;
+            let block: Vec<(i64, i64)> = grid.point(k).iter().map(|&i| (i, i)).collect();
+            self.undecided(format!(
+                "autodiff gives {} for {} at {}: L is not differentiable there",
+                crate::eval::format_value(derived[k]),
+                crate::report::block_name(name, &block),
+                sizes
+            ));
+            return;
+        }
         let scale = derived
             .iter()
             .map(|v| v.abs())
@@ -175,13 +191,7 @@ impl GradCheck<'_> {
                 mismatched.push(index);
             }
         }
-        if !mismatched.is_empty() {
-            self.outcome.mismatch_groups.push(ElementGroup {
-                sizes: sizes.clone(),
-                count: mismatched.len(),
-                blocks: group_points(&mismatched),
-            });
-        }
+        record_mismatches(&mut self.outcome, &sizes, &mismatched);
         let probe = cx.probe(target);
         self.fd.merge(&probe.guard);
         if claimed.iter().all(Option::is_some) {
@@ -190,33 +200,6 @@ impl GradCheck<'_> {
         } else {
             self.directional.skipped =
                 Some("the claimed formula is undefined at some elements".to_string());
-        }
-    }
-
-    fn record_problems(
-        &mut self,
-        cx: &SizeContext<'_>,
-        sizes: &Sizes,
-        failures: Vec<(Vec<i64>, EvalError)>,
-    ) {
-        // One problem per cause: the same error kind at the same place.
-        let mut groups: Vec<(EvalError, Vec<Vec<i64>>)> = vec![];
-        for (point, error) in failures {
-            match groups.iter_mut().find(|(e, _)| same_cause(e, &error)) {
-                Some((_, points)) => points.push(point),
-                None => groups.push((error, vec![point])),
-            }
-        }
-        for (error, points) in groups {
-            let source = cx.named_source();
-            self.outcome.problems.push(ClaimProblem {
-                elements: ElementGroup {
-                    sizes: sizes.clone(),
-                    count: points.len(),
-                    blocks: group_points(&points),
-                },
-                diagnostic: miette::Report::new(error).with_source_code(source),
-            });
         }
     }
 
@@ -256,14 +239,60 @@ struct Direction {
 
 /// Central differences of L: d1 with step h and d2 with 2h, whose gap
 /// estimates d1's truncation error (error ∝ h², so d2 − d1 ≈ 3·error).
-fn central_differences(mut at: impl FnMut(f64) -> Option<f64>, h: f64) -> Option<(f64, f64)> {
-    let d1 = (at(h)? - at(-h)?) / (2.0 * h);
-    let d2 = (at(2.0 * h)? - at(-2.0 * h)?) / (4.0 * h);
-    Some((d1, d2))
+///
+/// `at(t)` gives L at the displaced point in f64 and f32. The rounding of
+/// L in f64 is not known in advance (it follows the magnitudes of every
+/// intermediate term, not of L), so it is measured: rounding scales with
+/// the unit roundoff, and |L₃₂ − L₆₄|·(ε₆₄/ε₃₂) estimates L's error in f64.
+fn central_differences(
+    mut at: impl FnMut(f64) -> Result<(f64, f64), String>,
+    h: f64,
+) -> Result<Differences, String> {
+    let mut noise: f64 = 0.0;
+    let mut l = |t: f64| {
+        let (l64, l32) = at(t)?;
+        noise = noise.max((l32 - l64).abs() * (f64::EPSILON / f64::from(f32::EPSILON)));
+        Ok::<f64, String>(l64)
+    };
+    let d1 = (l(h)? - l(-h)?) / (2.0 * h);
+    let d2 = (l(2.0 * h)? - l(-2.0 * h)?) / (4.0 * h);
+    Ok(Differences { d1, d2, noise })
 }
 
-fn fd_tolerance(d1: f64, d2: f64, h: f64, cx: &SizeContext<'_>) -> f64 {
-    FD_SAFETY * ((d2 - d1).abs() / 3.0 + f64::EPSILON * cx.loss_magnitude * cx.terms.sqrt() / h)
+/// Central differences of L with steps h and 2h, and the rounding of L.
+struct Differences {
+    d1: f64,
+    d2: f64,
+    /// Estimated absolute rounding error of L in f64 near the point.
+    noise: f64,
+}
+
+/// Truncation error of d1 (Richardson: error ∝ h², so d2 − d1 ≈ 3·error)
+/// plus its rounding (two values of L, each off by up to the larger of the
+/// measured noise and ε·|terms of L|, over 2h), with a safety factor.
+fn fd_tolerance(d: &Differences, h: f64, cx: &SizeContext<'_>) -> f64 {
+    let rounding = d
+        .noise
+        .max(f64::EPSILON * cx.loss_magnitude * cx.terms.sqrt());
+    FD_SAFETY * ((d.d2 - d.d1).abs() / 3.0 + rounding / h)
+}
+
+/// L at the tensor values in f64 and in f32, or why it is undefined there.
+fn loss_in_both(cx: &SizeContext<'_>, values: &[ArrayD<f64>]) -> Result<(f64, f64), String> {
+    let l64 = cx
+        .instance
+        .evaluation(values)
+        .loss()
+        .map_err(|e| e.to_string())?;
+    #[allow(clippy::cast_possible_truncation)]
+    let single: Vec<ArrayD<f32>> = values.iter().map(|a| a.mapv(|x| x as f32)).collect();
+    // Single precision may overflow where double does not: then the noise
+    // is unmeasured and the ε·|terms| estimate stands alone.
+    let l32 = match cx.instance.evaluation(&single).loss() {
+        Ok(v) if v.is_finite() => f64::from(v),
+        _ => l64,
+    };
+    Ok((l64, l32))
 }
 
 pub fn probe_tensor(target: TensorId, cx: &SizeContext<'_>) -> TensorProbe {
@@ -277,7 +306,7 @@ pub fn probe_tensor(target: TensorId, cx: &SizeContext<'_>) -> TensorProbe {
     let derived = derived.as_slice_memory_order().unwrap_or(&[]);
     let w: Vec<f64> = cx.values[target.0].iter().copied().collect();
     let mut values = cx.values.to_vec();
-    for k in spread_sample(derived.len(), cx.fd_elements) {
+    for k in spread_sample(derived.len(), cx.options.fd_elements) {
         let (Some(&w0), Some(&ad)) = (w.get(k), derived.get(k)) else {
             continue;
         };
@@ -285,21 +314,30 @@ pub fn probe_tensor(target: TensorId, cx: &SizeContext<'_>) -> TensorProbe {
         let estimate = central_differences(
             |t| {
                 set_element(&mut values, target, k, w0 + t);
-                cx.instance.evaluation(&values).loss().ok()
+                loss_in_both(cx, &values)
             },
             h,
         );
         set_element(&mut values, target, k, w0);
         match estimate {
-            Some((d1, d2)) => {
-                let tolerance = fd_tolerance(d1, d2, h, cx) + FD_SAFETY * f64::EPSILON * ad.abs();
-                guard.record((d1 - ad).abs(), tolerance);
+            Ok(d) => {
+                let tolerance = fd_tolerance(&d, h, cx) + FD_SAFETY * f64::EPSILON * ad.abs();
+                guard.record((d.d1 - ad).abs(), tolerance);
             }
-            None => guard.skipped = Some("L is undefined at a perturbed value".to_string()),
+            Err(why) => {
+                let name = &cx.program.tensors[target.0].name;
+                let index = cx.instance.tensor_grid(target).point(k);
+                let block: Vec<(i64, i64)> = index.iter().map(|&i| (i, i)).collect();
+                guard.skipped.get_or_insert(format!(
+                    "finite differences cannot check {}: L is undefined within {} of it ({why})",
+                    crate::report::block_name(name, &block).trim_start_matches('d'),
+                    crate::eval::format_value(2.0 * h),
+                ));
+            }
         }
     }
     let mut rng = ChaCha8Rng::seed_from_u64(crate::eval::stream_seed(
-        cx.seed,
+        cx.options.seed,
         "direction",
         cx.instance.sizes.values(),
     ));
@@ -312,17 +350,21 @@ pub fn probe_tensor(target: TensorId, cx: &SizeContext<'_>) -> TensorProbe {
                     *x = w0 + t * uk;
                 }
             }
-            cx.instance.evaluation(&values).loss().ok()
+            loss_in_both(cx, &values)
         },
         h,
     );
-    let Some((d1, d2)) = estimate else {
+    let Ok(differences) = estimate else {
+        guard
+            .skipped
+            .get_or_insert("L is undefined along a random direction".to_string());
         return TensorProbe {
             guard,
             direction: None,
         };
     };
-    let tolerance = fd_tolerance(d1, d2, h, cx);
+    let tolerance = fd_tolerance(&differences, h, cx);
+    let d1 = differences.d1;
     // The exact directional derivative keeps autodiff honest along u too.
     let mut direction: Vec<Option<ArrayD<f64>>> = vec![None; cx.values.len()];
     if let Ok(ua) = ArrayD::from_shape_vec(cx.values[target.0].raw_dim(), u.clone()) {
@@ -345,7 +387,8 @@ impl CheckTally {
         self.compared += other.compared;
         self.failed += other.failed;
         self.worst_ratio = self.worst_ratio.max(other.worst_ratio);
-        if other.skipped.is_some() {
+        // The first reason found (at the smallest size) is the one to tell.
+        if self.skipped.is_none() {
             self.skipped.clone_from(&other.skipped);
         }
     }
@@ -409,6 +452,38 @@ fn non_finite(cx: &SizeContext<'_>, claim: &GradClaim, v: f64, frame: &Frame<'_>
         value: crate::eval::format_value(v),
         at: frame.describe(&cx.instance.sizes),
         span: span.into(),
+    }
+}
+
+/// Records the elements (or points) found wrong at one size, if any.
+pub(super) fn record_mismatches(outcome: &mut ClaimOutcome, sizes: &Sizes, points: &[Vec<i64>]) {
+    if !points.is_empty() {
+        outcome
+            .mismatch_groups
+            .push(ElementGroup::new(sizes, points));
+    }
+}
+
+/// Records the elements (or points) where a claim is undefined at one
+/// size: one problem per cause, the same error kind at the same place.
+pub(super) fn record_problems(
+    outcome: &mut ClaimOutcome,
+    cx: &SizeContext<'_>,
+    sizes: &Sizes,
+    failures: Vec<(Vec<i64>, EvalError)>,
+) {
+    let mut groups: Vec<(EvalError, Vec<Vec<i64>>)> = vec![];
+    for (point, error) in failures {
+        match groups.iter_mut().find(|(e, _)| same_cause(e, &error)) {
+            Some((_, points)) => points.push(point),
+            None => groups.push((error, vec![point])),
+        }
+    }
+    for (error, points) in groups {
+        outcome.problems.push(ClaimProblem {
+            elements: ElementGroup::new(sizes, &points),
+            diagnostic: miette::Report::new(error).with_source_code(cx.named_source()),
+        });
     }
 }
 

@@ -299,25 +299,10 @@ fn blank_outcome(
         ClaimKind::Holds(h) => h.points.free_names().join(", "),
         ClaimKind::Optimum(o) => o.points.free_names().join(", "),
     };
-    let text = source
-        .text()
-        .get(claim.span.start..claim.span.end)
-        .unwrap_or("");
-    // How a report names the claim, as the author wrote it: a gradient claim
-    // up to its `=` (`grad x[j]`), any other up to its `expect fail`.
-    let head = match &claim.kind {
-        ClaimKind::Grad(_) => text.split('=').next(),
-        _ => text.split("expect fail").next(),
-    };
-    let head = head
-        .unwrap_or("")
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
     ClaimOutcome {
         kind: claim.kind.kind_name(),
         target,
-        head,
+        head: claim_head(source, claim),
         span: claim.span,
         line,
         column,
@@ -334,4 +319,21 @@ fn blank_outcome(
         details: serde_json::Map::new(),
         plots: vec![],
     }
+}
+
+/// How a report names a claim, as the author wrote it: a gradient claim up
+/// to its `=` (`grad x[j]`), any other up to its `expect fail`.
+fn claim_head(source: &Source, claim: &crate::analysis::program::Claim) -> String {
+    let text = source
+        .text()
+        .get(claim.span.start..claim.span.end)
+        .unwrap_or("");
+    let head = match &claim.kind {
+        ClaimKind::Grad(_) => text.split('=').next(),
+        _ => text.split("expect fail").next(),
+    };
+    head.unwrap_or("")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }

@@ -32,15 +32,17 @@ use serde_json::{Value, json};
 
 use super::ClaimCheck;
 use super::context::SizeContext;
+use super::grad::{record_mismatches, record_problems, unit_direction};
 use super::outcome::*;
 use super::stochastic::{
     Judge, Judgement, MethodTally, MomentEngine, Operand, claim_grid, compare,
-    cond_contains_moment, critical_z, describe_point, points_over_sweep, record_problems,
+    cond_contains_moment, critical_z, describe_point, failed_points, points_over_sweep,
 };
-use crate::analysis::Sizes;
 use crate::analysis::program::*;
+use crate::analysis::{Sizes, for_each_cond_expr};
 use crate::eval::random::Laws;
 use crate::eval::{EvalError, Evaluation, Frame, format_value, stream_seed};
+use crate::report::plural;
 use crate::source::Span;
 use crate::syntax::ast::{CompareOp, Sense};
 
@@ -370,18 +372,6 @@ impl<'c> Search<'_, 'c> {
     }
 }
 
-/// A random unit vector (normal draws, normalised).
-fn unit_direction(rng: &mut ChaCha8Rng, d: usize) -> Vec<f64> {
-    let mut u: Vec<f64> = (0..d)
-        .map(|_| crate::eval::distribution::standard_normal(rng))
-        .collect();
-    let norm = u.iter().map(|x| x * x).sum::<f64>().sqrt();
-    if norm > 0.0 {
-        u.iter_mut().for_each(|x| *x /= norm);
-    }
-    u
-}
-
 /// Whether the claim's constraints and claimed point use its free indices:
 /// if not, one search serves every point.
 fn depends_on_points(claim: &OptimumClaim) -> bool {
@@ -405,20 +395,6 @@ fn depends_on_points(claim: &OptimumClaim) -> bool {
         for_each_cond_expr(c, &mut look);
     }
     uses
-}
-
-fn for_each_cond_expr(c: &Cond, f: &mut impl FnMut(&Node)) {
-    match &c.node {
-        CondKind::Compare { first, rest } => {
-            f(first);
-            rest.iter().for_each(|(_, e)| f(e));
-        }
-        CondKind::And(a, b) | CondKind::Or(a, b) => {
-            for_each_cond_expr(a, f);
-            for_each_cond_expr(b, f);
-        }
-        CondKind::Not(a) => for_each_cond_expr(a, f),
-    }
 }
 
 /// What a claim reads, directly or through definitions.
@@ -486,42 +462,20 @@ fn mark_read(node: &Node, needed: &mut Needed) {
 
 /// Definitions that must be computed anew when the varied names change.
 fn stale_defs(program: &Program, over: &[Varied]) -> Vec<bool> {
-    let mut stale = vec![false; program.defs.len()];
+    let mut varied = vec![false; program.defs.len()];
     for v in over {
         if let VariedKind::Def(d) = v.what
-            && let Some(s) = stale.get_mut(d.0)
+            && let Some(s) = varied.get_mut(d.0)
         {
             *s = true;
         }
     }
-    for _ in 0..=program.defs.len() {
-        let mut changed = false;
-        for (k, def) in program.defs.iter().enumerate() {
-            if stale[k] {
-                continue;
-            }
-            let mut reads = false;
-            crate::analysis::visit_body(&def.body, &mut |node| match &node.node {
-                NodeKind::Def { id, .. } => reads |= stale.get(id.0).copied().unwrap_or(false),
-                NodeKind::Hyper(h) => {
-                    reads |= over.iter().any(|v| v.what == VariedKind::Hyper(*h));
-                }
-                NodeKind::Tensor { id, .. } => {
-                    reads |= over.iter().any(|v| v.what == VariedKind::Tensor(*id));
-                }
-                _ => {}
-            });
-            if reads {
-                stale[k] = true;
-                changed = true;
-            }
-        }
-        if !changed {
-            break;
-        }
-    }
     // A varied let is given, not computed: the evaluation must not recompute it.
-    stale
+    program.defs_reading(varied, |node| match &node.node {
+        NodeKind::Hyper(h) => over.iter().any(|v| v.what == VariedKind::Hyper(*h)),
+        NodeKind::Tensor { id, .. } => over.iter().any(|v| v.what == VariedKind::Tensor(*id)),
+        _ => false,
+    })
 }
 
 impl OptimumCheck<'_> {
@@ -530,13 +484,7 @@ impl OptimumCheck<'_> {
     }
 
     fn show_point(&self, x: &[f64]) -> String {
-        let names = self.names();
-        let values: Vec<String> = x.iter().map(|&v| format_value(v)).collect();
-        if names.len() == 1 {
-            format!("{} = {}", names.join(""), values.join(""))
-        } else {
-            format!("({}) = ({})", names.join(", "), values.join(", "))
-        }
+        show(&self.names(), x)
     }
 
     /// Searches for a better alternative at `points` together.
@@ -681,7 +629,7 @@ impl ClaimCheck for OptimumCheck<'_> {
             z,
             log_term: super::stochastic::log_term(tests),
             stream: stream_seed(
-                cx.seed,
+                cx.options.seed,
                 &format!("optimum@{}", self.claim_start),
                 sizes.values(),
             ),
@@ -703,13 +651,7 @@ impl ClaimCheck for OptimumCheck<'_> {
             self.search(&search, &points, &mut refuted, &mut undefined);
         }
         self.outcome.sizes.push(sizes.clone());
-        if !refuted.is_empty() {
-            self.outcome.mismatch_groups.push(ElementGroup {
-                sizes: sizes.clone(),
-                count: refuted.len(),
-                blocks: super::group_points(&refuted),
-            });
-        }
+        record_mismatches(&mut self.outcome, &sizes, &refuted);
         record_problems(&mut self.outcome, cx, &sizes, undefined);
     }
 
@@ -719,8 +661,7 @@ impl ClaimCheck for OptimumCheck<'_> {
 
     fn finish(mut self: Box<Self>) -> ClaimOutcome {
         let (tests, z) = self.budget.unwrap_or((1, critical_z(1)));
-        let refuted_points: usize = self.outcome.mismatch_groups.iter().map(|g| g.count).sum();
-        let undefined_points: usize = self.outcome.problems.iter().map(|p| p.elements.count).sum();
+        let (refuted_points, undefined_points) = failed_points(&self.outcome);
         let refuted = refuted_points + undefined_points > 0;
         let sense = match self.claim.sense {
             Sense::Minimize => "minimum",
@@ -730,13 +671,13 @@ impl ClaimCheck for OptimumCheck<'_> {
             format!(
                 "not the {sense} at {refuted_points} of {} point{}",
                 self.points_checked,
-                if self.points_checked == 1 { "" } else { "s" }
+                plural(self.points_checked)
             )
         } else {
             format!(
                 "the {sense} at {} point{}: no better feasible alternative among {}",
                 self.points_checked,
-                if self.points_checked == 1 { "" } else { "s" },
+                plural(self.points_checked),
                 self.alternatives
             )
         };

@@ -201,6 +201,17 @@ pub struct ElementGroup {
     pub count: usize,
 }
 
+impl ElementGroup {
+    /// `points` at `sizes`, in blocks.
+    pub fn new(sizes: &Sizes, points: &[Vec<i64>]) -> Self {
+        Self {
+            sizes: sizes.clone(),
+            count: points.len(),
+            blocks: super::group_points(points),
+        }
+    }
+}
+
 /// The claimed formula failed to evaluate at some elements, for one cause.
 #[derive(Debug)]
 pub struct ClaimProblem {

@@ -53,12 +53,14 @@ use serde_json::{Value, json};
 
 use super::ClaimCheck;
 use super::context::SizeContext;
+use super::grad::{record_mismatches, record_problems};
 use super::outcome::*;
 use crate::analysis::program::*;
 use crate::analysis::{Sizes, size_sweep};
 use crate::eval::random::{Law, Laws};
 use crate::eval::tape::{LANES, Tape, TapeBuilder};
 use crate::eval::{Deadline, EvalError, Evaluation, Frame, format_value, stream_seed};
+use crate::report::plural;
 use crate::source::Span;
 use crate::syntax::ast::{CompareOp, Moment};
 
@@ -580,29 +582,18 @@ pub struct Operand {
 }
 
 impl Operand {
-    fn se(&self) -> f64 {
+    /// The standard error and the rare-event allowance of a sampled
+    /// moment; 0 and 0 for any other side.
+    fn sampling_error(&self) -> (f64, f64) {
         match self.moment {
             Some((
                 _,
                 MomentValue {
-                    method: Method::Sampled { se, .. },
+                    method: Method::Sampled { se, rare, .. },
                     ..
                 },
-            )) => se,
-            _ => 0.0,
-        }
-    }
-
-    fn rare(&self) -> f64 {
-        match self.moment {
-            Some((
-                _,
-                MomentValue {
-                    method: Method::Sampled { rare, .. },
-                    ..
-                },
-            )) => rare,
-            _ => 0.0,
+            )) => (se, rare),
+            _ => (0.0, 0.0),
         }
     }
 }
@@ -635,7 +626,8 @@ pub fn compare(lhs: &Operand, op: CompareOp, rhs: &Operand, z: f64) -> Result<De
     let rounding = lhs.allowance + rhs.allowance;
     let sampled = lhs.sampled || rhs.sampled;
     let margin = if sampled {
-        rounding + z * lhs.se().hypot(rhs.se()) + lhs.rare() + rhs.rare()
+        let ((lhs_se, lhs_rare), (rhs_se, rhs_rare)) = (lhs.sampling_error(), rhs.sampling_error());
+        rounding + z * lhs_se.hypot(rhs_se) + lhs_rare + rhs_rare
     } else {
         rounding
     };
@@ -863,15 +855,11 @@ pub fn contains_moment(node: &Node) -> bool {
 }
 
 pub fn cond_contains_moment(c: &Cond) -> bool {
-    match &c.node {
-        CondKind::Compare { first, rest } => {
-            contains_moment(first) || rest.iter().any(|(_, e)| contains_moment(e))
-        }
-        CondKind::And(a, b) | CondKind::Or(a, b) => {
-            cond_contains_moment(a) || cond_contains_moment(b)
-        }
-        CondKind::Not(a) => cond_contains_moment(a),
-    }
+    let mut found = false;
+    crate::analysis::visit_cond(c, &mut |n| {
+        found |= matches!(n.node, NodeKind::Moment { .. })
+    });
+    found
 }
 
 /// The comparisons of a condition that involve a moment: its tests per point.
@@ -918,20 +906,16 @@ fn size_and_magnitude(
     (count.max(1), magnitude)
 }
 
+/// The points refuted and the points undefined, over the sizes so far.
+pub fn failed_points(outcome: &ClaimOutcome) -> (usize, usize) {
+    let refuted = outcome.mismatch_groups.iter().map(|g| g.count).sum();
+    let undefined = outcome.problems.iter().map(|p| p.elements.count).sum();
+    (refuted, undefined)
+}
+
 /// The points of a claim's free indices at one size.
 pub fn claim_grid(points: &ClaimPoints, sizes: &Sizes) -> crate::eval::Grid {
-    crate::eval::Grid::new(
-        points
-            .axes
-            .iter()
-            .map(|a| {
-                (
-                    a.lo.eval(sizes.values(), &[]).unwrap_or(1),
-                    a.hi.eval(sizes.values(), &[]).unwrap_or(0),
-                )
-            })
-            .collect(),
-    )
+    crate::eval::Grid::of_axes(&points.axes, sizes)
 }
 
 /// Points of a claim over the whole sweep: the m of Bonferroni.
@@ -1037,10 +1021,6 @@ pub fn detectable_effect(z: f64, samples: u64) -> f64 {
     (z + z_beta) / (samples.max(1) as f64).sqrt()
 }
 
-fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
-}
-
 /// A `claim COND`'s findings, gathered over the sizes of the sweep.
 pub struct HoldsCheck<'p> {
     claim: &'p HoldsClaim,
@@ -1101,7 +1081,7 @@ impl ClaimCheck for HoldsCheck<'_> {
             },
             z,
             stream: stream_seed(
-                cx.seed,
+                cx.options.seed,
                 &format!("claim@{}", self.claim_start),
                 sizes.values(),
             ),
@@ -1137,7 +1117,7 @@ impl ClaimCheck for HoldsCheck<'_> {
                 }
                 let about_a_moment = d.lhs.moment.is_some() || d.rhs.moment.is_some();
                 if about_a_moment && self.estimates.len() < ESTIMATES_KEPT {
-                    self.estimates.push(estimate_json(d, &sizes, &point, cx));
+                    self.estimates.push(estimate_json(d, &sizes, &point));
                 }
             }
             match judgement {
@@ -1148,7 +1128,7 @@ impl ClaimCheck for HoldsCheck<'_> {
                     {
                         let at = describe_point(&names, &point, &sizes);
                         self.failures
-                            .push(format!("at {at}: {}", describe_decided(d, cx)));
+                            .push(format!("at {at}: {}", describe_decided(d)));
                     }
                     refuted.push(point);
                 }
@@ -1159,13 +1139,7 @@ impl ClaimCheck for HoldsCheck<'_> {
             }
         }
         self.outcome.sizes.push(sizes.clone());
-        if !refuted.is_empty() {
-            self.outcome.mismatch_groups.push(ElementGroup {
-                sizes: sizes.clone(),
-                count: refuted.len(),
-                blocks: super::group_points(&refuted),
-            });
-        }
+        record_mismatches(&mut self.outcome, &sizes, &refuted);
         record_problems(&mut self.outcome, cx, &sizes, undefined);
     }
 
@@ -1175,8 +1149,7 @@ impl ClaimCheck for HoldsCheck<'_> {
 
     fn finish(mut self: Box<Self>) -> ClaimOutcome {
         let (tests, z) = self.budget.unwrap_or((1, critical_z(1)));
-        let refuted_points: usize = self.outcome.mismatch_groups.iter().map(|g| g.count).sum();
-        let undefined_points: usize = self.outcome.problems.iter().map(|p| p.elements.count).sum();
+        let (refuted_points, undefined_points) = failed_points(&self.outcome);
         let refuted = refuted_points + undefined_points > 0;
         let method = self.tally.describe(z, tests);
         let summary = if refuted {
@@ -1243,36 +1216,6 @@ impl ClaimCheck for HoldsCheck<'_> {
     }
 }
 
-/// Undefined points grouped by cause, as a gradient claim's are.
-pub fn record_problems(
-    outcome: &mut ClaimOutcome,
-    cx: &SizeContext<'_>,
-    sizes: &Sizes,
-    failures: Vec<(Vec<i64>, EvalError)>,
-) {
-    let mut groups: Vec<(EvalError, Vec<Vec<i64>>)> = vec![];
-    for (point, error) in failures {
-        let same = |e: &EvalError| {
-            std::mem::discriminant(e) == std::mem::discriminant(&error)
-                && e.primary_span() == error.primary_span()
-        };
-        match groups.iter_mut().find(|(e, _)| same(e)) {
-            Some((_, points)) => points.push(point),
-            None => groups.push((error, vec![point])),
-        }
-    }
-    for (error, points) in groups {
-        outcome.problems.push(ClaimProblem {
-            elements: ElementGroup {
-                sizes: sizes.clone(),
-                count: points.len(),
-                blocks: super::group_points(&points),
-            },
-            diagnostic: miette::Report::new(error).with_source_code(cx.named_source()),
-        });
-    }
-}
-
 fn method_json(method: Method) -> (&'static str, Value) {
     match method {
         Method::Deterministic => ("deterministic", json!({})),
@@ -1285,7 +1228,7 @@ fn method_json(method: Method) -> (&'static str, Value) {
 }
 
 /// One comparison at one point: the estimate, its interval and the claimed value.
-fn estimate_json(d: &Decided, sizes: &Sizes, point: &[i64], cx: &SizeContext<'_>) -> Value {
+fn estimate_json(d: &Decided, sizes: &Sizes, point: &[i64]) -> Value {
     let (estimate, claimed, flipped) = match (&d.lhs.moment, &d.rhs.moment) {
         (Some(_), _) | (None, None) => (&d.lhs, &d.rhs, false),
         (None, Some(_)) => (&d.rhs, &d.lhs, true),
@@ -1308,7 +1251,6 @@ fn estimate_json(d: &Decided, sizes: &Sizes, point: &[i64], cx: &SizeContext<'_>
             map.extend(extra);
         }
     }
-    let _ = cx;
     entry
 }
 
@@ -1320,7 +1262,7 @@ fn moment_name(moment: Moment) -> &'static str {
 }
 
 /// `E = 0.1234 (exact), claimed 0.4567` or with the interval for a sample.
-fn describe_decided(d: &Decided, cx: &SizeContext<'_>) -> String {
+fn describe_decided(d: &Decided) -> String {
     let side = |o: &Operand| match o.moment {
         Some((moment, m)) => {
             let how = match m.method {
@@ -1338,7 +1280,6 @@ fn describe_decided(d: &Decided, cx: &SizeContext<'_>) -> String {
         }
         None => format_value(o.value),
     };
-    let _ = cx;
     let interval = if d.lhs.sampled || d.rhs.sampled {
         format!(" ± {}", format_value(d.margin))
     } else {

@@ -66,6 +66,7 @@ use super::outcome::*;
 use crate::analysis::Sizes;
 use crate::analysis::program::{Body, ClaimKind, Program, TaylorClaim, TensorId};
 use crate::eval::{EvalError, Frame, Scalar, format_value};
+use crate::report::plural;
 use crate::syntax::ast::{Precision, RateOp, TaylorScheme};
 
 /// Random directions per size: several, so that a wrong gradient cannot
@@ -223,7 +224,7 @@ impl TaylorCheck<'_> {
         }
         let first = self.runs.len();
         let mut rng = ChaCha8Rng::seed_from_u64(crate::eval::stream_seed(
-            cx.seed,
+            cx.options.seed,
             "taylor directions",
             cx.instance.sizes.values(),
         ));
@@ -283,13 +284,7 @@ impl TaylorCheck<'_> {
             let values: Vec<f64> = match claim {
                 Some((c, g)) => {
                     // `grad x[j]`, as written up to its `=`.
-                    let text = cx.source.text().get(c.span.start..c.span.end);
-                    let head = text
-                        .and_then(|t| t.split('=').next())
-                        .unwrap_or("grad")
-                        .split_whitespace()
-                        .collect::<Vec<_>>()
-                        .join(" ");
+                    let head = super::claim_head(cx.source, c);
                     let (line, _) = cx.source.line_column(c.span.start);
                     let values = closed_form(cx, id, &g.body, g.slots, &g.var_names)
                         .map_err(|e| format!("J is undefined: `{head}` (line {line}): {e}"))?;
@@ -515,7 +510,7 @@ impl TaylorCheck<'_> {
                 [TaylorScheme::OneSided, TaylorScheme::Central].map(|s| {
                     let points = &scheme_of(r, s).points;
                     json!({
-                        "sizes": sizes_json(&r.sizes),
+                        "sizes": crate::report::json::sizes(&r.sizes),
                         "direction": r.direction,
                         "precision": precision_name(r.precision),
                         "scheme": scheme_key(s),
@@ -566,7 +561,7 @@ impl TaylorCheck<'_> {
             .filter_map(|&k| ladder.get(k).copied())
             .collect();
         json!({
-            "sizes": sizes_json(&run.sizes),
+            "sizes": crate::report::json::sizes(&run.sizes),
             "direction": run.direction,
             "precision": precision_name(run.precision),
             "rate": scheme.fit.rate,
@@ -979,7 +974,7 @@ fn second_order_json(run: &Run) -> Value {
         })
         .collect();
     json!({
-        "sizes": sizes_json(&run.sizes),
+        "sizes": crate::report::json::sizes(&run.sizes),
         "direction": run.direction,
         "predicted": run.second_order.predicted,
         "measured": measured,
@@ -1048,19 +1043,6 @@ fn at_sizes(sizes: &Sizes) -> String {
     } else {
         String::new()
     }
-}
-
-fn sizes_json(sizes: &Sizes) -> Value {
-    Value::Object(
-        sizes
-            .named()
-            .map(|(n, v)| (n.to_string(), json!(v)))
-            .collect(),
-    )
-}
-
-fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
 }
 
 #[cfg(test)]

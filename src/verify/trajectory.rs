@@ -228,14 +228,17 @@ fn compare(cx: &SizeContext<'_>, claim: &EquivalenceClaim) -> Result<SizeRun, Bo
         states.push(initial_values(instance, cx.values, id)?);
     }
     let compared = compared_params(program, &ids);
-    let mut deviations = Vec::with_capacity(claim.steps as usize);
+    // Reserved up to a bound: `--max-steps` may allow more than memory holds,
+    // and the clock stops such a run long before.
+    let reserve = usize::try_from(claim.steps).unwrap_or(0).min(1 << 16);
+    let mut deviations = Vec::with_capacity(reserve);
     let mut scale: f64 = compared
         .iter()
         .flat_map(|t| cx.values[t.0].iter())
         .fold(0.0, |m, x| m.max(x.abs()));
     for step in 1..=claim.steps {
         instance.check_clock()?;
-        let draws = draw_streams(program, instance, cx.seed, step);
+        let draws = draw_streams(program, instance, cx.options.seed, step);
         for (values, id) in states.iter_mut().zip(ids) {
             feed_streams(program, instance, values, &draws)?;
             run_step(instance, values, id)?;

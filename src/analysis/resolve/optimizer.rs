@@ -10,19 +10,13 @@ use super::*;
 impl Resolver {
     /// Enters a stream's name; its shape and source are resolved later.
     pub(super) fn declare_stream(&mut self, stream: &ast::StreamDecl) {
-        let id = TensorId(self.program().tensors.len());
-        if !self.declare(&stream.name, Symbol::Tensor(id)) {
-            return;
-        }
-        if let Some(p) = self.program_mut() {
-            p.tensors.push(Tensor {
-                name: stream.name.node.clone(),
-                origin: Origin::Stream,
-                axes: vec![],
-                values: Values::Fill(0.0),
-                span: stream.span,
-            });
-        }
+        self.declare_tensor(
+            &stream.name,
+            Origin::Stream,
+            vec![],
+            Values::Fill(0.0),
+            stream.span,
+        );
     }
 
     /// Enters a rule's name, so that claims and duplicates can find it.
@@ -56,24 +50,10 @@ impl Resolver {
     }
 
     fn resolve_stream(&mut self, stream: &ast::StreamDecl) {
-        let Some(Declared {
-            symbol: Symbol::Tensor(id),
-            ..
-        }) = self.globals.get(&stream.name.node).copied()
-        else {
+        let Some(Symbol::Tensor(id)) = self.symbol(&stream.name.node) else {
             return;
         };
-        let axes: Vec<AxisRange> = stream
-            .shape
-            .iter()
-            .filter_map(|e| {
-                Some(AxisRange {
-                    lo: Affine::constant(1),
-                    hi: self.dims_affine(e, "a stream's size")?,
-                    span: e.span,
-                })
-            })
-            .collect();
+        let axes = self.shape_axes(&stream.shape, "a stream's size");
         let source = match &stream.source {
             ast::StreamSource::Draw(d) => {
                 let mut scope = Scope {
@@ -172,11 +152,7 @@ impl Resolver {
     }
 
     fn resolve_optimizer(&mut self, decl: &ast::OptimizerDecl) {
-        let Some(Declared {
-            symbol: Symbol::Optimizer(id),
-            ..
-        }) = self.globals.get(&decl.name.node).copied()
-        else {
+        let Some(Symbol::Optimizer(id)) = self.symbol(&decl.name.node) else {
             return;
         };
         let mut locals: Vec<String> = vec![];
@@ -217,33 +193,17 @@ impl Resolver {
     /// `state v[k in n] = 0.5 * theta[k]`: a tensor of the rule, with its
     /// initial value over its own index names.
     fn resolve_state(&mut self, state: &ast::StateDecl, id: OptimizerId) -> Option<StateVar> {
-        let axes: Vec<AxisRange> = state
-            .shape
-            .iter()
-            .filter_map(|(_, e)| {
-                Some(AxisRange {
-                    lo: Affine::constant(1),
-                    hi: self.dims_affine(e, "a state's size")?,
-                    span: e.span,
-                })
-            })
-            .collect();
+        let axes = self.shape_axes(state.shape.iter().map(|(_, e)| e), "a state's size");
         if axes.len() != state.shape.len() {
             return None;
         }
-        let tensor = TensorId(self.program().tensors.len());
-        if !self.declare(&state.name, Symbol::Tensor(tensor)) {
-            return None;
-        }
-        if let Some(p) = self.program_mut() {
-            p.tensors.push(Tensor {
-                name: state.name.node.clone(),
-                origin: Origin::State(id),
-                axes,
-                values: Values::Fill(0.0),
-                span: state.span,
-            });
-        }
+        let tensor = self.declare_tensor(
+            &state.name,
+            Origin::State(id),
+            axes,
+            Values::Fill(0.0),
+            state.span,
+        )?;
         let mut scope = Scope::default();
         for (k, (index, _)) in state.shape.iter().enumerate() {
             match index {
@@ -357,7 +317,7 @@ impl Resolver {
             .iter()
             .map(|o| o.name.clone())
             .collect();
-        match self.globals.get(&name.node).map(|d| d.symbol) {
+        match self.symbol(&name.node) {
             Some(Symbol::Optimizer(id)) => Some(id),
             _ => {
                 let help = match suggest(&name.node, rules.iter().map(String::as_str)) {

@@ -28,20 +28,14 @@ impl Resolver {
     /// Enters a random tensor's name; its range and distribution are
     /// resolved in order, like a `let`.
     pub(super) fn declare_random(&mut self, random: &ast::RandomDecl) {
-        let id = TensorId(self.program().tensors.len());
-        if !self.declare(&random.name, Symbol::Tensor(id)) {
-            return;
-        }
-        if let Some(p) = self.program_mut() {
-            p.tensors.push(Tensor {
-                name: random.name.node.clone(),
-                origin: Origin::Random,
-                axes: vec![],
-                // Checks other than the stochastic ones never see a draw.
-                values: Values::Fill(f64::NAN),
-                span: random.span,
-            });
-        }
+        self.declare_tensor(
+            &random.name,
+            Origin::Random,
+            vec![],
+            // Checks other than the stochastic ones never see a draw.
+            Values::Fill(f64::NAN),
+            random.span,
+        );
     }
 
     /// Whether `random T ~ …` has been resolved: accesses above it are errors.
@@ -50,11 +44,7 @@ impl Resolver {
     }
 
     pub(super) fn resolve_random(&mut self, random: &ast::RandomDecl) {
-        let Some(Declared {
-            symbol: Symbol::Tensor(id),
-            ..
-        }) = self.globals.get(&random.name.node).copied()
-        else {
+        let Some(Symbol::Tensor(id)) = self.symbol(&random.name.node) else {
             return;
         };
         let mut scope = Scope::default();
@@ -62,33 +52,7 @@ impl Resolver {
         let errors_before = self.errors.len();
         let distribution = self.distribution(&random.distribution, &mut scope);
         let failed = distribution.is_none() || self.errors.len() > errors_before;
-        let mut axes = vec![];
-        for (position, (var, ident)) in lhs.iter().zip(&random.indices).enumerate() {
-            let explicit = random.ranges.iter().find(|r| r.index.node == ident.node);
-            let axis = match explicit {
-                Some(binding) => {
-                    let lo = self.dims_affine(&binding.range.lo, "a range end");
-                    let hi = self.dims_affine(&binding.range.hi, "a range end");
-                    lo.zip(hi).map(|(lo, hi)| AxisRange {
-                        lo,
-                        hi,
-                        span: binding.range.span,
-                    })
-                }
-                None if failed => None,
-                None => self.infer_axis(&ident.node, *var, ident.span, &scope, position),
-            };
-            axes.extend(axis);
-        }
-        for binding in &random.ranges {
-            if !random.indices.iter().any(|i| i.node == binding.index.node) {
-                self.error(AnalysisError::StrayRange {
-                    name: binding.index.node.clone(),
-                    bound: bound_list(&random.indices),
-                    span: binding.index.span.into(),
-                });
-            }
-        }
+        let axes = self.lhs_axes(&random.indices, &random.ranges, &lhs, &scope, failed);
         let (Some(distribution), false) = (distribution, axes.len() != random.indices.len()) else {
             return;
         };
@@ -375,7 +339,7 @@ impl Resolver {
     fn claim_points(&mut self, free: &[ast::Ident], scope: &Scope) -> Option<ClaimPoints> {
         let mut axes = vec![];
         for (k, ident) in free.iter().enumerate() {
-            axes.push(self.infer_axis(&ident.node, VarId(k), ident.span, scope, k));
+            axes.push(self.infer_axis(&ident.node, VarId(k), ident.span, scope));
         }
         Some(ClaimPoints {
             axes: axes.into_iter().collect::<Option<Vec<_>>>()?,
@@ -441,14 +405,14 @@ impl Resolver {
         for claim in &program.claims {
             match &claim.kind {
                 ClaimKind::Grad(g) => for_each_node(&g.body, &mut |n| check(n, "a gradient claim")),
-                ClaimKind::Holds(h) => for_each_cond_node(&h.condition, &mut |n| {
+                ClaimKind::Holds(h) => for_each_cond_expr(&h.condition, &mut |n| {
                     check(n, "a claim, outside `E[…]` and `Var[…]`,")
                 }),
                 ClaimKind::Optimum(o) => {
                     let place = "an optimum claim, outside `E[…]` and `Var[…]`,";
                     check(&o.objective, place);
                     for c in &o.subject_to {
-                        for_each_cond_node(c, &mut |n| check(n, place));
+                        for_each_cond_expr(c, &mut |n| check(n, place));
                     }
                     for a in &o.at {
                         check(a, place);
@@ -489,25 +453,10 @@ fn for_each_node(body: &Body, f: &mut impl FnMut(&Node)) {
             for case in cases {
                 f(&case.value);
                 if let Some(c) = &case.condition {
-                    for_each_cond_node(c, f);
+                    for_each_cond_expr(c, f);
                 }
             }
         }
-    }
-}
-
-/// Calls `f` on the top-level expressions of a condition.
-fn for_each_cond_node(c: &Cond, f: &mut impl FnMut(&Node)) {
-    match &c.node {
-        CondKind::Compare { first, rest } => {
-            f(first);
-            rest.iter().for_each(|(_, e)| f(e));
-        }
-        CondKind::And(a, b) | CondKind::Or(a, b) => {
-            for_each_cond_node(a, f);
-            for_each_cond_node(b, f);
-        }
-        CondKind::Not(a) => for_each_cond_node(a, f),
     }
 }
 
@@ -548,7 +497,7 @@ fn first_random_read(
         }
         NodeKind::Call { args, .. } => args.iter().for_each(&mut look),
         NodeKind::Reduce { body, .. } => look(body),
-        NodeKind::Iverson(c) => for_each_cond_node(c, &mut look),
+        NodeKind::Iverson(c) => for_each_cond_expr(c, &mut look),
         // What a moment reads is what it is about.
         NodeKind::Moment { .. } => {}
         NodeKind::Const(_)
