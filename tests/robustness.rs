@@ -577,7 +577,6 @@ fn a_huge_size_through_the_binary_exits_2_without_running_out_of_memory() {
 }
 
 #[test]
-#[ignore = "bug: `dim N = 9223372036854775807` panics (add with overflow) in analysis::sizes::smallest_sizes"]
 fn the_largest_i64_size_is_a_diagnostic() {
     expect_error(
         "dim N = 9223372036854775807\ninput x[N]\ny[i] = x[i]\n",
@@ -1553,7 +1552,6 @@ fn the_generator_reaches_verification() {
 /// Found by the verdict-stability run (`tests/stability.rs`): the corrected
 /// eq. (15) of `specs/a2_weight_normalization.dl`, alone, at seed 75.
 #[test]
-#[ignore = "bug: at seed 75 the finite-difference guard rejects a correct gradient (1.73× its tolerance), so the claim is an error"]
 fn weight_normalization_holds_at_seed_75() {
     let spec = "\
 dim n = 1, m = 1
@@ -1585,7 +1583,6 @@ grad w[i,j] = g[i] * (x[j] / norm[i] - (s[i] + b[i]) * w[i,j] / norm[i]^3)
 /// duals carry sqrt'(0) = inf into every derivative direction, and
 /// inf × 0 = NaN in the directions that do not touch `t`.
 #[test]
-#[ignore = "bug: dL/da is finite, but autodiff gives NaN for da because sqrt(t) at t = 0 multiplies inf by a's zero tangent"]
 fn an_infinite_partial_in_one_input_leaves_the_others_differentiable() {
     let text = "\
 dim N = 4

@@ -3,7 +3,7 @@
 //! elements costs P / CHUNK forward passes, each element derived exactly.
 
 use ndarray::ArrayD;
-use num_dual::{Dual64, DualSVec64};
+use num_dual::DualSVec64;
 
 use super::{EvalError, Instance};
 
@@ -44,7 +44,13 @@ pub fn gradient(
         }
         let loss = instance.evaluation(&lifted).loss()?;
         for (slot, &(k, p)) in chunk.iter().enumerate() {
-            let d = loss.eps.0.as_ref().map_or(0.0, |m| m[(slot, 0)]);
+            let mut d = loss.eps.0.as_ref().map_or(0.0, |m| m[(slot, 0)]);
+            if !d.is_finite() {
+                // An infinite partial of another element of the chunk (sqrt'
+                // at 0) times this element's zero tangent gives NaN here;
+                // alone, with the others constant, it is what it really is.
+                d = derivative_alone(instance, values, k, p)?;
+            }
             if let Some(g) = gradient
                 .get_mut(k)
                 .and_then(Option::as_mut)
@@ -63,6 +69,29 @@ pub fn gradient(
     Ok(gradient)
 }
 
+/// dL/d(element `p` of tensor `k`) from a pass that seeds that element
+/// alone. `DualSVec64` keeps no derivative part for constants, so nothing
+/// else can contribute `inf · 0`.
+fn derivative_alone(
+    instance: &Instance<'_>,
+    values: &[ArrayD<f64>],
+    k: usize,
+    p: usize,
+) -> Result<f64, Box<EvalError>> {
+    let mut lifted: Vec<ArrayD<DualSVec64<1>>> = values
+        .iter()
+        .map(|v| v.mapv(DualSVec64::<1>::from))
+        .collect();
+    if let Some(x) = lifted
+        .get_mut(k)
+        .and_then(|t| t.as_slice_memory_order_mut()?.get_mut(p))
+    {
+        *x = DualSVec64::from_re(x.re).derivative(0);
+    }
+    let loss = instance.evaluation(&lifted).loss()?;
+    Ok(loss.eps.0.as_ref().map_or(0.0, |m| m[(0, 0)]))
+}
+
 /// The exact derivative of L along `direction` (one array per tensor; the
 /// incoming gradient's entry is ignored), in a single dual-number pass.
 pub fn directional_derivative(
@@ -70,7 +99,9 @@ pub fn directional_derivative(
     values: &[ArrayD<f64>],
     direction: &[Option<ArrayD<f64>>],
 ) -> Result<f64, Box<EvalError>> {
-    let lifted: Vec<ArrayD<Dual64>> = values
+    // `DualSVec64` keeps no derivative part for constants, so an infinite
+    // partial elsewhere (sqrt' at 0) cannot turn into `inf · 0` here.
+    let lifted: Vec<ArrayD<DualSVec64<1>>> = values
         .iter()
         .enumerate()
         .map(|(k, v)| match direction.get(k).and_then(Option::as_ref) {
@@ -83,10 +114,11 @@ pub fn directional_derivative(
             {
                 ndarray::Zip::from(v)
                     .and(d)
-                    .map_collect(|&x, &dx| Dual64::new(x, dx))
+                    .map_collect(|&x, &dx| DualSVec64::from_re(0.0).derivative(0) * dx + x)
             }
-            _ => v.mapv(Dual64::from),
+            _ => v.mapv(DualSVec64::<1>::from),
         })
         .collect();
-    Ok(instance.evaluation(&lifted).loss()?.eps)
+    let loss = instance.evaluation(&lifted).loss()?;
+    Ok(loss.eps.0.as_ref().map_or(0.0, |m| m[(0, 0)]))
 }
