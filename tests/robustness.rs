@@ -1600,3 +1600,26 @@ grad a = sum(i) g[i] * x[i]
         render(&outcome)
     );
 }
+
+/// A kink at the drawn value (relu at 0) defeats finite differences: the
+/// claim is not checked, and the report names where the guard disagreed.
+#[test]
+fn a_kink_at_the_drawn_value_is_not_checked_and_says_where() {
+    let text = "\
+dim N = 4
+input x[N] = 0
+param a
+y[i] = relu(x[i]) + a * x[i]
+grad x[j] = g[j] * (a + [x[j] > 0])
+";
+    let outcome = check(text);
+    let c = &outcome.claims[0];
+    assert_eq!(c.status(), ClaimStatus::Error, "{}", render(&outcome));
+    let guard = &c.cross_checks[0];
+    assert!(!guard.passed);
+    assert!(
+        guard.detail.contains("first at dx[1] at N = 1 (autodiff"),
+        "{}",
+        guard.detail
+    );
+}

@@ -456,12 +456,12 @@ pub fn size_sweep(
     Ok(sweep.into_iter().map(make).collect())
 }
 
-/// Grows the dims from 1 until every constraint holds, never past the
-/// defaults (where the spec must hold anyway: what fails there is reported).
 /// Steps the search for the smallest sizes may take before it settles for
 /// the defaults: each step closes a whole gap, so few are ever needed.
 const MAX_GROWTH_STEPS: i64 = 10_000;
 
+/// Grows the dims from 1 until every constraint holds, never past the
+/// defaults (where the spec must hold anyway: what fails there is reported).
 fn smallest_sizes(constraints: &Constraints, defaults: &[i64]) -> Vec<i64> {
     let mut sizes: Vec<i64> = vec![1; defaults.len()];
     let limit: i64 = defaults.iter().fold(1, |sum, &d| sum.saturating_add(d));

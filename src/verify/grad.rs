@@ -46,6 +46,8 @@ struct CheckTally {
     failed: usize,
     worst_ratio: f64,
     skipped: Option<String>,
+    /// Where the first disagreement was, with both values.
+    first_failure: Option<String>,
 }
 
 impl<'p> GradCheck<'p> {
@@ -216,7 +218,10 @@ impl GradCheck<'_> {
         };
         let inner: f64 = claimed.iter().zip(&d.u).map(|(c, u)| c * u).sum();
         let tolerance = d.tolerance + FD_SAFETY * ROUNDING_ULPS * f64::EPSILON * cx.terms * scale;
-        self.directional.record((d.d1 - inner).abs(), tolerance);
+        self.directional
+            .record((d.d1 - inner).abs(), tolerance, || {
+                format!("a random direction at {}", cx.instance.sizes)
+            });
     }
 }
 
@@ -322,7 +327,18 @@ pub fn probe_tensor(target: TensorId, cx: &SizeContext<'_>) -> TensorProbe {
         match estimate {
             Ok(d) => {
                 let tolerance = fd_tolerance(&d, h, cx) + FD_SAFETY * f64::EPSILON * ad.abs();
-                guard.record((d.d1 - ad).abs(), tolerance);
+                guard.record((d.d1 - ad).abs(), tolerance, || {
+                    let name = &cx.program.tensors[target.0].name;
+                    let index = cx.instance.tensor_grid(target).point(k);
+                    let block: Vec<(i64, i64)> = index.iter().map(|&i| (i, i)).collect();
+                    format!(
+                        "{} at {} (autodiff {}, finite differences {})",
+                        crate::report::block_name(name, &block),
+                        cx.instance.sizes,
+                        crate::eval::format_value(ad),
+                        crate::eval::format_value(d.d1)
+                    )
+                });
             }
             Err(why) => {
                 let name = &cx.program.tensors[target.0].name;
@@ -374,6 +390,7 @@ pub fn probe_tensor(target: TensorId, cx: &SizeContext<'_>) -> TensorProbe {
         guard.record(
             (d1 - exact).abs(),
             tolerance + FD_SAFETY * f64::EPSILON * exact.abs(),
+            || format!("a random direction at {}", cx.instance.sizes),
         );
     }
     TensorProbe {
@@ -391,9 +408,13 @@ impl CheckTally {
         if self.skipped.is_none() {
             self.skipped.clone_from(&other.skipped);
         }
+        if self.first_failure.is_none() {
+            self.first_failure.clone_from(&other.first_failure);
+        }
     }
 
-    fn record(&mut self, error: f64, tolerance: f64) {
+    /// Records one comparison; `place` describes it, read only on failure.
+    fn record(&mut self, error: f64, tolerance: f64, place: impl FnOnce() -> String) {
         self.compared += 1;
         let ratio = if tolerance > 0.0 {
             error / tolerance
@@ -406,6 +427,14 @@ impl CheckTally {
         let ratio = if ratio.is_nan() { f64::INFINITY } else { ratio };
         if ratio > 1.0 {
             self.failed += 1;
+            if self.first_failure.is_none() {
+                self.first_failure = Some(format!(
+                    "{}: off by {} against a tolerance of {}",
+                    place(),
+                    crate::eval::format_value(error),
+                    crate::eval::format_value(tolerance)
+                ));
+            }
         }
         self.worst_ratio = self.worst_ratio.max(ratio);
     }
@@ -415,11 +444,18 @@ fn tally_check(name: &'static str, tally: &CheckTally, what: &str) -> CrossCheck
     let detail = match (&tally.skipped, tally.compared) {
         (Some(why), 0) => format!("not run: {why}"),
         (_, 0) => "not run".to_string(),
-        (_, n) => format!(
-            "{what}: {} of {n} within tolerance (worst {:.2} of tolerance)",
-            n - tally.failed,
-            tally.worst_ratio
-        ),
+        (_, n) => {
+            let first = tally
+                .first_failure
+                .as_ref()
+                .map(|f| format!("; first at {f}"))
+                .unwrap_or_default();
+            format!(
+                "{what}: {} of {n} within tolerance (worst {}× the tolerance){first}",
+                n - tally.failed,
+                crate::eval::format_value((tally.worst_ratio * 100.0).round() / 100.0)
+            )
+        }
     };
     CrossCheck {
         name,
