@@ -23,6 +23,22 @@ impl Source {
             Some(rest) => rest.to_string(),
             None => text,
         };
+        // Old Mac files end lines with a lone CR: read as LF (one byte for
+        // one, so spans keep their offsets), every line gets its own number.
+        let text = if text.contains('\r') {
+            let bytes = text.as_bytes();
+            text.char_indices()
+                .map(|(k, c)| {
+                    if c == '\r' && bytes.get(k + 1) != Some(&b'\n') {
+                        '\n'
+                    } else {
+                        c
+                    }
+                })
+                .collect()
+        } else {
+            text
+        };
         Self {
             name: Arc::from(name.into()),
             text: Arc::from(text),

@@ -1623,3 +1623,14 @@ grad x[j] = g[j] * (a + [x[j] > 0])
         guard.detail
     );
 }
+
+/// Lone carriage returns (old Mac line endings) are line breaks: a
+/// diagnostic on the third line says line 3.
+#[test]
+fn lone_carriage_returns_end_lines() {
+    let outcome = check("dim N = 4\rinput x[N]\ry[i] = x[i] + q\r");
+    let json: Value = serde_json::from_str(&json::render(std::slice::from_ref(&outcome))).unwrap();
+    let d = &json["files"][0]["diagnostics"][0];
+    assert_eq!(d["code"], "dl::analysis::unknown_name", "{d}");
+    assert_eq!(d["line"], 3, "{d}");
+}
