@@ -10,8 +10,11 @@
 //! does not yet: `cargo test --test robustness -- --ignored` lists them.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+use common::TempDir;
+
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -270,42 +273,6 @@ fn json_file<'v>(json: &'v Value, path: &str) -> &'v Value {
         .iter()
         .find(|f| f["path"] == path)
         .unwrap_or_else(|| panic!("no file {path} in {json}"))
-}
-
-/// A fresh directory under the system's temp dir, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("dlverify-robust-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> String {
-        let path = self.0.join(name);
-        std::fs::write(&path, contents).unwrap();
-        path.to_str().unwrap().to_string()
-    }
-
-    fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-
-    fn path(&self) -> &str {
-        self.0.to_str().unwrap()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// `text` repeated `n` times.
@@ -803,9 +770,9 @@ fn empty_and_comment_only_files() {
 #[test]
 fn a_directory_without_specs_and_one_named_like_a_spec() {
     let dir = TempDir::new("nospecs");
-    let empty = dir.join("empty");
+    let empty = dir.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
-    let named = dir.join("x.dl");
+    let named = dir.path().join("x.dl");
     std::fs::create_dir(&named).unwrap();
     std::fs::write(named.join("notes.txt"), "not a spec").unwrap();
     let good = dir.write("good.dl", GOOD);
@@ -821,7 +788,7 @@ fn a_directory_without_specs_and_one_named_like_a_spec() {
         assert_eq!(json["summary"]["errors"], 1);
     }
     // Searched as part of its parent, the directory `x.dl` is not a spec file.
-    let (run, json) = run_json(&[dir.path()]);
+    let (run, json) = run_json(&[dir.arg()]);
     run.assert_exit(0);
     assert_eq!(json["summary"]["files"], 1, "{json}");
 }
@@ -840,9 +807,9 @@ fn unreadable_files_are_errors_and_the_rest_is_checked() {
     let good = dir.write("good.dl", GOOD);
     // Reading /proc/self/mem from its start fails (EIO) even for root; a
     // symbolic link that points at itself fails too (ELOOP).
-    let mem = dir.join("mem.dl");
+    let mem = dir.path().join("mem.dl");
     std::os::unix::fs::symlink("/proc/self/mem", &mem).unwrap();
-    let looping = dir.join("loop.dl");
+    let looping = dir.path().join("loop.dl");
     std::os::unix::fs::symlink(&looping, &looping).unwrap();
     let mut unreadable = vec![
         mem.to_str().unwrap().to_string(),
@@ -873,7 +840,7 @@ fn unreadable_files_are_errors_and_the_rest_is_checked() {
     assert_eq!(json_file(&json, &good)["status"], "pass");
     assert_eq!(json["summary"]["errors"], unreadable.len());
     // Found by searching the directory: the same diagnostics, in name order.
-    let searched = run(&[dir.path()]);
+    let searched = run(&[dir.arg()]);
     searched.assert_exit(2);
     let stdout = &searched.stdout;
     assert!(stdout.contains("mem.dl: cannot be read"), "{stdout}");
