@@ -5,6 +5,7 @@
 use ndarray::ArrayD;
 use num_dual::DualSVec64;
 
+use super::double_double::{Dd, DdDual};
 use super::{EvalError, Instance};
 
 /// Directions per forward pass: wide enough to amortise the interpreter over
@@ -15,6 +16,16 @@ const CHUNK: usize = 8;
 pub fn gradient(
     instance: &Instance<'_>,
     values: &[ArrayD<f64>],
+) -> Result<Vec<Option<ArrayD<f64>>>, Box<EvalError>> {
+    gradient_on_branches(instance, values, 0)
+}
+
+/// dL/dT for every tensor T, taking the other branch at the branch points
+/// (kinks) whose bits `flips` sets: one of the valid derivatives at a kink.
+pub fn gradient_on_branches(
+    instance: &Instance<'_>,
+    values: &[ArrayD<f64>],
+    flips: u64,
 ) -> Result<Vec<Option<ArrayD<f64>>>, Box<EvalError>> {
     let tensors = &instance.program.tensors;
     // Every differentiable element, as (tensor, position).
@@ -42,14 +53,14 @@ pub fn gradient(
                 *x = DualSVec64::from_re(x.re).derivative(slot);
             }
         }
-        let loss = instance.evaluation(&lifted).loss()?;
+        let loss = instance.evaluation(&lifted).with_flips(flips).loss()?;
         for (slot, &(k, p)) in chunk.iter().enumerate() {
             let mut d = loss.eps.0.as_ref().map_or(0.0, |m| m[(slot, 0)]);
             if !d.is_finite() {
                 // An infinite partial of another element of the chunk (sqrt'
                 // at 0) times this element's zero tangent gives NaN here;
                 // alone, with the others constant, it is what it really is.
-                d = derivative_alone(instance, values, k, p)?;
+                d = derivative_alone(instance, values, k, p, flips)?;
             }
             if let Some(g) = gradient
                 .get_mut(k)
@@ -77,6 +88,7 @@ fn derivative_alone(
     values: &[ArrayD<f64>],
     k: usize,
     p: usize,
+    flips: u64,
 ) -> Result<f64, Box<EvalError>> {
     let mut lifted: Vec<ArrayD<DualSVec64<1>>> = values
         .iter()
@@ -88,7 +100,7 @@ fn derivative_alone(
     {
         *x = DualSVec64::from_re(x.re).derivative(0);
     }
-    let loss = instance.evaluation(&lifted).loss()?;
+    let loss = instance.evaluation(&lifted).with_flips(flips).loss()?;
     Ok(loss.eps.0.as_ref().map_or(0.0, |m| m[(0, 0)]))
 }
 
@@ -121,4 +133,80 @@ pub fn directional_derivative(
         .collect();
     let loss = instance.evaluation(&lifted).loss()?;
     Ok(loss.eps.0.as_ref().map_or(0.0, |m| m[(0, 0)]))
+}
+
+/// dL/d(element `p` of tensor `k`) with that element set to `at` and every
+/// other value as given: one side of a kink, seen from `at`.
+pub fn partial_at(
+    instance: &Instance<'_>,
+    values: &[ArrayD<f64>],
+    k: usize,
+    p: usize,
+    at: f64,
+) -> Result<f64, Box<EvalError>> {
+    let mut moved = values.to_vec();
+    if let Some(x) = moved
+        .get_mut(k)
+        .and_then(|t| t.as_slice_memory_order_mut()?.get_mut(p))
+    {
+        *x = at;
+    }
+    derivative_alone(instance, &moved, k, p, 0)
+}
+
+/// The exact derivative of L along `direction` at the values displaced by
+/// `t · direction`: one side of a kink along a direction.
+pub fn directional_derivative_at(
+    instance: &Instance<'_>,
+    values: &[ArrayD<f64>],
+    direction: &[Option<ArrayD<f64>>],
+    t: f64,
+) -> Result<f64, Box<EvalError>> {
+    let moved: Vec<ArrayD<f64>> = values
+        .iter()
+        .enumerate()
+        .map(|(k, v)| match direction.get(k).and_then(Option::as_ref) {
+            Some(d) => ndarray::Zip::from(v)
+                .and(d)
+                .map_collect(|&x, &dx| x + t * dx),
+            None => v.clone(),
+        })
+        .collect();
+    directional_derivative(instance, &moved, direction)
+}
+
+/// dL/d(element) for the given `(tensor, position)` elements, in
+/// double-double arithmetic, `CHUNK` elements per pass: the reference that
+/// tells rounding in the f64 gradient from a real difference.
+pub fn precise_partials(
+    instance: &Instance<'_>,
+    values: &[ArrayD<f64>],
+    elements: &[(usize, usize)],
+) -> Result<Vec<Dd>, Box<EvalError>> {
+    let mut lifted: Vec<ArrayD<DdDual<CHUNK>>> = values
+        .iter()
+        .map(|v| v.mapv(|x| DdDual::constant(Dd::from_f64(x))))
+        .collect();
+    let mut partials = Vec::with_capacity(elements.len());
+    for chunk in elements.chunks(CHUNK) {
+        let seed = |lifted: &mut Vec<ArrayD<DdDual<CHUNK>>>, slot: Option<usize>| {
+            for (s, &(k, p)) in chunk.iter().enumerate() {
+                if let Some(x) = lifted
+                    .get_mut(k)
+                    .and_then(|t| t.as_slice_memory_order_mut()?.get_mut(p))
+                {
+                    *x = match slot {
+                        Some(_) => DdDual::variable(x.re, s),
+                        None => DdDual::constant(x.re),
+                    };
+                }
+            }
+        };
+        seed(&mut lifted, Some(0));
+        instance.check_clock()?;
+        let loss = instance.evaluation(&lifted).loss()?;
+        partials.extend((0..chunk.len()).map(|s| loss.derivative(s)));
+        seed(&mut lifted, None);
+    }
+    Ok(partials)
 }

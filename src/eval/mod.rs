@@ -4,47 +4,30 @@
 
 mod autodiff;
 pub mod distribution;
+pub mod double_double;
 mod error;
 mod grid;
 pub mod random;
+mod scalar;
 pub mod tape;
 mod values;
 
-pub use autodiff::{directional_derivative, gradient};
+pub use autodiff::{
+    directional_derivative, directional_derivative_at, gradient, gradient_on_branches, partial_at,
+    precise_partials,
+};
 
 pub use error::EvalError;
 pub use grid::Grid;
+pub use scalar::Scalar;
 pub use values::{draw_values, stream_seed};
 
 use ndarray::ArrayD;
-use num_dual::DualNum;
-use num_traits::{Float, NumCast, ToPrimitive};
 
 use crate::analysis::Sizes;
 use crate::analysis::program::*;
 use crate::source::{Source, Span};
 use crate::syntax::ast::{BinaryOp, ReduceOp};
-
-/// What the evaluator computes with: `f64`, `f32`, `Dual64`, `DualSVec64<N>`,
-/// `HyperDual64`, ...: any num-dual number over a float.
-pub trait Scalar: DualNum + Copy {
-    /// A constant of the spec in this scalar type (rounded to its precision).
-    fn constant(v: f64) -> Self;
-    /// The real part as f64: branch choices, comparisons and reports.
-    fn real(&self) -> f64;
-}
-
-impl<T: DualNum + Copy> Scalar for T {
-    #[inline]
-    fn constant(v: f64) -> Self {
-        T::from(<T::Primitive as NumCast>::from(v).unwrap_or_else(T::Primitive::nan))
-    }
-
-    #[inline]
-    fn real(&self) -> f64 {
-        self.re().to_f64().unwrap_or(f64::NAN)
-    }
-}
 
 /// Cases that hold at once must agree to rounding: this many units of
 /// rounding relative to the larger value.
@@ -186,6 +169,7 @@ impl<'p> Instance<'p> {
                 tensors: vec![],
                 defs: vec![],
                 hypers: &values,
+                kinks: KinkLog::default(),
             };
             let v = evaluation.node(&hyper.value, &mut Frame::new(&[], 0))?;
             // Reported where it arises, not where the hyper is later read.
@@ -214,6 +198,7 @@ impl<'p> Instance<'p> {
                 .map(|_| DefState::Pending)
                 .collect(),
             hypers: &self.hypers,
+            kinks: KinkLog::default(),
         }
     }
 }
@@ -307,9 +292,62 @@ pub struct Evaluation<'a, T> {
     tensors: Vec<&'a [T]>,
     defs: Vec<DefState<T>>,
     hypers: &'a [f64],
+    /// Points of non-differentiability met so far (see [`Evaluation::kinks`]).
+    kinks: KinkLog,
+}
+
+/// The kinks an evaluation meets, and which branch to take at each.
+#[derive(Default)]
+struct KinkLog {
+    met: std::cell::Cell<u32>,
+    branches: std::cell::Cell<u32>,
+    /// Bit i set: take the other branch at the i-th branch point.
+    flips: u64,
+}
+
+/// How many kinks an evaluation met.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KinkCount {
+    /// Every point of non-differentiability.
+    pub met: u32,
+    /// Those with two branches of equal value that an evaluation can be
+    /// told to swap (relu and abs at 0, ties in `max` and `min`): numbered
+    /// in evaluation order, which the values fix.
+    pub branches: u32,
 }
 
 impl<'a, T: Scalar> Evaluation<'a, T> {
+    /// How many times this evaluation met a point where the computation is
+    /// not differentiable: relu or abs at 0, sqrt at 0, a tie in `max`/`min`,
+    /// or a value-dependent comparison at equality. There the derivative
+    /// autodiff gives is one of several valid ones: the one-sided
+    /// derivatives from each side bound the set a claim may choose from.
+    pub fn kinks(&self) -> KinkCount {
+        KinkCount {
+            met: self.kinks.met.get(),
+            branches: self.kinks.branches.get(),
+        }
+    }
+
+    /// This evaluation, taking the other branch at the branch points whose
+    /// bits are set (the first 64 only).
+    pub fn with_flips(mut self, flips: u64) -> Self {
+        self.kinks.flips = flips;
+        self
+    }
+
+    fn kink(&self) {
+        self.kinks.met.set(self.kinks.met.get().saturating_add(1));
+    }
+
+    /// Meets a branch point: whether to take its other branch.
+    fn branch(&self) -> bool {
+        self.kink();
+        let i = self.kinks.branches.get();
+        self.kinks.branches.set(i.saturating_add(1));
+        i < 64 && (self.kinks.flips >> i) & 1 == 1
+    }
+
     /// The scalar L: the loss, or `sum(i) g[i] * y[i]` for a layer.
     pub fn loss(&mut self) -> Result<T, Box<EvalError>> {
         self.compute_defs(true)?;
@@ -421,6 +459,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             tensors: row_major(tensors),
             defs,
             hypers,
+            kinks: KinkLog::default(),
         }
     }
 
@@ -490,8 +529,15 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
         Ok(match &c.node {
             CondKind::Compare { first, rest } => {
                 let mut lhs = self.node(first, frame)?.real();
+                let mut lhs_node = first;
                 for (op, e) in rest {
                     let rhs = self.node(e, frame)?.real();
+                    // A comparison of values (not of indices) at equality
+                    // flips under an arbitrarily small change of them.
+                    if lhs == rhs && (reads_values(lhs_node) || reads_values(e)) {
+                        self.kink();
+                    }
+                    lhs_node = e;
                     if !op.holds(lhs, rhs) {
                         return Ok(false);
                     }
@@ -658,6 +704,20 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             None if function == Function::Pow => T::one(),
             None => x,
         };
+        // At a kink both branches have the same value and different slopes.
+        match function {
+            // relu: 0 or x; abs: whichever sign the scalar type picks at 0,
+            // or the other.
+            Function::Relu if x.real() == 0.0 && self.branch() => return Ok(x),
+            Function::Abs if x.real() == 0.0 && self.branch() => return Ok(-x.abs()),
+            Function::Min | Function::Max
+                if args.len() == 2 && x.real() == y.real() && self.branch() =>
+            {
+                return Ok(if function == Function::Max { x } else { y });
+            }
+            Function::Sqrt if x.real() == 0.0 => self.kink(),
+            _ => {}
+        }
         apply(function, x, y).ok_or_else(|| {
             let what = domain_help(function).unwrap_or("outside its domain");
             let fix = args
@@ -699,6 +759,9 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
                 (None, _) => v,
                 (Some(a), ReduceOp::Sum) => a + v,
                 (Some(a), ReduceOp::Prod) => a * v,
+                (Some(a), ReduceOp::Max | ReduceOp::Min) if v.real() == a.real() => {
+                    if self.branch() { v } else { a }
+                }
                 (Some(a), ReduceOp::Max) => {
                     if v.real() > a.real() {
                         v
@@ -866,6 +929,16 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
     fn at(&self, frame: &Frame<'_>) -> String {
         frame.describe(&self.instance.sizes)
     }
+}
+
+/// Whether a node's value depends on tensor values (not only on indices,
+/// sizes, hypers and constants).
+fn reads_values(node: &Node) -> bool {
+    let mut reads = false;
+    crate::analysis::visit(node, &mut |n| {
+        reads |= matches!(n.node, NodeKind::Tensor { .. } | NodeKind::Def { .. });
+    });
+    reads
 }
 
 /// A function of the spec at `x` (and `y`, for two arguments); `None`

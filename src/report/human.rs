@@ -28,20 +28,42 @@ pub fn render(files: &[FileOutcome], options: HumanOptions) -> String {
         render_file(&mut out, file, options);
         out.push('\n');
     }
-    let s = Summary::of(files);
-    let _ = writeln!(
-        out,
-        "summary: {} file{}, {} claim{}: {} passed, {} failed, {} error{}",
-        s.files,
-        plural(s.files),
-        s.claims,
-        plural(s.claims),
-        s.passed,
-        s.failed,
-        s.errors,
-        plural(s.errors)
-    );
+    let _ = writeln!(out, "{}", summary_line(&Summary::of(files)));
     out
+}
+
+/// `summary: 8 files, 54 claims as expected: 38 hold, 16 refuted as marked`,
+/// or what did not come out as expected first.
+fn summary_line(s: &Summary) -> String {
+    let files = format!("{} file{}", s.files, plural(s.files));
+    let claims = format!("{} claim{}", s.claims, plural(s.claims));
+    let expected = format!("{} hold, {} refuted as marked", s.held, s.refuted_as_marked);
+    if s.failed == 0 && s.errors == 0 {
+        return format!("summary: {files}, {claims} as expected: {expected}");
+    }
+    let mut parts = vec![];
+    if s.failed > 0 {
+        let mut wrong = vec![];
+        if s.refuted > 0 {
+            wrong.push(format!("{} refuted", s.refuted));
+        }
+        if s.held_unexpectedly > 0 {
+            wrong.push(format!(
+                "{} held though marked to fail",
+                s.held_unexpectedly
+            ));
+        }
+        parts.push(format!(
+            "{} not as expected ({})",
+            s.failed,
+            wrong.join(", ")
+        ));
+    }
+    if s.errors > 0 {
+        parts.push(format!("{} error{}", s.errors, plural(s.errors)));
+    }
+    parts.push(format!("{} as expected ({expected})", s.passed));
+    format!("summary: {files}, {claims}: {}", parts.join(", "))
 }
 
 fn short_error(e: f64) -> String {
@@ -206,6 +228,7 @@ fn render_claim(out: &mut String, claim: &ClaimOutcome, width: usize, options: H
     for note in notes {
         let _ = writeln!(out, "      {note}");
     }
+    render_judgements(out, claim, options);
     let show_evidence = !status.as_expected() || options.verbose;
     if show_evidence {
         render_evidence(out, claim);
@@ -255,16 +278,74 @@ fn element_name(claim: &ClaimOutcome, block: &[(i64, i64)]) -> String {
 /// The first piece of evidence against a claim, in one line.
 fn first_evidence(claim: &ClaimOutcome) -> Option<String> {
     if let Some(m) = claim.mismatches.first() {
-        let index: Vec<(i64, i64)> = m.index.iter().map(|&i| (i, i)).collect();
-        return Some(format!(
-            "{} at {}: autodiff {}, claimed {}",
-            block_name(&claim.target, &index),
-            m.sizes,
-            format_value(m.expected),
-            format_value(m.actual)
-        ));
+        return Some(mismatch_line(claim, m));
+    }
+    if let Some(v) = claim.hull_violations.first() {
+        return Some(hull_line(v));
     }
     claim.problems.first().map(|p| p.diagnostic.to_string())
+}
+
+/// One wrong element: both values with enough digits to tell them apart,
+/// their difference, and what it was judged against.
+fn mismatch_line(claim: &ClaimOutcome, m: &Mismatch) -> String {
+    let index: Vec<(i64, i64)> = m.index.iter().map(|&i| (i, i)).collect();
+    let (expected, actual) = distinct_values(m.expected, m.actual);
+    let judged = match &m.judged {
+        MismatchBasis::Persists {
+            tolerance,
+            terms,
+            scale,
+            precise_difference,
+            ..
+        } => format!(
+            "the f64 rounding bound is {} (64·ε·n·S, n = {}, S = {}), and in double-double they still differ by {}",
+            format_value(*tolerance),
+            format_value(*terms),
+            format_value(*scale),
+            format_value(*precise_difference)
+        ),
+        MismatchBasis::OutsideKink { lo, hi, slack } => format!(
+            "L has a kink here and its valid derivatives range over [{}, {}] (± {})",
+            format_value(*lo),
+            format_value(*hi),
+            format_value(*slack)
+        ),
+    };
+    format!(
+        "{} at {}: autodiff {expected}, claimed {actual}, off by {}; {judged}",
+        block_name(&claim.target, &index),
+        m.sizes,
+        format_value(m.difference),
+    )
+}
+
+/// At a kink, the claim is no combination of the valid gradients.
+fn hull_line(v: &HullViolation) -> String {
+    let along = match v.direction {
+        HullDirection::AllOnes => "the claimed gradient sums to".to_string(),
+        HullDirection::Random(k) => format!("along random direction {}, the claim gives", k + 1),
+    };
+    format!(
+        "L has a kink at {}: {along} {}, while its valid gradients give [{}, {}] (± {}): no valid gradient is the claimed one",
+        v.sizes,
+        format_value(v.claimed),
+        format_value(v.lo),
+        format_value(v.hi),
+        format_value(v.tolerance)
+    )
+}
+
+/// Two values printed with as many digits as it takes to see them differ.
+fn distinct_values(a: f64, b: f64) -> (String, String) {
+    let (mut x, mut y) = (format_value(a), format_value(b));
+    let mut digits = 6;
+    while x == y && digits <= 17 {
+        x = format!("{a:.digits$e}");
+        y = format!("{b:.digits$e}");
+        digits += 1;
+    }
+    (x, y)
 }
 
 /// One line saying where the claim goes wrong.
@@ -319,15 +400,10 @@ fn render_evidence(out: &mut String, claim: &ClaimOutcome) {
         );
     }
     for m in claim.mismatches.iter().take(ELEMENTS_SHOWN) {
-        let index: Vec<(i64, i64)> = m.index.iter().map(|&i| (i, i)).collect();
-        let _ = writeln!(
-            out,
-            "      {} at {}: autodiff {}, claimed {}",
-            block_name(&claim.target, &index),
-            m.sizes,
-            format_value(m.expected),
-            format_value(m.actual)
-        );
+        let _ = writeln!(out, "      {}", mismatch_line(claim, m));
+    }
+    for v in &claim.hull_violations {
+        let _ = writeln!(out, "      {}", hull_line(v));
     }
     for problem in &claim.problems {
         let blocks: Vec<String> = problem
@@ -344,6 +420,51 @@ fn render_evidence(out: &mut String, claim: &ClaimOutcome) {
             blocks.join(", ")
         );
         out.push_str(&indent(&render_diagnostic(&problem.diagnostic), "        "));
+    }
+}
+
+/// How elements that differed in f64 were judged: rounding, or a valid
+/// derivative at a kink; and, with -v, how near the claim came to failing.
+fn render_judgements(out: &mut String, claim: &ClaimOutcome, options: HumanOptions) {
+    if let Some(r) = &claim.rounding {
+        let _ = writeln!(
+            out,
+            "      rounding: {} element{} differ{} from autodiff beyond the f64 bound (by up to {}, bound {}), but by {} in double-double: rounding in cancelling terms, not a mistake",
+            r.elements,
+            plural(r.elements),
+            if r.elements == 1 { "s" } else { "" },
+            format_value(r.largest_difference),
+            format_value(r.bound),
+            format_value(r.precise_difference)
+        );
+    }
+    for k in claim.kinks.iter().take(ELEMENTS_SHOWN) {
+        let index: Vec<(i64, i64)> = k.index.iter().map(|&i| (i, i)).collect();
+        let _ = writeln!(
+            out,
+            "      kink: {} at {}: claimed {}, autodiff picks {}; L is not differentiable there and its valid derivatives range over [{}, {}]",
+            block_name(&claim.target, &index),
+            k.sizes,
+            format_value(k.claimed),
+            format_value(k.autodiff),
+            format_value(k.lo),
+            format_value(k.hi)
+        );
+    }
+    let more = claim.kinks.len().saturating_sub(ELEMENTS_SHOWN);
+    if more > 0 {
+        let _ = writeln!(
+            out,
+            "      kink: {more} more element{} likewise",
+            plural(more)
+        );
+    }
+    if options.verbose && claim.kind == "grad" {
+        let _ = writeln!(
+            out,
+            "      worst element: {}× its tolerance",
+            format_value(claim.worst_ratio)
+        );
     }
 }
 

@@ -103,12 +103,55 @@ fn common_claim_fields(c: &ClaimOutcome, source: Option<&Source>) -> Value {
         "sizes": c.sizes.iter().map(sizes).collect::<Vec<_>>(),
         "max_abs_error": c.max_abs_error,
         "max_rel_error": c.max_rel_error,
-        "mismatches": c.mismatches.iter().map(|m| json!({
-            "sizes": sizes(&m.sizes),
-            "index": m.index,
-            "expected": m.expected,
-            "actual": m.actual,
+        "worst_ratio": finite_or_null(c.worst_ratio),
+        "rounding": c.rounding.as_ref().map(|r| json!({
+            "elements": r.elements,
+            "largest_difference": r.largest_difference,
+            "bound": r.bound,
+            "precise_difference": r.precise_difference,
+        })),
+        "kinks": c.kinks.iter().map(|k| json!({
+            "sizes": sizes(&k.sizes),
+            "index": k.index,
+            "claimed": k.claimed,
+            "autodiff": k.autodiff,
+            "valid": [k.lo, k.hi],
         })).collect::<Vec<_>>(),
+        "hull_violations": c.hull_violations.iter().map(|v| json!({
+            "sizes": sizes(&v.sizes),
+            "direction": match v.direction {
+                HullDirection::AllOnes => json!("all-ones"),
+                HullDirection::Random(k) => json!(format!("random {}", k + 1)),
+            },
+            "claimed": v.claimed,
+            "valid": [v.lo, v.hi],
+            "tolerance": v.tolerance,
+        })).collect::<Vec<_>>(),
+        "mismatches": c.mismatches.iter().map(|m| {
+            let mut entry = json!({
+                "sizes": sizes(&m.sizes),
+                "index": m.index,
+                "expected": m.expected,
+                "actual": m.actual,
+                "difference": m.difference,
+            });
+            entry["judged"] = match &m.judged {
+                MismatchBasis::Persists { tolerance, ulps, terms, scale, precise_difference } => json!({
+                    "basis": "rounding bound, difference persists in double-double",
+                    "tolerance": tolerance,
+                    "ulps": ulps,
+                    "terms": terms,
+                    "scale": scale,
+                    "precise_difference": precise_difference,
+                }),
+                MismatchBasis::OutsideKink { lo, hi, slack } => json!({
+                    "basis": "outside the valid derivatives at a kink",
+                    "valid": [lo, hi],
+                    "tolerance": slack,
+                }),
+            };
+            entry
+        }).collect::<Vec<_>>(),
         "mismatch_groups": c.mismatch_groups.iter().map(|g| group(&c.target, g)).collect::<Vec<_>>(),
         "problems": c.problems.iter().map(|p| json!({
             "elements": group(&c.target, &p.elements),
@@ -140,4 +183,9 @@ fn derived(d: &DerivedGradient) -> Value {
         "axes": d.axes.iter().map(|&(lo, hi)| json!([lo, hi])).collect::<Vec<_>>(),
         "values": d.values,
     })
+}
+
+/// JSON has no infinity: an unbounded ratio is `null`.
+fn finite_or_null(v: f64) -> Value {
+    if v.is_finite() { json!(v) } else { Value::Null }
 }

@@ -18,6 +18,14 @@ pub struct Summary {
     pub failed: usize,
     /// Could not be checked: files with diagnostics and undecided claims.
     pub errors: usize,
+    /// Of those passed: claims that hold.
+    pub held: usize,
+    /// Of those passed: claims refuted where `expect fail` said so.
+    pub refuted_as_marked: usize,
+    /// Of those failed: claims refuted that should hold.
+    pub refuted: usize,
+    /// Of those failed: claims that hold though marked `expect fail`.
+    pub held_unexpectedly: usize,
 }
 
 impl Summary {
@@ -33,12 +41,16 @@ impl Summary {
             for claim in &file.claims {
                 s.claims += 1;
                 match claim.status() {
-                    ClaimStatus::Pass | ClaimStatus::ExpectedFail => s.passed += 1,
-                    ClaimStatus::Fail | ClaimStatus::UnexpectedPass => s.failed += 1,
+                    ClaimStatus::Pass => s.held += 1,
+                    ClaimStatus::ExpectedFail => s.refuted_as_marked += 1,
+                    ClaimStatus::Fail => s.refuted += 1,
+                    ClaimStatus::UnexpectedPass => s.held_unexpectedly += 1,
                     ClaimStatus::Error => s.errors += 1,
                 }
             }
         }
+        s.passed = s.held + s.refuted_as_marked;
+        s.failed = s.refuted + s.held_unexpectedly;
         s
     }
 

@@ -8,9 +8,9 @@ use std::rc::Rc;
 use ndarray::ArrayD;
 
 use super::Options;
-use super::grad::{TensorProbe, probe_tensor};
+use super::grad::{KinkGradients, TensorProbe, ValidRange, one_sided_partials, probe_tensor};
 use crate::analysis::program::{Program, TensorId};
-use crate::eval::{EvalError, Evaluation, Instance, gradient};
+use crate::eval::{EvalError, Evaluation, Instance, KinkCount, gradient};
 use crate::source::Source;
 
 /// dL/dT per tensor (`None` for data), or why it could not be derived.
@@ -32,6 +32,12 @@ pub struct SizeContext<'a> {
     /// Terms in the largest sum at this size: the rounding bound's n.
     pub terms: f64,
     derived: OnceCell<Derived>,
+    /// Kinks the forward computation of L meets at the drawn values.
+    forward_kinks: OnceCell<KinkCount>,
+    /// The valid gradients at the kinks, where they can be enumerated.
+    kink_gradients: OnceCell<Option<Rc<KinkGradients>>>,
+    /// Valid ranges per (tensor, element), where asked for.
+    valid_ranges: RefCell<std::collections::HashMap<(usize, usize), Option<ValidRange>>>,
     probes: RefCell<Vec<Option<Rc<TensorProbe>>>>,
     /// Ladders of the Taylor claims, shared by those with the same J.
     pub(super) taylor_memo: RefCell<Vec<super::taylor::Memo>>,
@@ -61,6 +67,9 @@ impl<'a> SizeContext<'a> {
             loss_magnitude,
             terms,
             derived: OnceCell::new(),
+            forward_kinks: OnceCell::new(),
+            kink_gradients: OnceCell::new(),
+            valid_ranges: RefCell::new(std::collections::HashMap::new()),
             probes: RefCell::new(vec![None; program.tensors.len()]),
             taylor_memo: RefCell::new(vec![]),
         }
@@ -73,6 +82,45 @@ impl<'a> SizeContext<'a> {
             .get_or_init(|| gradient(self.instance, self.values))
             .as_deref()
             .map_err(|e| e.clone())
+    }
+
+    /// The points of non-differentiability the forward computation of L
+    /// meets at these values (none where L cannot be computed).
+    pub fn forward_kinks(&self) -> KinkCount {
+        *self.forward_kinks.get_or_init(|| {
+            let mut evaluation = self.instance.evaluation(self.values);
+            evaluation
+                .loss()
+                .map_or(KinkCount::default(), |_| evaluation.kinks())
+        })
+    }
+
+    /// The valid gradients at the kinks of L, where every kink is a branch
+    /// point; computed once per size.
+    pub fn kink_gradients(&self) -> Option<Rc<KinkGradients>> {
+        self.kink_gradients
+            .get_or_init(|| KinkGradients::find(self).map(Rc::new))
+            .clone()
+    }
+
+    /// The range the partial of L in element `k` of `target` may validly
+    /// take where the forward computation meets a kink: from the
+    /// enumerated branches where it can, else from the one-sided
+    /// derivatives; `None` where it meets none.
+    pub fn valid_range(&self, target: TensorId, k: usize) -> Option<ValidRange> {
+        if self.forward_kinks().met == 0 {
+            return None;
+        }
+        if let Some(known) = self.valid_ranges.borrow().get(&(target.0, k)) {
+            return *known;
+        }
+        let n = self.values.get(target.0).map_or(0, ArrayD::len);
+        let found = match self.kink_gradients() {
+            Some(g) => g.element(target, k, n),
+            None => one_sided_partials(self, target, k),
+        };
+        self.valid_ranges.borrow_mut().insert((target.0, k), found);
+        found
     }
 
     /// Finite-difference guard and directional probe of one tensor, run

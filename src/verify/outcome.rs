@@ -115,6 +115,19 @@ pub struct ClaimOutcome {
     pub max_abs_error: f64,
     /// Largest |autodiff − claimed| / max(|autodiff|, |claimed|).
     pub max_rel_error: f64,
+    /// The largest |autodiff − claimed| over its tolerance at any element
+    /// and size, each judged as its verdict was (≤ 1 everywhere for a
+    /// claim that holds): how near a miss was.
+    pub worst_ratio: f64,
+    /// Elements where f64 rounding made the claim and autodiff differ
+    /// beyond the f64 bound, and double-double arithmetic showed it was
+    /// rounding.
+    pub rounding: Option<RoundingResolved>,
+    /// Elements where L is not differentiable and the claim was judged
+    /// against the set of valid derivatives.
+    pub kinks: Vec<KinkElement>,
+    /// Where the claim is no combination of the valid gradients at a kink.
+    pub hull_violations: Vec<HullViolation>,
     /// Elements where the claimed value differs from the derived one.
     pub mismatches: Vec<Mismatch>,
     /// Mismatching elements grouped into index ranges, per size.
@@ -190,6 +203,74 @@ pub struct Mismatch {
     pub expected: f64,
     /// The claimed (closed-form) value.
     pub actual: f64,
+    /// |expected − actual| as computed in f64.
+    pub difference: f64,
+    /// What the difference was judged against, and why it is a mistake.
+    pub judged: MismatchBasis,
+}
+
+/// Why an element's difference is a mistake, not rounding or a kink.
+#[derive(Clone, Debug)]
+pub enum MismatchBasis {
+    /// Beyond the f64 rounding bound `ulps · ε · terms · scale`, and the
+    /// difference stayed when both sides were recomputed in double-double
+    /// (`precise_difference`), where rounding would have shrunk ~2⁵⁰-fold.
+    Persists {
+        tolerance: f64,
+        ulps: f64,
+        terms: f64,
+        scale: f64,
+        precise_difference: f64,
+    },
+    /// L has a kink at this element: the claim lies outside the range of
+    /// its valid derivatives there (widened by `slack`).
+    OutsideKink { lo: f64, hi: f64, slack: f64 },
+}
+
+/// Elements whose f64 difference was rounding, found by recomputing them in
+/// double-double.
+#[derive(Clone, Debug, Default)]
+pub struct RoundingResolved {
+    pub elements: usize,
+    /// The largest such f64 difference, and the f64 bound it exceeded there.
+    pub largest_difference: f64,
+    pub bound: f64,
+    /// The same element's difference in double-double.
+    pub precise_difference: f64,
+}
+
+/// An element where L has a kink and the claim is one of its valid
+/// derivatives: within `lo..=hi`, the range those take there.
+#[derive(Clone, Debug)]
+pub struct KinkElement {
+    pub sizes: Sizes,
+    pub index: Vec<i64>,
+    pub claimed: f64,
+    /// Autodiff's pick at the kink.
+    pub autodiff: f64,
+    pub lo: f64,
+    pub hi: f64,
+}
+
+/// At a kink, a claimed gradient that no combination of the valid
+/// gradients gives: its inner product with `direction` lies outside the
+/// range theirs take.
+#[derive(Clone, Debug)]
+pub struct HullViolation {
+    pub sizes: Sizes,
+    pub direction: HullDirection,
+    pub claimed: f64,
+    pub lo: f64,
+    pub hi: f64,
+    pub tolerance: f64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HullDirection {
+    /// Every element weighted 1: the claim's sum.
+    AllOnes,
+    /// A random unit direction, the k-th drawn.
+    Random(usize),
 }
 
 /// Elements of one tensor written as index ranges: `dx[7..=8]` at `N = 8`.

@@ -1,0 +1,627 @@
+//! Double-double arithmetic: a number as the unevaluated sum `hi + lo` of
+//! two f64s, about 106 bits of precision (unit roundoff ≈ 2⁻¹⁰⁴), and a
+//! forward-mode dual number over it.
+//!
+//! Used to tell rounding from mistakes: a difference between two f64
+//! computations that is rounding shrinks by about 2⁵⁰ when both are redone
+//! here; a real mistake does not shrink at all. The algorithms are the
+//! classic error-free transformations (Dekker 1971, Knuth's two-sum, an FMA
+//! for the product) and the QD library's (Hida, Li and Bailey 2001)
+//! argument reductions for the elementary functions.
+
+use std::ops::{Add, AddAssign, Div, Mul, Neg, Sub};
+
+use super::scalar::Scalar;
+
+/// Unit roundoff of double-double arithmetic (2⁻¹⁰⁴), for error bounds.
+pub const DD_EPSILON: f64 = 4.930380657631324e-32;
+
+/// A double-double number: the value is `hi + lo` with |lo| ≤ ulp(hi)/2.
+#[derive(Clone, Copy, Debug, Default, PartialEq, PartialOrd)]
+pub struct Dd {
+    pub hi: f64,
+    pub lo: f64,
+}
+
+#[inline]
+fn two_sum(a: f64, b: f64) -> (f64, f64) {
+    let s = a + b;
+    let bb = s - a;
+    (s, (a - (s - bb)) + (b - bb))
+}
+
+#[inline]
+fn quick_two_sum(a: f64, b: f64) -> (f64, f64) {
+    let s = a + b;
+    (s, b - (s - a))
+}
+
+#[inline]
+fn two_prod(a: f64, b: f64) -> (f64, f64) {
+    let p = a * b;
+    (p, a.mul_add(b, -p))
+}
+
+/// ln 2 and π/2 to double-double precision.
+const LN2: Dd = Dd {
+    hi: std::f64::consts::LN_2,
+    lo: 2.319_046_813_846_299_6e-17,
+};
+const FRAC_PI_2: Dd = Dd {
+    hi: std::f64::consts::FRAC_PI_2,
+    lo: 6.123_233_995_736_766e-17,
+};
+
+impl Dd {
+    pub const ZERO: Dd = Dd { hi: 0.0, lo: 0.0 };
+    pub const ONE: Dd = Dd { hi: 1.0, lo: 0.0 };
+
+    pub const fn from_f64(v: f64) -> Dd {
+        Dd { hi: v, lo: 0.0 }
+    }
+
+    /// The nearest f64.
+    pub fn to_f64(self) -> f64 {
+        self.hi + self.lo
+    }
+
+    fn renormalized(hi: f64, lo: f64) -> Dd {
+        let (hi, lo) = quick_two_sum(hi, lo);
+        // An overflowed or NaN part must not leave a finite-looking pair.
+        if hi.is_finite() {
+            Dd { hi, lo }
+        } else {
+            Dd { hi, lo: 0.0 }
+        }
+    }
+
+    fn is_finite(self) -> bool {
+        self.hi.is_finite()
+    }
+
+    /// Multiplication by an exact power of two.
+    fn ldexp(self, k: i32) -> Dd {
+        let f = 2f64.powi(k);
+        Dd {
+            hi: self.hi * f,
+            lo: self.lo * f,
+        }
+    }
+
+    fn mul_f64(self, b: f64) -> Dd {
+        let (p, e) = two_prod(self.hi, b);
+        Dd::renormalized(p, e + self.lo * b)
+    }
+
+    fn square(self) -> Dd {
+        self * self
+    }
+
+    /// e^x − 1 for |x| ≤ 1, accurate relative to the result: the argument
+    /// is halved nine times, the series summed, and e^(2r) − 1 = s·(s + 2)
+    /// undoes the halving without ever forming 1 + s.
+    fn expm1_small(self) -> Dd {
+        let r = self.ldexp(-9);
+        let mut term = r;
+        let mut sum = r;
+        for n in 2..40 {
+            term = term * r / Dd::from_f64(f64::from(n));
+            sum += term;
+            if term.hi.abs() <= 1e-36 * sum.hi.abs() {
+                break;
+            }
+        }
+        for _ in 0..9 {
+            sum = sum * (sum + Dd::from_f64(2.0));
+        }
+        sum
+    }
+
+    pub fn exp(self) -> Dd {
+        if !self.is_finite() {
+            return Dd::from_f64(self.hi.exp());
+        }
+        if self.hi > 709.8 {
+            return Dd::from_f64(f64::INFINITY);
+        }
+        if self.hi < -745.2 {
+            return Dd::ZERO;
+        }
+        if self.hi.abs() <= 1.0 {
+            return self.expm1_small() + Dd::ONE;
+        }
+        // x = k·ln 2 + r with |r| ≤ ln 2 / 2.
+        let k = (self.hi / LN2.hi).round();
+        let r = self - LN2.mul_f64(k);
+        #[allow(clippy::cast_possible_truncation)]
+        let k = k as i32;
+        let e = r.expm1_small() + Dd::ONE;
+        // 2^k may overflow alone where e·2^k does not: scale in two steps.
+        e.ldexp(k / 2).ldexp(k - k / 2)
+    }
+
+    pub fn expm1(self) -> Dd {
+        if self.hi.abs() <= 1.0 {
+            self.expm1_small()
+        } else {
+            self.exp() - Dd::ONE
+        }
+    }
+
+    pub fn ln(self) -> Dd {
+        if self.hi <= 0.0 || !self.is_finite() {
+            return Dd::from_f64(self.hi.ln());
+        }
+        // Newton on e^y = x converges quadratically: two steps from f64.
+        let mut y = Dd::from_f64(self.hi.ln());
+        for _ in 0..2 {
+            y = y + self * (-y).exp() - Dd::ONE;
+        }
+        y
+    }
+
+    pub fn ln_1p(self) -> Dd {
+        if self.hi.abs() > 0.5 || !self.is_finite() {
+            return (Dd::ONE + self).ln();
+        }
+        // Newton on e^y − 1 = x, relative to the result for small x.
+        let mut y = Dd::from_f64(self.hi.ln_1p());
+        for _ in 0..2 {
+            let e = y.expm1();
+            y = y - (e - self) / (e + Dd::ONE);
+        }
+        y
+    }
+
+    pub fn sqrt(self) -> Dd {
+        if self.hi <= 0.0 || !self.is_finite() {
+            return Dd::from_f64(self.hi.sqrt());
+        }
+        // One Newton step from the f64 root doubles its precision.
+        let y = Dd::from_f64(self.hi.sqrt());
+        y + (self - y.square()) / y.mul_f64(2.0)
+    }
+
+    pub fn abs(self) -> Dd {
+        if self.hi < 0.0 { -self } else { self }
+    }
+
+    pub fn tanh(self) -> Dd {
+        if self.hi.abs() > 40.0 {
+            // 1 − tanh(40) ≈ 3.6e-35: below double-double resolution.
+            return Dd::from_f64(self.hi.signum());
+        }
+        if !self.is_finite() {
+            return Dd::from_f64(self.hi.tanh());
+        }
+        let e = self.abs().mul_f64(2.0).expm1();
+        let t = e / (e + Dd::from_f64(2.0));
+        if self.hi < 0.0 { -t } else { t }
+    }
+
+    /// sin and cos of |r| ≤ π/4 by their series.
+    fn sin_cos_reduced(r: Dd) -> (Dd, Dd) {
+        let r2 = r.square();
+        let (mut s, mut c) = (r, Dd::ONE);
+        let (mut st, mut ct) = (r, Dd::ONE);
+        for n in 1..30 {
+            let n = f64::from(n);
+            st = -(st * r2) / Dd::from_f64((2.0 * n) * (2.0 * n + 1.0));
+            ct = -(ct * r2) / Dd::from_f64((2.0 * n - 1.0) * (2.0 * n));
+            s += st;
+            c += ct;
+            if st.hi.abs() <= 1e-36 && ct.hi.abs() <= 1e-36 {
+                break;
+            }
+        }
+        (s, c)
+    }
+
+    pub fn sin_cos(self) -> (Dd, Dd) {
+        if !self.is_finite() || self.hi.abs() > 1e15 {
+            let (s, c) = self.hi.sin_cos();
+            return (Dd::from_f64(s), Dd::from_f64(c));
+        }
+        let k = (self.hi / FRAC_PI_2.hi).round();
+        let r = self - FRAC_PI_2.mul_f64(k);
+        let (s, c) = Dd::sin_cos_reduced(r);
+        #[allow(clippy::cast_possible_truncation)]
+        match (k as i64).rem_euclid(4) {
+            0 => (s, c),
+            1 => (c, -s),
+            2 => (-s, -c),
+            _ => (-c, s),
+        }
+    }
+
+    pub fn recip(self) -> Dd {
+        Dd::ONE / self
+    }
+
+    pub fn powi(self, k: i32) -> Dd {
+        let mut base = self;
+        let mut n = k.unsigned_abs();
+        let mut acc = Dd::ONE;
+        while n > 0 {
+            if n & 1 == 1 {
+                acc = acc * base;
+            }
+            base = base.square();
+            n >>= 1;
+        }
+        if k < 0 { acc.recip() } else { acc }
+    }
+}
+
+impl Add for Dd {
+    type Output = Dd;
+    #[inline]
+    fn add(self, b: Dd) -> Dd {
+        let (s, e) = two_sum(self.hi, b.hi);
+        let (t, f) = two_sum(self.lo, b.lo);
+        let (s, e) = quick_two_sum(s, e + t);
+        Dd::renormalized(s, e + f)
+    }
+}
+
+impl Sub for Dd {
+    type Output = Dd;
+    #[inline]
+    fn sub(self, b: Dd) -> Dd {
+        self + (-b)
+    }
+}
+
+impl Neg for Dd {
+    type Output = Dd;
+    #[inline]
+    fn neg(self) -> Dd {
+        Dd {
+            hi: -self.hi,
+            lo: -self.lo,
+        }
+    }
+}
+
+impl Mul for Dd {
+    type Output = Dd;
+    #[inline]
+    fn mul(self, b: Dd) -> Dd {
+        let (p, e) = two_prod(self.hi, b.hi);
+        Dd::renormalized(p, e + (self.hi * b.lo + self.lo * b.hi))
+    }
+}
+
+impl Div for Dd {
+    type Output = Dd;
+    #[inline]
+    fn div(self, b: Dd) -> Dd {
+        let q1 = self.hi / b.hi;
+        if !q1.is_finite() || b.hi == 0.0 {
+            return Dd::from_f64(q1);
+        }
+        let r = self - b.mul_f64(q1);
+        let q2 = r.hi / b.hi;
+        let r = r - b.mul_f64(q2);
+        let q3 = r.hi / b.hi;
+        let (q1, q2) = quick_two_sum(q1, q2);
+        Dd { hi: q1, lo: q2 } + Dd::from_f64(q3)
+    }
+}
+
+impl AddAssign for Dd {
+    #[inline]
+    fn add_assign(&mut self, b: Dd) {
+        *self = *self + b;
+    }
+}
+
+impl Scalar for Dd {
+    fn constant(v: f64) -> Self {
+        Dd::from_f64(v)
+    }
+    fn real(&self) -> f64 {
+        self.to_f64()
+    }
+    fn exp(self) -> Self {
+        Dd::exp(self)
+    }
+    fn ln(self) -> Self {
+        Dd::ln(self)
+    }
+    fn ln_1p(self) -> Self {
+        Dd::ln_1p(self)
+    }
+    fn sqrt(self) -> Self {
+        Dd::sqrt(self)
+    }
+    fn abs(self) -> Self {
+        Dd::abs(self)
+    }
+    fn tanh(self) -> Self {
+        Dd::tanh(self)
+    }
+    fn sin(self) -> Self {
+        self.sin_cos().0
+    }
+    fn cos(self) -> Self {
+        self.sin_cos().1
+    }
+    fn recip(self) -> Self {
+        Dd::recip(self)
+    }
+    fn powi(self, k: i32) -> Self {
+        Dd::powi(self, k)
+    }
+}
+
+/// A forward-mode dual number over double-doubles with `N` derivative
+/// directions. A constant carries no derivative part at all (`None`), as
+/// num-dual's `DualSVec64` does, so an infinite partial elsewhere (sqrt' at
+/// 0) never meets a zero tangent as `inf · 0`.
+#[derive(Clone, Copy, Debug)]
+pub struct DdDual<const N: usize> {
+    pub re: Dd,
+    pub eps: Option<[Dd; N]>,
+}
+
+impl<const N: usize> DdDual<N> {
+    pub fn constant(re: Dd) -> Self {
+        Self { re, eps: None }
+    }
+
+    /// `re` seeded in derivative direction `slot`.
+    pub fn variable(re: Dd, slot: usize) -> Self {
+        let mut eps = [Dd::ZERO; N];
+        if let Some(e) = eps.get_mut(slot) {
+            *e = Dd::ONE;
+        }
+        Self { re, eps: Some(eps) }
+    }
+
+    /// The derivative in direction `slot` (0 for a constant).
+    pub fn derivative(&self, slot: usize) -> Dd {
+        self.eps
+            .and_then(|e| e.get(slot).copied())
+            .unwrap_or(Dd::ZERO)
+    }
+
+    /// f(re) with derivative f'(re)·eps: the chain rule.
+    fn chain(self, value: Dd, slope: Dd) -> Self {
+        Self {
+            re: value,
+            eps: self.eps.map(|e| e.map(|d| d * slope)),
+        }
+    }
+}
+
+fn combine<const N: usize>(
+    a: Option<[Dd; N]>,
+    b: Option<[Dd; N]>,
+    f: impl Fn(Dd, Dd) -> Dd,
+) -> Option<[Dd; N]> {
+    match (a, b) {
+        (None, None) => None,
+        (a, b) => {
+            let a = a.unwrap_or([Dd::ZERO; N]);
+            let b = b.unwrap_or([Dd::ZERO; N]);
+            Some(std::array::from_fn(|k| f(a[k], b[k])))
+        }
+    }
+}
+
+impl<const N: usize> Add for DdDual<N> {
+    type Output = Self;
+    fn add(self, b: Self) -> Self {
+        Self {
+            re: self.re + b.re,
+            eps: combine(self.eps, b.eps, |x, y| x + y),
+        }
+    }
+}
+
+impl<const N: usize> Sub for DdDual<N> {
+    type Output = Self;
+    fn sub(self, b: Self) -> Self {
+        Self {
+            re: self.re - b.re,
+            eps: combine(self.eps, b.eps, |x, y| x - y),
+        }
+    }
+}
+
+impl<const N: usize> Neg for DdDual<N> {
+    type Output = Self;
+    fn neg(self) -> Self {
+        Self {
+            re: -self.re,
+            eps: self.eps.map(|e| e.map(|d| -d)),
+        }
+    }
+}
+
+// The product and quotient rules add and subtract inside `mul` and `div`.
+#[allow(clippy::suspicious_arithmetic_impl)]
+impl<const N: usize> Mul for DdDual<N> {
+    type Output = Self;
+    fn mul(self, b: Self) -> Self {
+        let eps = match (self.eps, b.eps) {
+            (None, None) => None,
+            (Some(a), None) => Some(a.map(|d| d * b.re)),
+            (None, Some(e)) => Some(e.map(|d| d * self.re)),
+            (Some(a), Some(e)) => Some(std::array::from_fn(|k| a[k] * b.re + e[k] * self.re)),
+        };
+        Self {
+            re: self.re * b.re,
+            eps,
+        }
+    }
+}
+
+#[allow(clippy::suspicious_arithmetic_impl)]
+impl<const N: usize> Div for DdDual<N> {
+    type Output = Self;
+    fn div(self, b: Self) -> Self {
+        let re = self.re / b.re;
+        let eps = match (self.eps, b.eps) {
+            (None, None) => None,
+            (Some(a), None) => Some(a.map(|d| d / b.re)),
+            (a, Some(e)) => {
+                let a = a.unwrap_or([Dd::ZERO; N]);
+                Some(std::array::from_fn(|k| (a[k] - re * e[k]) / b.re))
+            }
+        };
+        Self { re, eps }
+    }
+}
+
+impl<const N: usize> AddAssign for DdDual<N> {
+    fn add_assign(&mut self, b: Self) {
+        *self = *self + b;
+    }
+}
+
+impl<const N: usize> Scalar for DdDual<N> {
+    fn constant(v: f64) -> Self {
+        Self::constant(Dd::from_f64(v))
+    }
+    fn real(&self) -> f64 {
+        self.re.to_f64()
+    }
+    fn exp(self) -> Self {
+        let f = self.re.exp();
+        self.chain(f, f)
+    }
+    fn ln(self) -> Self {
+        self.chain(self.re.ln(), self.re.recip())
+    }
+    fn ln_1p(self) -> Self {
+        self.chain(self.re.ln_1p(), (Dd::ONE + self.re).recip())
+    }
+    fn sqrt(self) -> Self {
+        let f = self.re.sqrt();
+        self.chain(f, (f + f).recip())
+    }
+    fn abs(self) -> Self {
+        // As num-dual: the negative branch at 0.
+        if self.re.hi > 0.0 { self } else { -self }
+    }
+    fn tanh(self) -> Self {
+        let t = self.re.tanh();
+        self.chain(t, Dd::ONE - t * t)
+    }
+    fn sin(self) -> Self {
+        let (s, c) = self.re.sin_cos();
+        self.chain(s, c)
+    }
+    fn cos(self) -> Self {
+        let (s, c) = self.re.sin_cos();
+        self.chain(c, -s)
+    }
+    fn recip(self) -> Self {
+        let r = self.re.recip();
+        self.chain(r, -(r * r))
+    }
+    fn powi(self, k: i32) -> Self {
+        if k == 0 {
+            return Self::constant(Dd::ONE);
+        }
+        self.chain(
+            self.re.powi(k),
+            self.re.powi(k - 1) * Dd::from_f64(f64::from(k)),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    /// |a − b| relative to |b|, in double-double.
+    fn rel(a: Dd, b: Dd) -> f64 {
+        ((a - b).to_f64() / b.to_f64()).abs()
+    }
+
+    /// A decimal constant to double-double: the f64 nearest, plus the
+    /// f64 nearest to the rest.
+    fn dd(hi: f64, lo: f64) -> Dd {
+        Dd::renormalized(hi, lo)
+    }
+
+    #[test]
+    fn arithmetic_is_exact_beyond_f64() {
+        // 0.1 + 0.2 − 0.3 is 5.55e-17 in f64, and −2.8e-17 exactly for these
+        // three f64 values (their own representation errors remain).
+        let s = Dd::from_f64(0.1) + Dd::from_f64(0.2) - Dd::from_f64(0.3);
+        assert_eq!(s.to_f64(), 0.1f64 - 0.3 + 0.2);
+        // (1 + 2^-40)² − 1 − 2^-39 = 2^-80: lost in f64, kept here.
+        let x = Dd::ONE + Dd::from_f64(2f64.powi(-40));
+        let r = x * x - Dd::ONE - Dd::from_f64(2f64.powi(-39));
+        assert_eq!(r.to_f64(), 2f64.powi(-80));
+        // Division and its inverse.
+        let q = Dd::from_f64(1.0) / Dd::from_f64(3.0);
+        assert!(rel(q * Dd::from_f64(3.0), Dd::ONE) < 1e-31);
+    }
+
+    #[test]
+    fn elementary_functions_match_reference_values() {
+        // Reference values to 50 digits (mpmath), split into two f64s.
+        let e = dd(std::f64::consts::E, 1.445_646_891_729_250_2e-16);
+        assert!(rel(Dd::ONE.exp(), e) < 1e-30, "exp(1)");
+        let ln10 = dd(std::f64::consts::LN_10, -2.170_756_223_382_249_4e-16);
+        assert!(rel(Dd::from_f64(10.0).ln(), ln10) < 1e-30, "ln(10)");
+        let sqrt2 = dd(std::f64::consts::SQRT_2, -9.667_293_313_452_913e-17);
+        assert!(rel(Dd::from_f64(2.0).sqrt(), sqrt2) < 1e-30, "sqrt(2)");
+        // sin(1) = 0.8414709848078965066525023216302990
+        let sin1 = dd(0.841_470_984_807_896_5, 1.776_845_092_935_536e-18);
+        assert!(rel(Dd::ONE.sin_cos().0, sin1) < 1e-30, "sin(1)");
+    }
+
+    #[test]
+    fn identities_hold_to_double_double_precision() {
+        for &x in &[
+            -30.0, -3.7, -1.0, -0.3, -1e-9, 1e-12, 0.25, 0.9, 1.5, 3.0, 12.5, 100.0,
+        ] {
+            let d = Dd::from_f64(x);
+            // exp then ln loses what 1 + x cannot hold: absolute, not relative.
+            let back = (d.exp().ln() - d).to_f64().abs();
+            assert!(back < 1e-30 * x.abs().max(1.0), "ln(exp({x}))");
+            if x > 0.0 {
+                assert!(rel(d.ln().exp(), d) < 1e-29, "exp(ln({x}))");
+                assert!(rel(d.sqrt().square(), d) < 1e-30, "sqrt({x})²");
+            }
+            let (s, c) = d.sin_cos();
+            assert!(
+                (s.square() + c.square() - Dd::ONE).to_f64().abs() < 1e-30,
+                "sin²+cos² at {x}"
+            );
+            // tanh = (e^2x − 1)/(e^2x + 1) where that form is accurate.
+            if x.abs() >= 0.5 && x.abs() <= 20.0 {
+                let e2 = d.mul_f64(2.0).exp();
+                let t = (e2 - Dd::ONE) / (e2 + Dd::ONE);
+                assert!(rel(d.tanh(), t) < 1e-29, "tanh({x})");
+            }
+            if x.abs() < 0.5 {
+                assert!(rel(d.ln_1p().expm1(), d) < 1e-29, "expm1(ln_1p({x}))");
+            }
+        }
+    }
+
+    #[test]
+    fn duals_give_exact_derivatives() {
+        // d/dx of x·exp(sin x) / (1 + x²) at x = 0.7, against the formula.
+        let x = 0.7;
+        let v = DdDual::<2>::variable(Dd::from_f64(x), 1);
+        let one = <DdDual<2> as Scalar>::one();
+        let f = v * v.sin().exp() / (one + v * v);
+        let xd = Dd::from_f64(x);
+        let (s, c) = xd.sin_cos();
+        let q = Dd::ONE + xd.square();
+        let expected =
+            (s.exp() * (Dd::ONE + xd * c) * q - xd * s.exp() * xd.mul_f64(2.0)) / q.square();
+        assert!(rel(f.derivative(1), expected) < 1e-29);
+        assert_eq!(f.derivative(0).to_f64(), 0.0);
+        assert!(<DdDual<2> as Scalar>::constant(3.0).eps.is_none());
+    }
+}
