@@ -280,7 +280,7 @@ impl GradCheck<'_> {
         if claimed.iter().all(Option::is_some) {
             let claimed: Vec<f64> = claimed.into_iter().flatten().collect();
             if cx.forward_kinks().met == 0 {
-                self.directional(&claimed, scale, &probe, cx);
+                self.directional(&claimed, (tolerance, &allowance), &probe, cx);
             } else {
                 // Across a kink a central difference measures no particular
                 // valid gradient; the claim is held to their hull instead.
@@ -379,10 +379,12 @@ impl GradCheck<'_> {
         }
     }
 
+    /// `tolerance` is the f64 bound per element, `allowance` what rounding
+    /// may account for at each element (more where double-double showed it).
     fn directional(
         &mut self,
         claimed: &[f64],
-        scale: f64,
+        (tolerance, allowance): (f64, &[f64]),
         probe: &TensorProbe,
         cx: &SizeContext<'_>,
     ) {
@@ -391,7 +393,12 @@ impl GradCheck<'_> {
             return;
         };
         let inner: f64 = claimed.iter().zip(&d.u).map(|(c, u)| c * u).sum();
-        let tolerance = d.tolerance + FD_SAFETY * ROUNDING_ULPS * f64::EPSILON * cx.terms * scale;
+        let found_rounding: f64 = allowance
+            .iter()
+            .zip(&d.u)
+            .map(|(a, u)| (a - tolerance) * u.abs())
+            .sum();
+        let tolerance = d.tolerance + FD_SAFETY * (tolerance + found_rounding);
         // At a kink any value between the one-sided directional
         // derivatives is valid; the central difference measures their mean.
         let (error, tolerance) = match &d.sides {
