@@ -210,3 +210,32 @@ pub fn precise_partials(
     }
     Ok(partials)
 }
+
+/// The derivative of L along `direction` in double-double: the reference
+/// for a directional derivative whose f64 rounding is in doubt.
+pub fn precise_directional_derivative(
+    instance: &Instance<'_>,
+    values: &[ArrayD<f64>],
+    direction: &[Option<ArrayD<f64>>],
+) -> Result<Dd, Box<EvalError>> {
+    let lifted: Vec<ArrayD<DdDual<1>>> = values
+        .iter()
+        .enumerate()
+        .map(|(k, v)| match direction.get(k).and_then(Option::as_ref) {
+            Some(d)
+                if instance
+                    .program
+                    .tensors
+                    .get(k)
+                    .is_some_and(|t| t.is_differentiable()) =>
+            {
+                ndarray::Zip::from(v).and(d).map_collect(|&x, &dx| DdDual {
+                    re: Dd::from_f64(x),
+                    eps: Some([Dd::from_f64(dx)]),
+                })
+            }
+            _ => v.mapv(|x| DdDual::constant(Dd::from_f64(x))),
+        })
+        .collect();
+    Ok(instance.evaluation(&lifted).loss()?.derivative(0))
+}
