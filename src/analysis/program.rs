@@ -668,3 +668,111 @@ pub struct EquivalenceClaim {
     pub second_name: String,
     pub steps: i64,
 }
+
+/// Knuth's strong zero, in one place: the *factors* of an expression and
+/// the Iverson brackets among them (its *guards*).
+///
+/// The factors of `a * b` are those of `a` and those of `b`; of `a / b`,
+/// those of the numerator `a` (the divisor `b` is not a factor); of `-a`,
+/// those of `a`; any other expression is its own only factor. Parentheses
+/// leave no trace in the tree, so `g[i] * ([c] * w[k])`, `[c] * g[i] * w[k]`
+/// and `g[i] * w[k] * [c]` have the same factors, in source order.
+///
+/// A product whose guards include a bracket that is 0 is 0, and nothing else
+/// in it is evaluated: not its other factors, not its divisors. The
+/// evaluator (`Evaluation::binary`), the tapes, the range inference of
+/// name resolution and the size analysis all ask this of both the syntax
+/// tree and the program through [`ProductNode`], so they agree on which
+/// accesses a bracket guards.
+pub trait ProductNode: Sized {
+    /// `(op, lhs, rhs)` of a product `lhs * rhs` or quotient `lhs / rhs`.
+    fn product_operands(&self) -> Option<(BinaryOp, &Self, &Self)>;
+    /// The operand of a unary minus.
+    fn negated(&self) -> Option<&Self>;
+    /// Whether this is an Iverson bracket.
+    fn is_bracket(&self) -> bool;
+
+    /// Calls `f` on each factor of `self`, left to right.
+    fn for_each_factor<'a>(&'a self, f: &mut impl FnMut(&'a Self)) {
+        if let Some((op, lhs, rhs)) = self.product_operands() {
+            lhs.for_each_factor(f);
+            if op == BinaryOp::Mul {
+                rhs.for_each_factor(f);
+            }
+        } else if let Some(operand) = self.negated() {
+            operand.for_each_factor(f);
+        } else {
+            f(self);
+        }
+    }
+
+    /// Calls `f` on each guard (a factor that is a bracket), left to right.
+    fn for_each_guard<'a>(&'a self, f: &mut impl FnMut(&'a Self)) {
+        self.for_each_factor(&mut |factor| {
+            if factor.is_bracket() {
+                f(factor);
+            }
+        });
+    }
+
+    /// Whether `self` is a product or quotient with a guard: a bracket
+    /// among its factors that, where 0, makes all of `self` 0 unevaluated.
+    /// (A lone bracket or `-[c]` is no product: it guards nothing.)
+    fn is_guarded_product(&self) -> bool {
+        if self.product_operands().is_none() {
+            return false;
+        }
+        let mut found = false;
+        self.for_each_guard(&mut |_| found = true);
+        found
+    }
+}
+
+impl ProductNode for Node {
+    fn product_operands(&self) -> Option<(BinaryOp, &Self, &Self)> {
+        match &self.node {
+            NodeKind::Binary { op, lhs, rhs } if matches!(op, BinaryOp::Mul | BinaryOp::Div) => {
+                Some((*op, lhs, rhs))
+            }
+            _ => None,
+        }
+    }
+
+    fn negated(&self) -> Option<&Self> {
+        match &self.node {
+            NodeKind::Neg(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    fn is_bracket(&self) -> bool {
+        matches!(self.node, NodeKind::Iverson(_))
+    }
+}
+
+impl ProductNode for crate::syntax::ast::Expr {
+    fn product_operands(&self) -> Option<(BinaryOp, &Self, &Self)> {
+        use crate::syntax::ast::ExprKind;
+        match &self.node {
+            ExprKind::Binary { op, lhs, rhs } if matches!(op, BinaryOp::Mul | BinaryOp::Div) => {
+                Some((*op, lhs, rhs))
+            }
+            _ => None,
+        }
+    }
+
+    fn negated(&self) -> Option<&Self> {
+        use crate::syntax::ast::{ExprKind, UnaryOp};
+        match &self.node {
+            ExprKind::Unary {
+                op: UnaryOp::Neg,
+                operand,
+            } => Some(operand),
+            _ => None,
+        }
+    }
+
+    fn is_bracket(&self) -> bool {
+        matches!(self.node, crate::syntax::ast::ExprKind::Iverson(_))
+    }
+}

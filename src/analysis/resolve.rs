@@ -950,10 +950,10 @@ impl Resolver {
                     let base = self.expr(lhs, scope, guarded)?;
                     return Some(Spanned::new(NodeKind::PowInt(Box::new(base), k), e.span));
                 }
-                // A factor beside an Iverson bracket is read only where the bracket holds.
-                let guard = *op == BinaryOp::Mul
-                    && (matches!(lhs.node, ast::ExprKind::Iverson(_))
-                        || matches!(rhs.node, ast::ExprKind::Iverson(_)));
+                // A bracket among a product's factors guards all of it, in
+                // any order or grouping: nothing in it is read where the
+                // bracket is 0 (see `ProductNode`).
+                let guard = e.is_guarded_product();
                 let l = self.expr(lhs, scope, guarded || guard);
                 let r = self.expr(rhs, scope, guarded || guard);
                 NodeKind::Binary {
@@ -1276,7 +1276,24 @@ impl Resolver {
     }
 
     /// Tensor Comprehensions' rule: the largest range that keeps every access
-    /// using `var` (and no variable bound inside it) within its tensor.
+    /// using `var` (and no variable bound inside it) within its tensor, where
+    /// the accesses that count are:
+    ///
+    /// - the *unguarded* ones, if there are any: those read wherever the
+    ///   body is. An access under a guard (a bracket among the factors of
+    ///   its product, or a case condition) is then left to its guard, which
+    ///   is what the author wrote to keep it in range: in
+    ///   `sum(i) g[i] * (x[i] + [i >= 2] * x[i-1])`, `i` runs as far as
+    ///   `g[i]` and `x[i]` allow, and the bracket keeps `x[i-1]` from
+    ///   reading `x[0]`;
+    /// - else every access, each with its own bounds: the range is their
+    ///   intersection, so that no access reads out of its tensor wherever
+    ///   its guard holds (`sum(k) [i+k <= N] * w[k] * x[i+k]` runs over
+    ///   `k` in range of both `w` and `x`).
+    ///
+    /// Whether an access is guarded depends on its whole product (see
+    /// [`ProductNode`]), never on the order or grouping of the factors, and
+    /// the bounds are a set, so the range does not depend on them either.
     fn infer_var_range(
         &mut self,
         name: &str,

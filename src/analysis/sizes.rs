@@ -5,7 +5,9 @@
 use std::fmt;
 
 use super::error::AnalysisError;
-use super::program::{Affine, AxisRange, Body, DimId, Node, NodeKind, Program, Values, VarId};
+use super::program::{
+    Affine, AxisRange, Body, DimId, Node, NodeKind, ProductNode, Program, Values, VarId,
+};
 use super::resolve::{for_each_cond_expr, suggest};
 use crate::source::Span;
 
@@ -224,10 +226,9 @@ fn collect_bounds(
             }
         }
         NodeKind::Neg(a) | NodeKind::PowInt(a, _) => recurse(a, guarded, ranges),
-        NodeKind::Binary { op, lhs, rhs } => {
-            let guard = *op == crate::syntax::ast::BinaryOp::Mul
-                && (matches!(lhs.node, NodeKind::Iverson(_))
-                    || matches!(rhs.node, NodeKind::Iverson(_)));
+        NodeKind::Binary { lhs, rhs, .. } => {
+            // As the evaluator: a bracket among the factors guards them all.
+            let guard = node.is_guarded_product();
             recurse(lhs, guarded || guard, ranges);
             recurse(rhs, guarded || guard, ranges);
         }

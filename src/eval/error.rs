@@ -11,7 +11,7 @@ pub enum EvalError {
     #[diagnostic(
         code(dl::eval::index_out_of_range),
         help(
-            "keep the access in range, or say where zero padding is meant with a case or an Iverson bracket, e.g. `[{guard}] * {access}`"
+            "keep the access in range, or say where zero padding is meant with a case, or with an Iverson bracket anywhere in the product that reads it (a bracket that is 0 makes its whole product 0): `[{guard}] * {access}`"
         )
     )]
     IndexOutOfRange {

@@ -616,18 +616,16 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
         rhs: &Node,
         frame: &mut Frame<'_>,
     ) -> Result<T, Box<EvalError>> {
-        if op == BinaryOp::Mul {
-            // Knuth's strong zero: a false bracket makes the product 0 without
-            // reading the other factor, so guarded accesses never go out of range.
-            for (guard, other) in [(lhs, rhs), (rhs, lhs)] {
-                if let NodeKind::Iverson(c) = &guard.node {
-                    return if self.cond(c, frame)? {
-                        self.node(other, frame)
-                    } else {
-                        Ok(T::zero())
-                    };
-                }
-            }
+        if matches!(op, BinaryOp::Mul | BinaryOp::Div) {
+            // Knuth's strong zero: a bracket that is 0 makes its whole product
+            // 0, wherever it stands among the factors, so guarded accesses
+            // never go out of range. The whole chain of factors is computed
+            // here, so that it is searched for brackets once.
+            return if node.is_guarded_product() {
+                self.guarded_product(node, frame)
+            } else {
+                Ok(self.factors(node, frame)?.unwrap_or_else(T::one))
+            };
         }
         let a = self.node(lhs, frame)?;
         let b = self.node(rhs, frame)?;
@@ -635,17 +633,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             BinaryOp::Add => a + b,
             BinaryOp::Sub => a - b,
             BinaryOp::Mul => a * b,
-            BinaryOp::Div => {
-                if b.real() == 0.0 {
-                    return Err(Box::new(EvalError::DivisionByZero {
-                        expression: self.instance.text_of(node.span).to_string(),
-                        at: self.at(frame),
-                        span: node.span.into(),
-                        divisor: rhs.span.into(),
-                    }));
-                }
-                a / b
-            }
+            BinaryOp::Div => self.quotient(node, rhs, a, b, frame)?,
             BinaryOp::Pow => {
                 if a.real() <= 0.0 {
                     return Err(self.domain(node, "power", a.real(), frame, "a real power needs a positive base; use an integer exponent for negative bases"));
@@ -653,6 +641,75 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
                 (b * a.ln()).exp()
             }
         })
+    }
+
+    /// A product with guards (see [`ProductNode`]): the brackets first, left
+    /// to right; where one is 0 the product is 0 and nothing else in it is
+    /// evaluated, not its other factors, not its divisors.
+    fn guarded_product(&self, node: &Node, frame: &mut Frame<'_>) -> Result<T, Box<EvalError>> {
+        let mut holds = Ok(true);
+        node.for_each_guard(&mut |guard| {
+            if let (Ok(true), NodeKind::Iverson(c)) = (&holds, &guard.node) {
+                holds = self.cond(c, frame);
+            }
+        });
+        if !holds? {
+            return Ok(T::zero());
+        }
+        Ok(self.factors(node, frame)?.unwrap_or_else(T::one))
+    }
+
+    /// A product (its chain of factors and divisors) whose guards all hold,
+    /// grouped as written, each bracket left out (exactly as `[c] * x` is
+    /// `x`); `None` for brackets alone.
+    fn factors(&self, node: &Node, frame: &mut Frame<'_>) -> Result<Option<T>, Box<EvalError>> {
+        Ok(match &node.node {
+            NodeKind::Iverson(_) => None,
+            NodeKind::Neg(a) => Some(-self.factors(a, frame)?.unwrap_or_else(T::one)),
+            NodeKind::Binary {
+                op: BinaryOp::Mul,
+                lhs,
+                rhs,
+            } => {
+                let a = self.factors(lhs, frame)?;
+                let b = self.factors(rhs, frame)?;
+                match (a, b) {
+                    (Some(a), Some(b)) => Some(a * b),
+                    (a, None) => a,
+                    (None, b) => b,
+                }
+            }
+            NodeKind::Binary {
+                op: BinaryOp::Div,
+                lhs,
+                rhs,
+            } => {
+                let a = self.factors(lhs, frame)?.unwrap_or_else(T::one);
+                let b = self.node(rhs, frame)?;
+                Some(self.quotient(node, rhs, a, b, frame)?)
+            }
+            _ => Some(self.node(node, frame)?),
+        })
+    }
+
+    /// `a / b` of the quotient `node` with divisor `rhs`: an error where `b` is 0.
+    fn quotient(
+        &self,
+        node: &Node,
+        rhs: &Node,
+        a: T,
+        b: T,
+        frame: &Frame<'_>,
+    ) -> Result<T, Box<EvalError>> {
+        if b.real() == 0.0 {
+            return Err(Box::new(EvalError::DivisionByZero {
+                expression: self.instance.text_of(node.span).to_string(),
+                at: self.at(frame),
+                span: node.span.into(),
+                divisor: rhs.span.into(),
+            }));
+        }
+        Ok(a / b)
     }
 
     /// Where a function's argument is a drawn input or param, the

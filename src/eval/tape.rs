@@ -965,15 +965,14 @@ impl<'t, 'a> TapeBuilder<'t, 'a> {
         rhs: &Node,
         frame: &mut Frame<'_>,
     ) -> Built<Reg> {
-        if op == BinaryOp::Mul {
-            for (guard, other) in [(lhs, rhs), (rhs, lhs)] {
+        if matches!(op, BinaryOp::Mul | BinaryOp::Div) {
+            let mut guards = vec![];
+            node.for_each_guard(&mut |guard| {
                 if let NodeKind::Iverson(c) = &guard.node {
-                    let holds = self.cond(c, frame)?;
-                    let zero = self.constant(0.0);
-                    let value = self.region(holds, |s| s.node(other, frame))?;
-                    return self.select(holds, value, zero);
+                    guards.push(&**c);
                 }
-            }
+            });
+            return self.guarded_product(node, &guards, frame);
         }
         let a = self.node(lhs, frame)?;
         let b = self.node(rhs, frame)?;
@@ -981,16 +980,7 @@ impl<'t, 'a> TapeBuilder<'t, 'a> {
             BinaryOp::Add => self.push(Op::Add(a, b)),
             BinaryOp::Sub => self.push(Op::Sub(a, b)),
             BinaryOp::Mul => self.push(Op::Mul(a, b)),
-            BinaryOp::Div => {
-                let e = EvalError::DivisionByZero {
-                    expression: self.evaluation.instance.text_of(node.span).to_string(),
-                    at: self.evaluation.at(frame),
-                    span: node.span.into(),
-                    divisor: rhs.span.into(),
-                };
-                let fault = self.fault(Fault::Fixed(e));
-                self.push(Op::Div(a, b, fault))
-            }
+            BinaryOp::Div => self.quotient(node, rhs, a, b, frame),
             BinaryOp::Pow => {
                 let fault = self.domain_fault(
                     node,
@@ -1001,6 +991,89 @@ impl<'t, 'a> TapeBuilder<'t, 'a> {
                 self.push(Op::Pow(a, b, fault))
             }
         }
+    }
+
+    /// Mirrors [`Evaluation::guarded_product`] (and, without guards,
+    /// [`Evaluation::factors`]): each guard only where those before it
+    /// hold, the factors only where all hold, else 0.
+    fn guarded_product(
+        &mut self,
+        node: &Node,
+        guards: &[&Cond],
+        frame: &mut Frame<'_>,
+    ) -> Built<Reg> {
+        let Some((first, rest)) = guards.split_first() else {
+            return match self.factors(node, frame)? {
+                Some(r) => Ok(r),
+                None => Ok(self.constant(1.0)),
+            };
+        };
+        let holds = self.cond(first, frame)?;
+        let zero = self.constant(0.0);
+        let value = self.region(holds, |s| s.guarded_product(node, rest, frame))?;
+        self.select(holds, value, zero)
+    }
+
+    /// Mirrors [`Evaluation::factors`]: the product, brackets left out.
+    fn factors(&mut self, node: &Node, frame: &mut Frame<'_>) -> Built<Option<Reg>> {
+        if node.is_bracket() {
+            return Ok(None);
+        }
+        if !self.is_stochastic(node) {
+            // The evaluator's value: its guards hold here too.
+            return self.fold(node, frame).map(Some);
+        }
+        match &node.node {
+            NodeKind::Neg(a) => match self.factors(a, frame)? {
+                Some(a) => self.push(Op::Neg(a)).map(Some),
+                None => Ok(Some(self.constant(-1.0))),
+            },
+            NodeKind::Binary {
+                op: BinaryOp::Mul,
+                lhs,
+                rhs,
+            } => {
+                let a = self.factors(lhs, frame)?;
+                let b = self.factors(rhs, frame)?;
+                match (a, b) {
+                    (Some(a), Some(b)) => self.push(Op::Mul(a, b)).map(Some),
+                    (a, None) => Ok(a),
+                    (None, b) => Ok(b),
+                }
+            }
+            NodeKind::Binary {
+                op: BinaryOp::Div,
+                lhs,
+                rhs,
+            } => {
+                let a = match self.factors(lhs, frame)? {
+                    Some(a) => a,
+                    None => self.constant(1.0),
+                };
+                let b = self.node(rhs, frame)?;
+                self.quotient(node, rhs, a, b, frame).map(Some)
+            }
+            _ => self.node(node, frame).map(Some),
+        }
+    }
+
+    /// Mirrors [`Evaluation::quotient`]: faults where the divisor is 0.
+    fn quotient(
+        &mut self,
+        node: &Node,
+        rhs: &Node,
+        a: Reg,
+        b: Reg,
+        frame: &Frame<'_>,
+    ) -> Built<Reg> {
+        let e = EvalError::DivisionByZero {
+            expression: self.evaluation.instance.text_of(node.span).to_string(),
+            at: self.evaluation.at(frame),
+            span: node.span.into(),
+            divisor: rhs.span.into(),
+        };
+        let fault = self.fault(Fault::Fixed(e));
+        self.push(Op::Div(a, b, fault))
     }
 
     /// Mirrors [`Evaluation::call`]: every argument first, then the domain check.
@@ -1147,7 +1220,7 @@ let s = sum(k) u[k] * x[k]
 let w[i] = u[i] * exp(x[i]) / (1 + u[i]^2)
 let c[i] = u[i] if u[i] > 0.5 | -u[i] if u[i] < -0.5 | 0 otherwise
 let h[i] = sqrt(u[i] + 1) + log(x[i]) + max(u[i], 0.1) + pow(x[i], u[i]) + sigmoid(u[i]) + softplus(30 * u[i]) + relu(u[i]) + tanh(u[i]) * sin(u[i]) - cos(u[i])
-claim E[s + w[i] * c[i] + h[i] + [u[i] > 0] * log(u[i]) + [z[i] == 1 and u[i] < 0] * 2 + max(k) u[k] + min(k) u[k] * z[k] + u[i]^3 + z[i] / (u[i] + 2) + [0 < u[i] < 0.5 or z[i] == 0] * (x[i] + 1) ^ u[i]] == 0
+claim E[s + w[i] * c[i] + h[i] + [u[i] > 0] * log(u[i]) + [z[i] == 1 and u[i] < 0] * 2 + max(k) u[k] + min(k) u[k] * z[k] + u[i]^3 + z[i] / (u[i] + 2) + [0 < u[i] < 0.5 or z[i] == 0] * (x[i] + 1) ^ u[i] + u[i] * [u[i] > 0] * log(u[i]) + log(u[i]) / x[i] * [u[i] > 0] + -[z[i] == 1] * u[i] * -x[i] + [u[i] > 0] * x[i] / u[i] * [z[i] == 1] + x[i] * ([x[i] > 0] * 2)] == 0
 let d[i] = 1 / z[i]
 claim E[d[i]] == 1
 claim E[sqrt(u[i])] == 0

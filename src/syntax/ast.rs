@@ -353,8 +353,10 @@ pub enum ExprKind {
         body: Box<Expr>,
     },
     /// `[j == i]`: 1 where the condition holds, 0 elsewhere. A product with a
-    /// bracket that is 0 is 0 without evaluating the other factor (Knuth's
-    /// "strong zero"), so `[j >= 3] * g[j-2]` never reads `g[0]`.
+    /// bracket that is 0 is 0 without evaluating its other factors, wherever
+    /// the bracket stands among them (Knuth's "strong zero", see
+    /// `analysis::program::ProductNode`), so `[j >= 3] * g[j-2]` and
+    /// `a * g[j-2] * [j >= 3]` never read `g[0]`.
     Iverson(Box<Condition>),
     /// `E[expr]` or `Var[expr]` over the spec's random tensors.
     Moment {
