@@ -313,27 +313,42 @@ fn mismatch_line(claim: &ClaimOutcome, m: &Mismatch) -> String {
         ),
     };
     format!(
-        "{} at {}: autodiff {expected}, claimed {actual}, off by {}; {judged}",
+        "{}{}: autodiff {expected}, claimed {actual}, off by {}; {judged}",
         block_name(&claim.target, &index),
-        m.sizes,
+        at_sizes(&m.sizes),
         format_value(m.difference),
     )
 }
 
 /// At a kink, the claim is no combination of the valid gradients.
 fn hull_line(v: &HullViolation) -> String {
-    let along = match v.direction {
-        HullDirection::AllOnes => "the claimed gradient sums to".to_string(),
-        HullDirection::Random(k) => format!("along random direction {}, the claim gives", k + 1),
+    let (along, theirs) = match v.direction {
+        HullDirection::AllOnes => ("the claimed gradient sums to".to_string(), "sum to"),
+        HullDirection::Random(k) => (
+            format!("along random direction {}, the claim gives", k + 1),
+            "give",
+        ),
+    };
+    let valid = if v.lo == v.hi {
+        format_value(v.lo)
+    } else {
+        format!("[{}, {}]", format_value(v.lo), format_value(v.hi))
     };
     format!(
-        "L has a kink at {}: {along} {}, while its valid gradients give [{}, {}] (± {}): no valid gradient is the claimed one",
-        v.sizes,
+        "L has a kink{}: {along} {}, while its valid gradients {theirs} {valid} (± {}): no valid gradient is the claimed one",
+        at_sizes(&v.sizes),
         format_value(v.claimed),
-        format_value(v.lo),
-        format_value(v.hi),
         format_value(v.tolerance)
     )
+}
+
+/// ` at N = 8`, or nothing for a spec without sizes.
+fn at_sizes(sizes: &crate::analysis::Sizes) -> String {
+    if sizes.values().is_empty() {
+        String::new()
+    } else {
+        format!(" at {sizes}")
+    }
 }
 
 /// Two values printed with as many digits as it takes to see them differ.
@@ -366,6 +381,12 @@ fn refutation_summary(claim: &ClaimOutcome) -> String {
             "differs from autodiff at {mismatched} element{} (first: {})",
             plural(mismatched),
             first.unwrap_or_default()
+        ));
+    }
+    if let Some(v) = claim.hull_violations.first() {
+        parts.push(format!(
+            "no valid gradient at the kink{}",
+            at_sizes(&v.sizes)
         ));
     }
     let undefined: usize = claim.problems.iter().map(|p| p.elements.count).sum();
@@ -442,9 +463,9 @@ fn render_judgements(out: &mut String, claim: &ClaimOutcome, options: HumanOptio
         let index: Vec<(i64, i64)> = k.index.iter().map(|&i| (i, i)).collect();
         let _ = writeln!(
             out,
-            "      kink: {} at {}: claimed {}, autodiff picks {}; L is not differentiable there and its valid derivatives range over [{}, {}]",
+            "      kink: {}{}: claimed {}, autodiff picks {}; L is not differentiable there and its valid derivatives range over [{}, {}]",
             block_name(&claim.target, &index),
-            k.sizes,
+            at_sizes(&k.sizes),
             format_value(k.claimed),
             format_value(k.autodiff),
             format_value(k.lo),
@@ -462,7 +483,7 @@ fn render_judgements(out: &mut String, claim: &ClaimOutcome, options: HumanOptio
     if options.verbose && claim.kind == "grad" {
         let _ = writeln!(
             out,
-            "      worst element: {}× its tolerance",
+            "      worst difference: {}× its tolerance",
             format_value(claim.worst_ratio)
         );
     }
