@@ -242,3 +242,38 @@ grad x[j] = [j == 1]
     let outcome = check(spec, 0);
     insta::assert_snapshot!("tie_evidence", render(&outcome));
 }
+
+/// The norm of a zero vector: sqrt at 0, where autodiff is undefined. Each
+/// element is judged against the range between its one-sided derivatives,
+/// [-1, 1]: PyTorch's 0 holds, 2 is refuted with that range as evidence.
+/// (sqrt at 0 is no branch point, so each element is judged alone: the
+/// whole claim is not held to the unit ball.)
+#[test]
+fn the_norm_of_a_zero_vector_is_judged_from_either_side() {
+    let spec = "input x[3] = [0, 0, 0]
+loss L = sqrt(sum(k) x[k]^2)
+grad x[j] = 0
+grad x[j] = 2 * [j == 1]
+  expect fail \"outside every valid derivative\"
+";
+    for seed in SEEDS {
+        let outcome = check(spec, seed);
+        let right = claim_at(&outcome, 3, seed);
+        assert_eq!(right.status(), ClaimStatus::Pass);
+        assert_eq!(right.kinks.len(), 3, "seed {seed}");
+        for k in &right.kinks {
+            assert!(k.autodiff.is_nan(), "seed {seed}: {k:?}");
+            assert!(
+                (k.lo + 1.0).abs() < 1e-6 && (k.hi - 1.0).abs() < 1e-6,
+                "{k:?}"
+            );
+        }
+        let wrong = claim_at(&outcome, 4, seed);
+        let m = wrong.mismatches.first().expect("dx[1] is refuted");
+        assert_eq!(m.index, vec![1]);
+        assert!(
+            matches!(m.judged, MismatchBasis::OutsideKink { .. }),
+            "{m:?}"
+        );
+    }
+}

@@ -312,11 +312,20 @@ fn mismatch_line(claim: &ClaimOutcome, m: &Mismatch) -> String {
             format_value(*slack)
         ),
     };
+    let expected = if m.expected.is_finite() {
+        expected
+    } else {
+        "undefined".to_string()
+    };
+    let off = match &m.judged {
+        MismatchBasis::OutsideKink { lo, hi, .. } => (lo - m.actual).max(m.actual - hi),
+        MismatchBasis::Persists { .. } => m.difference,
+    };
     format!(
         "{}{}: autodiff {expected}, claimed {actual}, off by {}; {judged}",
         block_name(&claim.target, &index),
         at_sizes(&m.sizes),
-        format_value(m.difference),
+        format_value(off),
     )
 }
 
@@ -463,11 +472,15 @@ fn render_judgements(out: &mut String, claim: &ClaimOutcome, options: HumanOptio
         let index: Vec<(i64, i64)> = k.index.iter().map(|&i| (i, i)).collect();
         let _ = writeln!(
             out,
-            "      kink: {}{}: claimed {}, autodiff picks {}; L is not differentiable there and its valid derivatives range over [{}, {}]",
+            "      kink: {}{}: claimed {}, autodiff {}; L is not differentiable there and its valid derivatives range over [{}, {}]",
             block_name(&claim.target, &index),
             at_sizes(&k.sizes),
             format_value(k.claimed),
-            format_value(k.autodiff),
+            if k.autodiff.is_finite() {
+                format!("picks {}", format_value(k.autodiff))
+            } else {
+                "is undefined".to_string()
+            },
             format_value(k.lo),
             format_value(k.hi)
         );
