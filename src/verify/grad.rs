@@ -213,7 +213,7 @@ impl GradCheck<'_> {
             let Some(cf) = *cf else { continue };
             let error = (ad - cf).abs();
             // NaN (autodiff at a kink it cannot differentiate) is flagged too.
-            if !(error <= tolerance) {
+            if error.is_nan() || error > tolerance {
                 flagged.push(k);
             } else {
                 self.note_error(ad, cf);
