@@ -435,6 +435,13 @@ fn render_evidence(out: &mut String, claim: &ClaimOutcome) {
     for v in &claim.hull_violations {
         let _ = writeln!(out, "      {}", hull_line(v));
     }
+    if claim.unconfirmed > 0 {
+        let _ = writeln!(
+            out,
+            "      ({} of the wrong elements differ beyond the f64 bound and were not recomputed in double-double: others at the same size were confirmed as mistakes)",
+            claim.unconfirmed
+        );
+    }
     for problem in &claim.problems {
         let blocks: Vec<String> = problem
             .elements

@@ -104,6 +104,7 @@ fn common_claim_fields(c: &ClaimOutcome, source: Option<&Source>) -> Value {
         "max_abs_error": c.max_abs_error,
         "max_rel_error": c.max_rel_error,
         "worst_ratio": finite_or_null(c.worst_ratio),
+        "unconfirmed": c.unconfirmed,
         "rounding": c.rounding.as_ref().map(|r| json!({
             "elements": r.elements,
             "largest_difference": r.largest_difference,

@@ -41,6 +41,8 @@ const FD_SAFETY: f64 = 8.0;
 /// Random directions along which a claim at a kink is held to the hull of
 /// the valid gradients (besides the all-ones direction).
 const HULL_DIRECTIONS: usize = 8;
+/// Flagged elements recomputed in double-double per batch.
+const PRECISE_BATCH: usize = 64;
 /// Mismatching elements listed per claim (all are counted and grouped).
 const MISMATCHES_LISTED: usize = 20;
 
@@ -256,6 +258,10 @@ impl GradCheck<'_> {
                         hi: range.hi,
                     });
                 }
+                Judgement::Unconfirmed => {
+                    self.outcome.unconfirmed += 1;
+                    mismatched.push(index);
+                }
                 Judgement::Mistake(judged) => {
                     self.note_error(ad, cf);
                     let ratio = match &judged {
@@ -430,6 +436,9 @@ enum Judgement {
     /// L has a kink there, and the claim lies between its one-sided derivatives.
     AtKink(ValidRange),
     Mistake(MismatchBasis),
+    /// Beyond the f64 bound, and not recomputed: another element of the
+    /// claim at this size was already confirmed as a mistake.
+    Unconfirmed,
 }
 
 /// Judges the elements the f64 test flagged: both sides are recomputed in
@@ -449,52 +458,84 @@ fn judge_flagged(
     }
     let target = claim.target;
     let grid = cx.instance.tensor_grid(target);
-    let elements: Vec<(usize, usize)> = flagged.iter().map(|&k| (target.0, k)).collect();
-    let precise_autodiff = precise_partials(cx.instance, cx.values, &elements)
-        .map_err(|e| format!("double-double autodiff failed: {e}"))?;
     let lifted: Vec<ArrayD<Dd>> = cx.values.iter().map(|a| a.mapv(Dd::from_f64)).collect();
     let mut evaluation = cx.instance.evaluation(&lifted);
     evaluation
         .compute_defs(false)
         .map_err(|e| format!("double-double evaluation failed: {e}"))?;
     let mut frame = Frame::new(&claim.var_names, claim.slots);
-    let mut judged = Vec::with_capacity(flagged.len());
-    for (&k, ad_precise) in flagged.iter().zip(precise_autodiff) {
-        frame.set_point(&grid.point(k));
-        let cf_precise = evaluation
-            .body(&claim.body, &mut frame)
-            .map_err(|e| format!("double-double evaluation of the claim failed: {e}"))?;
-        let (ad, cf) = (derived[k], claimed[k].unwrap_or(f64::NAN));
-        let difference = (ad - cf).abs();
-        let precise = (ad_precise - cf_precise).to_f64().abs();
-        let allowed = tolerance + ROUNDING_SHRINK * difference;
-        if precise <= allowed {
-            judged.push(Judgement::Rounding { precise, allowed });
-            continue;
+    let mut judged: Vec<Option<Judgement>> = flagged.iter().map(|_| None).collect();
+    // Spread over the tensor first, ends included: one confirmed mistake
+    // settles the verdict, so a claim wrong everywhere costs one batch.
+    let mut order = spread_sample(flagged.len(), PRECISE_BATCH);
+    let sampled: std::collections::HashSet<usize> = order.iter().copied().collect();
+    order.extend((0..flagged.len()).filter(|i| !sampled.contains(i)));
+    for batch in order.chunks(PRECISE_BATCH) {
+        if judged
+            .iter()
+            .any(|j| matches!(j, Some(Judgement::Mistake(_))))
+        {
+            break;
         }
-        match cx.valid_range(target, k) {
-            Some(range)
-                if range.is_kink(tolerance) && range.distance(cf) <= range.slack + tolerance =>
-            {
-                judged.push(Judgement::AtKink(range));
-            }
-            Some(range) if range.is_kink(tolerance) => {
-                judged.push(Judgement::Mistake(MismatchBasis::OutsideKink {
-                    lo: range.lo,
-                    hi: range.hi,
-                    slack: range.slack + tolerance,
-                }));
-            }
-            _ => judged.push(Judgement::Mistake(MismatchBasis::Persists {
+        let elements: Vec<(usize, usize)> = batch.iter().map(|&i| (target.0, flagged[i])).collect();
+        let precise_autodiff = precise_partials(cx.instance, cx.values, &elements)
+            .map_err(|e| format!("double-double autodiff failed: {e}"))?;
+        for (&i, ad_precise) in batch.iter().zip(precise_autodiff) {
+            let k = flagged[i];
+            frame.set_point(&grid.point(k));
+            let cf_precise = evaluation
+                .body(&claim.body, &mut frame)
+                .map_err(|e| format!("double-double evaluation of the claim failed: {e}"))?;
+            judged[i] = Some(judge_element(
+                cx,
+                target,
+                k,
+                (derived[k], claimed[k].unwrap_or(f64::NAN)),
+                (ad_precise - cf_precise).to_f64().abs(),
                 tolerance,
-                ulps: ROUNDING_ULPS,
-                terms: cx.terms,
-                scale: tolerance / (ROUNDING_ULPS * f64::EPSILON * cx.terms),
-                precise_difference: precise,
-            })),
+            ));
         }
     }
-    Ok(judged)
+    Ok(judged
+        .into_iter()
+        .map(|j| j.unwrap_or(Judgement::Unconfirmed))
+        .collect())
+}
+
+/// One flagged element, from its f64 values `(autodiff, claimed)` and the
+/// difference of the two in double-double.
+fn judge_element(
+    cx: &SizeContext<'_>,
+    target: TensorId,
+    k: usize,
+    (ad, cf): (f64, f64),
+    precise: f64,
+    tolerance: f64,
+) -> Judgement {
+    let difference = (ad - cf).abs();
+    let allowed = tolerance + ROUNDING_SHRINK * difference;
+    if precise <= allowed {
+        return Judgement::Rounding { precise, allowed };
+    }
+    match cx.valid_range(target, k) {
+        Some(range)
+            if range.is_kink(tolerance) && range.distance(cf) <= range.slack + tolerance =>
+        {
+            Judgement::AtKink(range)
+        }
+        Some(range) if range.is_kink(tolerance) => Judgement::Mistake(MismatchBasis::OutsideKink {
+            lo: range.lo,
+            hi: range.hi,
+            slack: range.slack + tolerance,
+        }),
+        _ => Judgement::Mistake(MismatchBasis::Persists {
+            tolerance,
+            ulps: ROUNDING_ULPS,
+            terms: cx.terms,
+            scale: tolerance / (ROUNDING_ULPS * f64::EPSILON * cx.terms),
+            precise_difference: precise,
+        }),
+    }
 }
 
 /// The range a derivative of L may take at a kink (between `lo` and `hi`,

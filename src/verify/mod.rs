@@ -315,6 +315,7 @@ fn blank_outcome(
         rounding: None,
         kinks: vec![],
         hull_violations: vec![],
+        unconfirmed: 0,
         mismatches: vec![],
         mismatch_groups: vec![],
         problems: vec![],

@@ -128,6 +128,10 @@ pub struct ClaimOutcome {
     pub kinks: Vec<KinkElement>,
     /// Where the claim is no combination of the valid gradients at a kink.
     pub hull_violations: Vec<HullViolation>,
+    /// Elements beyond the f64 bound left unconfirmed in double-double,
+    /// once others at the same size were confirmed as mistakes (they are
+    /// in `mismatch_groups`, not in `mismatches`).
+    pub unconfirmed: usize,
     /// Elements where the claimed value differs from the derived one.
     pub mismatches: Vec<Mismatch>,
     /// Mismatching elements grouped into index ranges, per size.
