@@ -358,3 +358,75 @@ fn the_same_seed_gives_the_same_report() {
     assert_eq!(render(5), render(5));
     assert_ne!(render(5), render(6));
 }
+
+/// `y = (1 + x)² − x²` with x around 1e8: in f64 the squares (~1e16) round
+/// by a few units, far above the allowance the claim's own magnitudes
+/// (~1e8) give; in double-double they are exact to about 1e-15.
+fn cancelling(claim: &str) -> String {
+    format!(
+        "dim n = 4
+input x[n] in (1e8, 2e8)
+let y[i] = (1 + x[i])^2 - x[i]^2
+{claim}
+"
+    )
+}
+
+fn first_claim(text: &str, seed: u64) -> ClaimOutcome {
+    let mut outcome = check(text, seed);
+    assert!(outcome.diagnostics.is_empty(), "{text}");
+    outcome.claims.remove(0)
+}
+
+#[test]
+fn an_identity_that_cancels_in_f64_holds_by_double_double() {
+    let mut rounding = 0;
+    for seed in 0..10 {
+        for claim in [
+            "claim y[i] - 2 * x[i] - 1 == 0",
+            "claim y[i] <= 2 * x[i] + 1",
+            "claim 2 * x[i] + 1 >= y[i]",
+        ] {
+            let c = first_claim(&cancelling(claim), seed);
+            assert_eq!(
+                c.verdict,
+                Verdict::Holds,
+                "{claim}, seed {seed}: {:?}",
+                c.notes
+            );
+            if let Some(found) = c.details.get("double_double") {
+                rounding += found["rounding"].as_u64().unwrap();
+                assert_eq!(found["persist"], 0);
+                assert!(
+                    c.notes[0].contains("redone in double-double"),
+                    "{:?}",
+                    c.notes
+                );
+            }
+        }
+    }
+    // The f64 comparisons did fail: the old allowance alone would refute.
+    assert!(rounding > 50, "{rounding}");
+}
+
+#[test]
+fn its_wrong_twins_are_refuted() {
+    for seed in 0..10 {
+        // Off by a thousandth: a real difference survives double-double.
+        let c = first_claim(&cancelling("claim y[i] - 2 * x[i] - 1.001 == 0"), seed);
+        assert_eq!(c.verdict, Verdict::Refuted, "seed {seed}");
+        let refuted: usize = c.mismatch_groups.iter().map(|g| g.count).sum();
+        assert_eq!(refuted, 10, "every point, seed {seed}");
+        assert!(
+            c.notes.iter().any(|n| n.contains("not rounding")),
+            "{:?}",
+            c.notes
+        );
+        // Equal to rounding is no gap: a strict comparison fails everywhere,
+        // also where f64 rounding made the sides look apart.
+        let c = first_claim(&cancelling("claim y[i] < 2 * x[i] + 1"), seed);
+        assert_eq!(c.verdict, Verdict::Refuted, "seed {seed}");
+        let refuted: usize = c.mismatch_groups.iter().map(|g| g.count).sum();
+        assert_eq!(refuted, 10, "every point, seed {seed}");
+    }
+}

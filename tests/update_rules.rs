@@ -264,3 +264,99 @@ fn same_seed_same_trajectories() {
     assert_eq!(run(11), run(11));
     assert_ne!(run(11), run(12));
 }
+
+/// Rule A adds `alpha * big` to its step and takes it away again: the same
+/// rule as `plain SGD` in exact arithmetic, but in f64 the 1e7-sized terms
+/// round by about 1e-9 per step, five orders of magnitude above 64·ε·t·S
+/// for parameters of order 1.
+fn cancelling_pair(second_body: &str, stream: &str) -> String {
+    format!(
+        "dim n = 4
+input c[n]
+param theta[n]
+hyper alpha = 0.1, big = 1e8
+loss L = sum(k) 0.5 * k * (theta[k] - c[k])^2
+{stream}
+optimizer A {{
+  theta[k] = theta[k] - alpha * (gt[k] + big) + alpha * big
+}}
+optimizer B {{
+  {second_body}
+}}
+claim A == B over 60 steps
+"
+    )
+}
+
+const PLAIN_SGD: &str = "theta[k] = theta[k] - alpha * gt[k]";
+
+fn runs(c: &ClaimOutcome) -> Vec<serde_json::Value> {
+    c.details["trajectories"].as_array().unwrap().clone()
+}
+
+#[test]
+fn rounding_beyond_the_f64_bound_is_confirmed_in_double_double() {
+    for stream in [DRAWN, FROM_LOSS] {
+        for seed in 0..5 {
+            let outcome = check("cancelling.dl", &cancelling_pair(PLAIN_SGD, stream), seed);
+            let c = &outcome.claims[0];
+            assert_eq!(
+                c.verdict,
+                Verdict::Holds,
+                "{stream}, seed {seed}: {:?}",
+                c.notes
+            );
+            assert!(
+                c.notes[0].contains("confirmed in double-double"),
+                "{:?}",
+                c.notes
+            );
+            for run in runs(c) {
+                // The f64 run does part: the old fixed bound would refute.
+                assert_eq!(run["f64_first_parting_step"].as_u64(), Some(1), "{run}");
+                assert!(run["first_parting_step"].is_null(), "{run}");
+                let precise = &run["double_double"];
+                assert_eq!(precise["rounding_confirmed"], true, "{run}");
+                assert_eq!(precise["steps_run"].as_u64(), Some(60));
+                let largest = precise["largest_deviation"].as_f64().unwrap();
+                let f64_largest = run["largest_deviation"].as_f64().unwrap();
+                assert!(f64_largest > 1e-11, "{f64_largest}");
+                assert!(largest < 1e-20, "{largest}");
+            }
+            // The plot shows both runs.
+            let labels: Vec<&str> = c.plots[0].series.iter().map(|s| s.label.as_str()).collect();
+            assert!(labels.contains(&"deviation in double-double"), "{labels:?}");
+        }
+    }
+}
+
+#[test]
+fn a_coefficient_off_by_one_part_in_a_billion_is_still_refuted() {
+    let off = "theta[k] = theta[k] - alpha * (1 + 1e-9) * gt[k]";
+    for stream in [DRAWN, FROM_LOSS] {
+        for seed in 0..5 {
+            // Against the cancelling rule, whose f64 rounding (~1e-9) is
+            // larger than the difference (~1e-10): double-double sees it.
+            let outcome = check("off.dl", &cancelling_pair(off, stream), seed);
+            let c = &outcome.claims[0];
+            assert_eq!(c.verdict, Verdict::Refuted, "{stream}, seed {seed}");
+            assert_eq!(first_parting(c), Some(1));
+            let run = runs(c).pop().unwrap();
+            assert_eq!(run["double_double"]["rounding_confirmed"], false);
+            // It stops where the rules part.
+            assert_eq!(run["double_double"]["steps_run"].as_u64(), Some(1));
+            assert!(
+                c.notes[0].contains("in double-double they still differ"),
+                "{:?}",
+                c.notes
+            );
+            // Against plain SGD it is refuted too.
+            let plain = cancelling_pair(off, stream).replace(
+                "theta[k] - alpha * (gt[k] + big) + alpha * big",
+                "theta[k] - alpha * gt[k]",
+            );
+            let (verdict, first) = verdicts(&plain, seed);
+            assert_eq!((verdict, first), (Verdict::Refuted, Some(1)));
+        }
+    }
+}

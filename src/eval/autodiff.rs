@@ -183,10 +183,20 @@ pub fn precise_partials(
     values: &[ArrayD<f64>],
     elements: &[(usize, usize)],
 ) -> Result<Vec<Dd>, Box<EvalError>> {
-    let mut lifted: Vec<ArrayD<DdDual<CHUNK>>> = values
-        .iter()
-        .map(|v| v.mapv(|x| DdDual::constant(Dd::from_f64(x))))
-        .collect();
+    let lifted: Vec<ArrayD<Dd>> = values.iter().map(|v| v.mapv(Dd::from_f64)).collect();
+    precise_partials_at(instance, &lifted, elements)
+}
+
+/// [`precise_partials`] at values given in double-double: a computation
+/// that is carried out in double-double throughout (an update rule's
+/// trajectory) takes its gradients here.
+pub fn precise_partials_at(
+    instance: &Instance<'_>,
+    values: &[ArrayD<Dd>],
+    elements: &[(usize, usize)],
+) -> Result<Vec<Dd>, Box<EvalError>> {
+    let mut lifted: Vec<ArrayD<DdDual<CHUNK>>> =
+        values.iter().map(|v| v.mapv(DdDual::constant)).collect();
     let mut partials = Vec::with_capacity(elements.len());
     for chunk in elements.chunks(CHUNK) {
         let seed = |lifted: &mut Vec<ArrayD<DdDual<CHUNK>>>, slot: Option<usize>| {

@@ -14,7 +14,7 @@ mod values;
 
 pub use autodiff::{
     directional_derivative, directional_derivative_at, gradient, gradient_on_branches, partial_at,
-    precise_directional_derivative, precise_partials,
+    precise_directional_derivative, precise_partials, precise_partials_at,
 };
 
 pub use error::EvalError;

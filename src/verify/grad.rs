@@ -17,9 +17,9 @@ use ndarray::ArrayD;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::ClaimCheck;
 use super::context::SizeContext;
 use super::outcome::*;
+use super::{ClaimCheck, ROUNDING_SHRINK};
 use crate::analysis::Sizes;
 use crate::analysis::program::{GradClaim, TensorId};
 use crate::eval::double_double::Dd;
@@ -30,12 +30,6 @@ use crate::eval::{
 
 /// Units of rounding per term allowed between two exact formulas.
 const ROUNDING_ULPS: f64 = 64.0;
-/// A difference that shrinks at least this much when both sides are
-/// recomputed in double-double (unit roundoff 2⁻⁵³ → 2⁻¹⁰⁴) is rounding.
-/// Rounding shrinks about 2⁵⁰-fold; a mistake does not shrink at all. The
-/// margin of 2²⁴ on the rounding side covers double-double's elementary
-/// functions and cancellation amplifying their last bits.
-const ROUNDING_SHRINK: f64 = 1.0 / (1u64 << 26) as f64;
 /// Safety factor on the finite-difference error estimate.
 const FD_SAFETY: f64 = 8.0;
 /// Random directions along which a claim at a kink is held to the hull of

@@ -23,6 +23,15 @@ use grad::GradCheck;
 use outcome::*;
 use taylor::TaylorCheck;
 
+/// A difference that shrinks at least this much when both sides are
+/// recomputed in double-double (unit roundoff 2⁻⁵³ → 2⁻¹⁰⁴) is rounding.
+/// Rounding shrinks about 2⁵⁰-fold; a mistake does not shrink at all. The
+/// margin of 2²⁴ on the rounding side covers double-double's elementary
+/// functions and cancellation amplifying their last bits. Every comparison
+/// of exact values that fails its f64 rounding bound is judged so: gradient
+/// claims per element, trajectories per step, deterministic conditions.
+pub(crate) const ROUNDING_SHRINK: f64 = 1.0 / (1u64 << 26) as f64;
+
 /// How a run checks: seed, sizes and limits.
 #[derive(Clone, Debug)]
 pub struct Options {

@@ -217,6 +217,7 @@ impl<'c> Search<'_, 'c> {
             z: self.z,
             stream: self.stream,
             decided: vec![],
+            precise: None,
         }
     }
 

@@ -23,6 +23,17 @@
 //! equal to rounding satisfy `==`, `<=`, `>=` and fail `<`, `>`, `!=`: a
 //! strict comparison needs a gap above rounding.
 //!
+//! That allowance sees only the magnitudes of the claim's own expression:
+//! rounding inside a `let` it reads, or cancellation deeper than it counts,
+//! can exceed it. So a comparison of two deterministic sides (no moment in
+//! either) that fails in f64 is redone in double-double arithmetic (about
+//! 106 bits), both sides recomputed by the same evaluator from the same
+//! values. Rounding shrinks about 2⁵⁰-fold with it, a real difference not
+//! at all: the double-double difference is decided as above against the
+//! allowance plus [`ROUNDING_SHRINK`] times the f64 difference. Where the
+//! recomputation fails, the f64 verdict stands and the report says it was
+//! not confirmed.
+//!
 //! A Monte Carlo estimate comes with a standard error: s/√N for a mean, and
 //! √((m₄ − (N−3)/(N−1)·s⁴)/N) for the sample variance s² (m₄ the fourth
 //! central moment). A comparison is refuted only when the data contradict
@@ -51,18 +62,20 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde_json::{Value, json};
 
-use super::ClaimCheck;
 use super::context::SizeContext;
 use super::grad::{record_mismatches, record_problems};
 use super::outcome::*;
+use super::{ClaimCheck, ROUNDING_SHRINK};
 use crate::analysis::program::*;
 use crate::analysis::{Sizes, size_sweep};
+use crate::eval::double_double::Dd;
 use crate::eval::random::{Law, Laws};
 use crate::eval::tape::{LANES, Tape, TapeBuilder};
-use crate::eval::{Deadline, EvalError, Evaluation, Frame, format_value, stream_seed};
+use crate::eval::{Deadline, EvalError, Evaluation, Frame, Instance, format_value, stream_seed};
 use crate::report::plural;
 use crate::source::Span;
 use crate::syntax::ast::{CompareOp, Moment};
+use ndarray::ArrayD;
 
 /// Outcomes enumerated at most per point; more is sampled.
 pub const MAX_OUTCOMES: usize = 1 << 12;
@@ -618,6 +631,114 @@ pub struct Decided {
     pub holds: bool,
     /// The half-width of the interval the comparison was decided with.
     pub margin: f64,
+    /// A deterministic comparison that failed in f64, redone in
+    /// double-double; `holds` is then its verdict.
+    pub precise: Option<Recheck>,
+}
+
+/// A deterministic comparison redone in double-double.
+#[derive(Clone, Debug)]
+pub enum Recheck {
+    Done {
+        /// lhs − rhs in double-double.
+        difference: f64,
+        /// What rounding in f64 may leave of it: the f64 allowance plus
+        /// [`ROUNDING_SHRINK`] times the f64 difference.
+        allowed: f64,
+        /// The f64 verdict it replaced.
+        f64_holds: bool,
+    },
+    /// The recomputation failed: the f64 verdict stands, unconfirmed.
+    Failed(String),
+}
+
+impl Decided {
+    /// Redoes the comparison with lhs − rhs computed in double-double.
+    fn recheck(&mut self, difference: Result<f64, String>) {
+        self.precise = Some(match difference {
+            Ok(difference) => {
+                let f64_difference = (self.lhs.value - self.rhs.value).abs();
+                let allowed = self.margin + ROUNDING_SHRINK * f64_difference;
+                let f64_holds = self.holds;
+                self.holds = exact_holds(self.op, difference, allowed);
+                Recheck::Done {
+                    difference,
+                    allowed,
+                    f64_holds,
+                }
+            }
+            Err(why) => Recheck::Failed(why),
+        });
+    }
+}
+
+/// `<`, `>`, `!=`: they need a gap above rounding, and a gap that f64
+/// rounding opened is no gap.
+fn is_strict(op: CompareOp) -> bool {
+    matches!(op, CompareOp::Lt | CompareOp::Gt | CompareOp::Ne)
+}
+
+/// `lhs − rhs = diff` against `op` for exact values, with values within
+/// `margin` of each other equal: they satisfy `==`, `<=`, `>=` and fail
+/// the strict comparisons.
+fn exact_holds(op: CompareOp, diff: f64, margin: f64) -> bool {
+    let equal = diff.abs() <= margin;
+    match op {
+        CompareOp::Eq => equal,
+        CompareOp::Ne => !equal,
+        CompareOp::Lt => !equal && diff < 0.0,
+        CompareOp::Le => equal || diff < 0.0,
+        CompareOp::Gt => !equal && diff > 0.0,
+        CompareOp::Ge => equal || diff > 0.0,
+    }
+}
+
+/// The spec's values at one size in double-double, for redoing the
+/// deterministic comparisons that fail in f64; its definitions are
+/// computed on first use.
+pub struct PreciseValues<'a> {
+    instance: &'a Instance<'a>,
+    values: &'a [ArrayD<Dd>],
+    evaluation: Option<Result<Evaluation<'a, Dd>, String>>,
+}
+
+impl<'a> PreciseValues<'a> {
+    pub fn new(instance: &'a Instance<'a>, values: &'a [ArrayD<Dd>]) -> Self {
+        Self {
+            instance,
+            values,
+            evaluation: None,
+        }
+    }
+
+    /// The tensor values lifted to double-double.
+    pub fn lift(values: &[ArrayD<f64>]) -> Vec<ArrayD<Dd>> {
+        values.iter().map(|a| a.mapv(Dd::from_f64)).collect()
+    }
+
+    /// lhs − rhs in double-double at the frame's point.
+    fn difference(&mut self, lhs: &Node, rhs: &Node, frame: &mut Frame<'_>) -> Result<f64, String> {
+        let (instance, values) = (self.instance, self.values);
+        let evaluation = self
+            .evaluation
+            .get_or_insert_with(|| {
+                let mut evaluation = instance.evaluation(values);
+                evaluation
+                    .compute_defs(false)
+                    .map(|()| evaluation)
+                    .map_err(|e| format!("double-double evaluation failed: {e}"))
+            })
+            .as_ref()
+            .map_err(Clone::clone)?;
+        let side = |node: &Node, frame: &mut Frame<'_>| {
+            evaluation
+                .node(node, frame)
+                .map_err(|e| format!("double-double evaluation failed: {e}"))
+        };
+        let a = side(lhs, frame)?;
+        let b = side(rhs, frame)?;
+        Ok((a - b).to_f64())
+    }
 }
 
 /// Decides `lhs op rhs` as the module documentation says.
@@ -644,15 +765,7 @@ pub fn compare(lhs: &Operand, op: CompareOp, rhs: &Operand, z: f64) -> Result<De
             }
         }
     } else {
-        let equal = diff.abs() <= margin;
-        match op {
-            CompareOp::Eq => equal,
-            CompareOp::Ne => !equal,
-            CompareOp::Lt => !equal && diff < 0.0,
-            CompareOp::Le => equal || diff < 0.0,
-            CompareOp::Gt => !equal && diff > 0.0,
-            CompareOp::Ge => equal || diff > 0.0,
-        }
+        exact_holds(op, diff, margin)
     };
     Ok(Decided {
         lhs: lhs.clone(),
@@ -660,6 +773,7 @@ pub fn compare(lhs: &Operand, op: CompareOp, rhs: &Operand, z: f64) -> Result<De
         rhs: rhs.clone(),
         holds,
         margin,
+        precise: None,
     })
 }
 
@@ -671,6 +785,9 @@ pub struct Judge<'e, 'a> {
     pub stream: u64,
     /// The comparisons decided at the current point, for the report.
     pub decided: Vec<Decided>,
+    /// Where deterministic comparisons that fail in f64 are redone in
+    /// double-double (`None`: they are not).
+    pub precise: Option<&'e mut PreciseValues<'a>>,
 }
 
 impl Judge<'_, '_> {
@@ -798,15 +915,26 @@ impl Judge<'_, '_> {
                     Ok(o) => o,
                     Err(j) => return j,
                 };
+                let mut lhs_node: &Node = first;
                 for (op, e) in rest {
                     let rhs = match self.operand(e, frame) {
                         Ok(o) => o,
                         Err(j) => return j,
                     };
-                    let decided = match compare(&lhs, *op, &rhs, self.z) {
+                    let mut decided = match compare(&lhs, *op, &rhs, self.z) {
                         Ok(d) => d,
                         Err(why) => return Judgement::Unsettled(why),
                     };
+                    // A failure may be rounding beyond the f64 allowance;
+                    // so may the gap a strict comparison passes with.
+                    if (!decided.holds || is_strict(*op))
+                        && !contains_moment(lhs_node)
+                        && !contains_moment(e)
+                        && let Some(precise) = self.precise.as_deref_mut()
+                    {
+                        decided.recheck(precise.difference(lhs_node, e, frame));
+                    }
+                    lhs_node = e;
                     let holds = decided.holds;
                     self.decided.push(decided);
                     if !holds {
@@ -1034,7 +1162,128 @@ pub struct HoldsCheck<'p> {
     failures: Vec<String>,
     /// The largest |moment − other side| of a comparison, and of |diff| / margin.
     closest: (f64, f64),
+    /// Deterministic comparisons that failed in f64, redone in double-double.
+    rechecks: RecheckTally,
     unsettled: Option<String>,
+}
+
+/// What redoing failed deterministic comparisons in double-double found.
+#[derive(Debug, Default)]
+struct RecheckTally {
+    /// Comparisons whose f64 failure was rounding: they hold.
+    rounding: usize,
+    /// Comparisons that still fail in double-double.
+    persist: usize,
+    /// Strict comparisons that passed in f64 on a gap that double-double
+    /// shows to be rounding.
+    no_gap: usize,
+    /// The rounding one with the largest f64 difference: that difference,
+    /// the f64 allowance, and the double-double difference with what it
+    /// was allowed.
+    largest: Option<RoundingFigures>,
+    /// Comparisons that could not be redone, and the first reason.
+    failed: usize,
+    failure: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct RoundingFigures {
+    f64_difference: f64,
+    f64_allowance: f64,
+    precise_difference: f64,
+    allowed: f64,
+}
+
+impl RecheckTally {
+    fn add(&mut self, d: &Decided) {
+        match &d.precise {
+            None => {}
+            Some(Recheck::Failed(why)) => {
+                self.failed += 1;
+                self.failure.get_or_insert_with(|| why.clone());
+            }
+            // A strict comparison's gap confirmed: nothing to report.
+            Some(Recheck::Done {
+                f64_holds: true, ..
+            }) if d.holds => {}
+            Some(Recheck::Done {
+                f64_holds: true, ..
+            }) => self.no_gap += 1,
+            Some(Recheck::Done { .. }) if !d.holds => self.persist += 1,
+            Some(Recheck::Done {
+                difference,
+                allowed,
+                ..
+            }) => {
+                self.rounding += 1;
+                let figures = RoundingFigures {
+                    f64_difference: (d.lhs.value - d.rhs.value).abs(),
+                    f64_allowance: d.margin,
+                    precise_difference: difference.abs(),
+                    allowed: *allowed,
+                };
+                if self
+                    .largest
+                    .is_none_or(|l| figures.f64_difference > l.f64_difference)
+                {
+                    self.largest = Some(figures);
+                }
+            }
+        }
+    }
+
+    /// Lines for the report.
+    fn notes(&self) -> Vec<String> {
+        let mut notes = vec![];
+        if let Some(l) = self.largest {
+            notes.push(format!(
+                "double-double: {} comparison{} that failed in f64 beyond the rounding allowance (by up to {}, allowance {}) hold{} when both sides are redone in double-double (difference {}, within the {} rounding could leave): rounding, not a mistake",
+                self.rounding,
+                plural(self.rounding),
+                format_value(l.f64_difference),
+                format_value(l.f64_allowance),
+                if self.rounding == 1 { "s" } else { "" },
+                format_value(l.precise_difference),
+                format_value(l.allowed)
+            ));
+        }
+        if self.no_gap > 0 {
+            notes.push(format!(
+                "double-double: {} strict comparison{} that passed in f64 {} equal to rounding when redone in double-double: the gap was rounding",
+                self.no_gap,
+                plural(self.no_gap),
+                if self.no_gap == 1 { "is" } else { "are" }
+            ));
+        }
+        if self.failed > 0 {
+            notes.push(format!(
+                "{} comparison{} that failed in f64 could not be redone in double-double, so the f64 verdict stands unconfirmed: {}",
+                self.failed,
+                plural(self.failed),
+                self.failure.as_deref().unwrap_or("")
+            ));
+        }
+        notes
+    }
+
+    fn json(&self) -> Option<Value> {
+        if self.rounding + self.persist + self.no_gap + self.failed == 0 {
+            return None;
+        }
+        Some(json!({
+            "rounding": self.rounding,
+            "persist": self.persist,
+            "no_gap": self.no_gap,
+            "failed": self.failed,
+            "failure": self.failure,
+            "largest_rounding": self.largest.map(|l| json!({
+                "f64_difference": l.f64_difference,
+                "f64_allowance": l.f64_allowance,
+                "precise_difference": l.precise_difference,
+                "allowed": l.allowed,
+            })),
+        }))
+    }
 }
 
 impl<'p> HoldsCheck<'p> {
@@ -1049,6 +1298,7 @@ impl<'p> HoldsCheck<'p> {
             estimates: vec![],
             failures: vec![],
             closest: (0.0, 0.0),
+            rechecks: RecheckTally::default(),
             unsettled: None,
         }
     }
@@ -1070,6 +1320,8 @@ impl ClaimCheck for HoldsCheck<'_> {
         };
         let stochastic = cx.program.stochastic_defs();
         let sizes = cx.instance.sizes.clone();
+        let lifted = PreciseValues::lift(cx.values);
+        let mut precise = PreciseValues::new(cx.instance, &lifted);
         let mut judge = Judge {
             engine: MomentEngine {
                 evaluation: cx.evaluation,
@@ -1086,6 +1338,7 @@ impl ClaimCheck for HoldsCheck<'_> {
                 sizes.values(),
             ),
             decided: vec![],
+            precise: Some(&mut precise),
         };
         let points = &self.claim.points;
         let grid = claim_grid(points, &sizes);
@@ -1103,6 +1356,7 @@ impl ClaimCheck for HoldsCheck<'_> {
             let judgement = judge.condition(&self.claim.condition, &mut frame);
             self.points_checked += 1;
             for d in &judge.decided {
+                self.rechecks.add(d);
                 for side in [&d.lhs, &d.rhs] {
                     if let Some((_, m)) = side.moment {
                         self.tally.add(m.method);
@@ -1195,7 +1449,13 @@ impl ClaimCheck for HoldsCheck<'_> {
             ));
         }
         self.outcome.notes.append(&mut self.failures);
+        // First: a passing claim shows its first note only.
+        let rechecked = self.rechecks.notes();
+        self.outcome.notes.splice(0..0, rechecked);
         let details = &mut self.outcome.details;
+        if let Some(rechecks) = self.rechecks.json() {
+            details.insert("double_double".to_string(), rechecks);
+        }
         details.insert("summary".to_string(), json!(summary));
         details.insert("method".to_string(), json!(self.tally.name()));
         details.insert("points".to_string(), json!(self.points_checked));
@@ -1285,8 +1545,35 @@ fn describe_decided(d: &Decided) -> String {
     } else {
         String::new()
     };
+    let precise = match &d.precise {
+        Some(Recheck::Done {
+            difference,
+            allowed,
+            ..
+        }) if difference.abs() <= *allowed => format!(
+            " (redone in double-double the sides are equal to rounding: difference {}, within the {} rounding could leave{})",
+            format_value(*difference),
+            format_value(*allowed),
+            if is_strict(d.op) {
+                "; a strict comparison needs a gap"
+            } else {
+                ""
+            }
+        ),
+        Some(Recheck::Done {
+            difference,
+            allowed,
+            ..
+        }) => format!(
+            " (redone in double-double the difference is {}, beyond the {} rounding could leave: not rounding)",
+            format_value(*difference),
+            format_value(*allowed)
+        ),
+        Some(Recheck::Failed(why)) => format!(" (in f64; not confirmed in double-double: {why})"),
+        None => String::new(),
+    };
     format!(
-        "{}{interval} {} {} is false",
+        "{}{interval} {} {} is false{precise}",
         side(&d.lhs),
         d.op.symbol(),
         side(&d.rhs)
@@ -1378,6 +1665,29 @@ mod tests {
         assert!(!holds(1.0, CompareOp::Ne, 1.0));
         assert!(holds(1.0, CompareOp::Lt, 1.1));
         assert!(!holds(1.1, CompareOp::Le, 1.0));
+    }
+
+    #[test]
+    fn a_recheck_in_double_double_decides_by_the_shrink_rule() {
+        let recheck = |a: f64, op, b: f64, precise: f64| {
+            let mut d = compare(&exact(a), op, &exact(b), 5.0).unwrap();
+            assert!(!d.holds || is_strict(op));
+            d.recheck(Ok(precise));
+            d.holds
+        };
+        // 1e-3 apart in f64, 1e-20 in double-double: rounding.
+        assert!(recheck(1.0, CompareOp::Eq, 1.001, 1e-20));
+        assert!(recheck(1.001, CompareOp::Le, 1.0, 1e-20));
+        // The same difference in double-double: a mistake.
+        assert!(!recheck(1.0, CompareOp::Eq, 1.001, -1e-3));
+        assert!(!recheck(1.001, CompareOp::Le, 1.0, 1e-3));
+        // A gap that double-double closes is no gap for a strict comparison.
+        assert!(!recheck(1.0, CompareOp::Lt, 1.001, 1e-20));
+        assert!(recheck(1.0, CompareOp::Lt, 1.001, -1e-3));
+        // A failed recomputation keeps the f64 verdict.
+        let mut d = compare(&exact(1.0), CompareOp::Eq, &exact(2.0), 5.0).unwrap();
+        d.recheck(Err("no".to_string()));
+        assert!(!d.holds);
     }
 
     #[test]

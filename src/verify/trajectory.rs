@@ -10,20 +10,33 @@
 //! (a wrong coefficient, a swapped statement, another initial state) shows
 //! at the first step or grows from a start-up transient many orders of
 //! magnitude above that.
+//!
+//! That bound only flags: rounding can grow faster than it (cancellation
+//! inside a step, growth factors above 1 over many steps). Where the f64
+//! run parts, the same steps are run again in double-double arithmetic
+//! (about 106 bits) by the same evaluator, on the same draws. Rounding
+//! shrinks about 2⁵⁰-fold with the unit roundoff; a real difference does
+//! not shrink. So the rules part only at a step where the double-double
+//! deviation exceeds the f64 tolerance plus [`ROUNDING_SHRINK`] times the
+//! f64 deviation; if it never does, the f64 parting was rounding.
 
 use ndarray::ArrayD;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
-use super::ClaimCheck;
 use super::context::SizeContext;
 use super::outcome::{ClaimOutcome, Plot, Series, SeriesKind, Verdict};
+use super::{ClaimCheck, ROUNDING_SHRINK};
 use crate::analysis::Sizes;
 use crate::analysis::program::{
     DefId, EquivalenceClaim, OptimizerId, Origin, Program, Statement, StreamSource, TensorId,
 };
-use crate::eval::{EvalError, Frame, Instance, distribution, format_value, gradient, stream_seed};
+use crate::eval::double_double::Dd;
+use crate::eval::{
+    EvalError, Frame, Instance, Scalar, distribution, format_value, gradient, precise_partials_at,
+    stream_seed,
+};
 
 /// Units of rounding allowed per step and unit of parameter magnitude.
 const ROUNDING_ULPS: f64 = 64.0;
@@ -31,27 +44,71 @@ const ROUNDING_ULPS: f64 = 64.0;
 /// What one size showed.
 struct SizeRun {
     sizes: Sizes,
-    /// Per step (1-based): the largest |θ_A − θ_B| and its tolerance.
+    /// Per step (1-based): the largest |θ_A − θ_B| in f64 and its tolerance.
     deviations: Vec<(f64, f64)>,
+    /// The double-double rerun, made where the f64 run parted.
+    precise: Option<PreciseRun>,
+}
+
+/// The same steps in double-double.
+enum PreciseRun {
+    /// Per step up to where it stopped: the largest |θ_A − θ_B| and what
+    /// rounding in f64 may leave of it (the f64 tolerance plus
+    /// [`ROUNDING_SHRINK`] times the f64 deviation). It stops at the first
+    /// step where the deviation exceeds that: there the rules part.
+    Ran { deviations: Vec<(f64, f64)> },
+    /// It could not finish (out of time, an error): the f64 verdict stands,
+    /// unconfirmed.
+    Failed(String),
 }
 
 impl SizeRun {
-    fn first_parting(&self) -> Option<usize> {
+    /// The first step where the f64 deviation exceeds its tolerance.
+    fn f64_parting(&self) -> Option<usize> {
         self.deviations
             .iter()
             .position(|(d, tol)| d > tol)
             .map(|k| k + 1)
     }
 
-    fn largest(&self) -> (usize, f64) {
-        self.deviations
-            .iter()
-            .enumerate()
-            .fold(
-                (0, 0.0),
-                |best, (k, &(d, _))| if d > best.1 { (k + 1, d) } else { best },
-            )
+    /// The first step where the rules part, as judged: in double-double
+    /// where that ran, else in f64.
+    fn first_parting(&self) -> Option<usize> {
+        let parted = self.f64_parting()?;
+        match &self.precise {
+            Some(PreciseRun::Ran { deviations }) => deviations
+                .iter()
+                .position(|(d, allowed)| d > allowed)
+                .map(|k| k + 1),
+            _ => Some(parted),
+        }
     }
+
+    /// The f64 run parted, and double-double showed that was rounding.
+    fn rounding_confirmed(&self) -> bool {
+        self.f64_parting().is_some()
+            && matches!(self.precise, Some(PreciseRun::Ran { .. }))
+            && self.first_parting().is_none()
+    }
+
+    fn precise_deviations(&self) -> &[(f64, f64)] {
+        match &self.precise {
+            Some(PreciseRun::Ran { deviations }) => deviations,
+            _ => &[],
+        }
+    }
+
+    fn largest(&self) -> (usize, f64) {
+        largest_deviation(&self.deviations)
+    }
+}
+
+/// The largest deviation of a series and its step (1-based).
+fn largest_deviation(deviations: &[(f64, f64)]) -> (usize, f64) {
+    deviations.iter().enumerate().fold(
+        (0, 0.0),
+        |best, (k, &(d, _))| if d > best.1 { (k + 1, d) } else { best },
+    )
 }
 
 pub struct EquivalenceCheck<'p> {
@@ -118,41 +175,73 @@ impl EquivalenceCheck<'_> {
         for run in &self.runs {
             let (step, largest) = run.largest();
             let last = run.deviations.last().map_or(0.0, |d| d.0);
-            if let Some(first) = run.first_parting() {
-                // The largest size speaks for the others; the JSON has them all.
-                self.outcome.notes.clear();
-                self.outcome.notes.push(format!(
-                    "at {}: {} and {} part at step {first}; largest deviation {} (step {step}), {} at the last step",
-                    run.sizes,
-                    names.0,
-                    names.1,
-                    format_value(largest),
-                    format_value(last)
-                ));
-            }
-            self.outcome.max_abs_error = self.outcome.max_abs_error.max(largest);
+            // Where the f64 run is not the verdict's evidence, the
+            // double-double run's figures are.
+            self.outcome.max_abs_error =
+                self.outcome.max_abs_error.max(if run.rounding_confirmed() {
+                    largest_deviation(run.precise_deviations()).1
+                } else {
+                    largest
+                });
+            let precise = run.precise.as_ref().map(|p| match p {
+                PreciseRun::Ran { deviations } => json!({
+                    "first_parting_step": run.first_parting(),
+                    "rounding_confirmed": run.rounding_confirmed(),
+                    "steps_run": deviations.len(),
+                    "largest_deviation": largest_deviation(deviations).1,
+                    "deviations": deviations.iter().map(|d| d.0).collect::<Vec<_>>(),
+                    "allowed": deviations.iter().map(|d| d.1).collect::<Vec<_>>(),
+                }),
+                PreciseRun::Failed(why) => json!({ "error": why }),
+            });
             per_size.push(json!({
                 "sizes": crate::report::json::sizes(&run.sizes),
                 "first_parting_step": run.first_parting(),
+                "f64_first_parting_step": run.f64_parting(),
                 "largest_deviation": largest,
                 "largest_deviation_step": step,
                 "last_deviation": last,
                 "deviations": run.deviations.iter().map(|d| d.0).collect::<Vec<_>>(),
                 "tolerances": run.deviations.iter().map(|d| d.1).collect::<Vec<_>>(),
+                "double_double": precise,
             }));
         }
-        let parted = self
+        let parted: Vec<&SizeRun> = self
             .runs
             .iter()
             .filter(|r| r.first_parting().is_some())
-            .count();
-        if parted > 1 {
+            .collect();
+        let confirmed: Vec<&SizeRun> = self
+            .runs
+            .iter()
+            .filter(|r| r.rounding_confirmed())
+            .collect();
+        // The largest size speaks for the others; the JSON has them all.
+        if let Some(run) = parted.last() {
+            self.outcome.notes.push(parting_note(run, names));
+            if parted.len() > 1 {
+                self.outcome.notes.push(format!(
+                    "they part at {} of the {} sizes checked",
+                    parted.len(),
+                    self.runs.len()
+                ));
+            }
+        } else if let Some(run) = confirmed.last() {
             self.outcome.notes.push(format!(
-                "they part at {parted} of the {} sizes checked",
-                self.runs.len()
+                "{} and {} agree to rounding at every step of {}, confirmed in double-double: {}",
+                names.0,
+                names.1,
+                self.claim.steps,
+                confirmation(run, names)
             ));
-        }
-        if self.outcome.notes.is_empty() && !self.runs.is_empty() {
+            if confirmed.len() > 1 {
+                self.outcome.notes.push(format!(
+                    "the f64 runs part by rounding at {} of the {} sizes checked; double-double agrees at every step of each",
+                    confirmed.len(),
+                    self.runs.len()
+                ));
+            }
+        } else if !self.runs.is_empty() {
             self.outcome.notes.push(format!(
                 "{} and {} agree to rounding at every step of {} (largest deviation {})",
                 names.0,
@@ -175,12 +264,70 @@ impl EquivalenceCheck<'_> {
     }
 }
 
+/// Where and by how much the rules part at a size, and what double-double
+/// made of it.
+fn parting_note(run: &SizeRun, names: (&String, &String)) -> String {
+    let (step, largest) = run.largest();
+    let last = run.deviations.last().map_or(0.0, |d| d.0);
+    let first = run.first_parting().unwrap_or(0);
+    let mut note = format!(
+        "at {}: {} and {} part at step {first}; largest deviation {} (step {step}), {} at the last step",
+        run.sizes,
+        names.0,
+        names.1,
+        format_value(largest),
+        format_value(last)
+    );
+    match &run.precise {
+        Some(PreciseRun::Ran { deviations }) => {
+            if let Some(&(d, allowed)) = deviations.get(first.saturating_sub(1)) {
+                note.push_str(&format!(
+                    "; in double-double they still differ by {} at step {first}, above the {} rounding could leave: a real difference",
+                    format_value(d),
+                    format_value(allowed)
+                ));
+            }
+        }
+        Some(PreciseRun::Failed(why)) => {
+            note.push_str(&format!(
+                "; not confirmed in double-double, which could not finish: {why}"
+            ));
+        }
+        None => {}
+    }
+    note
+}
+
+/// `in f64 they part at step 12 (…), in double-double …`: the figures of a
+/// parting that double-double showed to be rounding.
+fn confirmation(run: &SizeRun, names: (&String, &String)) -> String {
+    let first = run.f64_parting().unwrap_or(0);
+    let (at_first, tolerance) = run
+        .deviations
+        .get(first.saturating_sub(1))
+        .copied()
+        .unwrap_or_default();
+    let (step, largest) = run.largest();
+    let (precise_step, precise) = largest_deviation(run.precise_deviations());
+    format!(
+        "at {} the f64 run of {} and {} parts at step {first} (deviation {} against 64·ε·t·S = {}; largest {} at step {step}), but redone in double-double they differ by at most {} (step {precise_step}): rounding, not a difference in the rules",
+        run.sizes,
+        names.0,
+        names.1,
+        format_value(at_first),
+        format_value(tolerance),
+        format_value(largest),
+        format_value(precise)
+    )
+}
+
 fn deviation_plot(claim: &EquivalenceClaim, head: &str, run: &SizeRun) -> Plot {
     // A log axis cannot show 0: exact agreement sits a decade below the
     // smallest positive value of the figure.
     let floor = run
         .deviations
         .iter()
+        .chain(run.precise_deviations())
         .flat_map(|&(d, t)| [d, t])
         .filter(|v| *v > 0.0)
         .fold(f64::INFINITY, f64::min);
@@ -189,13 +336,38 @@ fn deviation_plot(claim: &EquivalenceClaim, head: &str, run: &SizeRun) -> Plot {
     } else {
         1e-17
     };
-    let points = |pick: fn(&(f64, f64)) -> f64| {
-        run.deviations
+    let points = |series: &[(f64, f64)], pick: fn(&(f64, f64)) -> f64| {
+        series
             .iter()
             .enumerate()
             .map(|(k, d)| ((k + 1) as f64, pick(d).max(floor)))
             .collect()
     };
+    let mut series = vec![
+        Series {
+            label: "deviation".to_string(),
+            points: points(&run.deviations, |d| d.0),
+            kind: SeriesKind::Measured,
+        },
+        Series {
+            label: "rounding tolerance".to_string(),
+            points: points(&run.deviations, |d| d.1),
+            kind: SeriesKind::Bound,
+        },
+    ];
+    let precise = run.precise_deviations();
+    if !precise.is_empty() {
+        series.push(Series {
+            label: "deviation in double-double".to_string(),
+            points: points(precise, |d| d.0),
+            kind: SeriesKind::Measured,
+        });
+        series.push(Series {
+            label: "double-double allowance".to_string(),
+            points: points(precise, |d| d.1),
+            kind: SeriesKind::Bound,
+        });
+    }
     Plot {
         title: format!("{head} at {}", run.sizes),
         name: format!("{}_vs_{}", claim.first_name, claim.second_name),
@@ -203,35 +375,116 @@ fn deviation_plot(claim: &EquivalenceClaim, head: &str, run: &SizeRun) -> Plot {
         y_label: "max |θ_A − θ_B|".to_string(),
         log_x: false,
         log_y: true,
-        series: vec![
-            Series {
-                label: "deviation".to_string(),
-                points: points(|d| d.0),
-                kind: SeriesKind::Measured,
-            },
-            Series {
-                label: "rounding tolerance".to_string(),
-                points: points(|d| d.1),
-                kind: SeriesKind::Bound,
-            },
-        ],
+        series,
     }
 }
 
-/// Runs both rules side by side at one size.
+/// The scalar a trajectory is computed in, and the gradient of L in it.
+trait Precision: Scalar {
+    /// dL/d(param), row-major, at the given values (empty where the
+    /// param is not differentiated).
+    fn gradient_of(
+        instance: &Instance<'_>,
+        values: &[ArrayD<Self>],
+        param: TensorId,
+    ) -> Result<Vec<Self>, Box<EvalError>>;
+}
+
+impl Precision for f64 {
+    fn gradient_of(
+        instance: &Instance<'_>,
+        values: &[ArrayD<f64>],
+        param: TensorId,
+    ) -> Result<Vec<f64>, Box<EvalError>> {
+        let derived = gradient(instance, values)?;
+        Ok(derived
+            .get(param.0)
+            .and_then(Option::as_ref)
+            .map(|d| d.iter().copied().collect())
+            .unwrap_or_default())
+    }
+}
+
+impl Precision for Dd {
+    fn gradient_of(
+        instance: &Instance<'_>,
+        values: &[ArrayD<Dd>],
+        param: TensorId,
+    ) -> Result<Vec<Dd>, Box<EvalError>> {
+        let differentiable = instance
+            .program
+            .tensors
+            .get(param.0)
+            .is_some_and(|t| t.is_differentiable());
+        if !differentiable {
+            return Ok(vec![]);
+        }
+        let n = values.get(param.0).map_or(0, ArrayD::len);
+        let elements: Vec<(usize, usize)> = (0..n).map(|p| (param.0, p)).collect();
+        precise_partials_at(instance, values, &elements)
+    }
+}
+
+/// Runs both rules side by side at one size: in f64, and again in
+/// double-double where the f64 run parts.
 fn compare(cx: &SizeContext<'_>, claim: &EquivalenceClaim) -> Result<SizeRun, Box<EvalError>> {
+    let deviations: Vec<(f64, f64)> = trajectories::<f64>(cx, claim, |_, _| false)?
+        .into_iter()
+        .enumerate()
+        .map(|(k, (deviation, scale))| {
+            let step = (k + 1) as f64;
+            (deviation, ROUNDING_ULPS * f64::EPSILON * step * scale)
+        })
+        .collect();
+    let mut run = SizeRun {
+        sizes: cx.instance.sizes.clone(),
+        deviations,
+        precise: None,
+    };
+    if run.f64_parting().is_some() {
+        let allowed: Vec<f64> = run
+            .deviations
+            .iter()
+            .map(|&(d, tolerance)| tolerance + ROUNDING_SHRINK * d)
+            .collect();
+        let mut precise = Vec::with_capacity(allowed.len());
+        let result = trajectories::<Dd>(cx, claim, |k, d| {
+            let allowed = allowed.get(k).copied().unwrap_or(f64::INFINITY);
+            precise.push((d, allowed));
+            d > allowed
+        });
+        run.precise = Some(match result {
+            Ok(_) => PreciseRun::Ran {
+                deviations: precise,
+            },
+            Err(e) => PreciseRun::Failed(e.to_string()),
+        });
+    }
+    Ok(run)
+}
+
+/// Runs both rules side by side at one size in the scalar type `T`: per
+/// step, the largest |θ_A − θ_B| and the largest parameter magnitude seen
+/// so far. `stop(k, deviation)` is told each step's deviation (k from 0)
+/// and ends the run after it by returning true.
+fn trajectories<T: Precision>(
+    cx: &SizeContext<'_>,
+    claim: &EquivalenceClaim,
+    mut stop: impl FnMut(usize, f64) -> bool,
+) -> Result<Vec<(f64, f64)>, Box<EvalError>> {
     let program = cx.program;
     let instance = cx.instance;
     let ids = [claim.first, claim.second];
-    let mut states: Vec<Vec<ArrayD<f64>>> = Vec::with_capacity(2);
+    let drawn: Vec<ArrayD<T>> = cx.values.iter().map(|a| a.mapv(T::constant)).collect();
+    let mut states: Vec<Vec<ArrayD<T>>> = Vec::with_capacity(2);
     for id in ids {
-        states.push(initial_values(instance, cx.values, id)?);
+        states.push(initial_values(instance, &drawn, id)?);
     }
     let compared = compared_params(program, &ids);
     // Reserved up to a bound: `--max-steps` may allow more than memory holds,
     // and the clock stops such a run long before.
     let reserve = usize::try_from(claim.steps).unwrap_or(0).min(1 << 16);
-    let mut deviations = Vec::with_capacity(reserve);
+    let mut out = Vec::with_capacity(reserve);
     let mut scale: f64 = compared
         .iter()
         .flat_map(|t| cx.values[t.0].iter())
@@ -246,20 +499,20 @@ fn compare(cx: &SizeContext<'_>, claim: &EquivalenceClaim) -> Result<SizeRun, Bo
         let mut deviation: f64 = 0.0;
         for t in &compared {
             for (a, b) in states[0][t.0].iter().zip(states[1][t.0].iter()) {
-                if !a.is_finite() || !b.is_finite() {
+                let (ra, rb) = (a.real(), b.real());
+                if !ra.is_finite() || !rb.is_finite() {
                     return Err(non_finite(program, *t, step, instance));
                 }
-                deviation = deviation.max((a - b).abs());
-                scale = scale.max(a.abs()).max(b.abs());
+                deviation = deviation.max((*a - *b).real().abs());
+                scale = scale.max(ra.abs()).max(rb.abs());
             }
         }
-        let tolerance = ROUNDING_ULPS * f64::EPSILON * step as f64 * scale;
-        deviations.push((deviation, tolerance));
+        out.push((deviation, scale));
+        if stop(out.len() - 1, deviation) {
+            break;
+        }
     }
-    Ok(SizeRun {
-        sizes: instance.sizes.clone(),
-        deviations,
-    })
+    Ok(out)
 }
 
 /// The params either rule updates: the trajectories compared.
@@ -285,11 +538,11 @@ fn compared_params(program: &Program, ids: &[OptimizerId]) -> Vec<TensorId> {
 }
 
 /// The drawn values and the rule's initial state.
-fn initial_values(
+fn initial_values<T: Scalar>(
     instance: &Instance<'_>,
-    drawn: &[ArrayD<f64>],
+    drawn: &[ArrayD<T>],
     id: OptimizerId,
-) -> Result<Vec<ArrayD<f64>>, Box<EvalError>> {
+) -> Result<Vec<ArrayD<T>>, Box<EvalError>> {
     let mut values = drawn.to_vec();
     let Some(optimizer) = instance.program.optimizers.get(id.0) else {
         return Ok(values);
@@ -312,15 +565,15 @@ fn initial_values(
 }
 
 /// One step of a rule: its statements in order, each seeing the ones before.
-fn run_step(
+fn run_step<T: Scalar>(
     instance: &Instance<'_>,
-    values: &mut [ArrayD<f64>],
+    values: &mut [ArrayD<T>],
     id: OptimizerId,
 ) -> Result<(), Box<EvalError>> {
     let Some(optimizer) = instance.program.optimizers.get(id.0) else {
         return Ok(());
     };
-    let mut locals: Vec<(DefId, Vec<f64>)> = vec![];
+    let mut locals: Vec<(DefId, Vec<T>)> = vec![];
     for statement in &optimizer.statements {
         let mut evaluation = instance.evaluation(values);
         for (d, v) in &locals {
@@ -398,24 +651,26 @@ fn draw_streams(
 
 /// Writes this step's stream values into a rule's tensors: draws as they
 /// are, gradients at the rule's own current parameters plus the draws.
-fn feed_streams(
+fn feed_streams<T: Precision>(
     program: &Program,
     instance: &Instance<'_>,
-    values: &mut [ArrayD<f64>],
+    values: &mut [ArrayD<T>],
     draws: &[Option<Vec<f64>>],
 ) -> Result<(), Box<EvalError>> {
     for (stream, draw) in program.streams.iter().zip(draws) {
-        let fed = match &stream.source {
-            StreamSource::Draw(_) => draw.clone().unwrap_or_default(),
+        let fed: Vec<T> = match &stream.source {
+            StreamSource::Draw(_) => draw
+                .as_deref()
+                .unwrap_or_default()
+                .iter()
+                .map(|&x| T::constant(x))
+                .collect(),
             StreamSource::Gradient { param, .. } => {
-                let derived = gradient(instance, values)?;
-                let mut g: Vec<f64> = derived
-                    .get(param.0)
-                    .and_then(Option::as_ref)
-                    .map(|d| d.iter().copied().collect())
-                    .unwrap_or_default();
+                let mut g = T::gradient_of(instance, values, *param)?;
                 if let Some(noise) = draw {
-                    g.iter_mut().zip(noise).for_each(|(g, n)| *g += n);
+                    g.iter_mut()
+                        .zip(noise)
+                        .for_each(|(g, &n)| *g += T::constant(n));
                 }
                 g
             }
@@ -425,7 +680,7 @@ fn feed_streams(
     Ok(())
 }
 
-fn overwrite(values: &mut [ArrayD<f64>], t: TensorId, data: Vec<f64>) {
+fn overwrite<T>(values: &mut [ArrayD<T>], t: TensorId, data: Vec<T>) {
     if let Some(slot) = values.get_mut(t.0)
         && let Ok(array) = ArrayD::from_shape_vec(slot.raw_dim(), data)
     {
