@@ -5,8 +5,8 @@
 use ndarray::ArrayD;
 use num_dual::DualSVec64;
 
-use super::double_double::{Dd, DdDual};
-use super::{EvalError, Instance};
+use super::double_double::{Dd, DdDual, Dual};
+use super::{BranchPolicy, EvalError, Instance};
 
 /// Directions per forward pass: wide enough to amortise the interpreter over
 /// several derivatives, narrow enough that each dual number stays small.
@@ -17,15 +17,15 @@ pub fn gradient(
     instance: &Instance<'_>,
     values: &[ArrayD<f64>],
 ) -> Result<Vec<Option<ArrayD<f64>>>, Box<EvalError>> {
-    gradient_on_branches(instance, values, 0)
+    gradient_on_branches(instance, values, &BranchPolicy::Default)
 }
 
-/// dL/dT for every tensor T, taking the other branch at the branch points
-/// (kinks) whose bits `flips` sets: one of the valid derivatives at a kink.
+/// dL/dT for every tensor T, choosing branches at the branch points
+/// (kinks) by `branches`: one of the valid derivatives at a kink.
 pub fn gradient_on_branches(
     instance: &Instance<'_>,
     values: &[ArrayD<f64>],
-    flips: u64,
+    branches: &BranchPolicy,
 ) -> Result<Vec<Option<ArrayD<f64>>>, Box<EvalError>> {
     let tensors = &instance.program.tensors;
     // Every differentiable element, as (tensor, position).
@@ -53,14 +53,17 @@ pub fn gradient_on_branches(
                 *x = DualSVec64::from_re(x.re).derivative(slot);
             }
         }
-        let loss = instance.evaluation(&lifted).with_flips(flips).loss()?;
+        let loss = instance
+            .evaluation(&lifted)
+            .with_branches(branches.clone())
+            .loss()?;
         for (slot, &(k, p)) in chunk.iter().enumerate() {
             let mut d = loss.eps.0.as_ref().map_or(0.0, |m| m[(slot, 0)]);
             if !d.is_finite() {
                 // An infinite partial of another element of the chunk (sqrt'
                 // at 0) times this element's zero tangent gives NaN here;
                 // alone, with the others constant, it is what it really is.
-                d = derivative_alone(instance, values, k, p, flips)?;
+                d = derivative_alone(instance, values, k, p, branches)?;
             }
             if let Some(g) = gradient
                 .get_mut(k)
@@ -88,7 +91,7 @@ fn derivative_alone(
     values: &[ArrayD<f64>],
     k: usize,
     p: usize,
-    flips: u64,
+    branches: &BranchPolicy,
 ) -> Result<f64, Box<EvalError>> {
     let mut lifted: Vec<ArrayD<DualSVec64<1>>> = values
         .iter()
@@ -100,7 +103,10 @@ fn derivative_alone(
     {
         *x = DualSVec64::from_re(x.re).derivative(0);
     }
-    let loss = instance.evaluation(&lifted).with_flips(flips).loss()?;
+    let loss = instance
+        .evaluation(&lifted)
+        .with_branches(branches.clone())
+        .loss()?;
     Ok(loss.eps.0.as_ref().map_or(0.0, |m| m[(0, 0)]))
 }
 
@@ -151,7 +157,7 @@ pub fn partial_at(
     {
         *x = at;
     }
-    derivative_alone(instance, &moved, k, p, 0)
+    derivative_alone(instance, &moved, k, p, &BranchPolicy::Default)
 }
 
 /// The exact derivative of L along `direction` at the values displaced by
@@ -248,4 +254,42 @@ pub fn precise_directional_derivative(
         })
         .collect();
     Ok(instance.evaluation(&lifted).loss()?.derivative(0))
+}
+
+/// The branch taken at every branch point of L when stepping from the
+/// values along `first` (ties broken along `second`), one direction per
+/// differentiable tensor, with the difference of the branches' slopes along
+/// `first` at each: which kinks the direction moves, and to which side.
+pub fn branches_along(
+    instance: &Instance<'_>,
+    values: &[ArrayD<f64>],
+    first: &[Option<ArrayD<f64>>],
+    second: &[Option<ArrayD<f64>>],
+) -> Result<Vec<super::BranchRecord>, Box<EvalError>> {
+    let lifted: Vec<ArrayD<Dual<f64, 2>>> = values
+        .iter()
+        .enumerate()
+        .map(|(k, v)| {
+            let differentiable = instance
+                .program
+                .tensors
+                .get(k)
+                .is_some_and(|t| t.is_differentiable());
+            match (first.get(k).and_then(Option::as_ref), second.get(k).and_then(Option::as_ref)) {
+                (Some(a), Some(b)) if differentiable => ndarray::Zip::from(v)
+                    .and(a)
+                    .and(b)
+                    .map_collect(|&x, &da, &db| Dual {
+                        re: x,
+                        eps: Some([da, db]),
+                    }),
+                _ => v.mapv(Dual::constant),
+            }
+        })
+        .collect();
+    let mut evaluation = instance
+        .evaluation(&lifted)
+        .with_branches(BranchPolicy::FollowTangents);
+    evaluation.loss()?;
+    Ok(evaluation.branch_records())
 }

@@ -355,39 +355,125 @@ impl Scalar for Dd {
     }
 }
 
-/// A forward-mode dual number over double-doubles with `N` derivative
-/// directions. A constant carries no derivative part at all (`None`), as
-/// num-dual's `DualSVec64` does, so an infinite partial elsewhere (sqrt' at
-/// 0) never meets a zero tangent as `inf · 0`.
-#[derive(Clone, Copy, Debug)]
-pub struct DdDual<const N: usize> {
-    pub re: Dd,
-    pub eps: Option<[Dd; N]>,
+/// What a dual number is built over: f64 or double-double, with the
+/// elementary functions the spec uses.
+pub trait Real:
+    Copy
+    + std::fmt::Debug
+    + Add<Output = Self>
+    + Sub<Output = Self>
+    + Mul<Output = Self>
+    + Div<Output = Self>
+    + Neg<Output = Self>
+    + 'static
+{
+    fn of(v: f64) -> Self;
+    fn value(self) -> f64;
+    fn exp(self) -> Self;
+    fn ln(self) -> Self;
+    fn ln_1p(self) -> Self;
+    fn sqrt(self) -> Self;
+    fn tanh(self) -> Self;
+    fn sin_cos(self) -> (Self, Self);
+    fn powi(self, k: i32) -> Self;
 }
 
-impl<const N: usize> DdDual<N> {
-    pub fn constant(re: Dd) -> Self {
+impl Real for Dd {
+    fn of(v: f64) -> Self {
+        Dd::from_f64(v)
+    }
+    fn value(self) -> f64 {
+        self.to_f64()
+    }
+    fn exp(self) -> Self {
+        Dd::exp(self)
+    }
+    fn ln(self) -> Self {
+        Dd::ln(self)
+    }
+    fn ln_1p(self) -> Self {
+        Dd::ln_1p(self)
+    }
+    fn sqrt(self) -> Self {
+        Dd::sqrt(self)
+    }
+    fn tanh(self) -> Self {
+        Dd::tanh(self)
+    }
+    fn sin_cos(self) -> (Self, Self) {
+        Dd::sin_cos(self)
+    }
+    fn powi(self, k: i32) -> Self {
+        Dd::powi(self, k)
+    }
+}
+
+impl Real for f64 {
+    fn of(v: f64) -> Self {
+        v
+    }
+    fn value(self) -> f64 {
+        self
+    }
+    fn exp(self) -> Self {
+        f64::exp(self)
+    }
+    fn ln(self) -> Self {
+        f64::ln(self)
+    }
+    fn ln_1p(self) -> Self {
+        f64::ln_1p(self)
+    }
+    fn sqrt(self) -> Self {
+        f64::sqrt(self)
+    }
+    fn tanh(self) -> Self {
+        f64::tanh(self)
+    }
+    fn sin_cos(self) -> (Self, Self) {
+        f64::sin_cos(self)
+    }
+    fn powi(self, k: i32) -> Self {
+        f64::powi(self, k)
+    }
+}
+
+/// A forward-mode dual number over `B` (f64 or double-double) with `N`
+/// derivative directions. A constant carries no derivative part at all
+/// (`None`), as num-dual's `DualSVec64` does, so an infinite partial
+/// elsewhere (sqrt' at 0) never meets a zero tangent as `inf · 0`.
+#[derive(Clone, Copy, Debug)]
+pub struct Dual<B, const N: usize> {
+    pub re: B,
+    pub eps: Option<[B; N]>,
+}
+
+/// Dual numbers over double-doubles.
+pub type DdDual<const N: usize> = Dual<Dd, N>;
+
+impl<B: Real, const N: usize> Dual<B, N> {
+    pub fn constant(re: B) -> Self {
         Self { re, eps: None }
     }
 
     /// `re` seeded in derivative direction `slot`.
-    pub fn variable(re: Dd, slot: usize) -> Self {
-        let mut eps = [Dd::ZERO; N];
+    pub fn variable(re: B, slot: usize) -> Self {
+        let mut eps = [B::of(0.0); N];
         if let Some(e) = eps.get_mut(slot) {
-            *e = Dd::ONE;
+            *e = B::of(1.0);
         }
         Self { re, eps: Some(eps) }
     }
 
     /// The derivative in direction `slot` (0 for a constant).
-    pub fn derivative(&self, slot: usize) -> Dd {
+    pub fn derivative(&self, slot: usize) -> B {
         self.eps
             .and_then(|e| e.get(slot).copied())
-            .unwrap_or(Dd::ZERO)
+            .unwrap_or(B::of(0.0))
     }
 
     /// f(re) with derivative f'(re)·eps: the chain rule.
-    fn chain(self, value: Dd, slope: Dd) -> Self {
+    fn chain(self, value: B, slope: B) -> Self {
         Self {
             re: value,
             eps: self.eps.map(|e| e.map(|d| d * slope)),
@@ -395,22 +481,22 @@ impl<const N: usize> DdDual<N> {
     }
 }
 
-fn combine<const N: usize>(
-    a: Option<[Dd; N]>,
-    b: Option<[Dd; N]>,
-    f: impl Fn(Dd, Dd) -> Dd,
-) -> Option<[Dd; N]> {
+fn combine<B: Real, const N: usize>(
+    a: Option<[B; N]>,
+    b: Option<[B; N]>,
+    f: impl Fn(B, B) -> B,
+) -> Option<[B; N]> {
     match (a, b) {
         (None, None) => None,
         (a, b) => {
-            let a = a.unwrap_or([Dd::ZERO; N]);
-            let b = b.unwrap_or([Dd::ZERO; N]);
+            let a = a.unwrap_or([B::of(0.0); N]);
+            let b = b.unwrap_or([B::of(0.0); N]);
             Some(std::array::from_fn(|k| f(a[k], b[k])))
         }
     }
 }
 
-impl<const N: usize> Add for DdDual<N> {
+impl<B: Real, const N: usize> Add for Dual<B, N> {
     type Output = Self;
     fn add(self, b: Self) -> Self {
         Self {
@@ -420,7 +506,7 @@ impl<const N: usize> Add for DdDual<N> {
     }
 }
 
-impl<const N: usize> Sub for DdDual<N> {
+impl<B: Real, const N: usize> Sub for Dual<B, N> {
     type Output = Self;
     fn sub(self, b: Self) -> Self {
         Self {
@@ -430,7 +516,7 @@ impl<const N: usize> Sub for DdDual<N> {
     }
 }
 
-impl<const N: usize> Neg for DdDual<N> {
+impl<B: Real, const N: usize> Neg for Dual<B, N> {
     type Output = Self;
     fn neg(self) -> Self {
         Self {
@@ -442,7 +528,7 @@ impl<const N: usize> Neg for DdDual<N> {
 
 // The product and quotient rules add and subtract inside `mul` and `div`.
 #[allow(clippy::suspicious_arithmetic_impl)]
-impl<const N: usize> Mul for DdDual<N> {
+impl<B: Real, const N: usize> Mul for Dual<B, N> {
     type Output = Self;
     fn mul(self, b: Self) -> Self {
         let eps = match (self.eps, b.eps) {
@@ -459,7 +545,7 @@ impl<const N: usize> Mul for DdDual<N> {
 }
 
 #[allow(clippy::suspicious_arithmetic_impl)]
-impl<const N: usize> Div for DdDual<N> {
+impl<B: Real, const N: usize> Div for Dual<B, N> {
     type Output = Self;
     fn div(self, b: Self) -> Self {
         let re = self.re / b.re;
@@ -467,7 +553,7 @@ impl<const N: usize> Div for DdDual<N> {
             (None, None) => None,
             (Some(a), None) => Some(a.map(|d| d / b.re)),
             (a, Some(e)) => {
-                let a = a.unwrap_or([Dd::ZERO; N]);
+                let a = a.unwrap_or([B::of(0.0); N]);
                 Some(std::array::from_fn(|k| (a[k] - re * e[k]) / b.re))
             }
         };
@@ -475,40 +561,47 @@ impl<const N: usize> Div for DdDual<N> {
     }
 }
 
-impl<const N: usize> AddAssign for DdDual<N> {
+impl<B: Real, const N: usize> AddAssign for Dual<B, N> {
     fn add_assign(&mut self, b: Self) {
         *self = *self + b;
     }
 }
 
-impl<const N: usize> Scalar for DdDual<N> {
+impl<B: Real, const N: usize> Scalar for Dual<B, N> {
     fn constant(v: f64) -> Self {
-        Self::constant(Dd::from_f64(v))
+        Self::constant(B::of(v))
     }
     fn real(&self) -> f64 {
-        self.re.to_f64()
+        self.re.value()
+    }
+    fn tangents(&self) -> [f64; 2] {
+        [self.derivative(0).value(), self.derivative(1).value()]
     }
     fn exp(self) -> Self {
         let f = self.re.exp();
         self.chain(f, f)
     }
     fn ln(self) -> Self {
-        self.chain(self.re.ln(), self.re.recip())
+        self.chain(self.re.ln(), B::of(1.0) / self.re)
     }
     fn ln_1p(self) -> Self {
-        self.chain(self.re.ln_1p(), (Dd::ONE + self.re).recip())
+        self.chain(self.re.ln_1p(), B::of(1.0) / (B::of(1.0) + self.re))
     }
     fn sqrt(self) -> Self {
         let f = self.re.sqrt();
-        self.chain(f, (f + f).recip())
+        self.chain(f, B::of(1.0) / (f + f))
     }
     fn abs(self) -> Self {
-        // As num-dual: the negative branch at 0.
-        if self.re.hi > 0.0 { self } else { -self }
+        // As num-dual: the positive branch at +0.
+        if self.re.value() > 0.0 || (self.re.value() == 0.0 && self.re.value().is_sign_positive()) {
+            self
+        } else {
+            -self
+        }
     }
     fn tanh(self) -> Self {
         let t = self.re.tanh();
-        self.chain(t, Dd::ONE - t * t)
+        self.chain(t, B::of(1.0) - t * t)
     }
     fn sin(self) -> Self {
         let (s, c) = self.re.sin_cos();
@@ -519,16 +612,16 @@ impl<const N: usize> Scalar for DdDual<N> {
         self.chain(c, -s)
     }
     fn recip(self) -> Self {
-        let r = self.re.recip();
+        let r = B::of(1.0) / self.re;
         self.chain(r, -(r * r))
     }
     fn powi(self, k: i32) -> Self {
         if k == 0 {
-            return Self::constant(Dd::ONE);
+            return Self::constant(B::of(1.0));
         }
         self.chain(
             self.re.powi(k),
-            self.re.powi(k - 1) * Dd::from_f64(f64::from(k)),
+            self.re.powi(k - 1) * B::of(f64::from(k)),
         )
     }
 }

@@ -13,7 +13,8 @@ pub mod tape;
 mod values;
 
 pub use autodiff::{
-    directional_derivative, directional_derivative_at, gradient, gradient_on_branches, partial_at,
+    branches_along, directional_derivative, directional_derivative_at, gradient,
+    gradient_on_branches, partial_at,
     precise_directional_derivative, precise_partials, precise_partials_at,
 };
 
@@ -301,8 +302,35 @@ pub struct Evaluation<'a, T> {
 struct KinkLog {
     met: std::cell::Cell<u32>,
     branches: std::cell::Cell<u32>,
-    /// Bit i set: take the other branch at the i-th branch point.
-    flips: u64,
+    policy: BranchPolicy,
+    /// Under [`BranchPolicy::FollowTangents`]: what happened at each branch point.
+    record: std::cell::RefCell<Vec<BranchRecord>>,
+}
+
+/// Which branch an evaluation takes at a branch point (a kink with two
+/// branches of equal value: relu and abs at 0, a tie in `max` or `min`).
+#[derive(Clone, Debug, Default)]
+pub enum BranchPolicy {
+    /// The scalar type's own choice, as plain evaluation makes it.
+    #[default]
+    Default,
+    /// The other branch at the branch points marked `true`, by their
+    /// number in evaluation order.
+    Flips(std::rc::Rc<[bool]>),
+    /// The branch L takes a small step along the first tangent direction
+    /// (ties broken by the second): the branch of a point near the kink.
+    /// The choices are recorded.
+    FollowTangents,
+}
+
+/// At one branch point under [`BranchPolicy::FollowTangents`]: whether the
+/// other branch was taken, and how far the two branches' slopes along the
+/// first tangent direction differ (0 where that direction does not move
+/// the kink).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BranchRecord {
+    pub other: bool,
+    pub spread: f64,
 }
 
 /// How many kinks an evaluation met.
@@ -329,23 +357,51 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
         }
     }
 
-    /// This evaluation, taking the other branch at the branch points whose
-    /// bits are set (the first 64 only).
-    pub fn with_flips(mut self, flips: u64) -> Self {
-        self.kinks.flips = flips;
+    /// This evaluation, choosing branches at branch points by `policy`.
+    pub fn with_branches(mut self, policy: BranchPolicy) -> Self {
+        self.kinks.policy = policy;
         self
+    }
+
+    /// What [`BranchPolicy::FollowTangents`] chose, branch point by branch point.
+    pub fn branch_records(&self) -> Vec<BranchRecord> {
+        self.kinks.record.borrow().clone()
     }
 
     fn kink(&self) {
         self.kinks.met.set(self.kinks.met.get().saturating_add(1));
     }
 
-    /// Meets a branch point: whether to take its other branch.
-    fn branch(&self) -> bool {
+    /// Meets a branch point whose branches `first` (the default) and
+    /// `other` have the same value: whether to take `other`. `max_like`:
+    /// the point is a maximum of its branches (relu, abs, max), so a step
+    /// along a direction takes the branch that grows faster along it.
+    fn branch(&self, first: [f64; 2], other: [f64; 2], max_like: bool) -> bool {
         self.kink();
         let i = self.kinks.branches.get();
         self.kinks.branches.set(i.saturating_add(1));
-        i < 64 && (self.kinks.flips >> i) & 1 == 1
+        match &self.kinks.policy {
+            BranchPolicy::Default => false,
+            BranchPolicy::Flips(flips) => usize::try_from(i)
+                .ok()
+                .and_then(|i| flips.get(i).copied())
+                .unwrap_or(false),
+            BranchPolicy::FollowTangents => {
+                let order = other
+                    .partial_cmp(&first)
+                    .unwrap_or(std::cmp::Ordering::Equal);
+                let take = if max_like {
+                    order.is_gt()
+                } else {
+                    order.is_lt()
+                };
+                self.kinks.record.borrow_mut().push(BranchRecord {
+                    other: take,
+                    spread: other[0] - first[0],
+                });
+                take
+            }
+        }
     }
 
     /// The scalar L: the loss, or `sum(i) g[i] * y[i]` for a layer.
@@ -765,12 +821,19 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
         match function {
             // relu: 0 or x; abs: whichever sign the scalar type picks at 0,
             // or the other.
-            Function::Relu if x.real() == 0.0 && self.branch() => return Ok(x),
-            Function::Abs if x.real() == 0.0 && self.branch() => return Ok(-x.abs()),
-            Function::Min | Function::Max
-                if args.len() == 2 && x.real() == y.real() && self.branch() =>
+            Function::Relu if x.real() == 0.0 && self.branch([0.0; 2], x.tangents(), true) => {
+                return Ok(x);
+            }
+            Function::Abs
+                if x.real() == 0.0 && self.branch(x.abs().tangents(), (-x.abs()).tangents(), true) =>
             {
-                return Ok(if function == Function::Max { x } else { y });
+                return Ok(-x.abs());
+            }
+            Function::Max if args.len() == 2 && x.real() == y.real() => {
+                return Ok(if self.branch(y.tangents(), x.tangents(), true) { x } else { y });
+            }
+            Function::Min if args.len() == 2 && x.real() == y.real() => {
+                return Ok(if self.branch(x.tangents(), y.tangents(), false) { y } else { x });
             }
             Function::Sqrt if x.real() == 0.0 => self.kink(),
             _ => {}
@@ -817,7 +880,11 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
                 (Some(a), ReduceOp::Sum) => a + v,
                 (Some(a), ReduceOp::Prod) => a * v,
                 (Some(a), ReduceOp::Max | ReduceOp::Min) if v.real() == a.real() => {
-                    if self.branch() { v } else { a }
+                    if self.branch(a.tangents(), v.tangents(), op == ReduceOp::Max) {
+                        v
+                    } else {
+                        a
+                    }
                 }
                 (Some(a), ReduceOp::Max) => {
                     if v.real() > a.real() {
@@ -1018,7 +1085,17 @@ fn apply<T: Scalar>(function: Function, x: T, y: T) -> Option<T> {
         }
         Function::Abs => x.abs(),
         Function::Tanh => x.tanh(),
-        Function::Sigmoid => (T::one() + (-x).exp()).recip(),
+        // 1/(1 + e^-x) overflows its derivative's intermediate (1 + e^-x)²
+        // for x below about -355 and gives 0 where e^x is still a normal
+        // number: e^x/(1 + e^x) there.
+        Function::Sigmoid => {
+            if x.real() >= 0.0 {
+                (T::one() + (-x).exp()).recip()
+            } else {
+                let e = x.exp();
+                e / (T::one() + e)
+            }
+        }
         Function::Relu => {
             if x.real() > 0.0 {
                 x

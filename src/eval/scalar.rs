@@ -27,6 +27,11 @@ pub trait Scalar:
     fn constant(v: f64) -> Self;
     /// The real part as f64: branch choices, comparisons and reports.
     fn real(&self) -> f64;
+    /// The first two derivative parts, where the type carries them for
+    /// choosing a branch at a kink (zero for everything else).
+    fn tangents(&self) -> [f64; 2] {
+        [0.0; 2]
+    }
     fn zero() -> Self {
         Self::constant(0.0)
     }
@@ -94,7 +99,19 @@ impl<T: DualNum + Copy> Scalar for T {
 
     #[inline]
     fn tanh(self) -> Self {
-        DualNum::tanh(&self)
+        if T::NDERIV == 0 {
+            return DualNum::tanh(&self);
+        }
+        // num-dual's tanh is sinh/cosh, which is inf/inf past |x| ≈ 355:
+        // -m/(m + 2) with m = e^(-2|x|) - 1 stays bounded, and expm1 keeps
+        // it accurate near 0.
+        let (sign, a) = if self.real() < 0.0 {
+            (-Self::one(), -self)
+        } else {
+            (Self::one(), self)
+        };
+        let m = DualNum::exp_m1(&(a * Self::constant(-2.0)));
+        sign * (-m / (m + Self::constant(2.0)))
     }
 
     #[inline]
