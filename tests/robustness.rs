@@ -961,7 +961,29 @@ fn a_nan_gradient_is_reported_not_passed() {
 
 #[test]
 fn a_non_finite_finite_difference_is_reported_not_passed() {
-    // t - h < 0: log is undefined at the perturbed value.
+    // log's argument is 1e-15 at t = 1e-9: every step the finite
+    // differences try, down to ε^(1/3)·t ≈ 6e-15, leaves its domain.
+    let text = "\
+dim N = 4
+input x[N]
+input t = 1e-9
+param a
+y[i] = a * x[i] + log(t - 0.999999e-9)
+grad t = sum(i) g[i] / (t - 0.999999e-9)
+";
+    let outcome = check(text);
+    let c = &outcome.claims[0];
+    assert_eq!(c.status(), ClaimStatus::Error, "{}", render(&outcome));
+    let Verdict::Undecided(why) = &c.verdict else {
+        unreachable!()
+    };
+    assert!(why.contains("log") && why.contains("N = 1"), "{why}");
+}
+
+/// Near log's 0 the usual step (6e-6) leaves the domain; a smaller one,
+/// relative to the value, still sees the derivative.
+#[test]
+fn finite_differences_step_down_where_the_usual_step_leaves_the_domain() {
     let text = "\
 dim N = 4
 input x[N]
@@ -972,11 +994,8 @@ grad t = sum(i) g[i] / t
 ";
     let outcome = check(text);
     let c = &outcome.claims[0];
-    assert_eq!(c.status(), ClaimStatus::Error, "{}", render(&outcome));
-    let Verdict::Undecided(why) = &c.verdict else {
-        unreachable!()
-    };
-    assert!(why.contains("log") && why.contains("N = 1"), "{why}");
+    assert_eq!(c.status(), ClaimStatus::Pass, "{}", render(&outcome));
+    assert!(c.cross_checks[0].passed && c.cross_checks[0].compared > 0);
 }
 
 // ---------------------------------------------------------------------------
@@ -1607,8 +1626,16 @@ y[i] = relu(x[i]) + a * x[i]
         for k in &c.kinks {
             // dL/dx = g·(a + s) with s in [0, 1]; autodiff takes s = 0.
             assert!(k.lo < k.hi, "{claim}: {k:?}");
-            assert!(k.autodiff == k.lo || k.autodiff == k.hi, "{claim}: {k:?}");
-            assert!(k.lo <= k.claimed && k.claimed <= k.hi, "{claim}: {k:?}");
+            // To the rounding of the f64 gradients the range is made of.
+            let slack = 1e-12 * (k.hi - k.lo);
+            assert!(
+                (k.autodiff - k.lo).abs() <= slack || (k.autodiff - k.hi).abs() <= slack,
+                "{claim}: {k:?}"
+            );
+            assert!(
+                k.lo - slack <= k.claimed && k.claimed <= k.hi + slack,
+                "{claim}: {k:?}"
+            );
         }
     }
     for claim in [

@@ -275,7 +275,10 @@ pub fn branches_along(
                 .tensors
                 .get(k)
                 .is_some_and(|t| t.is_differentiable());
-            match (first.get(k).and_then(Option::as_ref), second.get(k).and_then(Option::as_ref)) {
+            match (
+                first.get(k).and_then(Option::as_ref),
+                second.get(k).and_then(Option::as_ref),
+            ) {
                 (Some(a), Some(b)) if differentiable => ndarray::Zip::from(v)
                     .and(a)
                     .and(b)

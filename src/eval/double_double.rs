@@ -619,10 +619,7 @@ impl<B: Real, const N: usize> Scalar for Dual<B, N> {
         if k == 0 {
             return Self::constant(B::of(1.0));
         }
-        self.chain(
-            self.re.powi(k),
-            self.re.powi(k - 1) * B::of(f64::from(k)),
-        )
+        self.chain(self.re.powi(k), self.re.powi(k - 1) * B::of(f64::from(k)))
     }
 }
 

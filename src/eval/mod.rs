@@ -14,8 +14,8 @@ mod values;
 
 pub use autodiff::{
     branches_along, directional_derivative, directional_derivative_at, gradient,
-    gradient_on_branches, partial_at,
-    precise_directional_derivative, precise_partials, precise_partials_at,
+    gradient_on_branches, partial_at, precise_directional_derivative, precise_partials,
+    precise_partials_at,
 };
 
 pub use error::EvalError;
@@ -324,13 +324,14 @@ pub enum BranchPolicy {
 }
 
 /// At one branch point under [`BranchPolicy::FollowTangents`]: whether the
-/// other branch was taken, and how far the two branches' slopes along the
-/// first tangent direction differ (0 where that direction does not move
-/// the kink).
+/// other branch was taken, and how much faster it grows than the first
+/// along the first tangent direction, for a maximum (slower, for a
+/// minimum): positive where the step takes the other branch, negative
+/// where it keeps the first, 0 where the direction does not move the kink.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BranchRecord {
     pub other: bool,
-    pub spread: f64,
+    pub lean: f64,
 }
 
 /// How many kinks an evaluation met.
@@ -395,9 +396,10 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
                 } else {
                     order.is_lt()
                 };
+                let lean = other[0] - first[0];
                 self.kinks.record.borrow_mut().push(BranchRecord {
                     other: take,
-                    spread: other[0] - first[0],
+                    lean: if max_like { lean } else { -lean },
                 });
                 take
             }
@@ -825,15 +827,24 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
                 return Ok(x);
             }
             Function::Abs
-                if x.real() == 0.0 && self.branch(x.abs().tangents(), (-x.abs()).tangents(), true) =>
+                if x.real() == 0.0
+                    && self.branch(x.abs().tangents(), (-x.abs()).tangents(), true) =>
             {
                 return Ok(-x.abs());
             }
             Function::Max if args.len() == 2 && x.real() == y.real() => {
-                return Ok(if self.branch(y.tangents(), x.tangents(), true) { x } else { y });
+                return Ok(if self.branch(y.tangents(), x.tangents(), true) {
+                    x
+                } else {
+                    y
+                });
             }
             Function::Min if args.len() == 2 && x.real() == y.real() => {
-                return Ok(if self.branch(x.tangents(), y.tangents(), false) { y } else { x });
+                return Ok(if self.branch(x.tangents(), y.tangents(), false) {
+                    y
+                } else {
+                    x
+                });
             }
             Function::Sqrt if x.real() == 0.0 => self.kink(),
             _ => {}

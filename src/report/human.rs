@@ -364,7 +364,7 @@ fn at_sizes(sizes: &crate::analysis::Sizes) -> String {
 fn distinct_values(a: f64, b: f64) -> (String, String) {
     let (mut x, mut y) = (format_value(a), format_value(b));
     let mut digits = 6;
-    while x == y && digits <= 17 {
+    while x == y && a != b && digits <= 17 {
         x = format!("{a:.digits$e}");
         y = format!("{b:.digits$e}");
         digits += 1;

@@ -8,7 +8,8 @@ use std::rc::Rc;
 use ndarray::ArrayD;
 
 use super::Options;
-use super::grad::{KinkGradients, TensorProbe, ValidRange, one_sided_partials, probe_tensor};
+use super::grad::{TensorProbe, probe_tensor};
+use super::kinks::{KinkGradients, ValidRange, one_sided_partials};
 use crate::analysis::program::{Program, TensorId};
 use crate::eval::{EvalError, Evaluation, Instance, KinkCount, gradient};
 use crate::source::Source;

@@ -18,14 +18,14 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::context::SizeContext;
+use super::kinks::{KinkGradients, ValidRange, one_sided_directional};
 use super::outcome::*;
 use super::{ClaimCheck, ROUNDING_SHRINK};
 use crate::analysis::Sizes;
 use crate::analysis::program::{GradClaim, TensorId};
 use crate::eval::double_double::Dd;
 use crate::eval::{
-    BranchPolicy, EvalError, Frame, branches_along, directional_derivative, directional_derivative_at, gradient_on_branches,
-    partial_at, precise_directional_derivative, precise_partials,
+    EvalError, Frame, directional_derivative, precise_directional_derivative, precise_partials,
 };
 
 /// Units of rounding per term allowed between two exact formulas.
@@ -251,8 +251,9 @@ impl GradCheck<'_> {
                         rounding.precise_difference = precise;
                     }
                 }
-                Judgement::AtKink(range) => {
-                    self.note_ratio(range.distance(cf), range.slack + tolerance);
+                Judgement::AtKink(range, rounding) => {
+                    allowance[k] += rounding;
+                    self.note_ratio(range.distance(cf), range.slack + allowance[k]);
                     self.outcome.kinks.push(KinkElement {
                         sizes: sizes.clone(),
                         index,
@@ -261,6 +262,17 @@ impl GradCheck<'_> {
                         lo: range.lo,
                         hi: range.hi,
                     });
+                }
+                Judgement::Unresolved(range) => {
+                    let name = &cx.program.tensors[target.0].name;
+                    let block: Vec<(i64, i64)> = index.iter().map(|&i| (i, i)).collect();
+                    self.undecided(unresolved_reason(
+                        &format!("at {}", crate::report::block_name(name, &block)),
+                        cf,
+                        (range.lo, range.hi),
+                        range.outer,
+                        &sizes,
+                    ));
                 }
                 Judgement::Unconfirmed => {
                     self.outcome.unconfirmed += 1;
@@ -369,7 +381,7 @@ impl GradCheck<'_> {
             }),
         );
         for (direction, u) in directions {
-            let Some((lo, hi)) = valid.support(target, &u) else {
+            let Some(support) = valid.support(target, &u) else {
                 continue;
             };
             let inner: f64 = claimed.iter().zip(&u).map(|(c, u)| c * u).sum();
@@ -381,20 +393,33 @@ impl GradCheck<'_> {
                     .zip(&u)
                     .map(|(a, u)| a * u.abs())
                     .sum::<f64>();
-            let range = ValidRange::between(lo, hi, 0.0);
-            let error = range.distance(inner);
-            self.note_ratio(error, tolerance);
-            if error > tolerance {
-                self.outcome.hull_violations.push(HullViolation {
-                    sizes: cx.instance.sizes.clone(),
-                    direction,
-                    claimed: inner,
-                    lo,
-                    hi,
-                    tolerance,
-                });
-                return;
+            let (lo, hi) = support.inner;
+            let error = ValidRange::between(lo, hi, 0.0).distance(inner);
+            if error <= tolerance {
+                self.note_ratio(error, tolerance);
+                continue;
             }
+            match support.outer {
+                Some((lo, hi)) if ValidRange::between(lo, hi, 0.0).distance(inner) > tolerance => {
+                    self.note_ratio(ValidRange::between(lo, hi, 0.0).distance(inner), tolerance);
+                    self.outcome.hull_violations.push(HullViolation {
+                        sizes: cx.instance.sizes.clone(),
+                        direction,
+                        claimed: inner,
+                        lo,
+                        hi,
+                        tolerance,
+                    });
+                }
+                outer => self.undecided(unresolved_reason(
+                    &format!("along {}", direction_name(direction)),
+                    inner,
+                    support.inner,
+                    outer,
+                    &cx.instance.sizes,
+                )),
+            }
+            return;
         }
     }
 
@@ -430,6 +455,40 @@ impl GradCheck<'_> {
     }
 }
 
+/// Why a claim at coupled kinks is left undecided: outside what was found
+/// valid, not outside what could be.
+fn unresolved_reason(
+    place: &str,
+    claimed: f64,
+    found: (f64, f64),
+    outer: Option<(f64, f64)>,
+    sizes: &Sizes,
+) -> String {
+    let f = crate::eval::format_value;
+    let bound = match outer {
+        Some((lo, hi)) => format!(
+            "inside [{}, {}], what any combination of their branches gives",
+            f(lo),
+            f(hi)
+        ),
+        None => "and their branches are too many to combine".to_string(),
+    };
+    format!(
+        "L has coupled kinks at {sizes}: {place} the claim gives {}, outside [{}, {}], what the branches found at points near them give, {bound}",
+        f(claimed),
+        f(found.0),
+        f(found.1),
+    )
+}
+
+/// `the all-ones direction`, `random direction 3`.
+fn direction_name(direction: HullDirection) -> String {
+    match direction {
+        HullDirection::AllOnes => "the all-ones direction".to_string(),
+        HullDirection::Random(k) => format!("random direction {}", k + 1),
+    }
+}
+
 /// How one element that the f64 test flagged is judged.
 enum Judgement {
     /// The difference shrank with the unit roundoff: rounding.
@@ -438,8 +497,12 @@ enum Judgement {
         allowed: f64,
     },
     /// L has a kink there, and the claim lies between its one-sided derivatives.
-    AtKink(ValidRange),
+    /// With the rounding measured on both sides (f64 against double-double).
+    AtKink(ValidRange, f64),
     Mistake(MismatchBasis),
+    /// At coupled kinks: outside the gradients found valid, inside those
+    /// every combination of branches gives: not decidable.
+    Unresolved(ValidRange),
     /// Beyond the f64 bound, and not recomputed: another element of the
     /// claim at this size was already confirmed as a mistake.
     Unconfirmed,
@@ -495,7 +558,7 @@ fn judge_flagged(
                 target,
                 k,
                 (derived[k], claimed[k].unwrap_or(f64::NAN)),
-                (ad_precise - cf_precise).to_f64().abs(),
+                (ad_precise, cf_precise),
                 tolerance,
             ));
         }
@@ -506,30 +569,40 @@ fn judge_flagged(
         .collect())
 }
 
-/// One flagged element, from its f64 values `(autodiff, claimed)` and the
-/// difference of the two in double-double.
+/// One flagged element, from its values `(autodiff, claimed)` in f64 and
+/// in double-double.
 fn judge_element(
     cx: &SizeContext<'_>,
     target: TensorId,
     k: usize,
     (ad, cf): (f64, f64),
-    precise: f64,
+    (ad_precise, cf_precise): (Dd, Dd),
     tolerance: f64,
 ) -> Judgement {
     let difference = (ad - cf).abs();
+    let precise = (ad_precise - cf_precise).to_f64().abs();
     let allowed = tolerance + ROUNDING_SHRINK * difference;
     let range = cx.valid_range(target, k);
     // Where the valid set is known exactly, it alone decides: autodiff's
-    // own pick may be a combination of branches no nearby point takes.
+    // own pick may be a combination of branches no nearby point takes. The
+    // claim is placed by its double-double value, the range allowed the
+    // f64 rounding autodiff shows (the range is made of f64 gradients).
     if let Some(range) = range.filter(|r| r.exact) {
+        let rounding = (ad - ad_precise.to_f64()).abs() + (cf - cf_precise.to_f64()).abs();
+        let cf = cf_precise.to_f64();
+        let tolerance = tolerance + (ad - ad_precise.to_f64()).abs();
         return if range.distance(cf) <= tolerance {
-            Judgement::AtKink(range)
-        } else {
+            Judgement::AtKink(range, rounding)
+        } else if let Some((lo, hi)) = range.outer
+            && ValidRange::between(lo, hi, 0.0).distance(cf) > tolerance
+        {
             Judgement::Mistake(MismatchBasis::OutsideKink {
-                lo: range.lo,
-                hi: range.hi,
+                lo,
+                hi,
                 slack: tolerance,
             })
+        } else {
+            Judgement::Unresolved(range)
         };
     }
     if precise <= allowed {
@@ -539,7 +612,7 @@ fn judge_element(
         Some(range)
             if range.is_kink(tolerance) && range.distance(cf) <= range.slack + tolerance =>
         {
-            Judgement::AtKink(range)
+            Judgement::AtKink(range, 0.0)
         }
         Some(range) if range.is_kink(tolerance) => Judgement::Mistake(MismatchBasis::OutsideKink {
             lo: range.lo,
@@ -554,323 +627,6 @@ fn judge_element(
             precise_difference: precise,
         }),
     }
-}
-
-/// The range a derivative of L may take at a kink (between `lo` and `hi`,
-/// widened by `slack`, the uncertainty of how it was found).
-#[derive(Clone, Copy, Debug)]
-pub struct ValidRange {
-    pub lo: f64,
-    pub hi: f64,
-    pub slack: f64,
-    /// From the realized branch patterns: the whole valid range, even
-    /// where it is a single value (kinks that cancel, as in
-    /// max(x, 0) + log(1 + e^-|x|)). Else from one-sided derivatives,
-    /// which mean something only where they differ.
-    pub exact: bool,
-}
-
-impl ValidRange {
-    fn between(a: f64, b: f64, slack: f64) -> Self {
-        Self {
-            lo: a.min(b),
-            hi: a.max(b),
-            slack,
-            exact: false,
-        }
-    }
-
-    /// Whether the range tells the valid derivatives here: exact, or a
-    /// real kink between the one-sided derivatives.
-    fn applies(&self, tolerance: f64) -> bool {
-        self.exact || self.is_kink(tolerance)
-    }
-
-    /// Whether the range is wider than what the method can resolve: only
-    /// then is the point a kink along this element.
-    fn is_kink(&self, tolerance: f64) -> bool {
-        self.hi - self.lo > self.slack + tolerance
-    }
-
-    /// How far `v` lies outside the range.
-    fn distance(&self, v: f64) -> f64 {
-        if v.is_nan() {
-            f64::INFINITY
-        } else {
-            (self.lo - v).max(v - self.hi).max(0.0)
-        }
-    }
-
-    fn from_basis(basis: &MismatchBasis) -> Self {
-        match *basis {
-            MismatchBasis::OutsideKink { lo, hi, slack } => Self::between(lo, hi, slack),
-            MismatchBasis::Persists { .. } => Self::between(f64::NAN, f64::NAN, 0.0),
-        }
-    }
-}
-
-/// The gradients L may validly have where its computation meets kinks
-/// (Clarke's generalized gradient: the hull of the gradients at nearby
-/// points where L is differentiable).
-///
-/// A step from the values along a direction takes one branch at every
-/// kink it moves; the evaluator follows it ([`branches_along`]), so every
-/// branch pattern found so is one that points near the kink realize.
-/// Stepping along each element, both ways, finds which kinks each element
-/// moves: kinks moved by a common element are coupled (relu(x) - relu(-x),
-/// max(x, 0) beside |x|, a three-way tie), the rest independent (separate
-/// pooling windows, relus of separate elements). The valid set is then
-/// the base gradient (the branches of a random step) plus, per group of
-/// coupled kinks, the hull of what its realized patterns change: a sum of
-/// hulls, exact for independent groups and never more than the branches
-/// points near the kink can take.
-pub struct KinkGradients {
-    base: Vec<Option<ArrayD<f64>>>,
-    /// Per group of coupled kinks: how each of its other realized branch
-    /// patterns changes the gradient from the base.
-    groups: Vec<Vec<Vec<Option<ArrayD<f64>>>>>,
-}
-
-/// Differentiable elements up to which kinks are resolved into groups
-/// (two directional passes per element).
-const KINK_ELEMENTS: usize = 512;
-
-impl KinkGradients {
-    /// Finds the valid gradients, where every kink the forward computation
-    /// meets is a branch point; `None` otherwise.
-    pub fn find(cx: &SizeContext<'_>) -> Option<Self> {
-        let count = cx.forward_kinks();
-        if count.met == 0 || count.met != count.branches {
-            return None;
-        }
-        let branches = usize::try_from(count.branches).ok()?;
-        let tensors = &cx.program.tensors;
-        let elements: Vec<(usize, usize)> = cx
-            .values
-            .iter()
-            .enumerate()
-            .filter(|(k, _)| tensors.get(*k).is_some_and(|t| t.is_differentiable()))
-            .flat_map(|(k, v)| (0..v.len()).map(move |p| (k, p)))
-            .collect();
-        if elements.len() > KINK_ELEMENTS {
-            return None;
-        }
-        let mut rng = ChaCha8Rng::seed_from_u64(crate::eval::stream_seed(
-            cx.options.seed,
-            "kinks",
-            cx.instance.sizes.values(),
-        ));
-        let random = |rng: &mut ChaCha8Rng| -> Vec<Option<ArrayD<f64>>> {
-            cx.values
-                .iter()
-                .map(|v| {
-                    let u = unit_direction(rng, v.len());
-                    ArrayD::from_shape_vec(v.raw_dim(), u).ok()
-                })
-                .collect()
-        };
-        let (r1, r2) = (random(&mut rng), random(&mut rng));
-        let along = |first: &[Option<ArrayD<f64>>], second: &[Option<ArrayD<f64>>]| {
-            branches_along(cx.instance, cx.values, first, second)
-                .ok()
-                .filter(|r| r.len() == branches)
-        };
-        let base: Vec<bool> = along(&r1, &r2)?.iter().map(|r| r.other).collect();
-        // Each element's step both ways: the patterns it realizes, and the
-        // kinks it moves.
-        let mut patterns: Vec<Vec<bool>> = vec![];
-        let mut groups = UnionFind::new(branches);
-        for &(k, p) in &elements {
-            let mut moved: Option<usize> = None;
-            for sign in [1.0, -1.0] {
-                let mut e: Vec<Option<ArrayD<f64>>> =
-                    cx.values.iter().map(|v| Some(ArrayD::zeros(v.raw_dim()))).collect();
-                if let Some(x) = e
-                    .get_mut(k)
-                    .and_then(Option::as_mut)
-                    .and_then(|a| a.as_slice_memory_order_mut()?.get_mut(p))
-                {
-                    *x = sign;
-                }
-                let records = along(&e, &r1)?;
-                for (i, r) in records.iter().enumerate() {
-                    if r.spread != 0.0 {
-                        match moved {
-                            Some(j) => groups.join(i, j),
-                            None => moved = Some(i),
-                        }
-                    }
-                }
-                patterns.push(records.iter().map(|r| r.other).collect());
-            }
-        }
-        let base_gradient = gradient_on_branches(
-            cx.instance,
-            cx.values,
-            &BranchPolicy::Flips(base.clone().into()),
-        )
-        .ok()?;
-        let mut changes: Vec<Vec<Vec<Option<ArrayD<f64>>>>> = vec![];
-        for members in groups.groups() {
-            let mut seen: Vec<Vec<bool>> = vec![members.iter().map(|&i| base[i]).collect()];
-            let mut group = vec![];
-            for pattern in &patterns {
-                let restricted: Vec<bool> = members.iter().map(|&i| pattern[i]).collect();
-                if seen.contains(&restricted) {
-                    continue;
-                }
-                seen.push(restricted);
-                let mut full = base.clone();
-                for &i in &members {
-                    full[i] = pattern[i];
-                }
-                let g = gradient_on_branches(cx.instance, cx.values, &BranchPolicy::Flips(full.into()))
-                    .ok()?;
-                group.push(difference(&g, &base_gradient));
-            }
-            if !group.is_empty() {
-                changes.push(group);
-            }
-        }
-        Some(Self {
-            base: base_gradient,
-            groups: changes,
-        })
-    }
-
-    /// The range of ⟨G, u⟩ over the valid gradients G, for `u` over the
-    /// elements of `target` (row-major).
-    pub fn support(&self, target: TensorId, u: &[f64]) -> Option<(f64, f64)> {
-        let inner = |g: &[Option<ArrayD<f64>>]| -> Option<f64> {
-            let g = g.get(target.0)?.as_ref()?.as_slice_memory_order()?;
-            Some(g.iter().zip(u).map(|(a, b)| a * b).sum())
-        };
-        let base = inner(&self.base)?;
-        let (mut lo, mut hi) = (base, base);
-        for group in &self.groups {
-            let (mut down, mut up) = (0.0_f64, 0.0_f64);
-            for change in group {
-                let v = inner(change)?;
-                down = down.min(v);
-                up = up.max(v);
-            }
-            lo += down;
-            hi += up;
-        }
-        Some((lo, hi))
-    }
-
-    /// The range of the partial in element `k` of `target`.
-    pub fn element(&self, target: TensorId, k: usize, n: usize) -> Option<ValidRange> {
-        let mut u = vec![0.0; n];
-        *u.get_mut(k)? = 1.0;
-        let (lo, hi) = self.support(target, &u)?;
-        Some(ValidRange {
-            exact: true,
-            ..ValidRange::between(lo, hi, 0.0)
-        })
-    }
-}
-
-/// `a − b`, tensor by tensor.
-fn difference(a: &[Option<ArrayD<f64>>], b: &[Option<ArrayD<f64>>]) -> Vec<Option<ArrayD<f64>>> {
-    a.iter()
-        .zip(b)
-        .map(|(a, b)| match (a, b) {
-            (Some(a), Some(b)) => Some(a - b),
-            _ => None,
-        })
-        .collect()
-}
-
-/// Groups of branch points, joined as they are found coupled.
-struct UnionFind(Vec<usize>);
-
-impl UnionFind {
-    fn new(n: usize) -> Self {
-        Self((0..n).collect())
-    }
-
-    fn root(&mut self, mut i: usize) -> usize {
-        while self.0[i] != i {
-            self.0[i] = self.0[self.0[i]];
-            i = self.0[i];
-        }
-        i
-    }
-
-    fn join(&mut self, a: usize, b: usize) {
-        let (a, b) = (self.root(a), self.root(b));
-        self.0[a] = b;
-    }
-
-    /// The groups, each its members in order, in order of their first.
-    fn groups(&mut self) -> Vec<Vec<usize>> {
-        let mut out: Vec<(usize, Vec<usize>)> = vec![];
-        for i in 0..self.0.len() {
-            let r = self.root(i);
-            match out.iter_mut().find(|(root, _)| *root == r) {
-                Some((_, members)) => members.push(i),
-                None => out.push((r, vec![i])),
-            }
-        }
-        out.into_iter().map(|(_, m)| m).collect()
-    }
-}
-
-/// Step to either side of a kink, relative to the element's magnitude:
-/// small enough to meet no other kink in practice, large enough that the
-/// two sides' derivatives are computed at distinct values.
-const KINK_STEP: f64 = 1.0 / (1u64 << 26) as f64;
-
-/// The one-sided partials of L in element `k` of `target`, or `None` where
-/// L or its derivative is undefined beside the value.
-pub fn one_sided_partials(cx: &SizeContext<'_>, target: TensorId, k: usize) -> Option<ValidRange> {
-    let w = cx
-        .values
-        .get(target.0)?
-        .as_slice_memory_order()?
-        .get(k)
-        .copied()?;
-    let h = KINK_STEP * w.abs().max(1.0);
-    let at = |t: f64| {
-        partial_at(cx.instance, cx.values, target.0, k, w + t)
-            .ok()
-            .filter(|v| v.is_finite())
-    };
-    from_both_sides(at, h)
-}
-
-/// The range between the derivatives `at(t)` on either side of t = 0, each
-/// extrapolated to 0 from steps h and 2h (exact where L is piecewise
-/// linear), with the extrapolation's uncertainty as slack.
-fn from_both_sides(at: impl Fn(f64) -> Option<f64>, h: f64) -> Option<ValidRange> {
-    let (l1, l2, r1, r2) = (at(-h)?, at(-2.0 * h)?, at(h)?, at(2.0 * h)?);
-    Some(ValidRange::between(
-        2.0 * l1 - l2,
-        2.0 * r1 - r2,
-        (l1 - l2).abs() + (r1 - r2).abs(),
-    ))
-}
-
-/// The one-sided derivatives of L along `direction` (a unit vector in the
-/// tensor whose values are `w`), where the forward computation meets a kink.
-fn one_sided_directional(
-    cx: &SizeContext<'_>,
-    direction: &[Option<ArrayD<f64>>],
-    step: f64,
-) -> Option<ValidRange> {
-    if cx.forward_kinks().met == 0 {
-        return None;
-    }
-    // Well inside the finite-difference step, as the element probes are.
-    let h = step * KINK_STEP / f64::EPSILON.cbrt();
-    let at = |t: f64| {
-        directional_derivative_at(cx.instance, cx.values, direction, t)
-            .ok()
-            .filter(|v| v.is_finite())
-    };
-    from_both_sides(at, h)
 }
 
 /// What the engine learns about one tensor at one size, whatever the claims:
@@ -1050,7 +806,19 @@ pub fn probe_tensor(target: TensorId, cx: &SizeContext<'_>) -> TensorProbe {
         };
         let tolerance = fd_tolerance(&differences, h, cx);
         let d1 = differences.d1;
-        let sides = one_sided_directional(cx, &direction, h).filter(|s| s.is_kink(tolerance));
+        // Where the valid gradients at kinks are known, the central
+        // difference must lie among their values along u (autodiff's own
+        // pick may be a combination of branches no nearby point takes).
+        let sides = match cx.kink_gradients() {
+            Some(valid) => valid.support(target, &u).map(|s| {
+                let (lo, hi) = s.outer.unwrap_or((f64::NEG_INFINITY, f64::INFINITY));
+                ValidRange {
+                    exact: true,
+                    ..ValidRange::between(lo, hi, 0.0)
+                }
+            }),
+            None => one_sided_directional(cx, &direction, h).filter(|s| s.is_kink(tolerance)),
+        };
         // The exact directional derivative keeps autodiff honest along u too.
         let compared = exact
             .as_ref()
@@ -1106,7 +874,8 @@ fn fd_steps(magnitude: f64, smallest: f64) -> Vec<f64> {
     let h0 = f64::EPSILON.cbrt() * magnitude.max(1.0);
     let mut steps: Vec<f64> = (0..=8).map(|k| h0 / 16f64.powi(k)).collect();
     let relative = f64::EPSILON.cbrt() * smallest;
-    if relative.is_finite() && relative > 0.0 && steps.last().is_some_and(|&h| relative < h / 16.0) {
+    if relative.is_finite() && relative > 0.0 && steps.last().is_some_and(|&h| relative < h / 16.0)
+    {
         steps.push(relative);
     }
     steps

@@ -3,6 +3,7 @@
 
 mod context;
 mod grad;
+mod kinks;
 mod optimum;
 pub mod outcome;
 mod stochastic;
