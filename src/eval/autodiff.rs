@@ -119,24 +119,13 @@ pub fn directional_derivative(
 ) -> Result<f64, Box<EvalError>> {
     // `DualSVec64` keeps no derivative part for constants, so an infinite
     // partial elsewhere (sqrt' at 0) cannot turn into `inf · 0` here.
-    let lifted: Vec<ArrayD<DualSVec64<1>>> = values
-        .iter()
-        .enumerate()
-        .map(|(k, v)| match direction.get(k).and_then(Option::as_ref) {
-            Some(d)
-                if instance
-                    .program
-                    .tensors
-                    .get(k)
-                    .is_some_and(|t| t.is_differentiable()) =>
-            {
-                ndarray::Zip::from(v)
-                    .and(d)
-                    .map_collect(|&x, &dx| DualSVec64::from_re(0.0).derivative(0) * dx + x)
-            }
-            _ => v.mapv(DualSVec64::<1>::from),
-        })
-        .collect();
+    let lifted = lift_along(
+        instance,
+        values,
+        direction,
+        |x, dx| DualSVec64::from_re(0.0).derivative(0) * dx + x,
+        DualSVec64::<1>::from,
+    );
     let loss = instance.evaluation(&lifted).loss()?;
     Ok(loss.eps.0.as_ref().map_or(0.0, |m| m[(0, 0)]))
 }
@@ -234,25 +223,16 @@ pub fn precise_directional_derivative(
     values: &[ArrayD<f64>],
     direction: &[Option<ArrayD<f64>>],
 ) -> Result<Dd, Box<EvalError>> {
-    let lifted: Vec<ArrayD<DdDual<1>>> = values
-        .iter()
-        .enumerate()
-        .map(|(k, v)| match direction.get(k).and_then(Option::as_ref) {
-            Some(d)
-                if instance
-                    .program
-                    .tensors
-                    .get(k)
-                    .is_some_and(|t| t.is_differentiable()) =>
-            {
-                ndarray::Zip::from(v).and(d).map_collect(|&x, &dx| DdDual {
-                    re: Dd::from_f64(x),
-                    eps: Some([Dd::from_f64(dx)]),
-                })
-            }
-            _ => v.mapv(|x| DdDual::constant(Dd::from_f64(x))),
-        })
-        .collect();
+    let lifted = lift_along(
+        instance,
+        values,
+        direction,
+        |x, dx| DdDual {
+            re: Dd::from_f64(x),
+            eps: Some([Dd::from_f64(dx)]),
+        },
+        |x| DdDual::constant(Dd::from_f64(x)),
+    );
     Ok(instance.evaluation(&lifted).loss()?.derivative(0))
 }
 
@@ -295,4 +275,34 @@ pub fn branches_along(
         .with_branches(BranchPolicy::FollowTangents);
     evaluation.loss()?;
     Ok(evaluation.branch_records())
+}
+
+/// Every tensor's values in a dual type: moving along `direction` where it
+/// gives one for a differentiable tensor (`along(x, dx)`), constant
+/// elsewhere (the incoming gradient is data).
+fn lift_along<T>(
+    instance: &Instance<'_>,
+    values: &[ArrayD<f64>],
+    direction: &[Option<ArrayD<f64>>],
+    along: impl Fn(f64, f64) -> T,
+    constant: impl Fn(f64) -> T,
+) -> Vec<ArrayD<T>> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(k, v)| match direction.get(k).and_then(Option::as_ref) {
+            Some(d)
+                if instance
+                    .program
+                    .tensors
+                    .get(k)
+                    .is_some_and(|t| t.is_differentiable()) =>
+            {
+                ndarray::Zip::from(v)
+                    .and(d)
+                    .map_collect(|&x, &dx| along(x, dx))
+            }
+            _ => v.mapv(&constant),
+        })
+        .collect()
 }

@@ -378,65 +378,43 @@ pub trait Real:
     fn powi(self, k: i32) -> Self;
 }
 
-impl Real for Dd {
-    fn of(v: f64) -> Self {
-        Dd::from_f64(v)
-    }
-    fn value(self) -> f64 {
-        self.to_f64()
-    }
-    fn exp(self) -> Self {
-        Dd::exp(self)
-    }
-    fn ln(self) -> Self {
-        Dd::ln(self)
-    }
-    fn ln_1p(self) -> Self {
-        Dd::ln_1p(self)
-    }
-    fn sqrt(self) -> Self {
-        Dd::sqrt(self)
-    }
-    fn tanh(self) -> Self {
-        Dd::tanh(self)
-    }
-    fn sin_cos(self) -> (Self, Self) {
-        Dd::sin_cos(self)
-    }
-    fn powi(self, k: i32) -> Self {
-        Dd::powi(self, k)
-    }
+/// `Real` for a type whose inherent methods have the trait's names.
+macro_rules! forward_real {
+    ($t:ty, $of:path, $value:path) => {
+        impl Real for $t {
+            fn of(v: f64) -> Self {
+                $of(v)
+            }
+            fn value(self) -> f64 {
+                $value(self)
+            }
+            fn exp(self) -> Self {
+                <$t>::exp(self)
+            }
+            fn ln(self) -> Self {
+                <$t>::ln(self)
+            }
+            fn ln_1p(self) -> Self {
+                <$t>::ln_1p(self)
+            }
+            fn sqrt(self) -> Self {
+                <$t>::sqrt(self)
+            }
+            fn tanh(self) -> Self {
+                <$t>::tanh(self)
+            }
+            fn sin_cos(self) -> (Self, Self) {
+                <$t>::sin_cos(self)
+            }
+            fn powi(self, k: i32) -> Self {
+                <$t>::powi(self, k)
+            }
+        }
+    };
 }
 
-impl Real for f64 {
-    fn of(v: f64) -> Self {
-        v
-    }
-    fn value(self) -> f64 {
-        self
-    }
-    fn exp(self) -> Self {
-        f64::exp(self)
-    }
-    fn ln(self) -> Self {
-        f64::ln(self)
-    }
-    fn ln_1p(self) -> Self {
-        f64::ln_1p(self)
-    }
-    fn sqrt(self) -> Self {
-        f64::sqrt(self)
-    }
-    fn tanh(self) -> Self {
-        f64::tanh(self)
-    }
-    fn sin_cos(self) -> (Self, Self) {
-        f64::sin_cos(self)
-    }
-    fn powi(self, k: i32) -> Self {
-        f64::powi(self, k)
-    }
-}
+forward_real!(Dd, Dd::from_f64, Dd::to_f64);
+forward_real!(f64, std::convert::identity, std::convert::identity);
 
 /// A forward-mode dual number over `B` (f64 or double-double) with `N`
 /// derivative directions. A constant carries no derivative part at all

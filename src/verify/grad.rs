@@ -311,7 +311,7 @@ impl GradCheck<'_> {
         if claimed.iter().all(Option::is_some) {
             let claimed: Vec<f64> = claimed.into_iter().flatten().collect();
             if cx.forward_kinks().met == 0 {
-                self.directional(&claimed, (tolerance, &allowance), &probe, cx);
+                self.directional((&claimed, derived), (tolerance, &allowance), &probe, cx);
             } else {
                 // Across a kink a central difference measures no particular
                 // valid gradient; the claim is held to their hull instead.
@@ -427,7 +427,7 @@ impl GradCheck<'_> {
     /// may account for at each element (more where double-double showed it).
     fn directional(
         &mut self,
-        claimed: &[f64],
+        (claimed, derived): (&[f64], &[f64]),
         (tolerance, allowance): (f64, &[f64]),
         probe: &TensorProbe,
         cx: &SizeContext<'_>,
@@ -442,7 +442,24 @@ impl GradCheck<'_> {
             .zip(&d.u)
             .map(|(a, u)| (a - tolerance) * u.abs())
             .sum();
-        let tolerance = d.tolerance + FD_SAFETY * (tolerance + found_rounding);
+        let mut tolerance = d.tolerance + FD_SAFETY * (tolerance + found_rounding);
+        // Where autodiff passed its own guard along u, the claim can differ
+        // from the central difference by no more than autodiff's f64 value
+        // did, plus autodiff's rounding along u, plus what the claim's
+        // elements were allowed from autodiff: at a degenerate size (L
+        // constant, every term rounding) that, not the central
+        // difference's estimate, is the honest bound.
+        if let Some(exact) = d.exact.filter(|_| d.guard_passed) {
+            let autodiff_inner: f64 = derived.iter().zip(&d.u).map(|(a, u)| a * u).sum();
+            let bound = (d.d1 - exact).abs()
+                + (exact - autodiff_inner).abs()
+                + allowance
+                    .iter()
+                    .zip(&d.u)
+                    .map(|(a, u)| a * u.abs())
+                    .sum::<f64>();
+            tolerance = tolerance.max(bound);
+        }
         // At a kink any value between the one-sided directional
         // derivatives is valid; the central difference measures their mean.
         let (error, tolerance) = match &d.sides {
@@ -646,6 +663,10 @@ struct Direction {
     tolerance: f64,
     /// Where L has a kink along u: its one-sided derivatives along u.
     sides: Option<ValidRange>,
+    /// Autodiff's derivative along u, and whether the central difference
+    /// agreed with it (or with its double-double value) when the guard ran.
+    exact: Option<f64>,
+    guard_passed: bool,
 }
 
 /// Central differences of L: d1 with step h and d2 with 2h, whose gap
@@ -836,6 +857,8 @@ pub fn probe_tensor(target: TensorId, cx: &SizeContext<'_>) -> TensorProbe {
                     d1,
                     tolerance,
                     sides,
+                    exact: exact.as_ref().ok().copied(),
+                    guard_passed: agrees,
                 },
                 compared,
             ));

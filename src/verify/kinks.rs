@@ -349,13 +349,7 @@ const PERCEPTRON_UPDATES: usize = 4096;
 /// set, which only leaves claims that need it undecided).
 fn leaning_direction(rows: &[Vec<f64>]) -> Option<Vec<f64>> {
     let n = rows.first()?.len();
-    let unit: Vec<Vec<f64>> = rows
-        .iter()
-        .map(|r| {
-            let norm = r.iter().map(|x| x * x).sum::<f64>().sqrt();
-            r.iter().map(|x| x / norm).collect()
-        })
-        .collect();
+    let unit = normalized(rows);
     let mut d = vec![0.0; n];
     for r in &unit {
         d.iter_mut().zip(r).for_each(|(d, r)| *d += r);
@@ -372,6 +366,16 @@ fn leaning_direction(rows: &[Vec<f64>]) -> Option<Vec<f64>> {
     None
 }
 
+/// Each row scaled to unit length.
+fn normalized(rows: &[Vec<f64>]) -> Vec<Vec<f64>> {
+    rows.iter()
+        .map(|r| {
+            let norm = r.iter().map(|x| x * x).sum::<f64>().sqrt();
+            r.iter().map(|x| x / norm).collect()
+        })
+        .collect()
+}
+
 /// Whether no direction leans positively on every row: proven by Gordan's
 /// alternative, a convex combination of the (normalized) rows that is 0,
 /// found by nonnegative least squares on ‖Σλ·row‖² + (Σλ − 1)².
@@ -379,13 +383,7 @@ fn cannot_lean(rows: &[Vec<f64>]) -> bool {
     if rows.is_empty() {
         return false;
     }
-    let unit: Vec<Vec<f64>> = rows
-        .iter()
-        .map(|r| {
-            let norm = r.iter().map(|x| x * x).sum::<f64>().sqrt();
-            r.iter().map(|x| x / norm).collect()
-        })
-        .collect();
+    let unit = normalized(rows);
     // Columns of the least-squares matrix: each row, then a 1 for Σλ.
     let columns: Vec<Vec<f64>> = unit
         .iter()
