@@ -665,3 +665,33 @@ fn a_closed_pipe_is_not_a_panic() {
     // Every file was checked; the exit code is still the run's.
     assert_eq!(status.code(), Some(0), "{status:?}");
 }
+
+/// Every claim judged against a tolerance carries its largest
+/// difference-to-tolerance ratio in the JSON: at most 1 where it holds,
+/// above 1 (or unbounded, null) where it is refuted; Taylor rates and
+/// optima are judged otherwise and carry none.
+#[test]
+fn the_json_gives_each_claims_worst_ratio() {
+    let (_, json) = run_json(&["specs/"]);
+    let mut seen = std::collections::BTreeSet::new();
+    for file in json["files"].as_array().unwrap() {
+        for claim in file["claims"].as_array().unwrap() {
+            let kind = claim["kind"].as_str().unwrap();
+            let ratio = &claim["worst_ratio"];
+            match (kind, claim["status"].as_str().unwrap()) {
+                ("taylor" | "optimum", _) => assert!(ratio.is_null(), "{claim}"),
+                (_, "pass") => {
+                    let r = ratio.as_f64().unwrap_or(f64::NAN);
+                    assert!((0.0..=1.0).contains(&r), "{claim}");
+                    seen.insert(kind.to_string());
+                }
+                (_, "expected-fail") if claim["problems"].as_array().unwrap().is_empty() => {
+                    assert!(ratio.is_null() || ratio.as_f64().unwrap() > 1.0, "{claim}");
+                }
+                _ => {}
+            }
+        }
+    }
+    let kinds: Vec<&str> = seen.iter().map(String::as_str).collect();
+    assert_eq!(kinds, ["condition", "equivalence", "grad"]);
+}

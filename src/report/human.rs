@@ -500,11 +500,13 @@ fn render_judgements(out: &mut String, claim: &ClaimOutcome, options: HumanOptio
             plural(more)
         );
     }
-    if options.verbose && claim.kind == "grad" {
+    if options.verbose
+        && let Some(ratio) = claim.worst_ratio
+    {
         let _ = writeln!(
             out,
             "      worst difference: {}× its tolerance",
-            format_value(claim.worst_ratio)
+            format_value(ratio)
         );
     }
 }

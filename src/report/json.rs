@@ -103,7 +103,7 @@ fn common_claim_fields(c: &ClaimOutcome, source: Option<&Source>) -> Value {
         "sizes": c.sizes.iter().map(sizes).collect::<Vec<_>>(),
         "max_abs_error": c.max_abs_error,
         "max_rel_error": c.max_rel_error,
-        "worst_ratio": finite_or_null(c.worst_ratio),
+        "worst_ratio": c.worst_ratio.map_or(Value::Null, finite_or_null),
         "unconfirmed": c.unconfirmed,
         "rounding": c.rounding.as_ref().map(|r| json!({
             "elements": r.elements,

@@ -351,7 +351,7 @@ impl GradCheck<'_> {
         } else {
             f64::INFINITY
         };
-        self.outcome.worst_ratio = self.outcome.worst_ratio.max(ratio);
+        self.outcome.worst_ratio = Some(self.outcome.worst_ratio.unwrap_or(0.0).max(ratio));
     }
 
     /// At a kink, the claim must be a combination of the valid gradients:

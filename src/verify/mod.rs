@@ -321,7 +321,7 @@ fn blank_outcome(
         sizes: vec![],
         max_abs_error: 0.0,
         max_rel_error: 0.0,
-        worst_ratio: 0.0,
+        worst_ratio: None,
         rounding: None,
         kinks: vec![],
         hull_violations: vec![],

@@ -117,8 +117,9 @@ pub struct ClaimOutcome {
     pub max_rel_error: f64,
     /// The largest |autodiff − claimed| over its tolerance at any element
     /// and size, each judged as its verdict was (≤ 1 everywhere for a
-    /// claim that holds): how near a miss was.
-    pub worst_ratio: f64,
+    /// claim that holds): how near a miss was. `None` for the kinds of claim
+    /// judged otherwise (Taylor rates, optima).
+    pub worst_ratio: Option<f64>,
     /// Elements where f64 rounding made the claim and autodiff differ
     /// beyond the f64 bound, and double-double arithmetic showed it was
     /// rounding.

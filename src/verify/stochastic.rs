@@ -653,6 +653,39 @@ pub enum Recheck {
 }
 
 impl Decided {
+    /// How near the comparison came to failing (or how far past it): its
+    /// difference over the interval it was decided with, ≤ 1 where it
+    /// holds. For a strict comparison, the interval over the gap.
+    pub fn ratio(&self) -> f64 {
+        let (diff, margin) = match &self.precise {
+            Some(Recheck::Done {
+                difference,
+                allowed,
+                ..
+            }) => (*difference, *allowed),
+            _ => (self.lhs.value - self.rhs.value, self.margin),
+        };
+        let over = |num: f64, den: f64| {
+            if num <= 0.0 {
+                0.0
+            } else if den > 0.0 {
+                num / den
+            } else {
+                f64::INFINITY
+            }
+        };
+        match self.op {
+            CompareOp::Eq => over(diff.abs(), margin),
+            CompareOp::Le => over(diff, margin),
+            CompareOp::Ge => over(-diff, margin),
+            CompareOp::Lt => over(margin, -diff).max(if diff >= 0.0 { f64::INFINITY } else { 0.0 }),
+            CompareOp::Gt => over(margin, diff).max(if diff <= 0.0 { f64::INFINITY } else { 0.0 }),
+            CompareOp::Ne => {
+                over(margin, diff.abs()).max(if diff == 0.0 { f64::INFINITY } else { 0.0 })
+            }
+        }
+    }
+
     /// Redoes the comparison with lhs − rhs computed in double-double.
     fn recheck(&mut self, difference: Result<f64, String>) {
         self.precise = Some(match difference {
@@ -1373,6 +1406,16 @@ impl ClaimCheck for HoldsCheck<'_> {
                 if about_a_moment && self.estimates.len() < ESTIMATES_KEPT {
                     self.estimates.push(estimate_json(d, &sizes, &point));
                 }
+            }
+            // A comparison that failed inside a condition that holds (one
+            // side of an `or`) is no near miss of the claim.
+            let counted = judge
+                .decided
+                .iter()
+                .filter(|d| d.holds || matches!(judgement, Judgement::Refuted));
+            for d in counted {
+                self.outcome.worst_ratio =
+                    Some(self.outcome.worst_ratio.unwrap_or(0.0).max(d.ratio()));
             }
             match judgement {
                 Judgement::Holds => {}

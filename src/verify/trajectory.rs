@@ -62,7 +62,28 @@ enum PreciseRun {
     Failed(String),
 }
 
+/// A deviation over its tolerance (0 for none, unbounded against none).
+fn ratio((deviation, tolerance): (f64, f64)) -> f64 {
+    if deviation == 0.0 {
+        0.0
+    } else if tolerance > 0.0 {
+        deviation / tolerance
+    } else {
+        f64::INFINITY
+    }
+}
+
 impl SizeRun {
+    /// The largest deviation over its tolerance, as judged: in
+    /// double-double where that ran, else in f64.
+    fn worst_ratio(&self) -> f64 {
+        let series = match &self.precise {
+            Some(PreciseRun::Ran { deviations }) => deviations,
+            _ => &self.deviations,
+        };
+        series.iter().copied().map(ratio).fold(0.0, f64::max)
+    }
+
     /// The first step where the f64 deviation exceeds its tolerance.
     fn f64_parting(&self) -> Option<usize> {
         self.deviations
@@ -162,6 +183,7 @@ impl ClaimCheck for EquivalenceCheck<'_> {
         } else {
             Verdict::Holds
         };
+        self.outcome.worst_ratio = self.runs.iter().map(SizeRun::worst_ratio).reduce(f64::max);
         self.describe();
         self.outcome
     }
