@@ -506,6 +506,10 @@ pub enum NodeKind {
         op: BinaryOp,
         lhs: Box<Node>,
         rhs: Box<Node>,
+        /// A product or quotient with an Iverson bracket among its factors
+        /// ([`ProductNode::is_guarded_product`]), found once by analysis
+        /// rather than at every evaluation.
+        guarded: bool,
     },
     /// `x ^ k` with a constant integer exponent: exact for negative bases.
     PowInt(Box<Node>, i32),
@@ -731,7 +735,9 @@ pub trait ProductNode: Sized {
 impl ProductNode for Node {
     fn product_operands(&self) -> Option<(BinaryOp, &Self, &Self)> {
         match &self.node {
-            NodeKind::Binary { op, lhs, rhs } if matches!(op, BinaryOp::Mul | BinaryOp::Div) => {
+            NodeKind::Binary { op, lhs, rhs, .. }
+                if matches!(op, BinaryOp::Mul | BinaryOp::Div) =>
+            {
                 Some((*op, lhs, rhs))
             }
             _ => None,

@@ -960,6 +960,7 @@ impl Resolver {
                     op: *op,
                     lhs: Box::new(l?),
                     rhs: Box::new(r?),
+                    guarded: guard,
                 }
             }
             ast::ExprKind::Call { function, args } => {

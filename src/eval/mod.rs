@@ -633,7 +633,12 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
                     .ok_or_else(|| self.missing(node, frame))
             }
             NodeKind::Neg(a) => Ok(-self.node(a, frame)?),
-            NodeKind::Binary { op, lhs, rhs } => self.binary(node, *op, lhs, rhs, frame),
+            NodeKind::Binary {
+                op,
+                lhs,
+                rhs,
+                guarded,
+            } => self.binary(node, (*op, *guarded), lhs, rhs, frame),
             NodeKind::PowInt(base, k) => {
                 let b = self.node(base, frame)?;
                 if *k < 0 && b.real() == 0.0 {
@@ -669,21 +674,17 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
     fn binary(
         &self,
         node: &Node,
-        op: BinaryOp,
+        (op, guarded): (BinaryOp, bool),
         lhs: &Node,
         rhs: &Node,
         frame: &mut Frame<'_>,
     ) -> Result<T, Box<EvalError>> {
-        if matches!(op, BinaryOp::Mul | BinaryOp::Div) {
+        if guarded {
             // Knuth's strong zero: a bracket that is 0 makes its whole product
             // 0, wherever it stands among the factors, so guarded accesses
             // never go out of range. The whole chain of factors is computed
-            // here, so that it is searched for brackets once.
-            return if node.is_guarded_product() {
-                self.guarded_product(node, frame)
-            } else {
-                Ok(self.factors(node, frame)?.unwrap_or_else(T::one))
-            };
+            // here.
+            return self.guarded_product(node, frame);
         }
         let a = self.node(lhs, frame)?;
         let b = self.node(rhs, frame)?;
@@ -728,6 +729,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
                 op: BinaryOp::Mul,
                 lhs,
                 rhs,
+                ..
             } => {
                 let a = self.factors(lhs, frame)?;
                 let b = self.factors(rhs, frame)?;
@@ -741,6 +743,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
                 op: BinaryOp::Div,
                 lhs,
                 rhs,
+                ..
             } => {
                 let a = self.factors(lhs, frame)?.unwrap_or_else(T::one);
                 let b = self.node(rhs, frame)?;

@@ -761,7 +761,7 @@ impl<'t, 'a> TapeBuilder<'t, 'a> {
                 let a = self.node(a, frame)?;
                 self.push(Op::Neg(a))
             }
-            NodeKind::Binary { op, lhs, rhs } => self.binary(node, *op, lhs, rhs, frame),
+            NodeKind::Binary { op, lhs, rhs, .. } => self.binary(node, *op, lhs, rhs, frame),
             NodeKind::PowInt(base, k) => {
                 let b = self.node(base, frame)?;
                 let fault =
@@ -1032,6 +1032,7 @@ impl<'t, 'a> TapeBuilder<'t, 'a> {
                 op: BinaryOp::Mul,
                 lhs,
                 rhs,
+                ..
             } => {
                 let a = self.factors(lhs, frame)?;
                 let b = self.factors(rhs, frame)?;
@@ -1045,6 +1046,7 @@ impl<'t, 'a> TapeBuilder<'t, 'a> {
                 op: BinaryOp::Div,
                 lhs,
                 rhs,
+                ..
             } => {
                 let a = match self.factors(lhs, frame)? {
                     Some(a) => a,
