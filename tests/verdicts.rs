@@ -278,3 +278,38 @@ grad x[j] = 2 * [j == 1]
         );
     }
 }
+
+/// A real difference a hundred million times smaller than the rounding
+/// noise of f64 cancellation: double-double keeps it, but by less than a
+/// mistake of that size could be told from what rounding leaves. It is left
+/// undecided, never passed; a residue 10⁶ times larger is refuted.
+#[test]
+fn a_difference_hidden_under_cancellation_noise_is_not_passed() {
+    let spec = |residue: &str| {
+        format!(
+            "input a = 1e8
+input bb in (-1, 1)
+let sq = (a + bb)^2 - a^2 - 2 * a * bb - bb^2
+claim sq == 0
+claim sq == {residue}
+  expect fail \"a residue that is not there\"
+"
+        )
+    };
+    for seed in SEEDS {
+        let hidden = check(&spec("1e-9"), seed);
+        assert_eq!(hidden.claims[0].status(), ClaimStatus::Pass, "seed {seed}");
+        assert_ne!(
+            hidden.claims[1].status(),
+            ClaimStatus::UnexpectedPass,
+            "seed {seed}: {}",
+            render(&hidden)
+        );
+        let visible = check(&spec("1e-3"), seed);
+        assert_eq!(
+            visible.claims[1].status(),
+            ClaimStatus::ExpectedFail,
+            "seed {seed}"
+        );
+    }
+}

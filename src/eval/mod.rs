@@ -693,6 +693,26 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             BinaryOp::Sub => a - b,
             BinaryOp::Mul => a * b,
             BinaryOp::Div => self.quotient(node, rhs, a, b, frame)?,
+            // An exponent computed from indices and sizes alone is a whole
+            // number wherever it is one: a^(t-s) for a negative a, as x^k.
+            BinaryOp::Pow
+                if b.real().fract() == 0.0
+                    && b.real().abs() < f64::from(i32::MAX)
+                    && !reads_values(rhs) =>
+            {
+                #[allow(clippy::cast_possible_truncation)]
+                let k = b.real() as i32;
+                if k < 0 && a.real() == 0.0 {
+                    return Err(self.domain(
+                        node,
+                        "power",
+                        a.real(),
+                        frame,
+                        "a negative power of 0 is undefined",
+                    ));
+                }
+                a.powi(k)
+            }
             BinaryOp::Pow => {
                 if a.real() <= 0.0 {
                     return Err(self.domain(node, "power", a.real(), frame, "a real power needs a positive base; use an integer exponent for negative bases"));

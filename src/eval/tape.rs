@@ -974,6 +974,20 @@ impl<'t, 'a> TapeBuilder<'t, 'a> {
             });
             return self.guarded_product(node, &guards, frame);
         }
+        // As the evaluator: an exponent from indices and sizes alone that is
+        // a whole number is an integer power.
+        if op == BinaryOp::Pow
+            && !super::reads_values(rhs)
+            && let Ok(k) = self.evaluation.node(rhs, frame)
+            && k.fract() == 0.0
+            && k.abs() < f64::from(i32::MAX)
+        {
+            let a = self.node(lhs, frame)?;
+            let fault =
+                self.domain_fault(node, "power", frame, "a negative power of 0 is undefined");
+            #[allow(clippy::cast_possible_truncation)]
+            return self.push(Op::PowInt(a, k as i32, fault));
+        }
         let a = self.node(lhs, frame)?;
         let b = self.node(rhs, frame)?;
         match op {

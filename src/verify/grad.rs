@@ -20,7 +20,7 @@ use rand_chacha::ChaCha8Rng;
 use super::context::SizeContext;
 use super::kinks::{KinkGradients, ValidRange, one_sided_directional};
 use super::outcome::*;
-use super::{ClaimCheck, ROUNDING_SHRINK};
+use super::{ClaimCheck, ROUNDING_SURE, Shrinkage, shrinkage};
 use crate::analysis::Sizes;
 use crate::analysis::program::{GradClaim, TensorId};
 use crate::eval::double_double::Dd;
@@ -274,6 +274,18 @@ impl GradCheck<'_> {
                         &sizes,
                     ));
                 }
+                Judgement::Unclear { precise } => {
+                    let name = &cx.program.tensors[target.0].name;
+                    let block: Vec<(i64, i64)> = index.iter().map(|&i| (i, i)).collect();
+                    self.undecided(format!(
+                        "{} at {sizes}: autodiff {}, claimed {}, differ by {} in f64 and still by {} in double-double: less than rounding would leave, more than a mistake would lose; no verdict",
+                        crate::report::block_name(name, &block),
+                        crate::eval::format_value(ad),
+                        crate::eval::format_value(cf),
+                        crate::eval::format_value((ad - cf).abs()),
+                        crate::eval::format_value(precise),
+                    ));
+                }
                 Judgement::Unconfirmed => {
                     self.outcome.unconfirmed += 1;
                     mismatched.push(index);
@@ -520,6 +532,11 @@ enum Judgement {
     /// At coupled kinks: outside the gradients found valid, inside those
     /// every combination of branches gives: not decidable.
     Unresolved(ValidRange),
+    /// The difference shrank in double-double, but not as far as rounding
+    /// would: neither rounding nor a mistake for certain.
+    Unclear {
+        precise: f64,
+    },
     /// Beyond the f64 bound, and not recomputed: another element of the
     /// claim at this size was already confirmed as a mistake.
     Unconfirmed,
@@ -598,7 +615,7 @@ fn judge_element(
 ) -> Judgement {
     let difference = (ad - cf).abs();
     let precise = (ad_precise - cf_precise).to_f64().abs();
-    let allowed = tolerance + ROUNDING_SHRINK * difference;
+    let allowed = tolerance + ROUNDING_SURE * difference;
     let range = cx.valid_range(target, k);
     // Where the valid set is known exactly, it alone decides: autodiff's
     // own pick may be a combination of branches no nearby point takes. The
@@ -622,8 +639,10 @@ fn judge_element(
             Judgement::Unresolved(range)
         };
     }
-    if precise <= allowed {
-        return Judgement::Rounding { precise, allowed };
+    match shrinkage(difference, precise, tolerance) {
+        Shrinkage::Rounding => return Judgement::Rounding { precise, allowed },
+        Shrinkage::Unclear => return Judgement::Unclear { precise },
+        Shrinkage::Persists => {}
     }
     match range {
         Some(range)

@@ -24,14 +24,43 @@ use grad::GradCheck;
 use outcome::*;
 use taylor::TaylorCheck;
 
-/// A difference that shrinks at least this much when both sides are
-/// recomputed in double-double (unit roundoff 2⁻⁵³ → 2⁻¹⁰⁴) is rounding.
-/// Rounding shrinks about 2⁵⁰-fold; a mistake does not shrink at all. The
-/// margin of 2²⁴ on the rounding side covers double-double's elementary
-/// functions and cancellation amplifying their last bits. Every comparison
-/// of exact values that fails its f64 rounding bound is judged so: gradient
-/// claims per element, trajectories per step, deterministic conditions.
+/// A difference that fails its f64 rounding bound is recomputed in
+/// double-double (unit roundoff 2⁻⁵³ → 2⁻¹⁰⁴): rounding shrinks about
+/// 2⁵⁰-fold, a mistake does not shrink at all. What is left of it is
+/// judged against the f64 bound plus a fraction of the f64 difference:
+/// - within [`ROUNDING_SURE`] of it (a shrink of 2³⁶ or more), rounding: the
+///   margin of 2¹⁴ covers double-double's elementary functions, and an f64
+///   difference that happened to come out small (the largest fraction seen
+///   over the outside corpora at 200 seeds is 2⁻⁴⁶);
+/// - beyond [`ROUNDING_SHRINK`] of it (a shrink of less than 2²⁶), a real
+///   difference;
+/// - in between, neither can be told: the claim is left undecided (a real
+///   difference 10⁸ times smaller than f64's cancellation noise, say).
+///
+/// Every comparison of exact values is judged so: gradient claims per
+/// element, trajectories per step, deterministic conditions.
 pub(crate) const ROUNDING_SHRINK: f64 = 1.0 / (1u64 << 26) as f64;
+/// See [`ROUNDING_SHRINK`].
+pub(crate) const ROUNDING_SURE: f64 = 1.0 / (1u64 << 36) as f64;
+
+/// How a difference beyond its f64 bound `tolerance` fared in
+/// double-double (see [`ROUNDING_SHRINK`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Shrinkage {
+    Rounding,
+    Unclear,
+    Persists,
+}
+
+pub(crate) fn shrinkage(f64_difference: f64, precise: f64, tolerance: f64) -> Shrinkage {
+    if precise <= tolerance + ROUNDING_SURE * f64_difference {
+        Shrinkage::Rounding
+    } else if precise <= tolerance + ROUNDING_SHRINK * f64_difference {
+        Shrinkage::Unclear
+    } else {
+        Shrinkage::Persists
+    }
+}
 
 /// How a run checks: seed, sizes and limits.
 #[derive(Clone, Debug)]

@@ -65,7 +65,7 @@ use serde_json::{Value, json};
 use super::context::SizeContext;
 use super::grad::{record_mismatches, record_problems};
 use super::outcome::*;
-use super::{ClaimCheck, ROUNDING_SHRINK};
+use super::{ClaimCheck, ROUNDING_SHRINK, ROUNDING_SURE};
 use crate::analysis::program::*;
 use crate::analysis::{Sizes, size_sweep};
 use crate::eval::double_double::Dd;
@@ -634,6 +634,9 @@ pub struct Decided {
     /// A deterministic comparison that failed in f64, redone in
     /// double-double; `holds` is then its verdict.
     pub precise: Option<Recheck>,
+    /// Redone in double-double, it shrank, but not as far as rounding
+    /// would: the comparison cannot be decided.
+    pub unclear: bool,
 }
 
 /// A deterministic comparison redone in double-double.
@@ -692,8 +695,13 @@ impl Decided {
             Ok(difference) => {
                 let f64_difference = (self.lhs.value - self.rhs.value).abs();
                 let allowed = self.margin + ROUNDING_SHRINK * f64_difference;
+                let sure = self.margin + ROUNDING_SURE * f64_difference;
                 let f64_holds = self.holds;
                 self.holds = exact_holds(self.op, difference, allowed);
+                // Holds only with the lenient allowance: cannot be told.
+                if self.holds != exact_holds(self.op, difference, sure) {
+                    self.unclear = true;
+                }
                 Recheck::Done {
                     difference,
                     allowed,
@@ -807,6 +815,7 @@ pub fn compare(lhs: &Operand, op: CompareOp, rhs: &Operand, z: f64) -> Result<De
         holds,
         margin,
         precise: None,
+        unclear: false,
     })
 }
 
@@ -969,7 +978,13 @@ impl Judge<'_, '_> {
                     }
                     lhs_node = e;
                     let holds = decided.holds;
+                    let unclear = decided.unclear;
                     self.decided.push(decided);
+                    if unclear {
+                        return Judgement::Unsettled(
+                            "a comparison that failed its f64 rounding allowance shrank in double-double, but not as far as rounding would: neither equal to rounding nor different for certain".to_string(),
+                        );
+                    }
                     if !holds {
                         return Judgement::Refuted;
                     }

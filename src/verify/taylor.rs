@@ -55,6 +55,8 @@ pub use fit::{Fit, Point, fit_rate, ladder};
 
 use ndarray::ArrayD;
 use num_dual::HyperDual64;
+
+use crate::eval::double_double::Dd;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
@@ -432,6 +434,10 @@ impl TaylorCheck<'_> {
             .claimed_runs()
             .filter(|r| self.scheme_of(r).fit.at_floor_everywhere)
             .count();
+        let collapsed = self
+            .claimed_runs()
+            .filter(|r| self.scheme_of(r).fit.at_floor_below.is_some())
+            .count();
         let mut parts = vec![];
         if let Some(range) = rate_range(&rates) {
             parts.push(format!(
@@ -442,6 +448,11 @@ impl TaylorCheck<'_> {
         if quiet > 0 {
             parts.push(format!(
                 "at the rounding floor for every ε from 1 down along {quiet} of {total} directions: it vanishes faster than any power of ε one can measure (L has no Taylor term of that order there, as a quadratic L has none past ε²)"
+            ));
+        }
+        if collapsed > 0 {
+            parts.push(format!(
+                "along {collapsed} of {total} directions it falls to the rounding floor below some step faster than any power of ε: L is a polynomial of that order along them near the point (the larger steps cross a breakpoint), and vanishes faster than any power one can measure there"
             ));
         }
         if parts.is_empty() {
@@ -455,6 +466,10 @@ impl TaylorCheck<'_> {
         let ladder = ladder();
         let at = match scheme.fit.rounding_index.and_then(|k| ladder.get(k)) {
             _ if scheme.fit.at_floor_everywhere => "rounding dominates at every ε".to_string(),
+            _ if scheme.fit.at_floor_below.is_some() => format!(
+                "the remainder collapses to the rounding floor below ‖Δw‖ ≈ {} (L is a polynomial along u there)",
+                short(scheme.fit.at_floor_below.unwrap_or_default())
+            ),
             Some(e) => format!("rounding takes over below ε ≈ {}", short(*e)),
             None => "truncation dominates down the whole ladder".to_string(),
         };
@@ -669,7 +684,7 @@ enum Judgement {
 /// The claim against one fitted rate (see the module doc).
 fn judge(fit: &Fit, claim: &TaylorClaim) -> Judgement {
     let bound = claim.rate;
-    if fit.at_floor_everywhere && bound.op != RateOp::Approx {
+    if (fit.at_floor_everywhere || fit.at_floor_below.is_some()) && bound.op != RateOp::Approx {
         // No term of any order rises above rounding: a lower bound on the
         // rate holds, an estimate of it has nothing to compare.
         return Judgement::Holds;
@@ -846,6 +861,10 @@ fn rounding_magnitude(cx: &SizeContext<'_>, layout: &[(TensorId, usize)], u: &[f
 }
 
 /// The claimed gradient of one tensor at every element, row-major.
+/// The closed form of J over the tensor's elements, computed in
+/// double-double and rounded to f64: J's own rounding (a true 0 computed as
+/// 1e-14 from cancelling terms) would otherwise read as a first-order
+/// remainder, |δJ·Δw| ∝ ε, and pass for a wrong gradient.
 fn closed_form(
     cx: &SizeContext<'_>,
     target: TensorId,
@@ -854,11 +873,14 @@ fn closed_form(
     var_names: &[String],
 ) -> Result<Vec<f64>, String> {
     let grid = cx.instance.tensor_grid(target);
+    let lifted: Vec<ArrayD<Dd>> = cx.values.iter().map(|a| a.mapv(Dd::from_f64)).collect();
+    let mut evaluation = cx.instance.evaluation(&lifted);
+    evaluation.compute_defs(false).map_err(|e| e.to_string())?;
     let mut frame = Frame::new(var_names, slots);
     let mut values = vec![];
     for point in grid.points() {
         frame.set_point(&point);
-        match cx.evaluation.body(body, &mut frame) {
+        match evaluation.body(body, &mut frame).map(Dd::to_f64) {
             Ok(v) if v.is_finite() => values.push(v),
             Ok(v) => {
                 return Err(format!(

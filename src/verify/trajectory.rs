@@ -112,6 +112,22 @@ impl SizeRun {
             && self.first_parting().is_none()
     }
 
+    /// The first step where double-double left more than rounding surely
+    /// would, though not enough to part: the rules cannot be told apart
+    /// from rounding there (see [`super::ROUNDING_SHRINK`]).
+    fn unclear_step(&self) -> Option<usize> {
+        if !self.rounding_confirmed() {
+            return None;
+        }
+        self.precise_deviations()
+            .iter()
+            .zip(&self.deviations)
+            .position(|(&(precise, _), &(deviation, tolerance))| {
+                precise > tolerance + super::ROUNDING_SURE * deviation
+            })
+            .map(|k| k + 1)
+    }
+
     fn precise_deviations(&self) -> &[(f64, f64)] {
         match &self.precise {
             Some(PreciseRun::Ran { deviations }) => deviations,
@@ -161,6 +177,12 @@ impl ClaimCheck for EquivalenceCheck<'_> {
         }
         match compare(cx, self.claim) {
             Ok(run) => {
+                if let Some(step) = run.unclear_step() {
+                    self.undecided(format!(
+                        "at {}, step {step}: the rules differ beyond f64 rounding, and in double-double by less than rounding would leave but more than it surely would: they cannot be told apart from rounding",
+                        run.sizes
+                    ));
+                }
                 self.outcome.sizes.push(run.sizes.clone());
                 self.runs.push(run);
             }

@@ -50,6 +50,13 @@ pub const DESCENT: f64 = 0.5;
 pub const WINDOW_DECADES: f64 = 1.0;
 /// Fewest points a rate is fitted on.
 pub const MIN_POINTS: usize = 3;
+/// How far above the truncation threshold a rung must be for a fall to the
+/// floor at the next rung to count as a collapse: a fall of 100× over one
+/// rung (a factor 10^(1/4) in ε) is a local slope of 8, more than any rate
+/// a Taylor check asks about.
+pub const COLLAPSE: f64 = 100.0;
+/// Rungs a collapse must stay at the floor for below it (a decade).
+pub const COLLAPSE_RUNGS: usize = STEPS_PER_DECADE as usize;
 /// Largest spread of the half-decade slopes in the window for a settled
 /// rate: the rates a smooth L shows are a whole number apart, and rounding
 /// moves a half-decade slope by about 0.1 at the window's foot.
@@ -91,6 +98,13 @@ pub struct Fit {
     /// whatever power of ε the remainder has, its coefficient is below
     /// what rounding lets one see (the central remainder of a quadratic L).
     pub at_floor_everywhere: bool,
+    /// The remainder fell from far above the floor to it within one rung,
+    /// faster than any Taylor term falls, and stayed there: below this
+    /// step L is a polynomial along u of the order the scheme cancels
+    /// (hardswish, smooth L1, a relu network within one linear piece), and
+    /// the rungs above crossed a breakpoint. As `at_floor_everywhere`,
+    /// below this step.
+    pub at_floor_below: Option<f64>,
 }
 
 /// Rungs at the foot of the ladder that show the floor as measured.
@@ -142,6 +156,18 @@ pub fn fit_rate(points: &[Option<Point>], floor: f64, gap: u32) -> Fit {
             ..Fit::default()
         };
     };
+    if let Some(step) = collapse_below(points, bottom, threshold) {
+        return Fit {
+            smallest,
+            rounding_index: Some(bottom + 1),
+            at_floor_below: Some(step),
+            problem: Some(format!(
+                "the remainder falls to the rounding floor below ‖Δw‖ = {} faster than any power of ε: L is a polynomial along u there, and the larger steps cross a breakpoint",
+                short(step)
+            )),
+            ..Fit::default()
+        };
+    }
     let top = run_top(bottom, &above);
     let foot = descending_foot(top, bottom, &above);
     let span = 10f64.powf(WINDOW_DECADES);
@@ -190,7 +216,28 @@ pub fn fit_rate(points: &[Option<Point>], floor: f64, gap: u32) -> Fit {
         problem,
         slope_range,
         at_floor_everywhere: false,
+        at_floor_below: None,
     }
+}
+
+/// The step below which the remainder collapses: the lowest
+/// truncation-dominated rung `bottom` is [`COLLAPSE`] times above the
+/// threshold, and the next rungs, a decade of them at least, are all at the
+/// floor.
+fn collapse_below(points: &[Option<Point>], bottom: usize, threshold: f64) -> Option<f64> {
+    let last = points.get(bottom).copied().flatten()?;
+    if last.remainder.abs() < COLLAPSE * threshold {
+        return None;
+    }
+    let below: Vec<Point> = points
+        .get(bottom + 1..)?
+        .iter()
+        .flatten()
+        .filter(|p| p.step > 0.0 && p.remainder.is_finite())
+        .copied()
+        .collect();
+    let first = below.first()?;
+    (below.len() >= COLLAPSE_RUNGS && first.remainder.abs() <= threshold).then_some(first.step)
 }
 
 /// The highest rung of the run that ends at `bottom`: consecutive
