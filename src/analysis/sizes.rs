@@ -37,8 +37,9 @@ impl Sizes {
 
 impl fmt::Display for Sizes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A spec without dims has one set of sizes, fixed by its tensors.
         if self.values.is_empty() {
-            return write!(f, "no sizes");
+            return write!(f, "the fixed sizes");
         }
         let parts: Vec<String> = self.named().map(|(n, v)| format!("{n} = {v}")).collect();
         write!(f, "{}", parts.join(", "))

@@ -146,9 +146,11 @@ fn render_file(out: &mut String, file: &FileOutcome, options: HumanOptions) {
     } else {
         let _ = writeln!(out, "{}: {title} [{status}]", file.path);
     }
-    if !file.sizes.is_empty() {
+    if file.sizes.iter().any(|s| !s.values().is_empty()) {
         let sizes: Vec<String> = file.sizes.iter().map(|s| format!("({s})")).collect();
         let _ = writeln!(out, "  checked at {}", sizes.join(", "));
+    } else if !file.sizes.is_empty() {
+        let _ = writeln!(out, "  checked once: the spec declares no dims");
     }
     for diagnostic in &file.diagnostics {
         out.push_str(&indent(&render_diagnostic(diagnostic), "  "));
