@@ -339,6 +339,10 @@ fn hull_line(v: &HullViolation) -> String {
             format!("along random direction {}, the claim gives", k + 1),
             "give",
         ),
+        HullDirection::Separating => (
+            "along a direction that separates it from them, the claim gives".to_string(),
+            "give",
+        ),
     };
     let valid = if v.lo == v.hi {
         format_value(v.lo)

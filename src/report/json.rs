@@ -123,6 +123,7 @@ fn common_claim_fields(c: &ClaimOutcome, source: Option<&Source>) -> Value {
             "direction": match v.direction {
                 HullDirection::AllOnes => json!("all-ones"),
                 HullDirection::Random(k) => json!(format!("random {}", k + 1)),
+                HullDirection::Separating => json!("separating"),
             },
             "claimed": v.claimed,
             "valid": [v.lo, v.hi],

@@ -197,13 +197,22 @@ impl GradCheck<'_> {
             ));
             return;
         }
-        let scale = derived
+        // Each element's f64 bound at its own scale: a tensor's largest
+        // element says nothing of the rounding of its smallest (a factor 2
+        // wrong on an element of 1e-10 beside one of 1e6 hid under the
+        // largest's bound). Cancellation the bound does not allow for is
+        // then told from a mistake in double-double, below.
+        let tolerances: Vec<f64> = derived
             .iter()
-            .filter(|v| v.is_finite())
-            .map(|v| v.abs())
-            .chain(claimed.iter().flatten().map(|v| v.abs()))
-            .fold(0.0, f64::max);
-        let tolerance = ROUNDING_ULPS * f64::EPSILON * cx.terms * scale;
+            .zip(&claimed)
+            .map(|(&ad, cf)| {
+                let ad = if ad.is_finite() { ad.abs() } else { 0.0 };
+                let scale = cf.map_or(ad, |cf| ad.max(cf.abs()));
+                ROUNDING_ULPS * f64::EPSILON * cx.terms * scale
+            })
+            .collect();
+        // The largest bound, for the sums over elements below.
+        let tolerance = tolerances.iter().copied().fold(0.0, f64::max);
         let kinks = cx.kink_gradients();
         // The cheap test: within the f64 rounding bound of the gradient's
         // own scale. What it flags may still be rounding in cancelling
@@ -211,6 +220,7 @@ impl GradCheck<'_> {
         let mut flagged: Vec<usize> = vec![];
         for (k, (&ad, cf)) in derived.iter().zip(&claimed).enumerate() {
             let Some(cf) = *cf else { continue };
+            let tolerance = tolerances[k];
             let error = (ad - cf).abs();
             // NaN (autodiff at a kink it cannot differentiate) is flagged
             // too, and so is a claim outside the valid derivatives at a
@@ -226,7 +236,7 @@ impl GradCheck<'_> {
                 self.note_ratio(error, tolerance);
             }
         }
-        let judged = match judge_flagged(cx, claim, derived, &claimed, &flagged, tolerance) {
+        let judged = match judge_flagged(cx, claim, derived, &claimed, &flagged, &tolerances) {
             Ok(judged) => judged,
             Err(why) => {
                 self.undecided(why);
@@ -235,7 +245,7 @@ impl GradCheck<'_> {
         };
         let mut mismatched: Vec<Vec<i64>> = vec![];
         // What rounding may account for at each element, for the sums below.
-        let mut allowance = vec![tolerance; derived.len()];
+        let mut allowance = tolerances.clone();
         for (&k, judgement) in flagged.iter().zip(judged) {
             let (ad, cf) = (derived[k], claimed[k].unwrap_or(f64::NAN));
             let index = grid.point(k);
@@ -247,7 +257,7 @@ impl GradCheck<'_> {
                     rounding.elements += 1;
                     if (ad - cf).abs() > rounding.largest_difference {
                         rounding.largest_difference = (ad - cf).abs();
-                        rounding.bound = tolerance;
+                        rounding.bound = tolerances[k];
                         rounding.precise_difference = precise;
                     }
                 }
@@ -323,7 +333,7 @@ impl GradCheck<'_> {
         if claimed.iter().all(Option::is_some) {
             let claimed: Vec<f64> = claimed.into_iter().flatten().collect();
             if cx.forward_kinks().met == 0 {
-                self.directional((&claimed, derived), (tolerance, &allowance), &probe, cx);
+                self.directional((&claimed, derived), (&tolerances, &allowance), &probe, cx);
             } else {
                 // Across a kink a central difference measures no particular
                 // valid gradient; the claim is held to their hull instead.
@@ -433,6 +443,48 @@ impl GradCheck<'_> {
             }
             return;
         }
+        // The random directions can miss a claim that no combination of
+        // valid gradients gives (each element valid alone, the whole not):
+        // seek a separating direction outright.
+        let Some(r) = valid.separating_direction(target, claimed, allowance, false) else {
+            return;
+        };
+        let norm = r.iter().map(|x| x * x).sum::<f64>().sqrt();
+        let u: Vec<f64> = r.iter().map(|x| x / norm).collect();
+        let inner: f64 = claimed.iter().zip(&u).map(|(c, u)| c * u).sum();
+        let tolerance: f64 = 2.0
+            * allowance
+                .iter()
+                .zip(&u)
+                .map(|(a, u)| a * u.abs())
+                .sum::<f64>();
+        let Some(support) = valid.support(target, &u) else {
+            return;
+        };
+        match support.outer {
+            Some((lo, hi))
+                if valid
+                    .separating_direction(target, claimed, allowance, true)
+                    .is_some() =>
+            {
+                self.note_ratio(ValidRange::between(lo, hi, 0.0).distance(inner), tolerance);
+                self.outcome.hull_violations.push(HullViolation {
+                    sizes: cx.instance.sizes.clone(),
+                    direction: HullDirection::Separating,
+                    claimed: inner,
+                    lo,
+                    hi,
+                    tolerance,
+                });
+            }
+            outer => self.undecided(unresolved_reason(
+                "along a direction separating it from the branches found",
+                inner,
+                support.inner,
+                outer,
+                &cx.instance.sizes,
+            )),
+        }
     }
 
     /// `tolerance` is the f64 bound per element, `allowance` what rounding
@@ -440,7 +492,7 @@ impl GradCheck<'_> {
     fn directional(
         &mut self,
         (claimed, derived): (&[f64], &[f64]),
-        (tolerance, allowance): (f64, &[f64]),
+        (tolerances, allowance): (&[f64], &[f64]),
         probe: &TensorProbe,
         cx: &SizeContext<'_>,
     ) {
@@ -451,9 +503,11 @@ impl GradCheck<'_> {
         let inner: f64 = claimed.iter().zip(&d.u).map(|(c, u)| c * u).sum();
         let found_rounding: f64 = allowance
             .iter()
+            .zip(tolerances)
             .zip(&d.u)
-            .map(|(a, u)| (a - tolerance) * u.abs())
+            .map(|((a, t), u)| (a - t) * u.abs())
             .sum();
+        let tolerance = tolerances.iter().copied().fold(0.0, f64::max);
         let mut tolerance = d.tolerance + FD_SAFETY * (tolerance + found_rounding);
         // Where autodiff passed its own guard along u, the claim can differ
         // from the central difference by no more than autodiff's f64 value
@@ -515,6 +569,7 @@ fn direction_name(direction: HullDirection) -> String {
     match direction {
         HullDirection::AllOnes => "the all-ones direction".to_string(),
         HullDirection::Random(k) => format!("random direction {}", k + 1),
+        HullDirection::Separating => "a separating direction".to_string(),
     }
 }
 
@@ -552,7 +607,7 @@ fn judge_flagged(
     derived: &[f64],
     claimed: &[Option<f64>],
     flagged: &[usize],
-    tolerance: f64,
+    tolerances: &[f64],
 ) -> Result<Vec<Judgement>, String> {
     if flagged.is_empty() {
         return Ok(vec![]);
@@ -593,7 +648,7 @@ fn judge_flagged(
                 k,
                 (derived[k], claimed[k].unwrap_or(f64::NAN)),
                 (ad_precise, cf_precise),
-                tolerance,
+                tolerances[k],
             ));
         }
     }

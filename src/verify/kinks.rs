@@ -123,6 +123,12 @@ pub struct Support {
 const KINK_ELEMENTS: usize = 512;
 /// Random directions stepped along, besides every element both ways.
 const KINK_DIRECTIONS: usize = 64;
+/// The same where a group of coupled kinks has too many branch points for
+/// every combination to be sought (overlapping pooling windows, all tied).
+const KINK_DIRECTIONS_LARGE: usize = 2048;
+/// Frank–Wolfe steps spent seeking a direction that separates a claim
+/// from the valid gradients.
+const SEPARATION_STEPS: usize = 500;
 /// Branch points per group up to which every combination is enumerated
 /// (2⁶ gradients).
 const ENUMERATED_BRANCHES: usize = 6;
@@ -190,32 +196,30 @@ impl KinkGradients {
                 realized.push(records.iter().map(|r| r.other).collect());
             }
         }
-        for _ in 0..KINK_DIRECTIONS {
+        let groups_found = coupled.groups();
+        let classes: Vec<Classes> = groups_found
+            .iter()
+            .map(|members| Classes::of(members, &leans))
+            .collect();
+        // A group too large to seek every combination of is sampled more.
+        let directions = if classes.iter().any(|c| c.rows.len() > ENUMERATED_BRANCHES) {
+            KINK_DIRECTIONS_LARGE
+        } else {
+            KINK_DIRECTIONS
+        };
+        for _ in 0..directions {
             realized.push(along(&random(&mut rng))?.iter().map(|r| r.other).collect());
         }
         // Every combination of a small group's branches that some step
         // could take, sought directly: a direction that leans each of its
         // branch points the chosen way (a perceptron, which finds one
         // whenever the combination's cone is open), then stepped along.
-        let groups_found = coupled.groups();
-        // The leans a step must have at `members` to take branches `bits`.
-        let rows_for = |members: &[usize], bits: u32| -> Vec<Vec<f64>> {
-            members
-                .iter()
-                .enumerate()
-                .filter(|(_, i)| leans[**i].iter().any(|&l| l != 0.0))
-                .map(|(b, &i)| {
-                    let sign = if bits >> b & 1 == 1 { 1.0 } else { -1.0 };
-                    leans[i].iter().map(|l| sign * l).collect()
-                })
-                .collect()
-        };
-        for members in groups_found
+        for class in classes
             .iter()
-            .filter(|m| m.len() <= ENUMERATED_BRANCHES)
+            .filter(|c| c.rows.len() <= ENUMERATED_BRANCHES)
         {
-            for bits in 0..1u32 << members.len() {
-                if let Some(d) = leaning_direction(&rows_for(members, bits)) {
+            for bits in 0..1u32 << class.rows.len() {
+                if let Some(d) = leaning_direction(&class.leans(bits)) {
                     realized.push(
                         along(&as_direction(cx.values, &elements, &d))?
                             .iter()
@@ -230,7 +234,7 @@ impl KinkGradients {
         };
         let base_gradient = gradient_of(base.clone())?;
         let mut groups = vec![];
-        for members in groups_found {
+        for (members, class) in groups_found.into_iter().zip(&classes) {
             // The group's branches set to `choice`, the others as in the base.
             let change = |choice: &[bool]| {
                 let mut full = base.clone();
@@ -250,13 +254,11 @@ impl KinkGradients {
             }
             // Every combination but those no step can take: leans that
             // cancel (max(x, 0) taking x while |x| takes -x).
-            let outer = if members.len() <= ENUMERATED_BRANCHES {
+            let outer = if class.rows.len() <= ENUMERATED_BRANCHES {
                 let mut all = vec![];
-                for bits in 0..1u32 << members.len() {
-                    if !cannot_lean(&rows_for(&members, bits)) {
-                        let choice: Vec<bool> =
-                            (0..members.len()).map(|b| bits >> b & 1 == 1).collect();
-                        all.push(change(&choice)?);
+                for bits in 0..1u32 << class.rows.len() {
+                    if !cannot_lean(&class.leans(bits)) {
+                        all.push(change(&class.choice(bits, &members, &base))?);
                     }
                 }
                 Some(all)
@@ -302,6 +304,77 @@ impl KinkGradients {
         Some(Support { inner, outer })
     }
 
+    /// The valid gradient (its part in `target`) that maximizes ⟨G, u⟩:
+    /// over the inner set, or the outer one (`None` where that is unknown).
+    fn extreme_point(&self, target: TensorId, u: &[f64], outer: bool) -> Option<Vec<f64>> {
+        let part = |g: &[Option<ArrayD<f64>>]| -> Option<Vec<f64>> {
+            Some(g.get(target.0)?.as_ref()?.iter().copied().collect())
+        };
+        let mut point = part(&self.base)?;
+        for group in &self.groups {
+            let changes = if outer {
+                group.outer.as_ref()?
+            } else {
+                &group.inner
+            };
+            let mut best: (f64, Option<Vec<f64>>) = (0.0, None);
+            for change in changes {
+                let c = part(change)?;
+                let v: f64 = c.iter().zip(u).map(|(a, b)| a * b).sum();
+                if v > best.0 {
+                    best = (v, Some(c));
+                }
+            }
+            if let (_, Some(c)) = best {
+                point.iter_mut().zip(&c).for_each(|(p, c)| *p += c);
+            }
+        }
+        Some(point)
+    }
+
+    /// A direction along which `claimed` lies beyond every valid gradient
+    /// by more than `allowance` allows (each element's rounding, summed
+    /// along it): Frank and Wolfe's method, stepping from the base towards
+    /// the claim through the extreme points the support function gives,
+    /// each step's residual a candidate direction. `None` where none was
+    /// found in [`SEPARATION_STEPS`] steps: the claim is then, as far as
+    /// this can tell, one of the valid gradients.
+    pub fn separating_direction(
+        &self,
+        target: TensorId,
+        claimed: &[f64],
+        allowance: &[f64],
+        outer: bool,
+    ) -> Option<Vec<f64>> {
+        let mut x = self.extreme_point(target, &vec![0.0; claimed.len()], outer)?;
+        for _ in 0..SEPARATION_STEPS {
+            let r: Vec<f64> = claimed.iter().zip(&x).map(|(c, x)| c - x).collect();
+            let slack: f64 = r
+                .iter()
+                .zip(allowance)
+                .map(|(r, a)| 2.0 * r.abs() * a)
+                .sum();
+            let beyond: f64 = r.iter().map(|r| r * r).sum();
+            if beyond.sqrt() <= slack.max(f64::MIN_POSITIVE) {
+                return None;
+            }
+            let s = self.extreme_point(target, &r, outer)?;
+            let claimed_along: f64 = r.iter().zip(claimed).map(|(a, b)| a * b).sum();
+            let best_along: f64 = r.iter().zip(&s).map(|(a, b)| a * b).sum();
+            if claimed_along > best_along + slack {
+                return Some(r);
+            }
+            let d: Vec<f64> = s.iter().zip(&x).map(|(s, x)| s - x).collect();
+            let dd: f64 = d.iter().map(|v| v * v).sum();
+            if dd == 0.0 {
+                return None;
+            }
+            let gamma = (r.iter().zip(&d).map(|(a, b)| a * b).sum::<f64>() / dd).clamp(0.0, 1.0);
+            x.iter_mut().zip(&d).for_each(|(x, d)| *x += gamma * d);
+        }
+        None
+    }
+
     /// The range of the partial in element `k` of `target`.
     pub fn element(&self, target: TensorId, k: usize, n: usize) -> Option<ValidRange> {
         let mut u = vec![0.0; n];
@@ -313,6 +386,58 @@ impl KinkGradients {
             outer: support.outer,
             ..ValidRange::between(lo, hi, 0.0)
         })
+    }
+}
+
+/// A group's branch points by what they follow: points that lean alike
+/// along every element (one relu evaluated once for each output that reads
+/// it) can only take their branches together, and points no element moves
+/// keep the base's branch (both branches have the same slopes there).
+struct Classes {
+    /// Per member, its class, or `None` where no element moves it.
+    of_member: Vec<Option<usize>>,
+    /// Per class, how a step along each element leans it.
+    rows: Vec<Vec<f64>>,
+}
+
+impl Classes {
+    fn of(members: &[usize], leans: &[Vec<f64>]) -> Self {
+        let mut rows: Vec<Vec<f64>> = vec![];
+        let of_member = members
+            .iter()
+            .map(|&i| {
+                let row = &leans[i];
+                if row.iter().all(|&l| l == 0.0) {
+                    return None;
+                }
+                Some(rows.iter().position(|r| r == row).unwrap_or_else(|| {
+                    rows.push(row.clone());
+                    rows.len() - 1
+                }))
+            })
+            .collect();
+        Self { of_member, rows }
+    }
+
+    /// The leans a step must have for the classes to take branches `bits`.
+    fn leans(&self, bits: u32) -> Vec<Vec<f64>> {
+        self.rows
+            .iter()
+            .enumerate()
+            .map(|(b, row)| {
+                let sign = if bits >> b & 1 == 1 { 1.0 } else { -1.0 };
+                row.iter().map(|l| sign * l).collect()
+            })
+            .collect()
+    }
+
+    /// The members' branches for class branches `bits`.
+    fn choice(&self, bits: u32, members: &[usize], base: &[bool]) -> Vec<bool> {
+        members
+            .iter()
+            .zip(&self.of_member)
+            .map(|(&i, class)| class.map_or(base[i], |c| bits >> c & 1 == 1))
+            .collect()
     }
 }
 

@@ -276,6 +276,8 @@ pub enum HullDirection {
     AllOnes,
     /// A random unit direction, the k-th drawn.
     Random(usize),
+    /// A direction found to separate the claim from the valid gradients.
+    Separating,
 }
 
 /// Elements of one tensor written as index ranges: `dx[7..=8]` at `N = 8`.
