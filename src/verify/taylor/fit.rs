@@ -354,6 +354,32 @@ mod tests {
     }
 
     #[test]
+    fn a_collapse_to_the_floor_is_a_polynomial_piece_not_a_rate() {
+        // Steps above 0.2 cross a breakpoint (remainder ε²); below it the
+        // remainder is rounding only, as for a quadratic piece.
+        let floor = 1e-16;
+        let points: Vec<Option<Point>> = ladder()
+            .iter()
+            .enumerate()
+            .map(|(k, &e)| {
+                let remainder = if e > 0.2 {
+                    e * e
+                } else {
+                    floor * if k % 2 == 0 { 0.5 } else { -0.3 }
+                };
+                Some(Point { step: e, remainder })
+            })
+            .collect();
+        let fit = fit_rate(&points, floor, 2);
+        assert!(fit.at_floor_below.is_some_and(|s| s < 0.2), "{fit:?}");
+        assert_eq!(fit.rate, None);
+        // A smooth remainder that meets the floor gradually is no collapse.
+        let smooth = fit_rate(&synthetic(1.0, 3.0, floor), floor, 2);
+        assert_eq!(smooth.at_floor_below, None);
+        assert!(smooth.rate.is_some_and(|r| (r - 3.0).abs() < 0.05));
+    }
+
+    #[test]
     fn a_sign_change_bounds_the_run() {
         // r = ε − 10 ε²: changes sign at ε = 0.1; the run starts below it.
         let points: Vec<Option<Point>> = ladder()
