@@ -60,12 +60,23 @@ impl Dd {
         Dd { hi: v, lo: 0.0 }
     }
 
-    /// The nearest f64.
+    /// The nearest f64 (a zero keeps its sign, as branch choices at a kink
+    /// read it).
     pub fn to_f64(self) -> f64 {
-        self.hi + self.lo
+        if self.lo == 0.0 {
+            self.hi
+        } else {
+            self.hi + self.lo
+        }
     }
 
     fn renormalized(hi: f64, lo: f64) -> Dd {
+        // A signed zero stays as f64 arithmetic leaves it (-0 · x, -0 + -0):
+        // relu, abs and ties at 0 take their branch by it, and double-double
+        // must take the branch f64 takes.
+        if lo == 0.0 {
+            return Dd { hi, lo: 0.0 };
+        }
         let (hi, lo) = quick_two_sum(hi, lo);
         // An overflowed or NaN part must not leave a finite-looking pair.
         if hi.is_finite() {
@@ -260,7 +271,15 @@ impl Add for Dd {
         let (s, e) = two_sum(self.hi, b.hi);
         let (t, f) = two_sum(self.lo, b.lo);
         let (s, e) = quick_two_sum(s, e + t);
-        Dd::renormalized(s, e + f)
+        let sum = Dd::renormalized(s, e + f);
+        // An exact zero has the sign f64's sum of the leading parts has.
+        if sum.hi == 0.0 && sum.lo == 0.0 {
+            return Dd {
+                hi: self.hi + b.hi,
+                lo: 0.0,
+            };
+        }
+        sum
     }
 }
 
@@ -630,6 +649,16 @@ mod tests {
         // Division and its inverse.
         let q = Dd::from_f64(1.0) / Dd::from_f64(3.0);
         assert!(rel(q * Dd::from_f64(3.0), Dd::ONE) < 1e-31);
+    }
+
+    #[test]
+    fn zeros_keep_the_sign_f64_gives_them() {
+        let minus_zero = Dd::from_f64(-0.0);
+        assert!((minus_zero * Dd::from_f64(3.0)).to_f64().is_sign_negative());
+        assert!((Dd::from_f64(-1.5) * Dd::ZERO).to_f64().is_sign_negative());
+        assert!((minus_zero + minus_zero).to_f64().is_sign_negative());
+        assert!((Dd::ONE - Dd::ONE).to_f64().is_sign_positive());
+        assert!((minus_zero + Dd::ZERO).to_f64().is_sign_positive());
     }
 
     #[test]
