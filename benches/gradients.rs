@@ -17,7 +17,7 @@ const LAYER_NORM: &str = include_str!("../tests/corpus/layer_norm_n2.dl");
 /// Kinks: overlapping max-pooling windows, all tied, where the valid
 /// gradients are found by stepping along every element.
 const POOL_TIES: &str = include_str!("../tests/corpus/maxpool_overlap_ties.dl");
-/// Every outside formula, 130 files, at one seed.
+/// Every outside formula, at one seed.
 const CORPUS: &str = "tests/corpus";
 
 fn check(name: &str, text: &str, dims: &[(&str, i64)]) {
@@ -56,7 +56,7 @@ fn verdicts(c: &mut Criterion) {
     group.bench_function("overlapping max pooling, all tied", |b| {
         b.iter(|| check("maxpool_overlap_ties.dl", POOL_TIES, &[]));
     });
-    group.bench_function("the outside corpus, 130 files", |b| {
+    group.bench_function("the outside corpus", |b| {
         b.iter(|| {
             let files = dlverify::input::expand_paths(&[std::path::PathBuf::from(CORPUS)]);
             for path in files.into_iter().flatten() {
