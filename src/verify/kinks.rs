@@ -256,9 +256,13 @@ impl KinkGradients {
             // cancel (max(x, 0) taking x while |x| takes -x).
             let outer = if class.rows.len() <= ENUMERATED_BRANCHES {
                 let mut all = vec![];
+                let at_base: Vec<bool> = members.iter().map(|&i| base[i]).collect();
                 for bits in 0..1u32 << class.rows.len() {
-                    if !cannot_lean(&class.leans(bits)) {
-                        all.push(change(&class.choice(bits, &members, &base))?);
+                    let choice = class.choice(bits, &members, &base);
+                    // The base's own branches change nothing (every range
+                    // starts from 0): no gradient to compute.
+                    if choice != at_base && !cannot_lean(&class.leans(bits)) {
+                        all.push(change(&choice)?);
                     }
                 }
                 Some(all)
