@@ -11,7 +11,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-use common::TempDir;
+use common::{TempDir, render};
 
 use std::io::Read;
 use std::path::Path;
@@ -19,7 +19,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use dlverify::report::{human, json};
+use dlverify::report::json;
 use dlverify::source::Source;
 use dlverify::verify::Options;
 use dlverify::verify::outcome::{
@@ -120,16 +120,6 @@ fn claim<'o>(outcome: &'o FileOutcome, head: &str) -> &'o ClaimOutcome {
         .iter()
         .find(|c| c.head == head)
         .unwrap_or_else(|| panic!("no claim `{head}` in\n{}", render(outcome)))
-}
-
-fn render(outcome: &FileOutcome) -> String {
-    human::render(
-        std::slice::from_ref(outcome),
-        human::HumanOptions {
-            verbose: true,
-            show_grad: false,
-        },
-    )
 }
 
 /// What must hold of any outcome, whatever the input: the file is an error

@@ -6,8 +6,10 @@
 //! seeds, and the typed evidence must say why.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
+use common::render;
 use dlverify::check_source;
-use dlverify::report::human;
 use dlverify::source::Source;
 use dlverify::verify::Options;
 use dlverify::verify::outcome::{
@@ -28,16 +30,6 @@ fn check(spec: &str, seed: u64) -> FileOutcome {
         outcome.diagnostics
     );
     outcome
-}
-
-fn render(outcome: &FileOutcome) -> String {
-    human::render(
-        std::slice::from_ref(outcome),
-        human::HumanOptions {
-            verbose: true,
-            show_grad: false,
-        },
-    )
 }
 
 /// The claim on `line`, after asserting it came out as marked.

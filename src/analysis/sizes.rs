@@ -35,6 +35,18 @@ impl Sizes {
     }
 }
 
+impl Sizes {
+    /// ` at N = 8` for a phrase about one set of sizes, or nothing for a
+    /// spec without dims (its one set of sizes needs no naming).
+    pub fn at_clause(&self) -> String {
+        if self.values.is_empty() {
+            String::new()
+        } else {
+            format!(" at {self}")
+        }
+    }
+}
+
 impl fmt::Display for Sizes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // A spec without dims has one set of sizes, fixed by its tensors.

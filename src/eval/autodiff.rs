@@ -194,24 +194,26 @@ pub fn precise_partials_at(
         values.iter().map(|v| v.mapv(DdDual::constant)).collect();
     let mut partials = Vec::with_capacity(elements.len());
     for chunk in elements.chunks(CHUNK) {
-        let seed = |lifted: &mut Vec<ArrayD<DdDual<CHUNK>>>, slot: Option<usize>| {
+        // Seeds the chunk's elements, one direction each, or unseeds them.
+        let seed = |lifted: &mut Vec<ArrayD<DdDual<CHUNK>>>, seeded: bool| {
             for (s, &(k, p)) in chunk.iter().enumerate() {
                 if let Some(x) = lifted
                     .get_mut(k)
                     .and_then(|t| t.as_slice_memory_order_mut()?.get_mut(p))
                 {
-                    *x = match slot {
-                        Some(_) => DdDual::variable(x.re, s),
-                        None => DdDual::constant(x.re),
+                    *x = if seeded {
+                        DdDual::variable(x.re, s)
+                    } else {
+                        DdDual::constant(x.re)
                     };
                 }
             }
         };
-        seed(&mut lifted, Some(0));
+        seed(&mut lifted, true);
         instance.check_clock()?;
         let loss = instance.evaluation(&lifted).loss()?;
         partials.extend((0..chunk.len()).map(|s| loss.derivative(s)));
-        seed(&mut lifted, None);
+        seed(&mut lifted, false);
     }
     Ok(partials)
 }

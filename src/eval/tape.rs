@@ -761,7 +761,12 @@ impl<'t, 'a> TapeBuilder<'t, 'a> {
                 let a = self.node(a, frame)?;
                 self.push(Op::Neg(a))
             }
-            NodeKind::Binary { op, lhs, rhs, .. } => self.binary(node, *op, lhs, rhs, frame),
+            NodeKind::Binary {
+                op,
+                lhs,
+                rhs,
+                guarded,
+            } => self.binary(node, (*op, *guarded), lhs, rhs, frame),
             NodeKind::PowInt(base, k) => {
                 let b = self.node(base, frame)?;
                 let fault =
@@ -960,12 +965,12 @@ impl<'t, 'a> TapeBuilder<'t, 'a> {
     fn binary(
         &mut self,
         node: &Node,
-        op: BinaryOp,
+        (op, guarded): (BinaryOp, bool),
         lhs: &Node,
         rhs: &Node,
         frame: &mut Frame<'_>,
     ) -> Built<Reg> {
-        if matches!(op, BinaryOp::Mul | BinaryOp::Div) {
+        if guarded {
             let mut guards = vec![];
             node.for_each_guard(&mut |guard| {
                 if let NodeKind::Iverson(c) = &guard.node {

@@ -326,7 +326,7 @@ fn mismatch_line(claim: &ClaimOutcome, m: &Mismatch) -> String {
     format!(
         "{}{}: autodiff {expected}, claimed {actual}, off by {}; {judged}",
         block_name(&claim.target, &index),
-        at_sizes(&m.sizes),
+        m.sizes.at_clause(),
         format_value(off),
     )
 }
@@ -351,19 +351,10 @@ fn hull_line(v: &HullViolation) -> String {
     };
     format!(
         "L has a kink{}: {along} {}, while its valid gradients {theirs} {valid} (± {}): no valid gradient is the claimed one",
-        at_sizes(&v.sizes),
+        v.sizes.at_clause(),
         format_value(v.claimed),
         format_value(v.tolerance)
     )
-}
-
-/// ` at N = 8`, or nothing for a spec without sizes.
-fn at_sizes(sizes: &crate::analysis::Sizes) -> String {
-    if sizes.values().is_empty() {
-        String::new()
-    } else {
-        format!(" at {sizes}")
-    }
 }
 
 /// Two values printed with as many digits as it takes to see them differ.
@@ -401,7 +392,7 @@ fn refutation_summary(claim: &ClaimOutcome) -> String {
     if let Some(v) = claim.hull_violations.first() {
         parts.push(format!(
             "no valid gradient at the kink{}",
-            at_sizes(&v.sizes)
+            v.sizes.at_clause()
         ));
     }
     let undefined: usize = claim.problems.iter().map(|p| p.elements.count).sum();
@@ -487,7 +478,7 @@ fn render_judgements(out: &mut String, claim: &ClaimOutcome, options: HumanOptio
             out,
             "      kink: {}{}: claimed {}, autodiff {}; L is not differentiable there and its valid derivatives range over [{}, {}]",
             block_name(&claim.target, &index),
-            at_sizes(&k.sizes),
+            k.sizes.at_clause(),
             format_value(k.claimed),
             if k.autodiff.is_finite() {
                 format!("picks {}", format_value(k.autodiff))

@@ -20,7 +20,7 @@ use rand_chacha::ChaCha8Rng;
 use super::context::SizeContext;
 use super::kinks::{KinkGradients, ValidRange, one_sided_directional};
 use super::outcome::*;
-use super::{ClaimCheck, ROUNDING_SURE, Shrinkage, shrinkage};
+use super::{ClaimCheck, ROUNDING_SURE, Shrinkage, shrinkage, tolerance_ratio};
 use crate::analysis::Sizes;
 use crate::analysis::program::{GradClaim, TensorId};
 use crate::eval::double_double::Dd;
@@ -211,8 +211,6 @@ impl GradCheck<'_> {
                 ROUNDING_ULPS * f64::EPSILON * cx.terms * scale
             })
             .collect();
-        // The largest bound, for the sums over elements below.
-        let tolerance = tolerances.iter().copied().fold(0.0, f64::max);
         let kinks = cx.kink_gradients();
         // The cheap test: within the f64 rounding bound of the gradient's
         // own scale. What it flags may still be rounding in cancelling
@@ -302,17 +300,16 @@ impl GradCheck<'_> {
                 }
                 Judgement::Mistake(judged) => {
                     self.note_error(ad, cf);
-                    let ratio = match &judged {
+                    match &judged {
                         MismatchBasis::Persists {
                             precise_difference,
                             tolerance,
                             ..
-                        } => precise_difference / tolerance,
-                        MismatchBasis::OutsideKink { slack, .. } => {
-                            ValidRange::from_basis(&judged).distance(cf) / (slack + tolerance)
+                        } => self.note_ratio(*precise_difference, *tolerance),
+                        &MismatchBasis::OutsideKink { lo, hi, slack } => {
+                            self.note_ratio(ValidRange::between(lo, hi, 0.0).distance(cf), slack);
                         }
-                    };
-                    self.note_ratio(ratio, 1.0);
+                    }
                     if self.outcome.mismatches.len() < MISMATCHES_LISTED {
                         self.outcome.mismatches.push(Mismatch {
                             sizes: sizes.clone(),
@@ -366,21 +363,16 @@ impl GradCheck<'_> {
     /// Keeps the largest error-to-tolerance ratio seen (an exact zero
     /// against a zero tolerance is no miss at all).
     fn note_ratio(&mut self, error: f64, tolerance: f64) {
-        let ratio = if error == 0.0 {
-            0.0
-        } else if tolerance > 0.0 {
-            error / tolerance
-        } else {
-            f64::INFINITY
-        };
+        let ratio = tolerance_ratio(error, tolerance);
         self.outcome.worst_ratio = Some(self.outcome.worst_ratio.unwrap_or(0.0).max(ratio));
     }
 
     /// At a kink, the claim must be a combination of the valid gradients:
     /// its inner product with every direction within the range theirs
-    /// take. Along the all-ones direction and random ones, this catches a
-    /// claim each of whose elements is valid alone but not all at once
-    /// (every tied maximum given the whole gradient).
+    /// take. Along the all-ones direction and random ones, then along a
+    /// direction sought to separate it, this catches a claim each of whose
+    /// elements is valid alone but not all at once (every tied maximum
+    /// given the whole gradient).
     fn hull_test(
         &mut self,
         claimed: &[f64],
@@ -406,36 +398,18 @@ impl GradCheck<'_> {
             let Some(support) = valid.support(target, &u) else {
                 continue;
             };
-            let inner: f64 = claimed.iter().zip(&u).map(|(c, u)| c * u).sum();
-            // Each element's rounding allowance, twice: the valid gradients
-            // are f64 computations too.
-            let tolerance: f64 = 2.0
-                * allowance
-                    .iter()
-                    .zip(&u)
-                    .map(|(a, u)| a * u.abs())
-                    .sum::<f64>();
-            let (lo, hi) = support.inner;
-            let error = ValidRange::between(lo, hi, 0.0).distance(inner);
-            if error <= tolerance {
-                self.note_ratio(error, tolerance);
+            let along = Along::new(claimed, allowance, &u);
+            if along.distance(support.inner) <= along.tolerance {
+                self.note_ratio(along.distance(support.inner), along.tolerance);
                 continue;
             }
             match support.outer {
-                Some((lo, hi)) if ValidRange::between(lo, hi, 0.0).distance(inner) > tolerance => {
-                    self.note_ratio(ValidRange::between(lo, hi, 0.0).distance(inner), tolerance);
-                    self.outcome.hull_violations.push(HullViolation {
-                        sizes: cx.instance.sizes.clone(),
-                        direction,
-                        claimed: inner,
-                        lo,
-                        hi,
-                        tolerance,
-                    });
+                Some(outer) if along.distance(outer) > along.tolerance => {
+                    self.violation(direction, &along, outer, cx);
                 }
                 outer => self.undecided(unresolved_reason(
                     &format!("along {}", direction_name(direction)),
-                    inner,
+                    along.claimed,
                     support.inner,
                     outer,
                     &cx.instance.sizes,
@@ -445,46 +419,56 @@ impl GradCheck<'_> {
         }
         // The random directions can miss a claim that no combination of
         // valid gradients gives (each element valid alone, the whole not):
-        // seek a separating direction outright.
-        let Some(r) = valid.separating_direction(target, claimed, allowance, false) else {
+        // seek a separating direction outright, from the inner set, then
+        // from the outer one.
+        let Some(from_inner) = valid.separating_direction(target, claimed, allowance, false) else {
             return;
         };
-        let norm = r.iter().map(|x| x * x).sum::<f64>().sqrt();
-        let u: Vec<f64> = r.iter().map(|x| x / norm).collect();
-        let inner: f64 = claimed.iter().zip(&u).map(|(c, u)| c * u).sum();
-        let tolerance: f64 = 2.0
-            * allowance
-                .iter()
-                .zip(&u)
-                .map(|(a, u)| a * u.abs())
-                .sum::<f64>();
-        let Some(support) = valid.support(target, &u) else {
-            return;
+        let unit = |r: Vec<f64>| {
+            let norm = r.iter().map(|x| x * x).sum::<f64>().sqrt();
+            r.into_iter().map(|x| x / norm).collect::<Vec<f64>>()
         };
-        match support.outer {
-            Some((lo, hi))
-                if valid
-                    .separating_direction(target, claimed, allowance, true)
-                    .is_some() =>
-            {
-                self.note_ratio(ValidRange::between(lo, hi, 0.0).distance(inner), tolerance);
-                self.outcome.hull_violations.push(HullViolation {
-                    sizes: cx.instance.sizes.clone(),
-                    direction: HullDirection::Separating,
-                    claimed: inner,
-                    lo,
-                    hi,
-                    tolerance,
-                });
+        if let Some(from_outer) = valid.separating_direction(target, claimed, allowance, true) {
+            let u = unit(from_outer);
+            if let Some(outer) = valid.support(target, &u).and_then(|s| s.outer) {
+                self.violation(
+                    HullDirection::Separating,
+                    &Along::new(claimed, allowance, &u),
+                    outer,
+                    cx,
+                );
+                return;
             }
-            outer => self.undecided(unresolved_reason(
-                "along a direction separating it from the branches found",
-                inner,
-                support.inner,
-                outer,
-                &cx.instance.sizes,
-            )),
         }
+        let u = unit(from_inner);
+        if let Some(support) = valid.support(target, &u) {
+            self.undecided(unresolved_reason(
+                "along a direction separating it from the branches found",
+                Along::new(claimed, allowance, &u).claimed,
+                support.inner,
+                support.outer,
+                &cx.instance.sizes,
+            ));
+        }
+    }
+
+    /// Records a claim outside every valid gradient along a direction.
+    fn violation(
+        &mut self,
+        direction: HullDirection,
+        along: &Along,
+        (lo, hi): (f64, f64),
+        cx: &SizeContext<'_>,
+    ) {
+        self.note_ratio(along.distance((lo, hi)), along.tolerance);
+        self.outcome.hull_violations.push(HullViolation {
+            sizes: cx.instance.sizes.clone(),
+            direction,
+            claimed: along.claimed,
+            lo,
+            hi,
+            tolerance: along.tolerance,
+        });
     }
 
     /// `tolerance` is the f64 bound per element, `allowance` what rounding
@@ -535,6 +519,33 @@ impl GradCheck<'_> {
         self.directional.record(error, tolerance, || {
             format!("a random direction at {}", cx.instance.sizes)
         });
+    }
+}
+
+/// A claim seen along a direction u: ⟨claim, u⟩, and what rounding may move
+/// it by (each element's allowance, twice: the valid gradients are f64
+/// computations too).
+struct Along {
+    claimed: f64,
+    tolerance: f64,
+}
+
+impl Along {
+    fn new(claimed: &[f64], allowance: &[f64], u: &[f64]) -> Self {
+        Self {
+            claimed: claimed.iter().zip(u).map(|(c, u)| c * u).sum(),
+            tolerance: 2.0
+                * allowance
+                    .iter()
+                    .zip(u)
+                    .map(|(a, u)| a * u.abs())
+                    .sum::<f64>(),
+        }
+    }
+
+    /// How far the claim lies outside `lo..=hi` along u.
+    fn distance(&self, (lo, hi): (f64, f64)) -> f64 {
+        ValidRange::between(lo, hi, 0.0).distance(self.claimed)
     }
 }
 
@@ -1056,15 +1067,8 @@ impl CheckTally {
     /// Records one comparison; `place` describes it, read only on failure.
     fn record(&mut self, error: f64, tolerance: f64, place: impl FnOnce() -> String) {
         self.compared += 1;
-        let ratio = if tolerance > 0.0 {
-            error / tolerance
-        } else if error == 0.0 {
-            0.0
-        } else {
-            f64::INFINITY
-        };
         // A NaN (from a non-finite difference) counts as a failure.
-        let ratio = if ratio.is_nan() { f64::INFINITY } else { ratio };
+        let ratio = tolerance_ratio(error, tolerance);
         if ratio > 1.0 {
             self.failed += 1;
             if self.first_failure.is_none() {

@@ -13,7 +13,6 @@ use rand_chacha::ChaCha8Rng;
 
 use super::context::SizeContext;
 use super::grad::unit_direction;
-use super::outcome::MismatchBasis;
 use crate::analysis::program::TensorId;
 use crate::eval::{
     BranchPolicy, branches_along, directional_derivative_at, gradient_on_branches, partial_at,
@@ -65,13 +64,6 @@ impl ValidRange {
             f64::INFINITY
         } else {
             (self.lo - v).max(v - self.hi).max(0.0)
-        }
-    }
-
-    pub(super) fn from_basis(basis: &MismatchBasis) -> Self {
-        match *basis {
-            MismatchBasis::OutsideKink { lo, hi, slack } => Self::between(lo, hi, slack),
-            MismatchBasis::Persists { .. } => Self::between(f64::NAN, f64::NAN, 0.0),
         }
     }
 }

@@ -43,6 +43,20 @@ pub(crate) const ROUNDING_SHRINK: f64 = 1.0 / (1u64 << 26) as f64;
 /// See [`ROUNDING_SHRINK`].
 pub(crate) const ROUNDING_SURE: f64 = 1.0 / (1u64 << 36) as f64;
 
+/// An error over its tolerance, as every check reports a near miss: 0 for
+/// no error (a zero error against a zero tolerance is no miss at all),
+/// unbounded against a zero tolerance or where the error is NaN.
+pub(crate) fn tolerance_ratio(error: f64, tolerance: f64) -> f64 {
+    if error <= 0.0 {
+        0.0
+    } else if tolerance > 0.0 {
+        error / tolerance
+    } else {
+        f64::INFINITY
+    }
+    .max(if error.is_nan() { f64::INFINITY } else { 0.0 })
+}
+
 /// How a difference beyond its f64 bound `tolerance` fared in
 /// double-double (see [`ROUNDING_SHRINK`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -65,7 +65,7 @@ use serde_json::{Value, json};
 use super::context::SizeContext;
 use super::grad::{record_mismatches, record_problems};
 use super::outcome::*;
-use super::{ClaimCheck, ROUNDING_SHRINK, ROUNDING_SURE};
+use super::{ClaimCheck, ROUNDING_SHRINK, ROUNDING_SURE, tolerance_ratio};
 use crate::analysis::program::*;
 use crate::analysis::{Sizes, size_sweep};
 use crate::eval::double_double::Dd;
@@ -668,24 +668,22 @@ impl Decided {
             }) => (*difference, *allowed),
             _ => (self.lhs.value - self.rhs.value, self.margin),
         };
-        let over = |num: f64, den: f64| {
-            if num <= 0.0 {
-                0.0
-            } else if den > 0.0 {
-                num / den
+        // A strict comparison needs a gap: the interval over it, and
+        // unbounded where there is none.
+        let over_gap = |gap: f64| {
+            if gap > 0.0 {
+                tolerance_ratio(margin, gap)
             } else {
                 f64::INFINITY
             }
         };
         match self.op {
-            CompareOp::Eq => over(diff.abs(), margin),
-            CompareOp::Le => over(diff, margin),
-            CompareOp::Ge => over(-diff, margin),
-            CompareOp::Lt => over(margin, -diff).max(if diff >= 0.0 { f64::INFINITY } else { 0.0 }),
-            CompareOp::Gt => over(margin, diff).max(if diff <= 0.0 { f64::INFINITY } else { 0.0 }),
-            CompareOp::Ne => {
-                over(margin, diff.abs()).max(if diff == 0.0 { f64::INFINITY } else { 0.0 })
-            }
+            CompareOp::Eq => tolerance_ratio(diff.abs(), margin),
+            CompareOp::Le => tolerance_ratio(diff, margin),
+            CompareOp::Ge => tolerance_ratio(-diff, margin),
+            CompareOp::Lt => over_gap(-diff),
+            CompareOp::Gt => over_gap(diff),
+            CompareOp::Ne => over_gap(diff.abs()),
         }
     }
 

@@ -336,7 +336,11 @@ impl TaylorCheck<'_> {
                 Judgement::NoVerdict(why) => {
                     tally.silent += 1;
                     tally.first_silent.get_or_insert_with(|| {
-                        format!("direction {}{}: {why}", run.direction, at_sizes(&run.sizes))
+                        format!(
+                            "direction {}{}: {why}",
+                            run.direction,
+                            run.sizes.at_clause()
+                        )
                     });
                 }
             }
@@ -479,7 +483,7 @@ impl TaylorCheck<'_> {
             .map_or_else(|| "none".to_string(), short);
         format!(
             "direction 1{}: {at}; smallest remainder {smallest}; rounding floor {}",
-            at_sizes(&run.sizes),
+            run.sizes.at_clause(),
             short(scheme.floor)
         )
     }
@@ -654,7 +658,7 @@ impl TaylorCheck<'_> {
                 scheme_key(self.claim.scheme)
             ),
             x_label: "ε (step length)".to_string(),
-            y_label: format!("|remainder|{}", at_sizes(&main.sizes)),
+            y_label: format!("|remainder|{}", main.sizes.at_clause()),
             log_x: true,
             log_y: true,
             series,
@@ -1056,15 +1060,6 @@ pub fn head(claim: &TaylorClaim) -> String {
 
 fn short(v: f64) -> String {
     format!("{v:.1e}")
-}
-
-/// ` at N = 8`, or nothing for a spec without sizes.
-fn at_sizes(sizes: &Sizes) -> String {
-    if sizes.named().next().is_some() {
-        format!(" at {sizes}")
-    } else {
-        String::new()
-    }
 }
 
 #[cfg(test)]

@@ -62,17 +62,6 @@ enum PreciseRun {
     Failed(String),
 }
 
-/// A deviation over its tolerance (0 for none, unbounded against none).
-fn ratio((deviation, tolerance): (f64, f64)) -> f64 {
-    if deviation == 0.0 {
-        0.0
-    } else if tolerance > 0.0 {
-        deviation / tolerance
-    } else {
-        f64::INFINITY
-    }
-}
-
 impl SizeRun {
     /// The largest deviation over its tolerance, as judged: in
     /// double-double where that ran, else in f64.
@@ -81,7 +70,10 @@ impl SizeRun {
             Some(PreciseRun::Ran { deviations }) => deviations,
             _ => &self.deviations,
         };
-        series.iter().copied().map(ratio).fold(0.0, f64::max)
+        series
+            .iter()
+            .map(|&(d, t)| super::tolerance_ratio(d, t))
+            .fold(0.0, f64::max)
     }
 
     /// The first step where the f64 deviation exceeds its tolerance.

@@ -1,4 +1,7 @@
-//! Helpers shared by the test files that run the binary on files they write.
+//! Helpers shared by the test files: temporary spec files, and the report
+//! a failing assertion shows.
+// Each test file that includes this module uses only part of it.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 
@@ -37,4 +40,15 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// The verbose human report of one file, for assertion messages.
+pub fn render(outcome: &dlverify::verify::outcome::FileOutcome) -> String {
+    dlverify::report::human::render(
+        std::slice::from_ref(outcome),
+        dlverify::report::human::HumanOptions {
+            verbose: true,
+            show_grad: false,
+        },
+    )
 }
