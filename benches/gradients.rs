@@ -1,11 +1,16 @@
 //! Gradient checks at scale: the bundled A2 and A3 layers at sizes above
-//! their defaults. Forward-mode autodiff costs one pass per eight elements,
-//! so these times grow with the square of the size; the figures to watch
-//! are the ratios between sizes as the evaluator improves.
+//! their defaults, whole specs and the derivation of the gradient alone.
+//! Reverse mode derives the gradient for one recorded evaluation and a
+//! backward sweep, so `derivation` grows linearly with the size; the whole
+//! spec also runs every claim's finite-difference guards and Taylor
+//! ladders, a fixed number of forward evaluations each.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use dlverify::analysis::{analyze, size_sweep};
 use dlverify::check_source;
+use dlverify::eval::{Instance, draw_values, reverse_gradient};
+use dlverify::syntax::parse;
 use dlverify::source::Source;
 use dlverify::verify::Options;
 
@@ -30,15 +35,49 @@ fn check(name: &str, text: &str, dims: &[(&str, i64)]) {
     assert!(outcome.claims.iter().all(|c| c.status().as_expected()));
 }
 
+/// The gradient of L at the drawn values, by reverse mode, at the sizes of
+/// the scale targets.
+fn derivation(c: &mut Criterion) {
+    let mut group = c.benchmark_group("derivation");
+    group.sample_size(10);
+    let cases: [(&str, &str, Vec<(&str, i64)>); 4] = [
+        ("A3 at N = 1e4", A3, vec![("N", 10_000)]),
+        ("A3 at N = 1e5", A3, vec![("N", 100_000)]),
+        ("A3 at N = 1e6", A3, vec![("N", 1_000_000)]),
+        ("A2 at n = m = 512", A2, vec![("n", 512), ("m", 512)]),
+    ];
+    for (name, text, dims) in cases {
+        let source = Source::new("bench.dl", text);
+        let program = analyze(&parse(&source).unwrap()).unwrap();
+        let dims: Vec<(String, i64)> = dims.iter().map(|(n, v)| (n.to_string(), *v)).collect();
+        let sizes = size_sweep(&program, &dims).unwrap().pop().unwrap();
+        let instance = Instance::new(&program, &source, sizes, u64::MAX).unwrap();
+        let values = draw_values(&instance, 0).unwrap();
+        group.bench_function(format!("reverse mode, {name}"), |b| {
+            b.iter(|| reverse_gradient::<f64>(&instance, &values).unwrap());
+        });
+    }
+    group.finish();
+}
+
 fn gradients(c: &mut Criterion) {
     let mut group = c.benchmark_group("gradient claims");
     group.sample_size(10);
-    for n in [250, 1000] {
+    group.bench_function("the bundled specs", |b| {
+        b.iter(|| {
+            let files = dlverify::input::expand_paths(&[std::path::PathBuf::from("specs")]);
+            for path in files.into_iter().flatten() {
+                let outcome = dlverify::check_path(&path, &Options::default());
+                assert!(outcome.claims.iter().all(|c| c.status().as_expected()));
+            }
+        });
+    });
+    for n in [1000, 10_000] {
         group.bench_function(format!("A3 at N = {n}"), |b| {
             b.iter(|| check("a3.dl", A3, &[("N", n)]));
         });
     }
-    for n in [16, 32] {
+    for n in [32, 128] {
         group.bench_function(format!("A2 at n = m = {n}"), |b| {
             b.iter(|| check("a2.dl", A2, &[("n", n), ("m", n)]));
         });
@@ -68,5 +107,5 @@ fn verdicts(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, gradients, verdicts);
+criterion_group!(benches, derivation, gradients, verdicts);
 criterion_main!(benches);

@@ -130,6 +130,45 @@ pub fn directional_derivative(
     Ok(loss.eps.0.as_ref().map_or(0.0, |m| m[(0, 0)]))
 }
 
+/// The exact derivatives of L along two directions at once, in one
+/// dual-number pass: the forward-mode derivation a reverse-mode gradient is
+/// held to where checking every element would cost a pass per element.
+pub fn directional_derivatives(
+    instance: &Instance<'_>,
+    values: &[ArrayD<f64>],
+    first: &[Option<ArrayD<f64>>],
+    second: &[Option<ArrayD<f64>>],
+) -> Result<[f64; 2], Box<EvalError>> {
+    let lifted: Vec<ArrayD<DualSVec64<2>>> = values
+        .iter()
+        .enumerate()
+        .map(|(k, v)| {
+            let differentiable = instance
+                .program
+                .tensors
+                .get(k)
+                .is_some_and(|t| t.is_differentiable());
+            match (
+                first.get(k).and_then(Option::as_ref),
+                second.get(k).and_then(Option::as_ref),
+            ) {
+                (Some(a), Some(b)) if differentiable => ndarray::Zip::from(v)
+                    .and(a)
+                    .and(b)
+                    .map_collect(|&x, &da, &db| {
+                        DualSVec64::from_re(0.0).derivative(0) * da
+                            + DualSVec64::from_re(0.0).derivative(1) * db
+                            + x
+                    }),
+                _ => v.mapv(DualSVec64::<2>::from),
+            }
+        })
+        .collect();
+    let loss = instance.evaluation(&lifted).loss()?;
+    let d = |s: usize| loss.eps.0.as_ref().map_or(0.0, |m| m[(s, 0)]);
+    Ok([d(0), d(1)])
+}
+
 /// dL/d(element `p` of tensor `k`) with that element set to `at` and every
 /// other value as given: one side of a kink, seen from `at`.
 pub fn partial_at(

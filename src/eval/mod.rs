@@ -8,18 +8,20 @@ pub mod double_double;
 mod error;
 mod grid;
 pub mod random;
+mod reverse;
 mod scalar;
 pub mod tape;
 mod values;
 
 pub use autodiff::{
-    branches_along, directional_derivative, directional_derivative_at, gradient,
-    gradient_on_branches, partial_at, precise_directional_derivative, precise_partials,
+    branches_along, directional_derivative, directional_derivative_at, directional_derivatives,
+    gradient, gradient_on_branches, partial_at, precise_directional_derivative, precise_partials,
     precise_partials_at,
 };
 
 pub use error::EvalError;
 pub use grid::Grid;
+pub use reverse::{ReverseGradient, reverse_gradient};
 pub use scalar::Scalar;
 pub use values::{draw_values, stream_seed};
 

@@ -244,6 +244,9 @@ fn render_claim(out: &mut String, claim: &ClaimOutcome, width: usize, options: H
     // A refuted claim naturally fails the directional check too; only a
     // disagreement that leaves the verdict in doubt is worth a line.
     let in_doubt = matches!(claim.verdict, Verdict::Undecided(_));
+    if options.verbose {
+        render_routes(out, &claim.routes);
+    }
     if options.verbose || in_doubt {
         for check in claim
             .cross_checks
@@ -253,6 +256,36 @@ fn render_claim(out: &mut String, claim: &ClaimOutcome, width: usize, options: H
             let verdict = if check.passed { "ok" } else { "DISAGREES" };
             let _ = writeln!(out, "      {} {verdict}: {}", check.name, check.detail);
         }
+    }
+}
+
+/// How the gradient was derived, sizes grouped by route:
+/// `gradient by reverse mode, checked at every element by forward mode at (N = 3), (N = 4)`.
+fn render_routes(out: &mut String, routes: &[RouteAt]) {
+    let mut groups: Vec<(Route, Vec<String>)> = vec![];
+    for r in routes {
+        let sizes = if r.sizes.values().is_empty() {
+            r.sizes.to_string()
+        } else {
+            format!("({})", r.sizes)
+        };
+        match groups.iter_mut().find(|(route, _)| *route == r.route) {
+            Some((_, at)) => at.push(sizes),
+            None => groups.push((r.route, vec![sizes])),
+        }
+    }
+    for (route, at) in groups {
+        let how = match route {
+            Route::ReverseCheckedEverywhere => {
+                "reverse mode, checked at every element by forward mode".to_string()
+            }
+            Route::ReverseCheckedAlong(k) => format!(
+                "reverse mode, checked by forward mode along {k} random direction{}",
+                plural(k)
+            ),
+            Route::ForwardAlone => "forward mode alone (L has a kink there)".to_string(),
+        };
+        let _ = writeln!(out, "      gradient by {how} at {}", at.join(", "));
     }
 }
 

@@ -159,6 +159,19 @@ fn common_claim_fields(c: &ClaimOutcome, source: Option<&Source>) -> Value {
             "elements": group(&c.target, &p.elements),
             "diagnostic": diagnostic(&p.diagnostic, source),
         })).collect::<Vec<_>>(),
+        "routes": c.routes.iter().map(|r| json!({
+            "sizes": sizes(&r.sizes),
+            "mode": match r.route {
+                Route::ForwardAlone => "forward",
+                Route::ReverseCheckedEverywhere | Route::ReverseCheckedAlong(_) => "reverse",
+            },
+            "checked": match r.route {
+                Route::ForwardAlone => Value::Null,
+                Route::ReverseCheckedEverywhere => json!("every element"),
+                Route::ReverseCheckedAlong(_) => json!("random directions"),
+            },
+            "compared": r.compared,
+        })).collect::<Vec<_>>(),
         "cross_checks": c.cross_checks.iter().map(|x| json!({
             "name": x.name,
             "passed": x.passed,

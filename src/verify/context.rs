@@ -8,14 +8,16 @@ use std::rc::Rc;
 use ndarray::ArrayD;
 
 use super::Options;
+use super::derivation::{Derivation, derive};
 use super::grad::{TensorProbe, probe_tensor};
 use super::kinks::{KinkGradients, ValidRange, one_sided_partials};
 use crate::analysis::program::{Program, TensorId};
-use crate::eval::{EvalError, Evaluation, Instance, KinkCount, gradient};
+use crate::eval::{EvalError, Evaluation, Instance, KinkCount};
 use crate::source::Source;
 
-/// dL/dT per tensor (`None` for data), or why it could not be derived.
-type Derived = Result<Vec<Option<ArrayD<f64>>>, Box<EvalError>>;
+/// dL/dT per tensor (`None` for data) and how it was derived, or why it
+/// could not be.
+type Derived = Result<Derivation, Box<EvalError>>;
 
 pub struct SizeContext<'a> {
     pub program: &'a Program,
@@ -79,9 +81,15 @@ impl<'a> SizeContext<'a> {
     /// dL/dT for every tensor by autodiff (`None` for data such as `g`),
     /// computed once per size on first use.
     pub fn derived(&self) -> Result<&[Option<ArrayD<f64>>], Box<EvalError>> {
+        self.derivation().map(|d| d.gradient.as_slice())
+    }
+
+    /// The gradient with its route and the agreement of its two
+    /// derivations (see [`super::derivation`]).
+    pub fn derivation(&self) -> Result<&Derivation, Box<EvalError>> {
         self.derived
-            .get_or_init(|| gradient(self.instance, self.values))
-            .as_deref()
+            .get_or_init(|| derive(self.instance, self.values, self.terms, self.options.seed))
+            .as_ref()
             .map_err(|e| e.clone())
     }
 

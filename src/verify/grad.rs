@@ -18,6 +18,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::context::SizeContext;
+use super::derivation::Derivation;
 use super::kinks::{KinkGradients, ValidRange, one_sided_directional};
 use super::outcome::*;
 use super::{ClaimCheck, ROUNDING_SURE, Shrinkage, shrinkage, tolerance_ratio};
@@ -46,6 +47,8 @@ pub struct GradCheck<'p> {
     outcome: ClaimOutcome,
     fd: CheckTally,
     directional: CheckTally,
+    /// Reverse mode against forward mode, over the sizes checked.
+    derivation: CheckTally,
     undecided: Option<String>,
 }
 
@@ -66,6 +69,7 @@ impl<'p> GradCheck<'p> {
             outcome,
             fd: CheckTally::default(),
             directional: CheckTally::default(),
+            derivation: CheckTally::default(),
             undecided: None,
         }
     }
@@ -82,7 +86,19 @@ impl ClaimCheck for GradCheck<'_> {
 
     /// Sets the verdict from what the sizes found.
     fn finish(mut self: Box<Self>) -> ClaimOutcome {
-        self.outcome.cross_checks = vec![
+        // Where forward mode derived alone there was nothing to compare;
+        // the routes say so.
+        self.outcome.cross_checks = (self.derivation.compared > 0)
+            .then(|| {
+                tally_check(
+                    "derivation",
+                    &self.derivation,
+                    "reverse-mode gradient against forward-mode dual numbers, per element or along random u",
+                )
+            })
+            .into_iter()
+            .collect();
+        self.outcome.cross_checks.extend([
             tally_check(
                 "finite differences",
                 &self.fd,
@@ -93,7 +109,7 @@ impl ClaimCheck for GradCheck<'_> {
                 &self.directional,
                 "⟨claimed gradient, u⟩ against central differences of L along random u",
             ),
-        ];
+        ]);
         // A difference from autodiff refutes only while finite differences
         // vouch for autodiff; a claim undefined somewhere refutes alone.
         let differs = !self.outcome.mismatches.is_empty()
@@ -130,17 +146,18 @@ impl GradCheck<'_> {
         let sizes = cx.instance.sizes.clone();
         let target = claim.target;
         let grid = cx.instance.tensor_grid(target).clone();
-        let derived = match cx.derived() {
+        let derivation = match cx.derivation() {
             Ok(d) => d,
             Err(e) => {
                 self.undecided(e.to_string());
                 return;
             }
         };
-        let Some(Some(derived)) = derived.get(target.0) else {
+        let Some(Some(derived)) = derivation.gradient.get(target.0) else {
             return;
         };
         self.outcome.sizes.push(sizes.clone());
+        self.note_derivation(derivation, &sizes);
         let derived = derived.as_slice_memory_order().unwrap_or(&[]);
         // The claimed value at every element; failures are evidence, not aborts.
         let mut claimed: Vec<Option<f64>> = Vec::with_capacity(derived.len());
@@ -346,6 +363,20 @@ impl GradCheck<'_> {
             self.directional.skipped =
                 Some("the claimed formula is undefined at some elements".to_string());
         }
+    }
+
+    /// Which route derived the gradient at this size, and how far its two
+    /// derivations were apart.
+    fn note_derivation(&mut self, derivation: &Derivation, sizes: &Sizes) {
+        let a = &derivation.agreement;
+        self.derivation.compared += a.compared;
+        self.derivation.failed += a.failed;
+        self.derivation.worst_ratio = self.derivation.worst_ratio.max(a.worst_ratio);
+        self.outcome.routes.push(RouteAt {
+            sizes: sizes.clone(),
+            route: derivation.route,
+            compared: a.compared,
+        });
     }
 
     /// Keeps the largest absolute and relative error of an element judged

@@ -2,6 +2,7 @@
 //! the sweep. One module per kind of claim; `outcome` holds what they find.
 
 mod context;
+mod derivation;
 mod grad;
 mod kinks;
 mod optimum;
@@ -370,6 +371,7 @@ fn blank_outcome(
         hull_violations: vec![],
         unconfirmed: 0,
         mismatches: vec![],
+        routes: vec![],
         mismatch_groups: vec![],
         problems: vec![],
         cross_checks: vec![],

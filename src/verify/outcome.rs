@@ -135,6 +135,8 @@ pub struct ClaimOutcome {
     pub unconfirmed: usize,
     /// Elements where the claimed value differs from the derived one.
     pub mismatches: Vec<Mismatch>,
+    /// How the gradient was derived at each size (gradient claims only).
+    pub routes: Vec<RouteAt>,
     /// Mismatching elements grouped into index ranges, per size.
     pub mismatch_groups: Vec<ElementGroup>,
     /// Elements where the claimed formula cannot be evaluated (an access out
@@ -317,6 +319,38 @@ pub struct CrossCheck {
     /// Largest disagreement relative to its tolerance (≤ 1 passes).
     pub worst_ratio: f64,
     pub detail: String,
+}
+
+/// How the gradient at one size was derived.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// Reverse mode, checked by forward mode at every element.
+    ReverseCheckedEverywhere,
+    /// Reverse mode, checked by forward mode along random directions.
+    ReverseCheckedAlong(usize),
+    /// Forward mode alone: L has a kink at the drawn values, where the
+    /// valid derivatives are chosen branch by branch (or reverse mode
+    /// could not record L).
+    ForwardAlone,
+}
+
+impl Route {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Route::ReverseCheckedEverywhere => "reverse mode, checked at every element",
+            Route::ReverseCheckedAlong(_) => "reverse mode, checked along random directions",
+            Route::ForwardAlone => "forward mode",
+        }
+    }
+}
+
+/// How the gradient a claim was judged against was derived at one size.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RouteAt {
+    pub sizes: Sizes,
+    pub route: Route,
+    /// Elements or directions at which forward mode checked reverse mode.
+    pub compared: usize,
 }
 
 /// The autodiff gradient of L in one tensor, for `--show-grad`.

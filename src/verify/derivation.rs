@@ -1,0 +1,427 @@
+//! The gradient of L that every claim is judged against, derived two
+//! independent ways that must agree.
+//!
+//! Reverse mode gives every element for one recorded evaluation and one
+//! backward sweep. Forward-mode dual numbers, the engine's first
+//! derivation, check it: on every element while that costs no more than
+//! [`DENSE_ELEMENTS`] elements' worth of passes, and above that along
+//! [`DIRECTIONS`] random directions, one pass for both. Where the recording
+//! meets a kink (relu at 0, a tie, sqrt at 0), the tape holds one branch of
+//! several and forward mode, which can choose among them, derives alone.
+//!
+//! The two modes compute the same partials from the same f64 values of the
+//! forward pass and differ only in the order they add the products along
+//! the paths from an element to L. So their difference is bounded by the
+//! rounding of a sum of those products: `ROUNDING_ULPS · ε · n` times the
+//! sum of their absolute values (the path magnitude reverse mode returns),
+//! n the terms of the largest sum as for every comparison of exact formulas.
+
+use ndarray::ArrayD;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::outcome::Route;
+use super::{Shrinkage, shrinkage, tolerance_ratio};
+use crate::analysis::Sizes;
+use crate::eval::double_double::Dd;
+use crate::eval::{
+    EvalError, Instance, ReverseGradient, directional_derivatives, gradient,
+    precise_directional_derivative, precise_partials, reverse_gradient,
+};
+
+/// Units of rounding per term allowed between the two modes (as between a
+/// closed form and autodiff).
+const ROUNDING_ULPS: f64 = 64.0;
+/// Largest number of differentiable elements at which forward mode checks
+/// reverse mode element by element (a pass per eight elements).
+pub const DENSE_ELEMENTS: usize = 1024;
+/// Random directions along which forward mode checks reverse mode above
+/// [`DENSE_ELEMENTS`].
+pub const DIRECTIONS: usize = 2;
+
+/// The two derivations compared: where they parted, if they did.
+#[derive(Clone, Debug, Default)]
+pub struct Agreement {
+    pub compared: usize,
+    pub failed: usize,
+    pub worst_ratio: f64,
+    /// The first comparison that failed: which element or direction, and
+    /// both values.
+    pub first_failure: Option<Parting>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Parting {
+    /// Element of the tensor (by name and row-major offset), or `None` for a
+    /// direction.
+    pub element: Option<(String, usize)>,
+    pub reverse: f64,
+    pub forward: f64,
+    pub tolerance: f64,
+}
+
+/// The gradient of L at one size, how it was derived, and how the two
+/// derivations agreed.
+#[derive(Debug)]
+pub struct Derivation {
+    /// dL/dT per tensor (`None` for data).
+    pub gradient: Vec<Option<ArrayD<f64>>>,
+    pub route: Route,
+    pub agreement: Agreement,
+}
+
+impl Derivation {
+    /// The derivation, or an error where the two modes parted: no claim
+    /// may rest on a gradient its two derivations disagree on.
+    fn agreed(self, sizes: &Sizes) -> Result<Self, Box<EvalError>> {
+        let Some(p) = &self.agreement.first_failure else {
+            return Ok(self);
+        };
+        let place = match &p.element {
+            Some((tensor, offset)) => format!("d{tensor} (element {offset})"),
+            None => "a random direction".to_string(),
+        };
+        Err(Box::new(EvalError::Internal {
+            what: format!(
+                "reverse-mode and forward-mode autodiff disagree on the gradient of L along {place} at {sizes}: {} against {}, beyond the rounding bound {}",
+                crate::eval::format_value(p.reverse),
+                crate::eval::format_value(p.forward),
+                crate::eval::format_value(p.tolerance),
+            ),
+        }))
+    }
+}
+
+/// Derives the gradient of L at the drawn values (see the module's notes).
+pub fn derive(
+    instance: &Instance<'_>,
+    values: &[ArrayD<f64>],
+    terms: f64,
+    seed: u64,
+) -> Result<Derivation, Box<EvalError>> {
+    let reverse = match reverse_gradient::<f64>(instance, values) {
+        Ok(r) => r,
+        Err(e) if e.is_timeout() => return Err(e),
+        // A recording the tape cannot hold: forward mode still can.
+        Err(e) if matches!(*e, EvalError::Internal { .. }) => {
+            return forward_alone(instance, values);
+        }
+        Err(e) => return Err(e),
+    };
+    let finite = reverse
+        .gradient
+        .iter()
+        .flatten()
+        .all(|g| g.iter().all(|v| v.is_finite()));
+    if reverse.kinks.met > 0 || !finite {
+        return forward_alone(instance, values);
+    }
+    let allowance = ROUNDING_ULPS * f64::EPSILON * terms;
+    let elements: usize = reverse.gradient.iter().flatten().map(ArrayD::len).sum();
+    let (comparisons, route) = if elements <= DENSE_ELEMENTS {
+        (
+            every_element(instance, values, &reverse, allowance)?,
+            Route::ReverseCheckedEverywhere,
+        )
+    } else {
+        (
+            random_directions(instance, values, &reverse, allowance, seed)?,
+            Route::ReverseCheckedAlong(DIRECTIONS),
+        )
+    };
+    let agreement = settle(instance, values, comparisons, || {
+        let lifted: Vec<ArrayD<Dd>> = values.iter().map(|v| v.mapv(Dd::from_f64)).collect();
+        Ok(reverse_gradient::<Dd>(instance, &lifted)?.gradient)
+    })?;
+    Derivation {
+        gradient: reverse.gradient,
+        route,
+        agreement,
+    }
+    .agreed(&instance.sizes)
+}
+
+/// One comparison of reverse mode with forward mode: an element, or a
+/// direction.
+struct Comparison {
+    at: Compared,
+    reverse: f64,
+    forward: f64,
+    tolerance: f64,
+}
+
+enum Compared {
+    /// Tensor and row-major offset.
+    Element(usize, usize),
+    Direction(Vec<Option<ArrayD<f64>>>),
+}
+
+/// Forward mode's gradient, compared with reverse mode's at every element.
+fn every_element(
+    instance: &Instance<'_>,
+    values: &[ArrayD<f64>],
+    reverse: &ReverseGradient<f64>,
+    allowance: f64,
+) -> Result<Vec<Comparison>, Box<EvalError>> {
+    let forward = gradient(instance, values)?;
+    let mut comparisons = vec![];
+    for (k, (rev, (fwd, mag))) in reverse
+        .gradient
+        .iter()
+        .zip(forward.iter().zip(&reverse.magnitude))
+        .enumerate()
+    {
+        let (Some(rev), Some(fwd), Some(mag)) = (rev, fwd, mag) else {
+            continue;
+        };
+        for (p, ((&r, &f), &m)) in rev.iter().zip(fwd).zip(mag).enumerate() {
+            comparisons.push(Comparison {
+                at: Compared::Element(k, p),
+                reverse: r,
+                forward: f,
+                tolerance: allowance * m,
+            });
+        }
+    }
+    Ok(comparisons)
+}
+
+/// Forward mode's derivatives along [`DIRECTIONS`] random directions,
+/// compared with reverse mode's gradient projected on them.
+fn random_directions(
+    instance: &Instance<'_>,
+    values: &[ArrayD<f64>],
+    reverse: &ReverseGradient<f64>,
+    allowance: f64,
+    seed: u64,
+) -> Result<Vec<Comparison>, Box<EvalError>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(crate::eval::stream_seed(
+        seed,
+        "derivation",
+        instance.sizes.values(),
+    ));
+    let directions: Vec<Vec<Option<ArrayD<f64>>>> = (0..DIRECTIONS)
+        .map(|_| {
+            reverse
+                .gradient
+                .iter()
+                .map(|g| {
+                    g.as_ref().map(|g| {
+                        let u = super::grad::unit_direction(&mut rng, g.len());
+                        ArrayD::from_shape_vec(g.raw_dim(), u)
+                            .unwrap_or_else(|_| ArrayD::zeros(g.raw_dim()))
+                    })
+                })
+                .collect()
+        })
+        .collect();
+    let mut comparisons = vec![];
+    for pair in directions.chunks(2) {
+        let (first, second) = (&pair[0], pair.get(1).unwrap_or(&pair[0]));
+        let forward = directional_derivatives(instance, values, first, second)?;
+        for (u, f) in pair.iter().zip(forward) {
+            let (r, m) = along(&reverse.gradient, &reverse.magnitude, u);
+            comparisons.push(Comparison {
+                at: Compared::Direction(u.clone()),
+                reverse: r,
+                forward: f,
+                tolerance: allowance * m,
+            });
+        }
+    }
+    Ok(comparisons)
+}
+
+/// Judges every comparison. One beyond its f64 bound may still be
+/// rounding: in a partial that cancels (forward mode's slope of tanh far
+/// out is `expm1 + 1`), which the path magnitudes do not see. Both modes
+/// are then run in double-double, as every comparison of exact formulas
+/// is judged ([`super::shrinkage`]): a difference that shrinks with the
+/// precision is rounding, one that stays is a fault of a derivation.
+///
+/// `precise_reverse` gives reverse mode's gradient in double-double, run
+/// only if some comparison needs it.
+fn settle(
+    instance: &Instance<'_>,
+    values: &[ArrayD<f64>],
+    comparisons: Vec<Comparison>,
+    precise_reverse: impl FnOnce() -> Result<Vec<Option<ArrayD<Dd>>>, Box<EvalError>>,
+) -> Result<Agreement, Box<EvalError>> {
+    let mut agreement = Agreement::default();
+    let beyond = |c: &Comparison| tolerance_ratio((c.reverse - c.forward).abs(), c.tolerance) > 1.0;
+    let precise_reverse = if comparisons.iter().any(beyond) {
+        Some(precise_reverse()?)
+    } else {
+        None
+    };
+    for c in comparisons {
+        let difference = (c.reverse - c.forward).abs();
+        let mut error = difference;
+        if let (true, Some(precise)) = (beyond(&c), &precise_reverse) {
+            let (rev, fwd) = match &c.at {
+                Compared::Element(k, p) => (
+                    element(precise, *k, *p),
+                    precise_partials(instance, values, &[(*k, *p)])?
+                        .first()
+                        .copied()
+                        .unwrap_or(Dd::from_f64(f64::NAN)),
+                ),
+                Compared::Direction(u) => (
+                    along_precise(precise, u),
+                    precise_directional_derivative(instance, values, u)?,
+                ),
+            };
+            let remaining = (rev - fwd).to_f64().abs();
+            if shrinkage(difference, remaining, c.tolerance) == Shrinkage::Rounding {
+                error = remaining.min(c.tolerance);
+            }
+        }
+        let ratio = tolerance_ratio(error, c.tolerance);
+        agreement.compared += 1;
+        agreement.worst_ratio = agreement.worst_ratio.max(ratio);
+        if ratio > 1.0 {
+            agreement.failed += 1;
+            if agreement.first_failure.is_none() {
+                agreement.first_failure = Some(Parting {
+                    element: match c.at {
+                        Compared::Element(k, p) => {
+                            Some((instance.program.tensors[k].name.clone(), p))
+                        }
+                        Compared::Direction(_) => None,
+                    },
+                    reverse: c.reverse,
+                    forward: c.forward,
+                    tolerance: c.tolerance,
+                });
+            }
+        }
+    }
+    Ok(agreement)
+}
+
+fn element(gradient: &[Option<ArrayD<Dd>>], k: usize, p: usize) -> Dd {
+    gradient
+        .get(k)
+        .and_then(Option::as_ref)
+        .and_then(|g| g.as_slice_memory_order()?.get(p).copied())
+        .unwrap_or(Dd::from_f64(f64::NAN))
+}
+
+/// ⟨gradient, u⟩ in double-double.
+fn along_precise(gradient: &[Option<ArrayD<Dd>>], u: &[Option<ArrayD<f64>>]) -> Dd {
+    let mut dot = Dd::ZERO;
+    for (g, u) in gradient.iter().zip(u) {
+        if let (Some(g), Some(u)) = (g, u) {
+            for (&g, &u) in g.iter().zip(u) {
+                dot += g * Dd::from_f64(u);
+            }
+        }
+    }
+    dot
+}
+
+/// Forward mode alone, where reverse mode cannot stand in for it.
+fn forward_alone(
+    instance: &Instance<'_>,
+    values: &[ArrayD<f64>],
+) -> Result<Derivation, Box<EvalError>> {
+    Ok(Derivation {
+        gradient: gradient(instance, values)?,
+        route: Route::ForwardAlone,
+        agreement: Agreement::default(),
+    })
+}
+
+/// ⟨gradient, u⟩ and ⟨path magnitude, |u|⟩.
+fn along(
+    gradient: &[Option<ArrayD<f64>>],
+    magnitude: &[Option<ArrayD<f64>>],
+    u: &[Option<ArrayD<f64>>],
+) -> (f64, f64) {
+    let mut dot = 0.0;
+    let mut scale = 0.0;
+    for ((g, m), u) in gradient.iter().zip(magnitude).zip(u) {
+        let (Some(g), Some(m), Some(u)) = (g, m, u) else {
+            continue;
+        };
+        for ((&g, &m), &u) in g.iter().zip(m).zip(u) {
+            dot += g * u;
+            scale += m * u.abs();
+        }
+    }
+    (dot, scale)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use crate::analysis::{analyze, size_sweep};
+    use crate::eval::draw_values;
+    use crate::source::Source;
+
+    const SPEC: &str = "
+        dim n = 5
+        input x[n] in (-3, 3)
+        param w[n]
+        y[i] = tanh(w[i] * x[i]) + exp(x[i]) / sum(k) exp(x[k])
+    ";
+
+    /// A reverse-mode gradient off at one element by far less than the
+    /// element itself, in f64 and in double-double alike (as a wrong
+    /// partial would be), is caught, by element and along random
+    /// directions, named, and stops every claim from resting on it.
+    #[test]
+    fn a_wrong_reverse_gradient_is_caught() {
+        let source = Source::new("t.dl", SPEC);
+        let program = analyze(&crate::syntax::parse(&source).unwrap()).unwrap();
+        let sizes = size_sweep(&program, &[]).unwrap().pop().unwrap();
+        let instance = Instance::new(&program, &source, sizes, 1 << 20).unwrap();
+        let values = draw_values(&instance, 0).unwrap();
+        let mut reverse = reverse_gradient::<f64>(&instance, &values).unwrap();
+        let allowance = ROUNDING_ULPS * f64::EPSILON * 5.0;
+        let lifted: Vec<ArrayD<Dd>> = values.iter().map(|v| v.mapv(Dd::from_f64)).collect();
+        let mut precise = reverse_gradient::<Dd>(&instance, &lifted).unwrap().gradient;
+        let compare = |reverse: &ReverseGradient<f64>| {
+            every_element(&instance, &values, reverse, allowance).unwrap()
+        };
+        let good = settle(
+            &instance,
+            &values,
+            compare(&reverse),
+            || Ok(precise.clone()),
+        )
+        .unwrap();
+        assert_eq!((good.compared, good.failed), (10, 0));
+        let x = program.tensors.iter().position(|t| t.name == "x").unwrap();
+        if let (Some(g), Some(p)) = (reverse.gradient[x].as_mut(), precise[x].as_mut()) {
+            g[[2]] *= 1.0 + 1e-9;
+            p[[2]] = p[[2]] * Dd::from_f64(1.0 + 1e-9);
+        }
+        let bad = settle(
+            &instance,
+            &values,
+            compare(&reverse),
+            || Ok(precise.clone()),
+        )
+        .unwrap();
+        assert_eq!(bad.failed, 1);
+        assert_eq!(
+            bad.first_failure.as_ref().unwrap().element,
+            Some(("x".to_string(), 2))
+        );
+        let directions = random_directions(&instance, &values, &reverse, allowance, 0).unwrap();
+        let along = settle(&instance, &values, directions, || Ok(precise.clone())).unwrap();
+        assert_eq!((along.compared, along.failed), (DIRECTIONS, DIRECTIONS));
+        let derivation = Derivation {
+            gradient: reverse.gradient,
+            route: Route::ReverseCheckedEverywhere,
+            agreement: bad,
+        };
+        let error = derivation.agreed(&instance.sizes).unwrap_err().to_string();
+        assert!(
+            error.contains("disagree") && error.contains("dx (element 2)"),
+            "{error}"
+        );
+    }
+}
