@@ -10,8 +10,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use dlverify::analysis::{analyze, size_sweep};
 use dlverify::check_source;
 use dlverify::eval::{Instance, draw_values, reverse_gradient};
-use dlverify::syntax::parse;
 use dlverify::source::Source;
+use dlverify::syntax::parse;
 use dlverify::verify::Options;
 
 const A2: &str = include_str!("../specs/a2_weight_normalization.dl");
