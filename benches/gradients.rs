@@ -40,7 +40,8 @@ fn check(name: &str, text: &str, dims: &[(&str, i64)]) {
 fn derivation(c: &mut Criterion) {
     let mut group = c.benchmark_group("derivation");
     group.sample_size(10);
-    let cases: [(&str, &str, Vec<(&str, i64)>); 4] = [
+    type Case<'a> = (&'a str, &'a str, Vec<(&'a str, i64)>);
+    let cases: [Case; 4] = [
         ("A3 at N = 1e4", A3, vec![("N", 10_000)]),
         ("A3 at N = 1e5", A3, vec![("N", 100_000)]),
         ("A3 at N = 1e6", A3, vec![("N", 1_000_000)]),
