@@ -25,6 +25,8 @@ pub use reverse::{ReverseGradient, reverse_gradient};
 pub use scalar::Scalar;
 pub use values::{draw_values, stream_seed};
 
+use std::cmp::Ordering::{Equal, Greater, Less};
+
 use ndarray::ArrayD;
 
 use crate::analysis::Sizes;
@@ -461,7 +463,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             }
             frame.set_point(&point);
             let v = self.body(&def.body, &mut frame)?;
-            if !v.real().is_finite() {
+            if !v.is_finite_value() {
                 return Err(self.non_finite(def.body_span(), v.real(), &frame));
             }
             values.push(v);
@@ -588,17 +590,18 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
     fn cond(&self, c: &Cond, frame: &mut Frame<'_>) -> Result<bool, Box<EvalError>> {
         Ok(match &c.node {
             CondKind::Compare { first, rest } => {
-                let mut lhs = self.node(first, frame)?.real();
+                let mut lhs = self.node(first, frame)?;
                 let mut lhs_node = first;
                 for (op, e) in rest {
-                    let rhs = self.node(e, frame)?.real();
+                    let rhs = self.node(e, frame)?;
+                    let order = lhs.order(&rhs);
                     // A comparison of values (not of indices) at equality
                     // flips under an arbitrarily small change of them.
-                    if lhs == rhs && (reads_values(lhs_node) || reads_values(e)) {
+                    if order == Some(Equal) && (reads_values(lhs_node) || reads_values(e)) {
                         self.kink();
                     }
                     lhs_node = e;
-                    if !op.holds(lhs, rhs) {
+                    if !op.holds_for(order) {
                         return Ok(false);
                     }
                     lhs = rhs;
@@ -643,7 +646,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             } => self.binary(node, (*op, *guarded), lhs, rhs, frame),
             NodeKind::PowInt(base, k) => {
                 let b = self.node(base, frame)?;
-                if *k < 0 && b.real() == 0.0 {
+                if *k < 0 && is_zero(&b) {
                     return Err(self.domain(
                         node,
                         "power",
@@ -698,13 +701,13 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             // An exponent computed from indices and sizes alone is a whole
             // number wherever it is one: a^(t-s) for a negative a, as x^k.
             BinaryOp::Pow
-                if b.real().fract() == 0.0
-                    && b.real().abs() < f64::from(i32::MAX)
-                    && !reads_values(rhs) =>
+                if !reads_values(rhs)
+                    && b.real().fract() == 0.0
+                    && b.real().abs() < f64::from(i32::MAX) =>
             {
                 #[allow(clippy::cast_possible_truncation)]
                 let k = b.real() as i32;
-                if k < 0 && a.real() == 0.0 {
+                if k < 0 && is_zero(&a) {
                     return Err(self.domain(
                         node,
                         "power",
@@ -716,7 +719,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
                 a.powi(k)
             }
             BinaryOp::Pow => {
-                if a.real() <= 0.0 {
+                if is_non_positive(&a) {
                     return Err(self.domain(node, "power", a.real(), frame, "a real power needs a positive base; use an integer exponent for negative bases"));
                 }
                 (b * a.ln()).exp()
@@ -784,7 +787,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
         b: T,
         frame: &Frame<'_>,
     ) -> Result<T, Box<EvalError>> {
-        if b.real() == 0.0 {
+        if is_zero(&b) {
             return Err(Box::new(EvalError::DivisionByZero {
                 expression: self.instance.text_of(node.span).to_string(),
                 at: self.at(frame),
@@ -848,30 +851,30 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
         match function {
             // relu: 0 or x; abs: whichever sign the scalar type picks at 0,
             // or the other.
-            Function::Relu if x.real() == 0.0 && self.branch([0.0; 2], x.tangents(), true) => {
+            Function::Relu if is_zero(&x) && self.branch([0.0; 2], x.tangents(), true) => {
                 return Ok(x);
             }
             Function::Abs
-                if x.real() == 0.0
+                if is_zero(&x)
                     && self.branch(x.abs().tangents(), (-x.abs()).tangents(), true) =>
             {
                 return Ok(-x.abs());
             }
-            Function::Max if args.len() == 2 && x.real() == y.real() => {
+            Function::Max if args.len() == 2 && x.order(&y) == Some(Equal) => {
                 return Ok(if self.branch(y.tangents(), x.tangents(), true) {
                     x
                 } else {
                     y
                 });
             }
-            Function::Min if args.len() == 2 && x.real() == y.real() => {
+            Function::Min if args.len() == 2 && x.order(&y) == Some(Equal) => {
                 return Ok(if self.branch(x.tangents(), y.tangents(), false) {
                     y
                 } else {
                     x
                 });
             }
-            Function::Sqrt if x.real() == 0.0 => self.kink(),
+            Function::Sqrt if is_zero(&x) => self.kink(),
             _ => {}
         }
         apply(function, x, y).ok_or_else(|| {
@@ -915,7 +918,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
                 (None, _) => v,
                 (Some(a), ReduceOp::Sum) => a + v,
                 (Some(a), ReduceOp::Prod) => a * v,
-                (Some(a), ReduceOp::Max | ReduceOp::Min) if v.real() == a.real() => {
+                (Some(a), ReduceOp::Max | ReduceOp::Min) if v.order(&a) == Some(Equal) => {
                     if self.branch(a.tangents(), v.tangents(), op == ReduceOp::Max) {
                         v
                     } else {
@@ -923,14 +926,14 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
                     }
                 }
                 (Some(a), ReduceOp::Max) => {
-                    if v.real() > a.real() {
+                    if v.order(&a) == Some(Greater) {
                         v
                     } else {
                         a
                     }
                 }
                 (Some(a), ReduceOp::Min) => {
-                    if v.real() < a.real() {
+                    if v.order(&a) == Some(Less) {
                         v
                     } else {
                         a
@@ -1101,6 +1104,24 @@ fn reads_values(node: &Node) -> bool {
     reads
 }
 
+/// Whether `x` is 0, as the evaluator decides it.
+#[inline]
+fn is_zero<T: Scalar>(x: &T) -> bool {
+    x.order(&T::zero()) == Some(Equal)
+}
+
+/// Whether `x` is negative or 0, as the evaluator decides it (not for NaN).
+#[inline]
+fn is_non_positive<T: Scalar>(x: &T) -> bool {
+    matches!(x.order(&T::zero()), Some(Less | Equal))
+}
+
+/// Whether `x` is positive, as the evaluator decides it (not for NaN).
+#[inline]
+fn is_positive<T: Scalar>(x: &T) -> bool {
+    x.order(&T::zero()) == Some(Greater)
+}
+
 /// A function of the spec at `x` (and `y`, for two arguments); `None`
 /// outside its domain. Both the evaluator and tapes compute with this.
 #[inline]
@@ -1108,13 +1129,13 @@ fn apply<T: Scalar>(function: Function, x: T, y: T) -> Option<T> {
     Some(match function {
         Function::Exp => x.exp(),
         Function::Log => {
-            if x.real() <= 0.0 {
+            if is_non_positive(&x) {
                 return None;
             }
             x.ln()
         }
         Function::Sqrt => {
-            if x.real() < 0.0 {
+            if x.order(&T::zero()) == Some(Less) {
                 return None;
             }
             x.sqrt()
@@ -1125,7 +1146,7 @@ fn apply<T: Scalar>(function: Function, x: T, y: T) -> Option<T> {
         // for x below about -355 and gives 0 where e^x is still a normal
         // number: e^x/(1 + e^x) there.
         Function::Sigmoid => {
-            if x.real() >= 0.0 {
+            if matches!(x.order(&T::zero()), Some(Greater | Equal)) {
                 (T::one() + (-x).exp()).recip()
             } else {
                 let e = x.exp();
@@ -1133,7 +1154,7 @@ fn apply<T: Scalar>(function: Function, x: T, y: T) -> Option<T> {
             }
         }
         Function::Relu => {
-            if x.real() > 0.0 {
+            if is_positive(&x) {
                 x
             } else {
                 T::zero()
@@ -1141,7 +1162,7 @@ fn apply<T: Scalar>(function: Function, x: T, y: T) -> Option<T> {
         }
         Function::Softplus => {
             // log(1 + e^x) without overflow for large x.
-            if x.real() > 0.0 {
+            if is_positive(&x) {
                 x + (-x).exp().ln_1p()
             } else {
                 x.exp().ln_1p()
@@ -1150,11 +1171,12 @@ fn apply<T: Scalar>(function: Function, x: T, y: T) -> Option<T> {
         Function::Sin => x.sin(),
         Function::Cos => x.cos(),
         Function::Min | Function::Max => {
-            let take_x = (x.real() <= y.real()) == (function == Function::Min);
+            let take_x =
+                matches!(x.order(&y), Some(Less | Equal)) == (function == Function::Min);
             if take_x { x } else { y }
         }
         Function::Pow => {
-            if x.real() <= 0.0 {
+            if is_non_positive(&x) {
                 return None;
             }
             (y * x.ln()).exp()

@@ -25,8 +25,20 @@ pub trait Scalar:
 {
     /// A constant of the spec in this scalar type (rounded to its precision).
     fn constant(v: f64) -> Self;
-    /// The real part as f64: branch choices, comparisons and reports.
+    /// The real part as f64: reports, and the choices of code that is not
+    /// the evaluator's (the evaluator decides by [`Scalar::order`]).
     fn real(&self) -> f64;
+    /// How `self` compares with `other` where the evaluator decides by it
+    /// (a branch, a domain check, a kink); `None` where either is NaN. A
+    /// recording type notes each decision, so that a replay at other
+    /// values can tell where the evaluator would decide otherwise.
+    fn order(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        self.real().partial_cmp(&other.real())
+    }
+    /// Whether the value is finite, where the evaluator decides by it.
+    fn is_finite_value(&self) -> bool {
+        self.real().is_finite()
+    }
     /// The first two derivative parts, where the type carries them for
     /// choosing a branch at a kink (zero for everything else).
     fn tangents(&self) -> [f64; 2] {

@@ -427,6 +427,20 @@ impl CompareOp {
         }
     }
 
+    /// Whether the comparison holds of two values that order as given
+    /// (`None`: one is NaN, and only `!=` holds), as [`CompareOp::holds`].
+    pub fn holds_for(self, order: Option<std::cmp::Ordering>) -> bool {
+        use std::cmp::Ordering::{Equal, Greater, Less};
+        match self {
+            CompareOp::Eq => order == Some(Equal),
+            CompareOp::Ne => order != Some(Equal),
+            CompareOp::Lt => order == Some(Less),
+            CompareOp::Le => matches!(order, Some(Less | Equal)),
+            CompareOp::Gt => order == Some(Greater),
+            CompareOp::Ge => matches!(order, Some(Greater | Equal)),
+        }
+    }
+
     pub fn symbol(self) -> &'static str {
         match self {
             CompareOp::Eq => "==",
