@@ -434,6 +434,12 @@ macro_rules! forward_real {
 
 forward_real!(Dd, Dd::from_f64, Dd::to_f64);
 forward_real!(f64, std::convert::identity, std::convert::identity);
+forward_real!(f32, f32_of, f64::from);
+
+/// An f64 in f32 as the evaluator's `Scalar::constant` rounds it.
+fn f32_of(v: f64) -> f32 {
+    <f32 as num_traits::NumCast>::from(v).unwrap_or(f32::NAN)
+}
 
 /// A forward-mode dual number over `B` (f64 or double-double) with `N`
 /// derivative directions. A constant carries no derivative part at all

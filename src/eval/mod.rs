@@ -8,6 +8,7 @@ pub mod double_double;
 mod error;
 mod grid;
 pub mod random;
+pub mod replay;
 mod reverse;
 mod scalar;
 pub mod tape;
@@ -21,7 +22,7 @@ pub use autodiff::{
 
 pub use error::EvalError;
 pub use grid::Grid;
-pub use reverse::{ReverseGradient, reverse_gradient};
+pub use reverse::{Recorded, ReverseGradient, gradient_of, record, reverse_gradient};
 pub use scalar::Scalar;
 pub use values::{draw_values, stream_seed};
 
@@ -855,8 +856,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
                 return Ok(x);
             }
             Function::Abs
-                if is_zero(&x)
-                    && self.branch(x.abs().tangents(), (-x.abs()).tangents(), true) =>
+                if is_zero(&x) && self.branch(x.abs().tangents(), (-x.abs()).tangents(), true) =>
             {
                 return Ok(-x.abs());
             }
@@ -1171,8 +1171,7 @@ fn apply<T: Scalar>(function: Function, x: T, y: T) -> Option<T> {
         Function::Sin => x.sin(),
         Function::Cos => x.cos(),
         Function::Min | Function::Max => {
-            let take_x =
-                matches!(x.order(&y), Some(Less | Equal)) == (function == Function::Min);
+            let take_x = matches!(x.order(&y), Some(Less | Equal)) == (function == Function::Min);
             if take_x { x } else { y }
         }
         Function::Pow => {

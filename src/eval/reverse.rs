@@ -25,9 +25,13 @@ use super::{EvalError, Instance, KinkCount, Scalar};
 /// The node of a constant: it has no entry on the tape.
 const CONSTANT: u32 = u32::MAX;
 
-/// Entries a tape may hold: indices are `u32`, and at 24 bytes an entry
-/// this is 96 GiB, far past any size `--max-elements` lets through.
-const MAX_ENTRIES: usize = (u32::MAX - 1) as usize;
+/// Marks an operand as an index into the tape's constants.
+pub(super) const CONSTANT_BIT: u32 = 1 << 31;
+
+/// Entries (and constants) a tape may hold: operands are `u32` with the
+/// top bit telling constants from entries, and at 24 bytes an entry this is
+/// 48 GiB, far past any size `--max-elements` lets through.
+const MAX_ENTRIES: usize = (CONSTANT_BIT - 1) as usize;
 
 /// A number being recorded: its value and its entry on the tape.
 #[derive(Clone, Copy, Debug)]
@@ -36,31 +40,78 @@ pub struct Rev<B> {
     node: u32,
 }
 
-/// One operation: the entries it read and its partial derivative in each
-/// (`CONSTANT` where it read fewer than two).
+/// One recorded operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Op {
+    /// An element the gradient is taken with respect to.
+    Leaf,
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Neg,
+    Exp,
+    Ln,
+    Ln1p,
+    Sqrt,
+    Abs,
+    Tanh,
+    Sin,
+    Cos,
+    Recip,
+    Powi(i32),
+}
+
+/// An operation and its operands: entries, or constants (`CONSTANT_BIT`).
 #[derive(Clone, Copy, Debug)]
-struct Entry<B> {
-    parents: [u32; 2],
-    partials: [B; 2],
+pub(super) struct Entry {
+    pub(super) op: Op,
+    pub(super) a: u32,
+    pub(super) b: u32,
+}
+
+/// A decision the evaluator took on recorded values, which a replay at
+/// other values must take alike.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Guard {
+    /// Entries recorded before the decision: its operands are among them.
+    pub(super) after: u32,
+    pub(super) test: Test,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Test {
+    Order {
+        a: u32,
+        b: u32,
+        expected: Option<std::cmp::Ordering>,
+    },
+    Finite {
+        a: u32,
+        expected: bool,
+    },
 }
 
 /// A base type with a thread-local tape of its own.
 pub trait TapeReal: Real {
     #[doc(hidden)]
     fn with_tape<R>(f: impl FnOnce(&mut Tape<Self>) -> R) -> R;
-    /// tanh as forward mode computes its value over this base, to the
-    /// bit: reverse and forward mode must see the same forward pass, or an
-    /// ulp apart in `t` becomes a difference far beyond rounding in a
-    /// cancelling `1 + t`.
-    fn tanh_as_forward(self) -> Self;
 }
 
 /// The operations recorded so far, in order.
 #[doc(hidden)]
 #[derive(Debug)]
 pub struct Tape<B> {
-    entries: Vec<Entry<B>>,
-    /// Whether a recording holds the tape (see [`record`]).
+    pub(super) entries: Vec<Entry>,
+    /// The value of each entry.
+    pub(super) values: Vec<B>,
+    pub(super) constants: Vec<B>,
+    pub(super) guards: Vec<Guard>,
+    /// The evaluator read a recorded value other than by a decision it
+    /// guards (two cases that hold at once, compared): a replay could not
+    /// tell where it decides otherwise.
+    pub(super) unguarded: bool,
+    /// Whether a recording holds the tape (see [`Recording`]).
     busy: bool,
     /// More operations were recorded than indices allow: the recording is void.
     overflowed: bool,
@@ -70,14 +121,46 @@ impl<B> Tape<B> {
     const fn new() -> Self {
         Self {
             entries: Vec::new(),
+            values: Vec::new(),
+            constants: Vec::new(),
+            guards: Vec::new(),
+            unguarded: false,
             busy: false,
             overflowed: false,
         }
+    }
+
+    fn clear(&mut self) {
+        self.entries = Vec::new();
+        self.values = Vec::new();
+        self.constants = Vec::new();
+        self.guards = Vec::new();
+        self.unguarded = false;
+        self.overflowed = false;
+    }
+
+    fn full(&mut self) -> bool {
+        let full = self.entries.len() >= MAX_ENTRIES || self.constants.len() >= MAX_ENTRIES;
+        self.overflowed |= full;
+        full
+    }
+}
+
+impl<B: Copy> Tape<B> {
+    /// An operand for a recorded number: its entry, or a new constant.
+    fn operand(&mut self, x: Rev<B>) -> u32 {
+        if x.node != CONSTANT {
+            return x.node;
+        }
+        let k = self.constants.len() as u32;
+        self.constants.push(x.value);
+        k | CONSTANT_BIT
     }
 }
 
 thread_local! {
     static F64_TAPE: RefCell<Tape<f64>> = const { RefCell::new(Tape::new()) };
+    static F32_TAPE: RefCell<Tape<f32>> = const { RefCell::new(Tape::new()) };
     static DD_TAPE: RefCell<Tape<Dd>> = const { RefCell::new(Tape::new()) };
 }
 
@@ -85,25 +168,17 @@ impl TapeReal for f64 {
     fn with_tape<R>(f: impl FnOnce(&mut Tape<Self>) -> R) -> R {
         F64_TAPE.with(|t| f(&mut t.borrow_mut()))
     }
-    /// The bounded form [`Scalar::tanh`] gives num-dual's numbers.
-    fn tanh_as_forward(self) -> Self {
-        let (sign, a) = if self < 0.0 {
-            (-1.0, -self)
-        } else {
-            (1.0, self)
-        };
-        let m = (a * -2.0).exp_m1();
-        sign * (-m / (m + 2.0))
+}
+
+impl TapeReal for f32 {
+    fn with_tape<R>(f: impl FnOnce(&mut Tape<Self>) -> R) -> R {
+        F32_TAPE.with(|t| f(&mut t.borrow_mut()))
     }
 }
 
 impl TapeReal for Dd {
     fn with_tape<R>(f: impl FnOnce(&mut Tape<Self>) -> R) -> R {
         DD_TAPE.with(|t| f(&mut t.borrow_mut()))
-    }
-    /// Double-double duals take `Dd::tanh`.
-    fn tanh_as_forward(self) -> Self {
-        self.tanh()
     }
 }
 
@@ -115,102 +190,105 @@ impl<B: TapeReal> Rev<B> {
         }
     }
 
-    /// A new entry reading `parents` with the given partials; a constant
-    /// where it reads no recorded number.
-    fn push(value: B, parents: [(u32, B); 2]) -> Self {
-        let zero = B::of(0.0);
-        // A constant operand contributes nothing: keep the others first.
-        let mut kept = [(CONSTANT, zero); 2];
-        let mut n = 0;
-        for p in parents {
-            if p.0 != CONSTANT {
-                kept[n] = p;
-                n += 1;
-            }
-        }
-        if n == 0 {
+    /// A new entry; a constant where it reads no recorded number.
+    fn push(value: B, op: Op, a: Self, b: Self) -> Self {
+        if a.node == CONSTANT && b.node == CONSTANT {
             return Self::constant_of(value);
         }
         let node = B::with_tape(|tape| {
-            if tape.entries.len() >= MAX_ENTRIES {
-                tape.overflowed = true;
+            if tape.full() {
                 return CONSTANT;
             }
             let node = tape.entries.len() as u32;
-            tape.entries.push(Entry {
-                parents: [kept[0].0, kept[1].0],
-                partials: [kept[0].1, kept[1].1],
-            });
+            let a = tape.operand(a);
+            let b = if op.is_binary() { tape.operand(b) } else { a };
+            tape.entries.push(Entry { op, a, b });
+            tape.values.push(value);
             node
         });
         Self { value, node }
     }
 
-    /// f(self) with derivative `slope`: the chain rule.
-    fn unary(self, value: B, slope: B) -> Self {
-        Self::push(value, [(self.node, slope), (CONSTANT, B::of(0.0))])
+    /// f(self): one operand.
+    fn unary(self, value: B, op: Op) -> Self {
+        Self::push(value, op, self, self)
     }
 
     /// A leaf: an element the gradient is taken with respect to.
     fn leaf(value: B) -> Self {
-        let zero = B::of(0.0);
         let node = B::with_tape(|tape| {
-            if tape.entries.len() >= MAX_ENTRIES {
-                tape.overflowed = true;
+            if tape.full() {
                 return CONSTANT;
             }
             let node = tape.entries.len() as u32;
             tape.entries.push(Entry {
-                parents: [CONSTANT; 2],
-                partials: [zero; 2],
+                op: Op::Leaf,
+                a: 0,
+                b: 0,
             });
+            tape.values.push(value);
             node
         });
         Self { value, node }
+    }
+
+    /// Notes a decision on recorded values (none on constants alone).
+    fn guard(a: Self, b: Self, test: impl FnOnce(u32, u32) -> Test) {
+        if a.node == CONSTANT && b.node == CONSTANT {
+            return;
+        }
+        B::with_tape(|tape| {
+            if tape.full() {
+                return;
+            }
+            let after = tape.entries.len() as u32;
+            let (a, b) = (tape.operand(a), tape.operand(b));
+            tape.guards.push(Guard {
+                after,
+                test: test(a, b),
+            });
+        });
+    }
+}
+
+impl Op {
+    fn is_binary(self) -> bool {
+        matches!(self, Op::Add | Op::Sub | Op::Mul | Op::Div)
     }
 }
 
 impl<B: TapeReal> Add for Rev<B> {
     type Output = Self;
     fn add(self, b: Self) -> Self {
-        let one = B::of(1.0);
-        Self::push(self.value + b.value, [(self.node, one), (b.node, one)])
+        Self::push(self.value + b.value, Op::Add, self, b)
     }
 }
 
 impl<B: TapeReal> Sub for Rev<B> {
     type Output = Self;
     fn sub(self, b: Self) -> Self {
-        Self::push(
-            self.value - b.value,
-            [(self.node, B::of(1.0)), (b.node, B::of(-1.0))],
-        )
+        Self::push(self.value - b.value, Op::Sub, self, b)
     }
 }
 
 impl<B: TapeReal> Mul for Rev<B> {
     type Output = Self;
     fn mul(self, b: Self) -> Self {
-        Self::push(
-            self.value * b.value,
-            [(self.node, b.value), (b.node, self.value)],
-        )
+        Self::push(self.value * b.value, Op::Mul, self, b)
     }
 }
 
 impl<B: TapeReal> Div for Rev<B> {
     type Output = Self;
     fn div(self, b: Self) -> Self {
-        let q = self.value / b.value;
-        let r = B::of(1.0) / b.value;
-        Self::push(q, [(self.node, r), (b.node, -(q * r))])
+        Self::push(self.value / b.value, Op::Div, self, b)
     }
 }
 
 impl<B: TapeReal> Neg for Rev<B> {
     type Output = Self;
     fn neg(self) -> Self {
-        self.unary(-self.value, B::of(-1.0))
+        self.unary(-self.value, Op::Neg)
     }
 }
 
@@ -220,74 +298,133 @@ impl<B: TapeReal> AddAssign for Rev<B> {
     }
 }
 
+/// Each operation's value, as the plain scalar computes it: a recording
+/// and a replay give L bit for bit as plain evaluation does.
+pub(super) fn apply_op<B: Real>(op: Op, a: B, b: B) -> B {
+    match op {
+        Op::Leaf => a,
+        Op::Add => a + b,
+        Op::Sub => a - b,
+        Op::Mul => a * b,
+        Op::Div => a / b,
+        Op::Neg => -a,
+        Op::Exp => a.exp(),
+        Op::Ln => a.ln(),
+        Op::Ln1p => a.ln_1p(),
+        Op::Sqrt => a.sqrt(),
+        Op::Abs => {
+            // As num-dual and the forward duals: the positive branch at +0.
+            let v = a.value();
+            if v > 0.0 || (v == 0.0 && v.is_sign_positive()) {
+                a
+            } else {
+                -a
+            }
+        }
+        Op::Tanh => a.tanh(),
+        Op::Sin => a.sin_cos().0,
+        Op::Cos => a.sin_cos().1,
+        Op::Recip => B::of(1.0) / a,
+        Op::Powi(k) => a.powi(k),
+    }
+}
+
+/// The partial derivatives of an operation in its operands, from their
+/// values and its own.
+fn partials<B: Real>(op: Op, a: B, b: B, value: B) -> [B; 2] {
+    let zero = B::of(0.0);
+    let one = B::of(1.0);
+    match op {
+        Op::Leaf => [zero, zero],
+        Op::Add => [one, one],
+        Op::Sub => [one, -one],
+        Op::Mul => [b, a],
+        Op::Div => {
+            let r = one / b;
+            [r, -(value * r)]
+        }
+        Op::Neg => [-one, zero],
+        Op::Exp => [value, zero],
+        Op::Ln => [one / a, zero],
+        Op::Ln1p => [one / (one + a), zero],
+        Op::Sqrt => [one / (value + value), zero],
+        Op::Abs => {
+            let v = a.value();
+            let positive = v > 0.0 || (v == 0.0 && v.is_sign_positive());
+            [if positive { one } else { -one }, zero]
+        }
+        Op::Tanh => {
+            // 1 − t² loses every digit once t rounds to ±1; 4m/(1 + m)²
+            // with m = e^(−2|x|) keeps them.
+            let slope = if a.value().abs() > 0.5 {
+                let x = if a.value() < 0.0 { -a } else { a };
+                let m = (x * B::of(-2.0)).exp();
+                let d = one + m;
+                B::of(4.0) * m / (d * d)
+            } else {
+                one - value * value
+            };
+            [slope, zero]
+        }
+        Op::Sin => [a.sin_cos().1, zero],
+        Op::Cos => [-a.sin_cos().0, zero],
+        Op::Recip => [-(value * value), zero],
+        Op::Powi(k) => [a.powi(k - 1) * B::of(f64::from(k)), zero],
+    }
+}
+
 impl<B: TapeReal> Scalar for Rev<B> {
     fn constant(v: f64) -> Self {
         Self::constant_of(B::of(v))
     }
     fn real(&self) -> f64 {
+        if self.node != CONSTANT {
+            B::with_tape(|tape| tape.unguarded = true);
+        }
         self.value.value()
     }
+    fn order(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        let expected = self.value.value().partial_cmp(&other.value.value());
+        Self::guard(*self, *other, |a, b| Test::Order { a, b, expected });
+        expected
+    }
+    fn is_finite_value(&self) -> bool {
+        let expected = self.value.value().is_finite();
+        Self::guard(*self, *self, |a, _| Test::Finite { a, expected });
+        expected
+    }
     fn exp(self) -> Self {
-        let e = self.value.exp();
-        self.unary(e, e)
+        self.unary(self.value.exp(), Op::Exp)
     }
     fn ln(self) -> Self {
-        self.unary(self.value.ln(), B::of(1.0) / self.value)
+        self.unary(self.value.ln(), Op::Ln)
     }
     fn ln_1p(self) -> Self {
-        self.unary(self.value.ln_1p(), B::of(1.0) / (B::of(1.0) + self.value))
+        self.unary(self.value.ln_1p(), Op::Ln1p)
     }
     fn sqrt(self) -> Self {
-        let f = self.value.sqrt();
-        self.unary(f, B::of(1.0) / (f + f))
+        self.unary(self.value.sqrt(), Op::Sqrt)
     }
     fn abs(self) -> Self {
-        // As num-dual and the forward duals: the positive branch at +0.
-        let v = self.value.value();
-        if v > 0.0 || (v == 0.0 && v.is_sign_positive()) {
-            self
-        } else {
-            -self
-        }
+        self.unary(apply_op(Op::Abs, self.value, self.value), Op::Abs)
     }
     fn tanh(self) -> Self {
-        let t = self.value.tanh_as_forward();
-        // 1 − t² loses every digit once t rounds to ±1; 4m/(1 + m)² with
-        // m = e^(−2|x|) keeps them, as the forward duals' bounded form does.
-        let slope = if self.value.value().abs() > 0.5 {
-            let a = if self.value.value() < 0.0 {
-                -self.value
-            } else {
-                self.value
-            };
-            let m = (a * B::of(-2.0)).exp();
-            let d = B::of(1.0) + m;
-            B::of(4.0) * m / (d * d)
-        } else {
-            B::of(1.0) - t * t
-        };
-        self.unary(t, slope)
+        self.unary(self.value.tanh(), Op::Tanh)
     }
     fn sin(self) -> Self {
-        let (s, c) = self.value.sin_cos();
-        self.unary(s, c)
+        self.unary(self.value.sin_cos().0, Op::Sin)
     }
     fn cos(self) -> Self {
-        let (s, c) = self.value.sin_cos();
-        self.unary(c, -s)
+        self.unary(self.value.sin_cos().1, Op::Cos)
     }
     fn recip(self) -> Self {
-        let r = B::of(1.0) / self.value;
-        self.unary(r, -(r * r))
+        self.unary(B::of(1.0) / self.value, Op::Recip)
     }
     fn powi(self, k: i32) -> Self {
         if k == 0 {
             return Self::constant_of(B::of(1.0));
         }
-        self.unary(
-            self.value.powi(k),
-            self.value.powi(k - 1) * B::of(f64::from(k)),
-        )
+        self.unary(self.value.powi(k), Op::Powi(k))
     }
 }
 
@@ -316,13 +453,22 @@ impl<B: TapeReal> Recording<B> {
         B::with_tape(|tape| {
             if tape.busy {
                 return Err(Box::new(EvalError::Internal {
-                    what: "a reverse-mode recording was started inside another".to_string(),
+                    what: "a recording of L was started inside another".to_string(),
                 }));
             }
+            tape.clear();
             tape.busy = true;
-            tape.overflowed = false;
-            tape.entries.clear();
             Ok(Self(std::marker::PhantomData))
+        })
+    }
+
+    /// The tape as recorded, leaving the thread's empty.
+    fn take(&self) -> Tape<B> {
+        B::with_tape(|tape| {
+            let mut taken = Tape::new();
+            std::mem::swap(&mut taken, tape);
+            tape.busy = true;
+            taken
         })
     }
 }
@@ -330,19 +476,57 @@ impl<B: TapeReal> Recording<B> {
 impl<B: TapeReal> Drop for Recording<B> {
     fn drop(&mut self) {
         B::with_tape(|tape| {
+            tape.clear();
             tape.busy = false;
-            tape.entries = Vec::new();
         });
     }
 }
 
-/// dL/dT for every tensor T by one recorded evaluation of L in `B` and one
-/// backward sweep, with each element's path magnitude (see
-/// [`ReverseGradient::magnitude`]). The values are taken as exact in `B`.
-pub fn reverse_gradient<B: TapeReal>(
+/// One evaluation of L, recorded: every operation on the elements of the
+/// inputs and params, with its value, and every decision taken on them.
+#[derive(Debug)]
+pub struct Recorded<B> {
+    pub(super) tape: Tape<B>,
+    /// The leaf entry of each element, per tensor (`None` for data).
+    pub(super) leaves: Vec<Option<ArrayD<u32>>>,
+    /// L: an entry, or a constant (`CONSTANT_BIT`).
+    pub(super) output: u32,
+    pub(super) loss: B,
+    /// Kinks the recording met: where there are any, the straight-line
+    /// tape holds one branch of several.
+    pub kinks: KinkCount,
+}
+
+impl<B: Copy> Recorded<B> {
+    /// The value of an operand.
+    pub(super) fn value(&self, x: u32) -> B {
+        if x & CONSTANT_BIT != 0 {
+            self.tape.constants[(x & !CONSTANT_BIT) as usize]
+        } else {
+            self.tape.values[x as usize]
+        }
+    }
+
+    /// Operations recorded: the cost of a sweep or a replay.
+    pub fn len(&self) -> usize {
+        self.tape.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tape.entries.is_empty()
+    }
+
+    /// L as the recording computed it: bit for bit plain evaluation's.
+    pub fn loss(&self) -> B {
+        self.loss
+    }
+}
+
+/// Records one evaluation of L in `B` at `values` (taken as exact in `B`).
+pub fn record<B: TapeReal>(
     instance: &Instance<'_>,
     values: &[ArrayD<B>],
-) -> Result<ReverseGradient<B>, Box<EvalError>> {
+) -> Result<Recorded<B>, Box<EvalError>> {
     let recording = Recording::<B>::start()?;
     let tensors = &instance.program.tensors;
     let lifted: Vec<ArrayD<Rev<B>>> = values
@@ -361,57 +545,97 @@ pub fn reverse_gradient<B: TapeReal>(
         let loss = evaluation.loss()?;
         (loss, evaluation.kinks())
     };
-    let tape = B::with_tape(|tape| {
-        if tape.overflowed {
-            return Err(Box::new(EvalError::Internal {
-                what: format!(
-                    "the reverse-mode tape of L needs more than {MAX_ENTRIES} operations"
-                ),
-            }));
-        }
-        Ok(std::mem::take(&mut tape.entries))
-    })?;
+    let mut tape = recording.take();
+    if tape.overflowed {
+        return Err(Box::new(EvalError::Internal {
+            what: format!("the recording of L needs more than {MAX_ENTRIES} operations"),
+        }));
+    }
+    let output = tape.operand(loss);
     drop(recording);
-    instance.check_clock()?;
-    let zero = B::of(0.0);
-    // Adjoints first, then (in the same buffer) the path magnitudes.
-    let mut adjoint = vec![zero; tape.len()];
-    if let Some(a) = adjoint.get_mut(loss.node as usize) {
-        *a = B::of(1.0);
-    }
-    sweep(&tape, &mut adjoint, |a, partial| a * partial);
-    let gradient = read_leaves(&lifted, &adjoint, zero);
-    adjoint.iter_mut().for_each(|a| *a = zero);
-    if let Some(a) = adjoint.get_mut(loss.node as usize) {
-        *a = B::of(1.0);
-    }
-    sweep(&tape, &mut adjoint, |a, partial| {
-        B::of((a * partial).value().abs())
-    });
-    let magnitude = read_leaves(&lifted, &adjoint, zero)
-        .into_iter()
-        .map(|g| g.map(|g| g.mapv(Real::value)))
+    let leaves = lifted
+        .iter()
+        .map(|t| {
+            let any = t.iter().any(|x| x.node != CONSTANT);
+            any.then(|| t.mapv(|x| x.node))
+        })
         .collect();
-    Ok(ReverseGradient {
-        gradient,
-        magnitude,
+    Ok(Recorded {
+        tape,
+        leaves,
+        output,
+        loss: loss.value,
         kinks,
-        entries: tape.len(),
     })
 }
 
+/// dL/dT for every tensor T by one recorded evaluation of L in `B` and one
+/// backward sweep, with each element's path magnitude (see
+/// [`ReverseGradient::magnitude`]). The values are taken as exact in `B`.
+pub fn reverse_gradient<B: TapeReal>(
+    instance: &Instance<'_>,
+    values: &[ArrayD<B>],
+) -> Result<ReverseGradient<B>, Box<EvalError>> {
+    let recorded = record(instance, values)?;
+    instance.check_clock()?;
+    Ok(gradient_of(&recorded))
+}
+
+/// The gradient of a recording, by its backward sweep.
+pub fn gradient_of<B: TapeReal>(recorded: &Recorded<B>) -> ReverseGradient<B> {
+    let zero = B::of(0.0);
+    // Adjoints first, then (in the same buffer) the path magnitudes.
+    let mut adjoint = vec![zero; recorded.len()];
+    let start = |adjoint: &mut Vec<B>| {
+        if let Some(a) = adjoint.get_mut(recorded.output as usize) {
+            *a = B::of(1.0);
+        }
+    };
+    start(&mut adjoint);
+    sweep(recorded, &mut adjoint, |a, partial| a * partial);
+    let gradient = read_leaves(&recorded.leaves, &adjoint, zero);
+    adjoint.iter_mut().for_each(|a| *a = zero);
+    start(&mut adjoint);
+    sweep(recorded, &mut adjoint, |a, partial| {
+        B::of((a * partial).value().abs())
+    });
+    let magnitude = read_leaves(&recorded.leaves, &adjoint, zero)
+        .into_iter()
+        .map(|g| g.map(|g| g.mapv(Real::value)))
+        .collect();
+    ReverseGradient {
+        gradient,
+        magnitude,
+        kinks: recorded.kinks,
+        entries: recorded.len(),
+    }
+}
+
 /// The backward sweep: each entry's adjoint, combined with each partial by
-/// `term`, added to its parents'. Entries with a zero adjoint are passed
+/// `term`, added to its operands'. Entries with a zero adjoint are passed
 /// over, so an infinite partial that L does not reach gives no `inf · 0`.
-fn sweep<B: Real>(tape: &[Entry<B>], adjoint: &mut [B], term: impl Fn(B, B) -> B) {
-    for n in (0..tape.len()).rev() {
+fn sweep<B: Real>(recorded: &Recorded<B>, adjoint: &mut [B], term: impl Fn(B, B) -> B) {
+    let entries = &recorded.tape.entries;
+    for n in (0..entries.len()).rev() {
         let a = adjoint[n];
         if a.value() == 0.0 {
             continue;
         }
-        let entry = &tape[n];
-        for (&p, &partial) in entry.parents.iter().zip(&entry.partials) {
-            if let Some(slot) = adjoint.get_mut(p as usize) {
+        let e = entries[n];
+        if e.op == Op::Leaf {
+            continue;
+        }
+        let d = partials(
+            e.op,
+            recorded.value(e.a),
+            recorded.value(e.b),
+            recorded.tape.values[n],
+        );
+        let operands = if e.op.is_binary() { 2 } else { 1 };
+        for (&x, &partial) in [e.a, e.b].iter().zip(&d).take(operands) {
+            if x & CONSTANT_BIT == 0
+                && let Some(slot) = adjoint.get_mut(x as usize)
+            {
                 *slot = *slot + term(a, partial);
             }
         }
@@ -420,15 +644,15 @@ fn sweep<B: Real>(tape: &[Entry<B>], adjoint: &mut [B], term: impl Fn(B, B) -> B
 
 /// The adjoints of the leaves, laid out as the tensors are.
 fn read_leaves<B: Real>(
-    lifted: &[ArrayD<Rev<B>>],
+    leaves: &[Option<ArrayD<u32>>],
     adjoint: &[B],
     zero: B,
 ) -> Vec<Option<ArrayD<B>>> {
-    lifted
+    leaves
         .iter()
         .map(|t| {
-            let leaves = t.iter().any(|x| x.node != CONSTANT);
-            leaves.then(|| t.mapv(|x| adjoint.get(x.node as usize).copied().unwrap_or(zero)))
+            t.as_ref()
+                .map(|t| t.mapv(|x| adjoint.get(x as usize).copied().unwrap_or(zero)))
         })
         .collect()
 }
@@ -443,11 +667,17 @@ mod tests {
         let recording = Recording::<f64>::start().unwrap();
         let leaves: Vec<Rev<f64>> = xs.iter().map(|&x| Rev::leaf(x)).collect();
         let y = f(&leaves);
-        let tape = f64::with_tape(|t| std::mem::take(&mut t.entries));
+        let recorded = Recorded {
+            tape: recording.take(),
+            leaves: vec![],
+            output: y.node,
+            loss: y.value,
+            kinks: KinkCount::default(),
+        };
         drop(recording);
-        let mut adjoint = vec![0.0; tape.len()];
+        let mut adjoint = vec![0.0; recorded.len()];
         adjoint[y.node as usize] = 1.0;
-        sweep(&tape, &mut adjoint, |a, p| a * p);
+        sweep(&recorded, &mut adjoint, |a, p| a * p);
         (
             y.value,
             leaves.iter().map(|l| adjoint[l.node as usize]).collect(),

@@ -1,0 +1,149 @@
+//! Replays of a recorded evaluation of L stand in for the evaluator wherever
+//! a check evaluates L at many points (Taylor ladders, finite differences).
+//! They must give the evaluator's L bit for bit, in f64 and in f32, or
+//! decline the point; never another value. Held here on every bundled spec
+//! and corpus file, at points near and far from the recorded values.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+
+use dlverify::analysis::{analyze, size_sweep};
+use dlverify::eval::replay::Replay;
+use dlverify::eval::{Instance, draw_values, record};
+use dlverify::source::Source;
+use ndarray::ArrayD;
+
+fn specs_in(dir: &Path) -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "dl"))
+        .collect();
+    paths.sort();
+    paths
+}
+
+/// Points along a pseudo-random direction at steps from 1e-12 to 3.
+fn points_near(values: &[ArrayD<f64>], differentiable: &[bool]) -> Vec<Vec<ArrayD<f64>>> {
+    [0.0, 1e-12, 1e-7, 1e-3, 0.1, 1.0, 3.0, -0.5]
+        .iter()
+        .enumerate()
+        .map(|(s, &step)| {
+            values
+                .iter()
+                .enumerate()
+                .map(|(k, v)| {
+                    if !differentiable[k] {
+                        return v.clone();
+                    }
+                    let mut i = 0usize;
+                    v.mapv(|x| {
+                        i += 1;
+                        x + step * ((i * 7 + s * 3 + k) as f64).sin()
+                    })
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn replays_give_the_evaluators_loss_or_decline() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let files: Vec<PathBuf> = specs_in(&root.join("specs"))
+        .into_iter()
+        .chain(specs_in(&root.join("tests/corpus")))
+        .collect();
+    let (mut replayed, mut declined, mut files_replayed) = (0usize, 0usize, 0usize);
+    let mut wrong = vec![];
+    for path in &files {
+        let text = std::fs::read_to_string(path).unwrap();
+        let source = Source::new(path.display().to_string(), &text);
+        let Ok(spec) = dlverify::syntax::parse(&source) else {
+            continue;
+        };
+        let Ok(program) = analyze(&spec) else {
+            continue;
+        };
+        if program.output.is_none() {
+            continue;
+        }
+        let differentiable: Vec<bool> = program
+            .tensors
+            .iter()
+            .map(|t| t.is_differentiable())
+            .collect();
+        for sizes in size_sweep(&program, &[]).unwrap() {
+            let instance = Instance::new(&program, &source, sizes.clone(), 1 << 22).unwrap();
+            let values = draw_values(&instance, 5).unwrap();
+            if instance.evaluation(&values).loss().is_err() {
+                continue;
+            }
+            let points = points_near(&values, &differentiable);
+            let refs: Vec<&[ArrayD<f64>]> = points.iter().map(Vec::as_slice).collect();
+            // f64.
+            let Some(replay) = Replay::compile(record::<f64>(&instance, &values).unwrap()) else {
+                continue;
+            };
+            files_replayed += 1;
+            for (p, l) in points.iter().zip(replay.losses(&refs)) {
+                let Some(l) = l else {
+                    declined += 1;
+                    continue;
+                };
+                replayed += 1;
+                match instance.evaluation(p).loss() {
+                    Ok(e) if e.to_bits() == l.to_bits() => {}
+                    other => wrong.push(format!(
+                        "{} at {sizes} (f64): replay {l:e}, evaluator {other:?}",
+                        path.display()
+                    )),
+                }
+            }
+            // f32, recorded at the values rounded to f32.
+            let single: Vec<ArrayD<f32>> = values.iter().map(|a| a.mapv(|x| x as f32)).collect();
+            let Ok(recorded) = record::<f32>(&instance, &single) else {
+                continue;
+            };
+            let Some(replay) = Replay::compile(recorded) else {
+                continue;
+            };
+            let points32: Vec<Vec<ArrayD<f64>>> = points
+                .iter()
+                .map(|p| p.iter().map(|a| a.mapv(|x| f64::from(x as f32))).collect())
+                .collect();
+            let refs32: Vec<&[ArrayD<f64>]> = points32.iter().map(Vec::as_slice).collect();
+            for (p, l) in points32.iter().zip(replay.losses(&refs32)) {
+                let Some(l) = l else {
+                    declined += 1;
+                    continue;
+                };
+                replayed += 1;
+                let p32: Vec<ArrayD<f32>> = p.iter().map(|a| a.mapv(|x| x as f32)).collect();
+                match instance.evaluation(&p32).loss() {
+                    Ok(e) if e.to_bits() == l.to_bits() => {}
+                    other => wrong.push(format!(
+                        "{} at {sizes} (f32): replay {l:e}, evaluator {other:?}",
+                        path.display()
+                    )),
+                }
+            }
+        }
+    }
+    eprintln!("{files_replayed} recordings, {replayed} points replayed, {declined} declined");
+    assert!(
+        wrong.is_empty(),
+        "{} wrong:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+    assert!(
+        files_replayed > 300,
+        "only {files_replayed} recordings replayed"
+    );
+    assert!(
+        replayed > 5 * declined,
+        "{replayed} replayed, {declined} declined"
+    );
+    assert!(declined > 0, "no point changed a branch");
+}
