@@ -22,7 +22,7 @@ pub use autodiff::{
 
 pub use error::EvalError;
 pub use grid::Grid;
-pub use reverse::{Recorded, ReverseGradient, gradient_of, record, reverse_gradient};
+pub use reverse::{Recorded, ReverseGradient, TapeReal, gradient_of, record, reverse_gradient};
 pub use scalar::Scalar;
 pub use values::{draw_values, stream_seed};
 

@@ -208,19 +208,6 @@ impl<B: TapeReal> Replay<B> {
     /// differentiable ones may differ from the recorded values), or `None`
     /// where the point takes a decision the recording did not.
     pub fn losses(&self, points: &[&[ArrayD<f64>]]) -> Vec<Option<B>> {
-        points
-            .chunks(LANES)
-            .flat_map(|chunk| self.run(chunk))
-            .collect()
-    }
-
-    /// Up to [`LANES`] points in one run.
-    fn run(&self, points: &[&[ArrayD<f64>]]) -> Vec<Option<B>> {
-        let zero = B::of(0.0);
-        let lanes = points.len().min(LANES);
-        let mut regs = vec![[zero; LANES]; self.registers];
-        let mut valid = [false; LANES];
-        valid[..lanes].fill(true);
         let slices: Vec<Vec<&[f64]>> = points
             .iter()
             .map(|p| {
@@ -229,10 +216,37 @@ impl<B: TapeReal> Replay<B> {
                     .collect()
             })
             .collect();
+        let mut out = Vec::with_capacity(points.len());
+        for start in (0..points.len()).step_by(LANES) {
+            let lanes = (points.len() - start).min(LANES);
+            out.extend(self.run_with(lanes, |l, k, p| {
+                slices
+                    .get(start + l)
+                    .and_then(|s| s.get(k))
+                    .and_then(|t| t.get(p))
+                    .copied()
+                    .unwrap_or(f64::NAN)
+            }));
+        }
+        out
+    }
+
+    /// L at up to [`LANES`] points in one run, `input(lane, tensor,
+    /// offset)` giving each input element's value (rounded to `B` here).
+    pub fn run_with(
+        &self,
+        lanes: usize,
+        input: impl Fn(usize, usize, usize) -> f64,
+    ) -> Vec<Option<B>> {
+        let zero = B::of(0.0);
+        let lanes = lanes.min(LANES);
+        let mut regs = vec![[zero; LANES]; self.registers];
+        let mut valid = [false; LANES];
+        valid[..lanes].fill(true);
         for &(r, k, p) in &self.inputs {
             if let Some(reg) = regs.get_mut(r as usize) {
-                for (l, s) in slices.iter().enumerate().take(lanes) {
-                    reg[l] = B::of(s.get(k).and_then(|t| t.get(p)).copied().unwrap_or(f64::NAN));
+                for (l, slot) in reg.iter_mut().enumerate().take(lanes) {
+                    *slot = B::of(input(l, k, p));
                 }
             }
         }

@@ -12,7 +12,8 @@ use super::derivation::{Derivation, derive};
 use super::grad::{TensorProbe, probe_tensor};
 use super::kinks::{KinkGradients, ValidRange, one_sided_partials};
 use crate::analysis::program::{Program, TensorId};
-use crate::eval::{EvalError, Evaluation, Instance, KinkCount};
+use crate::eval::replay::{LANES, Replay};
+use crate::eval::{EvalError, Evaluation, Instance, KinkCount, Scalar, TapeReal, record};
 use crate::source::Source;
 
 /// dL/dT per tensor (`None` for data) and how it was derived, or why it
@@ -26,6 +27,8 @@ pub struct SizeContext<'a> {
     pub instance: &'a Instance<'a>,
     /// Values of every tensor, indexed by [`TensorId`].
     pub values: &'a [ArrayD<f64>],
+    /// The same, row-major: what points built element by element read.
+    flat: Vec<&'a [f64]>,
     /// All definitions evaluated in f64, claim-only ones included.
     pub evaluation: &'a Evaluation<'a, f64>,
     /// L at the drawn values, where the spec has a layer or a loss.
@@ -42,6 +45,9 @@ pub struct SizeContext<'a> {
     /// Valid ranges per (tensor, element), where asked for.
     valid_ranges: RefCell<std::collections::HashMap<(usize, usize), Option<ValidRange>>>,
     probes: RefCell<Vec<Option<Rc<TensorProbe>>>>,
+    /// L recorded at the drawn values, compiled for replaying, per precision.
+    replay64: OnceCell<Option<Replay<f64>>>,
+    replay32: OnceCell<Option<Replay<f32>>>,
     /// Ladders of the Taylor claims, shared by those with the same J.
     pub(super) taylor_memo: RefCell<Vec<super::taylor::Memo>>,
 }
@@ -65,6 +71,10 @@ impl<'a> SizeContext<'a> {
             options,
             instance,
             values,
+            flat: values
+                .iter()
+                .map(|a| a.as_slice_memory_order().unwrap_or(&[]))
+                .collect(),
             evaluation,
             loss,
             loss_magnitude,
@@ -74,6 +84,8 @@ impl<'a> SizeContext<'a> {
             kink_gradients: OnceCell::new(),
             valid_ranges: RefCell::new(std::collections::HashMap::new()),
             probes: RefCell::new(vec![None; program.tensors.len()]),
+            replay64: OnceCell::new(),
+            replay32: OnceCell::new(),
             taylor_memo: RefCell::new(vec![]),
         }
     }
@@ -145,8 +157,89 @@ impl<'a> SizeContext<'a> {
         probe
     }
 
+    /// The drawn value of element `p` (row-major) of tensor `k`.
+    pub fn value_at(&self, k: usize, p: usize) -> f64 {
+        self.flat
+            .get(k)
+            .and_then(|s| s.get(p))
+            .copied()
+            .unwrap_or(f64::NAN)
+    }
+
+    /// L at `count` points, `input(point, tensor, offset)` giving every
+    /// element's value (in f64, holding a value of `T`): by replaying the
+    /// recorded evaluation, [`LANES`] points a run, wherever a point takes
+    /// the recording's decisions, and by the evaluator elsewhere. Either
+    /// way the value is the evaluator's in `T`, bit for bit, or its error.
+    pub fn losses<T: Replayable>(
+        &self,
+        count: usize,
+        input: &dyn Fn(usize, usize, usize) -> f64,
+    ) -> Vec<Result<f64, Box<EvalError>>> {
+        let mut out = Vec::with_capacity(count);
+        for start in (0..count).step_by(LANES) {
+            let lanes = (count - start).min(LANES);
+            let replayed = match T::replay(self) {
+                Some(r) => r.run_with(lanes, |l, k, p| input(start + l, k, p)),
+                None => vec![None; lanes],
+            };
+            for (l, r) in replayed.into_iter().enumerate() {
+                out.push(match r {
+                    Some(v) => Ok(v.value()),
+                    None => {
+                        let point: Vec<ArrayD<T>> = self
+                            .values
+                            .iter()
+                            .enumerate()
+                            .map(|(k, a)| {
+                                let mut p = 0;
+                                a.mapv(|_| {
+                                    p += 1;
+                                    T::constant(input(start + l, k, p - 1))
+                                })
+                            })
+                            .collect();
+                        self.instance.evaluation(&point).loss().map(|v| v.real())
+                    }
+                });
+            }
+        }
+        out
+    }
+
     /// The spec's text, for attaching to diagnostics.
     pub fn named_source(&self) -> miette::NamedSource<String> {
         self.source.named()
+    }
+}
+
+/// A precision L can be replayed in: f64 and f32.
+pub trait Replayable: Scalar + TapeReal {
+    /// The recording at the drawn values (rounded to this precision),
+    /// made on first use; `None` where it cannot be replayed.
+    fn replay<'c>(cx: &'c SizeContext<'_>) -> Option<&'c Replay<Self>>;
+}
+
+/// Records L at `values` in `T` and compiles it; `None` where L fails
+/// there or the recording cannot be replayed.
+fn compiled<T: TapeReal + Scalar>(cx: &SizeContext<'_>, values: &[ArrayD<T>]) -> Option<Replay<T>> {
+    record(cx.instance, values).ok().and_then(Replay::compile)
+}
+
+impl Replayable for f64 {
+    fn replay<'c>(cx: &'c SizeContext<'_>) -> Option<&'c Replay<Self>> {
+        cx.replay64.get_or_init(|| compiled(cx, cx.values)).as_ref()
+    }
+}
+
+impl Replayable for f32 {
+    fn replay<'c>(cx: &'c SizeContext<'_>) -> Option<&'c Replay<Self>> {
+        cx.replay32
+            .get_or_init(|| {
+                let single: Vec<ArrayD<f32>> =
+                    cx.values.iter().map(|a| a.mapv(f32::constant)).collect();
+                compiled(cx, &single)
+            })
+            .as_ref()
     }
 }

@@ -785,26 +785,55 @@ struct Direction {
     guard_passed: bool,
 }
 
-/// Central differences of L: d1 with step h and d2 with 2h, whose gap
+/// Central differences of L for several displacements at once: request
+/// `r` moves the values by `t` as `at(r, t, tensor, offset)` says, with
+/// step `h = step(r)`; d1 takes steps ±h and d2 ±2h, and their gap
 /// estimates d1's truncation error (error ∝ h², so d2 − d1 ≈ 3·error).
 ///
-/// `at(t)` gives L at the displaced point in f64 and f32. The rounding of
-/// L in f64 is not known in advance (it follows the magnitudes of every
-/// intermediate term, not of L), so it is measured: rounding scales with
-/// the unit roundoff, and |L₃₂ − L₆₄|·(ε₆₄/ε₃₂) estimates L's error in f64.
+/// L is evaluated in f64 and f32 at each displaced point, all of them
+/// [`SizeContext::losses`] at a time. The rounding of L in f64 is not known
+/// in advance (it follows the magnitudes of every intermediate term, not of
+/// L), so it is measured: rounding scales with the unit roundoff, and
+/// |L₃₂ − L₆₄|·(ε₆₄/ε₃₂) estimates L's error in f64. A request where L is
+/// undefined at one of its points gives the first such error, in the order
+/// +h, −h, +2h, −2h.
 fn central_differences(
-    mut at: impl FnMut(f64) -> Result<(f64, f64), String>,
-    h: f64,
-) -> Result<Differences, String> {
-    let mut noise: f64 = 0.0;
-    let mut l = |t: f64| {
-        let (l64, l32) = at(t)?;
-        noise = noise.max((l32 - l64).abs() * (f64::EPSILON / f64::from(f32::EPSILON)));
-        Ok::<f64, String>(l64)
+    cx: &SizeContext<'_>,
+    requests: usize,
+    step: &dyn Fn(usize) -> f64,
+    at: &dyn Fn(usize, f64, usize, usize) -> f64,
+) -> Vec<Result<Differences, String>> {
+    let displacements = |r: usize| {
+        let h = step(r);
+        [h, -h, 2.0 * h, -2.0 * h]
     };
-    let d1 = (l(h)? - l(-h)?) / (2.0 * h);
-    let d2 = (l(2.0 * h)? - l(-2.0 * h)?) / (4.0 * h);
-    Ok(Differences { d1, d2, noise })
+    let input =
+        |point: usize, k: usize, p: usize| at(point / 4, displacements(point / 4)[point % 4], k, p);
+    let l64 = cx.losses::<f64>(4 * requests, &input);
+    // Single precision may overflow where double does not: then the noise
+    // is unmeasured and the ε·|terms| estimate stands alone.
+    let l32 = cx.losses::<f32>(4 * requests, &input);
+    (0..requests)
+        .map(|r| {
+            let mut noise: f64 = 0.0;
+            let mut l = [0.0; 4];
+            for (j, slot) in l.iter_mut().enumerate() {
+                let l64 = l64[4 * r + j].as_ref().map_err(|e| e.to_string())?;
+                let l32 = match &l32[4 * r + j] {
+                    Ok(v) if v.is_finite() => *v,
+                    _ => *l64,
+                };
+                noise = noise.max((l32 - l64).abs() * (f64::EPSILON / f64::from(f32::EPSILON)));
+                *slot = *l64;
+            }
+            let h = step(r);
+            Ok(Differences {
+                d1: (l[0] - l[1]) / (2.0 * h),
+                d2: (l[2] - l[3]) / (4.0 * h),
+                noise,
+            })
+        })
+        .collect()
 }
 
 /// Central differences of L with steps h and 2h, and the rounding of L.
@@ -825,24 +854,6 @@ fn fd_tolerance(d: &Differences, h: f64, cx: &SizeContext<'_>) -> f64 {
     FD_SAFETY * ((d.d2 - d.d1).abs() / 3.0 + rounding / h)
 }
 
-/// L at the tensor values in f64 and in f32, or why it is undefined there.
-fn loss_in_both(cx: &SizeContext<'_>, values: &[ArrayD<f64>]) -> Result<(f64, f64), String> {
-    let l64 = cx
-        .instance
-        .evaluation(values)
-        .loss()
-        .map_err(|e| e.to_string())?;
-    #[allow(clippy::cast_possible_truncation)]
-    let single: Vec<ArrayD<f32>> = values.iter().map(|a| a.mapv(|x| x as f32)).collect();
-    // Single precision may overflow where double does not: then the noise
-    // is unmeasured and the ε·|terms| estimate stands alone.
-    let l32 = match cx.instance.evaluation(&single).loss() {
-        Ok(v) if v.is_finite() => f64::from(v),
-        _ => l64,
-    };
-    Ok((l64, l32))
-}
-
 pub fn probe_tensor(target: TensorId, cx: &SizeContext<'_>) -> TensorProbe {
     let mut guard = CheckTally::default();
     let Some(Some(derived)) = cx.derived().ok().and_then(|d| d.get(target.0)) else {
@@ -853,38 +864,81 @@ pub fn probe_tensor(target: TensorId, cx: &SizeContext<'_>) -> TensorProbe {
     };
     let derived = derived.as_slice_memory_order().unwrap_or(&[]);
     let w: Vec<f64> = cx.values[target.0].iter().copied().collect();
-    let mut values = cx.values.to_vec();
-    for k in spread_sample(derived.len(), cx.options.fd_elements) {
-        let (Some(&w0), Some(&ad)) = (w.get(k), derived.get(k)) else {
-            continue;
+    /// One element's walk down its ladder of steps.
+    struct Walk {
+        k: usize,
+        w0: f64,
+        ad: f64,
+        steps: Vec<f64>,
+        next: usize,
+        best: Option<(f64, f64, f64)>,
+        undefined: Option<(String, f64)>,
+        done: bool,
+    }
+    let mut walks: Vec<Walk> = spread_sample(derived.len(), cx.options.fd_elements)
+        .into_iter()
+        .filter_map(|k| {
+            let (&w0, &ad) = (w.get(k)?, derived.get(k)?);
+            Some(Walk {
+                k,
+                w0,
+                ad,
+                steps: fd_steps(w0.abs(), w0.abs()),
+                next: 0,
+                best: None,
+                undefined: None,
+                done: false,
+            })
+        })
+        .collect();
+    // Every element still walking takes its next step at once: the
+    // differences of a round are evaluated together.
+    loop {
+        let active: Vec<usize> = (0..walks.len())
+            .filter(|&i| !walks[i].done && walks[i].next < walks[i].steps.len())
+            .collect();
+        if active.is_empty() {
+            break;
+        }
+        let step = |r: usize| walks[active[r]].steps[walks[active[r]].next];
+        let at = |r: usize, t: f64, k: usize, p: usize| {
+            let walk = &walks[active[r]];
+            if k == target.0 && p == walk.k {
+                walk.w0 + t
+            } else {
+                cx.value_at(k, p)
+            }
         };
-        let mut best: Option<(f64, f64, f64)> = None;
-        let mut undefined: Option<(String, f64)> = None;
-        for h in fd_steps(w0.abs(), w0.abs()) {
-            let estimate = central_differences(
-                |t| {
-                    set_element(&mut values, target, k, w0 + t);
-                    loss_in_both(cx, &values)
-                },
-                h,
-            );
-            set_element(&mut values, target, k, w0);
+        let estimates = central_differences(cx, active.len(), &step, &at);
+        for (&i, estimate) in active.iter().zip(estimates) {
+            let walk = &mut walks[i];
+            let h = walk.steps[walk.next];
+            walk.next += 1;
             match estimate {
                 Ok(d) => {
-                    let (error, tolerance) = element_guard(cx, target, k, ad, &d, h);
+                    let (error, tolerance) = element_guard(cx, target, walk.k, walk.ad, &d, h);
                     let ratio = error / tolerance;
-                    if best.is_none_or(|(e, t, _)| ratio < e / t) {
-                        best = Some((error, tolerance, d.d1));
+                    if walk.best.is_none_or(|(e, t, _)| ratio < e / t) {
+                        walk.best = Some((error, tolerance, d.d1));
                     }
                     if error <= tolerance {
-                        break;
+                        walk.done = true;
                     }
                 }
                 Err(why) => {
-                    undefined.get_or_insert((why, h));
+                    walk.undefined.get_or_insert((why, h));
                 }
             }
         }
+    }
+    for walk in walks {
+        let Walk {
+            k,
+            ad,
+            best,
+            undefined,
+            ..
+        } = walk;
         let name = &cx.program.tensors[target.0].name;
         let index = cx.instance.tensor_grid(target).point(k);
         let block: Vec<(i64, i64)> = index.iter().map(|&i| (i, i)).collect();
@@ -927,18 +981,14 @@ pub fn probe_tensor(target: TensorId, cx: &SizeContext<'_>) -> TensorProbe {
     let exact = directional_derivative(cx.instance, cx.values, &direction);
     let mut chosen: Option<(Direction, Option<(f64, f64)>)> = None;
     for h in fd_steps(largest, smallest) {
-        let estimate = central_differences(
-            |t| {
-                if let Some(s) = values[target.0].as_slice_memory_order_mut() {
-                    for ((x, &w0), &uk) in s.iter_mut().zip(&w).zip(&u) {
-                        *x = w0 + t * uk;
-                    }
-                }
-                loss_in_both(cx, &values)
-            },
-            h,
-        );
-        let Ok(differences) = estimate else {
+        let along = |_: usize, t: f64, k: usize, p: usize| {
+            if k == target.0 {
+                w.get(p).copied().unwrap_or(f64::NAN) + t * u.get(p).copied().unwrap_or(0.0)
+            } else {
+                cx.value_at(k, p)
+            }
+        };
+        let Some(Ok(differences)) = central_differences(cx, 1, &|_| h, &along).pop() else {
             continue;
         };
         let tolerance = fd_tolerance(&differences, h, cx);
@@ -1138,15 +1188,6 @@ fn tally_check(name: &'static str, tally: &CheckTally, what: &str) -> CrossCheck
         compared: tally.compared,
         worst_ratio: tally.worst_ratio,
         detail,
-    }
-}
-
-fn set_element(values: &mut [ArrayD<f64>], t: TensorId, k: usize, x: f64) {
-    if let Some(slot) = values
-        .get_mut(t.0)
-        .and_then(|a| a.as_slice_memory_order_mut()?.get_mut(k))
-    {
-        *slot = x;
     }
 }
 

@@ -62,7 +62,7 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 
 use super::ClaimCheck;
-use super::context::SizeContext;
+use super::context::{Replayable, SizeContext};
 use super::grad::unit_direction;
 use super::outcome::*;
 use crate::analysis::Sizes;
@@ -733,48 +733,92 @@ struct Ladders {
 
 /// Walks the ladder along `u` in precision `T`. A rung where L cannot be
 /// evaluated (a domain error at a large step) is `None`; running out of
-/// time stops the walk.
-fn measure<T: Scalar>(
+/// time stops the walk. L is evaluated [`LANES`](crate::eval::replay::LANES)
+/// points at a time ([`SizeContext::losses`]).
+fn measure<T: Replayable>(
     cx: &SizeContext<'_>,
     jacobian: &Jacobian,
     u: &[f64],
 ) -> Result<Ladders, Box<EvalError>> {
     let base: Vec<ArrayD<T>> = cx.values.iter().map(|a| a.mapv(T::constant)).collect();
-    let loss = |values: &[ArrayD<T>]| cx.instance.evaluation(values).loss().map(|l| l.real());
-    let l0 = loss(&base)?;
+    let l0 = cx.instance.evaluation(&base).loss()?.real();
     let mut plus = base.clone();
     let mut minus = base.clone();
     let mut ladders = Ladders {
         one_sided: vec![],
         central: vec![],
     };
-    for eps in ladder() {
-        let up = perturb(&base, &mut plus, jacobian, u, eps);
-        let down = perturb(&base, &mut minus, jacobian, u, -eps);
-        if up.iter().all(|d| *d == 0.0) && down.iter().all(|d| *d == 0.0) {
-            // The step no longer changes w: every rung below is the same.
-            break;
+    let offsets = offsets_in_u(cx, &jacobian.layout);
+    let at = |r: &Result<f64, Box<EvalError>>| match r {
+        Ok(l) if l.is_finite() => Ok(Some(*l)),
+        Ok(_) => Ok(None),
+        Err(e) if e.is_timeout() => Err(e.clone()),
+        Err(_) => Ok(None),
+    };
+    // Rungs are taken a run's worth at a time (two points each), so that
+    // only their steps are held.
+    let mut rungs = ladder().into_iter();
+    let mut done = false;
+    while !done {
+        let mut chunk: Vec<(f64, Vec<f64>, Vec<f64>)> = vec![];
+        while chunk.len() < crate::eval::replay::LANES / 2 {
+            let Some(eps) = rungs.next() else {
+                done = true;
+                break;
+            };
+            let up = perturb(&base, &mut plus, jacobian, u, eps);
+            let down = perturb(&base, &mut minus, jacobian, u, -eps);
+            if up.iter().all(|d| *d == 0.0) && down.iter().all(|d| *d == 0.0) {
+                // The step no longer changes w: every rung below is the same.
+                done = true;
+                break;
+            }
+            chunk.push((eps, up, down));
         }
-        let at = |values: &[ArrayD<T>]| match loss(values) {
-            Ok(l) if l.is_finite() => Ok(Some(l)),
-            Ok(_) => Ok(None),
-            Err(e) if e.is_timeout() => Err(e),
-            Err(_) => Ok(None),
+        // Point 2r is rung r's w + εu, point 2r + 1 its w − εu, each
+        // rounded in T exactly as `perturb` rounds it.
+        let input = |point: usize, k: usize, p: usize| -> f64 {
+            let w = cx.value_at(k, p);
+            match (offsets[k], chunk.get(point / 2)) {
+                (Some(o), Some(&(eps, _, _))) => {
+                    let eps = if point.is_multiple_of(2) { eps } else { -eps };
+                    let d = u.get(o + p).copied().unwrap_or(0.0);
+                    (T::constant(w) + T::constant(eps * d)).real()
+                }
+                _ => T::constant(w).real(),
+            }
         };
-        let (lp, lm) = (at(&plus)?, at(&minus)?);
-        let j_up = dot(&jacobian.flat, &up);
-        ladders.one_sided.push(lp.map(|lp| Point {
-            step: norm(&up),
-            remainder: (lp - l0) - j_up,
-        }));
-        // Δw₋ = w − (w − εu), so the central step is the mean of the two.
-        let mean: Vec<f64> = up.iter().zip(&down).map(|(a, b)| 0.5 * (a - b)).collect();
-        ladders.central.push(lp.zip(lm).map(|(lp, lm)| Point {
-            step: norm(&mean),
-            remainder: 0.5 * (lp - lm) - dot(&jacobian.flat, &mean),
-        }));
+        let losses = cx.losses::<T>(2 * chunk.len(), &input);
+        for ((_, up, down), pair) in chunk.iter().zip(losses.chunks(2)) {
+            let (lp, lm) = (at(&pair[0])?, at(&pair[1])?);
+            let j_up = dot(&jacobian.flat, up);
+            ladders.one_sided.push(lp.map(|lp| Point {
+                step: norm(up),
+                remainder: (lp - l0) - j_up,
+            }));
+            // Δw₋ = w − (w − εu), so the central step is the mean of the two.
+            let mean: Vec<f64> = up.iter().zip(down).map(|(a, b)| 0.5 * (a - b)).collect();
+            ladders.central.push(lp.zip(lm).map(|(lp, lm)| Point {
+                step: norm(&mean),
+                remainder: 0.5 * (lp - lm) - dot(&jacobian.flat, &mean),
+            }));
+        }
     }
     Ok(ladders)
+}
+
+/// Where each tensor's elements start in u (`None` for a tensor u does not
+/// move), by tensor.
+fn offsets_in_u(cx: &SizeContext<'_>, layout: &[(TensorId, usize)]) -> Vec<Option<usize>> {
+    let mut offsets: Vec<Option<usize>> = vec![None; cx.values.len()];
+    let mut offset = 0;
+    for &(id, n) in layout {
+        if let Some(o) = offsets.get_mut(id.0) {
+            *o = Some(offset);
+        }
+        offset += n;
+    }
+    offsets
 }
 
 /// Sets `out` to `base + eps·u` on the differentiable tensors, rounded in
@@ -842,20 +886,24 @@ fn second_order(
 /// and L's rounding error measured in f32 against f64, in units of ε₃₂.
 fn rounding_magnitude(cx: &SizeContext<'_>, layout: &[(TensorId, usize)], u: &[f64]) -> f64 {
     let theoretical = cx.terms.sqrt() * cx.loss_magnitude;
-    let jacobian = Jacobian {
-        flat: vec![],
-        layout: layout.to_vec(),
-        sources: vec![],
+    let offsets = offsets_in_u(cx, layout);
+    let steps: Vec<f64> = std::iter::once(0.0)
+        .chain(ROUNDING_PROBES.iter().flat_map(|&e| [e, -e]))
+        .collect();
+    // The same points in both precisions: w + εu rounded to f32.
+    let input = |point: usize, k: usize, p: usize| -> f64 {
+        let w = f32::constant(cx.value_at(k, p));
+        let x = match offsets[k] {
+            Some(o) => w + f32::constant(steps[point] * u.get(o + p).copied().unwrap_or(0.0)),
+            None => w,
+        };
+        f64::from(x)
     };
-    let base32: Vec<ArrayD<f32>> = cx.values.iter().map(|a| a.mapv(f32::constant)).collect();
-    let mut at32 = base32.clone();
+    let l32 = cx.losses::<f32>(steps.len(), &input);
+    let l64 = cx.losses::<f64>(steps.len(), &input);
     let mut measured: f64 = 0.0;
-    for eps in std::iter::once(0.0).chain(ROUNDING_PROBES.iter().flat_map(|&e| [e, -e])) {
-        perturb(&base32, &mut at32, &jacobian, u, eps);
-        let at64: Vec<ArrayD<f64>> = at32.iter().map(|a| a.mapv(f64::from)).collect();
-        let l32 = cx.instance.evaluation(&at32).loss().map(|l| l.real());
-        let l64 = cx.instance.evaluation(&at64).loss();
-        if let (Ok(a), Ok(b)) = (l32, l64)
+    for (a, b) in l32.into_iter().zip(l64) {
+        if let (Ok(a), Ok(b)) = (a, b)
             && (a - b).is_finite()
         {
             measured = measured.max((a - b).abs() / f64::from(f32::EPSILON));
