@@ -10,6 +10,8 @@ use dlverify::report::{self, Summary, human::HumanOptions};
 use dlverify::syntax::ast::Precision;
 use dlverify::verify::Options;
 use dlverify::verify::outcome::FileOutcome;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rayon::prelude::*;
 
 /// Checks the mathematics of deep-learning exercises.
 ///
@@ -146,20 +148,29 @@ fn main() -> ExitCode {
             PrecisionArg::F64 => Precision::F64,
         }),
     };
-    let outcomes: Vec<FileOutcome> = dlverify::input::expand_paths(&cli.paths)
-        .into_iter()
-        .map(|path| match path {
-            Ok(path) => dlverify::check_path(&path, &options),
-            Err(e) => {
-                let name = match &e {
-                    dlverify::input::InputError::NoSpecs { path }
-                    | dlverify::input::InputError::Unreadable { path, .. } => path.clone(),
-                    _ => String::new(),
-                };
-                FileOutcome::unreadable(name, None, miette::Report::new(e))
-            }
+    let paths = dlverify::input::expand_paths(&cli.paths);
+    let progress = Progress::start(paths.len(), matches!(cli.format, Format::Human));
+    // Files are independent: they are checked in parallel, and the report
+    // keeps their order (a seed gives the same report whatever the threads).
+    let outcomes: Vec<FileOutcome> = paths
+        .into_par_iter()
+        .map(|path| {
+            let outcome = match path {
+                Ok(path) => dlverify::check_path(&path, &options),
+                Err(e) => {
+                    let name = match &e {
+                        dlverify::input::InputError::NoSpecs { path }
+                        | dlverify::input::InputError::Unreadable { path, .. } => path.clone(),
+                        _ => String::new(),
+                    };
+                    FileOutcome::unreadable(name, None, miette::Report::new(e))
+                }
+            };
+            progress.done_one();
+            outcome
         })
         .collect();
+    progress.finish();
     let text = match cli.format {
         Format::Human => report::human::render(
             &outcomes,
@@ -185,4 +196,49 @@ fn main() -> ExitCode {
         }
     }
     ExitCode::from(Summary::exit_code(&outcomes))
+}
+
+/// Files checked so far, on standard error, for a run that takes longer
+/// than a second on a terminal; nothing where standard error is not a
+/// terminal or the report is JSON.
+struct Progress {
+    bar: Option<ProgressBar>,
+}
+
+impl Progress {
+    const DELAY: std::time::Duration = std::time::Duration::from_secs(1);
+
+    fn start(files: usize, human: bool) -> Self {
+        use std::io::IsTerminal;
+        if !human || !std::io::stderr().is_terminal() {
+            return Self { bar: None };
+        }
+        let bar = ProgressBar::with_draw_target(Some(files as u64), ProgressDrawTarget::hidden());
+        if let Ok(style) =
+            ProgressStyle::with_template("{spinner} {pos}/{len} files checked, {elapsed}")
+        {
+            bar.set_style(style);
+        }
+        let shown = bar.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Self::DELAY);
+            if !shown.is_finished() {
+                shown.set_draw_target(ProgressDrawTarget::stderr());
+                shown.enable_steady_tick(std::time::Duration::from_millis(120));
+            }
+        });
+        Self { bar: Some(bar) }
+    }
+
+    fn done_one(&self) {
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
 }

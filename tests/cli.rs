@@ -273,6 +273,27 @@ fn files_one_by_one_equal_the_directory() {
     assert_eq!(dir, each);
 }
 
+/// Files are checked in parallel; the report keeps the order they were
+/// named in, and progress goes to a terminal only: none here.
+#[test]
+fn parallel_files_keep_their_order_and_show_no_progress_off_a_terminal() {
+    let specs = bundled_specs();
+    let mut args: Vec<&str> = specs.iter().rev().map(String::as_str).collect();
+    args.extend(["--format", "json"]);
+    let (code, out, err) = run(&args);
+    assert_eq!(code, 0);
+    assert_eq!(err, "");
+    let json: Value = serde_json::from_str(&out).unwrap();
+    let order: Vec<&str> = files(&json)
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    let named: Vec<&str> = specs.iter().rev().map(String::as_str).collect();
+    assert_eq!(order, named);
+    let (_, _, err) = run(&["specs/"]);
+    assert_eq!(err, "");
+}
+
 // ---------------------------------------------------------------------------
 // Seeds
 

@@ -71,10 +71,12 @@ impl<B: TapeReal> Replay<B> {
     /// Compiles a recording; `None` where the evaluator read a recorded
     /// value without a decision a replay could check.
     pub fn compile(recorded: Recorded<B>) -> Option<Self> {
-        let tape = recorded.tape;
+        let mut tape = recorded.tape;
         if tape.unguarded {
             return None;
         }
+        // The values are the recording's; a replay computes its own.
+        tape.values = Vec::new();
         let len = tape.entries.len();
         let is_entry = |x: u32| x & CONSTANT_BIT == 0;
         // The last time each entry is read: by an entry, or by a guard
@@ -139,13 +141,20 @@ impl<B: TapeReal> Replay<B> {
         let mut steps = Vec::with_capacity(len + tape.guards.len());
         let mut inputs = vec![];
         let mut guards = tape.guards.iter().peekable();
-        let leaf_of: std::collections::HashMap<u32, (usize, usize)> = recorded
-            .leaves
-            .iter()
-            .enumerate()
-            .filter_map(|(k, t)| t.as_ref().map(|t| (k, t)))
-            .flat_map(|(k, t)| t.iter().enumerate().map(move |(p, &n)| (n, (k, p))))
-            .collect();
+        // Leaves are recorded first, tensor by tensor: entry n < leaves is
+        // element leaf_of[n].
+        let mut leaf_of: Vec<(usize, usize)> = vec![];
+        for (k, t) in recorded.leaves.iter().enumerate() {
+            if let Some(t) = t {
+                for (p, &n) in t.iter().enumerate() {
+                    let n = n as usize;
+                    if leaf_of.len() <= n {
+                        leaf_of.resize(n + 1, (usize::MAX, 0));
+                    }
+                    leaf_of[n] = (k, p);
+                }
+            }
+        }
         for n in 0..=len {
             let at = n as u32;
             while let Some(g) = guards.next_if(|g| g.after == at) {
@@ -174,7 +183,7 @@ impl<B: TapeReal> Replay<B> {
             if e.op == Op::Leaf {
                 let r = allocate(&mut free);
                 register[n] = r;
-                if let Some(&(k, p)) = leaf_of.get(&at) {
+                if let Some(&(k, p)) = leaf_of.get(n).filter(|(k, _)| *k != usize::MAX) {
                     inputs.push((r, k, p));
                 }
                 continue;
