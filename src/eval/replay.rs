@@ -22,7 +22,7 @@ use std::cmp::Ordering;
 use ndarray::ArrayD;
 
 use super::double_double::Real;
-use super::reverse::{CONSTANT_BIT, Op, Recorded, TapeReal, Test, apply_op};
+use super::reverse::{CONSTANT_BIT, Entry, Op, Recorded, TapeReal, Test, apply_op};
 
 /// Points a run evaluates at once: the interpretation of a step is shared
 /// by the lanes, and the arithmetic of a lane is a short loop the compiler
@@ -34,6 +34,11 @@ type Src = u32;
 
 #[derive(Clone, Copy, Debug)]
 enum Step {
+    /// Input element `input` (of [`Replay::inputs`]) into a register.
+    Load {
+        input: u32,
+        out: u32,
+    },
     Op {
         op: Op,
         a: Src,
@@ -57,8 +62,8 @@ pub struct Replay<B> {
     steps: Vec<Step>,
     registers: usize,
     constants: Vec<B>,
-    /// The register of each input element: (register, tensor, row-major offset).
-    inputs: Vec<(u32, usize, usize)>,
+    /// The input elements the program loads: (tensor, row-major offset).
+    inputs: Vec<(usize, usize)>,
     output: Src,
 }
 
@@ -70,38 +75,120 @@ const NEVER: u32 = u32::MAX;
 impl<B: TapeReal> Replay<B> {
     /// Compiles a recording; `None` where the evaluator read a recorded
     /// value without a decision a replay could check.
+    ///
+    /// The operations are pure and a guard only marks its lane, so any
+    /// order that computes operands first gives the same values. The
+    /// program computes each value when it is first needed (depth first
+    /// from L), loads each input element then, and checks each guard as
+    /// soon as its operands are there: a layer's outputs are then summed
+    /// into L as they are made, and what is live at once is a handful of
+    /// registers rather than every output, which keeps a run in cache.
     pub fn compile(recorded: Recorded<B>) -> Option<Self> {
-        let mut tape = recorded.tape;
+        let tape = recorded.tape;
         if tape.unguarded {
             return None;
         }
-        // The values are the recording's; a replay computes its own.
-        tape.values = Vec::new();
-        let len = tape.entries.len();
+        drop(tape.values);
+        let entries = tape.entries;
+        let len = entries.len();
         let is_entry = |x: u32| x & CONSTANT_BIT == 0;
-        // The last time each entry is read: by an entry, or by a guard
-        // (which comes before the entry its `after` names).
-        let mut last = vec![0u32; len];
-        let note = |last: &mut Vec<u32>, x: u32, at: u32| {
-            if is_entry(x)
-                && let Some(l) = last.get_mut(x as usize)
-            {
-                *l = (*l).max(at);
+        let operands = |e: &Entry| -> [Option<u32>; 2] {
+            if e.op == Op::Leaf {
+                return [None, None];
+            }
+            let a = is_entry(e.a).then_some(e.a);
+            let b = (e.op.is_binary() && is_entry(e.b) && e.b != e.a).then_some(e.b);
+            [a, b]
+        };
+        let guard_operands = |t: &Test| -> [Option<u32>; 2] {
+            match *t {
+                Test::Order { a, b, .. } => [
+                    is_entry(a).then_some(a),
+                    (is_entry(b) && b != a).then_some(b),
+                ],
+                Test::Finite { a, .. } => [is_entry(a).then_some(a), None],
             }
         };
-        for (n, e) in tape.entries.iter().enumerate() {
-            if e.op != Op::Leaf {
-                note(&mut last, e.a, n as u32);
-                note(&mut last, e.b, n as u32);
+        // The guards waiting on each entry (CSR), and how many operands
+        // each still waits for.
+        let guards = tape.guards;
+        let mut waiting_start = vec![0u32; len + 1];
+        let mut pending: Vec<u8> = Vec::with_capacity(guards.len());
+        for g in &guards {
+            let ops = guard_operands(&g.test);
+            pending.push(ops.iter().flatten().count() as u8);
+            for x in ops.into_iter().flatten() {
+                waiting_start[x as usize + 1] += 1;
             }
         }
-        for g in &tape.guards {
-            match g.test {
-                Test::Order { a, b, .. } => {
-                    note(&mut last, a, g.after);
-                    note(&mut last, b, g.after);
+        for n in 0..len {
+            waiting_start[n + 1] += waiting_start[n];
+        }
+        let mut waiting = vec![0u32; waiting_start[len] as usize];
+        let mut fill = waiting_start.clone();
+        for (i, g) in guards.iter().enumerate() {
+            for x in guard_operands(&g.test).into_iter().flatten() {
+                waiting[fill[x as usize] as usize] = i as u32;
+                fill[x as usize] += 1;
+            }
+        }
+        drop(fill);
+        // The schedule: entries (as `n`) and guards (as `CONSTANT_BIT | i`).
+        let mut order: Vec<u32> = Vec::with_capacity(len + guards.len());
+        let mut emitted = vec![false; len];
+        let mut stack: Vec<u32> = vec![];
+        let mut visit =
+            |root: u32, order: &mut Vec<u32>, emitted: &mut Vec<bool>, pending: &mut Vec<u8>| {
+                if emitted[root as usize] {
+                    return;
                 }
-                Test::Finite { a, .. } => note(&mut last, a, g.after),
+                stack.push(root);
+                while let Some(&n) = stack.last() {
+                    if emitted[n as usize] {
+                        stack.pop();
+                        continue;
+                    }
+                    let next = operands(&entries[n as usize])
+                        .into_iter()
+                        .flatten()
+                        .find(|&x| !emitted[x as usize]);
+                    if let Some(x) = next {
+                        stack.push(x);
+                        continue;
+                    }
+                    stack.pop();
+                    emitted[n as usize] = true;
+                    order.push(n);
+                    let (from, to) = (waiting_start[n as usize], waiting_start[n as usize + 1]);
+                    for &g in &waiting[from as usize..to as usize] {
+                        pending[g as usize] -= 1;
+                        if pending[g as usize] == 0 {
+                            order.push(g | CONSTANT_BIT);
+                        }
+                    }
+                }
+            };
+        if is_entry(recorded.output) && (recorded.output as usize) < len {
+            visit(recorded.output, &mut order, &mut emitted, &mut pending);
+        }
+        // Decisions on values L does not read (the finiteness of every
+        // element of a definition) are checked too.
+        for g in &guards {
+            for x in guard_operands(&g.test).into_iter().flatten() {
+                visit(x, &mut order, &mut emitted, &mut pending);
+            }
+        }
+        drop(emitted);
+        // The last position at which each entry is read.
+        let mut last = vec![0u32; len];
+        for (at, &item) in order.iter().enumerate() {
+            let reads = if item & CONSTANT_BIT != 0 {
+                guard_operands(&guards[(item & !CONSTANT_BIT) as usize].test)
+            } else {
+                operands(&entries[item as usize])
+            };
+            for x in reads.into_iter().flatten() {
+                last[x as usize] = at as u32;
             }
         }
         if is_entry(recorded.output)
@@ -109,40 +196,8 @@ impl<B: TapeReal> Replay<B> {
         {
             *l = NEVER;
         }
-        let mut register = vec![0u32; len];
-        let mut free: Vec<u32> = vec![];
-        let mut registers = 0usize;
-        let mut allocate = |free: &mut Vec<u32>| {
-            free.pop().unwrap_or_else(|| {
-                registers += 1;
-                (registers - 1) as u32
-            })
-        };
-        let src = |register: &[u32], x: u32| {
-            if is_entry(x) {
-                register.get(x as usize).copied().unwrap_or(0)
-            } else {
-                x
-            }
-        };
-        // Frees what dies at `at` among `xs`, once each.
-        let release =
-            |last: &mut Vec<u32>, register: &[u32], free: &mut Vec<u32>, xs: &[u32], at: u32| {
-                for &x in xs {
-                    if is_entry(x)
-                        && let Some(l) = last.get_mut(x as usize)
-                        && *l == at
-                    {
-                        *l = FREED;
-                        free.push(register[x as usize]);
-                    }
-                }
-            };
-        let mut steps = Vec::with_capacity(len + tape.guards.len());
-        let mut inputs = vec![];
-        let mut guards = tape.guards.iter().peekable();
-        // Leaves are recorded first, tensor by tensor: entry n < leaves is
-        // element leaf_of[n].
+        // Leaves are recorded first, tensor by tensor: entry n below their
+        // count is element leaf_of[n].
         let mut leaf_of: Vec<(usize, usize)> = vec![];
         for (k, t) in recorded.leaves.iter().enumerate() {
             if let Some(t) = t {
@@ -155,53 +210,73 @@ impl<B: TapeReal> Replay<B> {
                 }
             }
         }
-        for n in 0..=len {
-            let at = n as u32;
-            while let Some(g) = guards.next_if(|g| g.after == at) {
-                let operands = match g.test {
-                    Test::Order { a, b, expected } => {
-                        steps.push(Step::Order {
-                            a: src(&register, a),
-                            b: src(&register, b),
-                            expected,
-                        });
-                        [a, b]
-                    }
-                    Test::Finite { a, expected } => {
-                        steps.push(Step::Finite {
-                            a: src(&register, a),
-                            expected,
-                        });
-                        [a, a]
-                    }
+        let mut register = vec![0u32; len];
+        let mut free: Vec<u32> = vec![];
+        let mut registers = 0usize;
+        let mut steps = Vec::with_capacity(order.len());
+        let mut inputs = vec![];
+        let src = |register: &[u32], x: u32| if is_entry(x) { register[x as usize] } else { x };
+        for (at, &item) in order.iter().enumerate() {
+            let at = at as u32;
+            let (step, reads) = if item & CONSTANT_BIT != 0 {
+                let g = &guards[(item & !CONSTANT_BIT) as usize];
+                let step = match g.test {
+                    Test::Order { a, b, expected } => Step::Order {
+                        a: src(&register, a),
+                        b: src(&register, b),
+                        expected,
+                    },
+                    Test::Finite { a, expected } => Step::Finite {
+                        a: src(&register, a),
+                        expected,
+                    },
                 };
-                release(&mut last, &register, &mut free, &operands, at);
-            }
-            let Some(e) = tape.entries.get(n) else {
-                break;
+                (Some(step), guard_operands(&g.test))
+            } else {
+                let e = &entries[item as usize];
+                (None, operands(e))
             };
-            if e.op == Op::Leaf {
-                let r = allocate(&mut free);
-                register[n] = r;
-                if let Some(&(k, p)) = leaf_of.get(n).filter(|(k, _)| *k != usize::MAX) {
-                    inputs.push((r, k, p));
+            // Operands read for the last time free their registers first:
+            // a lane's operands are read before its result is written.
+            let (a, b) = if item & CONSTANT_BIT == 0 {
+                let e = &entries[item as usize];
+                (src(&register, e.a), src(&register, e.b))
+            } else {
+                (0, 0)
+            };
+            for x in reads.into_iter().flatten() {
+                if last[x as usize] == at {
+                    last[x as usize] = FREED;
+                    free.push(register[x as usize]);
                 }
+            }
+            if let Some(step) = step {
+                steps.push(step);
                 continue;
             }
-            let (a, b) = (src(&register, e.a), src(&register, e.b));
-            release(&mut last, &register, &mut free, &[e.a, e.b], at);
-            // An entry nothing reads (and that is not L) need not run.
-            if last[n] == 0 {
-                continue;
-            }
-            let out = allocate(&mut free);
-            register[n] = out;
-            steps.push(Step::Op {
-                op: e.op,
-                a,
-                b,
-                out,
+            let n = item as usize;
+            let out = free.pop().unwrap_or_else(|| {
+                registers += 1;
+                (registers - 1) as u32
             });
+            register[n] = out;
+            let e = &entries[n];
+            if e.op == Op::Leaf {
+                if let Some(&(k, p)) = leaf_of.get(n).filter(|(k, _)| *k != usize::MAX) {
+                    inputs.push((k, p));
+                    steps.push(Step::Load {
+                        input: (inputs.len() - 1) as u32,
+                        out,
+                    });
+                }
+            } else {
+                steps.push(Step::Op {
+                    op: e.op,
+                    a,
+                    b,
+                    out,
+                });
+            }
         }
         let output = src(&register, recorded.output);
         Some(Self {
@@ -245,20 +320,13 @@ impl<B: TapeReal> Replay<B> {
     pub fn run_with(
         &self,
         lanes: usize,
-        input: impl Fn(usize, usize, usize) -> f64,
+        input_of: impl Fn(usize, usize, usize) -> f64,
     ) -> Vec<Option<B>> {
         let zero = B::of(0.0);
         let lanes = lanes.min(LANES);
         let mut regs = vec![[zero; LANES]; self.registers];
         let mut valid = [false; LANES];
         valid[..lanes].fill(true);
-        for &(r, k, p) in &self.inputs {
-            if let Some(reg) = regs.get_mut(r as usize) {
-                for (l, slot) in reg.iter_mut().enumerate().take(lanes) {
-                    *slot = B::of(input(l, k, p));
-                }
-            }
-        }
         let fetch = |regs: &[[B; LANES]], x: Src| -> [B; LANES] {
             if x & CONSTANT_BIT != 0 {
                 [self.constants
@@ -271,6 +339,14 @@ impl<B: TapeReal> Replay<B> {
         };
         for step in &self.steps {
             match *step {
+                Step::Load { input, out } => {
+                    let (k, p) = self.inputs[input as usize];
+                    if let Some(reg) = regs.get_mut(out as usize) {
+                        for (l, slot) in reg.iter_mut().enumerate().take(lanes) {
+                            *slot = B::of(input_of(l, k, p));
+                        }
+                    }
+                }
                 Step::Op { op, a, b, out } => {
                     let (a, b) = (fetch(&regs, a), fetch(&regs, b));
                     let value = lanes_of(op, &a, &b);

@@ -74,8 +74,6 @@ pub(super) struct Entry {
 /// other values must take alike.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Guard {
-    /// Entries recorded before the decision: its operands are among them.
-    pub(super) after: u32,
     pub(super) test: Test,
 }
 
@@ -241,18 +239,14 @@ impl<B: TapeReal> Rev<B> {
             if tape.full() {
                 return;
             }
-            let after = tape.entries.len() as u32;
             let (a, b) = (tape.operand(a), tape.operand(b));
-            tape.guards.push(Guard {
-                after,
-                test: test(a, b),
-            });
+            tape.guards.push(Guard { test: test(a, b) });
         });
     }
 }
 
 impl Op {
-    fn is_binary(self) -> bool {
+    pub(super) fn is_binary(self) -> bool {
         matches!(self, Op::Add | Op::Sub | Op::Mul | Op::Div)
     }
 }

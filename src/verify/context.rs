@@ -174,7 +174,7 @@ impl<'a> SizeContext<'a> {
     pub fn losses<T: Replayable>(
         &self,
         count: usize,
-        input: &dyn Fn(usize, usize, usize) -> f64,
+        input: impl Fn(usize, usize, usize) -> f64,
     ) -> Vec<Result<f64, Box<EvalError>>> {
         let mut out = Vec::with_capacity(count);
         for start in (0..count).step_by(LANES) {

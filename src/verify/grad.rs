@@ -800,19 +800,21 @@ struct Direction {
 fn central_differences(
     cx: &SizeContext<'_>,
     requests: usize,
-    step: &dyn Fn(usize) -> f64,
-    at: &dyn Fn(usize, f64, usize, usize) -> f64,
+    step: impl Fn(usize) -> f64,
+    at: impl Fn(usize, f64, usize, usize) -> f64,
 ) -> Vec<Result<Differences, String>> {
-    let displacements = |r: usize| {
-        let h = step(r);
-        [h, -h, 2.0 * h, -2.0 * h]
-    };
+    let displacements: Vec<[f64; 4]> = (0..requests)
+        .map(|r| {
+            let h = step(r);
+            [h, -h, 2.0 * h, -2.0 * h]
+        })
+        .collect();
     let input =
-        |point: usize, k: usize, p: usize| at(point / 4, displacements(point / 4)[point % 4], k, p);
-    let l64 = cx.losses::<f64>(4 * requests, &input);
+        |point: usize, k: usize, p: usize| at(point / 4, displacements[point / 4][point % 4], k, p);
+    let l64 = cx.losses::<f64>(4 * requests, input);
     // Single precision may overflow where double does not: then the noise
     // is unmeasured and the ε·|terms| estimate stands alone.
-    let l32 = cx.losses::<f32>(4 * requests, &input);
+    let l32 = cx.losses::<f32>(4 * requests, input);
     (0..requests)
         .map(|r| {
             let mut noise: f64 = 0.0;
@@ -901,15 +903,16 @@ pub fn probe_tensor(target: TensorId, cx: &SizeContext<'_>) -> TensorProbe {
             break;
         }
         let step = |r: usize| walks[active[r]].steps[walks[active[r]].next];
+        let moved: Vec<(usize, f64)> = active.iter().map(|&i| (walks[i].k, walks[i].w0)).collect();
         let at = |r: usize, t: f64, k: usize, p: usize| {
-            let walk = &walks[active[r]];
-            if k == target.0 && p == walk.k {
-                walk.w0 + t
+            let (element, w0) = moved[r];
+            if k == target.0 && p == element {
+                w0 + t
             } else {
                 cx.value_at(k, p)
             }
         };
-        let estimates = central_differences(cx, active.len(), &step, &at);
+        let estimates = central_differences(cx, active.len(), step, at);
         for (&i, estimate) in active.iter().zip(estimates) {
             let walk = &mut walks[i];
             let h = walk.steps[walk.next];
@@ -988,7 +991,7 @@ pub fn probe_tensor(target: TensorId, cx: &SizeContext<'_>) -> TensorProbe {
                 cx.value_at(k, p)
             }
         };
-        let Some(Ok(differences)) = central_differences(cx, 1, &|_| h, &along).pop() else {
+        let Some(Ok(differences)) = central_differences(cx, 1, |_| h, along).pop() else {
             continue;
         };
         let tolerance = fd_tolerance(&differences, h, cx);

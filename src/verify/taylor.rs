@@ -742,8 +742,6 @@ fn measure<T: Replayable>(
 ) -> Result<Ladders, Box<EvalError>> {
     let base: Vec<ArrayD<T>> = cx.values.iter().map(|a| a.mapv(T::constant)).collect();
     let l0 = cx.instance.evaluation(&base).loss()?.real();
-    let mut plus = base.clone();
-    let mut minus = base.clone();
     let mut ladders = Ladders {
         one_sided: vec![],
         central: vec![],
@@ -766,8 +764,8 @@ fn measure<T: Replayable>(
                 done = true;
                 break;
             };
-            let up = perturb(&base, &mut plus, jacobian, u, eps);
-            let down = perturb(&base, &mut minus, jacobian, u, -eps);
+            let up = perturb(&base, jacobian, u, eps);
+            let down = perturb(&base, jacobian, u, -eps);
             if up.iter().all(|d| *d == 0.0) && down.iter().all(|d| *d == 0.0) {
                 // The step no longer changes w: every rung below is the same.
                 done = true;
@@ -788,7 +786,7 @@ fn measure<T: Replayable>(
                 _ => T::constant(w).real(),
             }
         };
-        let losses = cx.losses::<T>(2 * chunk.len(), &input);
+        let losses = cx.losses::<T>(2 * chunk.len(), input);
         for ((_, up, down), pair) in chunk.iter().zip(losses.chunks(2)) {
             let (lp, lm) = (at(&pair[0])?, at(&pair[1])?);
             let j_up = dot(&jacobian.flat, up);
@@ -821,30 +819,20 @@ fn offsets_in_u(cx: &SizeContext<'_>, layout: &[(TensorId, usize)]) -> Vec<Optio
     offsets
 }
 
-/// Sets `out` to `base + eps·u` on the differentiable tensors, rounded in
-/// the working precision, and returns the step actually taken, in f64.
-fn perturb<T: Scalar>(
-    base: &[ArrayD<T>],
-    out: &mut [ArrayD<T>],
-    jacobian: &Jacobian,
-    u: &[f64],
-    eps: f64,
-) -> Vec<f64> {
+/// The step `base + eps·u` takes on the differentiable tensors, rounded in
+/// the working precision, in f64: Δw, which keeps the rounding of the
+/// inputs out of the remainder.
+fn perturb<T: Scalar>(base: &[ArrayD<T>], jacobian: &Jacobian, u: &[f64], eps: f64) -> Vec<f64> {
     let mut step = Vec::with_capacity(u.len());
     let mut offset = 0;
     for &(id, n) in &jacobian.layout {
-        let (Some(from), Some(to)) = (
-            base.get(id.0).and_then(|a| a.as_slice_memory_order()),
-            out.get_mut(id.0)
-                .and_then(|a| a.as_slice_memory_order_mut()),
-        ) else {
+        let Some(from) = base.get(id.0).and_then(|a| a.as_slice_memory_order()) else {
             offset += n;
             continue;
         };
-        for (i, (w, x)) in from.iter().zip(to.iter_mut()).enumerate() {
+        for (i, w) in from.iter().enumerate() {
             let d = u.get(offset + i).copied().unwrap_or(0.0);
-            *x = *w + T::constant(eps * d);
-            step.push(x.real() - w.real());
+            step.push((*w + T::constant(eps * d)).real() - w.real());
         }
         offset += n;
     }
@@ -899,8 +887,8 @@ fn rounding_magnitude(cx: &SizeContext<'_>, layout: &[(TensorId, usize)], u: &[f
         };
         f64::from(x)
     };
-    let l32 = cx.losses::<f32>(steps.len(), &input);
-    let l64 = cx.losses::<f64>(steps.len(), &input);
+    let l32 = cx.losses::<f32>(steps.len(), input);
+    let l64 = cx.losses::<f64>(steps.len(), input);
     let mut measured: f64 = 0.0;
     for (a, b) in l32.into_iter().zip(l64) {
         if let (Ok(a), Ok(b)) = (a, b)
