@@ -9,7 +9,8 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use dlverify::analysis::{analyze, size_sweep};
 use dlverify::check_source;
-use dlverify::eval::{Instance, draw_values, reverse_gradient};
+use dlverify::eval::replay::Replay;
+use dlverify::eval::{Instance, draw_values, record, reverse_gradient};
 use dlverify::source::Source;
 use dlverify::syntax::parse;
 use dlverify::verify::Options;
@@ -57,6 +58,16 @@ fn derivation(c: &mut Criterion) {
         group.bench_function(format!("reverse mode, {name}"), |b| {
             b.iter(|| reverse_gradient::<f64>(&instance, &values).unwrap());
         });
+        // What a Taylor rung or a finite difference costs: L at 8 points
+        // in one replay of the recording.
+        let replay = Replay::compile(record::<f64>(&instance, &values).unwrap()).unwrap();
+        let flat: Vec<&[f64]> = values
+            .iter()
+            .map(|a| a.as_slice_memory_order().unwrap())
+            .collect();
+        group.bench_function(format!("replay of L at 8 points, {name}"), |b| {
+            b.iter(|| replay.run_with(8, |lane, k, p| flat[k][p] * (1.0 + 1e-9 * lane as f64)));
+        });
     }
     group.finish();
 }
@@ -73,7 +84,7 @@ fn gradients(c: &mut Criterion) {
             }
         });
     });
-    for n in [1000, 10_000] {
+    for n in [1000, 10_000, 100_000] {
         group.bench_function(format!("A3 at N = {n}"), |b| {
             b.iter(|| check("a3.dl", A3, &[("N", n)]));
         });

@@ -15,6 +15,7 @@ use crate::analysis::program::{Program, TensorId};
 use crate::eval::replay::{LANES, Replay};
 use crate::eval::{EvalError, Evaluation, Instance, KinkCount, Scalar, TapeReal, record};
 use crate::source::Source;
+use rayon::prelude::*;
 
 /// dL/dT per tensor (`None` for data) and how it was derived, or why it
 /// could not be.
@@ -157,15 +158,6 @@ impl<'a> SizeContext<'a> {
         probe
     }
 
-    /// The drawn value of element `p` (row-major) of tensor `k`.
-    pub fn value_at(&self, k: usize, p: usize) -> f64 {
-        self.flat
-            .get(k)
-            .and_then(|s| s.get(p))
-            .copied()
-            .unwrap_or(f64::NAN)
-    }
-
     /// L at `count` points, `input(point, tensor, offset)` giving every
     /// element's value (in f64, holding a value of `T`): by replaying the
     /// recorded evaluation, [`LANES`] points a run, wherever a point takes
@@ -174,37 +166,48 @@ impl<'a> SizeContext<'a> {
     pub fn losses<T: Replayable>(
         &self,
         count: usize,
-        input: impl Fn(usize, usize, usize) -> f64,
+        input: impl Fn(usize, usize, usize) -> f64 + Sync,
     ) -> Vec<Result<f64, Box<EvalError>>> {
-        let mut out = Vec::with_capacity(count);
-        for start in (0..count).step_by(LANES) {
-            let lanes = (count - start).min(LANES);
-            let replayed = match T::replay(self) {
-                Some(r) => r.run_with(lanes, |l, k, p| input(start + l, k, p)),
-                None => vec![None; lanes],
-            };
-            for (l, r) in replayed.into_iter().enumerate() {
-                out.push(match r {
-                    Some(v) => Ok(v.value()),
-                    None => {
-                        let point: Vec<ArrayD<T>> = self
-                            .values
-                            .iter()
-                            .enumerate()
-                            .map(|(k, a)| {
-                                let mut p = 0;
-                                a.mapv(|_| {
-                                    p += 1;
-                                    T::constant(input(start + l, k, p - 1))
-                                })
+        // Runs are independent: they share the machine's cores.
+        let starts: Vec<usize> = (0..count).step_by(LANES).collect();
+        let replayed: Vec<Option<T>> = match T::replay(self) {
+            Some(replay) => starts
+                .into_par_iter()
+                .flat_map_iter(|start| {
+                    let lanes = (count - start).min(LANES);
+                    replay.run_with(lanes, |l, k, p| input(start + l, k, p))
+                })
+                .collect(),
+            None => vec![None; count],
+        };
+        replayed
+            .into_iter()
+            .enumerate()
+            .map(|(point, r)| match r {
+                Some(v) => Ok(v.value()),
+                None => {
+                    let values: Vec<ArrayD<T>> = self
+                        .values
+                        .iter()
+                        .enumerate()
+                        .map(|(k, a)| {
+                            let mut p = 0;
+                            a.mapv(|_| {
+                                p += 1;
+                                T::constant(input(point, k, p - 1))
                             })
-                            .collect();
-                        self.instance.evaluation(&point).loss().map(|v| v.real())
-                    }
-                });
-            }
-        }
-        out
+                        })
+                        .collect();
+                    self.instance.evaluation(&values).loss().map(|v| v.real())
+                }
+            })
+            .collect()
+    }
+
+    /// Every tensor's drawn values, row-major: for building points on
+    /// several threads (the context itself stays on one).
+    pub fn flat_values(&self) -> &[&'a [f64]] {
+        &self.flat
     }
 
     /// The spec's text, for attaching to diagnostics.
@@ -214,7 +217,7 @@ impl<'a> SizeContext<'a> {
 }
 
 /// A precision L can be replayed in: f64 and f32.
-pub trait Replayable: Scalar + TapeReal {
+pub trait Replayable: Scalar + TapeReal + Send + Sync {
     /// The recording at the drawn values (rounded to this precision),
     /// made on first use; `None` where it cannot be replayed.
     fn replay<'c>(cx: &'c SizeContext<'_>) -> Option<&'c Replay<Self>>;
@@ -242,4 +245,13 @@ impl Replayable for f32 {
             })
             .as_ref()
     }
+}
+
+/// Element `p` (row-major) of tensor `k` among row-major values
+/// ([`SizeContext::flat_values`]); NaN outside them.
+pub fn value_at(flat: &[&[f64]], k: usize, p: usize) -> f64 {
+    flat.get(k)
+        .and_then(|s| s.get(p))
+        .copied()
+        .unwrap_or(f64::NAN)
 }

@@ -17,7 +17,7 @@ use ndarray::ArrayD;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::context::SizeContext;
+use super::context::{SizeContext, value_at};
 use super::derivation::Derivation;
 use super::kinks::{KinkGradients, ValidRange, one_sided_directional};
 use super::outcome::*;
@@ -801,7 +801,7 @@ fn central_differences(
     cx: &SizeContext<'_>,
     requests: usize,
     step: impl Fn(usize) -> f64,
-    at: impl Fn(usize, f64, usize, usize) -> f64,
+    at: impl Fn(usize, f64, usize, usize) -> f64 + Sync,
 ) -> Vec<Result<Differences, String>> {
     let displacements: Vec<[f64; 4]> = (0..requests)
         .map(|r| {
@@ -904,12 +904,13 @@ pub fn probe_tensor(target: TensorId, cx: &SizeContext<'_>) -> TensorProbe {
         }
         let step = |r: usize| walks[active[r]].steps[walks[active[r]].next];
         let moved: Vec<(usize, f64)> = active.iter().map(|&i| (walks[i].k, walks[i].w0)).collect();
+        let flat = cx.flat_values();
         let at = |r: usize, t: f64, k: usize, p: usize| {
             let (element, w0) = moved[r];
             if k == target.0 && p == element {
                 w0 + t
             } else {
-                cx.value_at(k, p)
+                value_at(flat, k, p)
             }
         };
         let estimates = central_differences(cx, active.len(), step, at);
@@ -984,11 +985,12 @@ pub fn probe_tensor(target: TensorId, cx: &SizeContext<'_>) -> TensorProbe {
     let exact = directional_derivative(cx.instance, cx.values, &direction);
     let mut chosen: Option<(Direction, Option<(f64, f64)>)> = None;
     for h in fd_steps(largest, smallest) {
+        let flat = cx.flat_values();
         let along = |_: usize, t: f64, k: usize, p: usize| {
             if k == target.0 {
                 w.get(p).copied().unwrap_or(f64::NAN) + t * u.get(p).copied().unwrap_or(0.0)
             } else {
-                cx.value_at(k, p)
+                value_at(flat, k, p)
             }
         };
         let Some(Ok(differences)) = central_differences(cx, 1, |_| h, along).pop() else {

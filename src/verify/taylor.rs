@@ -62,7 +62,7 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 
 use super::ClaimCheck;
-use super::context::{Replayable, SizeContext};
+use super::context::{Replayable, SizeContext, value_at};
 use super::grad::unit_direction;
 use super::outcome::*;
 use crate::analysis::Sizes;
@@ -753,54 +753,59 @@ fn measure<T: Replayable>(
         Err(e) if e.is_timeout() => Err(e.clone()),
         Err(_) => Ok(None),
     };
-    // Rungs are taken a run's worth at a time (two points each), so that
-    // only their steps are held.
-    let mut rungs = ladder().into_iter();
-    let mut done = false;
-    while !done {
-        let mut chunk: Vec<(f64, Vec<f64>, Vec<f64>)> = vec![];
-        while chunk.len() < crate::eval::replay::LANES / 2 {
-            let Some(eps) = rungs.next() else {
-                done = true;
-                break;
-            };
-            let up = perturb(&base, jacobian, u, eps);
-            let down = perturb(&base, jacobian, u, -eps);
-            if up.iter().all(|d| *d == 0.0) && down.iter().all(|d| *d == 0.0) {
-                // The step no longer changes w: every rung below is the same.
-                done = true;
-                break;
-            }
-            chunk.push((eps, up, down));
+    // Each rung's steps, reduced at once to what the remainders need, so
+    // that no step vector is held: |Δw₊|, ⟨J,Δw₊⟩, and for the central
+    // scheme (Δw₋ = w − (w − εu)) the mean step's |·| and ⟨J,·⟩.
+    struct Rung {
+        eps: f64,
+        up: (f64, f64),
+        mean: (f64, f64),
+    }
+    let mut rungs: Vec<Rung> = vec![];
+    for eps in ladder() {
+        let up = perturb(&base, jacobian, u, eps);
+        let down = perturb(&base, jacobian, u, -eps);
+        if up.iter().all(|d| *d == 0.0) && down.iter().all(|d| *d == 0.0) {
+            // The step no longer changes w: every rung below is the same.
+            break;
         }
-        // Point 2r is rung r's w + εu, point 2r + 1 its w − εu, each
-        // rounded in T exactly as `perturb` rounds it.
-        let input = |point: usize, k: usize, p: usize| -> f64 {
-            let w = cx.value_at(k, p);
-            match (offsets[k], chunk.get(point / 2)) {
-                (Some(o), Some(&(eps, _, _))) => {
-                    let eps = if point.is_multiple_of(2) { eps } else { -eps };
-                    let d = u.get(o + p).copied().unwrap_or(0.0);
-                    (T::constant(w) + T::constant(eps * d)).real()
-                }
-                _ => T::constant(w).real(),
+        let mean: Vec<f64> = up.iter().zip(&down).map(|(a, b)| 0.5 * (a - b)).collect();
+        rungs.push(Rung {
+            eps,
+            up: (norm(&up), dot(&jacobian.flat, &up)),
+            mean: (norm(&mean), dot(&jacobian.flat, &mean)),
+        });
+    }
+    // Point 2r is rung r's w + εu, point 2r + 1 its w − εu, each rounded
+    // in T exactly as `perturb` rounds it; all of them in one call, whose
+    // runs share the cores.
+    let flat = cx.flat_values();
+    let input = |point: usize, k: usize, p: usize| -> f64 {
+        let w = value_at(flat, k, p);
+        match (offsets[k], rungs.get(point / 2)) {
+            (Some(o), Some(rung)) => {
+                let eps = if point.is_multiple_of(2) {
+                    rung.eps
+                } else {
+                    -rung.eps
+                };
+                let d = u.get(o + p).copied().unwrap_or(0.0);
+                (T::constant(w) + T::constant(eps * d)).real()
             }
-        };
-        let losses = cx.losses::<T>(2 * chunk.len(), input);
-        for ((_, up, down), pair) in chunk.iter().zip(losses.chunks(2)) {
-            let (lp, lm) = (at(&pair[0])?, at(&pair[1])?);
-            let j_up = dot(&jacobian.flat, up);
-            ladders.one_sided.push(lp.map(|lp| Point {
-                step: norm(up),
-                remainder: (lp - l0) - j_up,
-            }));
-            // Δw₋ = w − (w − εu), so the central step is the mean of the two.
-            let mean: Vec<f64> = up.iter().zip(down).map(|(a, b)| 0.5 * (a - b)).collect();
-            ladders.central.push(lp.zip(lm).map(|(lp, lm)| Point {
-                step: norm(&mean),
-                remainder: 0.5 * (lp - lm) - dot(&jacobian.flat, &mean),
-            }));
+            _ => T::constant(w).real(),
         }
+    };
+    let losses = cx.losses::<T>(2 * rungs.len(), input);
+    for (rung, pair) in rungs.iter().zip(losses.chunks(2)) {
+        let (lp, lm) = (at(&pair[0])?, at(&pair[1])?);
+        ladders.one_sided.push(lp.map(|lp| Point {
+            step: rung.up.0,
+            remainder: (lp - l0) - rung.up.1,
+        }));
+        ladders.central.push(lp.zip(lm).map(|(lp, lm)| Point {
+            step: rung.mean.0,
+            remainder: 0.5 * (lp - lm) - rung.mean.1,
+        }));
     }
     Ok(ladders)
 }
@@ -879,8 +884,9 @@ fn rounding_magnitude(cx: &SizeContext<'_>, layout: &[(TensorId, usize)], u: &[f
         .chain(ROUNDING_PROBES.iter().flat_map(|&e| [e, -e]))
         .collect();
     // The same points in both precisions: w + εu rounded to f32.
+    let flat = cx.flat_values();
     let input = |point: usize, k: usize, p: usize| -> f64 {
-        let w = f32::constant(cx.value_at(k, p));
+        let w = f32::constant(value_at(flat, k, p));
         let x = match offsets[k] {
             Some(o) => w + f32::constant(steps[point] * u.get(o + p).copied().unwrap_or(0.0)),
             None => w,
