@@ -55,6 +55,7 @@ fn replays_give_the_evaluators_loss_or_decline() {
         .chain(specs_in(&root.join("tests/corpus")))
         .collect();
     let (mut replayed, mut declined, mut files_replayed) = (0usize, 0usize, 0usize);
+    let mut cone_runs = 0usize;
     let mut wrong = vec![];
     for path in &files {
         let text = std::fs::read_to_string(path).unwrap();
@@ -86,6 +87,36 @@ fn replays_give_the_evaluators_loss_or_decline() {
                 continue;
             };
             files_replayed += 1;
+            // Moving one element: its cone alone gives the whole replay's L.
+            let flat: Vec<&[f64]> = values
+                .iter()
+                .map(|a| a.as_slice_memory_order().unwrap())
+                .collect();
+            let elements: Vec<(usize, usize)> = (0..values.len())
+                .filter(|&k| differentiable[k])
+                .flat_map(|k| (0..values[k].len()).map(move |p| (k, p)))
+                .collect();
+            let cones = replay.cones(&elements, |k, p| flat[k][p]);
+            for (e, &(k, p)) in elements.iter().enumerate() {
+                let w = flat[k][p];
+                let moved = [w + 1e-6, w - 1e-6, w + 0.3, w * 2.0];
+                let by_cone = replay.run_cone(&cones, e, &moved);
+                let whole = replay.run_with(moved.len(), |l, kk, pp| {
+                    if (kk, pp) == (k, p) {
+                        moved[l]
+                    } else {
+                        flat[kk][pp]
+                    }
+                });
+                cone_runs += 1;
+                if by_cone
+                    .iter()
+                    .map(|v| v.map(f64::to_bits))
+                    .ne(whole.iter().map(|v| v.map(f64::to_bits)))
+                {
+                    wrong.push(format!("{} at {sizes}: cone of element {p} of tensor {k} gives {by_cone:?}, the whole replay {whole:?}", path.display()));
+                }
+            }
             for (p, l) in points.iter().zip(replay.losses(&refs)) {
                 let Some(l) = l else {
                     declined += 1;
@@ -130,7 +161,9 @@ fn replays_give_the_evaluators_loss_or_decline() {
             }
         }
     }
-    eprintln!("{files_replayed} recordings, {replayed} points replayed, {declined} declined");
+    eprintln!(
+        "{files_replayed} recordings, {replayed} points replayed, {declined} declined, {cone_runs} cones"
+    );
     assert!(
         wrong.is_empty(),
         "{} wrong:\n{}",
@@ -146,4 +179,5 @@ fn replays_give_the_evaluators_loss_or_decline() {
         "{replayed} replayed, {declined} declined"
     );
     assert!(declined > 0, "no point changed a branch");
+    assert!(cone_runs > 1000, "only {cone_runs} cones run");
 }

@@ -424,11 +424,15 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             None => Ok(y.iter().next().copied().unwrap_or_else(T::zero)),
             Some(g) => {
                 let g = self.tensors.get(g.0).copied().unwrap_or(&[]);
-                let mut total = T::zero();
+                let mut total = Cascade::default();
                 for (gi, yi) in g.iter().zip(y) {
-                    total += *gi * *yi;
+                    total.push(*gi * *yi, |a, b| Ok::<T, ()>(a + b)).ok();
                 }
-                Ok(total)
+                Ok(total
+                    .finish(|a, b| Ok::<T, ()>(a + b))
+                    .ok()
+                    .flatten()
+                    .unwrap_or_else(T::zero))
             }
         }
     }
@@ -906,6 +910,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
     ) -> Result<T, Box<EvalError>> {
         let (lo, hi) = self.reduce_range(range, frame);
         let mut acc: Option<T> = None;
+        let mut sum: Cascade<T> = Cascade::default();
         for k in lo..=hi {
             if (k - lo) as usize % (CLOCK_STRIDE * 16) == CLOCK_STRIDE * 16 - 1 {
                 self.instance.check_clock()?;
@@ -914,6 +919,10 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
                 *slot = k;
             }
             let v = self.node(body, frame)?;
+            if op == ReduceOp::Sum {
+                sum.push(v, |a, b| Ok::<T, ()>(a + b)).ok();
+                continue;
+            }
             acc = Some(match (acc, op) {
                 (None, _) => v,
                 (Some(a), ReduceOp::Sum) => a + v,
@@ -943,6 +952,9 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
         }
         if let Some(slot) = frame.env.get_mut(var.0) {
             *slot = UNBOUND;
+        }
+        if op == ReduceOp::Sum {
+            acc = sum.finish(|a, b| Ok::<T, ()>(a + b)).ok().flatten();
         }
         match (acc, op) {
             (Some(v), _) => Ok(v),
@@ -1102,6 +1114,57 @@ fn reads_values(node: &Node) -> bool {
         reads |= matches!(n.node, NodeKind::Tensor { .. } | NodeKind::Def { .. });
     });
     reads
+}
+
+/// Pairwise (cascade) summation as the terms arrive: two partial sums of
+/// 2^k terms each are added as soon as both exist, earlier terms on the
+/// left. A sum of n terms then carries rounding of order ε·log n rather
+/// than ε·n, and each term reaches the total through log n additions, so
+/// a change of one term changes log n partial sums, not every later one
+/// (what lets a replay recompute one element's effect on L alone). Up to
+/// three terms it is the sequential sum. The evaluator and the moment
+/// engine's tapes both sum so, operation for operation.
+pub(crate) struct Cascade<V> {
+    /// Partial sums with their level (a sum of 2^level terms), levels
+    /// decreasing towards the top.
+    stack: Vec<(u32, V)>,
+}
+
+impl<V> Default for Cascade<V> {
+    fn default() -> Self {
+        Self { stack: Vec::new() }
+    }
+}
+
+impl<V> Cascade<V> {
+    pub(crate) fn push<E>(
+        &mut self,
+        v: V,
+        mut add: impl FnMut(V, V) -> Result<V, E>,
+    ) -> Result<(), E> {
+        let mut v = v;
+        let mut level = 0;
+        while self.stack.last().is_some_and(|(l, _)| *l == level) {
+            if let Some((_, a)) = self.stack.pop() {
+                v = add(a, v)?;
+            }
+            level += 1;
+        }
+        self.stack.push((level, v));
+        Ok(())
+    }
+
+    /// The total, left to right over the partial sums; `None` for no terms.
+    pub(crate) fn finish<E>(
+        self,
+        mut add: impl FnMut(V, V) -> Result<V, E>,
+    ) -> Result<Option<V>, E> {
+        let mut partials = self.stack.into_iter().map(|(_, v)| v);
+        let Some(first) = partials.next() else {
+            return Ok(None);
+        };
+        partials.try_fold(first, &mut add).map(Some)
+    }
 }
 
 /// Whether `x` is 0, as the evaluator decides it.
@@ -1267,5 +1330,39 @@ pub fn format_value(v: f64) -> String {
         s.to_string()
     } else {
         format!("{v:.4e}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::Cascade;
+
+    /// The order of the additions, written out.
+    fn grouping(terms: &[&str]) -> Option<String> {
+        let add = |a: String, b: String| Ok::<String, ()>(format!("({a}+{b})"));
+        let mut sum = Cascade::default();
+        for t in terms {
+            sum.push(t.to_string(), add).unwrap();
+        }
+        sum.finish(add).unwrap()
+    }
+
+    #[test]
+    fn a_cascade_adds_pairwise_and_up_to_three_terms_in_order() {
+        assert_eq!(grouping(&[]), None);
+        assert_eq!(grouping(&["a"]).unwrap(), "a");
+        assert_eq!(grouping(&["a", "b", "c"]).unwrap(), "((a+b)+c)");
+        assert_eq!(grouping(&["a", "b", "c", "d"]).unwrap(), "((a+b)+(c+d))");
+        assert_eq!(
+            grouping(&["a", "b", "c", "d", "e", "f", "g"]).unwrap(),
+            "((((a+b)+(c+d))+(e+f))+g)"
+        );
+        // A term reaches the total through log2(n) additions, not n - k.
+        let terms: Vec<String> = (0..1024).map(|k| format!("t{k}")).collect();
+        let refs: Vec<&str> = terms.iter().map(String::as_str).collect();
+        let total = grouping(&refs).unwrap();
+        let depth = total.find("t0+").unwrap();
+        assert_eq!(depth, 10, "t0 is nested in {depth} additions");
     }
 }

@@ -67,6 +67,52 @@ pub struct Replay<B> {
     output: Src,
 }
 
+/// The cones of some input elements (see [`Replay::cones`]).
+#[derive(Debug)]
+pub struct Cones<B> {
+    /// The value of every step at the drawn point (0 for guards).
+    base: Vec<B>,
+    /// The value of every input at the drawn point.
+    inputs: Vec<B>,
+    /// L at the drawn point.
+    output: B,
+    cones: Vec<Cone>,
+}
+
+/// The steps one element reaches, in order, each with the steps that
+/// produce its operands (or a constant, `CONSTANT_BIT`); and the step that
+/// produces L, if L is among them.
+#[derive(Debug, Default)]
+struct Cone {
+    steps: Vec<(u32, u32, u32)>,
+    output: Option<u32>,
+    /// The element reaches more of the program than a cone is worth (a
+    /// scalar every output reads): a whole run serves it better.
+    whole: bool,
+    /// The input the element is loaded as, if the program reads it.
+    input: Option<u32>,
+}
+
+impl Cone {
+    fn push(&mut self, step: (u32, u32, u32), limit: usize) {
+        if self.whole {
+            return;
+        }
+        if self.steps.len() >= limit {
+            self.whole = true;
+            self.steps = Vec::new();
+            return;
+        }
+        self.steps.push(step);
+    }
+}
+
+/// A cone beyond this fraction of the program's steps is run as a whole.
+const CONE_FRACTION: usize = 4;
+
+/// No producer: an operand a step does not read.
+const NONE: u32 = u32::MAX;
+
 /// Marks a value as freed in the last-use table.
 const FREED: u32 = u32::MAX - 1;
 /// The last use of the output: never.
@@ -322,6 +368,15 @@ impl<B: TapeReal> Replay<B> {
         lanes: usize,
         input_of: impl Fn(usize, usize, usize) -> f64,
     ) -> Vec<Option<B>> {
+        self.run_inputs(lanes, |l, input| {
+            let (k, p) = self.inputs[input as usize];
+            B::of(input_of(l, k, p))
+        })
+    }
+
+    /// A run whose input `input` (of [`Replay::inputs`]) in lane `l` is
+    /// `value(l, input)`.
+    fn run_inputs(&self, lanes: usize, value_of: impl Fn(usize, u32) -> B) -> Vec<Option<B>> {
         let zero = B::of(0.0);
         let lanes = lanes.min(LANES);
         let mut regs = vec![[zero; LANES]; self.registers];
@@ -340,10 +395,9 @@ impl<B: TapeReal> Replay<B> {
         for step in &self.steps {
             match *step {
                 Step::Load { input, out } => {
-                    let (k, p) = self.inputs[input as usize];
                     if let Some(reg) = regs.get_mut(out as usize) {
                         for (l, slot) in reg.iter_mut().enumerate().take(lanes) {
-                            *slot = B::of(input_of(l, k, p));
+                            *slot = value_of(l, input);
                         }
                     }
                 }
@@ -373,6 +427,183 @@ impl<B: TapeReal> Replay<B> {
             }
         }
         let out = fetch(&regs, self.output);
+        (0..lanes).map(|l| valid[l].then_some(out[l])).collect()
+    }
+
+    /// The cones of the given input elements (tensor, row-major offset):
+    /// the steps each one reaches, with every step's value at the drawn
+    /// point `input_of(tensor, offset)`. Moving one element then costs its
+    /// cone, not the whole program: with sums taken pairwise, a layer's
+    /// element reaches the outputs that read it and log n partial sums.
+    pub fn cones(
+        &self,
+        elements: &[(usize, usize)],
+        input_of: impl Fn(usize, usize) -> f64,
+    ) -> Cones<B> {
+        let zero = B::of(0.0);
+        let mut base = vec![zero; self.steps.len()];
+        let mut cones: Vec<Cone> = elements.iter().map(|_| Cone::default()).collect();
+        let mut value = vec![zero; self.registers];
+        let mut producer = vec![NONE; self.registers];
+        // Which elements (up to 64 per word) reach each register's value.
+        let words = elements.len().div_ceil(64).max(1);
+        let mut reach = vec![0u64; self.registers * words];
+        let index: std::collections::HashMap<(usize, usize), usize> =
+            elements.iter().enumerate().map(|(e, &x)| (x, e)).collect();
+        let constant = |x: Src| {
+            self.constants
+                .get((x & !CONSTANT_BIT) as usize)
+                .copied()
+                .unwrap_or(zero)
+        };
+        let read = |value: &[B], x: Src| {
+            if x & CONSTANT_BIT != 0 {
+                constant(x)
+            } else {
+                value[x as usize]
+            }
+        };
+        let from = |producer: &[u32], x: Src| {
+            if x & CONSTANT_BIT != 0 {
+                x
+            } else {
+                producer[x as usize]
+            }
+        };
+        let mut mask = vec![0u64; words];
+        let limit = self.steps.len() / CONE_FRACTION;
+        let mut inputs = vec![zero; self.inputs.len()];
+        for (i, step) in self.steps.iter().enumerate() {
+            mask.iter_mut().for_each(|m| *m = 0);
+            let (a, b) = match *step {
+                Step::Load { input, out } => {
+                    let (k, p) = self.inputs[input as usize];
+                    let v = B::of(input_of(k, p));
+                    inputs[input as usize] = v;
+                    base[i] = v;
+                    value[out as usize] = v;
+                    producer[out as usize] = i as u32;
+                    if let Some(&e) = index.get(&(k, p)) {
+                        mask[e / 64] |= 1 << (e % 64);
+                        cones[e].input = Some(input);
+                        cones[e].push((i as u32, NONE, NONE), limit);
+                    }
+                    reach[out as usize * words..(out as usize + 1) * words].copy_from_slice(&mask);
+                    continue;
+                }
+                Step::Op { a, b, .. } | Step::Order { a, b, .. } => (a, b),
+                Step::Finite { a, .. } => (a, a),
+            };
+            for x in [a, b] {
+                if x & CONSTANT_BIT == 0 {
+                    for (m, r) in mask
+                        .iter_mut()
+                        .zip(&reach[x as usize * words..(x as usize + 1) * words])
+                    {
+                        *m |= r;
+                    }
+                }
+            }
+            let (pa, pb) = (from(&producer, a), from(&producer, b));
+            for (w, &m) in mask.iter().enumerate() {
+                let mut bits = m;
+                while bits != 0 {
+                    let e = w * 64 + bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    cones[e].push((i as u32, pa, pb), limit);
+                }
+            }
+            if let Step::Op { op, out, .. } = *step {
+                let v = apply_op(op, read(&value, a), read(&value, b));
+                base[i] = v;
+                value[out as usize] = v;
+                producer[out as usize] = i as u32;
+                reach[out as usize * words..(out as usize + 1) * words].copy_from_slice(&mask);
+            }
+        }
+        let output = from(&producer, self.output);
+        let output_value = read(&value, self.output);
+        if self.output & CONSTANT_BIT == 0 {
+            let at = self.output as usize * words;
+            for (e, cone) in cones.iter_mut().enumerate() {
+                if reach[at + e / 64] & (1 << (e % 64)) != 0 {
+                    cone.output = Some(output);
+                }
+            }
+        }
+        Cones {
+            base,
+            inputs,
+            output: output_value,
+            cones,
+        }
+    }
+
+    /// L with element `e` of `cones` (and nothing else) moved to each of
+    /// up to [`LANES`] values: its cone replayed, the rest as at the drawn
+    /// point. `None` where a lane takes a decision the recording did not.
+    pub fn run_cone(&self, cones: &Cones<B>, e: usize, moved: &[f64]) -> Vec<Option<B>> {
+        let zero = B::of(0.0);
+        let lanes = moved.len().min(LANES);
+        let Some(cone) = cones.cones.get(e) else {
+            return vec![None; lanes];
+        };
+        if cone.whole {
+            return self.run_inputs(lanes, |l, input| {
+                if Some(input) == cone.input {
+                    B::of(moved.get(l).copied().unwrap_or(f64::NAN))
+                } else {
+                    cones.inputs.get(input as usize).copied().unwrap_or(zero)
+                }
+            });
+        }
+        let mut valid = [false; LANES];
+        valid[..lanes].fill(true);
+        let mut vals: Vec<[B; LANES]> = Vec::with_capacity(cone.steps.len());
+        let position = |step: u32| cone.steps.binary_search_by_key(&step, |&(i, _, _)| i).ok();
+        let fetch = |vals: &[[B; LANES]], x: u32| -> [B; LANES] {
+            if x & CONSTANT_BIT != 0 {
+                [self.constants
+                    .get((x & !CONSTANT_BIT) as usize)
+                    .copied()
+                    .unwrap_or(zero); LANES]
+            } else if let Some(j) = position(x) {
+                vals.get(j).copied().unwrap_or([zero; LANES])
+            } else {
+                [cones.base.get(x as usize).copied().unwrap_or(zero); LANES]
+            }
+        };
+        for &(i, pa, pb) in &cone.steps {
+            let value = match self.steps[i as usize] {
+                Step::Load { .. } => {
+                    std::array::from_fn(|l| B::of(moved.get(l).copied().unwrap_or(f64::NAN)))
+                }
+                Step::Op { op, .. } => lanes_of(op, &fetch(&vals, pa), &fetch(&vals, pb)),
+                Step::Order { expected, .. } => {
+                    let (a, b) = (fetch(&vals, pa), fetch(&vals, pb));
+                    for l in 0..lanes {
+                        if a[l].value().partial_cmp(&b[l].value()) != expected {
+                            valid[l] = false;
+                        }
+                    }
+                    [zero; LANES]
+                }
+                Step::Finite { expected, .. } => {
+                    let a = fetch(&vals, pa);
+                    for l in 0..lanes {
+                        if a[l].value().is_finite() != expected {
+                            valid[l] = false;
+                        }
+                    }
+                    [zero; LANES]
+                }
+            };
+            vals.push(value);
+        }
+        let out = match cone.output {
+            Some(p) => fetch(&vals, p),
+            None => [cones.output; LANES],
+        };
         (0..lanes).map(|l| valid[l].then_some(out[l])).collect()
     }
 

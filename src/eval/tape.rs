@@ -20,8 +20,8 @@
 use std::collections::HashMap;
 
 use super::{
-    CLOCK_STRIDE, EvalError, Evaluation, Frame, UNBOUND, apply, cases_disagree, domain_help,
-    format_value,
+    CLOCK_STRIDE, Cascade, EvalError, Evaluation, Frame, UNBOUND, apply, cases_disagree,
+    domain_help, format_value,
 };
 use crate::analysis::program::*;
 use crate::source::Span;
@@ -1144,6 +1144,7 @@ impl<'t, 'a> TapeBuilder<'t, 'a> {
             return self.fold(node, frame);
         }
         let mut acc: Option<Reg> = None;
+        let mut sum: Cascade<Reg> = Cascade::default();
         for k in lo..=hi {
             if (k - lo) as usize % CLOCK_STRIDE == CLOCK_STRIDE - 1 {
                 self.evaluation.instance.check_clock()?;
@@ -1152,6 +1153,11 @@ impl<'t, 'a> TapeBuilder<'t, 'a> {
                 *slot = k;
             }
             let v = self.node(body, frame)?;
+            if op == ReduceOp::Sum {
+                // The evaluator's cascade, step for step.
+                sum.push(v, |a, b| self.push(Op::Add(a, b)))?;
+                continue;
+            }
             acc = Some(match acc {
                 None => v,
                 Some(a) => self.push(match op {
@@ -1164,6 +1170,9 @@ impl<'t, 'a> TapeBuilder<'t, 'a> {
         }
         if let Some(slot) = frame.env.get_mut(var.0) {
             *slot = UNBOUND;
+        }
+        if op == ReduceOp::Sum {
+            acc = sum.finish(|a, b| self.push(Op::Add(a, b)))?;
         }
         match acc {
             Some(r) => Ok(r),

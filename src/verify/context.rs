@@ -12,7 +12,7 @@ use super::derivation::{Derivation, derive};
 use super::grad::{TensorProbe, probe_tensor};
 use super::kinks::{KinkGradients, ValidRange, one_sided_partials};
 use crate::analysis::program::{Program, TensorId};
-use crate::eval::replay::{LANES, Replay};
+use crate::eval::replay::{Cones, LANES, Replay};
 use crate::eval::{EvalError, Evaluation, Instance, KinkCount, Scalar, TapeReal, record};
 use crate::source::Source;
 use rayon::prelude::*;
@@ -185,21 +185,68 @@ impl<'a> SizeContext<'a> {
             .enumerate()
             .map(|(point, r)| match r {
                 Some(v) => Ok(v.value()),
-                None => {
-                    let values: Vec<ArrayD<T>> = self
-                        .values
-                        .iter()
-                        .enumerate()
-                        .map(|(k, a)| {
-                            let mut p = 0;
-                            a.mapv(|_| {
-                                p += 1;
-                                T::constant(input(point, k, p - 1))
-                            })
-                        })
-                        .collect();
-                    self.instance.evaluation(&values).loss().map(|v| v.real())
-                }
+                None => self.evaluate::<T>(|k, p| input(point, k, p)),
+            })
+            .collect()
+    }
+
+    /// L by the evaluator at the point `input(tensor, offset)` gives.
+    fn evaluate<T: Replayable>(
+        &self,
+        input: impl Fn(usize, usize) -> f64,
+    ) -> Result<f64, Box<EvalError>> {
+        let values: Vec<ArrayD<T>> = self
+            .values
+            .iter()
+            .enumerate()
+            .map(|(k, a)| {
+                let mut p = 0;
+                a.mapv(|_| {
+                    p += 1;
+                    T::constant(input(k, p - 1))
+                })
+            })
+            .collect();
+        self.instance.evaluation(&values).loss().map(|v| v.real())
+    }
+
+    /// The cones of some elements in the replay of precision `T`, for
+    /// [`SizeContext::moved_losses`]; `None` where L is not replayed.
+    pub fn cones<T: Replayable>(&self, elements: &[(usize, usize)]) -> Option<Cones<T>> {
+        let flat = &self.flat;
+        T::replay(self).map(|r| r.cones(elements, |k, p| value_at(flat, k, p)))
+    }
+
+    /// L with element `e` of `elements` moved to each value of `moved`
+    /// and every other value as drawn: by its cone where it is replayed,
+    /// by the evaluator elsewhere; the evaluator's value either way.
+    pub fn moved_losses<T: Replayable>(
+        &self,
+        cones: Option<&Cones<T>>,
+        elements: &[(usize, usize)],
+        e: usize,
+        moved: &[f64],
+    ) -> Vec<Result<f64, Box<EvalError>>> {
+        let replayed = match (T::replay(self), cones) {
+            (Some(replay), Some(cones)) => moved
+                .chunks(LANES)
+                .flat_map(|chunk| replay.run_cone(cones, e, chunk))
+                .collect(),
+            _ => vec![None; moved.len()],
+        };
+        let (tensor, element) = elements.get(e).copied().unwrap_or((usize::MAX, 0));
+        replayed
+            .into_iter()
+            .zip(moved)
+            .map(|(r, &v)| match r {
+                Some(l) => Ok(l.value()),
+                None => self.evaluate::<T>(|k, p| {
+                    if (k, p) == (tensor, element) {
+                        v
+                    } else {
+                        value_at(&self.flat, k, p)
+                    }
+                }),
             })
             .collect()
     }

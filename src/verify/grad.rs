@@ -803,12 +803,7 @@ fn central_differences(
     step: impl Fn(usize) -> f64,
     at: impl Fn(usize, f64, usize, usize) -> f64 + Sync,
 ) -> Vec<Result<Differences, String>> {
-    let displacements: Vec<[f64; 4]> = (0..requests)
-        .map(|r| {
-            let h = step(r);
-            [h, -h, 2.0 * h, -2.0 * h]
-        })
-        .collect();
+    let displacements: Vec<[f64; 4]> = (0..requests).map(|r| displacements(step(r))).collect();
     let input =
         |point: usize, k: usize, p: usize| at(point / 4, displacements[point / 4][point % 4], k, p);
     let l64 = cx.losses::<f64>(4 * requests, input);
@@ -816,26 +811,40 @@ fn central_differences(
     // is unmeasured and the ε·|terms| estimate stands alone.
     let l32 = cx.losses::<f32>(4 * requests, input);
     (0..requests)
-        .map(|r| {
-            let mut noise: f64 = 0.0;
-            let mut l = [0.0; 4];
-            for (j, slot) in l.iter_mut().enumerate() {
-                let l64 = l64[4 * r + j].as_ref().map_err(|e| e.to_string())?;
-                let l32 = match &l32[4 * r + j] {
-                    Ok(v) if v.is_finite() => *v,
-                    _ => *l64,
-                };
-                noise = noise.max((l32 - l64).abs() * (f64::EPSILON / f64::from(f32::EPSILON)));
-                *slot = *l64;
-            }
-            let h = step(r);
-            Ok(Differences {
-                d1: (l[0] - l[1]) / (2.0 * h),
-                d2: (l[2] - l[3]) / (4.0 * h),
-                noise,
-            })
-        })
+        .map(|r| differences(&l64[4 * r..4 * r + 4], &l32[4 * r..4 * r + 4], step(r)))
         .collect()
+}
+
+/// The displacements of a central difference with step h, in the order
+/// its values of L are given: +h, −h, +2h, −2h.
+fn displacements(h: f64) -> [f64; 4] {
+    [h, -h, 2.0 * h, -2.0 * h]
+}
+
+/// d1, d2 and the measured rounding from L in f64 and f32 at the four
+/// displacements of step `h`; the first error, in their order, where L is
+/// undefined at one.
+fn differences(
+    l64: &[Result<f64, Box<EvalError>>],
+    l32: &[Result<f64, Box<EvalError>>],
+    h: f64,
+) -> Result<Differences, String> {
+    let mut noise: f64 = 0.0;
+    let mut l = [0.0; 4];
+    for (j, slot) in l.iter_mut().enumerate() {
+        let l64 = l64[j].as_ref().map_err(|e| e.to_string())?;
+        let l32 = match &l32[j] {
+            Ok(v) if v.is_finite() => *v,
+            _ => *l64,
+        };
+        noise = noise.max((l32 - l64).abs() * (f64::EPSILON / f64::from(f32::EPSILON)));
+        *slot = *l64;
+    }
+    Ok(Differences {
+        d1: (l[0] - l[1]) / (2.0 * h),
+        d2: (l[2] - l[3]) / (4.0 * h),
+        noise,
+    })
 }
 
 /// Central differences of L with steps h and 2h, and the rounding of L.
@@ -893,8 +902,11 @@ pub fn probe_tensor(target: TensorId, cx: &SizeContext<'_>) -> TensorProbe {
             })
         })
         .collect();
-    // Every element still walking takes its next step at once: the
-    // differences of a round are evaluated together.
+    // The walks' elements, and their cones in each precision.
+    let elements: Vec<(usize, usize)> = walks.iter().map(|w| (target.0, w.k)).collect();
+    let cones64 = cx.cones::<f64>(&elements);
+    let cones32 = cx.cones::<f32>(&elements);
+    // Every element still walking takes its next step, round by round.
     loop {
         let active: Vec<usize> = (0..walks.len())
             .filter(|&i| !walks[i].done && walks[i].next < walks[i].steps.len())
@@ -902,18 +914,18 @@ pub fn probe_tensor(target: TensorId, cx: &SizeContext<'_>) -> TensorProbe {
         if active.is_empty() {
             break;
         }
-        let step = |r: usize| walks[active[r]].steps[walks[active[r]].next];
-        let moved: Vec<(usize, f64)> = active.iter().map(|&i| (walks[i].k, walks[i].w0)).collect();
-        let flat = cx.flat_values();
-        let at = |r: usize, t: f64, k: usize, p: usize| {
-            let (element, w0) = moved[r];
-            if k == target.0 && p == element {
-                w0 + t
-            } else {
-                value_at(flat, k, p)
-            }
-        };
-        let estimates = central_differences(cx, active.len(), step, at);
+        // Each element alone moves: its cone is replayed, 4 points a run.
+        let estimates: Vec<Result<Differences, String>> = active
+            .iter()
+            .map(|&i| {
+                let walk = &walks[i];
+                let h = walk.steps[walk.next];
+                let moved = displacements(h).map(|t| walk.w0 + t);
+                let l64 = cx.moved_losses(cones64.as_ref(), &elements, i, &moved);
+                let l32 = cx.moved_losses(cones32.as_ref(), &elements, i, &moved);
+                differences(&l64, &l32, h)
+            })
+            .collect();
         for (&i, estimate) in active.iter().zip(estimates) {
             let walk = &mut walks[i];
             let h = walk.steps[walk.next];
