@@ -11,7 +11,6 @@ use dlverify::syntax::ast::Precision;
 use dlverify::verify::Options;
 use dlverify::verify::outcome::FileOutcome;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rayon::prelude::*;
 
 /// Checks the mathematics of deep-learning exercises.
 ///
@@ -150,26 +149,7 @@ fn main() -> ExitCode {
     };
     let paths = dlverify::input::expand_paths(&cli.paths);
     let progress = Progress::start(paths.len(), matches!(cli.format, Format::Human));
-    // Files are independent: they are checked in parallel, and the report
-    // keeps their order (a seed gives the same report whatever the threads).
-    let outcomes: Vec<FileOutcome> = paths
-        .into_par_iter()
-        .map(|path| {
-            let outcome = match path {
-                Ok(path) => dlverify::check_path(&path, &options),
-                Err(e) => {
-                    let name = match &e {
-                        dlverify::input::InputError::NoSpecs { path }
-                        | dlverify::input::InputError::Unreadable { path, .. } => path.clone(),
-                        _ => String::new(),
-                    };
-                    FileOutcome::unreadable(name, None, miette::Report::new(e))
-                }
-            };
-            progress.done_one();
-            outcome
-        })
-        .collect();
+    let outcomes = check_all(paths, &options, &progress);
     progress.finish();
     let text = match cli.format {
         Format::Human => report::human::render(
@@ -196,6 +176,69 @@ fn main() -> ExitCode {
         }
     }
     ExitCode::from(Summary::exit_code(&outcomes))
+}
+
+/// Checks the files, one per core at a time, and gives their outcomes in
+/// the order named (a seed gives the same report whatever the threads).
+///
+/// The workers are plain threads taking the next file in turn, not rayon
+/// tasks: a check's own parallel work (replays, sampling) then waits on
+/// its own file, and no other file's work runs in between on the thread of
+/// a claim whose time limit is running.
+fn check_all(
+    paths: Vec<Result<PathBuf, dlverify::input::InputError>>,
+    options: &Options,
+    progress: &Progress,
+) -> Vec<FileOutcome> {
+    let count = paths.len();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let paths: Vec<std::sync::Mutex<Option<Result<PathBuf, dlverify::input::InputError>>>> = paths
+        .into_iter()
+        .map(|p| std::sync::Mutex::new(Some(p)))
+        .collect();
+    let outcomes: Vec<std::sync::Mutex<Option<FileOutcome>>> =
+        (0..count).map(|_| std::sync::Mutex::new(None)).collect();
+    let workers = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(count.max(1));
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(slot) = paths.get(i) else {
+                        break;
+                    };
+                    let Some(path) = slot.lock().ok().and_then(|mut p| p.take()) else {
+                        continue;
+                    };
+                    let outcome = check_one(path, options);
+                    if let Ok(mut out) = outcomes[i].lock() {
+                        *out = Some(outcome);
+                    }
+                    progress.done_one();
+                }
+            });
+        }
+    });
+    outcomes
+        .into_iter()
+        .filter_map(|o| o.into_inner().ok().flatten())
+        .collect()
+}
+
+fn check_one(path: Result<PathBuf, dlverify::input::InputError>, options: &Options) -> FileOutcome {
+    match path {
+        Ok(path) => dlverify::check_path(&path, options),
+        Err(e) => {
+            let name = match &e {
+                dlverify::input::InputError::NoSpecs { path }
+                | dlverify::input::InputError::Unreadable { path, .. } => path.clone(),
+                _ => String::new(),
+            };
+            FileOutcome::unreadable(name, None, miette::Report::new(e))
+        }
+    }
 }
 
 /// Files checked so far, on standard error, for a run that takes longer

@@ -6,6 +6,9 @@
 //! the gradient at each size.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+use common::specs_in;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -13,16 +16,6 @@ use dlverify::check_source;
 use dlverify::source::Source;
 use dlverify::verify::Options;
 use dlverify::verify::outcome::{FileOutcome, Route};
-
-fn specs_in(dir: &Path) -> Vec<PathBuf> {
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "dl"))
-        .collect();
-    paths.sort();
-    paths
-}
 
 fn check(name: &str, text: &str, dims: &[(&str, i64)], seed: u64) -> FileOutcome {
     let options = Options {
@@ -40,10 +33,9 @@ fn check(name: &str, text: &str, dims: &[(&str, i64)], seed: u64) -> FileOutcome
 /// smooth at the drawn values, forward alone at the corpus's kinks.
 #[test]
 fn reverse_mode_agrees_with_forward_mode_on_every_spec() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let files: Vec<PathBuf> = specs_in(&root.join("specs"))
+    let files: Vec<PathBuf> = specs_in("specs")
         .into_iter()
-        .chain(specs_in(&root.join("tests/corpus")))
+        .chain(specs_in("tests/corpus"))
         .collect();
     assert!(files.len() > 200, "the corpus is missing: {}", files.len());
     let (mut reverse, mut forward) = (0usize, 0usize);

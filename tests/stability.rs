@@ -9,6 +9,8 @@
 //!   Run it with `cargo test --release --test stability -- --ignored --nocapture`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
@@ -100,14 +102,7 @@ fn the_same_seed_gives_byte_identical_output_whatever_the_threads() {
 const SEEDS: u64 = 200;
 
 fn bundled_specs() -> Vec<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("specs");
-    let mut specs: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "dl"))
-        .collect();
-    specs.sort();
-    specs
+    common::specs_in("specs")
 }
 
 /// One claim's statuses over every seed: status → the seeds that gave it.

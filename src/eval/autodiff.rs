@@ -139,31 +139,17 @@ pub fn directional_derivatives(
     first: &[Option<ArrayD<f64>>],
     second: &[Option<ArrayD<f64>>],
 ) -> Result<[f64; 2], Box<EvalError>> {
-    let lifted: Vec<ArrayD<DualSVec64<2>>> = values
-        .iter()
-        .enumerate()
-        .map(|(k, v)| {
-            let differentiable = instance
-                .program
-                .tensors
-                .get(k)
-                .is_some_and(|t| t.is_differentiable());
-            match (
-                first.get(k).and_then(Option::as_ref),
-                second.get(k).and_then(Option::as_ref),
-            ) {
-                (Some(a), Some(b)) if differentiable => ndarray::Zip::from(v)
-                    .and(a)
-                    .and(b)
-                    .map_collect(|&x, &da, &db| {
-                        DualSVec64::from_re(0.0).derivative(0) * da
-                            + DualSVec64::from_re(0.0).derivative(1) * db
-                            + x
-                    }),
-                _ => v.mapv(DualSVec64::<2>::from),
-            }
-        })
-        .collect();
+    let lifted = lift_along_two(
+        instance,
+        values,
+        (first, second),
+        |x, da, db| {
+            DualSVec64::from_re(0.0).derivative(0) * da
+                + DualSVec64::from_re(0.0).derivative(1) * db
+                + x
+        },
+        DualSVec64::<2>::from,
+    );
     let loss = instance.evaluation(&lifted).loss()?;
     let d = |s: usize| loss.eps.0.as_ref().map_or(0.0, |m| m[(s, 0)]);
     Ok([d(0), d(1)])
@@ -287,7 +273,37 @@ pub fn branches_along(
     first: &[Option<ArrayD<f64>>],
     second: &[Option<ArrayD<f64>>],
 ) -> Result<Vec<super::BranchRecord>, Box<EvalError>> {
-    let lifted: Vec<ArrayD<Dual<f64, 2>>> = values
+    let lifted = lift_along_two(
+        instance,
+        values,
+        (first, second),
+        |x, da, db| Dual {
+            re: x,
+            eps: Some([da, db]),
+        },
+        Dual::constant,
+    );
+    let mut evaluation = instance
+        .evaluation(&lifted)
+        .with_branches(BranchPolicy::FollowTangents);
+    evaluation.loss()?;
+    Ok(evaluation.branch_records())
+}
+
+/// A direction in the space of every tensor (`None` where it does not move one).
+type Direction<'a> = &'a [Option<ArrayD<f64>>];
+
+/// Every tensor's values in a dual type with two directions: moving along
+/// both where they give one for a differentiable tensor (`along(x, da,
+/// db)`), constant elsewhere.
+fn lift_along_two<T>(
+    instance: &Instance<'_>,
+    values: &[ArrayD<f64>],
+    (first, second): (Direction<'_>, Direction<'_>),
+    along: impl Fn(f64, f64, f64) -> T,
+    constant: impl Fn(f64) -> T,
+) -> Vec<ArrayD<T>> {
+    values
         .iter()
         .enumerate()
         .map(|(k, v)| {
@@ -303,19 +319,11 @@ pub fn branches_along(
                 (Some(a), Some(b)) if differentiable => ndarray::Zip::from(v)
                     .and(a)
                     .and(b)
-                    .map_collect(|&x, &da, &db| Dual {
-                        re: x,
-                        eps: Some([da, db]),
-                    }),
-                _ => v.mapv(Dual::constant),
+                    .map_collect(|&x, &da, &db| along(x, da, db)),
+                _ => v.mapv(&constant),
             }
         })
-        .collect();
-    let mut evaluation = instance
-        .evaluation(&lifted)
-        .with_branches(BranchPolicy::FollowTangents);
-    evaluation.loss()?;
-    Ok(evaluation.branch_records())
+        .collect()
 }
 
 /// Every tensor's values in a dual type: moving along `direction` where it

@@ -395,6 +395,7 @@ pub trait Real:
     fn tanh(self) -> Self;
     fn sin_cos(self) -> (Self, Self);
     fn powi(self, k: i32) -> Self;
+    fn abs(self) -> Self;
 }
 
 /// `Real` for a type whose inherent methods have the trait's names.
@@ -427,6 +428,9 @@ macro_rules! forward_real {
             }
             fn powi(self, k: i32) -> Self {
                 <$t>::powi(self, k)
+            }
+            fn abs(self) -> Self {
+                <$t>::abs(self)
             }
         }
     };

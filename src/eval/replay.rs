@@ -74,6 +74,8 @@ pub struct Cones<B> {
     base: Vec<B>,
     /// The value of every input at the drawn point.
     inputs: Vec<B>,
+    /// The cone each element uses: its own, or that of its first mention.
+    alias: Vec<usize>,
     /// L at the drawn point.
     output: B,
     cones: Vec<Cone>,
@@ -245,15 +247,13 @@ impl<B: TapeReal> Replay<B> {
         // Leaves are recorded first, tensor by tensor: entry n below their
         // count is element leaf_of[n].
         let mut leaf_of: Vec<(usize, usize)> = vec![];
-        for (k, t) in recorded.leaves.iter().enumerate() {
-            if let Some(t) = t {
-                for (p, &n) in t.iter().enumerate() {
-                    let n = n as usize;
-                    if leaf_of.len() <= n {
-                        leaf_of.resize(n + 1, (usize::MAX, 0));
-                    }
-                    leaf_of[n] = (k, p);
+        for (k, t) in recorded.inputs.iter().enumerate() {
+            for (p, &n) in t.iter().enumerate() {
+                let n = n as usize;
+                if leaf_of.len() <= n {
+                    leaf_of.resize(n + 1, (usize::MAX, 0));
                 }
+                leaf_of[n] = (k, p);
             }
         }
         let mut register = vec![0u32; len];
@@ -334,9 +334,8 @@ impl<B: TapeReal> Replay<B> {
         })
     }
 
-    /// L at each point (every tensor's values, as f64; only the
-    /// differentiable ones may differ from the recorded values), or `None`
-    /// where the point takes a decision the recording did not.
+    /// L at each point (every tensor's values, as f64), or `None` where the
+    /// point takes a decision the recording did not.
     pub fn losses(&self, points: &[&[ArrayD<f64>]]) -> Vec<Option<B>> {
         let slices: Vec<Vec<&[f64]>> = points
             .iter()
@@ -448,8 +447,13 @@ impl<B: TapeReal> Replay<B> {
         // Which elements (up to 64 per word) reach each register's value.
         let words = elements.len().div_ceil(64).max(1);
         let mut reach = vec![0u64; self.registers * words];
-        let index: std::collections::HashMap<(usize, usize), usize> =
-            elements.iter().enumerate().map(|(e, &x)| (x, e)).collect();
+        // An element named twice shares the cone of its first mention.
+        let mut index: std::collections::HashMap<(usize, usize), usize> = Default::default();
+        let alias: Vec<usize> = elements
+            .iter()
+            .enumerate()
+            .map(|(e, &x)| *index.entry(x).or_insert(e))
+            .collect();
         let constant = |x: Src| {
             self.constants
                 .get((x & !CONSTANT_BIT) as usize)
@@ -536,6 +540,7 @@ impl<B: TapeReal> Replay<B> {
             inputs,
             output: output_value,
             cones,
+            alias,
         }
     }
 
@@ -545,7 +550,7 @@ impl<B: TapeReal> Replay<B> {
     pub fn run_cone(&self, cones: &Cones<B>, e: usize, moved: &[f64]) -> Vec<Option<B>> {
         let zero = B::of(0.0);
         let lanes = moved.len().min(LANES);
-        let Some(cone) = cones.cones.get(e) else {
+        let Some(cone) = cones.alias.get(e).and_then(|&e| cones.cones.get(e)) else {
             return vec![None; lanes];
         };
         if cone.whole {
@@ -686,6 +691,39 @@ mod tests {
         }
         assert!(losses[0].is_some() && losses[1].is_some(), "{losses:?}");
         assert!(declined > 0, "the large steps change branches: {losses:?}");
+    }
+
+    /// An element named twice among the cones moves as it does alone.
+    #[test]
+    fn an_element_named_twice_shares_its_cone() {
+        let text = "
+            dim n = 5
+            input x[n] in (-2, 2)
+            y[i] = x[i] * x[i] + sum(k) x[k]
+        ";
+        let source = Source::new("t.dl", text);
+        let program = analyze(&crate::syntax::parse(&source).unwrap()).unwrap();
+        let instance = instance_of(&program, &source);
+        let values = draw_values(&instance, 1).unwrap();
+        let replay = Replay::compile(record::<f64>(&instance, &values).unwrap()).unwrap();
+        let x = program.tensors.iter().position(|t| t.name == "x").unwrap();
+        let flat: Vec<&[f64]> = values
+            .iter()
+            .map(|a| a.as_slice_memory_order().unwrap())
+            .collect();
+        let cones = replay.cones(&[(x, 2), (x, 3), (x, 2)], |k, p| flat[k][p]);
+        let moved = [flat[x][2] + 0.25];
+        let whole = replay.run_with(1, |_, k, p| {
+            if (k, p) == (x, 2) {
+                moved[0]
+            } else {
+                flat[k][p]
+            }
+        });
+        for e in [0, 2] {
+            assert_eq!(replay.run_cone(&cones, e, &moved), whole);
+        }
+        assert_ne!(replay.run_cone(&cones, 1, &moved), whole);
     }
 
     /// A point where the evaluator fails (log of a negative) is declined.

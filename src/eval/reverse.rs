@@ -306,15 +306,9 @@ pub(super) fn apply_op<B: Real>(op: Op, a: B, b: B) -> B {
         Op::Ln => a.ln(),
         Op::Ln1p => a.ln_1p(),
         Op::Sqrt => a.sqrt(),
-        Op::Abs => {
-            // As num-dual and the forward duals: the positive branch at +0.
-            let v = a.value();
-            if v > 0.0 || (v == 0.0 && v.is_sign_positive()) {
-                a
-            } else {
-                -a
-            }
-        }
+        // The plain type's own abs (signs of zeros and NaNs included); the
+        // slope takes num-dual's positive branch at +0 (`partials`).
+        Op::Abs => a.abs(),
         Op::Tanh => a.tanh(),
         Op::Sin => a.sin_cos().0,
         Op::Cos => a.sin_cos().1,
@@ -481,8 +475,11 @@ impl<B: TapeReal> Drop for Recording<B> {
 #[derive(Debug)]
 pub struct Recorded<B> {
     pub(super) tape: Tape<B>,
-    /// The leaf entry of each element, per tensor (`None` for data).
+    /// The leaf entry of each element the gradient is taken in, per
+    /// tensor (`None` for data).
     pub(super) leaves: Vec<Option<ArrayD<u32>>>,
+    /// The input entry of every element of every tensor, data included.
+    pub(super) inputs: Vec<ArrayD<u32>>,
     /// L: an entry, or a constant (`CONSTANT_BIT`).
     pub(super) output: u32,
     pub(super) loss: B,
@@ -523,17 +520,10 @@ pub fn record<B: TapeReal>(
 ) -> Result<Recorded<B>, Box<EvalError>> {
     let recording = Recording::<B>::start()?;
     let tensors = &instance.program.tensors;
-    let lifted: Vec<ArrayD<Rev<B>>> = values
-        .iter()
-        .enumerate()
-        .map(|(k, v)| {
-            if tensors.get(k).is_some_and(|t| t.is_differentiable()) {
-                v.mapv(Rev::leaf)
-            } else {
-                v.mapv(Rev::constant_of)
-            }
-        })
-        .collect();
+    // Every element is recorded as an input, data (the incoming gradient,
+    // given values) as well: a replay then reads all of them from the point
+    // it runs at, and no value of a point can be silently the recording's.
+    let lifted: Vec<ArrayD<Rev<B>>> = values.iter().map(|v| v.mapv(Rev::leaf)).collect();
     let (loss, kinks) = {
         let mut evaluation = instance.evaluation(&lifted);
         let loss = evaluation.loss()?;
@@ -547,16 +537,21 @@ pub fn record<B: TapeReal>(
     }
     let output = tape.operand(loss);
     drop(recording);
-    let leaves = lifted
+    let inputs: Vec<ArrayD<u32>> = lifted.iter().map(|t| t.mapv(|x| x.node)).collect();
+    let leaves = inputs
         .iter()
-        .map(|t| {
-            let any = t.iter().any(|x| x.node != CONSTANT);
-            any.then(|| t.mapv(|x| x.node))
+        .enumerate()
+        .map(|(k, t)| {
+            tensors
+                .get(k)
+                .is_some_and(|t| t.is_differentiable())
+                .then(|| t.clone())
         })
         .collect();
     Ok(Recorded {
         tape,
         leaves,
+        inputs,
         output,
         loss: loss.value,
         kinks,
@@ -664,6 +659,7 @@ mod tests {
         let recorded = Recorded {
             tape: recording.take(),
             leaves: vec![],
+            inputs: vec![],
             output: y.node,
             loss: y.value,
             kinks: KinkCount::default(),

@@ -271,26 +271,35 @@ pub trait Replayable: Scalar + TapeReal + Send + Sync {
 }
 
 /// Records L at `values` in `T` and compiles it; `None` where L fails
-/// there or the recording cannot be replayed.
-fn compiled<T: TapeReal + Scalar>(cx: &SizeContext<'_>, values: &[ArrayD<T>]) -> Option<Replay<T>> {
-    record(cx.instance, values).ok().and_then(Replay::compile)
+/// there or the recording cannot be replayed. A recording cut short by the
+/// clock is no answer: it is not kept, and the next caller tries again.
+fn compiled<'c, T: TapeReal + Scalar>(
+    cx: &SizeContext<'_>,
+    cell: &'c OnceCell<Option<Replay<T>>>,
+    values: impl FnOnce() -> Vec<ArrayD<T>>,
+) -> Option<&'c Replay<T>> {
+    if let Some(known) = cell.get() {
+        return known.as_ref();
+    }
+    let replay = match record(cx.instance, &values()) {
+        Ok(recorded) => Replay::compile(recorded),
+        Err(e) if e.is_timeout() => return None,
+        Err(_) => None,
+    };
+    cell.get_or_init(|| replay).as_ref()
 }
 
 impl Replayable for f64 {
     fn replay<'c>(cx: &'c SizeContext<'_>) -> Option<&'c Replay<Self>> {
-        cx.replay64.get_or_init(|| compiled(cx, cx.values)).as_ref()
+        compiled(cx, &cx.replay64, || cx.values.to_vec())
     }
 }
 
 impl Replayable for f32 {
     fn replay<'c>(cx: &'c SizeContext<'_>) -> Option<&'c Replay<Self>> {
-        cx.replay32
-            .get_or_init(|| {
-                let single: Vec<ArrayD<f32>> =
-                    cx.values.iter().map(|a| a.mapv(f32::constant)).collect();
-                compiled(cx, &single)
-            })
-            .as_ref()
+        compiled(cx, &cx.replay32, || {
+            cx.values.iter().map(|a| a.mapv(f32::constant)).collect()
+        })
     }
 }
 

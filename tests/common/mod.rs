@@ -52,3 +52,16 @@ pub fn render(outcome: &dlverify::verify::outcome::FileOutcome) -> String {
         },
     )
 }
+
+/// The `*.dl` files of a directory of the crate (`specs`, `tests/corpus`),
+/// sorted by name.
+pub fn specs_in(dir: &str) -> Vec<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(dir);
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "dl"))
+        .collect();
+    paths.sort();
+    paths
+}
