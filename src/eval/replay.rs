@@ -454,6 +454,13 @@ impl<B: TapeReal> Replay<B> {
             .enumerate()
             .map(|(e, &x)| *index.entry(x).or_insert(e))
             .collect();
+        // The element each input is, if any: one look-up per input, here,
+        // rather than one per load in the scan.
+        let element_of: Vec<u32> = self
+            .inputs
+            .iter()
+            .map(|x| index.get(x).map_or(NONE, |&e| e as u32))
+            .collect();
         let constant = |x: Src| {
             self.constants
                 .get((x & !CONSTANT_BIT) as usize)
@@ -487,7 +494,9 @@ impl<B: TapeReal> Replay<B> {
                     base[i] = v;
                     value[out as usize] = v;
                     producer[out as usize] = i as u32;
-                    if let Some(&e) = index.get(&(k, p)) {
+                    let e = element_of[input as usize];
+                    if e != NONE {
+                        let e = e as usize;
                         mask[e / 64] |= 1 << (e % 64);
                         cones[e].input = Some(input);
                         cones[e].push((i as u32, NONE, NONE), limit);

@@ -218,8 +218,9 @@ impl<'a> SizeContext<'a> {
     }
 
     /// L with element `e` of `elements` moved to each value of `moved`
-    /// and every other value as drawn: by its cone where it is replayed,
-    /// by the evaluator elsewhere; the evaluator's value either way.
+    /// and every other value as drawn: by its cone where it is replayed
+    /// (by whole replays where there are no cones), by the evaluator
+    /// elsewhere; the evaluator's value either way.
     pub fn moved_losses<T: Replayable>(
         &self,
         cones: Option<&Cones<T>>,
@@ -227,14 +228,25 @@ impl<'a> SizeContext<'a> {
         e: usize,
         moved: &[f64],
     ) -> Vec<Result<f64, Box<EvalError>>> {
-        let replayed = match (T::replay(self), cones) {
-            (Some(replay), Some(cones)) => moved
+        let (tensor, element) = elements.get(e).copied().unwrap_or((usize::MAX, 0));
+        let Some(cones) = cones else {
+            // No cones: whole replays.
+            let flat = &self.flat;
+            return self.losses::<T>(moved.len(), |point, k, p| {
+                if (k, p) == (tensor, element) {
+                    moved[point]
+                } else {
+                    value_at(flat, k, p)
+                }
+            });
+        };
+        let replayed: Vec<Option<T>> = match T::replay(self) {
+            Some(replay) => moved
                 .chunks(LANES)
                 .flat_map(|chunk| replay.run_cone(cones, e, chunk))
                 .collect(),
-            _ => vec![None; moved.len()],
+            None => vec![None; moved.len()],
         };
-        let (tensor, element) = elements.get(e).copied().unwrap_or((usize::MAX, 0));
         replayed
             .into_iter()
             .zip(moved)

@@ -38,6 +38,9 @@ const FD_SAFETY: f64 = 8.0;
 const HULL_DIRECTIONS: usize = 8;
 /// Flagged elements recomputed in double-double per batch.
 const PRECISE_BATCH: usize = 64;
+/// Sampled elements of a tensor from which its finite differences replay
+/// cones rather than whole runs.
+const CONES_FROM: usize = 4;
 /// Mismatching elements listed per claim (all are counted and grouped).
 const MISMATCHES_LISTED: usize = 20;
 
@@ -904,8 +907,13 @@ pub fn probe_tensor(target: TensorId, cx: &SizeContext<'_>) -> TensorProbe {
         .collect();
     // The walks' elements, and their cones in each precision.
     let elements: Vec<(usize, usize)> = walks.iter().map(|w| (target.0, w.k)).collect();
-    let cones64 = cx.cones::<f64>(&elements);
-    let cones32 = cx.cones::<f32>(&elements);
+    // Finding cones costs about one run; for a tensor of a few elements
+    // (a scalar every output reads) whole runs are cheaper.
+    let (cones64, cones32) = if elements.len() > CONES_FROM {
+        (cx.cones::<f64>(&elements), cx.cones::<f32>(&elements))
+    } else {
+        (None, None)
+    };
     // Every element still walking takes its next step, round by round.
     loop {
         let active: Vec<usize> = (0..walks.len())
