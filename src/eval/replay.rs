@@ -32,6 +32,7 @@ pub const LANES: usize = 8;
 /// A register, or a constant with `CONSTANT_BIT`.
 type Src = u32;
 
+/// A step as a run reads it; stored [`Packed`].
 #[derive(Clone, Copy, Debug)]
 enum Step {
     /// Input element `input` (of [`Replay::inputs`]) into a register.
@@ -56,10 +57,131 @@ enum Step {
     },
 }
 
+/// A step in 16 bytes: a run streams every step, so their size is the
+/// run's memory traffic. `code` names the kind (and the operation); a
+/// power's exponent, a guard's expected outcome ride in an unused field.
+#[derive(Clone, Copy, Debug)]
+struct Packed {
+    code: u8,
+    a: u32,
+    b: u32,
+    out: u32,
+}
+
+const LOAD: u8 = 0;
+const ORDER: u8 = 1;
+const FINITE: u8 = 2;
+/// Operations are numbered from here, in the order of [`OPS`].
+const FIRST_OP: u8 = 3;
+/// The operations a step can carry (`Powi`'s exponent is in `b`).
+const OPS: [Op; 15] = [
+    Op::Add,
+    Op::Sub,
+    Op::Mul,
+    Op::Div,
+    Op::Neg,
+    Op::Exp,
+    Op::Ln,
+    Op::Ln1p,
+    Op::Sqrt,
+    Op::Abs,
+    Op::Tanh,
+    Op::Sin,
+    Op::Cos,
+    Op::Recip,
+    Op::Powi(0),
+];
+
+impl Packed {
+    fn pack(step: Step) -> Self {
+        let order_code = |o: Option<Ordering>| match o {
+            Some(Ordering::Less) => 0,
+            Some(Ordering::Equal) => 1,
+            Some(Ordering::Greater) => 2,
+            None => 3,
+        };
+        match step {
+            Step::Load { input, out } => Self {
+                code: LOAD,
+                a: input,
+                b: 0,
+                out,
+            },
+            Step::Order { a, b, expected } => Self {
+                code: ORDER,
+                a,
+                b,
+                out: order_code(expected),
+            },
+            Step::Finite { a, expected } => Self {
+                code: FINITE,
+                a,
+                b: u32::from(expected),
+                out: 0,
+            },
+            Step::Op { op, a, b, out } => {
+                let (index, b) = match op {
+                    #[allow(clippy::cast_sign_loss)]
+                    Op::Powi(k) => (OPS.len() - 1, k as u32),
+                    _ => (OPS.iter().position(|&o| o == op).unwrap_or(0), b),
+                };
+                Self {
+                    code: FIRST_OP + index as u8,
+                    a,
+                    b,
+                    out,
+                }
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn unpack(self) -> Step {
+        match self.code {
+            LOAD => Step::Load {
+                input: self.a,
+                out: self.out,
+            },
+            ORDER => Step::Order {
+                a: self.a,
+                b: self.b,
+                expected: match self.out {
+                    0 => Some(Ordering::Less),
+                    1 => Some(Ordering::Equal),
+                    2 => Some(Ordering::Greater),
+                    _ => None,
+                },
+            },
+            FINITE => Step::Finite {
+                a: self.a,
+                expected: self.b != 0,
+            },
+            code => {
+                let op = OPS[(code - FIRST_OP) as usize];
+                match op {
+                    #[allow(clippy::cast_possible_wrap)]
+                    Op::Powi(_) => Step::Op {
+                        op: Op::Powi(self.b as i32),
+                        a: self.a,
+                        b: self.a,
+                        out: self.out,
+                    },
+                    _ => Step::Op {
+                        op,
+                        a: self.a,
+                        b: self.b,
+                        out: self.out,
+                    },
+                }
+            }
+        }
+    }
+}
+
 /// A recorded evaluation of L, compiled for replaying.
 #[derive(Debug)]
 pub struct Replay<B> {
-    steps: Vec<Step>,
+    steps: Vec<Packed>,
     registers: usize,
     constants: Vec<B>,
     /// The input elements the program loads: (tensor, row-major offset).
@@ -297,7 +419,7 @@ impl<B: TapeReal> Replay<B> {
                 }
             }
             if let Some(step) = step {
-                steps.push(step);
+                steps.push(Packed::pack(step));
                 continue;
             }
             let n = item as usize;
@@ -310,18 +432,18 @@ impl<B: TapeReal> Replay<B> {
             if e.op == Op::Leaf {
                 if let Some(&(k, p)) = leaf_of.get(n).filter(|(k, _)| *k != usize::MAX) {
                     inputs.push((k, p));
-                    steps.push(Step::Load {
+                    steps.push(Packed::pack(Step::Load {
                         input: (inputs.len() - 1) as u32,
                         out,
-                    });
+                    }));
                 }
             } else {
-                steps.push(Step::Op {
+                steps.push(Packed::pack(Step::Op {
                     op: e.op,
                     a,
                     b,
                     out,
-                });
+                }));
             }
         }
         let output = src(&register, recorded.output);
@@ -392,7 +514,7 @@ impl<B: TapeReal> Replay<B> {
             }
         };
         for step in &self.steps {
-            match *step {
+            match step.unpack() {
                 Step::Load { input, out } => {
                     if let Some(reg) = regs.get_mut(out as usize) {
                         for (l, slot) in reg.iter_mut().enumerate().take(lanes) {
@@ -485,8 +607,9 @@ impl<B: TapeReal> Replay<B> {
         let limit = self.steps.len() / CONE_FRACTION;
         let mut inputs = vec![zero; self.inputs.len()];
         for (i, step) in self.steps.iter().enumerate() {
+            let step = step.unpack();
             mask.iter_mut().for_each(|m| *m = 0);
-            let (a, b) = match *step {
+            let (a, b) = match step {
                 Step::Load { input, out } => {
                     let (k, p) = self.inputs[input as usize];
                     let v = B::of(input_of(k, p));
@@ -526,7 +649,7 @@ impl<B: TapeReal> Replay<B> {
                     cones[e].push((i as u32, pa, pb), limit);
                 }
             }
-            if let Step::Op { op, out, .. } = *step {
+            if let Step::Op { op, out, .. } = step {
                 let v = apply_op(op, read(&value, a), read(&value, b));
                 base[i] = v;
                 value[out as usize] = v;
@@ -588,7 +711,7 @@ impl<B: TapeReal> Replay<B> {
             }
         };
         for &(i, pa, pb) in &cone.steps {
-            let value = match self.steps[i as usize] {
+            let value = match self.steps[i as usize].unpack() {
                 Step::Load { .. } => {
                     std::array::from_fn(|l| B::of(moved.get(l).copied().unwrap_or(f64::NAN)))
                 }
@@ -700,6 +823,48 @@ mod tests {
         }
         assert!(losses[0].is_some() && losses[1].is_some(), "{losses:?}");
         assert!(declined > 0, "the large steps change branches: {losses:?}");
+    }
+
+    /// A run streams every step: each is 16 bytes, and packs and unpacks
+    /// to itself.
+    #[test]
+    fn steps_are_sixteen_bytes_and_pack_losslessly() {
+        assert_eq!(std::mem::size_of::<Packed>(), 16);
+        let steps = [
+            Step::Load { input: 7, out: 3 },
+            Step::Op {
+                op: Op::Powi(-3),
+                a: 5,
+                b: 5,
+                out: 1,
+            },
+            Step::Op {
+                op: Op::Div,
+                a: 2,
+                b: CONSTANT_BIT | 9,
+                out: 4,
+            },
+            Step::Order {
+                a: 1,
+                b: 2,
+                expected: None,
+            },
+            Step::Order {
+                a: 1,
+                b: 2,
+                expected: Some(Ordering::Greater),
+            },
+            Step::Finite {
+                a: 6,
+                expected: true,
+            },
+        ];
+        for step in steps {
+            assert_eq!(
+                format!("{:?}", Packed::pack(step).unpack()),
+                format!("{step:?}")
+            );
+        }
     }
 
     /// An element named twice among the cones moves as it does alone.
