@@ -505,10 +505,7 @@ impl<B: TapeReal> Replay<B> {
         valid[..lanes].fill(true);
         let fetch = |regs: &[[B; LANES]], x: Src| -> [B; LANES] {
             if x & CONSTANT_BIT != 0 {
-                [self.constants
-                    .get((x & !CONSTANT_BIT) as usize)
-                    .copied()
-                    .unwrap_or(zero); LANES]
+                self.constant(x)
             } else {
                 regs.get(x as usize).copied().unwrap_or([zero; LANES])
             }
@@ -529,21 +526,17 @@ impl<B: TapeReal> Replay<B> {
                         *reg = value;
                     }
                 }
-                Step::Order { a, b, expected } => {
-                    let (a, b) = (fetch(&regs, a), fetch(&regs, b));
-                    for l in 0..lanes {
-                        if a[l].value().partial_cmp(&b[l].value()) != expected {
-                            valid[l] = false;
-                        }
-                    }
+                guard @ Step::Order { a, b, .. } => {
+                    check(
+                        guard,
+                        &fetch(&regs, a),
+                        &fetch(&regs, b),
+                        &mut valid[..lanes],
+                    );
                 }
-                Step::Finite { a, expected } => {
+                guard @ Step::Finite { a, .. } => {
                     let a = fetch(&regs, a);
-                    for l in 0..lanes {
-                        if a[l].value().is_finite() != expected {
-                            valid[l] = false;
-                        }
-                    }
+                    check(guard, &a, &a, &mut valid[..lanes]);
                 }
             }
         }
@@ -700,10 +693,7 @@ impl<B: TapeReal> Replay<B> {
         let position = |step: u32| cone.steps.binary_search_by_key(&step, |&(i, _, _)| i).ok();
         let fetch = |vals: &[[B; LANES]], x: u32| -> [B; LANES] {
             if x & CONSTANT_BIT != 0 {
-                [self.constants
-                    .get((x & !CONSTANT_BIT) as usize)
-                    .copied()
-                    .unwrap_or(zero); LANES]
+                self.constant(x)
             } else if let Some(j) = position(x) {
                 vals.get(j).copied().unwrap_or([zero; LANES])
             } else {
@@ -716,22 +706,13 @@ impl<B: TapeReal> Replay<B> {
                     std::array::from_fn(|l| B::of(moved.get(l).copied().unwrap_or(f64::NAN)))
                 }
                 Step::Op { op, .. } => lanes_of(op, &fetch(&vals, pa), &fetch(&vals, pb)),
-                Step::Order { expected, .. } => {
-                    let (a, b) = (fetch(&vals, pa), fetch(&vals, pb));
-                    for l in 0..lanes {
-                        if a[l].value().partial_cmp(&b[l].value()) != expected {
-                            valid[l] = false;
-                        }
-                    }
-                    [zero; LANES]
-                }
-                Step::Finite { expected, .. } => {
-                    let a = fetch(&vals, pa);
-                    for l in 0..lanes {
-                        if a[l].value().is_finite() != expected {
-                            valid[l] = false;
-                        }
-                    }
+                guard @ (Step::Order { .. } | Step::Finite { .. }) => {
+                    check(
+                        guard,
+                        &fetch(&vals, pa),
+                        &fetch(&vals, pb),
+                        &mut valid[..lanes],
+                    );
                     [zero; LANES]
                 }
             };
@@ -744,6 +725,15 @@ impl<B: TapeReal> Replay<B> {
         (0..lanes).map(|l| valid[l].then_some(out[l])).collect()
     }
 
+    /// A constant operand on every lane.
+    fn constant(&self, x: Src) -> [B; LANES] {
+        let zero = B::of(0.0);
+        [self.constants
+            .get((x & !CONSTANT_BIT) as usize)
+            .copied()
+            .unwrap_or(zero); LANES]
+    }
+
     /// Steps a run takes: the cost of a replay.
     pub fn len(&self) -> usize {
         self.steps.len()
@@ -751,6 +741,20 @@ impl<B: TapeReal> Replay<B> {
 
     pub fn is_empty(&self) -> bool {
         self.steps.is_empty()
+    }
+}
+
+/// Marks the lanes where a guard's test comes out otherwise than it did
+/// when recorded (`a`, `b`: its operands' values on every lane).
+#[inline(always)]
+fn check<B: Real>(guard: Step, a: &[B; LANES], b: &[B; LANES], valid: &mut [bool]) {
+    for (l, ok) in valid.iter_mut().enumerate() {
+        let same = match guard {
+            Step::Order { expected, .. } => a[l].value().partial_cmp(&b[l].value()) == expected,
+            Step::Finite { expected, .. } => a[l].value().is_finite() == expected,
+            _ => true,
+        };
+        *ok &= same;
     }
 }
 
