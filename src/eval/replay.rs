@@ -13,9 +13,11 @@
 //! diagnostics. A recording in which the evaluator read a value other than
 //! by a decision (two overlapping cases compared) is not replayed at all.
 //!
-//! Registers are reused once their value is read for the last time, so a
-//! replay holds what is live at once (the elements of the definitions the
-//! output reads), not every intermediate value.
+//! Values are computed when first needed and registers reused once a value
+//! is read for the last time, so a replay holds what is live at once (for a
+//! layer, a handful of registers), not every intermediate value. Every
+//! element of every tensor, data included, is an input read from the point
+//! being run. [`Replay::cones`] replays only what one element reaches.
 
 use std::cmp::Ordering;
 
