@@ -59,6 +59,7 @@ use num_dual::HyperDual64;
 use crate::eval::double_double::Dd;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use serde_json::{Value, json};
 
 use super::ClaimCheck;
@@ -761,21 +762,28 @@ fn measure<T: Replayable>(
         up: (f64, f64),
         mean: (f64, f64),
     }
-    let mut rungs: Vec<Rung> = vec![];
-    for eps in ladder() {
-        let up = perturb(&base, jacobian, u, eps);
-        let down = perturb(&base, jacobian, u, -eps);
-        if up.iter().all(|d| *d == 0.0) && down.iter().all(|d| *d == 0.0) {
-            // The step no longer changes w: every rung below is the same.
-            break;
-        }
-        let mean: Vec<f64> = up.iter().zip(&down).map(|(a, b)| 0.5 * (a - b)).collect();
-        rungs.push(Rung {
-            eps,
-            up: (norm(&up), dot(&jacobian.flat, &up)),
-            mean: (norm(&mean), dot(&jacobian.flat, &mean)),
-        });
-    }
+    // Rungs are independent: they are reduced on every core, and the
+    // ladder ends at the first whose step no longer changes w (every rung
+    // below it is the same).
+    let rungs: Vec<Rung> = ladder()
+        .into_par_iter()
+        .map(|eps| {
+            let up = perturb(&base, jacobian, u, eps);
+            let down = perturb(&base, jacobian, u, -eps);
+            if up.iter().all(|d| *d == 0.0) && down.iter().all(|d| *d == 0.0) {
+                return None;
+            }
+            let mean: Vec<f64> = up.iter().zip(&down).map(|(a, b)| 0.5 * (a - b)).collect();
+            Some(Rung {
+                eps,
+                up: (norm(&up), dot(&jacobian.flat, &up)),
+                mean: (norm(&mean), dot(&jacobian.flat, &mean)),
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map_while(|r| r)
+        .collect();
     // Point 2r is rung r's w + εu, point 2r + 1 its w − εu, each rounded
     // in T exactly as `perturb` rounds it; all of them in one call, whose
     // runs share the cores.
