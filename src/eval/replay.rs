@@ -194,23 +194,20 @@ pub struct Replay<B> {
 /// The cones of some input elements (see [`Replay::cones`]).
 #[derive(Debug)]
 pub struct Cones<B> {
-    /// The value of every step at the drawn point (0 for guards).
-    base: Vec<B>,
     /// The value of every input at the drawn point.
     inputs: Vec<B>,
     /// The cone each element uses: its own, or that of its first mention.
     alias: Vec<usize>,
     /// L at the drawn point.
     output: B,
-    cones: Vec<Cone>,
+    cones: Vec<Cone<B>>,
 }
 
-/// The steps one element reaches, in order, each with the steps that
-/// produce its operands (or a constant, `CONSTANT_BIT`); and the step that
-/// produces L, if L is among them.
-#[derive(Debug, Default)]
-struct Cone {
-    steps: Vec<(u32, u32, u32)>,
+/// The steps one element reaches, in order, and the step that produces L
+/// if L is among them.
+#[derive(Debug)]
+struct Cone<B> {
+    steps: Vec<ConeStep<B>>,
     output: Option<u32>,
     /// The element reaches more of the program than a cone is worth (a
     /// scalar every output reads): a whole run serves it better.
@@ -219,8 +216,35 @@ struct Cone {
     input: Option<u32>,
 }
 
-impl Cone {
-    fn push(&mut self, step: (u32, u32, u32), limit: usize) {
+impl<B> Default for Cone<B> {
+    fn default() -> Self {
+        Self {
+            steps: vec![],
+            output: None,
+            whole: false,
+            input: None,
+        }
+    }
+}
+
+/// A step of a cone with its operands: values the moved element reaches
+/// (the step of the cone that produces them) or values it does not (as at
+/// the drawn point, kept here).
+#[derive(Clone, Copy, Debug)]
+struct ConeStep<B> {
+    step: u32,
+    a: Operand<B>,
+    b: Operand<B>,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Operand<B> {
+    Cone(u32),
+    Value(B),
+}
+
+impl<B> Cone<B> {
+    fn push(&mut self, step: ConeStep<B>, limit: usize) {
         if self.whole {
             return;
         }
@@ -350,7 +374,8 @@ impl<B: TapeReal> Replay<B> {
                 visit(x, &mut order, &mut emitted, &mut pending);
             }
         }
-        drop(emitted);
+        // The schedule is made: what served it goes before the rest is built.
+        drop((emitted, pending, waiting, waiting_start));
         // The last position at which each entry is read.
         let mut last = vec![0u32; len];
         for (at, &item) in order.iter().enumerate() {
@@ -370,14 +395,14 @@ impl<B: TapeReal> Replay<B> {
         }
         // Leaves are recorded first, tensor by tensor: entry n below their
         // count is element leaf_of[n].
-        let mut leaf_of: Vec<(usize, usize)> = vec![];
+        let mut leaf_of: Vec<(u32, u32)> = vec![];
         for (k, t) in recorded.inputs.iter().enumerate() {
             for (p, &n) in t.iter().enumerate() {
                 let n = n as usize;
                 if leaf_of.len() <= n {
-                    leaf_of.resize(n + 1, (usize::MAX, 0));
+                    leaf_of.resize(n + 1, (u32::MAX, 0));
                 }
-                leaf_of[n] = (k, p);
+                leaf_of[n] = (k as u32, p as u32);
             }
         }
         let mut register = vec![0u32; len];
@@ -432,8 +457,8 @@ impl<B: TapeReal> Replay<B> {
             register[n] = out;
             let e = &entries[n];
             if e.op == Op::Leaf {
-                if let Some(&(k, p)) = leaf_of.get(n).filter(|(k, _)| *k != usize::MAX) {
-                    inputs.push((k, p));
+                if let Some(&(k, p)) = leaf_of.get(n).filter(|(k, _)| *k != u32::MAX) {
+                    inputs.push((k as usize, p as usize));
                     steps.push(Packed::pack(Step::Load {
                         input: (inputs.len() - 1) as u32,
                         out,
@@ -557,8 +582,7 @@ impl<B: TapeReal> Replay<B> {
         input_of: impl Fn(usize, usize) -> f64,
     ) -> Cones<B> {
         let zero = B::of(0.0);
-        let mut base = vec![zero; self.steps.len()];
-        let mut cones: Vec<Cone> = elements.iter().map(|_| Cone::default()).collect();
+        let mut cones: Vec<Cone<B>> = elements.iter().map(|_| Cone::default()).collect();
         let mut value = vec![zero; self.registers];
         let mut producer = vec![NONE; self.registers];
         // Which elements (up to 64 per word) reach each register's value.
@@ -609,7 +633,6 @@ impl<B: TapeReal> Replay<B> {
                     let (k, p) = self.inputs[input as usize];
                     let v = B::of(input_of(k, p));
                     inputs[input as usize] = v;
-                    base[i] = v;
                     value[out as usize] = v;
                     producer[out as usize] = i as u32;
                     let e = element_of[input as usize];
@@ -617,7 +640,15 @@ impl<B: TapeReal> Replay<B> {
                         let e = e as usize;
                         mask[e / 64] |= 1 << (e % 64);
                         cones[e].input = Some(input);
-                        cones[e].push((i as u32, NONE, NONE), limit);
+                        let none = Operand::Value(zero);
+                        cones[e].push(
+                            ConeStep {
+                                step: i as u32,
+                                a: none,
+                                b: none,
+                            },
+                            limit,
+                        );
                     }
                     reach[out as usize * words..(out as usize + 1) * words].copy_from_slice(&mask);
                     continue;
@@ -635,18 +666,32 @@ impl<B: TapeReal> Replay<B> {
                     }
                 }
             }
-            let (pa, pb) = (from(&producer, a), from(&producer, b));
+            // An operand the element reaches comes from its cone; one it
+            // does not keeps its value at the drawn point.
+            let operand = |x: Src, e: usize| -> Operand<B> {
+                if x & CONSTANT_BIT == 0
+                    && reach[x as usize * words + e / 64] & (1 << (e % 64)) != 0
+                {
+                    Operand::Cone(producer[x as usize])
+                } else {
+                    Operand::Value(read(&value, x))
+                }
+            };
             for (w, &m) in mask.iter().enumerate() {
                 let mut bits = m;
                 while bits != 0 {
                     let e = w * 64 + bits.trailing_zeros() as usize;
                     bits &= bits - 1;
-                    cones[e].push((i as u32, pa, pb), limit);
+                    let step = ConeStep {
+                        step: i as u32,
+                        a: operand(a, e),
+                        b: operand(b, e),
+                    };
+                    cones[e].push(step, limit);
                 }
             }
             if let Step::Op { op, out, .. } = step {
                 let v = apply_op(op, read(&value, a), read(&value, b));
-                base[i] = v;
                 value[out as usize] = v;
                 producer[out as usize] = i as u32;
                 reach[out as usize * words..(out as usize + 1) * words].copy_from_slice(&mask);
@@ -663,7 +708,6 @@ impl<B: TapeReal> Replay<B> {
             }
         }
         Cones {
-            base,
             inputs,
             output: output_value,
             cones,
@@ -692,17 +736,21 @@ impl<B: TapeReal> Replay<B> {
         let mut valid = [false; LANES];
         valid[..lanes].fill(true);
         let mut vals: Vec<[B; LANES]> = Vec::with_capacity(cone.steps.len());
-        let position = |step: u32| cone.steps.binary_search_by_key(&step, |&(i, _, _)| i).ok();
-        let fetch = |vals: &[[B; LANES]], x: u32| -> [B; LANES] {
-            if x & CONSTANT_BIT != 0 {
-                self.constant(x)
-            } else if let Some(j) = position(x) {
-                vals.get(j).copied().unwrap_or([zero; LANES])
-            } else {
-                [cones.base.get(x as usize).copied().unwrap_or(zero); LANES]
+        let position = |step: u32| cone.steps.binary_search_by_key(&step, |s| s.step).ok();
+        let fetch = |vals: &[[B; LANES]], x: Operand<B>| -> [B; LANES] {
+            match x {
+                Operand::Value(v) => [v; LANES],
+                Operand::Cone(p) => position(p)
+                    .and_then(|j| vals.get(j).copied())
+                    .unwrap_or([zero; LANES]),
             }
         };
-        for &(i, pa, pb) in &cone.steps {
+        for &ConeStep {
+            step: i,
+            a: pa,
+            b: pb,
+        } in &cone.steps
+        {
             let value = match self.steps[i as usize].unpack() {
                 Step::Load { .. } => {
                     std::array::from_fn(|l| B::of(moved.get(l).copied().unwrap_or(f64::NAN)))
@@ -721,7 +769,7 @@ impl<B: TapeReal> Replay<B> {
             vals.push(value);
         }
         let out = match cone.output {
-            Some(p) => fetch(&vals, p),
+            Some(p) => fetch(&vals, Operand::Cone(p)),
             None => [cones.output; LANES],
         };
         (0..lanes).map(|l| valid[l].then_some(out[l])).collect()
