@@ -190,41 +190,33 @@ fn check_all(
     options: &Options,
     progress: &Progress,
 ) -> Vec<FileOutcome> {
-    let count = paths.len();
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let paths: Vec<std::sync::Mutex<Option<Result<PathBuf, dlverify::input::InputError>>>> = paths
-        .into_iter()
-        .map(|p| std::sync::Mutex::new(Some(p)))
-        .collect();
-    let outcomes: Vec<std::sync::Mutex<Option<FileOutcome>>> =
-        (0..count).map(|_| std::sync::Mutex::new(None)).collect();
     let workers = std::thread::available_parallelism()
         .map_or(1, std::num::NonZeroUsize::get)
-        .min(count.max(1));
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(slot) = paths.get(i) else {
-                        break;
-                    };
-                    let Some(path) = slot.lock().ok().and_then(|mut p| p.take()) else {
-                        continue;
-                    };
-                    let outcome = check_one(path, options);
-                    if let Ok(mut out) = outcomes[i].lock() {
-                        *out = Some(outcome);
+        .min(paths.len().max(1));
+    let queue = std::sync::Mutex::new(paths.into_iter().enumerate());
+    let next = || queue.lock().ok().and_then(|mut q| q.next());
+    let mut done: Vec<(usize, FileOutcome)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = vec![];
+                    while let Some((i, path)) = next() {
+                        done.push((i, check_one(path, options)));
+                        progress.done_one();
                     }
-                    progress.done_one();
-                }
-            });
-        }
+                    done
+                })
+            })
+            .collect();
+        // A check never panics on what a spec holds; were one to, the run
+        // fails with it rather than leave its files out of the report.
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
     });
-    outcomes
-        .into_iter()
-        .filter_map(|o| o.into_inner().ok().flatten())
-        .collect()
+    done.sort_by_key(|&(i, _)| i);
+    done.into_iter().map(|(_, outcome)| outcome).collect()
 }
 
 fn check_one(path: Result<PathBuf, dlverify::input::InputError>, options: &Options) -> FileOutcome {

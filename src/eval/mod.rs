@@ -925,6 +925,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             }
             acc = Some(match (acc, op) {
                 (None, _) => v,
+                // Sums take the cascade above; this arm is for completeness.
                 (Some(a), ReduceOp::Sum) => a + v,
                 (Some(a), ReduceOp::Prod) => a * v,
                 (Some(a), ReduceOp::Max | ReduceOp::Min) if v.order(&a) == Some(Equal) => {
@@ -1126,17 +1127,26 @@ fn reads_values(node: &Node) -> bool {
 /// engine's tapes both sum so, operation for operation.
 pub(crate) struct Cascade<V> {
     /// Partial sums with their level (a sum of 2^level terms), levels
-    /// decreasing towards the top.
-    stack: Vec<(u32, V)>,
+    /// decreasing towards the top; held inline, since a sum is taken at
+    /// every element of a reduction (no allocation on the evaluator's
+    /// hot path). 2^40 terms are far past any size a run allows.
+    stack: [Option<(u32, V)>; CASCADE_LEVELS],
+    depth: usize,
 }
 
-impl<V> Default for Cascade<V> {
+/// Levels a cascade holds: partial sums of up to 2^39 terms each.
+const CASCADE_LEVELS: usize = 40;
+
+impl<V: Copy> Default for Cascade<V> {
     fn default() -> Self {
-        Self { stack: Vec::new() }
+        Self {
+            stack: [None; CASCADE_LEVELS],
+            depth: 0,
+        }
     }
 }
 
-impl<V> Cascade<V> {
+impl<V: Copy> Cascade<V> {
     pub(crate) fn push<E>(
         &mut self,
         v: V,
@@ -1144,13 +1154,15 @@ impl<V> Cascade<V> {
     ) -> Result<(), E> {
         let mut v = v;
         let mut level = 0;
-        while self.stack.last().is_some_and(|(l, _)| *l == level) {
-            if let Some((_, a)) = self.stack.pop() {
-                v = add(a, v)?;
-            }
-            level += 1;
+        while let Some(Some((l, a))) = self.depth.checked_sub(1).map(|d| self.stack[d])
+            && (l == level || self.depth == CASCADE_LEVELS)
+        {
+            self.depth -= 1;
+            v = add(a, v)?;
+            level = l + 1;
         }
-        self.stack.push((level, v));
+        self.stack[self.depth] = Some((level, v));
+        self.depth += 1;
         Ok(())
     }
 
@@ -1159,7 +1171,7 @@ impl<V> Cascade<V> {
         self,
         mut add: impl FnMut(V, V) -> Result<V, E>,
     ) -> Result<Option<V>, E> {
-        let mut partials = self.stack.into_iter().map(|(_, v)| v);
+        let mut partials = self.stack[..self.depth].iter().flatten().map(|&(_, v)| v);
         let Some(first) = partials.next() else {
             return Ok(None);
         };
@@ -1338,14 +1350,23 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::Cascade;
 
-    /// The order of the additions, written out.
+    /// The order of the additions, written out (terms are indices into
+    /// the written forms, so that they are `Copy` as a scalar is).
     fn grouping(terms: &[&str]) -> Option<String> {
-        let add = |a: String, b: String| Ok::<String, ()>(format!("({a}+{b})"));
+        let written =
+            std::cell::RefCell::new(terms.iter().map(|t| t.to_string()).collect::<Vec<_>>());
+        let add = |a: usize, b: usize| {
+            let mut w = written.borrow_mut();
+            let sum = format!("({}+{})", w[a], w[b]);
+            w.push(sum);
+            Ok::<usize, ()>(w.len() - 1)
+        };
         let mut sum = Cascade::default();
-        for t in terms {
-            sum.push(t.to_string(), add).unwrap();
+        for k in 0..terms.len() {
+            sum.push(k, add).unwrap();
         }
-        sum.finish(add).unwrap()
+        let total = sum.finish(add).unwrap()?;
+        Some(written.borrow()[total].clone())
     }
 
     #[test]

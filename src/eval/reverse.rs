@@ -429,8 +429,6 @@ pub struct ReverseGradient<B> {
     /// Kinks the recording met: where there are any, the straight-line
     /// tape holds one branch of several, and forward mode must choose.
     pub kinks: KinkCount,
-    /// Operations recorded: the cost of the sweep.
-    pub entries: usize,
 }
 
 /// Holds the thread's tape of `B` for one recording, and clears it after.
@@ -482,7 +480,6 @@ pub struct Recorded<B> {
     pub(super) inputs: Vec<ArrayD<u32>>,
     /// L: an entry, or a constant (`CONSTANT_BIT`).
     pub(super) output: u32,
-    pub(super) loss: B,
     /// Kinks the recording met: where there are any, the straight-line
     /// tape holds one branch of several.
     pub kinks: KinkCount,
@@ -505,11 +502,6 @@ impl<B: Copy> Recorded<B> {
 
     pub fn is_empty(&self) -> bool {
         self.tape.entries.is_empty()
-    }
-
-    /// L as the recording computed it: bit for bit plain evaluation's.
-    pub fn loss(&self) -> B {
-        self.loss
     }
 }
 
@@ -553,7 +545,6 @@ pub fn record<B: TapeReal>(
         leaves,
         inputs,
         output,
-        loss: loss.value,
         kinks,
     })
 }
@@ -596,7 +587,6 @@ pub fn gradient_of<B: TapeReal>(recorded: &Recorded<B>) -> ReverseGradient<B> {
         gradient,
         magnitude,
         kinks: recorded.kinks,
-        entries: recorded.len(),
     }
 }
 
@@ -661,7 +651,6 @@ mod tests {
             leaves: vec![],
             inputs: vec![],
             output: y.node,
-            loss: y.value,
             kinks: KinkCount::default(),
         };
         drop(recording);

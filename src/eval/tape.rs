@@ -1161,6 +1161,7 @@ impl<'t, 'a> TapeBuilder<'t, 'a> {
             acc = Some(match acc {
                 None => v,
                 Some(a) => self.push(match op {
+                    // Sums take the cascade above; for completeness.
                     ReduceOp::Sum => Op::Add(a, v),
                     ReduceOp::Prod => Op::Mul(a, v),
                     ReduceOp::Max => Op::ReduceMax(a, v),

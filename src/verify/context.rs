@@ -288,12 +288,12 @@ pub trait Replayable: Scalar + TapeReal + Send + Sync {
 fn compiled<'c, T: TapeReal + Scalar>(
     cx: &SizeContext<'_>,
     cell: &'c OnceCell<Option<Replay<T>>>,
-    values: impl FnOnce() -> Vec<ArrayD<T>>,
+    values: &[ArrayD<T>],
 ) -> Option<&'c Replay<T>> {
     if let Some(known) = cell.get() {
         return known.as_ref();
     }
-    let replay = match record(cx.instance, &values()) {
+    let replay = match record(cx.instance, values) {
         Ok(recorded) => Replay::compile(recorded),
         Err(e) if e.is_timeout() => return None,
         Err(_) => None,
@@ -303,15 +303,17 @@ fn compiled<'c, T: TapeReal + Scalar>(
 
 impl Replayable for f64 {
     fn replay<'c>(cx: &'c SizeContext<'_>) -> Option<&'c Replay<Self>> {
-        compiled(cx, &cx.replay64, || cx.values.to_vec())
+        compiled(cx, &cx.replay64, cx.values)
     }
 }
 
 impl Replayable for f32 {
     fn replay<'c>(cx: &'c SizeContext<'_>) -> Option<&'c Replay<Self>> {
-        compiled(cx, &cx.replay32, || {
-            cx.values.iter().map(|a| a.mapv(f32::constant)).collect()
-        })
+        if let Some(known) = cx.replay32.get() {
+            return known.as_ref();
+        }
+        let single: Vec<ArrayD<f32>> = cx.values.iter().map(|a| a.mapv(f32::constant)).collect();
+        compiled(cx, &cx.replay32, &single)
     }
 }
 

@@ -742,7 +742,6 @@ fn measure<T: Replayable>(
     u: &[f64],
 ) -> Result<Ladders, Box<EvalError>> {
     let base: Vec<ArrayD<T>> = cx.values.iter().map(|a| a.mapv(T::constant)).collect();
-    let l0 = cx.instance.evaluation(&base).loss()?.real();
     let mut ladders = Ladders {
         one_sided: vec![],
         central: vec![],
@@ -785,8 +784,8 @@ fn measure<T: Replayable>(
         .map_while(|r| r)
         .collect();
     // Point 2r is rung r's w + εu, point 2r + 1 its w − εu, each rounded
-    // in T exactly as `perturb` rounds it; all of them in one call, whose
-    // runs share the cores.
+    // in T exactly as `perturb` rounds it, and past them w; all of them in
+    // one call, whose runs share the cores.
     let flat = cx.flat_values();
     let input = |point: usize, k: usize, p: usize| -> f64 {
         let w = value_at(flat, k, p);
@@ -803,7 +802,17 @@ fn measure<T: Replayable>(
             _ => T::constant(w).real(),
         }
     };
-    let losses = cx.losses::<T>(2 * rungs.len(), input);
+    // One point more: the drawn point itself (`input` gives w beyond the
+    // rungs), L's value the remainders are taken from.
+    let mut losses = cx.losses::<T>(2 * rungs.len() + 1, input);
+    let l0 = match losses.pop() {
+        Some(l0) => l0?,
+        None => {
+            return Err(Box::new(EvalError::Internal {
+                what: "the Taylor ladder lost its drawn point".to_string(),
+            }));
+        }
+    };
     for (rung, pair) in rungs.iter().zip(losses.chunks(2)) {
         let (lp, lm) = (at(&pair[0])?, at(&pair[1])?);
         ladders.one_sided.push(lp.map(|lp| Point {
