@@ -516,59 +516,96 @@ impl<B: TapeReal> Replay<B> {
         lanes: usize,
         input_of: impl Fn(usize, usize, usize) -> f64,
     ) -> Vec<Option<B>> {
-        self.run_inputs(lanes, |l, input| {
-            let (k, p) = self.inputs[input as usize];
-            B::of(input_of(l, k, p))
+        self.run_rows(lanes, |(k, p), row| {
+            for (l, slot) in row.iter_mut().enumerate() {
+                *slot = B::of(input_of(l, k, p));
+            }
         })
     }
 
-    /// A run whose input `input` (of [`Replay::inputs`]) in lane `l` is
-    /// `value(l, input)`.
-    fn run_inputs(&self, lanes: usize, value_of: impl Fn(usize, u32) -> B) -> Vec<Option<B>> {
-        let zero = B::of(0.0);
-        let lanes = lanes.min(LANES);
-        let mut regs = vec![[zero; LANES]; self.registers];
-        let mut valid = [false; LANES];
-        valid[..lanes].fill(true);
-        let fetch = |regs: &[[B; LANES]], x: Src| -> [B; LANES] {
-            if x & CONSTANT_BIT != 0 {
-                self.constant(x)
-            } else {
-                regs.get(x as usize).copied().unwrap_or([zero; LANES])
+    /// L at `width` points in one run: `fill((tensor, offset), row)` writes
+    /// that input element's value at every point. A step works on every
+    /// point in a tight loop, so the cost of reading a step is shared by
+    /// all of them; the caller picks `width` to keep the
+    /// [`Replay::registers`] rows in cache ([`Replay::width_for`]).
+    pub fn run_rows(
+        &self,
+        width: usize,
+        fill: impl Fn((usize, usize), &mut [B]),
+    ) -> Vec<Option<B>> {
+        self.run_inputs(width, |input, row| {
+            if let Some(&at) = self.inputs.get(input as usize) {
+                fill(at, row);
             }
+        })
+    }
+
+    /// [`Replay::run_rows`] with inputs named by their index in
+    /// [`Replay::inputs`].
+    fn run_inputs(&self, width: usize, fill: impl Fn(u32, &mut [B])) -> Vec<Option<B>> {
+        let zero = B::of(0.0);
+        let mut regs: Vec<Vec<B>> = vec![vec![zero; width]; self.registers];
+        let mut valid = vec![true; width];
+        let constant = |x: Src| {
+            self.constants
+                .get((x & !CONSTANT_BIT) as usize)
+                .copied()
+                .unwrap_or(zero)
         };
         for step in &self.steps {
             match step.unpack() {
                 Step::Load { input, out } => {
-                    if let Some(reg) = regs.get_mut(out as usize) {
-                        for (l, slot) in reg.iter_mut().enumerate().take(lanes) {
-                            *slot = value_of(l, input);
-                        }
+                    if let Some(row) = regs.get_mut(out as usize) {
+                        fill(input, row);
                     }
                 }
                 Step::Op { op, a, b, out } => {
-                    let (a, b) = (fetch(&regs, a), fetch(&regs, b));
-                    let value = lanes_of(op, &a, &b);
-                    if let Some(reg) = regs.get_mut(out as usize) {
-                        *reg = value;
+                    let Some(slot) = regs.get_mut(out as usize) else {
+                        continue;
+                    };
+                    let mut row = std::mem::take(slot);
+                    let arg = |x: Src| -> Arg<'_, B> {
+                        if x & CONSTANT_BIT != 0 {
+                            Arg::Scalar(constant(x))
+                        } else if x == out {
+                            Arg::Out
+                        } else {
+                            regs.get(x as usize)
+                                .map_or(Arg::Scalar(zero), |r| Arg::Row(r))
+                        }
+                    };
+                    let b = if op.is_binary() {
+                        arg(b)
+                    } else {
+                        Arg::Scalar(zero)
+                    };
+                    apply_rows(op, &mut row, arg(a), b);
+                    regs[out as usize] = row;
+                }
+                Step::Order { a, b, expected } => {
+                    let (a, b) = (self.read(&regs, a), self.read(&regs, b));
+                    for (l, ok) in valid.iter_mut().enumerate() {
+                        *ok &= a.at(l).value().partial_cmp(&b.at(l).value()) == expected;
                     }
                 }
-                guard @ Step::Order { a, b, .. } => {
-                    check(
-                        guard,
-                        &fetch(&regs, a),
-                        &fetch(&regs, b),
-                        &mut valid[..lanes],
-                    );
-                }
-                guard @ Step::Finite { a, .. } => {
-                    let a = fetch(&regs, a);
-                    check(guard, &a, &a, &mut valid[..lanes]);
+                Step::Finite { a, expected } => {
+                    let a = self.read(&regs, a);
+                    for (l, ok) in valid.iter_mut().enumerate() {
+                        *ok &= a.at(l).value().is_finite() == expected;
+                    }
                 }
             }
         }
-        let out = fetch(&regs, self.output);
-        (0..lanes).map(|l| valid[l].then_some(out[l])).collect()
+        let out = self.read(&regs, self.output);
+        (0..width).map(|l| valid[l].then(|| out.at(l))).collect()
+    }
+
+    /// Points per run for `count` points on `threads` threads: the points
+    /// shared evenly, but no more than keep the registers in about 256 KiB
+    /// (and no fewer than [`LANES`]).
+    pub fn width_for(&self, count: usize, threads: usize) -> usize {
+        let cache = (256 << 10) / (self.registers.max(1) * std::mem::size_of::<B>());
+        count.div_ceil(threads.max(1)).min(cache.max(LANES)).max(1)
     }
 
     /// The cones of the given input elements (tensor, row-major offset):
@@ -725,11 +762,13 @@ impl<B: TapeReal> Replay<B> {
             return vec![None; lanes];
         };
         if cone.whole {
-            return self.run_inputs(lanes, |l, input| {
+            return self.run_inputs(lanes, |input, row| {
                 if Some(input) == cone.input {
-                    B::of(moved.get(l).copied().unwrap_or(f64::NAN))
+                    for (slot, &v) in row.iter_mut().zip(moved) {
+                        *slot = B::of(v);
+                    }
                 } else {
-                    cones.inputs.get(input as usize).copied().unwrap_or(zero)
+                    row.fill(cones.inputs.get(input as usize).copied().unwrap_or(zero));
                 }
             });
         }
@@ -775,13 +814,20 @@ impl<B: TapeReal> Replay<B> {
         (0..lanes).map(|l| valid[l].then_some(out[l])).collect()
     }
 
-    /// A constant operand on every lane.
-    fn constant(&self, x: Src) -> [B; LANES] {
+    /// A register's row, or a constant, for reading.
+    fn read<'r>(&self, regs: &'r [Vec<B>], x: Src) -> Read<'r, B> {
         let zero = B::of(0.0);
-        [self.constants
-            .get((x & !CONSTANT_BIT) as usize)
-            .copied()
-            .unwrap_or(zero); LANES]
+        if x & CONSTANT_BIT != 0 {
+            Read::Scalar(
+                self.constants
+                    .get((x & !CONSTANT_BIT) as usize)
+                    .copied()
+                    .unwrap_or(zero),
+            )
+        } else {
+            regs.get(x as usize)
+                .map_or(Read::Scalar(zero), |r| Read::Row(r))
+        }
     }
 
     /// Steps a run takes: the cost of a replay.
@@ -823,6 +869,91 @@ fn lanes_of<B: Real>(op: Op, a: &[B; LANES], b: &[B; LANES]) -> [B; LANES] {
         Op::Div => each(|l| a[l] / b[l]),
         Op::Neg => each(|l| -a[l]),
         _ => each(|l| apply_op(op, a[l], b[l])),
+    }
+}
+
+/// An operand of a step over rows: another register's row, the row being
+/// written (its register is reused for the result), or one value for all.
+#[derive(Clone, Copy)]
+enum Arg<'r, B> {
+    Row(&'r [B]),
+    Out,
+    Scalar(B),
+}
+
+/// A register's row or a constant, for reading (guards, the output).
+enum Read<'r, B> {
+    Row(&'r [B]),
+    Scalar(B),
+}
+
+impl<B: Copy> Read<'_, B> {
+    fn at(&self, l: usize) -> B {
+        match self {
+            Read::Row(r) => r[l],
+            Read::Scalar(v) => *v,
+        }
+    }
+}
+
+/// One operation over a row; the match on the operation is outside the
+/// loops, so each loop is straight arithmetic the compiler vectorizes.
+#[inline]
+fn apply_rows<B: Real>(op: Op, out: &mut [B], a: Arg<'_, B>, b: Arg<'_, B>) {
+    match op {
+        Op::Add => zip_rows(out, a, b, |x, y| x + y),
+        Op::Sub => zip_rows(out, a, b, |x, y| x - y),
+        Op::Mul => zip_rows(out, a, b, |x, y| x * y),
+        Op::Div => zip_rows(out, a, b, |x, y| x / y),
+        Op::Neg => zip_rows(out, a, b, |x, _| -x),
+        _ => zip_rows(out, a, b, |x, y| apply_op(op, x, y)),
+    }
+}
+
+#[inline(always)]
+fn zip_rows<B: Copy>(out: &mut [B], a: Arg<'_, B>, b: Arg<'_, B>, f: impl Fn(B, B) -> B) {
+    match (a, b) {
+        (Arg::Row(a), Arg::Row(b)) => {
+            for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+                *o = f(x, y);
+            }
+        }
+        (Arg::Row(a), Arg::Scalar(y)) => {
+            for (o, &x) in out.iter_mut().zip(a) {
+                *o = f(x, y);
+            }
+        }
+        (Arg::Scalar(x), Arg::Row(b)) => {
+            for (o, &y) in out.iter_mut().zip(b) {
+                *o = f(x, y);
+            }
+        }
+        (Arg::Scalar(x), Arg::Scalar(y)) => out.fill(f(x, y)),
+        (Arg::Out, Arg::Row(b)) => {
+            for (o, &y) in out.iter_mut().zip(b) {
+                *o = f(*o, y);
+            }
+        }
+        (Arg::Row(a), Arg::Out) => {
+            for (o, &x) in out.iter_mut().zip(a) {
+                *o = f(x, *o);
+            }
+        }
+        (Arg::Out, Arg::Scalar(y)) => {
+            for o in out.iter_mut() {
+                *o = f(*o, y);
+            }
+        }
+        (Arg::Scalar(x), Arg::Out) => {
+            for o in out.iter_mut() {
+                *o = f(x, *o);
+            }
+        }
+        (Arg::Out, Arg::Out) => {
+            for o in out.iter_mut() {
+                *o = f(*o, *o);
+            }
+        }
     }
 }
 

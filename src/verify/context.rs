@@ -160,24 +160,43 @@ impl<'a> SizeContext<'a> {
 
     /// L at `count` points, `input(point, tensor, offset)` giving every
     /// element's value (in f64, holding a value of `T`): by replaying the
-    /// recorded evaluation, [`LANES`] points a run, wherever a point takes
-    /// the recording's decisions, and by the evaluator elsewhere. Either
-    /// way the value is the evaluator's in `T`, bit for bit, or its error.
+    /// recorded evaluation wherever a point takes the recording's
+    /// decisions, and by the evaluator elsewhere. Either way the value is
+    /// the evaluator's in `T`, bit for bit, or its error.
     pub fn losses<T: Replayable>(
         &self,
         count: usize,
         input: impl Fn(usize, usize, usize) -> f64 + Sync,
     ) -> Vec<Result<f64, Box<EvalError>>> {
+        self.losses_in_rows::<T>(count, |points, (k, p), row| {
+            for (slot, point) in row.iter_mut().zip(points) {
+                *slot = T::of(input(point, k, p));
+            }
+        })
+    }
+
+    /// [`SizeContext::losses`] with the points built a row at a time:
+    /// `fill(points, (tensor, offset), row)` writes that element's value at
+    /// each of `points` into `row`, so that what the points share (the
+    /// drawn value, a direction's entry) is looked up once per row.
+    pub fn losses_in_rows<T: Replayable>(
+        &self,
+        count: usize,
+        fill: impl Fn(std::ops::Range<usize>, (usize, usize), &mut [T]) + Sync,
+    ) -> Vec<Result<f64, Box<EvalError>>> {
         // Runs are independent: they share the machine's cores.
-        let starts: Vec<usize> = (0..count).step_by(LANES).collect();
         let replayed: Vec<Option<T>> = match T::replay(self) {
-            Some(replay) => starts
-                .into_par_iter()
-                .flat_map_iter(|start| {
-                    let lanes = (count - start).min(LANES);
-                    replay.run_with(lanes, |l, k, p| input(start + l, k, p))
-                })
-                .collect(),
+            Some(replay) => {
+                let width = replay.width_for(count, rayon::current_num_threads());
+                let starts: Vec<usize> = (0..count).step_by(width).collect();
+                starts
+                    .into_par_iter()
+                    .flat_map_iter(|start| {
+                        let points = start..(start + width).min(count);
+                        replay.run_rows(points.len(), |at, row| fill(points.clone(), at, row))
+                    })
+                    .collect()
+            }
             None => vec![None; count],
         };
         replayed
@@ -185,7 +204,11 @@ impl<'a> SizeContext<'a> {
             .enumerate()
             .map(|(point, r)| match r {
                 Some(v) => Ok(v.value()),
-                None => self.evaluate::<T>(|k, p| input(point, k, p)),
+                None => self.evaluate::<T>(|k, p| {
+                    let mut one = [T::of(0.0)];
+                    fill(point..point + 1, (k, p), &mut one);
+                    one[0].value()
+                }),
             })
             .collect()
     }

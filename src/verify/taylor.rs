@@ -205,26 +205,26 @@ impl TaylorCheck<'_> {
         if cx.loss.is_none() {
             return Err("the spec has no layer or loss, so no L to expand".to_string());
         }
-        let jacobian = self.jacobian(cx)?;
-        for source in &jacobian.sources {
-            if !self.jacobian.contains(source) {
-                self.jacobian.push(source.clone());
-            }
+        let mut precisions = vec![Precision::F64];
+        if self.precision == Precision::F32 {
+            precisions.push(Precision::F32);
         }
+        // A claim with the same J and precisions measured these runs
+        // already (and found J defined and something to perturb).
+        let key = (self.sources(cx), precisions.clone());
+        if let Some(memo) = cx.taylor_memo.borrow().iter().find(|m| m.key == key) {
+            self.note_sources(&key.0);
+            self.outcome.sizes.push(cx.instance.sizes.clone());
+            self.runs.extend(memo.runs.iter().cloned());
+            return Ok(());
+        }
+        let jacobian = self.jacobian(cx)?;
+        self.note_sources(&jacobian.sources);
         let total: usize = jacobian.layout.iter().map(|(_, n)| n).sum();
         if total == 0 {
             return Err("L has no input or param to perturb".to_string());
         }
         self.outcome.sizes.push(cx.instance.sizes.clone());
-        let mut precisions = vec![Precision::F64];
-        if self.precision == Precision::F32 {
-            precisions.push(Precision::F32);
-        }
-        let key = (jacobian.sources.clone(), precisions.clone());
-        if let Some(memo) = cx.taylor_memo.borrow().iter().find(|m| m.key == key) {
-            self.runs.extend(memo.runs.iter().cloned());
-            return Ok(());
-        }
         let first = self.runs.len();
         let mut rng = ChaCha8Rng::seed_from_u64(crate::eval::stream_seed(
             cx.options.seed,
@@ -235,21 +235,32 @@ impl TaylorCheck<'_> {
             .map(|_| unit_direction(&mut rng, total))
             .collect();
         let magnitude = rounding_magnitude(cx, &jacobian.layout, &directions[0]);
-        for (k, u) in directions.iter().enumerate() {
-            let second_order = second_order(cx, &jacobian, u).map_err(|e| e.to_string())?;
-            for &precision in &precisions {
-                let ladders = match precision {
-                    Precision::F64 => measure::<f64>(cx, &jacobian, u),
-                    Precision::F32 => measure::<f32>(cx, &jacobian, u),
-                }
-                .map_err(|e| e.to_string())?;
-                let eps = machine_epsilon(precision);
+        let second_orders = directions
+            .iter()
+            .map(|u| second_order(cx, &jacobian, u))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        let mut ladders = vec![];
+        for &precision in &precisions {
+            let measured = match precision {
+                Precision::F64 => measure::<f64>(cx, &jacobian, &directions),
+                Precision::F32 => measure::<f32>(cx, &jacobian, &directions),
+            }
+            .map_err(|e| e.to_string())?;
+            ladders.push((precision, measured));
+        }
+        for (k, &second_order) in second_orders.iter().enumerate() {
+            for (precision, measured) in &mut ladders {
+                let Some(ladder) = measured.get_mut(k).map(std::mem::take) else {
+                    continue;
+                };
+                let eps = machine_epsilon(*precision);
                 self.runs.push(Run {
                     sizes: cx.instance.sizes.clone(),
                     direction: k + 1,
-                    precision,
-                    one_sided: scheme_run(ladders.one_sided, 2.0 * eps * magnitude, 1),
-                    central: scheme_run(ladders.central, eps * magnitude, 2),
+                    precision: *precision,
+                    one_sided: scheme_run(ladder.one_sided, 2.0 * eps * magnitude, 1),
+                    central: scheme_run(ladder.central, eps * magnitude, 2),
                     second_order,
                 });
             }
@@ -261,48 +272,75 @@ impl TaylorCheck<'_> {
         Ok(())
     }
 
+    /// Keeps where J came from, for the report.
+    fn note_sources(&mut self, sources: &[JacobianSource]) {
+        for source in sources {
+            if !self.jacobian.contains(source) {
+                self.jacobian.push(source.clone());
+            }
+        }
+    }
+
+    /// The last `grad` claim on tensor `id` written above the Taylor claim.
+    fn grad_claim_on(
+        &self,
+        id: TensorId,
+    ) -> Option<(
+        &crate::analysis::program::Claim,
+        &crate::analysis::program::GradClaim,
+    )> {
+        self.program
+            .claims
+            .iter()
+            .filter(|c| c.span.start < self.position)
+            .filter_map(|c| match &c.kind {
+                ClaimKind::Grad(g) if g.target == id => Some((c, g)),
+                _ => None,
+            })
+            .max_by_key(|(c, _)| c.span.start)
+    }
+
+    /// Where J comes from, tensor by tensor: what Taylor claims with the
+    /// same J share, known before J is computed.
+    fn sources(&self, cx: &SizeContext<'_>) -> Vec<JacobianSource> {
+        self.program
+            .tensors
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.is_differentiable())
+            .map(|(k, tensor)| JacobianSource {
+                tensor: tensor.name.clone(),
+                claim: self.grad_claim_on(TensorId(k)).map(|(c, _)| {
+                    // `grad x[j]`, as written up to its `=`.
+                    let head = super::claim_head(cx.source, c);
+                    let (line, _) = cx.source.line_column(c.span.start);
+                    (head, line)
+                }),
+            })
+            .collect()
+    }
+
     /// J at this size: each tensor's last `grad` claim above this one, else autodiff.
     fn jacobian(&self, cx: &SizeContext<'_>) -> Result<Jacobian, String> {
         let mut jacobian = Jacobian {
             flat: vec![],
             layout: vec![],
-            sources: vec![],
+            sources: self.sources(cx),
         };
         for (k, tensor) in self.program.tensors.iter().enumerate() {
             if !tensor.is_differentiable() {
                 continue;
             }
             let id = TensorId(k);
-            // The last `grad` on this tensor written above the Taylor claim.
-            let claim = self
-                .program
-                .claims
-                .iter()
-                .filter(|c| c.span.start < self.position)
-                .filter_map(|c| match &c.kind {
-                    ClaimKind::Grad(g) if g.target == id => Some((c, g)),
-                    _ => None,
-                })
-                .max_by_key(|(c, _)| c.span.start);
-            let values: Vec<f64> = match claim {
+            let values: Vec<f64> = match self.grad_claim_on(id) {
                 Some((c, g)) => {
-                    // `grad x[j]`, as written up to its `=`.
                     let head = super::claim_head(cx.source, c);
                     let (line, _) = cx.source.line_column(c.span.start);
-                    let values = closed_form(cx, id, &g.body, g.slots, &g.var_names)
-                        .map_err(|e| format!("J is undefined: `{head}` (line {line}): {e}"))?;
-                    jacobian.sources.push(JacobianSource {
-                        tensor: tensor.name.clone(),
-                        claim: Some((head, line)),
-                    });
-                    values
+                    closed_form(cx, id, &g.body, g.slots, &g.var_names)
+                        .map_err(|e| format!("J is undefined: `{head}` (line {line}): {e}"))?
                 }
                 None => {
                     let derived = cx.derived().map_err(|e| e.to_string())?;
-                    jacobian.sources.push(JacobianSource {
-                        tensor: tensor.name.clone(),
-                        claim: None,
-                    });
                     derived
                         .get(k)
                         .and_then(Option::as_ref)
@@ -727,25 +765,22 @@ fn judge(fit: &Fit, claim: &TaylorClaim) -> Judgement {
 }
 
 /// L along one direction: both schemes' remainders at every rung.
+#[derive(Default)]
 struct Ladders {
     one_sided: Vec<Option<Point>>,
     central: Vec<Option<Point>>,
 }
 
-/// Walks the ladder along `u` in precision `T`. A rung where L cannot be
-/// evaluated (a domain error at a large step) is `None`; running out of
-/// time stops the walk. L is evaluated [`LANES`](crate::eval::replay::LANES)
-/// points at a time ([`SizeContext::losses`]).
+/// Walks the ladder along each direction of `directions` in precision `T`.
+/// A rung where L cannot be evaluated (a domain error at a large step) is
+/// `None`; running out of time stops the walk. Every rung of every
+/// direction is evaluated in one batch ([`SizeContext::losses_in_rows`]).
 fn measure<T: Replayable>(
     cx: &SizeContext<'_>,
     jacobian: &Jacobian,
-    u: &[f64],
-) -> Result<Ladders, Box<EvalError>> {
+    directions: &[Vec<f64>],
+) -> Result<Vec<Ladders>, Box<EvalError>> {
     let base: Vec<ArrayD<T>> = cx.values.iter().map(|a| a.mapv(T::constant)).collect();
-    let mut ladders = Ladders {
-        one_sided: vec![],
-        central: vec![],
-    };
     let offsets = offsets_in_u(cx, &jacobian.layout);
     let at = |r: &Result<f64, Box<EvalError>>| match r {
         Ok(l) if l.is_finite() => Ok(Some(*l)),
@@ -761,50 +796,61 @@ fn measure<T: Replayable>(
         up: (f64, f64),
         mean: (f64, f64),
     }
-    // Rungs are independent: they are reduced on every core, and the
-    // ladder ends at the first whose step no longer changes w (every rung
-    // below it is the same).
-    let rungs: Vec<Rung> = ladder()
+    // Rungs are independent: they are reduced on every core, and a
+    // direction's ladder ends at the first rung whose step no longer
+    // changes w (every rung below it is the same).
+    let eps_ladder = ladder();
+    let rungs: Vec<Option<Rung>> = (0..directions.len() * eps_ladder.len())
         .into_par_iter()
-        .map(|eps| {
-            let up = perturb(&base, jacobian, u, eps);
-            let down = perturb(&base, jacobian, u, -eps);
-            if up.iter().all(|d| *d == 0.0) && down.iter().all(|d| *d == 0.0) {
-                return None;
-            }
-            let mean: Vec<f64> = up.iter().zip(&down).map(|(a, b)| 0.5 * (a - b)).collect();
-            Some(Rung {
+        .map(|i| {
+            let u = &directions[i / eps_ladder.len()];
+            let eps = eps_ladder[i % eps_ladder.len()];
+            let steps = steps_along(&base, jacobian, u, eps);
+            steps.moves.then_some(Rung {
                 eps,
-                up: (norm(&up), dot(&jacobian.flat, &up)),
-                mean: (norm(&mean), dot(&jacobian.flat, &mean)),
+                up: (steps.up_squared.sqrt(), steps.up_dot_j),
+                mean: (steps.mean_squared.sqrt(), steps.mean_dot_j),
             })
         })
-        .collect::<Vec<_>>()
-        .into_iter()
-        .map_while(|r| r)
         .collect();
-    // Point 2r is rung r's w + εu, point 2r + 1 its w − εu, each rounded
-    // in T exactly as `perturb` rounds it, and past them w; all of them in
+    let mut rungs = rungs.into_iter();
+    let rungs: Vec<Vec<Rung>> = (0..directions.len())
+        .map(|_| {
+            let ladder: Vec<Option<Rung>> = rungs.by_ref().take(eps_ladder.len()).collect();
+            ladder.into_iter().map_while(|r| r).collect()
+        })
+        .collect();
+    // Each rung gives two points, w + εu and w − εu, each rounded in T
+    // exactly as `perturb` rounds it; past every direction's rungs comes
+    // w itself, L's value the remainders are taken from. All of them go in
     // one call, whose runs share the cores.
+    let points: Vec<Option<(&[f64], f64)>> = directions
+        .iter()
+        .zip(&rungs)
+        .flat_map(|(u, rungs)| {
+            rungs
+                .iter()
+                .flat_map(move |r| [Some((u.as_slice(), r.eps)), Some((u.as_slice(), -r.eps))])
+        })
+        .chain(std::iter::once(None))
+        .collect();
     let flat = cx.flat_values();
-    let input = |point: usize, k: usize, p: usize| -> f64 {
-        let w = value_at(flat, k, p);
-        match (offsets[k], rungs.get(point / 2)) {
-            (Some(o), Some(rung)) => {
-                let eps = if point.is_multiple_of(2) {
-                    rung.eps
-                } else {
-                    -rung.eps
-                };
-                let d = u.get(o + p).copied().unwrap_or(0.0);
-                (T::constant(w) + T::constant(eps * d)).real()
+    let mut losses = cx.losses_in_rows::<T>(points.len(), |range, (k, p), row| {
+        let w = T::constant(value_at(flat, k, p));
+        match offsets[k] {
+            Some(o) => {
+                for (slot, point) in row.iter_mut().zip(&points[range]) {
+                    *slot = match point {
+                        Some((u, eps)) => {
+                            w + T::constant(eps * u.get(o + p).copied().unwrap_or(0.0))
+                        }
+                        None => w,
+                    };
+                }
             }
-            _ => T::constant(w).real(),
+            None => row.fill(w),
         }
-    };
-    // One point more: the drawn point itself (`input` gives w beyond the
-    // rungs), L's value the remainders are taken from.
-    let mut losses = cx.losses::<T>(2 * rungs.len() + 1, input);
+    });
     let l0 = match losses.pop() {
         Some(l0) => l0?,
         None => {
@@ -813,16 +859,25 @@ fn measure<T: Replayable>(
             }));
         }
     };
-    for (rung, pair) in rungs.iter().zip(losses.chunks(2)) {
-        let (lp, lm) = (at(&pair[0])?, at(&pair[1])?);
-        ladders.one_sided.push(lp.map(|lp| Point {
-            step: rung.up.0,
-            remainder: (lp - l0) - rung.up.1,
-        }));
-        ladders.central.push(lp.zip(lm).map(|(lp, lm)| Point {
-            step: rung.mean.0,
-            remainder: 0.5 * (lp - lm) - rung.mean.1,
-        }));
+    let mut losses = losses.chunks(2);
+    let mut ladders = vec![];
+    for rungs in &rungs {
+        let mut ladder = Ladders {
+            one_sided: vec![],
+            central: vec![],
+        };
+        for (rung, pair) in rungs.iter().zip(losses.by_ref()) {
+            let (lp, lm) = (at(&pair[0])?, at(&pair[1])?);
+            ladder.one_sided.push(lp.map(|lp| Point {
+                step: rung.up.0,
+                remainder: (lp - l0) - rung.up.1,
+            }));
+            ladder.central.push(lp.zip(lm).map(|(lp, lm)| Point {
+                step: rung.mean.0,
+                remainder: 0.5 * (lp - lm) - rung.mean.1,
+            }));
+        }
+        ladders.push(ladder);
     }
     Ok(ladders)
 }
@@ -841,24 +896,54 @@ fn offsets_in_u(cx: &SizeContext<'_>, layout: &[(TensorId, usize)]) -> Vec<Optio
     offsets
 }
 
-/// The step `base + eps·u` takes on the differentiable tensors, rounded in
-/// the working precision, in f64: Δw, which keeps the rounding of the
-/// inputs out of the remainder.
-fn perturb<T: Scalar>(base: &[ArrayD<T>], jacobian: &Jacobian, u: &[f64], eps: f64) -> Vec<f64> {
-    let mut step = Vec::with_capacity(u.len());
+/// What a rung needs of its steps Δw₊ = (w + εu) − w and
+/// Δw₋ = w − (w − εu), each rounded in the working precision and taken in
+/// f64 (which keeps the rounding of the inputs out of the remainder):
+/// |Δw₊|², ⟨J,Δw₊⟩ and, for the mean step ½(Δw₊ + Δw₋), the same; reduced
+/// element by element, so no step vector is held.
+struct Steps {
+    /// Whether either step changes w at all.
+    moves: bool,
+    up_squared: f64,
+    up_dot_j: f64,
+    mean_squared: f64,
+    mean_dot_j: f64,
+}
+
+fn steps_along<T: Scalar>(base: &[ArrayD<T>], jacobian: &Jacobian, u: &[f64], eps: f64) -> Steps {
+    // Sums start at −0, as `Iterator::sum` does.
+    let mut steps = Steps {
+        moves: false,
+        up_squared: -0.0,
+        up_dot_j: -0.0,
+        mean_squared: -0.0,
+        mean_dot_j: -0.0,
+    };
     let mut offset = 0;
     for &(id, n) in &jacobian.layout {
         let Some(from) = base.get(id.0).and_then(|a| a.as_slice_memory_order()) else {
             offset += n;
             continue;
         };
+        let (u, j) = (
+            u.get(offset..).unwrap_or_default(),
+            jacobian.flat.get(offset..).unwrap_or_default(),
+        );
         for (i, w) in from.iter().enumerate() {
-            let d = u.get(offset + i).copied().unwrap_or(0.0);
-            step.push((*w + T::constant(eps * d)).real() - w.real());
+            let d = u.get(i).copied().unwrap_or(0.0);
+            let up = (*w + T::constant(eps * d)).real() - w.real();
+            let down = (*w + T::constant(-eps * d)).real() - w.real();
+            let mean = 0.5 * (up - down);
+            let j = j.get(i).copied().unwrap_or(0.0);
+            steps.moves |= up != 0.0 || down != 0.0;
+            steps.up_squared += up * up;
+            steps.up_dot_j += j * up;
+            steps.mean_squared += mean * mean;
+            steps.mean_dot_j += j * mean;
         }
         offset += n;
     }
-    step
+    steps
 }
 
 /// ½⟨u,Hu⟩ and ⟨∇L − J, u⟩ in one hyper-dual pass (ε₁ = ε₂ = u).
@@ -967,10 +1052,6 @@ fn machine_epsilon(precision: Precision) -> f64 {
 
 fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
-fn norm(a: &[f64]) -> f64 {
-    a.iter().map(|x| x * x).sum::<f64>().sqrt()
 }
 
 fn median(values: &[f64]) -> f64 {
