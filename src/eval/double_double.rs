@@ -400,7 +400,7 @@ pub trait Real:
 
 /// `Real` for a type whose inherent methods have the trait's names.
 macro_rules! forward_real {
-    ($t:ty, $of:path, $value:path) => {
+    ($t:ty, $of:path, $value:path, $powi:path) => {
         impl Real for $t {
             fn of(v: f64) -> Self {
                 $of(v)
@@ -427,7 +427,7 @@ macro_rules! forward_real {
                 <$t>::sin_cos(self)
             }
             fn powi(self, k: i32) -> Self {
-                <$t>::powi(self, k)
+                $powi(self, k)
             }
             fn abs(self) -> Self {
                 <$t>::abs(self)
@@ -436,9 +436,40 @@ macro_rules! forward_real {
     };
 }
 
-forward_real!(Dd, Dd::from_f64, Dd::to_f64);
-forward_real!(f64, std::convert::identity, std::convert::identity);
-forward_real!(f32, f32_of, f64::from);
+forward_real!(Dd, Dd::from_f64, Dd::to_f64, Dd::powi);
+forward_real!(
+    f64,
+    std::convert::identity,
+    std::convert::identity,
+    powi_by_squaring
+);
+forward_real!(f32, f32_of, f64::from, powi_by_squaring);
+
+/// `x^k` by repeated squaring, multiplication for multiplication the
+/// algorithm of `f64::powi` and `f32::powi` (compiler-builtins'
+/// `__powidf2`, and LLVM's expansion for a constant exponent), so bit for
+/// bit their value; written out, a replay's loop over many points inlines
+/// it instead of calling the library once per point.
+#[inline]
+pub fn powi_by_squaring<T>(x: T, k: i32) -> T
+where
+    T: Copy + Mul<Output = T> + Div<Output = T> + num_traits::One,
+{
+    let mut base = x;
+    let mut n = k.unsigned_abs();
+    let mut acc = T::one();
+    loop {
+        if n & 1 == 1 {
+            acc = acc * base;
+        }
+        n >>= 1;
+        if n == 0 {
+            break;
+        }
+        base = base * base;
+    }
+    if k < 0 { T::one() / acc } else { acc }
+}
 
 /// An f64 in f32 as the evaluator's `Scalar::constant` rounds it.
 fn f32_of(v: f64) -> f32 {
@@ -634,6 +665,46 @@ impl<B: Real, const N: usize> Scalar for Dual<B, N> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
+
+    #[test]
+    fn powers_by_squaring_are_the_library_powers_bit_for_bit() {
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let special = [
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+            f64::MIN_POSITIVE,
+            5e-324,
+            1e300,
+            -1e-300,
+        ];
+        let values = special.into_iter().chain(
+            (0..2000).map(|_| rng.random_range(-1.0..1.0) * 10f64.powi(rng.random_range(-40..40))),
+        );
+        let mut compared = 0;
+        for x in values {
+            for k in -9..=9 {
+                let (ours, library) = (powi_by_squaring(x, k), x.powi(k));
+                assert!(
+                    ours.to_bits() == library.to_bits() || (ours.is_nan() && library.is_nan()),
+                    "{x}^{k}: {ours} against {library}"
+                );
+                let x = x as f32;
+                let (ours, library) = (powi_by_squaring(x, k), x.powi(k));
+                assert!(
+                    ours.to_bits() == library.to_bits() || (ours.is_nan() && library.is_nan()),
+                    "{x}^{k} in f32: {ours} against {library}"
+                );
+                compared += 2;
+            }
+        }
+        assert_eq!(compared, 2011 * 19 * 2);
+    }
 
     /// |a − b| relative to |b|, in double-double.
     fn rel(a: Dd, b: Dd) -> f64 {

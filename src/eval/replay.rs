@@ -906,6 +906,7 @@ fn apply_rows<B: Real>(op: Op, out: &mut [B], a: Arg<'_, B>, b: Arg<'_, B>) {
         Op::Mul => zip_rows(out, a, b, |x, y| x * y),
         Op::Div => zip_rows(out, a, b, |x, y| x / y),
         Op::Neg => zip_rows(out, a, b, |x, _| -x),
+        Op::Powi(k) => zip_rows(out, a, b, |x, _| x.powi(k)),
         _ => zip_rows(out, a, b, |x, y| apply_op(op, x, y)),
     }
 }
