@@ -68,6 +68,16 @@ fn derivation(c: &mut Criterion) {
         group.bench_function(format!("replay of L at 8 points, {name}"), |b| {
             b.iter(|| replay.run_with(8, |lane, k, p| flat[k][p] * (1.0 + 1e-9 * lane as f64)));
         });
+        // A Taylor batch: every rung of every direction in one run.
+        group.bench_function(format!("replay of L at 256 points, {name}"), |b| {
+            b.iter(|| {
+                replay.run_rows(256, |(k, p), row| {
+                    for (lane, slot) in row.iter_mut().enumerate() {
+                        *slot = flat[k][p] * (1.0 + 1e-9 * lane as f64);
+                    }
+                })
+            });
+        });
     }
     group.finish();
 }

@@ -544,60 +544,69 @@ impl<B: TapeReal> Replay<B> {
     /// [`Replay::inputs`].
     fn run_inputs(&self, width: usize, fill: impl Fn(u32, &mut [B])) -> Vec<Option<B>> {
         let zero = B::of(0.0);
-        let mut regs: Vec<Vec<B>> = vec![vec![zero; width]; self.registers];
+        // One row of `width` values per register, in one block.
+        let mut regs: Vec<B> = vec![zero; self.registers * width];
         let mut valid = vec![true; width];
-        let constant = |x: Src| {
-            self.constants
-                .get((x & !CONSTANT_BIT) as usize)
-                .copied()
-                .unwrap_or(zero)
-        };
         for step in &self.steps {
             match step.unpack() {
                 Step::Load { input, out } => {
-                    if let Some(row) = regs.get_mut(out as usize) {
+                    let at = out as usize * width;
+                    if let Some(row) = regs.get_mut(at..at + width) {
                         fill(input, row);
                     }
                 }
                 Step::Op { op, a, b, out } => {
-                    let Some(slot) = regs.get_mut(out as usize) else {
-                        continue;
-                    };
-                    let mut row = std::mem::take(slot);
-                    let arg = |x: Src| -> Arg<'_, B> {
-                        if x & CONSTANT_BIT != 0 {
-                            Arg::Scalar(constant(x))
-                        } else if x == out {
-                            Arg::Out
-                        } else {
-                            regs.get(x as usize)
-                                .map_or(Arg::Scalar(zero), |r| Arg::Row(r))
-                        }
-                    };
-                    let b = if op.is_binary() {
-                        arg(b)
-                    } else {
-                        Arg::Scalar(zero)
-                    };
-                    apply_rows(op, &mut row, arg(a), b);
-                    regs[out as usize] = row;
+                    let (row, a, b) = self.operands(&mut regs, width, out, a, b);
+                    let b = if op.is_binary() { b } else { Arg::Scalar(zero) };
+                    apply_rows(op, row, a, b);
                 }
                 Step::Order { a, b, expected } => {
-                    let (a, b) = (self.read(&regs, a), self.read(&regs, b));
+                    let (a, b) = (self.read(&regs, width, a), self.read(&regs, width, b));
                     for (l, ok) in valid.iter_mut().enumerate() {
                         *ok &= a.at(l).value().partial_cmp(&b.at(l).value()) == expected;
                     }
                 }
                 Step::Finite { a, expected } => {
-                    let a = self.read(&regs, a);
+                    let a = self.read(&regs, width, a);
                     for (l, ok) in valid.iter_mut().enumerate() {
                         *ok &= a.at(l).value().is_finite() == expected;
                     }
                 }
             }
         }
-        let out = self.read(&regs, self.output);
+        let out = self.read(&regs, width, self.output);
         (0..width).map(|l| valid[l].then(|| out.at(l))).collect()
+    }
+
+    /// The row an operation writes and its operands' rows: split out of
+    /// the register block, so that the result may reuse an operand's
+    /// register ([`Arg::Out`]).
+    fn operands<'r>(
+        &self,
+        regs: &'r mut [B],
+        width: usize,
+        out: u32,
+        a: Src,
+        b: Src,
+    ) -> (&'r mut [B], Arg<'r, B>, Arg<'r, B>) {
+        let o = out as usize;
+        let (below, rest) = regs.split_at_mut((o * width).min(regs.len()));
+        let (row, above) = rest.split_at_mut(width.min(rest.len()));
+        let (below, above): (&'r [B], &'r [B]) = (below, above);
+        let arg = |x: Src| -> Arg<'r, B> {
+            let x = x as usize;
+            let found = if x & CONSTANT_BIT as usize != 0 {
+                return Arg::Scalar(self.constant(x as Src));
+            } else if x == o {
+                return Arg::Out;
+            } else if x < o {
+                below.get(x * width..(x + 1) * width)
+            } else {
+                above.get((x - o - 1) * width..(x - o) * width)
+            };
+            found.map_or(Arg::Scalar(B::of(0.0)), Arg::Row)
+        };
+        (row, arg(a), arg(b))
     }
 
     /// Points per run for `count` points on `threads` threads: the points
@@ -815,19 +824,22 @@ impl<B: TapeReal> Replay<B> {
     }
 
     /// A register's row, or a constant, for reading.
-    fn read<'r>(&self, regs: &'r [Vec<B>], x: Src) -> Read<'r, B> {
-        let zero = B::of(0.0);
+    fn read<'r>(&self, regs: &'r [B], width: usize, x: Src) -> Read<'r, B> {
         if x & CONSTANT_BIT != 0 {
-            Read::Scalar(
-                self.constants
-                    .get((x & !CONSTANT_BIT) as usize)
-                    .copied()
-                    .unwrap_or(zero),
-            )
+            Read::Scalar(self.constant(x))
         } else {
-            regs.get(x as usize)
-                .map_or(Read::Scalar(zero), |r| Read::Row(r))
+            let at = x as usize * width;
+            regs.get(at..at + width)
+                .map_or(Read::Scalar(B::of(0.0)), Read::Row)
         }
+    }
+
+    /// The value of a constant operand.
+    fn constant(&self, x: Src) -> B {
+        self.constants
+            .get((x & !CONSTANT_BIT) as usize)
+            .copied()
+            .unwrap_or(B::of(0.0))
     }
 
     /// Steps a run takes: the cost of a replay.

@@ -101,7 +101,20 @@ impl<'a> SizeContext<'a> {
     /// derivations (see [`super::derivation`]).
     pub fn derivation(&self) -> Result<&Derivation, Box<EvalError>> {
         self.derived
-            .get_or_init(|| derive(self.instance, self.values, self.terms, self.options.seed))
+            .get_or_init(|| {
+                derive(
+                    self.instance,
+                    self.values,
+                    self.terms,
+                    self.options.seed,
+                    |recorded| {
+                        // The replays of L in f64 run this same recording.
+                        if self.replay64.get().is_none() {
+                            let _ = self.replay64.set(Replay::compile(recorded));
+                        }
+                    },
+                )
+            })
             .as_ref()
             .map_err(|e| e.clone())
     }

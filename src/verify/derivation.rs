@@ -25,8 +25,8 @@ use super::{Shrinkage, shrinkage, tolerance_ratio};
 use crate::analysis::Sizes;
 use crate::eval::double_double::Dd;
 use crate::eval::{
-    EvalError, Instance, ReverseGradient, directional_derivatives, gradient,
-    precise_directional_derivative, precise_partials, reverse_gradient,
+    EvalError, Instance, Recorded, ReverseGradient, directional_derivatives, gradient, gradient_of,
+    precise_directional_derivative, precise_partials, record, reverse_gradient,
 };
 
 /// Units of rounding per term allowed between the two modes (as between a
@@ -93,13 +93,22 @@ impl Derivation {
 }
 
 /// Derives the gradient of L at the drawn values (see the module's notes).
+/// The recording reverse mode swept is handed to `keep` once swept (the
+/// replays of L are compiled from it), before forward mode checks.
 pub fn derive(
     instance: &Instance<'_>,
     values: &[ArrayD<f64>],
     terms: f64,
     seed: u64,
+    keep: impl FnOnce(Recorded<f64>),
 ) -> Result<Derivation, Box<EvalError>> {
-    let reverse = match reverse_gradient::<f64>(instance, values) {
+    let swept = record(instance, values).and_then(|recorded| {
+        instance.check_clock()?;
+        let reverse = gradient_of(&recorded);
+        keep(recorded);
+        Ok(reverse)
+    });
+    let reverse = match swept {
         Ok(r) => r,
         Err(e) if e.is_timeout() => return Err(e),
         // A recording the tape cannot hold: forward mode still can.
