@@ -11,10 +11,11 @@ use common::specs_in;
 use std::path::PathBuf;
 
 use dlverify::analysis::{analyze, size_sweep};
-use dlverify::eval::replay::Replay;
+use dlverify::eval::replay::{Lane, Replay};
 use dlverify::eval::{Instance, draw_values, record};
 use dlverify::source::Source;
 use ndarray::ArrayD;
+use num_dual::HyperDual64;
 
 /// Points along a pseudo-random direction at steps from 1e-12 to 3; the
 /// last two move the data (the incoming gradient, given values) too, as
@@ -49,7 +50,7 @@ fn replays_give_the_evaluators_loss_or_decline() {
         .chain(specs_in("tests/corpus"))
         .collect();
     let (mut replayed, mut declined, mut files_replayed) = (0usize, 0usize, 0usize);
-    let mut cone_runs = 0usize;
+    let (mut cone_runs, mut hyper_dual) = (0usize, 0usize);
     let mut wrong = vec![];
     for path in &files {
         let text = std::fs::read_to_string(path).unwrap();
@@ -125,6 +126,52 @@ fn replays_give_the_evaluators_loss_or_decline() {
                     )),
                 }
             }
+            // Hyper-dual lanes (the Taylor check's second order): the
+            // evaluator's hyper-dual L, every part bit for bit.
+            let directions: Vec<Vec<ArrayD<HyperDual64>>> = (0..3)
+                .map(|d| {
+                    values
+                        .iter()
+                        .enumerate()
+                        .map(|(k, v)| {
+                            let mut i = 0usize;
+                            v.mapv(|x| {
+                                i += 1;
+                                let t = if differentiable[k] {
+                                    ((i * 5 + d * 11 + k) as f64).cos()
+                                } else {
+                                    0.0
+                                };
+                                HyperDual64::new(x, t, t, 0.0)
+                            })
+                        })
+                        .collect()
+                })
+                .collect();
+            let lanes = replay.run_lanes(
+                directions.len(),
+                |c| Lane(HyperDual64::from(c)),
+                |(k, p), row| {
+                    for (slot, d) in row.iter_mut().zip(&directions) {
+                        *slot = Lane(d[k].as_slice_memory_order().unwrap()[p]);
+                    }
+                },
+            );
+            for (d, lane) in directions.iter().zip(lanes) {
+                let Some(Lane(l)) = lane else {
+                    declined += 1;
+                    continue;
+                };
+                hyper_dual += 1;
+                let bits = |h: HyperDual64| [h.re, h.eps1, h.eps2, h.eps1eps2].map(f64::to_bits);
+                match instance.evaluation(d).loss() {
+                    Ok(e) if bits(e) == bits(l) => {}
+                    other => wrong.push(format!(
+                        "{} at {sizes} (hyper-dual): replay {l:?}, evaluator {other:?}",
+                        path.display()
+                    )),
+                }
+            }
             // f32, recorded at the values rounded to f32.
             let single: Vec<ArrayD<f32>> = values.iter().map(|a| a.mapv(|x| x as f32)).collect();
             let Ok(recorded) = record::<f32>(&instance, &single) else {
@@ -156,7 +203,7 @@ fn replays_give_the_evaluators_loss_or_decline() {
         }
     }
     eprintln!(
-        "{files_replayed} recordings, {replayed} points replayed, {declined} declined, {cone_runs} cones"
+        "{files_replayed} recordings, {replayed} points replayed, {declined} declined, {cone_runs} cones, {hyper_dual} hyper-dual runs"
     );
     assert!(
         wrong.is_empty(),
@@ -174,4 +221,5 @@ fn replays_give_the_evaluators_loss_or_decline() {
     );
     assert!(declined > 0, "no point changed a branch");
     assert!(cone_runs > 1000, "only {cone_runs} cones run");
+    assert!(hyper_dual > 1000, "only {hyper_dual} hyper-dual runs");
 }

@@ -396,6 +396,9 @@ pub trait Real:
     fn sin_cos(self) -> (Self, Self);
     fn powi(self, k: i32) -> Self;
     fn abs(self) -> Self;
+    fn recip(self) -> Self {
+        Self::of(1.0) / self
+    }
 }
 
 /// `Real` for a type whose inherent methods have the trait's names.

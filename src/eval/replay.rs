@@ -25,6 +25,7 @@ use ndarray::ArrayD;
 
 use super::double_double::Real;
 use super::reverse::{CONSTANT_BIT, Entry, Op, Recorded, TapeReal, Test, apply_op};
+use super::scalar::Scalar;
 
 /// Points a run evaluates at once: the interpretation of a step is shared
 /// by the lanes, and the arithmetic of a lane is a short loop the compiler
@@ -543,9 +544,44 @@ impl<B: TapeReal> Replay<B> {
     /// [`Replay::run_rows`] with inputs named by their index in
     /// [`Replay::inputs`].
     fn run_inputs(&self, width: usize, fill: impl Fn(u32, &mut [B])) -> Vec<Option<B>> {
-        let zero = B::of(0.0);
+        self.run_lanes_by_input(width, |c| c, fill)
+    }
+
+    /// A run whose lanes hold another number type `V` (a hyper-dual
+    /// number, say): the recording's operations on `V`, with its constants
+    /// lifted by `constant` and its decisions checked on `V`'s values.
+    /// What the evaluator computes over `V` with the same operations is
+    /// then computed here in one pass over the program. `fill((tensor,
+    /// offset), row)` writes an input element's value at every lane.
+    pub fn run_lanes<V: Real>(
+        &self,
+        width: usize,
+        constant: impl Fn(B) -> V,
+        fill: impl Fn((usize, usize), &mut [V]),
+    ) -> Vec<Option<V>> {
+        self.run_lanes_by_input(width, constant, |input, row| {
+            if let Some(&at) = self.inputs.get(input as usize) {
+                fill(at, row);
+            }
+        })
+    }
+
+    fn run_lanes_by_input<V: Real>(
+        &self,
+        width: usize,
+        constant: impl Fn(B) -> V,
+        fill: impl Fn(u32, &mut [V]),
+    ) -> Vec<Option<V>> {
+        let zero = V::of(0.0);
+        let constants: Vec<V> = self.constants.iter().map(|&c| constant(c)).collect();
+        let constant = |x: Src| {
+            constants
+                .get((x & !CONSTANT_BIT) as usize)
+                .copied()
+                .unwrap_or(zero)
+        };
         // One row of `width` values per register, in one block.
-        let mut regs: Vec<B> = vec![zero; self.registers * width];
+        let mut regs: Vec<V> = vec![zero; self.registers * width];
         let mut valid = vec![true; width];
         for step in &self.steps {
             match step.unpack() {
@@ -556,57 +592,29 @@ impl<B: TapeReal> Replay<B> {
                     }
                 }
                 Step::Op { op, a, b, out } => {
-                    let (row, a, b) = self.operands(&mut regs, width, out, a, b);
+                    let (row, a, b) = operands(&mut regs, width, out, a, b, constant);
                     let b = if op.is_binary() { b } else { Arg::Scalar(zero) };
                     apply_rows(op, row, a, b);
                 }
                 Step::Order { a, b, expected } => {
-                    let (a, b) = (self.read(&regs, width, a), self.read(&regs, width, b));
+                    let (a, b) = (
+                        read(&regs, width, a, constant),
+                        read(&regs, width, b, constant),
+                    );
                     for (l, ok) in valid.iter_mut().enumerate() {
                         *ok &= a.at(l).value().partial_cmp(&b.at(l).value()) == expected;
                     }
                 }
                 Step::Finite { a, expected } => {
-                    let a = self.read(&regs, width, a);
+                    let a = read(&regs, width, a, constant);
                     for (l, ok) in valid.iter_mut().enumerate() {
                         *ok &= a.at(l).value().is_finite() == expected;
                     }
                 }
             }
         }
-        let out = self.read(&regs, width, self.output);
+        let out = read(&regs, width, self.output, constant);
         (0..width).map(|l| valid[l].then(|| out.at(l))).collect()
-    }
-
-    /// The row an operation writes and its operands' rows: split out of
-    /// the register block, so that the result may reuse an operand's
-    /// register ([`Arg::Out`]).
-    fn operands<'r>(
-        &self,
-        regs: &'r mut [B],
-        width: usize,
-        out: u32,
-        a: Src,
-        b: Src,
-    ) -> (&'r mut [B], Arg<'r, B>, Arg<'r, B>) {
-        let o = out as usize;
-        let (below, rest) = regs.split_at_mut((o * width).min(regs.len()));
-        let (row, above) = rest.split_at_mut(width.min(rest.len()));
-        let (below, above): (&'r [B], &'r [B]) = (below, above);
-        let arg = |x: Src| -> Arg<'r, B> {
-            let x = x as usize;
-            let found = if x & CONSTANT_BIT as usize != 0 {
-                return Arg::Scalar(self.constant(x as Src));
-            } else if x == o {
-                return Arg::Out;
-            } else if x < o {
-                below.get(x * width..(x + 1) * width)
-            } else {
-                above.get((x - o - 1) * width..(x - o) * width)
-            };
-            found.map_or(Arg::Scalar(B::of(0.0)), Arg::Row)
-        };
-        (row, arg(a), arg(b))
     }
 
     /// Points per run for `count` points on `threads` threads: the points
@@ -823,25 +831,6 @@ impl<B: TapeReal> Replay<B> {
         (0..lanes).map(|l| valid[l].then_some(out[l])).collect()
     }
 
-    /// A register's row, or a constant, for reading.
-    fn read<'r>(&self, regs: &'r [B], width: usize, x: Src) -> Read<'r, B> {
-        if x & CONSTANT_BIT != 0 {
-            Read::Scalar(self.constant(x))
-        } else {
-            let at = x as usize * width;
-            regs.get(at..at + width)
-                .map_or(Read::Scalar(B::of(0.0)), Read::Row)
-        }
-    }
-
-    /// The value of a constant operand.
-    fn constant(&self, x: Src) -> B {
-        self.constants
-            .get((x & !CONSTANT_BIT) as usize)
-            .copied()
-            .unwrap_or(B::of(0.0))
-    }
-
     /// Steps a run takes: the cost of a replay.
     pub fn len(&self) -> usize {
         self.steps.len()
@@ -881,6 +870,113 @@ fn lanes_of<B: Real>(op: Op, a: &[B; LANES], b: &[B; LANES]) -> [B; LANES] {
         Op::Div => each(|l| a[l] / b[l]),
         Op::Neg => each(|l| -a[l]),
         _ => each(|l| apply_op(op, a[l], b[l])),
+    }
+}
+
+/// A number the evaluator computes with ([`Scalar`]), as a replay's lane:
+/// every operation is the one [`Scalar`] gives it, so a replay over lanes
+/// of, say, hyper-dual numbers computes what the evaluator would.
+#[derive(Clone, Copy, Debug)]
+pub struct Lane<S>(pub S);
+
+impl<S: Scalar + std::fmt::Debug> Real for Lane<S> {
+    fn of(v: f64) -> Self {
+        Lane(S::constant(v))
+    }
+    fn value(self) -> f64 {
+        self.0.real()
+    }
+    fn exp(self) -> Self {
+        Lane(self.0.exp())
+    }
+    fn ln(self) -> Self {
+        Lane(self.0.ln())
+    }
+    fn ln_1p(self) -> Self {
+        Lane(self.0.ln_1p())
+    }
+    fn sqrt(self) -> Self {
+        Lane(self.0.sqrt())
+    }
+    fn tanh(self) -> Self {
+        Lane(self.0.tanh())
+    }
+    fn sin_cos(self) -> (Self, Self) {
+        (Lane(self.0.sin()), Lane(self.0.cos()))
+    }
+    fn powi(self, k: i32) -> Self {
+        Lane(self.0.powi(k))
+    }
+    fn abs(self) -> Self {
+        Lane(self.0.abs())
+    }
+    fn recip(self) -> Self {
+        Lane(self.0.recip())
+    }
+}
+
+macro_rules! lane_op {
+    ($trait:ident, $method:ident) => {
+        impl<S: Scalar> std::ops::$trait for Lane<S> {
+            type Output = Self;
+            #[inline]
+            fn $method(self, b: Self) -> Self {
+                Lane(std::ops::$trait::$method(self.0, b.0))
+            }
+        }
+    };
+}
+lane_op!(Add, add);
+lane_op!(Sub, sub);
+lane_op!(Mul, mul);
+lane_op!(Div, div);
+
+impl<S: Scalar> std::ops::Neg for Lane<S> {
+    type Output = Self;
+    #[inline]
+    fn neg(self) -> Self {
+        Lane(-self.0)
+    }
+}
+
+/// The row an operation writes and its operands' rows: split out of the
+/// register block, so that the result may reuse an operand's register
+/// ([`Arg::Out`]).
+fn operands<V: Copy>(
+    regs: &mut [V],
+    width: usize,
+    out: u32,
+    a: Src,
+    b: Src,
+    constant: impl Fn(Src) -> V,
+) -> (&mut [V], Arg<'_, V>, Arg<'_, V>) {
+    let o = out as usize;
+    let (below, rest) = regs.split_at_mut((o * width).min(regs.len()));
+    let (row, above) = rest.split_at_mut(width.min(rest.len()));
+    let (below, above): (&[V], &[V]) = (below, above);
+    let arg = |x: Src| {
+        if x & CONSTANT_BIT != 0 {
+            return Arg::Scalar(constant(x));
+        }
+        let x = x as usize;
+        let found = match x.cmp(&o) {
+            Ordering::Equal => return Arg::Out,
+            Ordering::Less => below.get(x * width..(x + 1) * width),
+            Ordering::Greater => above.get((x - o - 1) * width..(x - o) * width),
+        };
+        found.map_or(Arg::Scalar(constant(u32::MAX)), Arg::Row)
+    };
+    (row, arg(a), arg(b))
+}
+
+/// A register's row, or a constant, for reading.
+fn read<V: Copy>(regs: &[V], width: usize, x: Src, constant: impl Fn(Src) -> V) -> Read<'_, V> {
+    if x & CONSTANT_BIT != 0 {
+        Read::Scalar(constant(x))
+    } else {
+        let at = x as usize * width;
+        regs.get(at..at + width)
+            .map_or(Read::Scalar(constant(u32::MAX)), Read::Row)
     }
 }
 

@@ -312,7 +312,7 @@ pub(super) fn apply_op<B: Real>(op: Op, a: B, b: B) -> B {
         Op::Tanh => a.tanh(),
         Op::Sin => a.sin_cos().0,
         Op::Cos => a.sin_cos().1,
-        Op::Recip => B::of(1.0) / a,
+        Op::Recip => a.recip(),
         Op::Powi(k) => a.powi(k),
     }
 }

@@ -68,6 +68,7 @@ use super::grad::unit_direction;
 use super::outcome::*;
 use crate::analysis::Sizes;
 use crate::analysis::program::{Body, ClaimKind, Program, TaylorClaim, TensorId};
+use crate::eval::replay::Lane;
 use crate::eval::{EvalError, Frame, Scalar, format_value};
 use crate::report::plural;
 use crate::syntax::ast::{Precision, RateOp, TaylorScheme};
@@ -235,11 +236,7 @@ impl TaylorCheck<'_> {
             .map(|_| unit_direction(&mut rng, total))
             .collect();
         let magnitude = rounding_magnitude(cx, &jacobian.layout, &directions[0]);
-        let second_orders = directions
-            .iter()
-            .map(|u| second_order(cx, &jacobian, u))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| e.to_string())?;
+        let second_orders = second_orders(cx, &jacobian, &directions).map_err(|e| e.to_string())?;
         let mut ladders = vec![];
         for &precision in &precisions {
             let measured = match precision {
@@ -944,6 +941,57 @@ fn steps_along<T: Scalar>(base: &[ArrayD<T>], jacobian: &Jacobian, u: &[f64], ep
         offset += n;
     }
     steps
+}
+
+/// [`second_order`] along each direction: the hyper-dual passes of all of
+/// them in replays of L's recording, a direction per lane (spread over the
+/// cores), and by the evaluator where a replay declines.
+fn second_orders(
+    cx: &SizeContext<'_>,
+    jacobian: &Jacobian,
+    directions: &[Vec<f64>],
+) -> Result<Vec<SecondOrder>, Box<EvalError>> {
+    let replayed: Vec<Option<Lane<HyperDual64>>> = match f64::replay(cx) {
+        Some(replay) => {
+            let offsets = offsets_in_u(cx, &jacobian.layout);
+            let flat = cx.flat_values();
+            let width = directions
+                .len()
+                .div_ceil(rayon::current_num_threads())
+                .max(1);
+            directions
+                .par_chunks(width)
+                .flat_map_iter(|chunk| {
+                    replay.run_lanes(
+                        chunk.len(),
+                        |c| Lane(HyperDual64::from(c)),
+                        |(k, p), row| {
+                            let w = value_at(flat, k, p);
+                            for (slot, u) in row.iter_mut().zip(chunk) {
+                                let d = offsets[k]
+                                    .and_then(|o| u.get(o + p))
+                                    .copied()
+                                    .unwrap_or(0.0);
+                                *slot = Lane(HyperDual64::new(w, d, d, 0.0));
+                            }
+                        },
+                    )
+                })
+                .collect()
+        }
+        None => vec![None; directions.len()],
+    };
+    replayed
+        .into_iter()
+        .zip(directions)
+        .map(|(l, u)| match l {
+            Some(Lane(l)) => Ok(SecondOrder {
+                predicted: 0.5 * l.eps1eps2,
+                first_order_gap: l.eps1 - dot(&jacobian.flat, u),
+            }),
+            None => second_order(cx, jacobian, u),
+        })
+        .collect()
 }
 
 /// ½⟨u,Hu⟩ and ⟨∇L − J, u⟩ in one hyper-dual pass (ε₁ = ε₂ = u).
