@@ -95,6 +95,27 @@ const OPS: [Op; 15] = [
     Op::Powi(0),
 ];
 
+/// Where `op` is in [`OPS`].
+fn op_index(op: Op) -> usize {
+    match op {
+        Op::Add | Op::Leaf => 0,
+        Op::Sub => 1,
+        Op::Mul => 2,
+        Op::Div => 3,
+        Op::Neg => 4,
+        Op::Exp => 5,
+        Op::Ln => 6,
+        Op::Ln1p => 7,
+        Op::Sqrt => 8,
+        Op::Abs => 9,
+        Op::Tanh => 10,
+        Op::Sin => 11,
+        Op::Cos => 12,
+        Op::Recip => 13,
+        Op::Powi(_) => 14,
+    }
+}
+
 impl Packed {
     fn pack(step: Step) -> Self {
         let order_code = |o: Option<Ordering>| match o {
@@ -126,7 +147,7 @@ impl Packed {
                 let (index, b) = match op {
                     #[allow(clippy::cast_sign_loss)]
                     Op::Powi(k) => (OPS.len() - 1, k as u32),
-                    _ => (OPS.iter().position(|&o| o == op).unwrap_or(0), b),
+                    _ => (op_index(op), b),
                 };
                 Self {
                     code: FIRST_OP + index as u8,
@@ -309,7 +330,9 @@ impl<B: TapeReal> Replay<B> {
         // The guards waiting on each entry (CSR), and how many operands
         // each still waits for.
         let guards = tape.guards;
-        let mut waiting_start = vec![0u32; len + 1];
+        // Without guards (most layers) there is nothing to wait for.
+        let csr_len = if guards.is_empty() { 0 } else { len + 1 };
+        let mut waiting_start = vec![0u32; csr_len];
         let mut pending: Vec<u8> = Vec::with_capacity(guards.len());
         for g in &guards {
             let ops = guard_operands(&g.test);
@@ -318,10 +341,10 @@ impl<B: TapeReal> Replay<B> {
                 waiting_start[x as usize + 1] += 1;
             }
         }
-        for n in 0..len {
+        for n in 0..csr_len.saturating_sub(1) {
             waiting_start[n + 1] += waiting_start[n];
         }
-        let mut waiting = vec![0u32; waiting_start[len] as usize];
+        let mut waiting = vec![0u32; waiting_start.last().map_or(0, |&w| w as usize)];
         let mut fill = waiting_start.clone();
         for (i, g) in guards.iter().enumerate() {
             for x in guard_operands(&g.test).into_iter().flatten() {
@@ -356,8 +379,11 @@ impl<B: TapeReal> Replay<B> {
                     stack.pop();
                     emitted[n as usize] = true;
                     order.push(n);
-                    let (from, to) = (waiting_start[n as usize], waiting_start[n as usize + 1]);
-                    for &g in &waiting[from as usize..to as usize] {
+                    let (from, to) = match waiting_start.get(n as usize..n as usize + 2) {
+                        Some(&[from, to]) => (from as usize, to as usize),
+                        _ => (0, 0),
+                    };
+                    for &g in &waiting[from..to] {
                         pending[g as usize] -= 1;
                         if pending[g as usize] == 0 {
                             order.push(g | CONSTANT_BIT);
@@ -410,7 +436,7 @@ impl<B: TapeReal> Replay<B> {
         let mut free: Vec<u32> = vec![];
         let mut registers = 0usize;
         let mut steps = Vec::with_capacity(order.len());
-        let mut inputs = vec![];
+        let mut inputs = Vec::with_capacity(leaf_of.len());
         let src = |register: &[u32], x: u32| if is_entry(x) { register[x as usize] } else { x };
         for (at, &item) in order.iter().enumerate() {
             let at = at as u32;
@@ -618,11 +644,18 @@ impl<B: TapeReal> Replay<B> {
     }
 
     /// Points per run for `count` points on `threads` threads: the points
-    /// shared evenly, but no more than keep the registers in about 256 KiB
-    /// (and no fewer than [`LANES`]).
+    /// shared evenly, but no more than keep the registers in about 256 KiB,
+    /// and no fewer than [`LANES`]: reading a step costs about as much as
+    /// computing it for a few points, so a few points are one run, not one
+    /// per thread.
     pub fn width_for(&self, count: usize, threads: usize) -> usize {
         let cache = (256 << 10) / (self.registers.max(1) * std::mem::size_of::<B>());
-        count.div_ceil(threads.max(1)).min(cache.max(LANES)).max(1)
+        count
+            .div_ceil(threads.max(1))
+            .max(LANES)
+            .min(cache.max(LANES))
+            .min(count)
+            .max(1)
     }
 
     /// The cones of the given input elements (tensor, row-major offset):
@@ -1124,6 +1157,9 @@ mod tests {
     #[test]
     fn steps_are_sixteen_bytes_and_pack_losslessly() {
         assert_eq!(std::mem::size_of::<Packed>(), 16);
+        for (i, &op) in OPS.iter().enumerate() {
+            assert_eq!(op_index(op), i, "{op:?}");
+        }
         let steps = [
             Step::Load { input: 7, out: 3 },
             Step::Op {

@@ -181,11 +181,35 @@ impl<'a> SizeContext<'a> {
         count: usize,
         input: impl Fn(usize, usize, usize) -> f64 + Sync,
     ) -> Vec<Result<f64, Box<EvalError>>> {
-        self.losses_in_rows::<T>(count, |points, (k, p), row| {
-            for (slot, point) in row.iter_mut().zip(points) {
-                *slot = T::of(input(point, k, p));
-            }
-        })
+        self.losses_in_rows::<T>(count, |points, at, row| fill_from(&input, points, at, row))
+    }
+
+    /// [`SizeContext::losses`] in f64 and in f32 at the same points, the
+    /// two precisions' replays run at once: a few points cost a run's
+    /// reading of every step, whatever their number, so two batches side
+    /// by side take the time of one.
+    pub fn losses_in_both(
+        &self,
+        count: usize,
+        input: impl Fn(usize, usize, usize) -> f64 + Sync,
+    ) -> [Vec<Result<f64, Box<EvalError>>>; 2] {
+        let (r64, r32) = (f64::replay(self), f32::replay(self));
+        let (l64, l32) = rayon::join(
+            || {
+                replayed(r64, count, |points, at, row| {
+                    fill_from(&input, points, at, row)
+                })
+            },
+            || {
+                replayed(r32, count, |points, at, row| {
+                    fill_from(&input, points, at, row)
+                })
+            },
+        );
+        [
+            self.or_evaluated(l64, |points, at, row| fill_from(&input, points, at, row)),
+            self.or_evaluated(l32, |points, at, row| fill_from(&input, points, at, row)),
+        ]
     }
 
     /// [`SizeContext::losses`] with the points built a row at a time:
@@ -197,21 +221,17 @@ impl<'a> SizeContext<'a> {
         count: usize,
         fill: impl Fn(std::ops::Range<usize>, (usize, usize), &mut [T]) + Sync,
     ) -> Vec<Result<f64, Box<EvalError>>> {
-        // Runs are independent: they share the machine's cores.
-        let replayed: Vec<Option<T>> = match T::replay(self) {
-            Some(replay) => {
-                let width = replay.width_for(count, rayon::current_num_threads());
-                let starts: Vec<usize> = (0..count).step_by(width).collect();
-                starts
-                    .into_par_iter()
-                    .flat_map_iter(|start| {
-                        let points = start..(start + width).min(count);
-                        replay.run_rows(points.len(), |at, row| fill(points.clone(), at, row))
-                    })
-                    .collect()
-            }
-            None => vec![None; count],
-        };
+        let replayed = replayed(T::replay(self), count, &fill);
+        self.or_evaluated(replayed, fill)
+    }
+
+    /// The replayed values of L, and the evaluator's where a replay
+    /// declined.
+    fn or_evaluated<T: Replayable>(
+        &self,
+        replayed: Vec<Option<T>>,
+        fill: impl Fn(std::ops::Range<usize>, (usize, usize), &mut [T]),
+    ) -> Vec<Result<f64, Box<EvalError>>> {
         replayed
             .into_iter()
             .enumerate()
@@ -299,6 +319,32 @@ impl<'a> SizeContext<'a> {
             .collect()
     }
 
+    /// [`SizeContext::moved_losses`] in f64 and f32 at once; where neither
+    /// has cones, the whole replays of both run side by side.
+    pub fn moved_losses_in_both(
+        &self,
+        (cones64, cones32): (Option<&Cones<f64>>, Option<&Cones<f32>>),
+        elements: &[(usize, usize)],
+        e: usize,
+        moved: &[f64],
+    ) -> [Vec<Result<f64, Box<EvalError>>>; 2] {
+        if cones64.is_some() || cones32.is_some() {
+            return [
+                self.moved_losses(cones64, elements, e, moved),
+                self.moved_losses(cones32, elements, e, moved),
+            ];
+        }
+        let (tensor, element) = elements.get(e).copied().unwrap_or((usize::MAX, 0));
+        let flat = &self.flat;
+        self.losses_in_both(moved.len(), |point, k, p| {
+            if (k, p) == (tensor, element) {
+                moved[point]
+            } else {
+                value_at(flat, k, p)
+            }
+        })
+    }
+
     /// Every tensor's drawn values, row-major: for building points on
     /// several threads (the context itself stays on one).
     pub fn flat_values(&self) -> &[&'a [f64]] {
@@ -350,6 +396,41 @@ impl Replayable for f32 {
         }
         let single: Vec<ArrayD<f32>> = cx.values.iter().map(|a| a.mapv(f32::constant)).collect();
         compiled(cx, &cx.replay32, &single)
+    }
+}
+
+/// L replayed at `count` points built by `fill` (see
+/// [`SizeContext::losses_in_rows`]): `None` at every point where there is
+/// no replay or the replay declines. Runs are independent: they share the
+/// machine's cores.
+fn replayed<T: Replayable>(
+    replay: Option<&Replay<T>>,
+    count: usize,
+    fill: impl Fn(std::ops::Range<usize>, (usize, usize), &mut [T]) + Sync,
+) -> Vec<Option<T>> {
+    let Some(replay) = replay else {
+        return vec![None; count];
+    };
+    let width = replay.width_for(count, rayon::current_num_threads());
+    let starts: Vec<usize> = (0..count).step_by(width).collect();
+    starts
+        .into_par_iter()
+        .flat_map_iter(|start| {
+            let points = start..(start + width).min(count);
+            replay.run_rows(points.len(), |at, row| fill(points.clone(), at, row))
+        })
+        .collect()
+}
+
+/// A row of points built point by point: `input(point, tensor, offset)`.
+fn fill_from<T: Replayable>(
+    input: impl Fn(usize, usize, usize) -> f64,
+    points: std::ops::Range<usize>,
+    (k, p): (usize, usize),
+    row: &mut [T],
+) {
+    for (slot, point) in row.iter_mut().zip(points) {
+        *slot = T::of(input(point, k, p));
     }
 }
 

@@ -809,10 +809,9 @@ fn central_differences(
     let displacements: Vec<[f64; 4]> = (0..requests).map(|r| displacements(step(r))).collect();
     let input =
         |point: usize, k: usize, p: usize| at(point / 4, displacements[point / 4][point % 4], k, p);
-    let l64 = cx.losses::<f64>(4 * requests, input);
     // Single precision may overflow where double does not: then the noise
     // is unmeasured and the ε·|terms| estimate stands alone.
-    let l32 = cx.losses::<f32>(4 * requests, input);
+    let [l64, l32] = cx.losses_in_both(4 * requests, input);
     (0..requests)
         .map(|r| differences(&l64[4 * r..4 * r + 4], &l32[4 * r..4 * r + 4], step(r)))
         .collect()
@@ -929,8 +928,12 @@ pub fn probe_tensor(target: TensorId, cx: &SizeContext<'_>) -> TensorProbe {
                 let walk = &walks[i];
                 let h = walk.steps[walk.next];
                 let moved = displacements(h).map(|t| walk.w0 + t);
-                let l64 = cx.moved_losses(cones64.as_ref(), &elements, i, &moved);
-                let l32 = cx.moved_losses(cones32.as_ref(), &elements, i, &moved);
+                let [l64, l32] = cx.moved_losses_in_both(
+                    (cones64.as_ref(), cones32.as_ref()),
+                    &elements,
+                    i,
+                    &moved,
+                );
                 differences(&l64, &l32, h)
             })
             .collect();

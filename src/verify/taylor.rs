@@ -821,31 +821,34 @@ fn measure<T: Replayable>(
     // exactly as `perturb` rounds it; past every direction's rungs comes
     // w itself, L's value the remainders are taken from. All of them go in
     // one call, whose runs share the cores.
-    let points: Vec<Option<(&[f64], f64)>> = directions
+    // (direction, ε) of each point; the drawn point has no direction.
+    let drawn = directions.len();
+    let points: Vec<(usize, f64)> = rungs
         .iter()
-        .zip(&rungs)
-        .flat_map(|(u, rungs)| {
-            rungs
-                .iter()
-                .flat_map(move |r| [Some((u.as_slice(), r.eps)), Some((u.as_slice(), -r.eps))])
-        })
-        .chain(std::iter::once(None))
+        .enumerate()
+        .flat_map(|(d, rungs)| rungs.iter().flat_map(move |r| [(d, r.eps), (d, -r.eps)]))
+        .chain(std::iter::once((drawn, 0.0)))
         .collect();
     let flat = cx.flat_values();
     let mut losses = cx.losses_in_rows::<T>(points.len(), |range, (k, p), row| {
         let w = T::constant(value_at(flat, k, p));
-        match offsets[k] {
-            Some(o) => {
-                for (slot, point) in row.iter_mut().zip(&points[range]) {
-                    *slot = match point {
-                        Some((u, eps)) => {
-                            w + T::constant(eps * u.get(o + p).copied().unwrap_or(0.0))
-                        }
-                        None => w,
-                    };
-                }
+        let Some(o) = offsets[k] else {
+            row.fill(w);
+            return;
+        };
+        // A direction's points are consecutive: its entry is looked up
+        // once per run of them.
+        let (mut current, mut along) = (drawn, 0.0);
+        for (slot, &(d, eps)) in row.iter_mut().zip(&points[range]) {
+            if d == drawn {
+                *slot = w;
+                continue;
             }
-            None => row.fill(w),
+            if d != current {
+                current = d;
+                along = directions[d].get(o + p).copied().unwrap_or(0.0);
+            }
+            *slot = w + T::constant(eps * along);
         }
     });
     let l0 = match losses.pop() {
@@ -1043,8 +1046,7 @@ fn rounding_magnitude(cx: &SizeContext<'_>, layout: &[(TensorId, usize)], u: &[f
         };
         f64::from(x)
     };
-    let l32 = cx.losses::<f32>(steps.len(), input);
-    let l64 = cx.losses::<f64>(steps.len(), input);
+    let [l64, l32] = cx.losses_in_both(steps.len(), input);
     let mut measured: f64 = 0.0;
     for (a, b) in l32.into_iter().zip(l64) {
         if let (Ok(a), Ok(b)) = (a, b)
