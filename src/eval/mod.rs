@@ -27,6 +27,7 @@ pub use scalar::Scalar;
 pub use values::{draw_values, stream_seed};
 
 use std::cmp::Ordering::{Equal, Greater, Less};
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
 use ndarray::ArrayD;
 
@@ -57,7 +58,7 @@ pub struct Instance<'p> {
     /// Definitions the output depends on; the rest serve claims only.
     feeds_output: Vec<bool>,
     /// Work past this instant stops with [`EvalError::Timeout`].
-    deadline: std::cell::Cell<Option<Deadline>>,
+    deadline: std::sync::Mutex<Option<Deadline>>,
 }
 
 /// A time limit on evaluation: `--timeout` per claim.
@@ -118,7 +119,7 @@ impl<'p> Instance<'p> {
             def_grids,
             hypers: vec![],
             feeds_output: feeds_output(program),
-            deadline: std::cell::Cell::new(None),
+            deadline: std::sync::Mutex::new(None),
         };
         instance.hypers = instance.evaluate_hypers()?;
         Ok(instance)
@@ -131,17 +132,23 @@ impl<'p> Instance<'p> {
 
     /// The time limit in force, for work done away from the instance.
     pub fn deadline(&self) -> Option<Deadline> {
-        self.deadline.get()
+        *self
+            .deadline
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Sets (or clears) the time limit for the evaluations that follow.
     pub fn set_deadline(&self, deadline: Option<Deadline>) {
-        self.deadline.set(deadline);
+        *self
+            .deadline
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = deadline;
     }
 
     /// `Err(Timeout)` once the deadline has passed.
     pub fn check_clock(&self) -> Result<(), Box<EvalError>> {
-        match self.deadline.get() {
+        match self.deadline() {
             Some(d) if std::time::Instant::now() >= d.at => Err(Box::new(EvalError::Timeout {
                 limit: format!("{} s", format_value(d.limit.as_secs_f64())),
                 sizes: self.sizes.to_string(),
@@ -305,11 +312,19 @@ pub struct Evaluation<'a, T> {
 /// The kinks an evaluation meets, and which branch to take at each.
 #[derive(Default)]
 struct KinkLog {
-    met: std::cell::Cell<u32>,
-    branches: std::cell::Cell<u32>,
+    met: AtomicU32,
+    branches: AtomicU32,
     policy: BranchPolicy,
     /// Under [`BranchPolicy::FollowTangents`]: what happened at each branch point.
-    record: std::cell::RefCell<Vec<BranchRecord>>,
+    record: std::sync::Mutex<Vec<BranchRecord>>,
+}
+
+/// Adds one to a count that stops at its largest value; the count before.
+/// Atomic, so that claims may be evaluated on several threads at once.
+fn saturating_increment(count: &AtomicU32) -> u32 {
+    count
+        .fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_add(1)))
+        .unwrap_or_else(|n| n)
 }
 
 /// Which branch an evaluation takes at a branch point (a kink with two
@@ -321,7 +336,7 @@ pub enum BranchPolicy {
     Default,
     /// The other branch at the branch points marked `true`, by their
     /// number in evaluation order.
-    Flips(std::rc::Rc<[bool]>),
+    Flips(std::sync::Arc<[bool]>),
     /// The branch L takes a small step along the first tangent direction
     /// (ties broken by the second): the branch of a point near the kink.
     /// The choices are recorded.
@@ -358,8 +373,8 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
     /// derivatives from each side bound the set a claim may choose from.
     pub fn kinks(&self) -> KinkCount {
         KinkCount {
-            met: self.kinks.met.get(),
-            branches: self.kinks.branches.get(),
+            met: self.kinks.met.load(Relaxed),
+            branches: self.kinks.branches.load(Relaxed),
         }
     }
 
@@ -371,11 +386,15 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
 
     /// What [`BranchPolicy::FollowTangents`] chose, branch point by branch point.
     pub fn branch_records(&self) -> Vec<BranchRecord> {
-        self.kinks.record.borrow().clone()
+        self.kinks
+            .record
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     fn kink(&self) {
-        self.kinks.met.set(self.kinks.met.get().saturating_add(1));
+        saturating_increment(&self.kinks.met);
     }
 
     /// Meets a branch point whose branches `first` (the default) and
@@ -384,8 +403,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
     /// along a direction takes the branch that grows faster along it.
     fn branch(&self, first: [f64; 2], other: [f64; 2], max_like: bool) -> bool {
         self.kink();
-        let i = self.kinks.branches.get();
-        self.kinks.branches.set(i.saturating_add(1));
+        let i = saturating_increment(&self.kinks.branches);
         match &self.kinks.policy {
             BranchPolicy::Default => false,
             BranchPolicy::Flips(flips) => usize::try_from(i)
@@ -402,10 +420,14 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
                     order.is_lt()
                 };
                 let lean = other[0] - first[0];
-                self.kinks.record.borrow_mut().push(BranchRecord {
-                    other: take,
-                    lean: if max_like { lean } else { -lean },
-                });
+                self.kinks
+                    .record
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(BranchRecord {
+                        other: take,
+                        lean: if max_like { lean } else { -lean },
+                    });
                 take
             }
         }
@@ -542,6 +564,36 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
                 span: Span::default().into(),
             })),
         }
+    }
+
+    /// `body` at every point of `grid`, row-major, its index variables
+    /// named `names` (the first `slots` ranging over the grid's axes).
+    /// Points are independent, so they are evaluated on every core, in
+    /// chunks that each keep a frame.
+    pub fn body_everywhere(
+        &self,
+        body: &Body,
+        grid: &Grid,
+        names: &[String],
+        slots: usize,
+    ) -> Vec<Result<T, Box<EvalError>>>
+    where
+        T: Send + Sync,
+    {
+        use rayon::prelude::*;
+        const CHUNK: usize = 1024;
+        let n = usize::try_from(grid.len().unwrap_or(0)).unwrap_or(0);
+        let starts: Vec<usize> = (0..n).step_by(CHUNK).collect();
+        starts
+            .into_par_iter()
+            .flat_map_iter(|start| {
+                let mut frame = Frame::new(names, slots);
+                (start..(start + CHUNK).min(n)).map(move |k| {
+                    frame.set_point(&grid.point(k));
+                    self.body(body, &mut frame)
+                })
+            })
+            .collect()
     }
 
     /// The value of a body (expression or cases) at the frame's point.

@@ -166,11 +166,14 @@ impl GradCheck<'_> {
         let mut claimed: Vec<Option<f64>> = Vec::with_capacity(derived.len());
         let mut failures: Vec<(Vec<i64>, EvalError)> = vec![];
         let mut frame = Frame::new(&claim.var_names, claim.slots);
-        for point in grid.points() {
-            frame.set_point(&point);
-            match cx.evaluation.body(&claim.body, &mut frame) {
+        let values =
+            cx.evaluation
+                .body_everywhere(&claim.body, &grid, &claim.var_names, claim.slots);
+        for (point, value) in grid.points().zip(values) {
+            match value {
                 Ok(v) if v.is_finite() => claimed.push(Some(v)),
                 Ok(v) => {
+                    frame.set_point(&point);
                     failures.push((point, non_finite(cx, claim, v, &frame)));
                     claimed.push(None);
                 }

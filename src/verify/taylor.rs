@@ -1076,11 +1076,12 @@ fn closed_form(
     evaluation.compute_defs(false).map_err(|e| e.to_string())?;
     let mut frame = Frame::new(var_names, slots);
     let mut values = vec![];
-    for point in grid.points() {
-        frame.set_point(&point);
-        match evaluation.body(body, &mut frame).map(Dd::to_f64) {
+    let claimed = evaluation.body_everywhere(body, grid, var_names, slots);
+    for (point, value) in grid.points().zip(claimed) {
+        match value.map(Dd::to_f64) {
             Ok(v) if v.is_finite() => values.push(v),
             Ok(v) => {
+                frame.set_point(&point);
                 return Err(format!(
                     "it is {} at {}",
                     format_value(v),
