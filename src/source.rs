@@ -12,6 +12,9 @@ use std::sync::Arc;
 pub struct Source {
     name: Arc<str>,
     text: Arc<str>,
+    /// Where each line starts, found on first use: a position is then a
+    /// search, not a scan of the text before it.
+    line_starts: Arc<std::sync::OnceLock<Vec<usize>>>,
 }
 
 impl Source {
@@ -42,6 +45,7 @@ impl Source {
         Self {
             name: Arc::from(name.into()),
             text: Arc::from(text),
+            line_starts: Arc::default(),
         }
     }
 
@@ -54,19 +58,58 @@ impl Source {
     }
 
     /// The text as miette wants it, named so that reports say which file.
-    pub fn named(&self) -> miette::NamedSource<String> {
-        miette::NamedSource::new(&self.name, self.text.to_string())
+    pub fn named(&self) -> miette::NamedSource<std::sync::Arc<str>> {
+        miette::NamedSource::new(&self.name, Arc::clone(&self.text))
+    }
+
+    /// Where a byte offset is, in the units each reader counts in.
+    pub fn position(&self, offset: usize) -> Position {
+        let offset = floor_char_boundary(&self.text, offset.min(self.text.len()));
+        let (line, start) = self.line_of(offset);
+        let in_line = self.text.get(start..offset).unwrap_or("");
+        Position {
+            line,
+            column: in_line.chars().count() + 1,
+            column_utf16: in_line.encode_utf16().count() + 1,
+            offset,
+        }
     }
 
     /// 1-based line and column (in characters) of a byte offset.
     pub fn line_column(&self, offset: usize) -> (usize, usize) {
-        let offset = offset.min(self.text.len());
-        let before = self.text.get(..offset).unwrap_or("");
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let column = before.get(line_start..).map_or(0, |s| s.chars().count()) + 1;
-        (line, column)
+        let p = self.position(offset);
+        (p.line, p.column)
     }
+
+    /// The 1-based line holding a byte offset, and where that line starts.
+    fn line_of(&self, offset: usize) -> (usize, usize) {
+        let starts = self.line_starts.get_or_init(|| {
+            std::iter::once(0)
+                .chain(self.text.match_indices('\n').map(|(k, _)| k + 1))
+                .collect()
+        });
+        let line = starts.partition_point(|&s| s <= offset).max(1);
+        (line, starts.get(line - 1).copied().unwrap_or(0))
+    }
+}
+
+/// A place in a [`Source`]: 1-based line; 1-based column counted in
+/// characters (what a person and the reports count) and in UTF-16 code
+/// units (what the Language Server Protocol counts); the byte offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Position {
+    pub line: usize,
+    pub column: usize,
+    pub column_utf16: usize,
+    pub offset: usize,
+}
+
+/// The largest char boundary at or before `offset`.
+fn floor_char_boundary(text: &str, mut offset: usize) -> usize {
+    while offset > 0 && !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    offset
 }
 
 /// A byte range `start..end` in a [`Source`].

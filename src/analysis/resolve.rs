@@ -115,6 +115,9 @@ struct Resolver {
     globals: HashMap<String, Declared>,
     program: Option<Program>,
     errors: Vec<AnalysisError>,
+    /// The errors so far, to say each once: a set, as a spec pasted many
+    /// times over can have tens of thousands.
+    said: std::collections::HashSet<String>,
     /// Definitions resolved so far; a def may read only these.
     defined: Vec<bool>,
     layer_seen: bool,
@@ -133,7 +136,7 @@ impl Resolver {
     }
 
     fn error(&mut self, e: AnalysisError) {
-        if !self.errors.contains(&e) {
+        if self.said.insert(format!("{e:?}")) {
             self.errors.push(e);
         }
     }

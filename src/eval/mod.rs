@@ -170,7 +170,7 @@ impl<'p> Instance<'p> {
     }
 
     /// The spec's text, for attaching to diagnostics.
-    pub fn program_source(&self) -> miette::NamedSource<String> {
+    pub fn program_source(&self) -> miette::NamedSource<std::sync::Arc<str>> {
         self.source.named()
     }
 
