@@ -52,7 +52,7 @@ pub enum InputError {
 pub fn expand_paths(paths: &[PathBuf]) -> Vec<Result<PathBuf, InputError>> {
     let mut out = vec![];
     for path in paths {
-        if path.is_dir() {
+        if path != Path::new(STDIN) && path.is_dir() {
             let mut specs: Vec<PathBuf> = match std::fs::read_dir(path) {
                 Ok(entries) => entries
                     .filter_map(Result::ok)
@@ -83,12 +83,25 @@ pub fn expand_paths(paths: &[PathBuf]) -> Vec<Result<PathBuf, InputError>> {
     out
 }
 
-/// Reads a spec as UTF-8 text. A leading byte-order mark is dropped, as
+/// The path that names standard input.
+pub const STDIN: &str = "-";
+
+/// Reads a spec as UTF-8 text (`-`: from standard input). A leading byte-order mark is dropped, as
 /// editors on Windows write one: it is not part of the text, and columns on
 /// the first line count from after it.
 pub fn read_spec(path: &Path) -> Result<Source, InputError> {
-    let name = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| match e.kind() {
+    let name = if path == Path::new(STDIN) {
+        "<stdin>".to_string()
+    } else {
+        path.display().to_string()
+    };
+    let bytes = if path == Path::new(STDIN) {
+        let mut bytes = vec![];
+        std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut bytes).map(|_| bytes)
+    } else {
+        std::fs::read(path)
+    };
+    let bytes = bytes.map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => InputError::NotFound { path: name.clone() },
         _ => InputError::Unreadable {
             path: name.clone(),

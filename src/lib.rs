@@ -25,7 +25,9 @@
 
 pub mod analysis;
 pub mod eval;
+pub mod explain;
 pub mod input;
+pub mod lsp;
 pub mod report;
 pub mod source;
 pub mod syntax;
@@ -37,20 +39,46 @@ use verify::outcome::FileOutcome;
 
 /// Parses, analyses and verifies one spec.
 pub fn check_source(source: Source, options: &Options) -> FileOutcome {
+    match front(source) {
+        Ok((program, source)) => verify::verify(&program, &source, options),
+        Err(outcome) => *outcome,
+    }
+}
+
+/// Parses and analyses one spec, checking no claim: its diagnostics, and
+/// nothing else (`dlverify check`, an editor as the author types).
+pub fn analyze_source(source: Source) -> FileOutcome {
+    match front(source) {
+        Ok((program, source)) => FileOutcome::analyzed(source, program.exercise.clone()),
+        Err(outcome) => *outcome,
+    }
+}
+
+/// The checked program, or the outcome of a spec that stops before it:
+/// empty, malformed, or failing analysis.
+fn front(source: Source) -> Result<(analysis::Program, Source), Box<FileOutcome>> {
     let path = source.name().to_string();
     if source.text().trim().is_empty() {
         let e = input::InputError::Empty { path: path.clone() };
-        return FileOutcome::unreadable(path, Some(source), miette::Report::new(e));
+        return Err(Box::new(FileOutcome::unreadable(
+            path,
+            Some(source),
+            miette::Report::new(e),
+        )));
     }
     let spec = match syntax::parse(&source) {
         Ok(spec) => spec,
         Err(e) => {
             let report = miette::Report::new(e);
-            return FileOutcome::unreadable(path, Some(source), report);
+            return Err(Box::new(FileOutcome::unreadable(
+                path,
+                Some(source),
+                report,
+            )));
         }
     };
     match analysis::analyze(&spec) {
-        Ok(program) => verify::verify(&program, &source, options),
+        Ok(program) => Ok((program, source)),
         Err(errors) => {
             let mut outcome = FileOutcome::unreadable(
                 path,
@@ -65,15 +93,24 @@ pub fn check_source(source: Source, options: &Options) -> FileOutcome {
                 .into_iter()
                 .map(|e| miette::Report::new(e).with_source_code(source.named()))
                 .collect();
-            outcome
+            Err(Box::new(outcome))
         }
     }
 }
 
-/// Reads and checks one file; an unreadable file is an outcome, not a panic.
+/// Reads and checks one file (`-`: standard input); an unreadable file is
+/// an outcome, not a panic.
 pub fn check_path(path: &std::path::Path, options: &Options) -> FileOutcome {
     match input::read_spec(path) {
         Ok(source) => check_source(source, options),
+        Err(e) => FileOutcome::unreadable(path.display().to_string(), None, miette::Report::new(e)),
+    }
+}
+
+/// Reads and analyses one file ([`analyze_source`]).
+pub fn analyze_path(path: &std::path::Path) -> FileOutcome {
+    match input::read_spec(path) {
+        Ok(source) => analyze_source(source),
         Err(e) => FileOutcome::unreadable(path.display().to_string(), None, miette::Report::new(e)),
     }
 }

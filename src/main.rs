@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use dlverify::report::{self, Summary, human::HumanOptions};
 use dlverify::syntax::ast::Precision;
 use dlverify::verify::Options;
@@ -22,18 +22,58 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 #[command(
     name = "dlverify",
     version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
     after_help = "\
 Examples:
   dlverify specs/                       check every spec in a directory
   dlverify specs/a3_recurrent_sequence.dl --dim N=1000
   dlverify specs/ --format json --seed 7
+  dlverify specs/ --format short        one line per problem, for editors and CI
   dlverify my_layer.dl --show-grad      print the derived gradients
+  cat my_layer.dl | dlverify -          read a spec from standard input
+  dlverify check specs/                 parse and analyse only, no numeric checks
+  dlverify explain dl::analysis::unknown_name
 
 Exit codes: 0 every claim came out as expected, 1 a claim did not,
 2 a file could not be checked or the command line is wrong."
 )]
 struct Cli {
-    /// Spec files, or directories whose `*.dl` files are checked.
+    #[command(subcommand)]
+    command: Option<Command>,
+
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Parse and analyse specs without checking any claim: names, index
+    /// ranges, shapes. Fast enough for an editor's on-save hook.
+    Check {
+        /// Spec files, directories of `*.dl` files, or `-` for standard input.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+    /// Explain a diagnostic code: what it means, a wrong example and a
+    /// right one. Without a code, list every code.
+    Explain {
+        /// A code as reports print it, e.g. `dl::analysis::unknown_name`.
+        code: Option<String>,
+    },
+    /// Serve editors over the Language Server Protocol on standard input
+    /// and output: diagnostics as you type, claims checked on save.
+    Lsp,
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// Spec files, directories whose `*.dl` files are checked, or `-` for
+    /// standard input.
     #[arg(required = true, value_name = "PATH")]
     paths: Vec<PathBuf>,
 
@@ -46,7 +86,8 @@ struct Cli {
     #[arg(long = "dim", value_name = "NAME=VALUE", value_parser = parse_dim)]
     dims: Vec<(String, i64)>,
 
-    /// Output format.
+    /// Output format: `human` for reading, `json` for programs, `short` for
+    /// one `file:line:col: error[code]: message` line per problem.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     format: Format,
 
@@ -101,6 +142,7 @@ enum PrecisionArg {
 enum Format {
     Human,
     Json,
+    Short,
 }
 
 fn parse_dim(s: &str) -> Result<(String, i64), String> {
@@ -133,6 +175,22 @@ fn parse_seconds(s: &str) -> Result<f64, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    match cli.command {
+        None => run(cli.run),
+        Some(Command::Check { paths, format }) => check_only(&paths, format),
+        Some(Command::Explain { code }) => explain(code.as_deref()),
+        Some(Command::Lsp) => match dlverify::lsp::serve_stdio() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("dlverify lsp: {e}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+/// The main job: every claim of every spec, checked.
+fn run(cli: RunArgs) -> ExitCode {
     let options = Options {
         seed: cli.seed,
         dims: cli.dims,
@@ -149,7 +207,7 @@ fn main() -> ExitCode {
     };
     let paths = dlverify::input::expand_paths(&cli.paths);
     let progress = Progress::start(paths.len(), matches!(cli.format, Format::Human));
-    let outcomes = check_all(paths, &options, &progress);
+    let outcomes = check_all(paths, |path| check_one(path, &options), &progress);
     progress.finish();
     let text = match cli.format {
         Format::Human => report::human::render(
@@ -160,12 +218,9 @@ fn main() -> ExitCode {
             },
         ),
         Format::Json => report::json::render(&outcomes) + "\n",
+        Format::Short => report::findings::render_short(&outcomes),
     };
-    // A closed pipe (`dlverify specs/ | head -1`) is the reader's choice, not an error.
-    let mut stdout = std::io::stdout().lock();
-    let _ = stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush());
+    print(&text);
     if let Some(dir) = &cli.plot {
         match report::plot::write_plots(dir, &outcomes) {
             Ok(paths) => eprintln!("plots: {} written to {}", paths.len(), dir.display()),
@@ -178,6 +233,72 @@ fn main() -> ExitCode {
     ExitCode::from(Summary::exit_code(&outcomes))
 }
 
+/// `dlverify check`: parse and analysis only.
+fn check_only(paths: &[PathBuf], format: Format) -> ExitCode {
+    let paths = dlverify::input::expand_paths(paths);
+    let outcomes = check_all(
+        paths,
+        |path| match path {
+            Ok(path) => dlverify::analyze_path(&path),
+            Err(e) => unreadable(e),
+        },
+        &Progress { bar: None },
+    );
+    let text = match format {
+        Format::Human => report::human::render_check(&outcomes),
+        Format::Json => report::json::render(&outcomes) + "\n",
+        Format::Short => report::findings::render_short(&outcomes),
+    };
+    print(&text);
+    ExitCode::from(Summary::exit_code(&outcomes))
+}
+
+/// `dlverify explain CODE`, or every code with its title.
+fn explain(code: Option<&str>) -> ExitCode {
+    use dlverify::explain;
+    let Some(code) = code else {
+        let mut text = String::new();
+        for e in explain::all() {
+            text.push_str(&format!("{:<40} {}\n", e.code, e.title));
+        }
+        print(&text);
+        return ExitCode::SUCCESS;
+    };
+    match explain::explanation(code.trim()) {
+        Some(e) => {
+            print(&explain::render(e));
+            ExitCode::SUCCESS
+        }
+        None => {
+            let similar = explain::similar(code.trim());
+            if similar.is_empty() {
+                eprintln!(
+                    "dlverify explain: no code `{code}`; `dlverify explain` lists every code"
+                );
+            } else {
+                eprintln!(
+                    "dlverify explain: no code `{code}`; did you mean {}?",
+                    similar
+                        .iter()
+                        .map(|c| format!("`{c}`"))
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                );
+            }
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Writes the report; a closed pipe (`dlverify specs/ | head -1`) is the
+/// reader's choice, not an error.
+fn print(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush());
+}
+
 /// Checks the files, one per core at a time, and gives their outcomes in
 /// the order named (a seed gives the same report whatever the threads).
 ///
@@ -187,7 +308,7 @@ fn main() -> ExitCode {
 /// a claim whose time limit is running.
 fn check_all(
     paths: Vec<Result<PathBuf, dlverify::input::InputError>>,
-    options: &Options,
+    check_one: impl Fn(Result<PathBuf, dlverify::input::InputError>) -> FileOutcome + Sync,
     progress: &Progress,
 ) -> Vec<FileOutcome> {
     let workers = std::thread::available_parallelism()
@@ -201,7 +322,7 @@ fn check_all(
                 scope.spawn(|| {
                     let mut done = vec![];
                     while let Some((i, path)) = next() {
-                        done.push((i, check_one(path, options)));
+                        done.push((i, check_one(path)));
                         progress.done_one();
                     }
                     done
@@ -222,15 +343,18 @@ fn check_all(
 fn check_one(path: Result<PathBuf, dlverify::input::InputError>, options: &Options) -> FileOutcome {
     match path {
         Ok(path) => dlverify::check_path(&path, options),
-        Err(e) => {
-            let name = match &e {
-                dlverify::input::InputError::NoSpecs { path }
-                | dlverify::input::InputError::Unreadable { path, .. } => path.clone(),
-                _ => String::new(),
-            };
-            FileOutcome::unreadable(name, None, miette::Report::new(e))
-        }
+        Err(e) => unreadable(e),
     }
+}
+
+/// A path that names no spec to read, as an outcome.
+fn unreadable(e: dlverify::input::InputError) -> FileOutcome {
+    let name = match &e {
+        dlverify::input::InputError::NoSpecs { path }
+        | dlverify::input::InputError::Unreadable { path, .. } => path.clone(),
+        _ => String::new(),
+    };
+    FileOutcome::unreadable(name, None, miette::Report::new(e))
 }
 
 /// Files checked so far, on standard error, for a run that takes longer

@@ -58,8 +58,8 @@ impl Source {
     }
 
     /// The text as miette wants it, named so that reports say which file.
-    pub fn named(&self) -> miette::NamedSource<std::sync::Arc<str>> {
-        miette::NamedSource::new(&self.name, Arc::clone(&self.text))
+    pub fn named(&self) -> miette::NamedSource<SpecText> {
+        miette::NamedSource::new(&self.name, SpecText(Arc::clone(&self.text)))
     }
 
     /// Where a byte offset is, in the units each reader counts in.
@@ -90,6 +90,35 @@ impl Source {
         });
         let line = starts.partition_point(|&s| s <= offset).max(1);
         (line, starts.get(line - 1).copied().unwrap_or(0))
+    }
+}
+
+/// A spec's text as miette reads it. miette counts a column in bytes;
+/// every other report counts characters, so the column it is handed is
+/// recounted (`≈` is one column, not three).
+#[derive(Clone, Debug)]
+pub struct SpecText(Arc<str>);
+
+impl miette::SourceCode for SpecText {
+    fn read_span<'a>(
+        &'a self,
+        span: &miette::SourceSpan,
+        context_lines_before: usize,
+        context_lines_after: usize,
+    ) -> Result<Box<dyn miette::SpanContents<'a> + 'a>, miette::MietteError> {
+        let text: &'a str = &self.0;
+        let contents = text.read_span(span, context_lines_before, context_lines_after)?;
+        let start = contents.span().offset();
+        let before = text.get(..start).unwrap_or("");
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let column = before.get(line_start..).map_or(0, |s| s.chars().count());
+        Ok(Box::new(miette::MietteSpanContents::new(
+            contents.data(),
+            *contents.span(),
+            contents.line(),
+            column,
+            contents.line_count(),
+        )))
     }
 }
 

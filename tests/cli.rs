@@ -716,3 +716,113 @@ fn the_json_gives_each_claims_worst_ratio() {
     let kinds: Vec<&str> = seen.iter().map(String::as_str).collect();
     assert_eq!(kinds, ["condition", "equivalence", "grad"]);
 }
+
+#[test]
+fn short_format_gives_one_line_per_problem() {
+    let dir = TempDir::new("short");
+    let wrong = dir.write("wrong.dl", WRONG);
+    let bad = dir.write("bad.dl", MALFORMED);
+    let good = dir.write("good.dl", GOOD);
+    let (code, stdout, _) = run(&[&good, &wrong, &bad, "--format", "short"]);
+    assert_eq!(code, 2, "{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "{wrong}:6:1: error[dl::claim::refuted]: `grad x[j]` is refuted"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        lines[1].starts_with(&format!("{bad}:3:13: error[dl::parse::syntax]: ")),
+        "{stdout}"
+    );
+    // Nothing to say: nothing printed, exit 0.
+    let (code, stdout, _) = run(&[&good, "--format", "short"]);
+    assert_eq!((code, stdout.as_str()), (0, ""));
+}
+
+#[test]
+fn check_parses_and_analyses_without_checking_claims() {
+    let dir = TempDir::new("check");
+    let wrong = dir.write("wrong.dl", WRONG);
+    let bad = dir.write("bad.dl", MALFORMED);
+    // A wrong claim is no problem for `check`: it checks no claim.
+    let (code, stdout, _) = run(&["check", &wrong]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains(&format!("{wrong}: ok")), "{stdout}");
+    assert!(stdout.ends_with("check: 1 file, no problems\n"), "{stdout}");
+    let (code, stdout, _) = run(&["check", &wrong, &bad]);
+    assert_eq!(code, 2, "{stdout}");
+    assert!(stdout.contains("dl::parse::syntax"), "{stdout}");
+    assert!(
+        stdout.ends_with("check: 2 files, 1 with problems\n"),
+        "{stdout}"
+    );
+    let (_, stdout, _) = run(&["check", &bad, "--format", "short"]);
+    assert!(
+        stdout.starts_with(&format!("{bad}:3:13: error[dl::parse::syntax]")),
+        "{stdout}"
+    );
+    let (code, json) = run_json(&["check", &bad]);
+    assert_eq!(code, 2);
+    let found = &json["files"][0]["findings"][0];
+    assert_eq!(found["code"], "dl::parse::syntax");
+    assert_eq!(found["range"]["start"]["line"], 3);
+    assert_eq!(found["range"]["start"]["column"], 13);
+    assert_eq!(json["files"][0]["claims"], serde_json::json!([]));
+}
+
+#[test]
+fn a_dash_reads_the_spec_from_standard_input() {
+    for (args, text, expected) in [
+        (vec!["-", "--format", "short"], WRONG, 1),
+        (vec!["check", "-", "--format", "short"], MALFORMED, 2),
+        (vec!["-"], GOOD, 0),
+        (vec!["-"], "", 2),
+    ] {
+        let mut child = command(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), text.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(out.status.code(), Some(expected), "{args:?}: {stdout}");
+        if expected != 0 {
+            assert!(stdout.contains("<stdin>"), "{args:?}: {stdout}");
+        }
+    }
+}
+
+#[test]
+fn explain_teaches_every_code_and_suggests_for_a_typo() {
+    let (code, stdout, _) = run(&["explain", "dl::analysis::unknown_name"]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.starts_with("dl::analysis::unknown_name: "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Wrong:") && stdout.contains("Right:"),
+        "{stdout}"
+    );
+    // Without the prefix too.
+    let (code, short, _) = run(&["explain", "analysis::unknown_name"]);
+    assert_eq!((code, short), (0, stdout));
+    let (code, _, stderr) = run(&["explain", "dl::analysis::unknown_nam"]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("did you mean `dl::analysis::unknown_name`?"),
+        "{stderr}"
+    );
+    // The list names every code once.
+    let (code, list, _) = run(&["explain"]);
+    assert_eq!(code, 0);
+    assert_eq!(list.lines().count(), dlverify::explain::all().len());
+    for e in dlverify::explain::all() {
+        assert!(list.contains(e.code), "{} missing", e.code);
+    }
+}

@@ -170,7 +170,7 @@ impl<'p> Instance<'p> {
     }
 
     /// The spec's text, for attaching to diagnostics.
-    pub fn program_source(&self) -> miette::NamedSource<std::sync::Arc<str>> {
+    pub fn program_source(&self) -> miette::NamedSource<crate::source::SpecText> {
         self.source.named()
     }
 

@@ -32,6 +32,36 @@ pub fn render(files: &[FileOutcome], options: HumanOptions) -> String {
     out
 }
 
+/// `dlverify check`: each file's parse and analysis diagnostics, then how
+/// many files have any.
+pub fn render_check(files: &[FileOutcome]) -> String {
+    let mut out = String::new();
+    for file in files {
+        let n = file.diagnostics.len();
+        if n == 0 {
+            let _ = writeln!(out, "{}: ok", file.path);
+            continue;
+        }
+        let _ = writeln!(out, "{}: {n} problem{}", file.path, plural(n));
+        for diagnostic in &file.diagnostics {
+            out.push_str(&indent(&render_diagnostic(diagnostic), "  "));
+        }
+    }
+    let with_problems = files.iter().filter(|f| !f.diagnostics.is_empty()).count();
+    let verdict = if with_problems == 0 {
+        "no problems".to_string()
+    } else {
+        format!("{with_problems} with problems")
+    };
+    let _ = writeln!(
+        out,
+        "check: {} file{}, {verdict}",
+        files.len(),
+        plural(files.len())
+    );
+    out
+}
+
 /// `summary: 8 files, 54 claims as expected: 38 hold, 16 refuted as marked`,
 /// or what did not come out as expected first.
 fn summary_line(s: &Summary) -> String {
@@ -101,10 +131,12 @@ fn fits_a_snippet(diagnostic: &miette::Report) -> bool {
     let (Some(source), Some(mut labels)) = (diagnostic.source_code(), diagnostic.labels()) else {
         return true;
     };
+    // The column read is in characters, miette's arithmetic in bytes: a
+    // character takes at most 4.
     labels.all(|label| {
         source
             .read_span(label.inner(), 0, 0)
-            .map_or(true, |contents| contents.column() < MAX_SNIPPET_COLUMN)
+            .map_or(true, |contents| 4 * contents.column() < MAX_SNIPPET_COLUMN)
     })
 }
 
@@ -181,42 +213,11 @@ fn render_claim(out: &mut String, claim: &ClaimOutcome, width: usize, options: H
         ClaimStatus::Error => "ERROR",
     };
     let head = format!("{:<width$}", claim.head);
-    let mut line = format!("  {head}  line {:<4} {mark}", claim.line);
-    // A check may sum up its verdict itself (stochastic claims do).
-    let summary = claim.details.get("summary").and_then(|s| s.as_str());
-    match (&claim.verdict, status) {
-        (Verdict::Holds | Verdict::Refuted, _) if summary.is_some() => {
-            let _ = write!(line, ": {}", summary.unwrap_or_default());
-        }
-        (Verdict::Holds, _) if claim.kind == "grad" => {
-            let _ = write!(
-                line,
-                ": agrees with autodiff at {} size{} (max rel. error {})",
-                claim.sizes.len(),
-                plural(claim.sizes.len()),
-                short_error(claim.max_rel_error)
-            );
-        }
-        (Verdict::Holds, _) => {
-            let _ = write!(
-                line,
-                ": holds at {} size{}",
-                claim.sizes.len(),
-                plural(claim.sizes.len())
-            );
-        }
-        (Verdict::Refuted, _) => {
-            let summary = refutation_summary(claim);
-            if summary.is_empty() {
-                let _ = write!(line, ": refuted");
-            } else {
-                let _ = write!(line, ": {summary}");
-            }
-        }
-        (Verdict::Undecided(why), _) => {
-            let _ = write!(line, ": {why}");
-        }
-    }
+    let line = format!(
+        "  {head}  line {:<4} {mark}: {}",
+        claim.line,
+        verdict_text(claim)
+    );
     let _ = writeln!(out, "{line}");
     if let Some(reason) = &claim.expect_fail {
         let _ = writeln!(out, "      erratum: {reason}");
@@ -256,6 +257,37 @@ fn render_claim(out: &mut String, claim: &ClaimOutcome, width: usize, options: H
             let verdict = if check.passed { "ok" } else { "DISAGREES" };
             let _ = writeln!(out, "      {} {verdict}: {}", check.name, check.detail);
         }
+    }
+}
+
+/// The verdict in a phrase: what a claim's line says after its mark.
+pub(crate) fn verdict_text(claim: &ClaimOutcome) -> String {
+    // A check may sum up its verdict itself (stochastic claims do).
+    let summary = claim.details.get("summary").and_then(|s| s.as_str());
+    match &claim.verdict {
+        Verdict::Holds | Verdict::Refuted if summary.is_some() => {
+            summary.unwrap_or_default().to_string()
+        }
+        Verdict::Holds if claim.kind == "grad" => format!(
+            "agrees with autodiff at {} size{} (max rel. error {})",
+            claim.sizes.len(),
+            plural(claim.sizes.len()),
+            short_error(claim.max_rel_error)
+        ),
+        Verdict::Holds => format!(
+            "holds at {} size{}",
+            claim.sizes.len(),
+            plural(claim.sizes.len())
+        ),
+        Verdict::Refuted => {
+            let summary = refutation_summary(claim);
+            if summary.is_empty() {
+                "refuted".to_string()
+            } else {
+                summary
+            }
+        }
+        Verdict::Undecided(why) => why.clone(),
     }
 }
 
@@ -311,7 +343,7 @@ fn element_name(claim: &ClaimOutcome, block: &[(i64, i64)]) -> String {
 }
 
 /// The first piece of evidence against a claim, in one line.
-fn first_evidence(claim: &ClaimOutcome) -> Option<String> {
+pub(crate) fn first_evidence(claim: &ClaimOutcome) -> Option<String> {
     if let Some(m) = claim.mismatches.first() {
         return Some(mismatch_line(claim, m));
     }

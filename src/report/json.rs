@@ -26,6 +26,29 @@ fn file(f: &FileOutcome) -> Value {
         "diagnostics": f.diagnostics.iter().map(|d| diagnostic(d, f.source.as_ref())).collect::<Vec<_>>(),
         "claims": f.claims.iter().map(|c| claim(c, f.source.as_ref())).collect::<Vec<_>>(),
         "derived": f.derived.iter().map(derived).collect::<Vec<_>>(),
+        "findings": super::findings::findings(f).iter().map(|x| finding(x, f.source.as_ref())).collect::<Vec<_>>(),
+    })
+}
+
+/// A finding with its place in characters, UTF-16 code units and bytes
+/// (lines and columns 1-based), as editors and annotations want it.
+fn finding(f: &super::findings::Finding, source: Option<&Source>) -> Value {
+    let place = |span: crate::source::Span| {
+        source.map(|s| {
+            let (start, end) = super::findings::range(s, span);
+            json!({ "start": start, "end": end })
+        })
+    };
+    json!({
+        "code": f.code,
+        "severity": f.severity.as_str(),
+        "message": f.message,
+        "help": f.help,
+        "range": f.span.and_then(place),
+        "labels": f.labels.iter().map(|(span, label)| json!({
+            "message": label,
+            "range": place(*span),
+        })).collect::<Vec<_>>(),
     })
 }
 

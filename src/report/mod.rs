@@ -1,6 +1,7 @@
 //! Reporting: renders [`FileOutcome`]s for a person ([`human`]) or a
 //! program ([`json`]), and the summary and exit code they share.
 
+pub mod findings;
 pub mod human;
 pub mod json;
 pub mod plot;

@@ -26,7 +26,7 @@ pub enum SyntaxError {
     #[diagnostic(code(dl::parse::syntax))]
     Syntax {
         #[source_code]
-        src: NamedSource<std::sync::Arc<str>>,
+        src: NamedSource<crate::source::SpecText>,
         #[label("expected {expected}")]
         span: SourceSpan,
         /// What the parser could have accepted here, in words.
@@ -47,7 +47,7 @@ pub enum SyntaxError {
     #[diagnostic(code(dl::parse::assign_in_condition), help("use `==` to compare"))]
     AssignInCondition {
         #[source_code]
-        src: NamedSource<std::sync::Arc<str>>,
+        src: NamedSource<crate::source::SpecText>,
         #[label("`=` in a condition")]
         span: SourceSpan,
     },
@@ -64,7 +64,7 @@ pub enum SyntaxError {
     )]
     NotACondition {
         #[source_code]
-        src: NamedSource<std::sync::Arc<str>>,
+        src: NamedSource<crate::source::SpecText>,
         #[label("a value, not a condition")]
         span: SourceSpan,
     },
@@ -81,7 +81,7 @@ pub enum SyntaxError {
     )]
     ConditionAsValue {
         #[source_code]
-        src: NamedSource<std::sync::Arc<str>>,
+        src: NamedSource<crate::source::SpecText>,
         #[label("a condition, not a value")]
         span: SourceSpan,
     },
@@ -98,7 +98,7 @@ pub enum SyntaxError {
     )]
     Number {
         #[source_code]
-        src: NamedSource<std::sync::Arc<str>>,
+        src: NamedSource<crate::source::SpecText>,
         #[label("not a finite number")]
         span: SourceSpan,
         text: String,
@@ -117,7 +117,7 @@ pub enum SyntaxError {
     )]
     DimValue {
         #[source_code]
-        src: NamedSource<std::sync::Arc<str>>,
+        src: NamedSource<crate::source::SpecText>,
         #[label("{problem}")]
         span: SourceSpan,
         text: String,
@@ -134,7 +134,7 @@ pub enum SyntaxError {
     #[diagnostic(code(dl::parse::keyword_as_name))]
     KeywordAsName {
         #[source_code]
-        src: NamedSource<std::sync::Arc<str>>,
+        src: NamedSource<crate::source::SpecText>,
         #[label("reserved word")]
         span: SourceSpan,
         word: String,
@@ -156,7 +156,7 @@ pub enum SyntaxError {
     )]
     Steps {
         #[source_code]
-        src: NamedSource<std::sync::Arc<str>>,
+        src: NamedSource<crate::source::SpecText>,
         #[label("{problem}")]
         span: SourceSpan,
         text: String,
@@ -180,7 +180,7 @@ pub enum SyntaxError {
     )]
     OptimumArity {
         #[source_code]
-        src: NamedSource<std::sync::Arc<str>>,
+        src: NamedSource<crate::source::SpecText>,
         #[label("{names}")]
         over: SourceSpan,
         #[label("{values}")]
@@ -207,7 +207,7 @@ pub enum SyntaxError {
     )]
     UnclosedBrace {
         #[source_code]
-        src: NamedSource<std::sync::Arc<str>>,
+        src: NamedSource<crate::source::SpecText>,
         #[label("opened here")]
         open: SourceSpan,
         #[label("{expected}")]
@@ -228,7 +228,7 @@ pub enum SyntaxError {
     )]
     UnterminatedString {
         #[source_code]
-        src: NamedSource<std::sync::Arc<str>>,
+        src: NamedSource<crate::source::SpecText>,
         #[label("this string is still open at the end of the line")]
         span: SourceSpan,
     },
@@ -245,7 +245,7 @@ pub enum SyntaxError {
     )]
     StringEscape {
         #[source_code]
-        src: NamedSource<std::sync::Arc<str>>,
+        src: NamedSource<crate::source::SpecText>,
         #[label("unknown escape")]
         span: SourceSpan,
         escape: String,
@@ -265,7 +265,7 @@ pub enum SyntaxError {
     )]
     CaseWithoutCondition {
         #[source_code]
-        src: NamedSource<std::sync::Arc<str>>,
+        src: NamedSource<crate::source::SpecText>,
         #[label("this case needs `if …` or `otherwise`")]
         span: SourceSpan,
     },
@@ -283,7 +283,7 @@ pub enum SyntaxError {
     )]
     OtherwiseNotLast {
         #[source_code]
-        src: NamedSource<std::sync::Arc<str>>,
+        src: NamedSource<crate::source::SpecText>,
         #[label("more cases follow this one")]
         span: SourceSpan,
     },
@@ -301,7 +301,7 @@ pub enum SyntaxError {
     )]
     TooDeep {
         #[source_code]
-        src: NamedSource<std::sync::Arc<str>>,
+        src: NamedSource<crate::source::SpecText>,
         #[label("the limit is exceeded here")]
         span: SourceSpan,
         limit: usize,
@@ -316,7 +316,7 @@ pub enum SyntaxError {
     )]
     Internal {
         #[source_code]
-        src: NamedSource<std::sync::Arc<str>>,
+        src: NamedSource<crate::source::SpecText>,
         #[label("while reading this")]
         span: SourceSpan,
         detail: String,

@@ -352,7 +352,7 @@ impl<'a> SizeContext<'a> {
     }
 
     /// The spec's text, for attaching to diagnostics.
-    pub fn named_source(&self) -> miette::NamedSource<std::sync::Arc<str>> {
+    pub fn named_source(&self) -> miette::NamedSource<crate::source::SpecText> {
         self.source.named()
     }
 }

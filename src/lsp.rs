@@ -1,0 +1,707 @@
+//! `dlverify lsp`: a Language Server Protocol server over standard input
+//! and output, for editors.
+//!
+//! - On open and on every change, the document is parsed and analysed at
+//!   once and its diagnostics published: the same findings, codes and help
+//!   as the command line's (`report::findings`), placed in the protocol's
+//!   UTF-16 positions.
+//! - On save, every claim is checked on a background thread; an edit made
+//!   meanwhile makes its result stale, and it is dropped. Refuted claims,
+//!   claims that held though marked to fail, and undefined formulas are
+//!   then underlined at the claim.
+//! - Hover on a declared name gives its declaration, shape and sizes; on a
+//!   claim after a check, its verdict. Go-to-definition jumps to where a
+//!   name is declared; document symbols list declarations and claims.
+//!
+//! The transport is written here rather than taken from `lsp-server`'s
+//! stdio threads: a message whose JSON does not parse gets a parse error
+//! in reply, and the server reads on, where `lsp-server`'s reader stops.
+
+use std::collections::HashMap;
+use std::io::{BufRead, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crossbeam_channel::Sender;
+use lsp_server::{Connection, Message, Notification, Request, Response};
+use lsp_types as lsp;
+use serde_json::{Value, json};
+
+use crate::analysis::Program;
+use crate::report::findings::{Finding, findings};
+use crate::source::{Source, Span};
+use crate::verify::Options;
+use crate::verify::outcome::{ClaimOutcome, FileOutcome};
+
+/// Serves the protocol on standard input and output until `exit`.
+pub fn serve_stdio() -> Result<(), String> {
+    let (to_server, from_client) = crossbeam_channel::unbounded::<Message>();
+    let (to_client, from_server) = crossbeam_channel::unbounded::<Message>();
+    // Replies the reader makes itself, to what is not a message: already
+    // serialised, as a JSON-RPC error may have a null id.
+    let (to_client_raw, from_reader) = crossbeam_channel::unbounded::<String>();
+    let writer = std::thread::spawn(move || {
+        let mut stdout = std::io::stdout().lock();
+        loop {
+            let written = crossbeam_channel::select! {
+                recv(from_server) -> message => match message {
+                    Ok(message) => message.write(&mut stdout),
+                    Err(_) => break,
+                },
+                recv(from_reader) -> raw => match raw {
+                    Ok(raw) => write!(stdout, "Content-Length: {}\r\n\r\n{raw}", raw.len())
+                        .and_then(|()| stdout.flush()),
+                    Err(_) => continue,
+                },
+            };
+            if written.is_err() {
+                break;
+            }
+        }
+    });
+    std::thread::spawn(move || {
+        read_messages(&mut std::io::stdin().lock(), &to_server, &to_client_raw);
+    });
+    let result = serve(Connection {
+        sender: to_client,
+        receiver: from_client,
+    });
+    let _ = writer.join();
+    result
+}
+
+/// Reads framed messages until the input ends. A frame whose body is not
+/// a message gets a parse error in reply, and reading goes on; a header
+/// without a usable length is skipped up to the next blank line.
+fn read_messages(input: &mut impl BufRead, to_server: &Sender<Message>, replies: &Sender<String>) {
+    let exit = || Message::Notification(Notification::new("exit".to_string(), Value::Null));
+    loop {
+        let mut length: Option<usize> = None;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match input.read_line(&mut line) {
+                // The client is gone: as if it had said `exit`.
+                Ok(0) | Err(_) => {
+                    let _ = to_server.send(exit());
+                    return;
+                }
+                Ok(_) => {}
+            }
+            let header = line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':')
+                && name.trim().eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().ok();
+            }
+        }
+        let Some(length) = length.filter(|&n| n <= MAX_MESSAGE) else {
+            continue;
+        };
+        let mut body = vec![0u8; length];
+        if std::io::Read::read_exact(input, &mut body).is_err() {
+            let _ = to_server.send(exit());
+            return;
+        }
+        match serde_json::from_slice::<Message>(&body) {
+            Ok(message) => {
+                if to_server.send(message).is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                let id = serde_json::from_slice::<Value>(&body)
+                    .ok()
+                    .and_then(|v| v.get("id").cloned())
+                    .unwrap_or(Value::Null);
+                let reply = json!({
+                    "jsonrpc": "2.0",
+                    "id": id,
+                    "error": { "code": -32700, "message": format!("not a message: {e}") },
+                });
+                let _ = replies.send(reply.to_string());
+            }
+        }
+    }
+}
+
+/// The largest message read: a 10 MB paste fits, a runaway header does not.
+const MAX_MESSAGE: usize = 64 << 20;
+
+/// Open documents by URI (as text: `lsp::Uri` hashes by a cached value).
+type Documents = HashMap<String, Document>;
+
+/// A document as the editor last sent it, and what was found in it.
+struct Document {
+    text: String,
+    version: i32,
+    /// Bumped by every edit: a check started before it is stale.
+    generation: Arc<AtomicU64>,
+    /// The claims' outcomes of the last check of this very text.
+    checked: Vec<ClaimOutcome>,
+}
+
+/// Text to parse and analyse, and the edit it came with.
+struct Job {
+    uri: lsp::Uri,
+    version: i32,
+    text: String,
+    generation: Arc<AtomicU64>,
+    at: u64,
+}
+
+/// Parses and analyses documents on their own thread, so that a large
+/// paste never holds up hover or the next message. Jobs that queued up
+/// while one ran are taken newest first per document; a job whose
+/// document was edited since is skipped, and its result, if the edit came
+/// while it ran, is not published.
+fn analyst(jobs: crossbeam_channel::Receiver<Job>, sender: Sender<Message>) {
+    while let Ok(first) = jobs.recv() {
+        let mut latest: Vec<Job> = vec![first];
+        for job in jobs.try_iter() {
+            latest.retain(|j| j.uri != job.uri);
+            latest.push(job);
+        }
+        for job in latest {
+            let current = || job.generation.load(Ordering::SeqCst) == job.at;
+            if !current() {
+                continue;
+            }
+            let source = Source::new(name_of(&job.uri), job.text);
+            let outcome = crate::analyze_source(source.clone());
+            if current() {
+                publish(&sender, &job.uri, job.version, &source, &findings(&outcome));
+            }
+        }
+    }
+}
+
+/// A finished background check.
+struct Checked {
+    uri: lsp::Uri,
+    generation: u64,
+    outcome: FileOutcome,
+}
+
+/// Runs the protocol on `connection` until `exit`.
+pub fn serve(connection: Connection) -> Result<(), String> {
+    let capabilities = lsp::ServerCapabilities {
+        text_document_sync: Some(lsp::TextDocumentSyncCapability::Options(
+            lsp::TextDocumentSyncOptions {
+                open_close: Some(true),
+                change: Some(lsp::TextDocumentSyncKind::FULL),
+                save: Some(lsp::TextDocumentSyncSaveOptions::Supported(true)),
+                ..Default::default()
+            },
+        )),
+        hover_provider: Some(lsp::HoverProviderCapability::Simple(true)),
+        definition_provider: Some(lsp::OneOf::Left(true)),
+        document_symbol_provider: Some(lsp::OneOf::Left(true)),
+        position_encoding: Some(lsp::PositionEncodingKind::UTF16),
+        ..Default::default()
+    };
+    let capabilities = serde_json::to_value(capabilities).map_err(|e| e.to_string())?;
+    connection
+        .initialize(capabilities)
+        .map_err(|e| e.to_string())?;
+    let (done_tx, done_rx) = crossbeam_channel::unbounded::<Checked>();
+    let (jobs, queue) = crossbeam_channel::unbounded::<Job>();
+    let analyst_sender = connection.sender.clone();
+    std::thread::spawn(move || analyst(queue, analyst_sender));
+    let mut documents: Documents = HashMap::new();
+    loop {
+        crossbeam_channel::select! {
+            recv(connection.receiver) -> message => {
+                let Ok(message) = message else { return Ok(()) };
+                match message {
+                    Message::Request(request) => {
+                        if request.method == "shutdown" {
+                            let _ = connection.sender.send(Response::new_ok(request.id, ()).into());
+                            continue;
+                        }
+                        let response = respond(&documents, request);
+                        let _ = connection.sender.send(response.into());
+                    }
+                    Message::Notification(n) if n.method == "exit" => return Ok(()),
+                    Message::Notification(n) => {
+                        notified(&connection.sender, &mut documents, n, &jobs, &done_tx);
+                    }
+                    Message::Response(_) => {}
+                }
+            }
+            recv(done_rx) -> checked => {
+                let Ok(checked) = checked else { continue };
+                let Some(document) = documents.get_mut(checked.uri.as_str()) else { continue };
+                // An edit came in while it ran: its findings are for text
+                // that no longer exists.
+                if document.generation.load(Ordering::SeqCst) != checked.generation {
+                    continue;
+                }
+                let source = Source::new(checked.uri.as_str(), document.text.clone());
+                publish(&connection.sender, &checked.uri, document.version, &source, &findings(&checked.outcome));
+                document.checked = checked.outcome.claims;
+            }
+        }
+    }
+}
+
+/// Open, change, save and close.
+fn notified(
+    sender: &Sender<Message>,
+    documents: &mut Documents,
+    n: Notification,
+    jobs: &Sender<Job>,
+    done: &Sender<Checked>,
+) {
+    match n.method.as_str() {
+        "textDocument/didOpen" => {
+            let Ok(p) = serde_json::from_value::<lsp::DidOpenTextDocumentParams>(n.params) else {
+                return;
+            };
+            let uri = p.text_document.uri;
+            documents.insert(
+                uri.as_str().to_string(),
+                Document {
+                    text: p.text_document.text,
+                    version: p.text_document.version,
+                    generation: Arc::new(AtomicU64::new(0)),
+                    checked: vec![],
+                },
+            );
+            analyse(jobs, documents, &uri);
+        }
+        "textDocument/didChange" => {
+            let Ok(p) = serde_json::from_value::<lsp::DidChangeTextDocumentParams>(n.params) else {
+                return;
+            };
+            let uri = p.text_document.uri;
+            let Some(document) = documents.get_mut(uri.as_str()) else {
+                return;
+            };
+            // Full sync: the last change holds the whole text.
+            if let Some(change) = p.content_changes.into_iter().last() {
+                document.text = change.text;
+            }
+            document.version = p.text_document.version;
+            document.generation.fetch_add(1, Ordering::SeqCst);
+            document.checked.clear();
+            analyse(jobs, documents, &uri);
+        }
+        "textDocument/didSave" => {
+            let Ok(p) = serde_json::from_value::<lsp::DidSaveTextDocumentParams>(n.params) else {
+                return;
+            };
+            let uri = p.text_document.uri;
+            let Some(document) = documents.get(uri.as_str()) else {
+                return;
+            };
+            let generation = document.generation.load(Ordering::SeqCst);
+            let source = Source::new(name_of(&uri), document.text.clone());
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let options = Options {
+                    timeout: std::time::Duration::from_secs(20),
+                    ..Options::default()
+                };
+                let outcome = crate::check_source(source, &options);
+                let _ = done.send(Checked {
+                    uri,
+                    generation,
+                    outcome,
+                });
+            });
+        }
+        "textDocument/didClose" => {
+            if let Ok(p) = serde_json::from_value::<lsp::DidCloseTextDocumentParams>(n.params) {
+                documents.remove(p.text_document.uri.as_str());
+                publish_raw(sender, &p.text_document.uri, None, vec![]);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Queues a document's current text for parsing and analysis.
+fn analyse(jobs: &Sender<Job>, documents: &Documents, uri: &lsp::Uri) {
+    let Some(document) = documents.get(uri.as_str()) else {
+        return;
+    };
+    let _ = jobs.send(Job {
+        uri: uri.clone(),
+        version: document.version,
+        text: document.text.clone(),
+        generation: Arc::clone(&document.generation),
+        at: document.generation.load(Ordering::SeqCst),
+    });
+}
+
+/// A document's name as reports show it: its path where it is a file.
+fn name_of(uri: &lsp::Uri) -> String {
+    let path = uri.path().as_str();
+    if path.is_empty() {
+        uri.as_str().to_string()
+    } else {
+        path.to_string()
+    }
+}
+
+fn publish(
+    sender: &Sender<Message>,
+    uri: &lsp::Uri,
+    version: i32,
+    source: &Source,
+    findings: &[Finding],
+) {
+    let diagnostics = findings
+        .iter()
+        .map(|f| diagnostic(uri, source, f))
+        .collect();
+    publish_raw(sender, uri, Some(version), diagnostics);
+}
+
+fn publish_raw(
+    sender: &Sender<Message>,
+    uri: &lsp::Uri,
+    version: Option<i32>,
+    diagnostics: Vec<lsp::Diagnostic>,
+) {
+    let params = lsp::PublishDiagnosticsParams {
+        uri: uri.clone(),
+        diagnostics,
+        version,
+    };
+    let _ = sender.send(Message::Notification(Notification::new(
+        "textDocument/publishDiagnostics".to_string(),
+        params,
+    )));
+}
+
+/// A finding as the protocol has it; the help goes in the message, as
+/// editors show no other field of it.
+fn diagnostic(uri: &lsp::Uri, source: &Source, f: &Finding) -> lsp::Diagnostic {
+    let place = f
+        .span
+        .map_or_else(lsp::Range::default, |s| range(source, s));
+    let message = match &f.help {
+        Some(help) => format!("{}\nhelp: {help}", f.message),
+        None => f.message.clone(),
+    };
+    let related: Vec<lsp::DiagnosticRelatedInformation> = f
+        .labels
+        .iter()
+        .skip(1)
+        .map(|(span, label)| lsp::DiagnosticRelatedInformation {
+            location: lsp::Location {
+                uri: uri.clone(),
+                range: range(source, *span),
+            },
+            message: label.clone().unwrap_or_else(|| "here".to_string()),
+        })
+        .collect();
+    lsp::Diagnostic {
+        range: place,
+        severity: Some(lsp::DiagnosticSeverity::ERROR),
+        code: Some(lsp::NumberOrString::String(f.code.clone())),
+        source: Some("dlverify".to_string()),
+        message,
+        related_information: (!related.is_empty()).then_some(related),
+        ..Default::default()
+    }
+}
+
+/// A span in the protocol's positions: 0-based lines, UTF-16 columns.
+fn range(source: &Source, span: Span) -> lsp::Range {
+    let at = |offset: usize| {
+        let p = source.position(offset);
+        lsp::Position {
+            line: u32::try_from(p.line.saturating_sub(1)).unwrap_or(u32::MAX),
+            character: u32::try_from(p.column_utf16.saturating_sub(1)).unwrap_or(u32::MAX),
+        }
+    };
+    lsp::Range {
+        start: at(span.start),
+        end: at(span.end),
+    }
+}
+
+/// The byte offset of a protocol position in `text` (clamped to the text).
+fn offset_of(text: &str, position: lsp::Position) -> usize {
+    let mut offset = 0;
+    for (n, line) in text.split_inclusive('\n').enumerate() {
+        if n == position.line as usize {
+            let mut units = 0;
+            for (k, c) in line.char_indices() {
+                if units >= position.character as usize || c == '\n' {
+                    return offset + k;
+                }
+                units += c.len_utf16();
+            }
+            return offset + line.len();
+        }
+        offset += line.len();
+    }
+    text.len()
+}
+
+/// Hover, go-to-definition and document symbols.
+fn respond(documents: &Documents, request: Request) -> Response {
+    let id = request.id.clone();
+    let result = match request.method.as_str() {
+        "textDocument/hover" => {
+            serde_json::from_value::<lsp::HoverParams>(request.params).map(|p| {
+                let at = p.text_document_position_params;
+                json!(hover(
+                    documents.get(at.text_document.uri.as_str()),
+                    at.position
+                ))
+            })
+        }
+        "textDocument/definition" => {
+            serde_json::from_value::<lsp::GotoDefinitionParams>(request.params).map(|p| {
+                let at = p.text_document_position_params;
+                let uri = at.text_document.uri;
+                json!(
+                    definition(documents.get(uri.as_str()), at.position).map(|r| {
+                        lsp::Location {
+                            uri: uri.clone(),
+                            range: r,
+                        }
+                    })
+                )
+            })
+        }
+        "textDocument/documentSymbol" => {
+            serde_json::from_value::<lsp::DocumentSymbolParams>(request.params)
+                .map(|p| json!(symbols(documents.get(p.text_document.uri.as_str()))))
+        }
+        _ => {
+            return Response::new_err(
+                id,
+                lsp_server::ErrorCode::MethodNotFound as i32,
+                format!("dlverify does not serve `{}`", request.method),
+            );
+        }
+    };
+    match result {
+        Ok(value) => Response::new_ok(id, value),
+        Err(e) => Response::new_err(
+            id,
+            lsp_server::ErrorCode::InvalidParams as i32,
+            e.to_string(),
+        ),
+    }
+}
+
+/// A name the program declares: what it is, where, and what to say of it.
+struct Declaration {
+    name: String,
+    kind: lsp::SymbolKind,
+    span: Span,
+    detail: String,
+}
+
+/// Above this size, hover, go-to-definition and symbols give nothing:
+/// they analyse the text on the message loop, and a spec is far smaller.
+const LARGEST_NAVIGATED: usize = 1 << 20;
+
+/// The document's checked program, where it analyses.
+fn program_of(document: &Document) -> Option<(Program, Source)> {
+    if document.text.len() > LARGEST_NAVIGATED {
+        return None;
+    }
+    let source = Source::new("document.dl", document.text.clone());
+    let spec = crate::syntax::parse(&source).ok()?;
+    let program = crate::analysis::analyze(&spec).ok()?;
+    Some((program, source))
+}
+
+/// Every declared name: dims, hypers, tensors and definitions.
+fn declarations(program: &Program, source: &Source) -> Vec<Declaration> {
+    let sizes: Vec<i64> = program.dims.iter().map(|d| d.default).collect();
+    let line_of = |span: Span| {
+        let text = source.text();
+        let start = text
+            .get(..span.start)
+            .and_then(|t| t.rfind('\n'))
+            .map_or(0, |i| i + 1);
+        let end = text
+            .get(span.start..)
+            .and_then(|t| t.find('\n'))
+            .map_or(text.len(), |i| span.start + i);
+        text.get(start..end).unwrap_or("").trim().to_string()
+    };
+    let shape = |axes: &[crate::analysis::program::AxisRange]| -> String {
+        if axes.is_empty() {
+            return "a scalar".to_string();
+        }
+        let ranges: Vec<String> = axes
+            .iter()
+            .map(|a| match (a.lo.eval(&sizes, &[]), a.hi.eval(&sizes, &[])) {
+                (Some(lo), Some(hi)) => format!("{lo}..={hi}"),
+                _ => "?".to_string(),
+            })
+            .collect();
+        let count: Option<i64> = axes.iter().try_fold(1i64, |n, a| {
+            let (lo, hi) = (a.lo.eval(&sizes, &[])?, a.hi.eval(&sizes, &[])?);
+            n.checked_mul((hi - lo + 1).max(0))
+        });
+        let dims: Vec<String> = program
+            .dims
+            .iter()
+            .map(|d| format!("{} = {}", d.name, d.default))
+            .collect();
+        format!(
+            "{} axis{}, [{}] at the default sizes ({}){}",
+            axes.len(),
+            if axes.len() == 1 { "" } else { "es" },
+            ranges.join(", "),
+            dims.join(", "),
+            count.map_or(String::new(), |n| format!(": {n} elements"))
+        )
+    };
+    let mut out = vec![];
+    for d in &program.dims {
+        out.push(Declaration {
+            name: d.name.clone(),
+            kind: lsp::SymbolKind::CONSTANT,
+            span: d.span,
+            detail: format!("`{}`: a size, {} by default", line_of(d.span), d.default),
+        });
+    }
+    for h in &program.hypers {
+        out.push(Declaration {
+            name: h.name.clone(),
+            kind: lsp::SymbolKind::CONSTANT,
+            span: h.span,
+            detail: format!("`{}`: a hyperparameter", line_of(h.span)),
+        });
+    }
+    for t in &program.tensors {
+        let what = match t.origin {
+            crate::analysis::program::Origin::Declared(_) => "differentiated",
+            crate::analysis::program::Origin::Incoming => "the incoming gradient dL/dy",
+            _ => "not differentiated",
+        };
+        out.push(Declaration {
+            name: t.name.clone(),
+            kind: lsp::SymbolKind::VARIABLE,
+            span: t.span,
+            detail: format!("`{}`: {what}; {}", line_of(t.span), shape(&t.axes)),
+        });
+    }
+    for d in &program.defs {
+        out.push(Declaration {
+            name: d.name.clone(),
+            kind: lsp::SymbolKind::FUNCTION,
+            span: d.name_span,
+            detail: format!("`{}`: {}", line_of(d.name_span), shape(&d.axes)),
+        });
+    }
+    out
+}
+
+/// The identifier at a byte offset, and its span.
+fn word_at(text: &str, offset: usize) -> Option<(&str, Span)> {
+    let is_word = |c: char| c.is_alphanumeric() || c == '_';
+    let before = text.get(..offset)?;
+    let start = before
+        .char_indices()
+        .rev()
+        .take_while(|&(_, c)| is_word(c))
+        .last()
+        .map_or(offset, |(k, _)| k);
+    let after = text.get(offset..)?;
+    let end = offset
+        + after
+            .char_indices()
+            .find(|&(_, c)| !is_word(c))
+            .map_or(after.len(), |(k, _)| k);
+    (end > start).then(|| (&text[start..end], Span::new(start, end)))
+}
+
+fn hover(document: Option<&Document>, position: lsp::Position) -> Option<lsp::Hover> {
+    let document = document?;
+    let offset = offset_of(&document.text, position);
+    // A claim checked on save: its verdict.
+    if let Some(claim) = document
+        .checked
+        .iter()
+        .find(|c| c.span.start <= offset && offset < c.span.end)
+    {
+        let text = format!(
+            "**{}**: {}\n\n{}",
+            claim.status().as_str(),
+            crate::report::human::verdict_text(claim),
+            claim.notes.join("\n\n")
+        );
+        return Some(markdown(text));
+    }
+    let (program, source) = program_of(document)?;
+    let (word, _) = word_at(&document.text, offset)?;
+    let found = declarations(&program, &source)
+        .into_iter()
+        .find(|d| d.name == word)?;
+    Some(markdown(found.detail))
+}
+
+fn markdown(value: String) -> lsp::Hover {
+    lsp::Hover {
+        contents: lsp::HoverContents::Markup(lsp::MarkupContent {
+            kind: lsp::MarkupKind::Markdown,
+            value,
+        }),
+        range: None,
+    }
+}
+
+fn definition(document: Option<&Document>, position: lsp::Position) -> Option<lsp::Range> {
+    let document = document?;
+    let (program, source) = program_of(document)?;
+    let (word, _) = word_at(&document.text, offset_of(&document.text, position))?;
+    let found = declarations(&program, &source)
+        .into_iter()
+        .find(|d| d.name == word)?;
+    Some(range(&source, found.span))
+}
+
+#[allow(deprecated)] // `DocumentSymbol::deprecated` must still be given.
+fn symbols(document: Option<&Document>) -> Vec<lsp::DocumentSymbol> {
+    let Some((program, source)) = document.and_then(program_of) else {
+        return vec![];
+    };
+    let mut out: Vec<lsp::DocumentSymbol> = declarations(&program, &source)
+        .into_iter()
+        .map(|d| lsp::DocumentSymbol {
+            name: d.name,
+            detail: Some(d.detail),
+            kind: d.kind,
+            tags: None,
+            deprecated: None,
+            range: range(&source, d.span),
+            selection_range: range(&source, d.span),
+            children: None,
+        })
+        .collect();
+    for claim in &program.claims {
+        let head = source
+            .text()
+            .get(claim.head_span.start..claim.head_span.end)
+            .unwrap_or("claim")
+            .to_string();
+        out.push(lsp::DocumentSymbol {
+            name: head,
+            detail: None,
+            kind: lsp::SymbolKind::EVENT,
+            tags: None,
+            deprecated: None,
+            range: range(&source, claim.span),
+            selection_range: range(&source, claim.head_span),
+            children: None,
+        });
+    }
+    out.sort_by_key(|s| (s.range.start.line, s.range.start.character));
+    out
+}
