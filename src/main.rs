@@ -215,6 +215,8 @@ fn run(cli: RunArgs) -> ExitCode {
             HumanOptions {
                 verbose: cli.verbose,
                 show_grad: cli.show_grad,
+                colour: colour_wanted(),
+                width: terminal_width(),
             },
         ),
         Format::Json => report::json::render(&outcomes) + "\n",
@@ -288,6 +290,24 @@ fn explain(code: Option<&str>) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Colour where standard output is a terminal, unless `NO_COLOR` says
+/// otherwise; anywhere where `CLICOLOR_FORCE` asks for it
+/// (<https://no-color.org>, <https://bixense.com/clicolors>).
+fn colour_wanted() -> bool {
+    use std::io::IsTerminal;
+    let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty() && v != "0");
+    if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) {
+        return false;
+    }
+    set("CLICOLOR_FORCE") || std::io::stdout().is_terminal()
+}
+
+/// The terminal's width where standard output is one; `None` elsewhere,
+/// so that piped output keeps each line whole.
+fn terminal_width() -> Option<usize> {
+    terminal_size::terminal_size_of(std::io::stdout()).map(|(w, _)| usize::from(w.0))
 }
 
 /// Writes the report; a closed pipe (`dlverify specs/ | head -1`) is the

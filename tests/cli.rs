@@ -826,3 +826,21 @@ fn explain_teaches_every_code_and_suggests_for_a_typo() {
         assert!(list.contains(e.code), "{} missing", e.code);
     }
 }
+
+#[test]
+fn colour_follows_no_color_and_clicolor_force() {
+    let colours = |env: &[(&str, &str)]| {
+        let mut cmd = command(&[A3]);
+        cmd.env_remove("NO_COLOR").env_remove("CLICOLOR_FORCE");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        String::from_utf8(out.stdout).unwrap().contains("\x1b[")
+    };
+    // Piped: plain, unless forced; NO_COLOR wins over the force.
+    assert!(!colours(&[]));
+    assert!(colours(&[("CLICOLOR_FORCE", "1")]));
+    assert!(!colours(&[("CLICOLOR_FORCE", "0")]));
+    assert!(!colours(&[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")]));
+}

@@ -20,17 +20,67 @@ pub struct HumanOptions {
     pub verbose: bool,
     /// Print the derived gradients as tables.
     pub show_grad: bool,
+    /// Colour the verdicts and diagnostics (a terminal, `CLICOLOR_FORCE`).
+    pub colour: bool,
+    /// Wrap long lines to this many columns (a terminal's width); `None`
+    /// keeps each line whole, for pipes, files and snapshots.
+    pub width: Option<usize>,
 }
 
 pub fn render(files: &[FileOutcome], options: HumanOptions) -> String {
     let mut out = String::new();
+    // One column for the claims' verdicts across every file.
+    let heads = files
+        .iter()
+        .flat_map(|f| &f.claims)
+        .map(|c| c.head.chars().count())
+        .max()
+        .unwrap_or(0);
     for file in files {
-        render_file(&mut out, file, options);
+        render_file(&mut out, file, heads, options);
         out.push('\n');
     }
     let _ = writeln!(out, "{}", summary_line(&Summary::of(files)));
+    match options.width {
+        Some(width) => wrap(&out, width),
+        None => out,
+    }
+}
+
+/// Long lines broken at the width, each piece indented under its line's
+/// text; a diagnostic's source snippet (miette draws it to the width
+/// already) is left as it is.
+fn wrap(text: &str, width: usize) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let drawn = line.contains(['│', '╭', '╰', '·']);
+        if drawn || textwrap::core::display_width(line) <= width {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        }
+        let lead = line.len() - line.trim_start().len();
+        let hang = " ".repeat((lead + 4).min(width / 2));
+        let options = textwrap::Options::new(width.max(20))
+            .initial_indent(&line[..lead])
+            .subsequent_indent(&hang);
+        out.push_str(&textwrap::fill(line.trim_start(), options));
+        out.push('\n');
+    }
     out
 }
+
+/// `text` in a colour, where colour is on.
+fn paint(text: &str, colour: Option<&str>, on: bool) -> String {
+    match colour {
+        Some(code) if on => format!("\x1b[{code}m{text}\x1b[0m"),
+        _ => text.to_string(),
+    }
+}
+
+const GREEN: Option<&str> = Some("32");
+const RED: Option<&str> = Some("1;31");
+const YELLOW: Option<&str> = Some("1;33");
 
 /// `dlverify check`: each file's parse and analysis diagnostics, then how
 /// many files have any.
@@ -107,12 +157,22 @@ fn short_error(e: f64) -> String {
 /// Renders a diagnostic the same way everywhere: no colour, fixed width, so
 /// that output is byte-identical run after run and snapshots are stable.
 pub fn render_diagnostic(diagnostic: &miette::Report) -> String {
+    render_diagnostic_in(diagnostic, HumanOptions::default())
+}
+
+/// A diagnostic in colour and at a terminal's width where `options` say so.
+fn render_diagnostic_in(diagnostic: &miette::Report, options: HumanOptions) -> String {
     if !fits_a_snippet(diagnostic) {
         return render_plain(diagnostic);
     }
     let mut out = String::new();
-    let handler = GraphicalReportHandler::new_themed(GraphicalTheme::unicode_nocolor())
-        .with_width(100)
+    let theme = if options.colour {
+        GraphicalTheme::unicode()
+    } else {
+        GraphicalTheme::unicode_nocolor()
+    };
+    let handler = GraphicalReportHandler::new_themed(theme)
+        .with_width(options.width.unwrap_or(100))
         .with_links(false);
     if handler
         .render_report(&mut out, diagnostic.as_ref())
@@ -166,12 +226,12 @@ fn render_plain(diagnostic: &miette::Report) -> String {
     out
 }
 
-fn render_file(out: &mut String, file: &FileOutcome, options: HumanOptions) {
+fn render_file(out: &mut String, file: &FileOutcome, heads: usize, options: HumanOptions) {
     let title = file.exercise.as_deref().unwrap_or("");
     let status = match file.status() {
-        FileStatus::Pass => "ok",
-        FileStatus::Fail => "FAILED",
-        FileStatus::Error => "NOT CHECKED",
+        FileStatus::Pass => paint("ok", GREEN, options.colour),
+        FileStatus::Fail => paint("FAILED", RED, options.colour),
+        FileStatus::Error => paint("NOT CHECKED", YELLOW, options.colour),
     };
     if title.is_empty() {
         let _ = writeln!(out, "{} [{status}]", file.path);
@@ -185,16 +245,10 @@ fn render_file(out: &mut String, file: &FileOutcome, options: HumanOptions) {
         let _ = writeln!(out, "  checked once: the spec declares no dims");
     }
     for diagnostic in &file.diagnostics {
-        out.push_str(&indent(&render_diagnostic(diagnostic), "  "));
+        out.push_str(&indent(&render_diagnostic_in(diagnostic, options), "  "));
     }
-    let width = file
-        .claims
-        .iter()
-        .map(|c| c.head.chars().count())
-        .max()
-        .unwrap_or(0);
     for claim in &file.claims {
-        render_claim(out, claim, width, options);
+        render_claim(out, claim, heads, options);
     }
     if options.show_grad {
         for derived in &file.derived {
@@ -206,11 +260,11 @@ fn render_file(out: &mut String, file: &FileOutcome, options: HumanOptions) {
 fn render_claim(out: &mut String, claim: &ClaimOutcome, width: usize, options: HumanOptions) {
     let status = claim.status();
     let mark = match status {
-        ClaimStatus::Pass => "pass",
-        ClaimStatus::ExpectedFail => "pass (expected fail)",
-        ClaimStatus::Fail => "FAIL",
-        ClaimStatus::UnexpectedPass => "FAIL (unexpected pass)",
-        ClaimStatus::Error => "ERROR",
+        ClaimStatus::Pass => paint("pass", GREEN, options.colour),
+        ClaimStatus::ExpectedFail => paint("pass (expected fail)", GREEN, options.colour),
+        ClaimStatus::Fail => paint("FAIL", RED, options.colour),
+        ClaimStatus::UnexpectedPass => paint("FAIL (unexpected pass)", RED, options.colour),
+        ClaimStatus::Error => paint("ERROR", YELLOW, options.colour),
     };
     let head = format!("{:<width$}", claim.head);
     let line = format!(
@@ -607,4 +661,31 @@ fn indent(text: &str, prefix: &str) -> String {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn long_lines_wrap_under_their_text_and_snippets_stay_whole() {
+        let long = format!("  grad x[j]  line 3  FAIL: {}", "word ".repeat(30));
+        let snippet = format!("   6 │ {}", "x".repeat(150));
+        let text = format!("{long}\n{snippet}\nshort\n");
+        let wrapped = wrap(&text, 60);
+        let lines: Vec<&str> = wrapped.lines().collect();
+        assert!(lines.len() > 4, "{wrapped}");
+        assert!(lines[0].starts_with("  grad x[j]") && lines[0].len() <= 60);
+        for line in &lines[1..lines.len() - 2] {
+            assert!(line.starts_with("      word"), "{line:?}");
+            assert!(line.len() <= 60, "{line:?}");
+        }
+        assert_eq!(lines[lines.len() - 2], snippet);
+        assert_eq!(lines[lines.len() - 1], "short");
+        // Colour codes take no columns.
+        let painted = paint("FAIL", RED, true);
+        assert_eq!(textwrap::core::display_width(&painted), 4);
+        assert_eq!(paint("FAIL", RED, false), "FAIL");
+    }
 }

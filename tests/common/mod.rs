@@ -48,7 +48,7 @@ pub fn render(outcome: &dlverify::verify::outcome::FileOutcome) -> String {
         std::slice::from_ref(outcome),
         dlverify::report::human::HumanOptions {
             verbose: true,
-            show_grad: false,
+            ..Default::default()
         },
     )
 }
