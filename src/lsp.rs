@@ -200,6 +200,7 @@ pub fn serve(connection: Connection) -> Result<(), String> {
         hover_provider: Some(lsp::HoverProviderCapability::Simple(true)),
         definition_provider: Some(lsp::OneOf::Left(true)),
         document_symbol_provider: Some(lsp::OneOf::Left(true)),
+        code_action_provider: Some(lsp::CodeActionProviderCapability::Simple(true)),
         position_encoding: Some(lsp::PositionEncodingKind::UTF16),
         ..Default::default()
     };
@@ -473,6 +474,10 @@ fn respond(documents: &Documents, request: Request) -> Response {
                 )
             })
         }
+        "textDocument/codeAction" => {
+            serde_json::from_value::<lsp::CodeActionParams>(request.params)
+                .map(|p| json!(code_actions(&p)))
+        }
         "textDocument/documentSymbol" => {
             serde_json::from_value::<lsp::DocumentSymbolParams>(request.params)
                 .map(|p| json!(symbols(documents.get(p.text_document.uri.as_str()))))
@@ -641,10 +646,111 @@ fn hover(document: Option<&Document>, position: lsp::Position) -> Option<lsp::Ho
     }
     let (program, source) = program_of(document)?;
     let (word, _) = word_at(&document.text, offset)?;
+    if let Some(range) = index_range(&program, word, offset) {
+        return Some(markdown(range));
+    }
     let found = declarations(&program, &source)
         .into_iter()
         .find(|d| d.name == word)?;
     Some(markdown(found.detail))
+}
+
+/// The fixes a diagnostic's help spells out: `did you mean `norm`?` on a
+/// misspelt name replaces it.
+fn code_actions(params: &lsp::CodeActionParams) -> Vec<lsp::CodeAction> {
+    params
+        .context
+        .diagnostics
+        .iter()
+        .filter(|d| d.source.as_deref() == Some("dlverify"))
+        .filter_map(|d| {
+            let (_, rest) = d.message.split_once("help: did you mean `")?;
+            let (name, _) = rest.split_once("`?")?;
+            let edit = lsp::TextEdit {
+                range: d.range,
+                new_text: name.to_string(),
+            };
+            Some(lsp::CodeAction {
+                title: format!("Replace with `{name}`"),
+                kind: Some(lsp::CodeActionKind::QUICKFIX),
+                diagnostics: Some(vec![d.clone()]),
+                edit: Some(lsp::WorkspaceEdit {
+                    changes: Some(
+                        [(params.text_document.uri.clone(), vec![edit])]
+                            .into_iter()
+                            .collect(),
+                    ),
+                    ..Default::default()
+                }),
+                is_preferred: Some(true),
+                ..Default::default()
+            })
+        })
+        .collect()
+}
+
+/// The range an index of a definition or a `grad` claim runs over, where
+/// `word` at `offset` is one of its left-hand side's indices.
+fn index_range(program: &Program, word: &str, offset: usize) -> Option<String> {
+    let within = |span: Span| span.start <= offset && offset < span.end;
+    let axes = program
+        .defs
+        .iter()
+        .filter(|d| within(d.span))
+        .find_map(|d| {
+            let k = d.var_names.iter().take(d.slots).position(|v| v == word)?;
+            d.axes.get(k)
+        })
+        .or_else(|| {
+            program
+                .claims
+                .iter()
+                .filter(|c| within(c.span))
+                .find_map(|c| {
+                    let crate::analysis::program::ClaimKind::Grad(g) = &c.kind else {
+                        return None;
+                    };
+                    let k = g.var_names.iter().take(g.slots).position(|v| v == word)?;
+                    program.tensors.get(g.target.0)?.axes.get(k)
+                })
+        })?;
+    let names: Vec<&str> = program.dims.iter().map(|d| d.name.as_str()).collect();
+    let sizes: Vec<i64> = program.dims.iter().map(|d| d.default).collect();
+    let at = match (axes.lo.eval(&sizes, &[]), axes.hi.eval(&sizes, &[])) {
+        (Some(lo), Some(hi)) => format!(" ({lo}..={hi} at the default sizes)"),
+        _ => String::new(),
+    };
+    Some(format!(
+        "`{word}` runs over {}..={}{at}",
+        affine_text(&axes.lo, &names),
+        affine_text(&axes.hi, &names)
+    ))
+}
+
+/// An affine bound as the spec would write it: `N-2`, `2*N+1`, `1`.
+fn affine_text(a: &crate::analysis::program::Affine, dims: &[&str]) -> String {
+    let mut text = String::new();
+    for &(d, c) in &a.dims {
+        let name = dims.get(d.0).copied().unwrap_or("?");
+        let term = match c {
+            1 => name.to_string(),
+            -1 => format!("-{name}"),
+            c => format!("{c}*{name}"),
+        };
+        if !text.is_empty() && !term.starts_with('-') {
+            text.push('+');
+        }
+        text.push_str(&term);
+    }
+    if text.is_empty() {
+        return a.constant.to_string();
+    }
+    match a.constant {
+        0 => {}
+        c if c > 0 => text.push_str(&format!("+{c}")),
+        c => text.push_str(&c.to_string()),
+    }
+    text
 }
 
 fn markdown(value: String) -> lsp::Hover {

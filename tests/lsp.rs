@@ -219,6 +219,22 @@ fn diagnostics_follow_edits_and_saves() {
         "{list:#?}"
     );
 
+    // Its help is an edit: a quick fix makes it.
+    let actions = client.request(
+        "textDocument/codeAction",
+        json!({
+            "textDocument": { "uri": URI },
+            "range": list[0]["range"],
+            "context": { "diagnostics": [list[0].clone()] },
+        }),
+    );
+    let action = &actions["result"][0];
+    assert_eq!(action["title"], "Replace with `x`", "{actions}");
+    assert_eq!(action["kind"], "quickfix");
+    let edit = &action["edit"]["changes"][URI][0];
+    assert_eq!(edit["newText"], "x");
+    assert_eq!(edit["range"], list[0]["range"]);
+
     // Fixed: the diagnostics clear.
     client.change(URI, 3, FIXED);
     client.diagnostics(URI, <[Value]>::is_empty);
@@ -237,6 +253,13 @@ fn diagnostics_follow_edits_and_saves() {
         text.contains("1..=6") && text.contains("6 elements"),
         "{text}"
     );
+    // Hover on the index `i` of `y[i]`: the range analysis inferred.
+    let hover = client.request(
+        "textDocument/hover",
+        json!({ "textDocument": { "uri": URI }, "position": { "line": 3, "character": 2 } }),
+    );
+    let text = hover["result"]["contents"]["value"].as_str().unwrap();
+    assert_eq!(text, "`i` runs over 1..=N-2 (1..=4 at the default sizes)");
     // Go to definition: `x` is declared on line 2.
     let def = client.request(
         "textDocument/definition",
