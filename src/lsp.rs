@@ -142,6 +142,8 @@ struct Document {
     generation: Arc<AtomicU64>,
     /// The claims' outcomes of the last check of this very text.
     checked: Vec<ClaimOutcome>,
+    /// Stops the check running on this document, if one is.
+    running: Option<crate::eval::Cancel>,
 }
 
 /// Text to parse and analyse, and the edit it came with.
@@ -201,6 +203,10 @@ pub fn serve(connection: Connection) -> Result<(), String> {
         definition_provider: Some(lsp::OneOf::Left(true)),
         document_symbol_provider: Some(lsp::OneOf::Left(true)),
         code_action_provider: Some(lsp::CodeActionProviderCapability::Simple(true)),
+        execute_command_provider: Some(lsp::ExecuteCommandOptions {
+            commands: vec![CHECK_COMMAND.to_string()],
+            ..Default::default()
+        }),
         position_encoding: Some(lsp::PositionEncodingKind::UTF16),
         ..Default::default()
     };
@@ -221,6 +227,11 @@ pub fn serve(connection: Connection) -> Result<(), String> {
                     Message::Request(request) => {
                         if request.method == "shutdown" {
                             let _ = connection.sender.send(Response::new_ok(request.id, ()).into());
+                            continue;
+                        }
+                        if request.method == "workspace/executeCommand" {
+                            let response = command(&mut documents, request, &done_tx);
+                            let _ = connection.sender.send(response.into());
                             continue;
                         }
                         let response = respond(&documents, request);
@@ -249,6 +260,38 @@ pub fn serve(connection: Connection) -> Result<(), String> {
     }
 }
 
+/// The command that checks a document's claims on request, as a save does:
+/// its argument is the document's URI.
+pub const CHECK_COMMAND: &str = "dlverify.check";
+
+/// `workspace/executeCommand`: [`CHECK_COMMAND`].
+fn command(documents: &mut Documents, request: Request, done: &Sender<Checked>) -> Response {
+    let id = request.id.clone();
+    let Ok(p) = serde_json::from_value::<lsp::ExecuteCommandParams>(request.params) else {
+        return Response::new_err(
+            id,
+            lsp_server::ErrorCode::InvalidParams as i32,
+            "expected a command and its arguments".to_string(),
+        );
+    };
+    let uri = p
+        .arguments
+        .first()
+        .and_then(Value::as_str)
+        .and_then(|u| u.parse::<lsp::Uri>().ok());
+    match uri {
+        Some(uri) if p.command == CHECK_COMMAND && documents.contains_key(uri.as_str()) => {
+            check_in_background(documents, &uri, done);
+            Response::new_ok(id, Value::Null)
+        }
+        _ => Response::new_err(
+            id,
+            lsp_server::ErrorCode::InvalidParams as i32,
+            format!("`{CHECK_COMMAND}` takes the URI of an open document"),
+        ),
+    }
+}
+
 /// Open, change, save and close.
 fn notified(
     sender: &Sender<Message>,
@@ -270,6 +313,7 @@ fn notified(
                     version: p.text_document.version,
                     generation: Arc::new(AtomicU64::new(0)),
                     checked: vec![],
+                    running: None,
                 },
             );
             analyse(jobs, documents, &uri);
@@ -289,31 +333,18 @@ fn notified(
             document.version = p.text_document.version;
             document.generation.fetch_add(1, Ordering::SeqCst);
             document.checked.clear();
+            // A check of the old text is stale: it stops at its next look
+            // at the clock.
+            if let Some(running) = document.running.take() {
+                running.cancel();
+            }
             analyse(jobs, documents, &uri);
         }
         "textDocument/didSave" => {
             let Ok(p) = serde_json::from_value::<lsp::DidSaveTextDocumentParams>(n.params) else {
                 return;
             };
-            let uri = p.text_document.uri;
-            let Some(document) = documents.get(uri.as_str()) else {
-                return;
-            };
-            let generation = document.generation.load(Ordering::SeqCst);
-            let source = Source::new(name_of(&uri), document.text.clone());
-            let done = done.clone();
-            std::thread::spawn(move || {
-                let options = Options {
-                    timeout: std::time::Duration::from_secs(20),
-                    ..Options::default()
-                };
-                let outcome = crate::check_source(source, &options);
-                let _ = done.send(Checked {
-                    uri,
-                    generation,
-                    outcome,
-                });
-            });
+            check_in_background(documents, &p.text_document.uri, done);
         }
         "textDocument/didClose" => {
             if let Ok(p) = serde_json::from_value::<lsp::DidCloseTextDocumentParams>(n.params) {
@@ -323,6 +354,35 @@ fn notified(
         }
         _ => {}
     }
+}
+
+/// Checks every claim of a document on a thread of its own; the result
+/// comes back on `done`. A check already running on it is stopped.
+fn check_in_background(documents: &mut Documents, uri: &lsp::Uri, done: &Sender<Checked>) {
+    let Some(document) = documents.get_mut(uri.as_str()) else {
+        return;
+    };
+    if let Some(running) = document.running.take() {
+        running.cancel();
+    }
+    let cancel = crate::eval::Cancel::default();
+    document.running = Some(cancel.clone());
+    let generation = document.generation.load(Ordering::SeqCst);
+    let source = Source::new(name_of(uri), document.text.clone());
+    let (uri, done) = (uri.clone(), done.clone());
+    std::thread::spawn(move || {
+        let options = Options {
+            timeout: std::time::Duration::from_secs(20),
+            cancel: Some(cancel),
+            ..Options::default()
+        };
+        let outcome = crate::check_source(source, &options);
+        let _ = done.send(Checked {
+            uri,
+            generation,
+            outcome,
+        });
+    });
 }
 
 /// Queues a document's current text for parsing and analysis.

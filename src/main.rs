@@ -204,6 +204,7 @@ fn run(cli: RunArgs) -> ExitCode {
             PrecisionArg::F32 => Precision::F32,
             PrecisionArg::F64 => Precision::F64,
         }),
+        cancel: None,
     };
     let paths = dlverify::input::expand_paths(&cli.paths);
     let progress = Progress::start(paths.len(), matches!(cli.format, Format::Human));

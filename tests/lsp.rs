@@ -320,10 +320,17 @@ fn an_edit_makes_a_running_check_stale() {
         json!({ "textDocument": { "uri": URI, "languageId": "dl", "version": 1, "text": REFUTED } }),
     );
     client.diagnostics(URI, <[Value]>::is_empty);
-    client.notify(
-        "textDocument/didSave",
-        json!({ "textDocument": { "uri": URI } }),
+    // Checked on request, as on save; the command names the document.
+    let reply = client.request(
+        "workspace/executeCommand",
+        json!({ "command": "dlverify.check", "arguments": [URI] }),
     );
+    assert!(reply.get("error").is_none(), "{reply}");
+    let reply = client.request(
+        "workspace/executeCommand",
+        json!({ "command": "dlverify.check", "arguments": ["file:///not/open.dl"] }),
+    );
+    assert_eq!(reply["error"]["code"], -32602, "{reply}");
     // Edited before the check can finish: its finding is for old text.
     client.change(URI, 2, FIXED);
     client.diagnostics(URI, <[Value]>::is_empty);
@@ -427,4 +434,25 @@ fn garbage_and_thousands_of_edits_do_not_stop_it() {
     });
     assert!(last["params"]["diagnostics"].is_array());
     client.shut_down();
+}
+
+#[test]
+fn a_cancelled_check_decides_nothing() {
+    let spec = std::fs::read_to_string("specs/a3_recurrent_sequence.dl").unwrap();
+    let cancel = dlverify::eval::Cancel::default();
+    cancel.cancel();
+    let options = dlverify::verify::Options {
+        cancel: Some(cancel),
+        ..Default::default()
+    };
+    let outcome = dlverify::check_source(dlverify::source::Source::new("a3.dl", spec), &options);
+    assert!(!outcome.claims.is_empty());
+    for claim in &outcome.claims {
+        assert_eq!(
+            claim.status(),
+            dlverify::verify::outcome::ClaimStatus::Error,
+            "{}",
+            claim.head
+        );
+    }
 }

@@ -59,6 +59,24 @@ pub struct Instance<'p> {
     feeds_output: Vec<bool>,
     /// Work past this instant stops with [`EvalError::Timeout`].
     deadline: std::sync::Mutex<Option<Deadline>>,
+    /// Work stops as at a deadline once this is cancelled.
+    cancel: Option<Cancel>,
+}
+
+/// A way to stop a check from another thread (an editor's next edit
+/// makes a running check stale): evaluation stops at its next look at the
+/// clock, as if the time limit had run out.
+#[derive(Clone, Debug, Default)]
+pub struct Cancel(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Cancel {
+    pub fn cancel(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 /// A time limit on evaluation: `--timeout` per claim.
@@ -120,6 +138,7 @@ impl<'p> Instance<'p> {
             hypers: vec![],
             feeds_output: feeds_output(program),
             deadline: std::sync::Mutex::new(None),
+            cancel: None,
         };
         instance.hypers = instance.evaluate_hypers()?;
         Ok(instance)
@@ -146,8 +165,20 @@ impl<'p> Instance<'p> {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = deadline;
     }
 
-    /// `Err(Timeout)` once the deadline has passed.
+    /// Stops its work when `cancel` is cancelled.
+    pub fn with_cancel(mut self, cancel: Option<Cancel>) -> Self {
+        self.cancel = cancel;
+        self
+    }
+
+    /// `Err(Timeout)` once the deadline has passed, or the work was cancelled.
     pub fn check_clock(&self) -> Result<(), Box<EvalError>> {
+        if self.cancel.as_ref().is_some_and(Cancel::is_cancelled) {
+            return Err(Box::new(EvalError::Timeout {
+                limit: "cancelled".to_string(),
+                sizes: self.sizes.to_string(),
+            }));
+        }
         match self.deadline() {
             Some(d) if std::time::Instant::now() >= d.at => Err(Box::new(EvalError::Timeout {
                 limit: format!("{} s", format_value(d.limit.as_secs_f64())),

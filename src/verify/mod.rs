@@ -99,6 +99,8 @@ pub struct Options {
     pub taylor_precision: Option<crate::syntax::ast::Precision>,
     /// `--samples`: Monte Carlo samples per point of a stochastic claim.
     pub samples: u64,
+    /// Stops the check from elsewhere (the language server's next edit).
+    pub cancel: Option<crate::eval::Cancel>,
 }
 
 impl Default for Options {
@@ -113,6 +115,7 @@ impl Default for Options {
             timeout: std::time::Duration::from_secs(60),
             taylor_precision: None,
             samples: stochastic::DEFAULT_SAMPLES,
+            cancel: None,
         }
     }
 }
@@ -224,7 +227,9 @@ fn check_at(
             SizeFailure::Diagnostic(miette::Report::new(*e).with_source_code(source.named()))
         }
     };
-    let instance = Instance::new(program, source, sizes, options.max_elements).map_err(fail)?;
+    let instance = Instance::new(program, source, sizes, options.max_elements)
+        .map_err(fail)?
+        .with_cancel(options.cancel.clone());
     instance.set_deadline(Some(Deadline::after(options.timeout)));
     let values = draw_values(&instance, options.seed).map_err(fail)?;
     let mut evaluation = instance.evaluation::<f64>(&values);
