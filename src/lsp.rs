@@ -696,8 +696,11 @@ fn hover(document: Option<&Document>, position: lsp::Position) -> Option<lsp::Ho
         .iter()
         .find(|c| c.span.start <= offset && offset < c.span.end)
     {
+        let evidence = crate::report::human::first_evidence(claim)
+            .map(|e| format!("\n\nevidence: {e}"))
+            .unwrap_or_default();
         let text = format!(
-            "**{}**: {}\n\n{}",
+            "**{}**: {}{evidence}\n\n{}",
             claim.status().as_str(),
             crate::report::human::verdict_text(claim),
             claim.notes.join("\n\n")

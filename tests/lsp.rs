@@ -309,6 +309,7 @@ fn diagnostics_follow_edits_and_saves() {
     );
     let text = hover["result"]["contents"]["value"].as_str().unwrap();
     assert!(text.starts_with("**fail**"), "{text}");
+    assert!(text.contains("evidence: "), "{text}");
     client.shut_down();
 }
 
