@@ -51,7 +51,19 @@ pub enum InputError {
 /// others are still checked.
 pub fn expand_paths(paths: &[PathBuf]) -> Vec<Result<PathBuf, InputError>> {
     let mut out = vec![];
+    let mut stdin_named = false;
     for path in paths {
+        if path == Path::new(STDIN) {
+            // Standard input can be read once.
+            if stdin_named {
+                out.push(Err(InputError::Unreadable {
+                    path: STDIN_NAME.to_string(),
+                    reason: "standard input is named twice; it can be read once".to_string(),
+                }));
+                continue;
+            }
+            stdin_named = true;
+        }
         if path != Path::new(STDIN) && path.is_dir() {
             let mut specs: Vec<PathBuf> = match std::fs::read_dir(path) {
                 Ok(entries) => entries
@@ -85,13 +97,15 @@ pub fn expand_paths(paths: &[PathBuf]) -> Vec<Result<PathBuf, InputError>> {
 
 /// The path that names standard input.
 pub const STDIN: &str = "-";
+/// What reports call standard input.
+pub const STDIN_NAME: &str = "<stdin>";
 
 /// Reads a spec as UTF-8 text (`-`: from standard input). A leading byte-order mark is dropped, as
 /// editors on Windows write one: it is not part of the text, and columns on
 /// the first line count from after it.
 pub fn read_spec(path: &Path) -> Result<Source, InputError> {
     let name = if path == Path::new(STDIN) {
-        "<stdin>".to_string()
+        STDIN_NAME.to_string()
     } else {
         path.display().to_string()
     };

@@ -49,7 +49,17 @@ pub fn check_source(source: Source, options: &Options) -> FileOutcome {
 /// nothing else (`dlverify check`, an editor as the author types).
 pub fn analyze_source(source: Source) -> FileOutcome {
     match front(source) {
-        Ok((program, source)) => FileOutcome::analyzed(source, program.exercise.clone()),
+        Ok((program, source)) => {
+            let mut outcome = FileOutcome::analyzed(source.clone(), program.exercise.clone());
+            // The sizes are analysis too: a range empty at every size of
+            // the sweep is found here, not only by a full check.
+            if let Err(e) = analysis::size_sweep(&program, &[]) {
+                outcome
+                    .diagnostics
+                    .push(miette::Report::new(*e).with_source_code(source.named()));
+            }
+            outcome
+        }
         Err(outcome) => *outcome,
     }
 }
@@ -103,7 +113,16 @@ fn front(source: Source) -> Result<(analysis::Program, Source), Box<FileOutcome>
 pub fn check_path(path: &std::path::Path, options: &Options) -> FileOutcome {
     match input::read_spec(path) {
         Ok(source) => check_source(source, options),
-        Err(e) => FileOutcome::unreadable(path.display().to_string(), None, miette::Report::new(e)),
+        Err(e) => FileOutcome::unreadable(display_name(path), None, miette::Report::new(e)),
+    }
+}
+
+/// A path as reports name it (`<stdin>` for `-`).
+fn display_name(path: &std::path::Path) -> String {
+    if path == std::path::Path::new(input::STDIN) {
+        input::STDIN_NAME.to_string()
+    } else {
+        path.display().to_string()
     }
 }
 
@@ -111,6 +130,6 @@ pub fn check_path(path: &std::path::Path, options: &Options) -> FileOutcome {
 pub fn analyze_path(path: &std::path::Path) -> FileOutcome {
     match input::read_spec(path) {
         Ok(source) => analyze_source(source),
-        Err(e) => FileOutcome::unreadable(path.display().to_string(), None, miette::Report::new(e)),
+        Err(e) => FileOutcome::unreadable(display_name(path), None, miette::Report::new(e)),
     }
 }

@@ -42,6 +42,8 @@ pub fn serve_stdio() -> Result<(), String> {
     let (to_client_raw, from_reader) = crossbeam_channel::unbounded::<String>();
     let writer = std::thread::spawn(move || {
         let mut stdout = std::io::stdout().lock();
+        // Once the reader is gone, its channel is never ready again.
+        let mut from_reader = from_reader;
         loop {
             let written = crossbeam_channel::select! {
                 recv(from_server) -> message => match message {
@@ -51,7 +53,10 @@ pub fn serve_stdio() -> Result<(), String> {
                 recv(from_reader) -> raw => match raw {
                     Ok(raw) => write!(stdout, "Content-Length: {}\r\n\r\n{raw}", raw.len())
                         .and_then(|()| stdout.flush()),
-                    Err(_) => continue,
+                    Err(_) => {
+                        from_reader = crossbeam_channel::never();
+                        Ok(())
+                    }
                 },
             };
             if written.is_err() {
@@ -75,12 +80,16 @@ pub fn serve_stdio() -> Result<(), String> {
 /// without a usable length is skipped up to the next blank line.
 fn read_messages(input: &mut impl BufRead, to_server: &Sender<Message>, replies: &Sender<String>) {
     let exit = || Message::Notification(Notification::new("exit".to_string(), Value::Null));
+    let error = |id: Value, code: i32, message: String| {
+        json!({ "jsonrpc": "2.0", "id": id, "error": { "code": code, "message": message } })
+            .to_string()
+    };
     loop {
         let mut length: Option<usize> = None;
-        let mut line = String::new();
+        let mut line = Vec::new();
         loop {
             line.clear();
-            match input.read_line(&mut line) {
+            match input.read_until(b'\n', &mut line) {
                 // The client is gone: as if it had said `exit`.
                 Ok(0) | Err(_) => {
                     let _ = to_server.send(exit());
@@ -88,7 +97,9 @@ fn read_messages(input: &mut impl BufRead, to_server: &Sender<Message>, replies:
                 }
                 Ok(_) => {}
             }
-            let header = line.trim_end();
+            // A header is ASCII; a stray byte in one is no reason to stop.
+            let header = String::from_utf8_lossy(&line);
+            let header = header.trim_end();
             if header.is_empty() {
                 break;
             }
@@ -98,9 +109,24 @@ fn read_messages(input: &mut impl BufRead, to_server: &Sender<Message>, replies:
                 length = value.trim().parse().ok();
             }
         }
-        let Some(length) = length.filter(|&n| n <= MAX_MESSAGE) else {
+        let Some(length) = length else {
             continue;
         };
+        if length > MAX_MESSAGE {
+            // Read past it, so that the next message's header is read as one.
+            let mut body = std::io::Read::take(&mut *input, length as u64);
+            let skipped = std::io::copy(&mut body, &mut std::io::sink());
+            if skipped.map_or(true, |n| n < length as u64) {
+                let _ = to_server.send(exit());
+                return;
+            }
+            let _ = replies.send(error(
+                Value::Null,
+                -32600,
+                format!("a message of {length} bytes is over the {MAX_MESSAGE} this server reads"),
+            ));
+            continue;
+        }
         let mut body = vec![0u8; length];
         if std::io::Read::read_exact(input, &mut body).is_err() {
             let _ = to_server.send(exit());
@@ -117,12 +143,7 @@ fn read_messages(input: &mut impl BufRead, to_server: &Sender<Message>, replies:
                     .ok()
                     .and_then(|v| v.get("id").cloned())
                     .unwrap_or(Value::Null);
-                let reply = json!({
-                    "jsonrpc": "2.0",
-                    "id": id,
-                    "error": { "code": -32700, "message": format!("not a message: {e}") },
-                });
-                let _ = replies.send(reply.to_string());
+                let _ = replies.send(error(id, -32700, format!("not a message: {e}")));
             }
         }
     }
@@ -144,6 +165,8 @@ struct Document {
     checked: Vec<ClaimOutcome>,
     /// Stops the check running on this document, if one is.
     running: Option<crate::eval::Cancel>,
+    /// The text (its ticket) whose check was published last.
+    checked_at: Option<u64>,
 }
 
 /// Text to parse and analyse, and the edit it came with.
@@ -160,7 +183,7 @@ struct Job {
 /// while one ran are taken newest first per document; a job whose
 /// document was edited since is skipped, and its result, if the edit came
 /// while it ran, is not published.
-fn analyst(jobs: crossbeam_channel::Receiver<Job>, sender: Sender<Message>) {
+fn analyst(jobs: crossbeam_channel::Receiver<Job>, results: Sender<Analysed>) {
     while let Ok(first) = jobs.recv() {
         let mut latest: Vec<Job> = vec![first];
         for job in jobs.try_iter() {
@@ -175,16 +198,46 @@ fn analyst(jobs: crossbeam_channel::Receiver<Job>, sender: Sender<Message>) {
             let source = Source::new(name_of(&job.uri), job.text);
             let outcome = crate::analyze_source(source.clone());
             if current() {
-                publish(&sender, &job.uri, job.version, &source, &findings(&outcome));
+                let diagnostics = findings(&outcome)
+                    .iter()
+                    .map(|f| diagnostic(&job.uri, &source, f))
+                    .collect();
+                let _ = results.send(Analysed {
+                    uri: job.uri,
+                    version: job.version,
+                    generation: job.at,
+                    diagnostics,
+                });
             }
         }
     }
+}
+
+/// A finished analysis, to publish where its text is still current and no
+/// check of that text (which includes it) was published already.
+struct Analysed {
+    uri: lsp::Uri,
+    version: i32,
+    generation: u64,
+    diagnostics: Vec<lsp::Diagnostic>,
+}
+
+/// Tickets for document texts, unique over the server's life: a document
+/// reopened under the same URI never shares one with its former self, so
+/// no result for the old text passes for the new.
+static TICKETS: AtomicU64 = AtomicU64::new(1);
+
+fn ticket() -> u64 {
+    TICKETS.fetch_add(1, Ordering::SeqCst)
 }
 
 /// A finished background check.
 struct Checked {
     uri: lsp::Uri,
     generation: u64,
+    /// Cancelled when a later check or an edit replaced this one: its
+    /// claims were stopped, not decided, and it is not published.
+    cancel: crate::eval::Cancel,
     outcome: FileOutcome,
 }
 
@@ -216,8 +269,8 @@ pub fn serve(connection: Connection) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let (done_tx, done_rx) = crossbeam_channel::unbounded::<Checked>();
     let (jobs, queue) = crossbeam_channel::unbounded::<Job>();
-    let analyst_sender = connection.sender.clone();
-    std::thread::spawn(move || analyst(queue, analyst_sender));
+    let (analysed_tx, analysed_rx) = crossbeam_channel::unbounded::<Analysed>();
+    std::thread::spawn(move || analyst(queue, analysed_tx));
     let mut documents: Documents = HashMap::new();
     loop {
         crossbeam_channel::select! {
@@ -244,17 +297,29 @@ pub fn serve(connection: Connection) -> Result<(), String> {
                     Message::Response(_) => {}
                 }
             }
+            recv(analysed_rx) -> analysed => {
+                let Ok(analysed) = analysed else { continue };
+                let Some(document) = documents.get(analysed.uri.as_str()) else { continue };
+                if document.generation.load(Ordering::SeqCst) == analysed.generation
+                    && document.checked_at != Some(analysed.generation)
+                {
+                    publish_raw(&connection.sender, &analysed.uri, Some(analysed.version), analysed.diagnostics);
+                }
+            }
             recv(done_rx) -> checked => {
                 let Ok(checked) = checked else { continue };
                 let Some(document) = documents.get_mut(checked.uri.as_str()) else { continue };
                 // An edit came in while it ran: its findings are for text
                 // that no longer exists.
-                if document.generation.load(Ordering::SeqCst) != checked.generation {
+                if document.generation.load(Ordering::SeqCst) != checked.generation
+                    || checked.cancel.is_cancelled()
+                {
                     continue;
                 }
                 let source = Source::new(checked.uri.as_str(), document.text.clone());
                 publish(&connection.sender, &checked.uri, document.version, &source, &findings(&checked.outcome));
                 document.checked = checked.outcome.claims;
+                document.checked_at = Some(checked.generation);
             }
         }
     }
@@ -311,9 +376,10 @@ fn notified(
                 Document {
                     text: p.text_document.text,
                     version: p.text_document.version,
-                    generation: Arc::new(AtomicU64::new(0)),
+                    generation: Arc::new(AtomicU64::new(ticket())),
                     checked: vec![],
                     running: None,
+                    checked_at: None,
                 },
             );
             analyse(jobs, documents, &uri);
@@ -331,7 +397,7 @@ fn notified(
                 document.text = change.text;
             }
             document.version = p.text_document.version;
-            document.generation.fetch_add(1, Ordering::SeqCst);
+            document.generation.store(ticket(), Ordering::SeqCst);
             document.checked.clear();
             // A check of the old text is stale: it stops at its next look
             // at the clock.
@@ -348,7 +414,14 @@ fn notified(
         }
         "textDocument/didClose" => {
             if let Ok(p) = serde_json::from_value::<lsp::DidCloseTextDocumentParams>(n.params) {
-                documents.remove(p.text_document.uri.as_str());
+                if let Some(document) = documents.remove(p.text_document.uri.as_str()) {
+                    // Queued analyses and a running check are for a
+                    // document no longer open.
+                    document.generation.store(ticket(), Ordering::SeqCst);
+                    if let Some(running) = document.running {
+                        running.cancel();
+                    }
+                }
                 publish_raw(sender, &p.text_document.uri, None, vec![]);
             }
         }
@@ -373,13 +446,14 @@ fn check_in_background(documents: &mut Documents, uri: &lsp::Uri, done: &Sender<
     std::thread::spawn(move || {
         let options = Options {
             timeout: std::time::Duration::from_secs(20),
-            cancel: Some(cancel),
+            cancel: Some(cancel.clone()),
             ..Options::default()
         };
         let outcome = crate::check_source(source, &options);
         let _ = done.send(Checked {
             uri,
             generation,
+            cancel,
             outcome,
         });
     });
@@ -473,13 +547,16 @@ fn diagnostic(uri: &lsp::Uri, source: &Source, f: &Finding) -> lsp::Diagnostic {
     }
 }
 
-/// A span in the protocol's positions: 0-based lines, UTF-16 columns.
+/// A span in the protocol's positions: 0-based lines, UTF-16 columns of
+/// the text as the editor has it (a byte-order mark, which [`Source`]
+/// drops, still counts on the first line).
 fn range(source: &Source, span: Span) -> lsp::Range {
     let at = |offset: usize| {
         let p = source.position(offset);
+        let bom = usize::from(source.had_bom() && p.line == 1);
         lsp::Position {
             line: u32::try_from(p.line.saturating_sub(1)).unwrap_or(u32::MAX),
-            character: u32::try_from(p.column_utf16.saturating_sub(1)).unwrap_or(u32::MAX),
+            character: u32::try_from(p.column_utf16 - 1 + bom).unwrap_or(u32::MAX),
         }
     };
     lsp::Range {
@@ -488,14 +565,21 @@ fn range(source: &Source, span: Span) -> lsp::Range {
     }
 }
 
-/// The byte offset of a protocol position in `text` (clamped to the text).
-fn offset_of(text: &str, position: lsp::Position) -> usize {
+/// The byte offset in `source`'s text of a protocol position in the
+/// editor's text (clamped to the text); the inverse of [`range`].
+fn offset_of(source: &Source, position: lsp::Position) -> usize {
+    let text = source.text();
+    let mut character = position.character as usize;
+    if source.had_bom() && position.line == 0 {
+        character = character.saturating_sub(1);
+    }
     let mut offset = 0;
+    // Lines as the editor counts them: `Source` has made a lone CR a LF.
     for (n, line) in text.split_inclusive('\n').enumerate() {
         if n == position.line as usize {
             let mut units = 0;
             for (k, c) in line.char_indices() {
-                if units >= position.character as usize || c == '\n' {
+                if units >= character || c == '\n' || c == '\r' {
                     return offset + k;
                 }
                 units += c.len_utf16();
@@ -689,7 +773,8 @@ fn word_at(text: &str, offset: usize) -> Option<(&str, Span)> {
 
 fn hover(document: Option<&Document>, position: lsp::Position) -> Option<lsp::Hover> {
     let document = document?;
-    let offset = offset_of(&document.text, position);
+    let source = Source::new("document.dl", document.text.clone());
+    let offset = offset_of(&source, position);
     // A claim checked on save: its verdict.
     if let Some(claim) = document
         .checked
@@ -708,7 +793,7 @@ fn hover(document: Option<&Document>, position: lsp::Position) -> Option<lsp::Ho
         return Some(markdown(text));
     }
     let (program, source) = program_of(document)?;
-    let (word, _) = word_at(&document.text, offset)?;
+    let (word, _) = word_at(source.text(), offset)?;
     if let Some(range) = index_range(&program, word, offset) {
         return Some(markdown(range));
     }
@@ -829,7 +914,7 @@ fn markdown(value: String) -> lsp::Hover {
 fn definition(document: Option<&Document>, position: lsp::Position) -> Option<lsp::Range> {
     let document = document?;
     let (program, source) = program_of(document)?;
-    let (word, _) = word_at(&document.text, offset_of(&document.text, position))?;
+    let (word, _) = word_at(source.text(), offset_of(&source, position))?;
     let found = declarations(&program, &source)
         .into_iter()
         .find(|d| d.name == word)?;

@@ -15,6 +15,9 @@ pub struct Source {
     /// Where each line starts, found on first use: a position is then a
     /// search, not a scan of the text before it.
     line_starts: Arc<std::sync::OnceLock<Vec<usize>>>,
+    /// The file began with a byte-order mark, dropped from `text`: an
+    /// editor still counts it on the first line.
+    bom: bool,
 }
 
 impl Source {
@@ -22,6 +25,7 @@ impl Source {
     /// kept it would shift every column of the first line.
     pub fn new(name: impl Into<String>, text: impl Into<String>) -> Self {
         let text = text.into();
+        let bom = text.starts_with('\u{FEFF}');
         let text = match text.strip_prefix('\u{FEFF}') {
             Some(rest) => rest.to_string(),
             None => text,
@@ -46,6 +50,7 @@ impl Source {
             name: Arc::from(name.into()),
             text: Arc::from(text),
             line_starts: Arc::default(),
+            bom,
         }
     }
 
@@ -55,6 +60,11 @@ impl Source {
 
     pub fn text(&self) -> &str {
         &self.text
+    }
+
+    /// Whether the file began with a byte-order mark (not in [`Source::text`]).
+    pub fn had_bom(&self) -> bool {
+        self.bom
     }
 
     /// The text as miette wants it, named so that reports say which file.

@@ -457,3 +457,104 @@ fn a_cancelled_check_decides_nothing() {
         );
     }
 }
+
+#[test]
+fn a_second_check_or_a_reopened_document_shows_no_stale_findings() {
+    let mut client = Client::start();
+    // Slow enough in a debug build that the second save comes mid-check.
+    let slow = REFUTED.replace("dim N = 6", "dim N = 3000");
+    client.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": URI, "languageId": "dl", "version": 1, "text": slow } }),
+    );
+    client.diagnostics(URI, <[Value]>::is_empty);
+    for _ in 0..2 {
+        client.notify(
+            "textDocument/didSave",
+            json!({ "textDocument": { "uri": URI } }),
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let list = client.diagnostics(URI, |l| !l.is_empty());
+    assert!(
+        list.iter().all(|d| d["code"] != "dl::claim::undecided"),
+        "a cancelled check was published: {list:#?}"
+    );
+    assert!(
+        list.iter().any(|d| d["code"] == "dl::claim::refuted"),
+        "{list:#?}"
+    );
+    // Saved, closed and reopened with other text: nothing of the old
+    // text's check may come for the new one.
+    client.notify(
+        "textDocument/didSave",
+        json!({ "textDocument": { "uri": URI } }),
+    );
+    client.notify(
+        "textDocument/didClose",
+        json!({ "textDocument": { "uri": URI } }),
+    );
+    client.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": URI, "languageId": "dl", "version": 1, "text": FIXED } }),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    while let Ok(m) = client.incoming.try_recv() {
+        client.pending.push(m);
+    }
+    let last = client
+        .pending
+        .iter()
+        .rev()
+        .find(|m| m["method"] == "textDocument/publishDiagnostics")
+        .cloned()
+        .unwrap();
+    assert_eq!(last["params"]["diagnostics"], json!([]), "{last}");
+    client.shut_down();
+}
+
+#[test]
+fn positions_count_a_byte_order_mark_and_lone_carriage_returns() {
+    let mut client = Client::start();
+    // A BOM is one UTF-16 unit of the editor's first line.
+    let text = "\u{feff}exercise \"t\" oops\n";
+    client.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": URI, "languageId": "dl", "version": 1, "text": text } }),
+    );
+    let list = client.diagnostics(URI, |l| !l.is_empty());
+    assert_eq!(
+        list[0]["range"]["start"],
+        json!({ "line": 0, "character": 14 }),
+        "{list:#?}"
+    );
+    // Lines ended by a lone CR: hover and definition still find names.
+    client.change(URI, 2, &FIXED.replace('\n', "\r"));
+    client.diagnostics(URI, <[Value]>::is_empty);
+    let def = client.request(
+        "textDocument/definition",
+        json!({ "textDocument": { "uri": URI }, "position": { "line": 3, "character": 12 } }),
+    );
+    assert_eq!(def["result"]["range"]["start"]["line"], 1, "{def}");
+    client.shut_down();
+}
+
+#[test]
+fn an_oversized_message_is_refused_and_the_next_one_read() {
+    let mut client = Client::start();
+    let size = 65 << 20;
+    write!(client.stdin, "Content-Length: {size}\r\n\r\n").unwrap();
+    let chunk = vec![b'x'; 1 << 20];
+    for _ in 0..65 {
+        client.stdin.write_all(&chunk).unwrap();
+    }
+    client.stdin.flush().unwrap();
+    let refused = client.wait(|m| m["error"]["code"] == -32600);
+    assert!(refused["id"].is_null(), "{refused}");
+    let reply = client.request(
+        "textDocument/documentSymbol",
+        json!({ "textDocument": { "uri": URI } }),
+    );
+    assert!(reply["result"].is_array(), "{reply}");
+    client.shut_down();
+}

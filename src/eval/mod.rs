@@ -601,6 +601,11 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
     /// named `names` (the first `slots` ranging over the grid's axes).
     /// Points are independent, so they are evaluated on every core, in
     /// chunks that each keep a frame.
+    ///
+    /// Only for plain number types under the default branch policy: a
+    /// recording type (`Rev`) keeps its tape per thread, and a policy that
+    /// numbers branch points (`Flips`, `FollowTangents`) needs them met in
+    /// evaluation order.
     pub fn body_everywhere(
         &self,
         body: &Body,
@@ -612,6 +617,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
         T: Send + Sync,
     {
         use rayon::prelude::*;
+        debug_assert!(matches!(self.kinks.policy, BranchPolicy::Default));
         const CHUNK: usize = 1024;
         let n = usize::try_from(grid.len().unwrap_or(0)).unwrap_or(0);
         let starts: Vec<usize> = (0..n).step_by(CHUNK).collect();

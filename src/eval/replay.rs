@@ -1,6 +1,6 @@
 //! Replays: a recorded evaluation of L ([`super::record`]) compiled to a
 //! flat program over registers and run at other values of the inputs and
-//! params, [`LANES`] points at a time.
+//! params, many points at a time (a row of points per register).
 //!
 //! The recording holds the operations the evaluator carried out and every
 //! decision it took on the values (a branch, a domain check, a kink test,
@@ -27,9 +27,9 @@ use super::double_double::Real;
 use super::reverse::{CONSTANT_BIT, Entry, Op, Recorded, TapeReal, Test, apply_op};
 use super::scalar::Scalar;
 
-/// Points a run evaluates at once: the interpretation of a step is shared
-/// by the lanes, and the arithmetic of a lane is a short loop the compiler
-/// vectorizes.
+/// Points a cone's run evaluates at once, and the fewest a whole run is
+/// split into ([`Replay::width_for`]): below this many points, reading a
+/// step costs more than computing it.
 pub const LANES: usize = 8;
 
 /// A register, or a constant with `CONSTANT_BIT`.
@@ -211,6 +211,9 @@ pub struct Replay<B> {
     /// The input elements the program loads: (tensor, row-major offset).
     inputs: Vec<(usize, usize)>,
     output: Src,
+    /// The recording folded constants by operations other number types
+    /// round otherwise (see [`Replay::lanes_match_evaluator`]).
+    folded: bool,
 }
 
 /// The cones of some input elements (see [`Replay::cones`]).
@@ -306,6 +309,7 @@ impl<B: TapeReal> Replay<B> {
         if tape.unguarded {
             return None;
         }
+        let folded = tape.folded;
         drop(tape.values);
         let entries = tape.entries;
         let len = entries.len();
@@ -507,6 +511,7 @@ impl<B: TapeReal> Replay<B> {
             constants: tape.constants,
             inputs,
             output,
+            folded,
         })
     }
 
@@ -536,8 +541,8 @@ impl<B: TapeReal> Replay<B> {
         out
     }
 
-    /// L at up to [`LANES`] points in one run, `input(lane, tensor,
-    /// offset)` giving each input element's value (rounded to `B` here).
+    /// L at `lanes` points in one run, `input(lane, tensor, offset)`
+    /// giving each input element's value (rounded to `B` here).
     pub fn run_with(
         &self,
         lanes: usize,
@@ -571,6 +576,15 @@ impl<B: TapeReal> Replay<B> {
     /// [`Replay::inputs`].
     fn run_inputs(&self, width: usize, fill: impl Fn(u32, &mut [B])) -> Vec<Option<B>> {
         self.run_lanes_by_input(width, |c| c, fill)
+    }
+
+    /// Whether a run over another number type ([`Replay::run_lanes`])
+    /// computes what the evaluator computes over it: not where the
+    /// recording folded constants by a division, a power or a function,
+    /// which that type may round otherwise (num-dual divides as
+    /// `a · (1/b)`); the constant is `B`'s.
+    pub fn lanes_match_evaluator(&self) -> bool {
+        !self.folded
     }
 
     /// A run whose lanes hold another number type `V` (a hyper-dual

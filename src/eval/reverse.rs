@@ -109,6 +109,12 @@ pub struct Tape<B> {
     /// guards (two cases that hold at once, compared): a replay could not
     /// tell where it decides otherwise.
     pub(super) unguarded: bool,
+    /// An operation on constants alone other than `+`, `−`, `×` was folded
+    /// into a constant in `B`: a number type whose such operations round
+    /// otherwise (num-dual divides as `a · (1/b)`) would not get the same
+    /// constant, so a replay over it is not the evaluator's (see
+    /// [`super::replay::Replay::run_lanes`]).
+    pub(super) folded: bool,
     /// Whether a recording holds the tape (see [`Recording`]).
     busy: bool,
     /// More operations were recorded than indices allow: the recording is void.
@@ -123,6 +129,7 @@ impl<B> Tape<B> {
             constants: Vec::new(),
             guards: Vec::new(),
             unguarded: false,
+            folded: false,
             busy: false,
             overflowed: false,
         }
@@ -134,6 +141,7 @@ impl<B> Tape<B> {
         self.constants = Vec::new();
         self.guards = Vec::new();
         self.unguarded = false;
+        self.folded = false;
         self.overflowed = false;
     }
 
@@ -191,6 +199,9 @@ impl<B: TapeReal> Rev<B> {
     /// A new entry; a constant where it reads no recorded number.
     fn push(value: B, op: Op, a: Self, b: Self) -> Self {
         if a.node == CONSTANT && b.node == CONSTANT {
+            if !matches!(op, Op::Add | Op::Sub | Op::Mul | Op::Neg) {
+                B::with_tape(|tape| tape.folded = true);
+            }
             return Self::constant_of(value);
         }
         let node = B::with_tape(|tape| {

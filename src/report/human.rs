@@ -53,7 +53,14 @@ pub fn render(files: &[FileOutcome], options: HumanOptions) -> String {
 fn wrap(text: &str, width: usize) -> String {
     let mut out = String::with_capacity(text.len());
     for line in text.lines() {
-        let drawn = line.contains(['│', '╭', '╰', '·']);
+        // miette's gutter: a line number or nothing, then `│`, `·`, `╭`
+        // or `╰` (a `·` elsewhere is prose: `64·ε·n·S`).
+        let gutter = line
+            .trim_start()
+            .trim_start_matches(|c: char| c.is_ascii_digit())
+            .trim_start()
+            .starts_with(['│', '╭', '╰', '·']);
+        let drawn = gutter;
         if drawn || textwrap::core::display_width(line) <= width {
             out.push_str(line);
             out.push('\n');
@@ -683,6 +690,9 @@ mod tests {
         }
         assert_eq!(lines[lines.len() - 2], snippet);
         assert_eq!(lines[lines.len() - 1], "short");
+        // A `·` in prose is no snippet's gutter.
+        let prose = format!("  grad w  line 3  FAIL: {} 64·ε·n·S", "word ".repeat(20));
+        assert!(wrap(&prose, 60).lines().count() > 1);
         // Colour codes take no columns.
         let painted = paint("FAIL", RED, true);
         assert_eq!(textwrap::core::display_width(&painted), 4);

@@ -29,7 +29,6 @@ impl FileOutcome {
         }
     }
 
-    /// A file that could not be read or parsed: no claims, one diagnostic.
     /// A file that parses and passes analysis, with no claim checked.
     pub fn analyzed(source: Source, exercise: Option<String>) -> Self {
         Self {
@@ -43,6 +42,7 @@ impl FileOutcome {
         }
     }
 
+    /// A file that could not be read or parsed: no claims, one diagnostic.
     pub fn unreadable(path: String, source: Option<Source>, diagnostic: miette::Report) -> Self {
         Self {
             path,

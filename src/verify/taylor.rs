@@ -954,7 +954,8 @@ fn second_orders(
     jacobian: &Jacobian,
     directions: &[Vec<f64>],
 ) -> Result<Vec<SecondOrder>, Box<EvalError>> {
-    let replayed: Vec<Option<Lane<HyperDual64>>> = match f64::replay(cx) {
+    let replay = f64::replay(cx).filter(|r| r.lanes_match_evaluator());
+    let replayed: Vec<Option<Lane<HyperDual64>>> = match replay {
         Some(replay) => {
             let offsets = offsets_in_u(cx, &jacobian.layout);
             let flat = cx.flat_values();
