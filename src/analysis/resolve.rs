@@ -1324,10 +1324,22 @@ impl Resolver {
             unguarded
         };
         if chosen.is_empty() {
+            // A fix in the file's own names: its first dim and tensor.
+            let upper = self
+                .program()
+                .dims
+                .first()
+                .map_or_else(|| "3".to_string(), |d| d.name.clone());
+            let tensor = self
+                .program()
+                .tensors
+                .iter()
+                .find(|t| t.axes.len() == 1)
+                .map_or_else(|| "x".to_string(), |t| t.name.clone());
             self.error(AnalysisError::UninferableRange {
                 name: name.to_string(),
                 help: format!(
-                    "index a tensor with `{name}` (as in `x[{name}]`), or give the range: `({name} in 1..=N)`"
+                    "index a tensor with `{name}` (as in `{tensor}[{name}]`), or give the range: `sum({name} in 1..={upper})` in a reduction, `for {name} in 1..={upper}` after a definition"
                 ),
                 span: span.into(),
             });
