@@ -1158,6 +1158,18 @@ impl Resolver {
                     });
                     return None;
                 }
+                // `g` takes the layer's shape; a layer that failed to
+                // resolve has been reported, and reading `g` is no second
+                // error.
+                if t_.origin == Origin::Incoming
+                    && self
+                        .program()
+                        .defs
+                        .iter()
+                        .any(|d| d.kind == DefKind::Layer && d.axes.len() != d.rank)
+                {
+                    return None;
+                }
                 t_.axes.clone()
             }
             Symbol::Def(d) => {
