@@ -89,7 +89,14 @@ fn read_messages(input: &mut impl BufRead, to_server: &Sender<Message>, replies:
         let mut line = Vec::new();
         loop {
             line.clear();
-            match input.read_until(b'\n', &mut line) {
+            // A line is read up to a bound: garbage without a newline is
+            // taken in pieces, never all at once.
+            let read = std::io::BufRead::read_until(
+                &mut std::io::Read::take(&mut *input, MAX_HEADER as u64),
+                b'\n',
+                &mut line,
+            );
+            match read {
                 // The client is gone: as if it had said `exit`.
                 Ok(0) | Err(_) => {
                     let _ = to_server.send(exit());
@@ -98,21 +105,34 @@ fn read_messages(input: &mut impl BufRead, to_server: &Sender<Message>, replies:
                 Ok(_) => {}
             }
             // A header is ASCII; a stray byte in one is no reason to stop.
-            let header = String::from_utf8_lossy(&line);
+            let header = String::from_utf8_lossy(&line).to_ascii_lowercase();
             let header = header.trim_end();
-            if header.is_empty() {
+            if header.is_empty() && length.is_some() {
                 break;
             }
-            if let Some((name, value)) = header.split_once(':')
-                && name.trim().eq_ignore_ascii_case("content-length")
-            {
-                length = value.trim().parse().ok();
+            // Anywhere in the line: after a frame that could not be read
+            // (no length, or a length short of its body), the rest of it
+            // runs into the next frame's header, which is found again so.
+            if let Some(at) = header.rfind("content-length:") {
+                length = header
+                    .get(at + "content-length:".len()..)
+                    .and_then(|v| v.trim().parse().ok());
             }
         }
         let Some(length) = length else {
             continue;
         };
         if length > MAX_MESSAGE {
+            if length > 4 * MAX_MESSAGE {
+                // Not a length to read past: the next header is looked
+                // for instead.
+                let _ = replies.send(error(
+                    Value::Null,
+                    -32600,
+                    format!("a message length of {length} bytes cannot be right"),
+                ));
+                continue;
+            }
             // Read past it, so that the next message's header is read as one.
             let mut body = std::io::Read::take(&mut *input, length as u64);
             let skipped = std::io::copy(&mut body, &mut std::io::sink());
@@ -151,6 +171,8 @@ fn read_messages(input: &mut impl BufRead, to_server: &Sender<Message>, replies:
 
 /// The largest message read: a 10 MB paste fits, a runaway header does not.
 const MAX_MESSAGE: usize = 64 << 20;
+/// The longest header line read at once.
+const MAX_HEADER: usize = 1 << 16;
 
 /// Open documents by URI (as text: `lsp::Uri` hashes by a cached value).
 type Documents = HashMap<String, Document>;
@@ -196,7 +218,14 @@ fn analyst(jobs: crossbeam_channel::Receiver<Job>, results: Sender<Analysed>) {
                 continue;
             }
             let source = Source::new(name_of(&job.uri), job.text);
-            let outcome = crate::analyze_source(source.clone());
+            // One text the analysis cannot take must not end analysis for
+            // every document.
+            let analysed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                crate::analyze_source(source.clone())
+            }));
+            let Ok(outcome) = analysed else {
+                continue;
+            };
             if current() {
                 let diagnostics = findings(&outcome)
                     .iter()
@@ -269,7 +298,7 @@ pub fn serve(connection: Connection) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let (done_tx, done_rx) = crossbeam_channel::unbounded::<Checked>();
     let (jobs, queue) = crossbeam_channel::unbounded::<Job>();
-    let (analysed_tx, analysed_rx) = crossbeam_channel::unbounded::<Analysed>();
+    let (analysed_tx, mut analysed_rx) = crossbeam_channel::unbounded::<Analysed>();
     std::thread::spawn(move || analyst(queue, analysed_tx));
     let mut documents: Documents = HashMap::new();
     loop {
@@ -298,7 +327,11 @@ pub fn serve(connection: Connection) -> Result<(), String> {
                 }
             }
             recv(analysed_rx) -> analysed => {
-                let Ok(analysed) = analysed else { continue };
+                let Ok(analysed) = analysed else {
+                    // The analysis thread is gone: no spinning on it.
+                    analysed_rx = crossbeam_channel::never();
+                    continue;
+                };
                 let Some(document) = documents.get(analysed.uri.as_str()) else { continue };
                 if document.generation.load(Ordering::SeqCst) == analysed.generation
                     && document.checked_at != Some(analysed.generation)
@@ -371,6 +404,13 @@ fn notified(
                 return;
             };
             let uri = p.text_document.uri;
+            // Opened again without a close: the old text's work is stale.
+            if let Some(old) = documents.get_mut(uri.as_str()) {
+                old.generation.store(ticket(), Ordering::SeqCst);
+                if let Some(running) = old.running.take() {
+                    running.cancel();
+                }
+            }
             documents.insert(
                 uri.as_str().to_string(),
                 Document {
@@ -772,7 +812,7 @@ fn word_at(text: &str, offset: usize) -> Option<(&str, Span)> {
 }
 
 fn hover(document: Option<&Document>, position: lsp::Position) -> Option<lsp::Hover> {
-    let document = document?;
+    let document = document.filter(|d| d.text.len() <= LARGEST_NAVIGATED)?;
     let source = Source::new("document.dl", document.text.clone());
     let offset = offset_of(&source, position);
     // A claim checked on save: its verdict.

@@ -371,6 +371,12 @@ fn garbage_and_thousands_of_edits_do_not_stop_it() {
         .stdin
         .write_all(b"Content-Type: nothing\r\n\r\n")
         .unwrap();
+    // A length that is not a number: its body runs into the next frame's
+    // header, which is found again.
+    client
+        .stdin
+        .write_all(b"Content-Length: abc\r\n\r\n{\"jsonrpc\":\"2.0\",\"method\":\"x\"}")
+        .unwrap();
     // A method it does not serve.
     let reply = client.request("textDocument/rename", json!({}));
     assert_eq!(reply["error"]["code"], -32601, "{reply}");

@@ -118,6 +118,8 @@ struct Resolver {
     /// The errors so far, to say each once: a set, as a spec pasted many
     /// times over can have tens of thousands.
     said: std::collections::HashSet<String>,
+    /// Random tensors whose declaration failed to resolve.
+    failed_randoms: Vec<TensorId>,
     /// Definitions resolved so far; a def may read only these.
     defined: Vec<bool>,
     layer_seen: bool,
@@ -829,6 +831,14 @@ impl Resolver {
         }
     }
 
+    /// The spec's first dim, for a suggested range (`3` where it has none).
+    fn first_dim_name(&self) -> String {
+        self.program()
+            .dims
+            .first()
+            .map_or_else(|| "3".to_string(), |d| d.name.clone())
+    }
+
     fn wrong_index_count(
         &self,
         name: &str,
@@ -1140,6 +1150,9 @@ impl Resolver {
                     self.error(AnalysisError::IncomingInForward { span: span.into() });
                     return None;
                 }
+                if t_.origin == Origin::Random && self.failed_randoms.contains(&t) {
+                    return None;
+                }
                 if t_.origin == Origin::Random && !self.random_resolved(t) {
                     let definition = t_.span;
                     self.error(AnalysisError::UsedBeforeDefinition {
@@ -1279,10 +1292,11 @@ impl Resolver {
         match (lo, hi) {
             (Some(lo), Some(hi)) => Some(AxisRange { lo, hi, span }),
             _ => {
+                let upper = self.first_dim_name();
                 self.error(AnalysisError::UninferableRange {
                     name: name.to_string(),
                     help: format!(
-                        "the accesses that use `{name}` give several different bounds; state the range: `for {name} in 1..=N`"
+                        "the accesses that use `{name}` give several different bounds; state the range: `for {name} in 1..={upper}`"
                     ),
                     span: span.into(),
                 });
@@ -1337,21 +1351,17 @@ impl Resolver {
         };
         if chosen.is_empty() {
             // A fix in the file's own names: its first dim and tensor.
-            let upper = self
-                .program()
-                .dims
-                .first()
-                .map_or_else(|| "3".to_string(), |d| d.name.clone());
-            let tensor = self
+            let upper = self.first_dim_name();
+            let example = self
                 .program()
                 .tensors
                 .iter()
                 .find(|t| t.axes.len() == 1)
-                .map_or_else(|| "x".to_string(), |t| t.name.clone());
+                .map_or_else(String::new, |t| format!(" (as in `{}[{name}]`)", t.name));
             self.error(AnalysisError::UninferableRange {
                 name: name.to_string(),
                 help: format!(
-                    "index a tensor with `{name}` (as in `{tensor}[{name}]`), or give the range: `sum({name} in 1..={upper})` in a reduction, `for {name} in 1..={upper}` after a definition"
+                    "index a tensor with `{name}`{example}, or give the range: `sum({name} in 1..={upper})` in a reduction, `for {name} in 1..={upper}` after a definition"
                 ),
                 span: span.into(),
             });

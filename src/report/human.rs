@@ -55,12 +55,14 @@ fn wrap(text: &str, width: usize) -> String {
     for line in text.lines() {
         // miette's gutter: a line number or nothing, then `│`, `·`, `╭`
         // or `╰` (a `·` elsewhere is prose: `64·ε·n·S`).
-        let gutter = line
-            .trim_start()
-            .trim_start_matches(|c: char| c.is_ascii_digit())
-            .trim_start()
-            .starts_with(['│', '╭', '╰', '·']);
-        let drawn = gutter;
+        let text = line.trim_start();
+        let after_number = text.trim_start_matches(|c: char| c.is_ascii_digit());
+        let drawn = if after_number.len() == text.len() {
+            text.starts_with(['│', '╭', '╰', '·'])
+        } else {
+            after_number.starts_with(' ')
+                && after_number.trim_start().starts_with(['│', '╭', '╰', '·'])
+        };
         if drawn || textwrap::core::display_width(line) <= width {
             out.push_str(line);
             out.push('\n');
@@ -692,6 +694,8 @@ mod tests {
         assert_eq!(lines[lines.len() - 1], "short");
         // A `·` in prose is no snippet's gutter.
         let prose = format!("  grad w  line 3  FAIL: {} 64·ε·n·S", "word ".repeat(20));
+        assert!(wrap(&prose, 60).lines().count() > 1);
+        let prose = format!("      64·ε·n·S is the bound {}", "word ".repeat(20));
         assert!(wrap(&prose, 60).lines().count() > 1);
         // Colour codes take no columns.
         let painted = paint("FAIL", RED, true);

@@ -54,6 +54,8 @@ impl Resolver {
         let failed = distribution.is_none() || self.errors.len() > errors_before;
         let axes = self.lhs_axes(&random.indices, &random.ranges, &lhs, &scope, failed);
         let (Some(distribution), false) = (distribution, axes.len() != random.indices.len()) else {
+            // Reported already: its reads are no second error.
+            self.failed_randoms.push(id);
             return;
         };
         if let Some(p) = self.program_mut() {
