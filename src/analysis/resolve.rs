@@ -120,6 +120,10 @@ struct Resolver {
     said: std::collections::HashSet<String>,
     /// Random tensors whose declaration failed to resolve.
     failed_randoms: Vec<TensorId>,
+    /// The spec declared a `g` of its own, reported as reserved: what it
+    /// meant by `g` is not the incoming gradient, and its uses are no
+    /// further errors.
+    g_declared: bool,
     /// Definitions resolved so far; a def may read only these.
     defined: Vec<bool>,
     layer_seen: bool,
@@ -304,6 +308,7 @@ impl Resolver {
                             self.error(AnalysisError::ReservedIncoming {
                                 span: t.name.span.into(),
                             });
+                            self.g_declared = true;
                             continue;
                         }
                         self.declare_tensor(
@@ -643,6 +648,7 @@ impl Resolver {
         let incoming_read = body.as_ref().and_then(|b| self.first_incoming_read(b));
         let reads_incoming = incoming_read.is_some();
         if kind != DefKind::Let
+            && !self.g_declared
             && let Some(span) = incoming_read
         {
             self.error(AnalysisError::IncomingInForward { span: span.into() });
@@ -780,6 +786,8 @@ impl Resolver {
             {
                 t
             }
+            // `grad g` where the spec's own `g` was refused as reserved.
+            Symbol::Tensor(_) if self.g_declared && grad.target.node == "g" => return,
             other => {
                 let what = what(other, self.program());
                 self.error(AnalysisError::GradTarget {
@@ -1147,7 +1155,9 @@ impl Resolver {
             Symbol::Tensor(t) => {
                 let t_ = self.program().tensors.get(t.0)?;
                 if t_.origin == Origin::Incoming && self.in_output {
-                    self.error(AnalysisError::IncomingInForward { span: span.into() });
+                    if !self.g_declared {
+                        self.error(AnalysisError::IncomingInForward { span: span.into() });
+                    }
                     return None;
                 }
                 if t_.origin == Origin::Random && self.failed_randoms.contains(&t) {
