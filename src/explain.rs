@@ -820,8 +820,9 @@ grad a = sum(i) g[i] * x[i] / N
         title: "`--dim` names a size the spec does not declare",
         text: "`--dim NAME=VALUE` sets the default of a dim declared in the spec. Names are \
               case-sensitive: `--dim n=...` does not set `dim N`.\n\n\
-              Use a size the spec declares; the help line lists them. When several files \
-              are checked, each must declare the size.",
+              Use a size the spec declares; the help line suggests the one meant (`--dim \
+              N=6` for `--dim n=6`) or lists them. When several files are checked, each \
+              must declare the size.",
         wrong: r#"# dlverify layer.dl --dim n=6
 dim N = 4
 input x[N]

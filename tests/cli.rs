@@ -844,3 +844,12 @@ fn colour_follows_no_color_and_clicolor_force() {
     assert!(!colours(&[("CLICOLOR_FORCE", "0")]));
     assert!(!colours(&[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")]));
 }
+
+#[test]
+fn a_dim_in_the_wrong_case_is_suggested_in_the_right_one() {
+    let (code, stdout, _) = run(&[A3, "--dim", "n=6", "--format", "short"]);
+    assert_eq!(code, 2, "{stdout}");
+    let (_, json) = run_json(&[A3, "--dim", "n=6"]);
+    let help = json["files"][0]["diagnostics"][0]["help"].as_str().unwrap();
+    assert_eq!(help, "did you mean `--dim N=6`?");
+}

@@ -1520,7 +1520,14 @@ fn fresh_name(name: &str, scope: &Scope) -> String {
 
 /// The closest known name, if one is close enough to be a likely typo.
 pub(crate) fn suggest<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> Option<String> {
+    let known: Vec<&str> = known.collect();
+    // The same name in another case (`--dim n=6` for `dim N`) first:
+    // similarity scores see nothing alike in one-letter names.
+    if let Some(k) = known.iter().find(|k| k.eq_ignore_ascii_case(name)) {
+        return Some((*k).to_string());
+    }
     known
+        .into_iter()
         .map(|k| (strsim::jaro_winkler(name, k), k))
         .filter(|(score, _)| *score > 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0))
