@@ -120,6 +120,9 @@ struct Resolver {
     said: std::collections::HashSet<String>,
     /// Random tensors whose declaration failed to resolve.
     failed_randoms: Vec<TensorId>,
+    /// Names declared twice (reported): a use that fits the second
+    /// declaration but not the first is no second error.
+    declared_twice: Vec<String>,
     /// The spec declared a `g` of its own, reported as reserved: what it
     /// meant by `g` is not the incoming gradient, and its uses are no
     /// further errors.
@@ -236,6 +239,7 @@ impl Resolver {
                 span: name.span.into(),
                 previous: previous.span.into(),
             });
+            self.declared_twice.push(name.node.clone());
             return false;
         }
         self.globals.insert(
@@ -809,7 +813,7 @@ impl Resolver {
             .last()
             .map_or(grad.target.span, |i| grad.target.span.to(i.span));
         if grad.indices.len() != rank {
-            self.error(self.wrong_index_count(
+            self.index_count_error(self.wrong_index_count(
                 &grad.target.node,
                 rank,
                 grad.indices.len(),
@@ -845,6 +849,17 @@ impl Resolver {
             .dims
             .first()
             .map_or_else(|| "3".to_string(), |d| d.name.clone())
+    }
+
+    /// A wrong index count, unless the name was declared twice: which
+    /// declaration the use meant is not known.
+    fn index_count_error(&mut self, e: AnalysisError) {
+        if let AnalysisError::WrongIndexCount { name, .. } = &e
+            && self.declared_twice.contains(name)
+        {
+            return;
+        }
+        self.error(e);
     }
 
     fn wrong_index_count(
@@ -1223,7 +1238,7 @@ impl Resolver {
                 return None;
             }
             Symbol::Dim(_) | Symbol::Hyper(_) => {
-                self.error(self.wrong_index_count(
+                self.index_count_error(self.wrong_index_count(
                     &tensor.node,
                     0,
                     indices.len(),
@@ -1234,7 +1249,7 @@ impl Resolver {
             }
         };
         if axes.len() != indices.len() {
-            self.error(self.wrong_index_count(
+            self.index_count_error(self.wrong_index_count(
                 &tensor.node,
                 axes.len(),
                 indices.len(),
