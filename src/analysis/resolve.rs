@@ -695,6 +695,9 @@ impl Resolver {
         let mut axes = vec![];
         for (var, ident) in lhs.iter().zip(indices) {
             let explicit = ranges.iter().find(|r| r.index.node == ident.node);
+            // An index named twice was reported (`repeated_index`): no
+            // access can bound the one shadowed, which is no second error.
+            let repeated = indices.iter().filter(|i| i.node == ident.node).count() > 1;
             let axis = match explicit {
                 Some(binding) => {
                     let lo = self.dims_affine(&binding.range.lo, "a range end");
@@ -705,7 +708,7 @@ impl Resolver {
                         span: binding.range.span,
                     })
                 }
-                None if body_failed => None,
+                None if body_failed || repeated => None,
                 None => self.infer_axis(&ident.node, *var, ident.span, scope),
             };
             axes.extend(axis);
