@@ -644,8 +644,7 @@ grad w[i,j] = g[i] * x[j]
         text: "Each axis of a definition needs its own index variable. `y[i, i]` would \
               define only the diagonal of a square tensor, and leave the rest undefined.\n\n\
               Use distinct indices (`y[i, j]`), or define a tensor with fewer axes (`y[i] \
-              = w[i, i]` for the diagonal). The range of a repeated index cannot be \
-              inferred either, so it may be reported as well.",
+              = w[i, i]` for the diagonal).",
         wrong: r#"dim N = 4
 input w[N, N]
 param a
