@@ -433,7 +433,9 @@ pub enum AnalysisError {
     #[error("`{name}` is {what}, not a value")]
     #[diagnostic(
         code(dl::analysis::not_a_value),
-        help("only dims, hypers, tensors and lets have values")
+        help(
+            "only dims, hypers, tensors and lets have values; two update rules are compared with `claim A == B over 10 steps`"
+        )
     )]
     NotAValue {
         name: String,
