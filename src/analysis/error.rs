@@ -231,15 +231,13 @@ pub enum AnalysisError {
 
     /// Returned when a value that must be a constant depends on data: `hyper c = x[1]`.
     #[error("{what} must be a constant expression")]
-    #[diagnostic(
-        code(dl::analysis::not_constant),
-        help("use numbers, dims and earlier hypers only")
-    )]
+    #[diagnostic(code(dl::analysis::not_constant), help("{help}"))]
     NotConstant {
         what: &'static str,
         #[label("depends on {depends}")]
         span: SourceSpan,
         depends: String,
+        help: &'static str,
     },
 
     /// Returned when a value constraint admits no value: `input x in (2, 1)`.

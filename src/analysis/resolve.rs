@@ -599,6 +599,7 @@ impl Resolver {
                     what,
                     span: e.span.into(),
                     depends: "a value that is not finite".to_string(),
+                    help: NUMBER_ONLY,
                 });
                 None
             }
@@ -607,6 +608,7 @@ impl Resolver {
                     what,
                     span: depends.span.into(),
                     depends: depends.node,
+                    help: NUMBER_ONLY,
                 });
                 None
             }
@@ -622,6 +624,7 @@ impl Resolver {
                 what,
                 span: e.span.into(),
                 depends: "an index variable".to_string(),
+                help: DIMS_ONLY,
             });
             return None;
         }
@@ -1077,6 +1080,7 @@ impl Resolver {
                 what: "a hyper",
                 span: span.into(),
                 depends: "a reduction over an index".to_string(),
+                help: HYPER_PARTS,
             });
             return None;
         }
@@ -1165,6 +1169,7 @@ impl Resolver {
                 what: "a hyper",
                 span: span.into(),
                 depends: format!("`{}`", tensor.node),
+                help: HYPER_PARTS,
             });
             return None;
         }
@@ -1495,6 +1500,11 @@ impl Resolver {
         found
     }
 }
+
+/// Helps of `not_constant`, by what must be constant.
+const NUMBER_ONLY: &str = "a given value or a bound is a number, such as `0.5` or `-1e-3`: dims and hypers are not allowed here";
+const DIMS_ONLY: &str = "a size or a range end is built from numbers and dims only";
+const HYPER_PARTS: &str = "a hyper is built from numbers, dims and earlier hypers only";
 
 static EMPTY_PROGRAM: Program = Program {
     exercise: None,
