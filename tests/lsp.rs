@@ -445,22 +445,28 @@ fn garbage_and_thousands_of_edits_do_not_stop_it() {
 
 #[test]
 fn a_cancelled_check_decides_nothing() {
-    let spec = std::fs::read_to_string("specs/a3_recurrent_sequence.dl").unwrap();
-    let cancel = dlverify::eval::Cancel::default();
-    cancel.cancel();
-    let options = dlverify::verify::Options {
-        cancel: Some(cancel),
-        ..Default::default()
-    };
-    let outcome = dlverify::check_source(dlverify::source::Source::new("a3.dl", spec), &options);
-    assert!(!outcome.claims.is_empty());
-    for claim in &outcome.claims {
-        assert_eq!(
-            claim.status(),
-            dlverify::verify::outcome::ClaimStatus::Error,
-            "{}",
-            claim.head
-        );
+    // A layer's gradient, and sampled moments (A4).
+    for path in [
+        "specs/a3_recurrent_sequence.dl",
+        "specs/a4_gradient_quantization.dl",
+    ] {
+        let spec = std::fs::read_to_string(path).unwrap();
+        let cancel = dlverify::eval::Cancel::default();
+        cancel.cancel();
+        let options = dlverify::verify::Options {
+            cancel: Some(cancel),
+            ..Default::default()
+        };
+        let outcome = dlverify::check_source(dlverify::source::Source::new(path, spec), &options);
+        assert!(!outcome.claims.is_empty());
+        for claim in &outcome.claims {
+            assert_eq!(
+                claim.status(),
+                dlverify::verify::outcome::ClaimStatus::Error,
+                "{path}: {}",
+                claim.head
+            );
+        }
     }
 }
 

@@ -165,6 +165,12 @@ impl<'p> Instance<'p> {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = deadline;
     }
 
+    /// What stops this instance's work from elsewhere, for work done away
+    /// from it (sampling on other threads).
+    pub fn cancel_token(&self) -> Option<Cancel> {
+        self.cancel.clone()
+    }
+
     /// Stops its work when `cancel` is cancelled.
     pub fn with_cancel(mut self, cancel: Option<Cancel>) -> Self {
         self.cancel = cancel;

@@ -212,6 +212,7 @@ impl<'c> Search<'_, 'c> {
                 stochastic: &self.stochastic,
                 samples: self.cx.options.samples,
                 deadline: self.cx.instance.deadline(),
+                cancel: self.cx.instance.cancel_token(),
                 log_term: self.log_term,
             },
             z: self.z,

@@ -129,6 +129,8 @@ pub struct MomentEngine<'e, 'a> {
     pub stochastic: &'e [bool],
     pub samples: u64,
     pub deadline: Option<Deadline>,
+    /// Stops the sampling as the deadline does (the language server's next edit).
+    pub cancel: Option<crate::eval::Cancel>,
     /// ln(2m/α) for the m tests of the claim: the L of the rare-event term.
     pub log_term: f64,
 }
@@ -221,10 +223,13 @@ impl MomentEngine<'_, '_> {
         let samples = self.samples.max(2);
         let chunks = samples.div_ceil(CHUNK);
         let deadline = self.deadline;
+        let cancel = self.cancel.as_ref();
         let results: Vec<ChunkResult> = (0..chunks)
             .into_par_iter()
             .map(|chunk| {
-                if deadline.is_some_and(|d| std::time::Instant::now() >= d.at) {
+                if deadline.is_some_and(|d| std::time::Instant::now() >= d.at)
+                    || cancel.is_some_and(crate::eval::Cancel::is_cancelled)
+                {
                     return ChunkResult::OutOfTime;
                 }
                 let len = CHUNK.min(samples - chunk * CHUNK);
@@ -1375,6 +1380,7 @@ impl ClaimCheck for HoldsCheck<'_> {
                 stochastic: &stochastic,
                 samples: cx.options.samples,
                 deadline: cx.instance.deadline(),
+                cancel: cx.instance.cancel_token(),
                 log_term: log_term(tests),
             },
             z,
