@@ -565,17 +565,7 @@ impl<B: TapeReal> Replay<B> {
         width: usize,
         fill: impl Fn((usize, usize), &mut [B]),
     ) -> Vec<Option<B>> {
-        self.run_inputs(width, |input, row| {
-            if let Some(&at) = self.inputs.get(input as usize) {
-                fill(at, row);
-            }
-        })
-    }
-
-    /// [`Replay::run_rows`] with inputs named by their index in
-    /// [`Replay::inputs`].
-    fn run_inputs(&self, width: usize, fill: impl Fn(u32, &mut [B])) -> Vec<Option<B>> {
-        self.run_lanes_by_input(width, |c| c, fill)
+        self.run_lanes(width, |c| c, fill)
     }
 
     /// Whether a run over another number type ([`Replay::run_lanes`])
@@ -606,6 +596,8 @@ impl<B: TapeReal> Replay<B> {
         })
     }
 
+    /// [`Replay::run_lanes`] with inputs named by their index in
+    /// [`Replay::inputs`].
     fn run_lanes_by_input<V: Real>(
         &self,
         width: usize,
@@ -636,20 +628,16 @@ impl<B: TapeReal> Replay<B> {
                     let b = if op.is_binary() { b } else { Arg::Scalar(zero) };
                     apply_rows(op, row, a, b);
                 }
-                Step::Order { a, b, expected } => {
+                guard @ Step::Order { a, b, .. } => {
                     let (a, b) = (
                         read(&regs, width, a, constant),
                         read(&regs, width, b, constant),
                     );
-                    for (l, ok) in valid.iter_mut().enumerate() {
-                        *ok &= a.at(l).value().partial_cmp(&b.at(l).value()) == expected;
-                    }
+                    check(guard, |l| a.at(l).value(), |l| b.at(l).value(), &mut valid);
                 }
-                Step::Finite { a, expected } => {
+                guard @ Step::Finite { a, .. } => {
                     let a = read(&regs, width, a, constant);
-                    for (l, ok) in valid.iter_mut().enumerate() {
-                        *ok &= a.at(l).value().is_finite() == expected;
-                    }
+                    check(guard, |l| a.at(l).value(), |l| a.at(l).value(), &mut valid);
                 }
             }
         }
@@ -826,15 +814,19 @@ impl<B: TapeReal> Replay<B> {
             return vec![None; lanes];
         };
         if cone.whole {
-            return self.run_inputs(lanes, |input, row| {
-                if Some(input) == cone.input {
-                    for (slot, &v) in row.iter_mut().zip(moved) {
-                        *slot = B::of(v);
+            return self.run_lanes_by_input(
+                lanes,
+                |c| c,
+                |input, row| {
+                    if Some(input) == cone.input {
+                        for (slot, &v) in row.iter_mut().zip(moved) {
+                            *slot = B::of(v);
+                        }
+                    } else {
+                        row.fill(cones.inputs.get(input as usize).copied().unwrap_or(zero));
                     }
-                } else {
-                    row.fill(cones.inputs.get(input as usize).copied().unwrap_or(zero));
-                }
-            });
+                },
+            );
         }
         let mut valid = [false; LANES];
         valid[..lanes].fill(true);
@@ -858,12 +850,18 @@ impl<B: TapeReal> Replay<B> {
                 Step::Load { .. } => {
                     std::array::from_fn(|l| B::of(moved.get(l).copied().unwrap_or(f64::NAN)))
                 }
-                Step::Op { op, .. } => lanes_of(op, &fetch(&vals, pa), &fetch(&vals, pb)),
+                Step::Op { op, .. } => {
+                    let (a, b) = (fetch(&vals, pa), fetch(&vals, pb));
+                    let mut out = [zero; LANES];
+                    apply_rows(op, &mut out, Arg::Row(&a), Arg::Row(&b));
+                    out
+                }
                 guard @ (Step::Order { .. } | Step::Finite { .. }) => {
+                    let (a, b) = (fetch(&vals, pa), fetch(&vals, pb));
                     check(
                         guard,
-                        &fetch(&vals, pa),
-                        &fetch(&vals, pb),
+                        |l| a[l].value(),
+                        |l| b[l].value(),
                         &mut valid[..lanes],
                     );
                     [zero; LANES]
@@ -889,34 +887,16 @@ impl<B: TapeReal> Replay<B> {
 }
 
 /// Marks the lanes where a guard's test comes out otherwise than it did
-/// when recorded (`a`, `b`: its operands' values on every lane).
+/// when recorded (`a(l)`, `b(l)`: its operands' values on lane `l`).
 #[inline(always)]
-fn check<B: Real>(guard: Step, a: &[B; LANES], b: &[B; LANES], valid: &mut [bool]) {
+fn check(guard: Step, a: impl Fn(usize) -> f64, b: impl Fn(usize) -> f64, valid: &mut [bool]) {
     for (l, ok) in valid.iter_mut().enumerate() {
         let same = match guard {
-            Step::Order { expected, .. } => a[l].value().partial_cmp(&b[l].value()) == expected,
-            Step::Finite { expected, .. } => a[l].value().is_finite() == expected,
+            Step::Order { expected, .. } => a(l).partial_cmp(&b(l)) == expected,
+            Step::Finite { expected, .. } => a(l).is_finite() == expected,
             _ => true,
         };
         *ok &= same;
-    }
-}
-
-/// One operation on every lane; the match is outside the loops, so each
-/// loop is straight arithmetic.
-#[inline]
-fn lanes_of<B: Real>(op: Op, a: &[B; LANES], b: &[B; LANES]) -> [B; LANES] {
-    #[inline]
-    fn each<B: Copy>(f: impl Fn(usize) -> B) -> [B; LANES] {
-        std::array::from_fn(f)
-    }
-    match op {
-        Op::Add => each(|l| a[l] + b[l]),
-        Op::Sub => each(|l| a[l] - b[l]),
-        Op::Mul => each(|l| a[l] * b[l]),
-        Op::Div => each(|l| a[l] / b[l]),
-        Op::Neg => each(|l| -a[l]),
-        _ => each(|l| apply_op(op, a[l], b[l])),
     }
 }
 

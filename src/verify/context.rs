@@ -284,17 +284,10 @@ impl<'a> SizeContext<'a> {
         e: usize,
         moved: &[f64],
     ) -> Vec<Result<f64, Box<EvalError>>> {
-        let (tensor, element) = elements.get(e).copied().unwrap_or((usize::MAX, 0));
+        let input = self.moved_point(elements, e, moved);
         let Some(cones) = cones else {
             // No cones: whole replays.
-            let flat = &self.flat;
-            return self.losses::<T>(moved.len(), |point, k, p| {
-                if (k, p) == (tensor, element) {
-                    moved[point]
-                } else {
-                    value_at(flat, k, p)
-                }
-            });
+            return self.losses::<T>(moved.len(), input);
         };
         let replayed: Vec<Option<T>> = match T::replay(self) {
             Some(replay) => moved
@@ -303,20 +296,28 @@ impl<'a> SizeContext<'a> {
                 .collect(),
             None => vec![None; moved.len()],
         };
-        replayed
-            .into_iter()
-            .zip(moved)
-            .map(|(r, &v)| match r {
-                Some(l) => Ok(l.value()),
-                None => self.evaluate::<T>(|k, p| {
-                    if (k, p) == (tensor, element) {
-                        v
-                    } else {
-                        value_at(&self.flat, k, p)
-                    }
-                }),
-            })
-            .collect()
+        self.or_evaluated(replayed, |points, at, row| {
+            fill_from(&input, points, at, row)
+        })
+    }
+
+    /// Point `point` of [`SizeContext::moved_losses`]: element `e` of
+    /// `elements` at `moved[point]`, every other value as drawn.
+    fn moved_point<'s>(
+        &'s self,
+        elements: &[(usize, usize)],
+        e: usize,
+        moved: &'s [f64],
+    ) -> impl Fn(usize, usize, usize) -> f64 + Sync + 's {
+        let (tensor, element) = elements.get(e).copied().unwrap_or((usize::MAX, 0));
+        let flat = &self.flat;
+        move |point, k, p| {
+            if (k, p) == (tensor, element) {
+                moved.get(point).copied().unwrap_or(f64::NAN)
+            } else {
+                value_at(flat, k, p)
+            }
+        }
     }
 
     /// [`SizeContext::moved_losses`] in f64 and f32 at once; where neither
@@ -334,15 +335,7 @@ impl<'a> SizeContext<'a> {
                 self.moved_losses(cones32, elements, e, moved),
             ];
         }
-        let (tensor, element) = elements.get(e).copied().unwrap_or((usize::MAX, 0));
-        let flat = &self.flat;
-        self.losses_in_both(moved.len(), |point, k, p| {
-            if (k, p) == (tensor, element) {
-                moved[point]
-            } else {
-                value_at(flat, k, p)
-            }
-        })
+        self.losses_in_both(moved.len(), self.moved_point(elements, e, moved))
     }
 
     /// Every tensor's drawn values, row-major: for building points on

@@ -219,7 +219,7 @@ impl TaylorCheck<'_> {
             self.runs.extend(memo.runs.iter().cloned());
             return Ok(());
         }
-        let jacobian = self.jacobian(cx)?;
+        let jacobian = self.jacobian(cx, key.0.clone())?;
         self.note_sources(&jacobian.sources);
         let total: usize = jacobian.layout.iter().map(|(_, n)| n).sum();
         if total == 0 {
@@ -317,12 +317,17 @@ impl TaylorCheck<'_> {
             .collect()
     }
 
-    /// J at this size: each tensor's last `grad` claim above this one, else autodiff.
-    fn jacobian(&self, cx: &SizeContext<'_>) -> Result<Jacobian, String> {
+    /// J at this size: each tensor's last `grad` claim above this one, else
+    /// autodiff; `sources` says which, as [`TaylorCheck::sources`] gives it.
+    fn jacobian(
+        &self,
+        cx: &SizeContext<'_>,
+        sources: Vec<JacobianSource>,
+    ) -> Result<Jacobian, String> {
         let mut jacobian = Jacobian {
             flat: vec![],
             layout: vec![],
-            sources: self.sources(cx),
+            sources,
         };
         for (k, tensor) in self.program.tensors.iter().enumerate() {
             if !tensor.is_differentiable() {
