@@ -858,7 +858,8 @@ claim E[q[i]] == p[i]
     Explanation {
         code: "dl::analysis::unknown_function",
         title: "an unknown function is called",
-        text: "The functions are `exp log sqrt abs tanh sigmoid relu softplus sin cos`, and \
+        text: "The functions are `exp log sqrt abs tanh sigmoid relu softplus sin cos`, \
+              `atan asin acos sinh cosh log1p expm1 erf`, and \
               `min(a, b)`, `max(a, b)`, `pow(x, y)`. The help line suggests the closest \
               name.\n\n\
               Use one of them, or write the function out: `1 / (1 + exp(-x))` is \
@@ -1553,6 +1554,23 @@ param a
 hyper big = 1e300
 loss L = min(big, sum(i) a * x[i])
 grad a = sum(i) x[i]
+"#,
+    },
+    Explanation {
+        code: "dl::parse::one_index_reduction",
+        title: "`max` or `min` is given several indices",
+        text: "`sum`, `prod` and `mean` reduce over several indices at once: `sum(i, j) \
+              w[i, j]` is `sum(i) sum(j) w[i, j]`. `max` and `min` take one, because \
+              `max(a, b)` is also the larger of two values, and `max(a, b) - c` must stay \
+              that.\n\n\
+              Nest the reductions, one index each.",
+        wrong: r#"dim n = 3, m = 2
+input w[n, m]
+loss L = max(i, j) w[i, j]
+"#,
+        right: r#"dim n = 3, m = 2
+input w[n, m]
+loss L = max(i) max(j) w[i, j]
 "#,
     },
     Explanation {

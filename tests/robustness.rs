@@ -1187,6 +1187,14 @@ fn expr() -> impl Strategy<Value = Tokens> {
                     "softplus(",
                     "sin(",
                     "cos(",
+                    "atan(",
+                    "asin(",
+                    "acos(",
+                    "sinh(",
+                    "cosh(",
+                    "log1p(",
+                    "expm1(",
+                    "erf(",
                 ]),
                 inner.clone()
             )
@@ -1204,7 +1212,11 @@ fn expr() -> impl Strategy<Value = Tokens> {
                     "max(k)",
                     "min(k)",
                     "sum(k in 1..=N)",
-                    "sum(k in 5..=1)"
+                    "sum(k in 5..=1)",
+                    "mean(k)",
+                    "mean(k in 3..=2)",
+                    "sum(i, k)",
+                    "prod(k, i in 1..=2)",
                 ]),
                 inner.clone()
             )

@@ -790,7 +790,7 @@ fn the_word_lists_are_the_pest_grammars() {
     );
     assert_eq!(
         pest_words("reduce_op"),
-        names(&[&["sum", "prod", "max", "min"]])
+        names(&[&["sum", "prod", "mean", "max", "min"]])
     );
 }
 

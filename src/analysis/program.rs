@@ -560,10 +560,18 @@ pub enum Function {
     Min,
     Max,
     Pow,
+    Atan,
+    Asin,
+    Acos,
+    Sinh,
+    Cosh,
+    Log1p,
+    Expm1,
+    Erf,
 }
 
 impl Function {
-    pub const ALL: [Function; 13] = [
+    pub const ALL: [Function; 21] = [
         Function::Exp,
         Function::Log,
         Function::Sqrt,
@@ -577,6 +585,14 @@ impl Function {
         Function::Min,
         Function::Max,
         Function::Pow,
+        Function::Atan,
+        Function::Asin,
+        Function::Acos,
+        Function::Sinh,
+        Function::Cosh,
+        Function::Log1p,
+        Function::Expm1,
+        Function::Erf,
     ];
 
     pub fn name(self) -> &'static str {
@@ -594,6 +610,14 @@ impl Function {
             Function::Min => "min",
             Function::Max => "max",
             Function::Pow => "pow",
+            Function::Atan => "atan",
+            Function::Asin => "asin",
+            Function::Acos => "acos",
+            Function::Sinh => "sinh",
+            Function::Cosh => "cosh",
+            Function::Log1p => "log1p",
+            Function::Expm1 => "expm1",
+            Function::Erf => "erf",
         }
     }
 

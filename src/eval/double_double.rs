@@ -11,7 +11,7 @@
 
 use std::ops::{Add, AddAssign, Div, Mul, Neg, Sub};
 
-use super::scalar::Scalar;
+use super::scalar::{Scalar, Smooth, erf_f32, erf_f64};
 
 /// Unit roundoff of double-double arithmetic (2⁻¹⁰⁴), for error bounds.
 pub const DD_EPSILON: f64 = 4.930380657631324e-32;
@@ -70,7 +70,20 @@ impl Dd {
         }
     }
 
-    fn renormalized(hi: f64, lo: f64) -> Dd {
+    /// One of the functions of [`Smooth`] (see `dd_special.rs`).
+    pub fn smooth(self, f: Smooth) -> Dd {
+        match f {
+            Smooth::Atan => self.atan(),
+            Smooth::Asin => self.asin(),
+            Smooth::Acos => self.acos(),
+            Smooth::Sinh => self.sinh(),
+            Smooth::Cosh => self.cosh(),
+            Smooth::ExpM1 => self.exp_m1(),
+            Smooth::Erf => self.erf(),
+        }
+    }
+
+    pub(crate) fn renormalized(hi: f64, lo: f64) -> Dd {
         // A signed zero stays as f64 arithmetic leaves it (-0 · x, -0 + -0):
         // relu, abs and ties at 0 take their branch by it, and double-double
         // must take the branch f64 takes.
@@ -372,6 +385,9 @@ impl Scalar for Dd {
     fn powi(self, k: i32) -> Self {
         Dd::powi(self, k)
     }
+    fn smooth(self, f: Smooth) -> Self {
+        Dd::smooth(self, f)
+    }
 }
 
 /// What a dual number is built over: f64 or double-double, with the
@@ -399,14 +415,70 @@ pub trait Real:
     fn recip(self) -> Self {
         Self::of(1.0) / self
     }
+    /// One of the functions of [`Smooth`].
+    fn smooth(self, f: Smooth) -> Self;
+    /// The constant `hi + lo`: double-double keeps both parts, every other
+    /// type rounds to `hi`.
+    fn of_pair(hi: f64, _lo: f64) -> Self {
+        Self::of(hi)
+    }
+}
+
+/// 2/√π to double-double precision (erf's slope at 0).
+const FRAC_2_SQRT_PI: (f64, f64) = (std::f64::consts::FRAC_2_SQRT_PI, 1.533_545_961_316_588e-17);
+
+/// The derivative of a [`Smooth`] function at `x`: reverse mode's partial
+/// and a dual number's chain rule alike.
+pub fn smooth_slope<B: Real>(f: Smooth, x: B) -> B {
+    let one = B::of(1.0);
+    match f {
+        Smooth::Atan => one / (one + x * x),
+        // (1 − x)(1 + x) rather than 1 − x², which loses digits near ±1.
+        Smooth::Asin => one / ((one - x) * (one + x)).sqrt(),
+        Smooth::Acos => -(one / ((one - x) * (one + x)).sqrt()),
+        Smooth::Sinh => x.smooth(Smooth::Cosh),
+        Smooth::Cosh => x.smooth(Smooth::Sinh),
+        Smooth::ExpM1 => x.exp(),
+        Smooth::Erf => B::of_pair(FRAC_2_SQRT_PI.0, FRAC_2_SQRT_PI.1) * (-(x * x)).exp(),
+    }
+}
+
+/// The [`Smooth`] functions in f64: the standard library's, and
+/// [`erf_f64`]; num-dual's f64 computes the same.
+fn smooth_f64(x: f64, f: Smooth) -> f64 {
+    match f {
+        Smooth::Atan => x.atan(),
+        Smooth::Asin => x.asin(),
+        Smooth::Acos => x.acos(),
+        Smooth::Sinh => x.sinh(),
+        Smooth::Cosh => x.cosh(),
+        Smooth::ExpM1 => x.exp_m1(),
+        Smooth::Erf => erf_f64(x),
+    }
+}
+
+/// The [`Smooth`] functions in f32, as num-dual's f32 computes them.
+fn smooth_f32(x: f32, f: Smooth) -> f32 {
+    match f {
+        Smooth::Atan => x.atan(),
+        Smooth::Asin => x.asin(),
+        Smooth::Acos => x.acos(),
+        Smooth::Sinh => x.sinh(),
+        Smooth::Cosh => x.cosh(),
+        Smooth::ExpM1 => x.exp_m1(),
+        Smooth::Erf => erf_f32(x),
+    }
 }
 
 /// `Real` for a type whose inherent methods have the trait's names.
 macro_rules! forward_real {
-    ($t:ty, $of:path, $value:path, $powi:path) => {
+    ($t:ty, $of:path, $pair:path, $value:path, $powi:path, $smooth:path) => {
         impl Real for $t {
             fn of(v: f64) -> Self {
                 $of(v)
+            }
+            fn of_pair(hi: f64, lo: f64) -> Self {
+                $pair(hi, lo)
             }
             fn value(self) -> f64 {
                 $value(self)
@@ -435,18 +507,47 @@ macro_rules! forward_real {
             fn abs(self) -> Self {
                 <$t>::abs(self)
             }
+            fn smooth(self, f: Smooth) -> Self {
+                $smooth(self, f)
+            }
         }
     };
 }
 
-forward_real!(Dd, Dd::from_f64, Dd::to_f64, Dd::powi);
+forward_real!(
+    Dd,
+    Dd::from_f64,
+    Dd::renormalized,
+    Dd::to_f64,
+    Dd::powi,
+    Dd::smooth
+);
 forward_real!(
     f64,
     std::convert::identity,
+    f64_of_pair,
     std::convert::identity,
-    powi_by_squaring
+    powi_by_squaring,
+    smooth_f64
 );
-forward_real!(f32, f32_of, f64::from, powi_by_squaring);
+forward_real!(
+    f32,
+    f32_of,
+    f32_of_pair,
+    f64::from,
+    powi_by_squaring,
+    smooth_f32
+);
+
+/// `hi + lo` in f64: `hi`, the f64 nearest.
+fn f64_of_pair(hi: f64, _lo: f64) -> f64 {
+    hi
+}
+
+/// `hi + lo` in f32, as `Scalar::constant` rounds `hi`.
+fn f32_of_pair(hi: f64, _lo: f64) -> f32 {
+    f32_of(hi)
+}
 
 /// `x^k` by repeated squaring, multiplication for multiplication the
 /// algorithm of `f64::powi` and `f32::powi` (compiler-builtins'
@@ -661,6 +762,9 @@ impl<B: Real, const N: usize> Scalar for Dual<B, N> {
             return Self::constant(B::of(1.0));
         }
         self.chain(self.re.powi(k), self.re.powi(k - 1) * B::of(f64::from(k)))
+    }
+    fn smooth(self, f: Smooth) -> Self {
+        self.chain(self.re.smooth(f), smooth_slope(f, self.re))
     }
 }
 

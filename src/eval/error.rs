@@ -102,11 +102,11 @@ pub enum EvalError {
         span: SourceSpan,
     },
 
-    /// Returned when `max` or `min` runs over an empty range.
+    /// Returned when `max`, `min` or `mean` runs over an empty range.
     #[error("`{op}` over an empty range at {at}")]
     #[diagnostic(
         code(dl::eval::empty_reduction),
-        help("`max` and `min` need at least one element; check the range")
+        help("`max`, `min` and `mean` need at least one element; check the range")
     )]
     EmptyReduction {
         op: String,

@@ -3,6 +3,7 @@
 //! Errors: `dl::eval::*`.
 
 mod autodiff;
+mod dd_special;
 pub mod distribution;
 pub mod double_double;
 mod error;
@@ -10,7 +11,7 @@ mod grid;
 pub mod random;
 pub mod replay;
 mod reverse;
-mod scalar;
+pub(crate) mod scalar;
 pub mod tape;
 mod values;
 
@@ -23,7 +24,7 @@ pub use autodiff::{
 pub use error::EvalError;
 pub use grid::Grid;
 pub use reverse::{Recorded, ReverseGradient, TapeReal, gradient_of, record, reverse_gradient};
-pub use scalar::Scalar;
+pub use scalar::{Scalar, Smooth};
 pub use values::{draw_values, stream_seed};
 
 use std::cmp::Ordering::{Equal, Greater, Less};
@@ -900,7 +901,8 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
 
     /// Where a function's argument is a drawn input or param, the
     /// declaration that keeps it in the domain: `declare it as `param t > 0``.
-    fn constraint_to_add(&self, arg: &Node) -> Option<String> {
+    fn constraint_to_add(&self, arg: &Node, function: Function) -> Option<String> {
+        let constraint = domain_constraint(function);
         let NodeKind::Tensor { id, .. } = &arg.node else {
             return None;
         };
@@ -924,7 +926,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             format!("[{}]", shape.join(", "))
         };
         Some(format!(
-            "declare it as `{role} {}{shape} > 0` so that its draws stay in the domain",
+            "declare it as `{role} {}{shape}{constraint}` so that its draws stay in the domain",
             tensor.name
         ))
     }
@@ -973,16 +975,25 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
                     x
                 });
             }
+            // Infinite slopes, as at a kink: the derivative is not a number.
             Function::Sqrt if is_zero(&x) => self.kink(),
+            Function::Asin | Function::Acos
+                if x.order(&T::one()) == Some(Equal) || x.order(&-T::one()) == Some(Equal) =>
+            {
+                self.kink();
+            }
             _ => {}
         }
         apply(function, x, y).ok_or_else(|| {
             let what = domain_help(function).unwrap_or("outside its domain");
             let fix = args
                 .first()
-                .and_then(|a| self.constraint_to_add(a))
+                .and_then(|a| self.constraint_to_add(a, function))
                 .unwrap_or_else(|| {
-                    "constrain the values that reach it (e.g. `param s > 0`)".to_string()
+                    format!(
+                        "constrain the values that reach it (e.g. `param s{}`)",
+                        domain_constraint(function)
+                    )
                 });
             self.domain(
                 node,
@@ -1005,6 +1016,8 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
     ) -> Result<T, Box<EvalError>> {
         let (lo, hi) = self.reduce_range(range, frame);
         let mut acc: Option<T> = None;
+        // A mean is its sum, divided once at the end.
+        let summing = matches!(op, ReduceOp::Sum | ReduceOp::Mean);
         let mut sum: Cascade<T> = Cascade::default();
         for k in lo..=hi {
             if (k - lo) as usize % (CLOCK_STRIDE * 16) == CLOCK_STRIDE * 16 - 1 {
@@ -1014,14 +1027,14 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
                 *slot = k;
             }
             let v = self.node(body, frame)?;
-            if op == ReduceOp::Sum {
+            if summing {
                 sum.push(v, |a, b| Ok::<T, ()>(a + b)).ok();
                 continue;
             }
             acc = Some(match (acc, op) {
                 (None, _) => v,
                 // Sums take the cascade above; this arm is for completeness.
-                (Some(a), ReduceOp::Sum) => a + v,
+                (Some(a), ReduceOp::Sum | ReduceOp::Mean) => a + v,
                 (Some(a), ReduceOp::Prod) => a * v,
                 (Some(a), ReduceOp::Max | ReduceOp::Min) if v.order(&a) == Some(Equal) => {
                     if self.branch(a.tangents(), v.tangents(), op == ReduceOp::Max) {
@@ -1049,18 +1062,22 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
         if let Some(slot) = frame.env.get_mut(var.0) {
             *slot = UNBOUND;
         }
-        if op == ReduceOp::Sum {
+        if summing {
             acc = sum.finish(|a, b| Ok::<T, ()>(a + b)).ok().flatten();
         }
         match (acc, op) {
+            #[allow(clippy::cast_precision_loss)]
+            (Some(v), ReduceOp::Mean) => Ok(v / T::constant((hi - lo + 1) as f64)),
             (Some(v), _) => Ok(v),
             (None, ReduceOp::Sum) => Ok(T::zero()),
             (None, ReduceOp::Prod) => Ok(T::one()),
-            (None, ReduceOp::Max | ReduceOp::Min) => Err(Box::new(EvalError::EmptyReduction {
-                op: if op == ReduceOp::Max { "max" } else { "min" }.to_string(),
-                at: self.at(frame),
-                span: node.span.into(),
-            })),
+            (None, ReduceOp::Max | ReduceOp::Min | ReduceOp::Mean) => {
+                Err(Box::new(EvalError::EmptyReduction {
+                    op: reduce_name(op).to_string(),
+                    at: self.at(frame),
+                    span: node.span.into(),
+                }))
+            }
         }
     }
 
@@ -1350,7 +1367,50 @@ fn apply<T: Scalar>(function: Function, x: T, y: T) -> Option<T> {
             }
             (y * x.ln()).exp()
         }
+        Function::Log1p => {
+            if matches!(x.order(&T::constant(-1.0)), Some(Less | Equal)) {
+                return None;
+            }
+            x.ln_1p()
+        }
+        Function::Asin | Function::Acos => {
+            if x.order(&T::constant(1.0)) == Some(Greater)
+                || x.order(&T::constant(-1.0)) == Some(Less)
+            {
+                return None;
+            }
+            x.smooth(if function == Function::Asin {
+                Smooth::Asin
+            } else {
+                Smooth::Acos
+            })
+        }
+        Function::Atan => x.smooth(Smooth::Atan),
+        Function::Sinh => x.smooth(Smooth::Sinh),
+        Function::Cosh => x.smooth(Smooth::Cosh),
+        Function::Expm1 => x.smooth(Smooth::ExpM1),
+        Function::Erf => x.smooth(Smooth::Erf),
     })
+}
+
+/// A reduction's name as the spec writes it.
+fn reduce_name(op: ReduceOp) -> &'static str {
+    match op {
+        ReduceOp::Sum => "sum",
+        ReduceOp::Prod => "prod",
+        ReduceOp::Mean => "mean",
+        ReduceOp::Max => "max",
+        ReduceOp::Min => "min",
+    }
+}
+
+/// A declaration's constraint that keeps draws in a function's domain.
+fn domain_constraint(function: Function) -> &'static str {
+    match function {
+        Function::Asin | Function::Acos => " in (-1, 1)",
+        Function::Log1p => " > -1",
+        _ => " > 0",
+    }
 }
 
 /// What a function's domain asks of its argument, as its error's help
@@ -1360,6 +1420,9 @@ fn domain_help(function: Function) -> Option<&'static str> {
         Function::Log => Some("log needs a positive argument"),
         Function::Sqrt => Some("sqrt needs a non-negative argument"),
         Function::Pow => Some("pow(x, y) needs x > 0; write x^k with a whole k for other bases"),
+        Function::Log1p => Some("log1p needs an argument above -1"),
+        Function::Asin => Some("asin needs an argument in [-1, 1]"),
+        Function::Acos => Some("acos needs an argument in [-1, 1]"),
         _ => None,
     }
 }

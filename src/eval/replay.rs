@@ -25,7 +25,7 @@ use ndarray::ArrayD;
 
 use super::double_double::Real;
 use super::reverse::{CONSTANT_BIT, Entry, Op, Recorded, TapeReal, Test, apply_op};
-use super::scalar::Scalar;
+use super::scalar::{Scalar, Smooth};
 
 /// Points a cone's run evaluates at once, and the fewest a whole run is
 /// split into ([`Replay::width_for`]): below this many points, reading a
@@ -77,7 +77,7 @@ const FINITE: u8 = 2;
 /// Operations are numbered from here, in the order of [`OPS`].
 const FIRST_OP: u8 = 3;
 /// The operations a step can carry (`Powi`'s exponent is in `b`).
-const OPS: [Op; 15] = [
+const OPS: [Op; 22] = [
     Op::Add,
     Op::Sub,
     Op::Mul,
@@ -93,6 +93,13 @@ const OPS: [Op; 15] = [
     Op::Cos,
     Op::Recip,
     Op::Powi(0),
+    Op::Smooth(Smooth::Atan),
+    Op::Smooth(Smooth::Asin),
+    Op::Smooth(Smooth::Acos),
+    Op::Smooth(Smooth::Sinh),
+    Op::Smooth(Smooth::Cosh),
+    Op::Smooth(Smooth::ExpM1),
+    Op::Smooth(Smooth::Erf),
 ];
 
 /// Where `op` is in [`OPS`].
@@ -113,6 +120,7 @@ fn op_index(op: Op) -> usize {
         Op::Cos => 12,
         Op::Recip => 13,
         Op::Powi(_) => 14,
+        Op::Smooth(f) => 15 + f as usize,
     }
 }
 
@@ -146,7 +154,7 @@ impl Packed {
             Step::Op { op, a, b, out } => {
                 let (index, b) = match op {
                     #[allow(clippy::cast_sign_loss)]
-                    Op::Powi(k) => (OPS.len() - 1, k as u32),
+                    Op::Powi(k) => (op_index(op), k as u32),
                     _ => (op_index(op), b),
                 };
                 Self {
@@ -939,6 +947,9 @@ impl<S: Scalar + std::fmt::Debug> Real for Lane<S> {
     }
     fn recip(self) -> Self {
         Lane(self.0.recip())
+    }
+    fn smooth(self, f: Smooth) -> Self {
+        Lane(self.0.smooth(f))
     }
 }
 

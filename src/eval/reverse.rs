@@ -19,7 +19,8 @@ use std::ops::{Add, AddAssign, Div, Mul, Neg, Sub};
 
 use ndarray::ArrayD;
 
-use super::double_double::{Dd, Real};
+use super::double_double::{Dd, Real, smooth_slope};
+use super::scalar::Smooth;
 use super::{EvalError, Instance, KinkCount, Scalar};
 
 /// The node of a constant: it has no entry on the tape.
@@ -60,6 +61,7 @@ pub(super) enum Op {
     Cos,
     Recip,
     Powi(i32),
+    Smooth(Smooth),
 }
 
 /// An operation and its operands: entries, or constants (`CONSTANT_BIT`).
@@ -325,6 +327,7 @@ pub(super) fn apply_op<B: Real>(op: Op, a: B, b: B) -> B {
         Op::Cos => a.sin_cos().1,
         Op::Recip => a.recip(),
         Op::Powi(k) => a.powi(k),
+        Op::Smooth(f) => a.smooth(f),
     }
 }
 
@@ -369,6 +372,7 @@ fn partials<B: Real>(op: Op, a: B, b: B, value: B) -> [B; 2] {
         Op::Cos => [-a.sin_cos().0, zero],
         Op::Recip => [-(value * value), zero],
         Op::Powi(k) => [a.powi(k - 1) * B::of(f64::from(k)), zero],
+        Op::Smooth(f) => [smooth_slope(f, a), zero],
     }
 }
 
@@ -424,6 +428,9 @@ impl<B: TapeReal> Scalar for Rev<B> {
             return Self::constant_of(B::of(1.0));
         }
         self.unary(self.value.powi(k), Op::Powi(k))
+    }
+    fn smooth(self, f: Smooth) -> Self {
+        self.unary(self.value.smooth(f), Op::Smooth(f))
     }
 }
 

@@ -61,6 +61,95 @@ pub trait Scalar:
     fn cos(self) -> Self;
     fn recip(self) -> Self;
     fn powi(self, k: i32) -> Self;
+    /// One of the smooth functions of [`Smooth`].
+    fn smooth(self, f: Smooth) -> Self;
+}
+
+/// The smooth functions of one argument that the scalar types have beyond
+/// the elementary ones the evaluator needs for its own purposes: the
+/// spec's `atan`, `asin`, …, `erf`. One method for all of them keeps every
+/// number type's list in one place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Smooth {
+    Atan,
+    Asin,
+    Acos,
+    Sinh,
+    Cosh,
+    ExpM1,
+    Erf,
+}
+
+impl Smooth {
+    pub const ALL: [Smooth; 7] = [
+        Smooth::Atan,
+        Smooth::Asin,
+        Smooth::Acos,
+        Smooth::Sinh,
+        Smooth::Cosh,
+        Smooth::ExpM1,
+        Smooth::Erf,
+    ];
+}
+
+/// erf in f64 (within an ulp: FreeBSD's algorithm, as the `libm` crate
+/// has it). f32 rounds this: one definition for every f32 computation, so
+/// that a replay and the evaluator agree bit for bit.
+pub fn erf_f64(x: f64) -> f64 {
+    libm::erf(x)
+}
+
+/// erf in f32, as every f32 computation here takes it.
+#[allow(clippy::cast_possible_truncation)]
+pub fn erf_f32(x: f32) -> f32 {
+    libm::erf(<f64 as From<f32>>::from(x)) as f32
+}
+
+/// `f` at a num-dual number, by its Taylor expansion at the real part:
+/// `f(x) = Σₖ f⁽ᵏ⁾(x₀)/k! · dᵏ` with `d = x − x₀`, exact because `d` is
+/// nilpotent (`d^(NDERIV+1) = 0`). `value` is f at x₀ in the primitive
+/// type; `coefficients(x₀, k)` is f⁽ᵏ⁾(x₀)/k! for k ≥ 1, in f64.
+fn by_expansion<T: DualNum + Copy>(
+    x: T,
+    value: T::Primitive,
+    coefficients: impl Fn(f64, usize) -> f64,
+) -> T {
+    let x0 = x.re();
+    let mut result = T::from(value);
+    if T::NDERIV == 0 {
+        return result;
+    }
+    let r = x0.to_f64().unwrap_or(f64::NAN);
+    let d = x - T::from(x0);
+    let mut power = <T as num_traits::One>::one();
+    for k in 1..=T::NDERIV {
+        power = power * d;
+        let c =
+            <T::Primitive as NumCast>::from(coefficients(r, k)).unwrap_or_else(T::Primitive::nan);
+        result += power * T::from(c);
+    }
+    result
+}
+
+/// erf⁽ᵏ⁾(x)/k! for k ≥ 1: erf⁽ᵏ⁾(x) = 2/√π · e^(−x²) · (−1)^(k−1) · H_(k−1)(x),
+/// with the physicists' Hermite polynomials H₀ = 1, H₁ = 2x,
+/// H_(n+1) = 2x·H_n − 2n·H_(n−1).
+fn erf_coefficient(x: f64, k: usize) -> f64 {
+    let (mut h, mut previous) = (1.0, 0.0);
+    let mut factorial = 1.0;
+    for n in 0..k.saturating_sub(1) {
+        #[allow(clippy::cast_precision_loss)]
+        let next = 2.0 * x * h - 2.0 * n as f64 * previous;
+        previous = h;
+        h = next;
+    }
+    for i in 1..=k {
+        #[allow(clippy::cast_precision_loss)]
+        let i = i as f64;
+        factorial *= i;
+    }
+    let sign = if k % 2 == 0 { -1.0 } else { 1.0 };
+    std::f64::consts::FRAC_2_SQRT_PI * (-x * x).exp() * sign * h / factorial
 }
 
 impl<T: DualNum + Copy> Scalar for T {
@@ -144,5 +233,26 @@ impl<T: DualNum + Copy> Scalar for T {
     #[inline]
     fn powi(self, k: i32) -> Self {
         DualNum::powi(&self, k)
+    }
+
+    #[inline]
+    fn smooth(self, f: Smooth) -> Self {
+        match f {
+            Smooth::Atan => DualNum::atan(&self),
+            Smooth::Asin => DualNum::asin(&self),
+            Smooth::Acos => DualNum::acos(&self),
+            Smooth::Sinh => DualNum::sinh(&self),
+            Smooth::Cosh => DualNum::cosh(&self),
+            Smooth::ExpM1 => DualNum::exp_m1(&self),
+            Smooth::Erf => {
+                // f64's erf, rounded to an f32 primitive as `erf_f32` does.
+                let value = <T::Primitive as NumCast>::from(erf_f64(self.real()));
+                by_expansion(
+                    self,
+                    value.unwrap_or_else(T::Primitive::nan),
+                    erf_coefficient,
+                )
+            }
+        }
     }
 }

@@ -543,6 +543,27 @@ fn call_range(f: Function, x: (f64, f64), y: (f64, f64)) -> (f64, f64) {
         Function::Min => (x.0.min(y.0), x.1.min(y.1)),
         Function::Max => (x.0.max(y.0), x.1.max(y.1)),
         Function::Pow => ALL,
+        Function::Atan => increasing(f64::atan),
+        Function::Asin => increasing(|v| v.clamp(-1.0, 1.0).asin()),
+        Function::Acos => (x.1.clamp(-1.0, 1.0).acos(), x.0.clamp(-1.0, 1.0).acos()),
+        Function::Sinh => increasing(f64::sinh),
+        Function::Cosh => {
+            let (a, b) = (x.0.cosh(), x.1.cosh());
+            if x.0 <= 0.0 && x.1 >= 0.0 {
+                (1.0, a.max(b))
+            } else {
+                (a.min(b), a.max(b))
+            }
+        }
+        Function::Log1p => increasing(|v| {
+            if v <= -1.0 {
+                f64::NEG_INFINITY
+            } else {
+                v.ln_1p()
+            }
+        }),
+        Function::Expm1 => increasing(f64::exp_m1),
+        Function::Erf => increasing(libm::erf),
     }
 }
 
@@ -1144,6 +1165,7 @@ impl<'t, 'a> TapeBuilder<'t, 'a> {
             return self.fold(node, frame);
         }
         let mut acc: Option<Reg> = None;
+        let summing = matches!(op, ReduceOp::Sum | ReduceOp::Mean);
         let mut sum: Cascade<Reg> = Cascade::default();
         for k in lo..=hi {
             if (k - lo) as usize % CLOCK_STRIDE == CLOCK_STRIDE - 1 {
@@ -1153,7 +1175,7 @@ impl<'t, 'a> TapeBuilder<'t, 'a> {
                 *slot = k;
             }
             let v = self.node(body, frame)?;
-            if op == ReduceOp::Sum {
+            if summing {
                 // The evaluator's cascade, step for step.
                 sum.push(v, |a, b| self.push(Op::Add(a, b)))?;
                 continue;
@@ -1162,7 +1184,7 @@ impl<'t, 'a> TapeBuilder<'t, 'a> {
                 None => v,
                 Some(a) => self.push(match op {
                     // Sums take the cascade above; for completeness.
-                    ReduceOp::Sum => Op::Add(a, v),
+                    ReduceOp::Sum | ReduceOp::Mean => Op::Add(a, v),
                     ReduceOp::Prod => Op::Mul(a, v),
                     ReduceOp::Max => Op::ReduceMax(a, v),
                     ReduceOp::Min => Op::ReduceMin(a, v),
@@ -1172,10 +1194,19 @@ impl<'t, 'a> TapeBuilder<'t, 'a> {
         if let Some(slot) = frame.env.get_mut(var.0) {
             *slot = UNBOUND;
         }
-        if op == ReduceOp::Sum {
+        if summing {
             acc = sum.finish(|a, b| self.push(Op::Add(a, b)))?;
         }
         match acc {
+            // The evaluator's division by the count, which is never 0 here.
+            #[allow(clippy::cast_precision_loss)]
+            Some(r) if op == ReduceOp::Mean => {
+                let count = self.constant((hi - lo + 1) as f64);
+                let fault = self.fault(Fault::Fixed(EvalError::Internal {
+                    what: "a mean divided by a count of 0".to_string(),
+                }));
+                self.push(Op::Div(r, count, fault))
+            }
             Some(r) => Ok(r),
             None => self.fold(node, frame),
         }

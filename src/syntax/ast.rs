@@ -389,6 +389,8 @@ pub enum BinaryOp {
 pub enum ReduceOp {
     Sum,
     Prod,
+    /// The sum divided by the number of terms; an error over an empty range.
+    Mean,
     Max,
     Min,
 }

@@ -191,6 +191,29 @@ pub enum SyntaxError {
         values: String,
     },
 
+    /// Returned when `max` or `min` is given several indices:
+    ///
+    /// ```dl
+    /// loss L = max(i, j) w[i, j]
+    /// ```
+    #[error("`{op}` takes one index")]
+    #[diagnostic(
+        code(dl::parse::one_index_reduction),
+        help(
+            "nest them, one index each: `{op}({first}) {op}({rest}) …`; `sum`, `prod` and `mean` take several"
+        )
+    )]
+    OneIndexReduction {
+        #[source_code]
+        src: NamedSource<crate::source::SpecText>,
+        #[label("{count} indices")]
+        span: SourceSpan,
+        op: String,
+        first: String,
+        rest: String,
+        count: usize,
+    },
+
     /// Returned when the text ends, or a statement that cannot stand inside
     /// braces begins, before the `}` of an optimizer:
     ///
@@ -406,6 +429,23 @@ impl SyntaxError {
             at: at.0.into(),
             names: count(over.1, "name"),
             values: count(at.1, "value"),
+        })
+    }
+
+    /// `op` given `names` as indices, spanning `span`.
+    pub(super) fn one_index_reduction(
+        source: &Source,
+        span: Span,
+        op: &str,
+        names: &[String],
+    ) -> Box<Self> {
+        Box::new(Self::OneIndexReduction {
+            src: source.named(),
+            span: span.into(),
+            op: op.to_string(),
+            first: names.first().cloned().unwrap_or_default(),
+            rest: names.get(1).cloned().unwrap_or_default(),
+            count: names.len(),
         })
     }
 
@@ -630,6 +670,8 @@ impl Expected {
             | Rule::iverson
             | Rule::reduction
             | Rule::reduce_op
+            | Rule::reduce_op_many
+            | Rule::reduce_index
             | Rule::kw_sum
             | Rule::kw_prod
             | Rule::moment

@@ -1114,24 +1114,63 @@ impl<'s> Converter<'s> {
             .collect()
     }
 
-    /// `sum(k) term` or `sum(k in lo..=hi) term`.
+    /// `sum(k) term` or `sum(k in lo..=hi) term`; `sum(i, j) term` is
+    /// `sum(i) sum(j) term`, each reduction spanning the whole.
     fn reduction(&self, pair: Pair<'_, Rule>, depth: usize) -> Result<ExprKind> {
+        let whole = span_of(&pair);
         let mut children = self.children(pair);
-        let op_pair = children.required_rule(Rule::reduce_op)?;
+        let op_pair = match children.next_if(Rule::reduce_op_many) {
+            Some(op) => op,
+            None => children.required_rule(Rule::reduce_op)?,
+        };
         let op = match op_pair.as_str() {
             "sum" => ReduceOp::Sum,
             "prod" => ReduceOp::Prod,
+            "mean" => ReduceOp::Mean,
             "max" => ReduceOp::Max,
             "min" => ReduceOp::Min,
             _ => return Err(self.unexpected(&op_pair)),
         };
         let op = Spanned::new(op, span_of(&op_pair));
-        let index = self.decl_name(children.required_rule(Rule::decl_name)?)?;
-        let range = match children.next_if(Rule::index_range) {
-            Some(range) => Some(Box::new(self.index_range(range, depth + 1)?)),
-            None => None,
-        };
-        let body = self.term(children.required_rule(Rule::term)?, depth + 1)?;
+        let mut indices = vec![];
+        while let Some(binding) = children.next_if(Rule::reduce_index) {
+            let mut parts = self.children(binding);
+            let index = self.decl_name(parts.required_rule(Rule::decl_name)?)?;
+            let range = match parts.next_if(Rule::index_range) {
+                Some(range) => Some(Box::new(self.index_range(range, depth + 1)?)),
+                None => None,
+            };
+            indices.push((index, range));
+        }
+        if indices.len() > 1 && matches!(op.node, ReduceOp::Max | ReduceOp::Min) {
+            let names: Vec<String> = indices.iter().map(|(n, _)| n.node.clone()).collect();
+            let span = indices
+                .first()
+                .zip(indices.last())
+                .map_or(op.span, |(a, b)| a.0.span.to(b.0.span));
+            return Err(SyntaxError::one_index_reduction(
+                self.source,
+                span,
+                op_pair.as_str(),
+                &names,
+            ));
+        }
+        let mut body = self.term(children.required_rule(Rule::term)?, depth + 1)?;
+        if indices.is_empty() {
+            return Err(self.unexpected(&op_pair));
+        }
+        let (index, range) = indices.remove(0);
+        for (inner, inner_range) in indices.into_iter().rev() {
+            body = Expr::new(
+                ExprKind::Reduce {
+                    op: op.clone(),
+                    index: inner,
+                    range: inner_range,
+                    body: Box::new(body),
+                },
+                whole,
+            );
+        }
         Ok(ExprKind::Reduce {
             op,
             index,
@@ -3291,6 +3330,39 @@ claim A == B over 100 steps
                 None,
                 reduce(ReduceOp::Sum, "j", None, at("a", vec![var("i"), var("j")])),
             ),
+            "",
+        );
+        // Several indices are nested reductions, outermost first; `mean`
+        // takes them too, `max` and `min` one, so `max(a, b) - c` is a call.
+        let a_ij = at("a", vec![var("i"), var("j")]);
+        assert_same(
+            &expr("sum(i, j in 1..=n) a[i, j]"),
+            &reduce(
+                ReduceOp::Sum,
+                "i",
+                None,
+                reduce(ReduceOp::Sum, "j", Some((num(1.0), var("n"))), a_ij.clone()),
+            ),
+            "",
+        );
+        assert_same(
+            &expr("mean(i, j) a[i, j]"),
+            &reduce(
+                ReduceOp::Mean,
+                "i",
+                None,
+                reduce(ReduceOp::Mean, "j", None, a_ij),
+            ),
+            "",
+        );
+        assert_same(
+            &expr("mean(k) x[k]"),
+            &reduce(ReduceOp::Mean, "k", None, at("x", vec![var("k")])),
+            "",
+        );
+        assert_same(
+            &expr("max(a, b) - c"),
+            &sub(call("max", vec![var("a"), var("b")]), var("c")),
             "",
         );
         assert_same(
