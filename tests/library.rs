@@ -1,0 +1,226 @@
+//! The library of classic exercises (`specs/`), the students' slips kept
+//! beside it (`tests/library/`), and the authoring guide's examples
+//! (`specs/README.md`), each run through the binary at several seeds:
+//!
+//! - every spec in `specs/` comes out as expected (exit 0) at every seed;
+//! - every file in `tests/library/` has a twin in `specs/`, and each of its
+//!   claims is a planted mistake, marked `expect fail "mutant: …"`, that the
+//!   engine refutes at every seed;
+//! - every ```` ```dl ```` block of the guide is a complete spec that comes
+//!   out as expected, so the guide cannot go stale;
+//! - the guide's table lists every spec in `specs/`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+use common::{TempDir, specs_in};
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+/// The default seed and two unrelated ones, as the corpus test takes them.
+const SEEDS: [u64; 3] = [0, 7, 1234];
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs the binary with `--format json` on `path` at `seed`: the exit code
+/// and the file's claims.
+fn claims_of(path: &str, seed: u64) -> (i32, Vec<Value>) {
+    let out = Command::new(env!("CARGO_BIN_EXE_dlverify"))
+        .current_dir(root())
+        .args([path, "--seed", &seed.to_string(), "--format", "json"])
+        .output()
+        .unwrap();
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{path}: not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let claims = json["files"][0]["claims"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    (out.status.code().expect("exited"), claims)
+}
+
+/// The claims of `path` at `seed` that did not come out as expected, as
+/// `line: status`.
+fn misses(path: &str, seed: u64) -> Vec<String> {
+    let (code, claims) = claims_of(path, seed);
+    let mut missed: Vec<String> = claims
+        .iter()
+        .filter(|c| !matches!(c["status"].as_str(), Some("pass" | "expected-fail")))
+        .map(|c| format!("{path}:{} seed {seed}: {}", c["line"], c["status"]))
+        .collect();
+    if code != 0 && missed.is_empty() {
+        missed.push(format!("{path} seed {seed}: exit {code}"));
+    }
+    missed
+}
+
+fn relative(path: &Path) -> String {
+    path.strip_prefix(root())
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn every_library_spec_comes_out_as_expected_at_several_seeds() {
+    let specs = specs_in("specs");
+    assert!(specs.len() >= 25, "{} specs in specs/", specs.len());
+    let mut missed = vec![];
+    for path in &specs {
+        for seed in SEEDS {
+            missed.extend(misses(&relative(path), seed));
+        }
+    }
+    assert!(missed.is_empty(), "{}", missed.join("\n"));
+}
+
+#[test]
+fn every_planted_mistake_is_refuted_at_several_seeds() {
+    let mutants = specs_in("tests/library");
+    let (mut planted, mut missed) = (0, vec![]);
+    for path in &mutants {
+        let name = path.file_name().unwrap();
+        assert!(
+            root().join("specs").join(name).exists(),
+            "{}: no spec of that name in specs/",
+            relative(path)
+        );
+        let text = std::fs::read_to_string(path).unwrap();
+        let written = text
+            .lines()
+            .map(str::trim_start)
+            .filter(|l| {
+                ["grad ", "claim ", "check "]
+                    .iter()
+                    .any(|k| l.starts_with(k))
+            })
+            .count();
+        let marked = text.matches("expect fail \"mutant: ").count();
+        assert!(
+            written > 0 && written == marked,
+            "{}: {written} claims, {marked} marked `expect fail \"mutant: …\"`",
+            relative(path)
+        );
+        for seed in SEEDS {
+            let (code, claims) = claims_of(&relative(path), seed);
+            for c in &claims {
+                if c["status"] != "expected-fail" {
+                    missed.push(format!(
+                        "{}:{} seed {seed}: {}",
+                        relative(path),
+                        c["line"],
+                        c["status"]
+                    ));
+                }
+            }
+            if code != 0 && claims.is_empty() {
+                missed.push(format!("{} seed {seed}: exit {code}", relative(path)));
+            }
+        }
+        planted += marked;
+    }
+    assert!(planted >= 60, "{planted} mutants");
+    assert!(missed.is_empty(), "{}", missed.join("\n"));
+}
+
+/// The complete specs the guide shows, in ```` ```dl ```` blocks.
+fn guide_examples() -> Vec<(usize, String)> {
+    let guide = std::fs::read_to_string(root().join("specs/README.md")).unwrap();
+    let mut examples = vec![];
+    let mut current: Option<(usize, String)> = None;
+    for (n, line) in guide.lines().enumerate() {
+        match (&mut current, line.trim_end()) {
+            (None, "```dl") => current = Some((n + 1, String::new())),
+            (Some(_), "```") => examples.extend(current.take()),
+            (Some((_, text)), _) => {
+                text.push_str(line);
+                text.push('\n');
+            }
+            (None, _) => {}
+        }
+    }
+    examples
+}
+
+#[test]
+fn the_guides_examples_come_out_as_expected() {
+    let examples = guide_examples();
+    assert!(examples.len() >= 4, "{} examples", examples.len());
+    let dir = TempDir::new("guide");
+    let mut missed = vec![];
+    for (line, text) in &examples {
+        let path = dir.write(&format!("guide_line_{line}.dl"), text);
+        for seed in SEEDS {
+            let (code, claims) = claims_of(&path, seed);
+            assert!(
+                !claims.is_empty(),
+                "specs/README.md line {line}: the example makes no claim"
+            );
+            if code != 0 {
+                missed.push(format!(
+                    "specs/README.md line {line} seed {seed}: exit {code}"
+                ));
+            }
+        }
+    }
+    assert!(missed.is_empty(), "{}", missed.join("\n"));
+}
+
+#[test]
+fn the_guides_table_lists_every_spec() {
+    let guide = std::fs::read_to_string(root().join("specs/README.md")).unwrap();
+    for path in specs_in("specs") {
+        let name = path.file_name().unwrap().to_str().unwrap();
+        assert!(
+            guide.contains(&format!("`{name}`")) || guide.contains(&format!("({name})")),
+            "specs/README.md does not list {name}"
+        );
+    }
+}
+
+/// `mean`, and sums over several indices, give the values they should: a
+/// sum over (i, j) is the double sum, a mean divides by the count, and a
+/// wrong value is refuted.
+#[test]
+fn means_and_sums_over_several_indices_give_their_values() {
+    let dir = TempDir::new("mean");
+    let path = dir.write(
+        "mean.dl",
+        "input x[4] = [1, 2, 3, 6]
+input w[2, 3] = [1, 2, 3, 4, 5, 6]
+claim mean(k) x[k] == 3
+claim mean(i, j) w[i, j] == 3.5
+claim sum(i, j) w[i, j] * x[j] == 46
+claim prod(i, j in 2..=3) w[i, j] == 180
+claim mean(k) x[k] == 3.5
+  expect fail \"the mean of 1, 2, 3, 6 is 3\"
+claim sum(i, j) w[i, j] * x[j] == 44
+  expect fail \"(1 + 4) + (2 + 5) * 2 + (3 + 6) * 3 is 46\"
+",
+    );
+    let (code, claims) = claims_of(&path, 0);
+    let statuses: Vec<&str> = claims
+        .iter()
+        .map(|c| c["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            "pass",
+            "pass",
+            "pass",
+            "pass",
+            "expected-fail",
+            "expected-fail"
+        ]
+    );
+    assert_eq!(code, 0);
+}
