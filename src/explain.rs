@@ -142,6 +142,24 @@ fn last_part(code: &str) -> &str {
 
 static EXPLANATIONS: &[Explanation] = &[
     Explanation {
+        code: "dl::analysis::dim_below_minimum",
+        title: "a size is below the smallest the spec declares",
+        text: "`dim n >= 2 = 5` says that the exercise is meant for n of at least 2: \
+              the sizes checked start there, rather than at 1. A default below that \
+              smallest size, or a `--dim n=1`, contradicts the declaration.\n\n\
+              Raise the default, or the `--dim` value, to the smallest size or above.",
+        wrong: r#"dim n >= 2 = 1
+input x[n]
+let m = sum(k) x[k] / n
+loss L = sum(k) (x[k] - m)^2 / (n - 1)
+"#,
+        right: r#"dim n >= 2 = 5
+input x[n]
+let m = sum(k) x[k] / n
+loss L = sum(k) (x[k] - m)^2 / (n - 1)
+"#,
+    },
+    Explanation {
         code: "dl::analysis::dim_zero",
         title: "a size is zero",
         text: "Sizes count elements from 1, as in `x[1] ... x[N]`, so a dim must be at \

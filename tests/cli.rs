@@ -559,6 +559,29 @@ fn an_unknown_dim_is_an_error_that_lists_the_sizes() {
     assert!(d["help"].as_str().unwrap().contains('N'), "{d}");
 }
 
+/// `dim C >= 3 = 5`: the sweep starts at 3, and `--dim C=2` is refused
+/// with the smallest size in the help.
+#[test]
+fn a_declared_smallest_size_starts_the_sweep_and_bounds_the_overrides() {
+    const SPEC: &str = "specs/softmax_cross_entropy.dl";
+    let (code, json) = run_json(&[SPEC]);
+    assert_eq!(code, 0, "{json}");
+    let classes: Vec<i64> = file(&json, SPEC)["sizes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["C"].as_i64().unwrap())
+        .collect();
+    assert_eq!(classes.first(), Some(&3), "{classes:?}");
+    let (code, json) = run_json(&[SPEC, "--dim", "C=2"]);
+    assert_eq!(code, 2);
+    let d = &file(&json, SPEC)["diagnostics"][0];
+    assert_eq!(d["code"], "dl::analysis::dim_below_minimum");
+    assert!(d["help"].as_str().unwrap().contains("`--dim C=3`"), "{d}");
+    let (code, json) = run_json(&[SPEC, "--dim", "C=3"]);
+    assert_eq!(code, 0, "{json}");
+}
+
 #[test]
 fn bad_dim_values_are_rejected_by_the_command_line() {
     for (value, words) in [

@@ -229,6 +229,24 @@ pub enum AnalysisError {
         span: SourceSpan,
     },
 
+    /// Returned when a size is below the smallest the spec declares:
+    /// `dim n >= 2 = 1`, or `--dim n=1` for it.
+    #[error("size `{name}` = {value} is below its smallest size {minimum}")]
+    #[diagnostic(code(dl::analysis::dim_below_minimum), help("{help}"))]
+    DimBelowMinimum {
+        name: String,
+        value: i64,
+        minimum: i64,
+        /// What the label says of the value: `2`, or `--dim n=2`.
+        given: String,
+        #[label("{given}")]
+        span: SourceSpan,
+        /// The declared smallest size, where the value is the default.
+        #[label("at least {minimum}")]
+        minimum_span: Option<SourceSpan>,
+        help: String,
+    },
+
     /// Returned when a value that must be a constant depends on data: `hyper c = x[1]`.
     #[error("{what} must be a constant expression")]
     #[diagnostic(code(dl::analysis::not_constant), help("{help}"))]

@@ -157,6 +157,8 @@ pub enum Statement {
 pub struct Dim {
     pub name: String,
     pub default: i64,
+    /// The smallest size checked (`dim n >= 2 = 5`); 1 unless declared.
+    pub minimum: i64,
     pub span: Span,
 }
 

@@ -282,10 +282,33 @@ impl Resolver {
                                 span: d.default.span.into(),
                             });
                         }
+                        let minimum = d.minimum.as_ref().map_or(1, |m| m.node);
+                        if let Some(m) = &d.minimum {
+                            if m.node < 1 {
+                                self.error(AnalysisError::DimZero {
+                                    name: d.name.node.clone(),
+                                    span: m.span.into(),
+                                });
+                            } else if d.default.node >= 1 && d.default.node < m.node {
+                                self.error(AnalysisError::DimBelowMinimum {
+                                    name: d.name.node.clone(),
+                                    value: d.default.node,
+                                    minimum: m.node,
+                                    given: d.default.node.to_string(),
+                                    span: d.default.span.into(),
+                                    minimum_span: Some(m.span.into()),
+                                    help: format!(
+                                        "make the default at least the smallest size: `dim {} >= {} = {}`",
+                                        d.name.node, m.node, m.node
+                                    ),
+                                });
+                            }
+                        }
                         if let Some(p) = self.program_mut() {
                             p.dims.push(Dim {
                                 name: d.name.node.clone(),
                                 default: d.default.node,
+                                minimum,
                                 span: d.span,
                             });
                         }

@@ -342,6 +342,8 @@ struct Constraints {
     ranges: Vec<RequiredRange>,
     accesses: Vec<AccessBound>,
     lengths: Vec<GivenLength>,
+    /// Each dim's smallest size, as declared (`dim n >= 2 = 5`) or 1.
+    minimums: Vec<i64>,
 }
 
 impl Constraints {
@@ -383,7 +385,8 @@ impl Constraints {
 
     /// Sizes worth checking: ranges non-empty and given lists of the right length.
     fn admits(&self, sizes: &[i64]) -> bool {
-        self.ranges.iter().all(|r| !r.is_empty_at(sizes))
+        sizes.iter().zip(&self.minimums).all(|(s, m)| s >= m)
+            && self.ranges.iter().all(|r| !r.is_empty_at(sizes))
             && self.lengths.iter().all(|l| !l.violated_at(sizes))
     }
 }
@@ -418,12 +421,31 @@ pub fn size_sweep(
             }
         }
     }
+    for (d, o) in program.dims.iter().zip(&overridden) {
+        if let Some(value) = *o
+            && value < d.minimum
+        {
+            return Err(Box::new(AnalysisError::DimBelowMinimum {
+                name: d.name.clone(),
+                value,
+                minimum: d.minimum,
+                given: format!("`--dim {}={value}`", d.name),
+                span: d.span.into(),
+                minimum_span: None,
+                help: format!(
+                    "the spec is meant for {} >= {}: give `--dim {}={}` or more",
+                    d.name, d.minimum, d.name, d.minimum
+                ),
+            }));
+        }
+    }
     let defaults: Vec<i64> = program
         .dims
         .iter()
         .zip(&overridden)
         .map(|(d, o)| o.unwrap_or(d.default))
         .collect();
+    let minimums: Vec<i64> = program.dims.iter().map(|d| d.minimum).collect();
     let ranges = required_ranges(program);
     let make = |values: Vec<i64>| Sizes {
         values,
@@ -443,6 +465,7 @@ pub fn size_sweep(
         ranges,
         accesses: access_bounds(program),
         lengths: given_lengths(program),
+        minimums,
     };
     let smallest = smallest_sizes(&constraints, &defaults);
     let mut sweep = vec![smallest.clone()];
@@ -477,7 +500,14 @@ const MAX_GROWTH_STEPS: i64 = 10_000;
 /// Grows the dims from 1 until every constraint holds, never past the
 /// defaults (where the spec must hold anyway: what fails there is reported).
 fn smallest_sizes(constraints: &Constraints, defaults: &[i64]) -> Vec<i64> {
-    let mut sizes: Vec<i64> = vec![1; defaults.len()];
+    // From each dim's declared smallest size (1 unless declared), never
+    // above its default.
+    let mut sizes: Vec<i64> = constraints
+        .minimums
+        .iter()
+        .zip(defaults)
+        .map(|(&m, &d)| m.min(d).max(1))
+        .collect();
     let limit: i64 = defaults.iter().fold(1, |sum, &d| sum.saturating_add(d));
     for _ in 0..limit.min(MAX_GROWTH_STEPS) {
         let Some((dims, gap)) = constraints.first_violation(&sizes) else {

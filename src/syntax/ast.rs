@@ -116,6 +116,8 @@ pub struct StateDecl {
 pub struct DimDecl {
     pub name: Ident,
     pub default: Spanned<i64>,
+    /// `dim n >= 2 = 5`: the smallest size the spec is meant for.
+    pub minimum: Option<Spanned<i64>>,
     pub span: Span,
 }
 

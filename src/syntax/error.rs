@@ -644,7 +644,9 @@ impl Expected {
             | Rule::opt_statement
             | Rule::ident_start
             | Rule::ident_continue
-            | Rule::identifier_chars => return None,
+            | Rule::identifier_chars
+            // `dim n >= 2 = 5` is rare: a missing `=` is not told `>=`.
+            | Rule::dim_minimum => return None,
             Rule::decl_name
             | Rule::decl_head
             | Rule::name

@@ -343,10 +343,18 @@ impl<'s> Converter<'s> {
         let span = span_of(&pair);
         let mut children = self.children(pair);
         let name = self.decl_name(children.required_rule(Rule::decl_name)?)?;
+        let minimum = match children.next_if(Rule::dim_minimum) {
+            Some(m) => {
+                let mut parts = self.children(m);
+                Some(self.dim_value(&parts.required_rule(Rule::dim_value)?)?)
+            }
+            None => None,
+        };
         let default = self.dim_value(&children.required_rule(Rule::dim_value)?)?;
         Ok(DimDecl {
             name,
             default,
+            minimum,
             span,
         })
     }
@@ -1752,6 +1760,7 @@ grad a = sum(i) g[i] * (x[i] + x[i+2])
             Item::Dim(vec![DimDecl {
                 name: id("N"),
                 default: s(8),
+                minimum: None,
                 span: Span::default(),
             }]),
             Item::Tensor(vec![tensor(
@@ -1942,6 +1951,14 @@ grad a = sum(i) g[i] * (x[i] + x[i+2])
             .map(|d| (d.name.node.as_str(), d.default.node))
             .collect();
         assert_eq!(parsed, [("n", 5), ("m", 3)]);
+        let Item::Dim(dims) = item("dim n >= 2 = 5, m = 3") else {
+            panic!()
+        };
+        let minimums: Vec<_> = dims
+            .iter()
+            .map(|d| (d.default.node, d.minimum.as_ref().map(|m| m.node)))
+            .collect();
+        assert_eq!(minimums, [(5, Some(2)), (3, None)]);
     }
 
     #[test]
@@ -2421,6 +2438,7 @@ claim A == B over 100 steps
             Item::Dim(vec![DimDecl {
                 name: id("n"),
                 default: s(4),
+                minimum: None,
                 span: Span::default(),
             }]),
             Item::Tensor(vec![tensor(
@@ -3770,6 +3788,7 @@ claim A == B over 100 steps
             &Item::Dim(vec![DimDecl {
                 name: id("N"),
                 default: s(i64::MAX),
+                minimum: None,
                 span: Span::default(),
             }]),
             "",
