@@ -657,6 +657,49 @@ grad w[i,j] = g[i] * x[j]
 "#,
     },
     Explanation {
+        code: "dl::analysis::recurrence_needs_range",
+        title: "a let that reads its own elements states no range",
+        text: "A let may read its own elements, as a recurrence does: `h[t]` from \
+              `h[t-1]`. Its elements are then computed one after another, so the range \
+              of each index must be known before its body is read: give every index a \
+              `for` range. The range cannot be inferred from the body, because the body \
+              reads the let itself.",
+        wrong: r#"dim T = 5
+input x[T]
+let c[t] = x[t] + c[t-1]   if t >= 2
+         | x[t]            otherwise
+loss L = sum(t) c[t]^2
+"#,
+        right: r#"dim T = 5
+input x[T]
+let c[t] = x[t] + c[t-1]   if t >= 2
+         | x[t]            otherwise       for t in 1..=T
+loss L = sum(t) c[t]^2
+"#,
+    },
+    Explanation {
+        code: "dl::analysis::recurrence_order",
+        title: "a let reads its own elements in no order that computes them first",
+        text: "A let that reads its own elements is computed element by element: first to \
+              last when it reads only earlier elements (`h[t-1]`, `c[i, j-1]`), last to \
+              first when it reads only later ones (a backward pass's `d[t+1]`). Each read \
+              must be the let's own index plus a constant on every axis, and not the \
+              element itself.\n\n\
+              Reading both earlier and later elements, the element itself, or an index \
+              such as `2*t`, leaves no order that computes every element before it is \
+              read. Split the computation into two lets, one per direction.",
+        wrong: r#"dim T = 5
+input x[T]
+let c[t] = c[t] + x[t]   for t in 1..=T
+loss L = sum(t) c[t]^2
+"#,
+        right: r#"dim T = 5
+input x[T]
+let c[t] = [t >= 2] * c[t-1] + x[t]   for t in 1..=T
+loss L = sum(t) c[t]^2
+"#,
+    },
+    Explanation {
         code: "dl::analysis::repeated_index",
         title: "the same index appears twice on a left-hand side",
         text: "Each axis of a definition needs its own index variable. `y[i, i]` would \

@@ -224,3 +224,49 @@ claim sum(i, j) w[i, j] * x[j] == 44
     );
     assert_eq!(code, 0);
 }
+
+/// A recurrence computes each element from those before it (or, read the
+/// other way, after it): a running sum and a suffix sum of given values,
+/// and a two-axis recurrence reading a whole earlier row.
+#[test]
+fn recurrences_compute_their_elements_in_order() {
+    let dir = TempDir::new("recurrence");
+    let path = dir.write(
+        "recurrence.dl",
+        "input x[4] = [1, 2, 3, 6]
+let c[t] = c[t-1] + x[t]   if t >= 2
+         | x[t]            otherwise     for t in 1..=4
+let s[t] = s[t+1] + x[t]   if t <= 3
+         | x[t]            otherwise     for t in 1..=4
+let r[t, i] = sum(l) r[t-1, l] + i   if t >= 2
+            | i                      otherwise     for t in 1..=3, i in 1..=2
+claim c[4] == 12
+claim c[2] == 3
+claim s[1] == 12
+claim s[3] == 9
+claim r[2, 1] == 4
+claim r[3, 2] == 2 * 4 + 1 + 2
+claim c[3] == 5
+  expect fail \"1 + 2 + 3 is 6\"
+",
+    );
+    let (code, claims) = claims_of(&path, 0);
+    let statuses: Vec<&str> = claims
+        .iter()
+        .map(|c| c["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            "pass",
+            "pass",
+            "pass",
+            "pass",
+            "pass",
+            "pass",
+            "expected-fail"
+        ],
+        "{claims:?}"
+    );
+    assert_eq!(code, 0);
+}

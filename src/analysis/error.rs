@@ -195,6 +195,33 @@ pub enum AnalysisError {
         definition: SourceSpan,
     },
 
+    /// Returned when a let reads its own elements but states no range for
+    /// every index: `let c[i] = c[i-1] + x[i]` without `for`.
+    #[error("`{name}` reads its own elements, so it needs its range")]
+    #[diagnostic(code(dl::analysis::recurrence_needs_range), help("{help}"))]
+    RecurrenceNeedsRange {
+        name: String,
+        #[label("read here")]
+        span: SourceSpan,
+        #[label("defined here without a range for every index")]
+        definition: SourceSpan,
+        help: String,
+    },
+
+    /// Returned when a let reads its own elements where no order computes
+    /// them first: at its own point, `c[i] = c[i] + x[i]`, at a computed
+    /// index, `c[2*i]`, or both before and after, `c[i-1] + c[i+1]`.
+    #[error("`{name}` reads {read}: no order computes it before {name}{point}")]
+    #[diagnostic(code(dl::analysis::recurrence_order), help("{help}"))]
+    RecurrenceOrder {
+        name: String,
+        read: String,
+        point: String,
+        #[label("read here")]
+        span: SourceSpan,
+        help: String,
+    },
+
     /// Returned when an unknown function is called: `expp(x)`.
     #[error("unknown function `{name}`")]
     #[diagnostic(code(dl::analysis::unknown_function), help("{help}"))]

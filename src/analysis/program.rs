@@ -240,8 +240,21 @@ pub struct Def {
     /// A `let` inside an update rule: computed at its place in each step,
     /// never with the spec's other definitions.
     pub local_to: Option<OptimizerId>,
+    /// Reads its own elements: `h[t] = tanh(a * h[t-1] + x[t])` reads
+    /// earlier ones, a backward pass's `d[t] = d[t+1] * …` later ones; its
+    /// elements are computed in that order, each after those it reads.
+    pub recurrence: Option<RecurrenceOrder>,
     pub span: Span,
     pub name_span: Span,
+}
+
+/// The order a recurrent definition's elements are computed in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecurrenceOrder {
+    /// Row-major: it reads only earlier elements (`h[t-1]`).
+    Ascending,
+    /// Reverse row-major: it reads only later elements (`d[t+1]`).
+    Descending,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -132,6 +132,20 @@ struct Resolver {
     layer_seen: bool,
     /// Resolving the layer or loss itself, which may not read `g`.
     in_output: bool,
+    /// The let being resolved, which may read its own earlier elements.
+    recurrence: Option<Recurrence>,
+}
+
+/// A let being resolved, and how it reads itself.
+struct Recurrence {
+    def: DefId,
+    /// Its axes, known before its body where every index has a `for`
+    /// range; a recurrence needs them.
+    axes: Option<Vec<AxisRange>>,
+    /// The left-hand side's index variables.
+    lhs: Vec<VarId>,
+    /// Each read of itself: the indices and the access's span.
+    reads: Vec<(Vec<Affine>, Span)>,
 }
 
 impl Resolver {
@@ -448,6 +462,7 @@ impl Resolver {
                 var_names: vec![],
                 reads_incoming: false,
                 local_to,
+                recurrence: None,
                 span: def.span,
                 name_span: def.name.span,
             });
@@ -670,11 +685,35 @@ impl Resolver {
         }
         let mut scope = Scope::default();
         let lhs = self.bind_lhs(&def.indices, &mut scope);
+        // A let whose every index has its range may read its own earlier
+        // elements: its axes are known before its body.
+        let ranged = !def.indices.is_empty()
+            && def
+                .indices
+                .iter()
+                .all(|i| def.ranges.iter().any(|r| r.index.node == i.node));
+        let early_axes = (kind == DefKind::Let && ranged)
+            .then(|| self.lhs_axes(&def.indices, &def.ranges, &lhs, &scope, false));
+        self.recurrence = (kind == DefKind::Let).then(|| Recurrence {
+            def: id,
+            axes: early_axes
+                .clone()
+                .filter(|axes| axes.len() == def.indices.len()),
+            lhs: lhs.clone(),
+            reads: vec![],
+        });
         let errors_before = self.errors.len();
         let body = self.body(&def.body, &mut scope);
+        let recurrence = self
+            .recurrence
+            .take()
+            .and_then(|r| self.check_recurrence(&def.name.node, &r, &scope.slot_names));
         // Accesses that failed to resolve bound nothing: no second error.
         let body_failed = body.is_none() || self.errors.len() > errors_before;
-        let axes = self.lhs_axes(&def.indices, &def.ranges, &lhs, &scope, body_failed);
+        let axes = match early_axes {
+            Some(axes) => axes,
+            None => self.lhs_axes(&def.indices, &def.ranges, &lhs, &scope, body_failed),
+        };
         let incoming_read = body.as_ref().and_then(|b| self.first_incoming_read(b));
         let reads_incoming = incoming_read.is_some();
         if kind != DefKind::Let
@@ -693,6 +732,7 @@ impl Resolver {
             }
             if let Some(slot) = p.defs.get_mut(id.0) {
                 slot.axes = axes;
+                slot.recurrence = recurrence;
                 slot.slots = slots;
                 slot.var_names = scope.slot_names.clone();
                 slot.reads_incoming = reads_incoming;
@@ -749,6 +789,84 @@ impl Resolver {
             }
         }
         axes
+    }
+
+    /// The order in which a let that reads itself is computed: each read
+    /// gives its axes the let's own indices (`c[i, j-1]`) up to one with a
+    /// constant added, whose sign says whether it reads an earlier element
+    /// (computed in row-major order) or a later one (in reverse); the axes
+    /// after it may read anything (`h[t-1, l]`). Every read must go the same
+    /// way. `None` for a let that does
+    /// not read itself, or whose reads are refused.
+    fn check_recurrence(
+        &mut self,
+        name: &str,
+        recurrence: &Recurrence,
+        names: &[String],
+    ) -> Option<RecurrenceOrder> {
+        let index_names: Vec<String> = recurrence
+            .lhs
+            .iter()
+            .enumerate()
+            .map(|(k, v)| names.get(v.0).cloned().unwrap_or_else(|| format!("i{k}")))
+            .collect();
+        let example: Vec<String> = index_names
+            .iter()
+            .enumerate()
+            .map(|(k, n)| {
+                if k + 1 == index_names.len() {
+                    format!("{n}-1")
+                } else {
+                    n.clone()
+                }
+            })
+            .collect();
+        let mut order = None;
+        for (indices, span) in &recurrence.reads {
+            // The first axis whose index is not the let's own decides; the
+            // axes after it may read anything (`h[t-1, l]`).
+            let mut this = None;
+            for (a, v) in indices.iter().zip(&recurrence.lhs) {
+                if !(a.dims.is_empty() && a.vars == [(*v, 1)]) {
+                    break;
+                }
+                if a.constant != 0 {
+                    this = Some(if a.constant < 0 {
+                        RecurrenceOrder::Ascending
+                    } else {
+                        RecurrenceOrder::Descending
+                    });
+                    break;
+                }
+            }
+            let problem = match (this, order) {
+                (None, _) => Some(format!(
+                    "a let may read its own elements at earlier (or later) indices: its own index plus a constant on the first axis that differs, `{name}[{}]`",
+                    example.join(", ")
+                )),
+                (Some(a), Some(b)) if a != b => Some(
+                    "a let reads either only earlier elements of its own (computed first to last) or only later ones (computed last to first), not both"
+                        .to_string(),
+                ),
+                _ => None,
+            };
+            if let Some(help) = problem {
+                let shown: Vec<String> = indices
+                    .iter()
+                    .map(|a| crate::analysis::show_affine(a, self.program(), names))
+                    .collect();
+                self.error(AnalysisError::RecurrenceOrder {
+                    name: name.to_string(),
+                    read: format!("`{name}[{}]`", shown.join(", ")),
+                    point: format!("[{}]", index_names.join(", ")),
+                    span: (*span).into(),
+                    help,
+                });
+                return None;
+            }
+            order = this;
+        }
+        order
     }
 
     fn bind_lhs(&mut self, indices: &[ast::Ident], scope: &mut Scope) -> Vec<VarId> {
@@ -873,6 +991,35 @@ impl Resolver {
     }
 
     /// The spec's first dim, for a suggested range (`3` where it has none).
+    /// `for t in 1..=T` with the let's own index names and the file's
+    /// first dim, for a recurrence without its range.
+    fn recurrence_range_help(&self, d: DefId) -> String {
+        let upper = self.first_dim_name();
+        let def = &self.program().defs[d.0];
+        let name = &def.name;
+        let ranges: Vec<String> = self
+            .recurrence
+            .as_ref()
+            .map(|r| {
+                r.lhs
+                    .iter()
+                    .map(|v| {
+                        let index = def
+                            .var_names
+                            .get(v.0)
+                            .cloned()
+                            .unwrap_or_else(|| "t".into());
+                        format!("{index} in 1..={upper}")
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        format!(
+            "its elements are computed in order, over a range stated for every index: `let {name}[…] = … for {}`",
+            ranges.join(", ")
+        )
+    }
+
     fn first_dim_name(&self) -> String {
         self.program()
             .dims
@@ -1243,7 +1390,23 @@ impl Resolver {
             }
             Symbol::Def(d) => {
                 let def = self.program().defs.get(d.0)?;
-                if !self.defined.get(d.0).copied().unwrap_or(false) {
+                let own = self.recurrence.as_ref().filter(|r| r.def == d);
+                if let Some(r) = own {
+                    match &r.axes {
+                        Some(axes) => axes.clone(),
+                        None => {
+                            let help = self.recurrence_range_help(d);
+                            let definition = def.name_span;
+                            self.error(AnalysisError::RecurrenceNeedsRange {
+                                name: tensor.node.clone(),
+                                span: span.into(),
+                                definition: definition.into(),
+                                help,
+                            });
+                            return None;
+                        }
+                    }
+                } else if !self.defined.get(d.0).copied().unwrap_or(false) {
                     let definition = def.name_span;
                     self.error(AnalysisError::UsedBeforeDefinition {
                         name: tensor.node.clone(),
@@ -1251,13 +1414,14 @@ impl Resolver {
                         definition: definition.into(),
                     });
                     return None;
+                } else {
+                    // A definition that failed to resolve has already been
+                    // reported; reading it is no second error.
+                    if def.axes.len() != def.rank && indices.len() == def.rank {
+                        return None;
+                    }
+                    def.axes.clone()
                 }
-                // A definition that failed to resolve has already been
-                // reported; reading it is no second error.
-                if def.axes.len() != def.rank && indices.len() == def.rank {
-                    return None;
-                }
-                def.axes.clone()
             }
             Symbol::Optimizer(_) => {
                 self.error(AnalysisError::NotAValue {
@@ -1301,6 +1465,11 @@ impl Resolver {
                 span: index.span,
             });
             affines.push(affine);
+        }
+        if let (Symbol::Def(d), Some(r)) = (declared.symbol, self.recurrence.as_mut())
+            && r.def == d
+        {
+            r.reads.push((affines.clone(), span));
         }
         Some(match declared.symbol {
             Symbol::Tensor(id) => NodeKind::Tensor {

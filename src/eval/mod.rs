@@ -221,6 +221,7 @@ impl<'p> Instance<'p> {
                 defs: vec![],
                 hypers: &values,
                 kinks: KinkLog::default(),
+                partial: std::sync::Mutex::new(None),
             };
             let v = evaluation.node(&hyper.value, &mut Frame::new(&[], 0))?;
             // Reported where it arises, not where the hyper is later read.
@@ -250,6 +251,7 @@ impl<'p> Instance<'p> {
                 .collect(),
             hypers: &self.hypers,
             kinks: KinkLog::default(),
+            partial: std::sync::Mutex::new(None),
         }
     }
 }
@@ -345,6 +347,10 @@ pub struct Evaluation<'a, T> {
     hypers: &'a [f64],
     /// Points of non-differentiability met so far (see [`Evaluation::kinks`]).
     kinks: KinkLog,
+    /// The recurrent definition being computed and its elements so far,
+    /// which its own body reads (behind a lock only so that an evaluation
+    /// stays shareable between threads; it is never contended).
+    partial: std::sync::Mutex<Option<(DefId, Vec<T>)>>,
 }
 
 /// The kinks an evaluation meets, and which branch to take at each.
@@ -519,7 +525,20 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
         Ok(())
     }
 
+    /// An element computed already of the recurrent definition `id` being
+    /// computed: analysis lets it read only elements before its own.
+    fn own_element(&self, id: DefId, offset: usize) -> Option<T> {
+        let partial = self.partial.lock().ok()?;
+        match partial.as_ref() {
+            Some((d, values)) if *d == id => values.get(offset).copied(),
+            _ => None,
+        }
+    }
+
     fn compute_def(&self, def: &Def, grid: &Grid) -> Result<Vec<T>, Box<EvalError>> {
+        if let Some(order) = def.recurrence {
+            return self.compute_recurrent(def, grid, order);
+        }
         let mut frame = Frame::new(&def.var_names, def.slots);
         let mut values = Vec::with_capacity(usize::try_from(grid.len().unwrap_or(0)).unwrap_or(0));
         for (k, point) in grid.points().enumerate() {
@@ -534,6 +553,58 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             values.push(v);
         }
         Ok(values)
+    }
+
+    /// A definition that reads its own elements: in row-major order, or in
+    /// reverse, each element stored in `partial` before the next is
+    /// computed (analysis lets it read only those).
+    fn compute_recurrent(
+        &self,
+        def: &Def,
+        grid: &Grid,
+        order: RecurrenceOrder,
+    ) -> Result<Vec<T>, Box<EvalError>> {
+        let internal = |what: &str| {
+            Box::new(EvalError::Internal {
+                what: what.to_string(),
+            })
+        };
+        let id = self
+            .instance
+            .program
+            .defs
+            .iter()
+            .position(|d| std::ptr::eq(d, def))
+            .map(DefId)
+            .ok_or_else(|| internal("a recurrent definition not in its program"))?;
+        let lock = || {
+            self.partial
+                .lock()
+                .map_err(|_| internal("a recurrence's elements were poisoned"))
+        };
+        let len = usize::try_from(grid.len().unwrap_or(0)).unwrap_or(0);
+        *lock()? = Some((id, vec![T::zero(); len]));
+        let mut frame = Frame::new(&def.var_names, def.slots);
+        let mut run = |k: usize| -> Result<(), Box<EvalError>> {
+            if k % CLOCK_STRIDE == 0 {
+                self.instance.check_clock()?;
+            }
+            frame.set_point(&grid.point(k));
+            let v = self.body(&def.body, &mut frame)?;
+            if !v.is_finite_value() {
+                return Err(self.non_finite(def.body_span(), v.real(), &frame));
+            }
+            if let Some(slot) = lock()?.as_mut().and_then(|(_, values)| values.get_mut(k)) {
+                *slot = v;
+            }
+            Ok(())
+        };
+        let result = match order {
+            RecurrenceOrder::Ascending => (0..len).try_for_each(&mut run),
+            RecurrenceOrder::Descending => (0..len).rev().try_for_each(&mut run),
+        };
+        let values = lock()?.take().map(|(_, v)| v).unwrap_or_default();
+        result.map(|()| values)
     }
 
     /// Computes one definition now, replacing any earlier values: an update
@@ -587,6 +658,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             defs,
             hypers,
             kinks: KinkLog::default(),
+            partial: std::sync::Mutex::new(None),
         }
     }
 
@@ -732,6 +804,11 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             }
             NodeKind::Def { id, indices } => {
                 let offset = self.def_offset(node, *id, indices, frame)?;
+                if self.instance.program.defs[id.0].recurrence.is_some()
+                    && let Some(v) = self.own_element(*id, offset)
+                {
+                    return Ok(v);
+                }
                 let values = self.def_values(*id)?;
                 values
                     .get(offset)
