@@ -79,7 +79,9 @@ pub enum AnalysisError {
     #[error("`grad {name}`: `{name}` is a {what}, not an input or a param")]
     #[diagnostic(
         code(dl::analysis::grad_target),
-        help("gradients are claimed in inputs and params; declare it with `param` or `input`")
+        help(
+            "gradients are claimed in inputs and params that are differentiated; declare it with `param` or `input` (a drawn input, `~ …`, is data)"
+        )
     )]
     GradTarget {
         name: String,

@@ -198,7 +198,7 @@ pub struct Tensor {
 impl Tensor {
     /// Inputs and params: the tensors L is differentiated in.
     pub fn is_differentiable(&self) -> bool {
-        matches!(self.origin, Origin::Declared(_))
+        matches!(self.origin, Origin::Declared(_)) && !matches!(self.values, Values::Drawn(_))
     }
 }
 
@@ -211,6 +211,9 @@ pub enum Values {
     Fill(f64),
     /// Given values of a 1-d tensor, in order.
     List(Vec<f64>),
+    /// Drawn from a distribution with constant parameters, once per check:
+    /// data (a dropout mask, a target), not differentiated.
+    Drawn(DistributionSpec),
 }
 
 /// `lo..=hi` of one axis of a tensor or definition, affine in the dims.

@@ -33,13 +33,17 @@ fn what(symbol: Symbol, program: &Program) -> &'static str {
     match symbol {
         Symbol::Dim(_) => "dim",
         Symbol::Hyper(_) => "hyper",
-        Symbol::Tensor(t) => match program.tensors.get(t.0).map(|t| t.origin) {
-            Some(Origin::Declared(TensorRole::Input)) => "input",
-            Some(Origin::Declared(TensorRole::Param)) => "param",
-            Some(Origin::State(_)) => "state",
-            Some(Origin::Stream) => "stream",
-            Some(Origin::Random) => "random tensor",
-            _ => "incoming gradient",
+        Symbol::Tensor(t) => match program.tensors.get(t.0).map(|t| (t.origin, &t.values)) {
+            Some((Origin::Declared(_), Values::Drawn(_))) => "drawn input",
+            Some((o, _)) => match o {
+                Origin::Declared(TensorRole::Input) => "input",
+                Origin::Declared(TensorRole::Param) => "param",
+                Origin::State(_) => "state",
+                Origin::Stream => "stream",
+                Origin::Random => "random tensor",
+                Origin::Incoming => "incoming gradient",
+            },
+            None => "incoming gradient",
         },
         Symbol::Optimizer(_) => "update rule",
         Symbol::Def(d) => match program.defs.get(d.0).map(|d| d.kind) {
@@ -73,6 +77,9 @@ struct Scope {
     accesses: Vec<Access>,
     /// What this body may read: hypers and dims only (for hyper values).
     constant: bool,
+    /// What a constant body is, where it is not a hyper's value: errors
+    /// name it and say what it may be built from.
+    constant_role: Option<(&'static str, &'static str)>,
     /// In a claim, outside any moment: `E[…]` and `Var[…]` may appear here.
     moments: bool,
     /// Inside `E[…]` or `Var[…]`: the moment's span, for a nested one.
@@ -590,6 +597,14 @@ impl Resolver {
                     .map(|e| self.number(e, "a given value"))
                     .collect();
                 Some(Values::List(values?))
+            }
+            ast::Init::Drawn(d) => {
+                let mut scope = Scope {
+                    constant: true,
+                    constant_role: Some(("a drawn value's parameter", DRAW_PARTS)),
+                    ..Scope::default()
+                };
+                self.distribution(d, &mut scope).map(Values::Drawn)
             }
             ast::Init::Domain(domain) => {
                 let (lo, hi) = match &domain.node {
@@ -1246,11 +1261,12 @@ impl Resolver {
         guarded: bool,
     ) -> Option<NodeKind> {
         if scope.constant {
+            let (what, help) = scope.constant_role.unwrap_or(("a hyper", HYPER_PARTS));
             self.error(AnalysisError::NotConstant {
-                what: "a hyper",
+                what,
                 span: span.into(),
                 depends: "a reduction over an index".to_string(),
-                help: HYPER_PARTS,
+                help,
             });
             return None;
         }
@@ -1335,11 +1351,12 @@ impl Resolver {
         guarded: bool,
     ) -> Option<NodeKind> {
         if scope.constant {
+            let (what, help) = scope.constant_role.unwrap_or(("a hyper", HYPER_PARTS));
             self.error(AnalysisError::NotConstant {
-                what: "a hyper",
+                what,
                 span: span.into(),
                 depends: format!("`{}`", tensor.node),
-                help: HYPER_PARTS,
+                help,
             });
             return None;
         }
@@ -1697,6 +1714,7 @@ impl Resolver {
 const NUMBER_ONLY: &str = "a given value or a bound is a number, such as `0.5` or `-1e-3`: dims and hypers are not allowed here";
 const DIMS_ONLY: &str = "a size or a range end is built from numbers and dims only";
 const HYPER_PARTS: &str = "a hyper is built from numbers, dims and earlier hypers only";
+const DRAW_PARTS: &str = "a drawn input's distribution takes numbers, dims and hypers: it is drawn before anything is computed";
 
 static EMPTY_PROGRAM: Program = Program {
     exercise: None,

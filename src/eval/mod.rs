@@ -238,6 +238,13 @@ impl<'p> Instance<'p> {
         Ok(values)
     }
 
+    /// A constant expression's value at this instance's sizes and hypers: a
+    /// drawn input's distribution parameter.
+    pub fn constant_value(&self, node: &Node) -> Result<f64, Box<EvalError>> {
+        self.evaluation::<f64>(&[])
+            .node(node, &mut Frame::new(&[], 0))
+    }
+
     /// A fresh evaluation over the given tensor values (indexed by [`TensorId`]).
     pub fn evaluation<'a, T: Scalar>(&'a self, tensors: &'a [ArrayD<T>]) -> Evaluation<'a, T> {
         Evaluation {

@@ -5,7 +5,8 @@ use ndarray::{ArrayD, IxDyn};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::{EvalError, Instance};
+use super::distribution::{check_parameters, sample};
+use super::{EvalError, Instance, format_value};
 use crate::analysis::program::{TensorId, Values};
 
 /// Draws stay this far inside an interval's ends (as a fraction of its
@@ -35,6 +36,38 @@ pub fn draw_values(instance: &Instance<'_>, seed: u64) -> Result<Vec<ArrayD<f64>
                         }));
                     }
                     list.clone()
+                }
+                Values::Drawn(spec) => {
+                    let params = spec
+                        .args
+                        .iter()
+                        .map(|a| instance.constant_value(a))
+                        .collect::<Result<Vec<f64>, _>>()?;
+                    check_parameters(spec.kind, &params).map_err(|detail| {
+                        Box::new(EvalError::DistributionDomain {
+                            element: tensor.name.clone(),
+                            distribution: format!(
+                                "{}({})",
+                                spec.kind.name(),
+                                params
+                                    .iter()
+                                    .map(|p| format_value(*p))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                            detail,
+                            at: instance.sizes.to_string(),
+                            span: spec.span.into(),
+                        })
+                    })?;
+                    let mut rng = ChaCha8Rng::seed_from_u64(stream_seed(
+                        seed,
+                        &tensor.name,
+                        instance.sizes.values(),
+                    ));
+                    (0..n)
+                        .map(|_| sample(spec.kind, &params, &mut rng))
+                        .collect()
                 }
                 Values::Random { lo, hi } => {
                     let mut rng = ChaCha8Rng::seed_from_u64(stream_seed(

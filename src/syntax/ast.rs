@@ -149,6 +149,8 @@ pub enum Init {
     Value(Expr),
     /// Given values of a 1-d tensor: `= [1, -2, 3]`.
     List(Spanned<Vec<Expr>>),
+    /// Drawn from a distribution, and not differentiated: `~ bernoulli(0.9)`.
+    Drawn(Distribution),
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -446,6 +446,9 @@ impl<'s> Converter<'s> {
             Rule::init_value => Ok(Init::Value(
                 self.expr(children.required_rule(Rule::expr)?, 0)?,
             )),
+            Rule::init_draw => Ok(Init::Drawn(
+                self.distribution(children.required_rule(Rule::distribution)?)?,
+            )),
             _ => Err(SyntaxError::internal(
                 self.source,
                 span,
@@ -2598,6 +2601,23 @@ claim A == B over 100 steps
         for (text, expected) in cases {
             assert_same(&item(text), &Item::Random(expected), text);
         }
+        // Data drawn once: an input's init.
+        let Item::Tensor(tensors) = item("input m[n] ~ bernoulli(1 - p)") else {
+            panic!()
+        };
+        assert_same(
+            &Item::Tensor(tensors),
+            &Item::Tensor(vec![tensor(
+                TensorRole::Input,
+                "m",
+                vec![var("n")],
+                Some(Init::Drawn(dist(
+                    "bernoulli",
+                    vec![sub(num(1.0), var("p"))],
+                ))),
+            )]),
+            "",
+        );
     }
 
     #[test]
