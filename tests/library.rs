@@ -270,3 +270,61 @@ claim c[3] == 5
     );
     assert_eq!(code, 0);
 }
+
+/// A stochastic claim reads a recurrence thousands of elements long, in
+/// either order: its elements are built one after another, not by a
+/// recursion as deep as the recurrence (which overflowed the stack).
+#[test]
+fn a_long_random_recurrence_is_built_without_deep_recursion() {
+    let dir = TempDir::new("walk");
+    for (name, recurrence, claim) in [
+        (
+            "up.dl",
+            "let s[t] = s[t-1] + q[t]  if t >= 2 | q[t] otherwise  for t in 1..=T",
+            "claim E[s[T]] == 0",
+        ),
+        (
+            "down.dl",
+            "let s[t] = s[t+1] + q[t]  if t < T | q[t] otherwise  for t in 1..=T",
+            "claim E[s[1]] == 0",
+        ),
+    ] {
+        let path = dir.write(
+            name,
+            format!(
+                "dim T = 2000\nrandom q[t] ~ rademacher() for t in 1..=T\n{recurrence}\n{claim}\n"
+            ),
+        );
+        let (code, claims) = claims_of(&path, 0);
+        assert_eq!(code, 0, "{name}: {claims:?}");
+        assert_eq!(claims[0]["status"], "pass", "{name}");
+    }
+}
+
+/// A gradient that decays through a long recurrence to subnormal numbers,
+/// where f64 rounds by an absolute unit, holds: autodiff keeps a few units
+/// of 2⁻¹⁰⁷⁴ where the closed form gives 0. A wrong closed form still fails.
+#[test]
+fn a_gradient_decaying_to_subnormals_holds() {
+    let dir = TempDir::new("subnormal");
+    let path = dir.write(
+        "decay.dl",
+        "dim T = 7200
+input x[T]
+param a = 0.9
+let c[t] = a * c[t-1] + x[t]   if t >= 2
+         | x[t]                otherwise     for t in 1..=T
+loss L = c[T]
+grad x[j] = a^(T - j)
+grad x[j] = a^(T - j + 1)
+  expect fail \"one factor a too many\"
+",
+    );
+    let (code, claims) = claims_of(&path, 0);
+    let statuses: Vec<&str> = claims
+        .iter()
+        .map(|c| c["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["pass", "expected-fail"], "{claims:?}");
+    assert_eq!(code, 0);
+}

@@ -213,12 +213,13 @@ pub enum AnalysisError {
     /// Returned when a let reads its own elements where no order computes
     /// them first: at its own point, `c[i] = c[i] + x[i]`, at a computed
     /// index, `c[2*i]`, or both before and after, `c[i-1] + c[i+1]`.
-    #[error("`{name}` reads {read}: no order computes it before {name}{point}")]
+    #[error("`{name}` reads {read}: {problem}")]
     #[diagnostic(code(dl::analysis::recurrence_order), help("{help}"))]
     RecurrenceOrder {
         name: String,
         read: String,
-        point: String,
+        /// Why no order of computation serves the read.
+        problem: String,
         #[label("read here")]
         span: SourceSpan,
         help: String,

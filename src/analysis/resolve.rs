@@ -153,6 +153,11 @@ struct Recurrence {
     lhs: Vec<VarId>,
     /// Each read of itself: the indices and the access's span.
     reads: Vec<(Vec<Affine>, Span)>,
+    /// Every index has a `for` range, even where one failed to resolve
+    /// (reported already: reading the let is then no second error).
+    ranged: bool,
+    /// A read was refused: the let's other reads are no further errors.
+    refused: bool,
 }
 
 impl Resolver {
@@ -716,6 +721,8 @@ impl Resolver {
                 .filter(|axes| axes.len() == def.indices.len()),
             lhs: lhs.clone(),
             reads: vec![],
+            ranged,
+            refused: false,
         });
         let errors_before = self.errors.len();
         let body = self.body(&def.body, &mut scope);
@@ -854,18 +861,23 @@ impl Resolver {
                     break;
                 }
             }
+            let point = format!("{name}[{}]", index_names.join(", "));
             let problem = match (this, order) {
-                (None, _) => Some(format!(
-                    "a let may read its own elements at earlier (or later) indices: its own index plus a constant on the first axis that differs, `{name}[{}]`",
-                    example.join(", ")
+                (None, _) => Some((
+                    format!("a recurrence reads its own index plus a constant, not this, at {point}"),
+                    format!(
+                        "a let may read its own elements at earlier (or later) indices: its own index plus a constant on the first axis that differs, `{name}[{}]`",
+                        example.join(", ")
+                    ),
                 )),
-                (Some(a), Some(b)) if a != b => Some(
+                (Some(a), Some(b)) if a != b => Some((
+                    format!("it reads earlier elements as well, so no order computes both before {point}"),
                     "a let reads either only earlier elements of its own (computed first to last) or only later ones (computed last to first), not both"
                         .to_string(),
-                ),
+                )),
                 _ => None,
             };
-            if let Some(help) = problem {
+            if let Some((problem, help)) = problem {
                 let shown: Vec<String> = indices
                     .iter()
                     .map(|a| crate::analysis::show_affine(a, self.program(), names))
@@ -873,7 +885,7 @@ impl Resolver {
                 self.error(AnalysisError::RecurrenceOrder {
                     name: name.to_string(),
                     read: format!("`{name}[{}]`", shown.join(", ")),
-                    point: format!("[{}]", index_names.join(", ")),
+                    problem,
                     span: (*span).into(),
                     help,
                 });
@@ -1006,35 +1018,38 @@ impl Resolver {
     }
 
     /// The spec's first dim, for a suggested range (`3` where it has none).
-    /// `for t in 1..=T` with the let's own index names and the file's
-    /// first dim, for a recurrence without its range.
-    fn recurrence_range_help(&self, d: DefId) -> String {
+    /// `for t in 1..=T` with the let's own index names (`names`, by slot)
+    /// and the file's first dim, for a recurrence without its range.
+    fn recurrence_range_help(&self, d: DefId, names: &[String]) -> String {
         let upper = self.first_dim_name();
-        let def = &self.program().defs[d.0];
-        let name = &def.name;
-        let ranges: Vec<String> = self
+        let name = &self.program().defs[d.0].name;
+        let indices: Vec<String> = self
             .recurrence
             .as_ref()
             .map(|r| {
                 r.lhs
                     .iter()
-                    .map(|v| {
-                        let index = def
-                            .var_names
-                            .get(v.0)
-                            .cloned()
-                            .unwrap_or_else(|| "t".into());
-                        format!("{index} in 1..={upper}")
-                    })
+                    .map(|v| names.get(v.0).cloned().unwrap_or_else(|| "t".into()))
                     .collect()
             })
             .unwrap_or_default();
+        if indices.is_empty() {
+            return format!(
+                "a let without indices has one element, which cannot be computed from itself: give the new value another name, `let {name}2 = …`"
+            );
+        }
+        let ranges: Vec<String> = indices
+            .iter()
+            .map(|index| format!("{index} in 1..={upper}"))
+            .collect();
         format!(
-            "its elements are computed in order, over a range stated for every index: `let {name}[…] = … for {}`",
+            "its elements are computed in order, over a range stated for every index: `let {name}[{}] = … for {}`",
+            indices.join(", "),
             ranges.join(", ")
         )
     }
 
+    /// The file's first dim, for a help's example range: `3` without one.
     fn first_dim_name(&self) -> String {
         self.program()
             .dims
@@ -1191,6 +1206,17 @@ impl Resolver {
                 }
             }
             ast::ExprKind::Call { function, args } => {
+                // `mean(x)` meant the reduction: its argument, read as a
+                // value, would add a second error.
+                if function.node == "mean" {
+                    self.error(AnalysisError::UnknownFunction {
+                        name: function.node.clone(),
+                        help: "`mean` is a reduction over an index, as `sum` is: `mean(k) x[k]`"
+                            .to_string(),
+                        span: function.span.into(),
+                    });
+                    return None;
+                }
                 let resolved: Vec<Option<Node>> =
                     args.iter().map(|a| self.expr(a, scope, guarded)).collect();
                 let Some(f) = Function::by_name(&function.node) else {
@@ -1411,8 +1437,9 @@ impl Resolver {
                 if let Some(r) = own {
                     match &r.axes {
                         Some(axes) => axes.clone(),
+                        None if r.refused || r.ranged => return None,
                         None => {
-                            let help = self.recurrence_range_help(d);
+                            let help = self.recurrence_range_help(d, &scope.slot_names);
                             let definition = def.name_span;
                             self.error(AnalysisError::RecurrenceNeedsRange {
                                 name: tensor.node.clone(),
@@ -1420,6 +1447,9 @@ impl Resolver {
                                 definition: definition.into(),
                                 help,
                             });
+                            if let Some(r) = self.recurrence.as_mut() {
+                                r.refused = true;
+                            }
                             return None;
                         }
                     }

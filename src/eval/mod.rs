@@ -522,7 +522,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             if (output_only && !feeds) || def.local_to.is_some() {
                 continue;
             }
-            let result = self.compute_def(def, &self.instance.def_grids[k]);
+            let result = self.compute_def(DefId(k), def, &self.instance.def_grids[k]);
             match result {
                 Ok(values) => self.defs[k] = DefState::Ready(values),
                 Err(e) if feeds => return Err(e),
@@ -542,9 +542,9 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
         }
     }
 
-    fn compute_def(&self, def: &Def, grid: &Grid) -> Result<Vec<T>, Box<EvalError>> {
+    fn compute_def(&self, id: DefId, def: &Def, grid: &Grid) -> Result<Vec<T>, Box<EvalError>> {
         if let Some(order) = def.recurrence {
-            return self.compute_recurrent(def, grid, order);
+            return self.compute_recurrent(id, def, grid, order);
         }
         let mut frame = Frame::new(&def.var_names, def.slots);
         let mut values = Vec::with_capacity(usize::try_from(grid.len().unwrap_or(0)).unwrap_or(0));
@@ -567,6 +567,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
     /// computed (analysis lets it read only those).
     fn compute_recurrent(
         &self,
+        id: DefId,
         def: &Def,
         grid: &Grid,
         order: RecurrenceOrder,
@@ -576,14 +577,6 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
                 what: what.to_string(),
             })
         };
-        let id = self
-            .instance
-            .program
-            .defs
-            .iter()
-            .position(|d| std::ptr::eq(d, def))
-            .map(DefId)
-            .ok_or_else(|| internal("a recurrent definition not in its program"))?;
         let lock = || {
             self.partial
                 .lock()
@@ -601,9 +594,12 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             if !v.is_finite_value() {
                 return Err(self.non_finite(def.body_span(), v.real(), &frame));
             }
-            if let Some(slot) = lock()?.as_mut().and_then(|(_, values)| values.get_mut(k)) {
-                *slot = v;
-            }
+            let mut partial = lock()?;
+            let slot = partial
+                .as_mut()
+                .and_then(|(_, values)| values.get_mut(k))
+                .ok_or_else(|| internal("a recurrence's element outside its grid"))?;
+            *slot = v;
             Ok(())
         };
         let result = match order {
@@ -618,7 +614,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
     /// rule's local `let`, at its place in a step.
     pub fn compute_local(&mut self, d: DefId) -> Result<(), Box<EvalError>> {
         let def = &self.instance.program.defs[d.0];
-        let values = self.compute_def(def, &self.instance.def_grids[d.0])?;
+        let values = self.compute_def(d, def, &self.instance.def_grids[d.0])?;
         self.defs[d.0] = DefState::Ready(values);
         Ok(())
     }

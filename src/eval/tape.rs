@@ -852,10 +852,32 @@ impl<'t, 'a> TapeBuilder<'t, 'a> {
         };
         let instance = self.evaluation.instance;
         let def = &instance.program.defs[id.0];
-        let grid = &instance.def_grids[id.0];
         if let Some(&r) = self.inlined.get(&(id.0, offset)) {
             return Ok(r);
         }
+        // A recurrence's element reads the ones before it (or after): build
+        // those first, in order, so that each reads inlined elements only and
+        // the depth stays one however long the recurrence.
+        if let Some(order) = def.recurrence {
+            let len = usize::try_from(instance.def_grids[id.0].len().unwrap_or(0)).unwrap_or(0);
+            let before: Vec<usize> = match order {
+                RecurrenceOrder::Ascending => (0..offset).collect(),
+                RecurrenceOrder::Descending => (offset + 1..len).rev().collect(),
+            };
+            for k in before {
+                if !self.inlined.contains_key(&(id.0, k)) {
+                    self.inline_element(id, k)?;
+                }
+            }
+        }
+        self.inline_element(id, offset)
+    }
+
+    /// Builds element `offset` of the stochastic definition `id` from its body.
+    fn inline_element(&mut self, id: DefId, offset: usize) -> Built<Reg> {
+        let instance = self.evaluation.instance;
+        let def = &instance.program.defs[id.0];
+        let grid = &instance.def_grids[id.0];
         let mut inner = Frame::new(&def.var_names, def.slots);
         inner.set_point(&grid.point(offset));
         let value = self.body(&def.body, &mut inner)?;

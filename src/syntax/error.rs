@@ -199,9 +199,7 @@ pub enum SyntaxError {
     #[error("`{op}` takes one index")]
     #[diagnostic(
         code(dl::parse::one_index_reduction),
-        help(
-            "nest them, one index each: `{op}({first}) {op}({rest}) …`; `sum`, `prod` and `mean` take several"
-        )
+        help("nest them, one index each: `{nested} …`; `sum`, `prod` and `mean` take several")
     )]
     OneIndexReduction {
         #[source_code]
@@ -209,8 +207,8 @@ pub enum SyntaxError {
         #[label("{count} indices")]
         span: SourceSpan,
         op: String,
-        first: String,
-        rest: String,
+        /// `max(i) max(j)`
+        nested: String,
         count: usize,
     },
 
@@ -443,8 +441,11 @@ impl SyntaxError {
             src: source.named(),
             span: span.into(),
             op: op.to_string(),
-            first: names.first().cloned().unwrap_or_default(),
-            rest: names.get(1).cloned().unwrap_or_default(),
+            nested: names
+                .iter()
+                .map(|n| format!("{op}({n})"))
+                .collect::<Vec<_>>()
+                .join(" "),
             count: names.len(),
         })
     }

@@ -3403,6 +3403,16 @@ claim A == B over 100 steps
             &sub(call("max", vec![var("a"), var("b")]), var("c")),
             "",
         );
+        // A call before a contextual keyword, or before the next statement,
+        // stays a call.
+        for text in [
+            "claim minimize max(a, b) over a, b at (0, 0)",
+            "claim minimize a over a subject to a >= max(a, b) at 0",
+            "let m = max(a, b)\ny[i] = x[i] / m",
+        ] {
+            let spec = parse_text(text).unwrap();
+            assert!(!spec.items.is_empty(), "{text}");
+        }
         assert_same(
             &expr("-sum(k) x[k]^2"),
             &neg(reduce(
