@@ -340,6 +340,25 @@ grad a = sum(i) g[i] * x[i]
 "#,
     },
     Explanation {
+        code: "dl::analysis::index_data_range",
+        title: "labels used as an index may fall outside the axis they index",
+        text: "`input y[B] in 1..=C` declares labels: whole numbers drawn from `1..=C`. \
+              Used as an index, `lp[b, y[b]]`, each label must name an element of the \
+              axis it indexes, at every size checked. The engine compares the declared \
+              range, shifted by the index's constant (`y[b] + 1`), with the axis.\n\n\
+              Declare the labels over the range of the axis they index.",
+        wrong: r#"dim B = 3, C = 4
+input z[B, C]
+input y[B] in 1..=C+1
+loss L = -sum(b) z[b, y[b]]
+"#,
+        right: r#"dim B = 3, C = 4
+input z[B, C]
+input y[B] in 1..=C
+loss L = -sum(b) z[b, y[b]]
+"#,
+    },
+    Explanation {
         code: "dl::analysis::index_shadows_name",
         title: "an index variable has the name of a dim, hyper or tensor",
         text: "An index bound by a reduction, a `for` or a left-hand side must not reuse a \

@@ -552,7 +552,7 @@ impl Checker<'_> {
                             self.expect(n, line, start, end, "keyword.other.dl");
                         } else if (called_at_once
                             && (self.functions.contains(w) || self.distributions.contains(w)))
-                            || (called && matches!(w, "max" | "min"))
+                            || (called && matches!(w, "max" | "min" | "mean"))
                         {
                             self.counts.functions += 1;
                             self.expect(n, line, start, end, "support.function.dl");

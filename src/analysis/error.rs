@@ -225,6 +225,23 @@ pub enum AnalysisError {
         help: String,
     },
 
+    /// Returned when labels used as an index may fall outside the axis they
+    /// index: `lp[i, y[i]]` with `y in 1..=C+1` and `lp`'s axis `1..=C`.
+    #[error("`{index}` takes values {values}, but axis {axis} of `{target}` runs over {runs}")]
+    #[diagnostic(code(dl::analysis::index_data_range), help("{help}"))]
+    IndexDataRange {
+        index: String,
+        values: String,
+        target: String,
+        axis: usize,
+        runs: String,
+        #[label("may fall outside {runs}")]
+        span: SourceSpan,
+        #[label("its values declared here")]
+        declaration: SourceSpan,
+        help: String,
+    },
+
     /// Returned when an unknown function is called: `expp(x)`.
     #[error("unknown function `{name}`")]
     #[diagnostic(code(dl::analysis::unknown_function), help("{help}"))]

@@ -198,7 +198,12 @@ pub struct Tensor {
 impl Tensor {
     /// Inputs and params: the tensors L is differentiated in.
     pub fn is_differentiable(&self) -> bool {
-        matches!(self.origin, Origin::Declared(_)) && !matches!(self.values, Values::Drawn(_))
+        matches!(self.origin, Origin::Declared(_)) && !self.is_data()
+    }
+
+    /// Declared, but drawn as data (`~ …` or `in lo..=hi`): not differentiated.
+    pub fn is_data(&self) -> bool {
+        matches!(self.values, Values::Drawn(_) | Values::Indices { .. })
     }
 }
 
@@ -214,6 +219,10 @@ pub enum Values {
     /// Drawn from a distribution with constant parameters, once per check:
     /// data (a dropout mask, a target), not differentiated.
     Drawn(DistributionSpec),
+    /// Whole numbers drawn uniformly from `lo..=hi` (affine in the dims):
+    /// labels or positions, which may index other tensors. Not
+    /// differentiated.
+    Indices { lo: Affine, hi: Affine },
 }
 
 /// `lo..=hi` of one axis of a tensor or definition, affine in the dims.

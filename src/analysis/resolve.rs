@@ -34,7 +34,7 @@ fn what(symbol: Symbol, program: &Program) -> &'static str {
         Symbol::Dim(_) => "dim",
         Symbol::Hyper(_) => "hyper",
         Symbol::Tensor(t) => match program.tensors.get(t.0).map(|t| (t.origin, &t.values)) {
-            Some((Origin::Declared(_), Values::Drawn(_))) => "drawn input",
+            Some((Origin::Declared(_), Values::Drawn(_) | Values::Indices { .. })) => "drawn input",
             Some((o, _)) => match o {
                 Origin::Declared(TensorRole::Input) => "input",
                 Origin::Declared(TensorRole::Param) => "param",
@@ -602,6 +602,11 @@ impl Resolver {
                     .map(|e| self.number(e, "a given value"))
                     .collect();
                 Some(Values::List(values?))
+            }
+            ast::Init::Indices(range) => {
+                let lo = self.dims_affine(&range.lo, "a range end")?;
+                let hi = self.dims_affine(&range.hi, "a range end")?;
+                Some(Values::Indices { lo, hi })
             }
             ast::Init::Drawn(d) => {
                 let mut scope = Scope {
@@ -1500,6 +1505,24 @@ impl Resolver {
             ));
             return None;
         }
+        // `lp[i, y[i]]`, `y` holding labels: a gather, written out as the
+        // sum it is, `sum(c) [c == y[i]] * lp[i, c]`.
+        let gathered = indices
+            .iter()
+            .enumerate()
+            .find_map(|(k, e)| self.data_index(e).map(|d| (k, d)));
+        if let Some((k, (data, offset))) = gathered {
+            return self.gather(
+                tensor,
+                indices,
+                k,
+                (data, offset),
+                &axes[k],
+                span,
+                scope,
+                guarded,
+            );
+        }
         let mut affines = vec![];
         for (axis, (index, range)) in indices.iter().zip(&axes).enumerate() {
             let affine = self.affine(index, scope)?;
@@ -1529,6 +1552,145 @@ impl Resolver {
             },
             _ => return None,
         })
+    }
+
+    /// `y[i]` or `y[i] + c` used as an index, where `y` holds whole numbers
+    /// drawn from a range (`input y[B] in 1..=C`): `y` and `c`.
+    fn data_index(&self, e: &ast::Expr) -> Option<(TensorId, i64)> {
+        match &e.node {
+            ast::ExprKind::Access { tensor, .. } => match self.symbol(&tensor.node)? {
+                Symbol::Tensor(t)
+                    if matches!(
+                        self.program().tensors.get(t.0)?.values,
+                        Values::Indices { .. }
+                    ) =>
+                {
+                    Some((t, 0))
+                }
+                _ => None,
+            },
+            ast::ExprKind::Binary {
+                op: op @ (ast::BinaryOp::Add | ast::BinaryOp::Sub),
+                lhs,
+                rhs,
+            } => {
+                let (t, c) = self.data_index(lhs)?;
+                let ast::ExprKind::Number(k) = rhs.node else {
+                    return None;
+                };
+                #[allow(clippy::cast_possible_truncation)]
+                let k = (k.fract() == 0.0 && k.abs() < 1e15).then_some(k as i64)?;
+                Some((
+                    t,
+                    if *op == ast::BinaryOp::Add {
+                        c + k
+                    } else {
+                        c - k
+                    },
+                ))
+            }
+            _ => None,
+        }
+    }
+
+    /// The access `tensor[…]` whose index `k` is a label, `y[i] + c`, as the
+    /// sum `sum(v) [v == y[i] + c] * tensor[…, v, …]`, resolved in `scope`:
+    /// exactly the element read, and a gradient into that element only. The
+    /// labels' range must lie inside the axis they index, at every size.
+    #[allow(clippy::too_many_arguments)]
+    fn gather(
+        &mut self,
+        tensor: &ast::Ident,
+        indices: &[ast::Expr],
+        k: usize,
+        (data, offset): (TensorId, i64),
+        axis: &AxisRange,
+        span: Span,
+        scope: &mut Scope,
+        guarded: bool,
+    ) -> Option<NodeKind> {
+        let label = &indices[k];
+        let data_tensor = self.program().tensors.get(data.0)?;
+        let Values::Indices { lo, hi } = &data_tensor.values else {
+            return None;
+        };
+        let shifted = |a: &Affine| a.add_scaled(&Affine::constant(offset), 1);
+        let below = shifted(lo).and_then(|lo| lo.add_scaled(&axis.lo, -1));
+        let above = shifted(hi).and_then(|hi| axis.hi.add_scaled(&hi, -1));
+        let inside = |gap: Option<Affine>| {
+            gap.is_some_and(|g| g.dims.is_empty() && g.vars.is_empty() && g.constant >= 0)
+        };
+        if !(inside(below) && inside(above)) {
+            let program = self.program();
+            let values = format!(
+                "{}..={}",
+                show_affine(&shifted(lo).unwrap_or_default(), program, &[]),
+                show_affine(&shifted(hi).unwrap_or_default(), program, &[])
+            );
+            let runs = format!(
+                "{}..={}",
+                show_affine(&axis.lo, program, &[]),
+                show_affine(&axis.hi, program, &[])
+            );
+            let name = data_tensor.name.clone();
+            let declaration = data_tensor.span;
+            self.error(AnalysisError::IndexDataRange {
+                index: show_index(label),
+                values,
+                target: tensor.node.clone(),
+                axis: k + 1,
+                runs: runs.clone(),
+                span: label.span.into(),
+                declaration: declaration.into(),
+                help: format!(
+                    "declare the labels over the axis they index: `{name}[…] in {runs}`, shifted by the index's constant"
+                ),
+            });
+            return None;
+        }
+        // A name no spec can write, which reads in reports as the label:
+        // `at y[i] = 3`.
+        let mut fresh = show_index(label);
+        while scope.lookup(&fresh).is_some() {
+            fresh.push('\'');
+        }
+        let name = |at: Span| ast::Expr::new(ast::ExprKind::Name(fresh.clone()), at);
+        let mut read = indices.to_vec();
+        read[k] = name(label.span);
+        let bracket = ast::Expr::new(
+            ast::ExprKind::Iverson(Box::new(ast::Condition::new(
+                ast::ConditionKind::Compare {
+                    first: name(label.span),
+                    rest: vec![(Spanned::new(ast::CompareOp::Eq, label.span), label.clone())],
+                },
+                label.span,
+            ))),
+            label.span,
+        );
+        let access = ast::Expr::new(
+            ast::ExprKind::Access {
+                tensor: tensor.clone(),
+                indices: read,
+            },
+            span,
+        );
+        let sum = ast::Expr::new(
+            ast::ExprKind::Reduce {
+                op: Spanned::new(ast::ReduceOp::Sum, span),
+                index: Spanned::new(fresh.clone(), label.span),
+                range: None,
+                body: Box::new(ast::Expr::new(
+                    ast::ExprKind::Binary {
+                        op: ast::BinaryOp::Mul,
+                        lhs: Box::new(bracket),
+                        rhs: Box::new(access),
+                    },
+                    span,
+                )),
+            },
+            span,
+        );
+        self.expr(&sum, scope, guarded).map(|n| n.node)
     }
 
     /// An index expression as an affine form over index variables and dims.
@@ -2018,6 +2180,36 @@ pub fn for_each_cond_expr(c: &Cond, f: &mut impl FnMut(&Node)) {
 }
 
 /// `N-2`, `i+1`: an affine form as the author would write it.
+/// An index expression as the spec writes it, for a gathered label's name
+/// (`y[i]+1`) and messages.
+fn show_index(e: &ast::Expr) -> String {
+    match &e.node {
+        ast::ExprKind::Number(v) => format!("{v}"),
+        ast::ExprKind::Name(n) => n.clone(),
+        ast::ExprKind::Access { tensor, indices } => format!(
+            "{}[{}]",
+            tensor.node,
+            indices
+                .iter()
+                .map(show_index)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        ast::ExprKind::Binary { op, lhs, rhs } => {
+            let symbol = match op {
+                ast::BinaryOp::Add => "+",
+                ast::BinaryOp::Sub => "-",
+                ast::BinaryOp::Mul => "*",
+                ast::BinaryOp::Div => "/",
+                ast::BinaryOp::Pow => "^",
+            };
+            format!("{}{symbol}{}", show_index(lhs), show_index(rhs))
+        }
+        ast::ExprKind::Unary { operand, .. } => format!("-{}", show_index(operand)),
+        _ => "…".to_string(),
+    }
+}
+
 pub fn show_affine(a: &Affine, program: &Program, var_names: &[String]) -> String {
     let mut terms: Vec<(i64, String)> = vec![];
     for &(d, c) in &a.dims {

@@ -79,22 +79,36 @@ impl RequiredRange {
 
 fn required_ranges(program: &Program) -> Vec<RequiredRange> {
     let mut out = vec![];
-    let mut push_axes = |name: &str, axes: &[super::program::AxisRange]| {
-        for (k, axis) in axes.iter().enumerate() {
+    let push_axes =
+        |out: &mut Vec<RequiredRange>, name: &str, axes: &[super::program::AxisRange]| {
+            for (k, axis) in axes.iter().enumerate() {
+                out.push(RequiredRange {
+                    lowers: vec![axis.lo.clone()],
+                    uppers: vec![axis.hi.clone()],
+                    what: format!("axis {} of `{name}`", k + 1),
+                    span: axis.span,
+                });
+            }
+        };
+    // `g` has the layer's axes, which the layer's own entry covers.
+    for t in program
+        .tensors
+        .iter()
+        .filter(|t| matches!(t.origin, super::program::Origin::Declared(_)))
+    {
+        push_axes(&mut out, &t.name, &t.axes);
+        // Labels are drawn from their range: it may not be empty.
+        if let super::program::Values::Indices { lo, hi } = &t.values {
             out.push(RequiredRange {
-                lowers: vec![axis.lo.clone()],
-                uppers: vec![axis.hi.clone()],
-                what: format!("axis {} of `{name}`", k + 1),
-                span: axis.span,
+                lowers: vec![lo.clone()],
+                uppers: vec![hi.clone()],
+                what: format!("the range of `{}`'s values", t.name),
+                span: t.span,
             });
         }
-    };
-    // `g` has the layer's axes, which the layer's own entry covers.
-    for t in program.tensors.iter().filter(|t| t.is_differentiable()) {
-        push_axes(&t.name, &t.axes);
     }
     for d in &program.defs {
-        push_axes(&d.name, &d.axes);
+        push_axes(&mut out, &d.name, &d.axes);
     }
     // Reductions are not required to be non-empty: an empty sum is 0, and
     // a claim's sums must not move the sizes at which the whole file is

@@ -69,6 +69,26 @@ pub fn draw_values(instance: &Instance<'_>, seed: u64) -> Result<Vec<ArrayD<f64>
                         .map(|_| sample(spec.kind, &params, &mut rng))
                         .collect()
                 }
+                Values::Indices { lo, hi } => {
+                    let sizes = instance.sizes.values();
+                    let (Some(lo), Some(hi)) = (lo.eval(sizes, &[]), hi.eval(sizes, &[])) else {
+                        return Err(Box::new(EvalError::Internal {
+                            what: format!("the range of `{}`'s values at these sizes", tensor.name),
+                        }));
+                    };
+                    if lo > hi {
+                        return Err(Box::new(EvalError::Internal {
+                            what: format!("`{}`'s values drawn from an empty range", tensor.name),
+                        }));
+                    }
+                    let mut rng = ChaCha8Rng::seed_from_u64(stream_seed(
+                        seed,
+                        &tensor.name,
+                        instance.sizes.values(),
+                    ));
+                    #[allow(clippy::cast_precision_loss)]
+                    (0..n).map(|_| rng.random_range(lo..=hi) as f64).collect()
+                }
                 Values::Random { lo, hi } => {
                     let mut rng = ChaCha8Rng::seed_from_u64(stream_seed(
                         seed,

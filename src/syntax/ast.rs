@@ -151,6 +151,9 @@ pub enum Init {
     List(Spanned<Vec<Expr>>),
     /// Drawn from a distribution, and not differentiated: `~ bernoulli(0.9)`.
     Drawn(Distribution),
+    /// Whole numbers drawn from a range, which may index other tensors:
+    /// `in 1..=C`. Not differentiated.
+    Indices(IndexRangeExpr),
 }
 
 #[derive(Clone, Debug, PartialEq)]

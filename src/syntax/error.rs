@@ -701,6 +701,7 @@ impl Expected {
             Rule::float_type | Rule::ck_f32 | Rule::ck_f64 => Group(FLOAT_TYPES),
             Rule::optimum | Rule::sense | Rule::ck_minimize | Rule::ck_maximize => Group(SENSES),
             Rule::stream_draw | Rule::init_draw | Rule::tilde => Token("`~`"),
+            Rule::index_domain => Token("`in`"),
             Rule::stream_grad => Token("`=`"),
             Rule::ck_grad => Token("`grad`"),
             Rule::plus => Token("`+`"),

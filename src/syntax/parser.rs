@@ -446,6 +446,9 @@ impl<'s> Converter<'s> {
             Rule::init_value => Ok(Init::Value(
                 self.expr(children.required_rule(Rule::expr)?, 0)?,
             )),
+            Rule::index_domain => Ok(Init::Indices(
+                self.index_range(children.required_rule(Rule::index_range)?, 0)?,
+            )),
             Rule::init_draw => Ok(Init::Drawn(
                 self.distribution(children.required_rule(Rule::distribution)?)?,
             )),
@@ -2601,6 +2604,20 @@ claim A == B over 100 steps
         for (text, expected) in cases {
             assert_same(&item(text), &Item::Random(expected), text);
         }
+        // Labels: whole numbers drawn from a range.
+        let Item::Tensor(tensors) = item("input y[B] in 1..=C") else {
+            panic!()
+        };
+        assert_same(
+            &Item::Tensor(tensors),
+            &Item::Tensor(vec![tensor(
+                TensorRole::Input,
+                "y",
+                vec![var("B")],
+                Some(Init::Indices(range_expr(num(1.0), var("C")))),
+            )]),
+            "",
+        );
         // Data drawn once: an input's init.
         let Item::Tensor(tensors) = item("input m[n] ~ bernoulli(1 - p)") else {
             panic!()
