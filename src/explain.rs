@@ -1301,6 +1301,23 @@ grad a = sum(i) g[i] * v[i]
 "#,
     },
     Explanation {
+        code: "dl::eval::list_shape",
+        title: "values given in rows do not have their tensor's shape",
+        text: "Values given in rows fix each axis: `[[1, 2, 3], [4, 5, 6]]` is 2 × 3. At \
+              the sizes checked, the tensor's shape must be the same, axis by axis; the \
+              sizes are chosen to fit where the dims allow, and the defaults are always \
+              checked. A flat list, `[1, 2, 3, 4, 5, 6]`, fixes only the number of \
+              elements, taken row-major.",
+        wrong: r#"dim n = 2, m = 3
+input w[n, m] = [[1, 2], [3, 4], [5, 6]]
+loss L = sum(i, k) w[i, k]^2
+"#,
+        right: r#"dim n = 2, m = 3
+input w[n, m] = [[1, 2, 3], [4, 5, 6]]
+loss L = sum(i, k) w[i, k]^2
+"#,
+    },
+    Explanation {
         code: "dl::eval::no_case",
         title: "no case of a piecewise definition holds at a point",
         text: "A piecewise definition must say what it is at every point of its range. At \
@@ -1692,6 +1709,19 @@ param a
 y[i] = a * x[i]
 grad x[j] = a * g[j]  if j <= 2
           | a * g[j]  otherwise
+"#,
+    },
+    Explanation {
+        code: "dl::parse::ragged_list",
+        title: "the rows of a given list differ in length",
+        text: "Values of a matrix may be given in rows, `input w[2, 3] = [[1, 2, 3], [4, 5, \
+              6]]`: one row per element of the first axis, each with one value per element \
+              of the others. Every row must have the shape of the first.",
+        wrong: r#"input w[2, 3] = [[1, 2, 3], [4, 5]]
+loss L = sum(i, k) w[i, k]^2
+"#,
+        right: r#"input w[2, 3] = [[1, 2, 3], [4, 5, 6]]
+loss L = sum(i, k) w[i, k]^2
 "#,
     },
     Explanation {

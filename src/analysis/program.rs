@@ -216,6 +216,9 @@ pub enum Values {
     Fill(f64),
     /// Given values of a 1-d tensor, in order.
     List(Vec<f64>),
+    /// Given values in nested rows: row-major, with the extent of each
+    /// level of nesting, which must be the tensor's shape.
+    Grid(Vec<f64>, Vec<usize>),
     /// Drawn from a distribution with constant parameters, once per check:
     /// data (a dropout mask, a target), not differentiated.
     Drawn(DistributionSpec),

@@ -603,6 +603,14 @@ impl Resolver {
                     .collect();
                 Some(Values::List(values?))
             }
+            ast::Init::Grid(items, shape) => {
+                let values: Option<Vec<f64>> = items
+                    .node
+                    .iter()
+                    .map(|e| self.number(e, "a given value"))
+                    .collect();
+                Some(Values::Grid(values?, shape.clone()))
+            }
             ast::Init::Indices(range) => {
                 let lo = self.dims_affine(&range.lo, "a range end")?;
                 let hi = self.dims_affine(&range.hi, "a range end")?;

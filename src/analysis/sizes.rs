@@ -315,6 +315,8 @@ fn push_bounds(
 struct GivenLength {
     axes: Vec<AxisRange>,
     len: usize,
+    /// Values given in rows fix each axis, not only the product.
+    shape: Option<Vec<usize>>,
 }
 
 impl GivenLength {
@@ -329,10 +331,18 @@ impl GivenLength {
     }
 
     fn violated_at(&self, sizes: &[i64]) -> bool {
-        let len = self.axes.iter().try_fold(1i64, |acc, a| {
-            let n = a.hi.eval(sizes, &[])? - a.lo.eval(sizes, &[])? + 1;
-            acc.checked_mul(n.max(0))
-        });
+        let extent = |a: &AxisRange| Some(a.hi.eval(sizes, &[])? - a.lo.eval(sizes, &[])? + 1);
+        if let Some(shape) = &self.shape {
+            return self
+                .axes
+                .iter()
+                .zip(shape)
+                .any(|(a, &s)| extent(a) != i64::try_from(s).ok());
+        }
+        let len = self
+            .axes
+            .iter()
+            .try_fold(1i64, |acc, a| acc.checked_mul(extent(a)?.max(0)));
         len != i64::try_from(self.len).ok()
     }
 }
@@ -345,6 +355,12 @@ fn given_lengths(program: &Program) -> Vec<GivenLength> {
             Values::List(list) => Some(GivenLength {
                 axes: t.axes.clone(),
                 len: list.len(),
+                shape: None,
+            }),
+            Values::Grid(values, shape) => Some(GivenLength {
+                axes: t.axes.clone(),
+                len: values.len(),
+                shape: (shape.len() == t.axes.len()).then(|| shape.clone()),
             }),
             _ => None,
         })

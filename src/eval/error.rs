@@ -146,6 +146,22 @@ pub enum EvalError {
         span: SourceSpan,
     },
 
+    /// Returned when values given in rows do not have their tensor's shape:
+    /// `input w[n, m] = [[1, 2, 3], [4, 5, 6]]` at `n = 3, m = 2`.
+    #[error("`{tensor}` has shape {expected} at {sizes}, but its values are given as {found}")]
+    #[diagnostic(
+        code(dl::eval::list_shape),
+        help("give one row per element of the first axis, each as long as the next axes are")
+    )]
+    ListShape {
+        tensor: String,
+        expected: String,
+        found: String,
+        sizes: String,
+        #[label("{found} given")]
+        span: SourceSpan,
+    },
+
     /// Returned when checking a claim takes longer than `--timeout`.
     #[error("not checked within the time limit of {limit} at {sizes}")]
     #[diagnostic(
@@ -200,6 +216,7 @@ impl EvalError {
             | EvalError::EmptyReduction { span, .. }
             | EvalError::TooLarge { span, .. }
             | EvalError::ListLength { span, .. }
+            | EvalError::ListShape { span, .. }
             | EvalError::DivisionByZero { span, .. }
             | EvalError::DistributionDomain { span, .. } => *span,
             EvalError::Timeout { .. } | EvalError::Internal { .. } => SourceSpan::from(0..0),

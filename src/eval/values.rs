@@ -69,6 +69,26 @@ pub fn draw_values(instance: &Instance<'_>, seed: u64) -> Result<Vec<ArrayD<f64>
                         .map(|_| sample(spec.kind, &params, &mut rng))
                         .collect()
                 }
+                Values::Grid(values, shape) => {
+                    let extents: Vec<u64> = grid.extents().iter().map(|&e| e as u64).collect();
+                    let given: Vec<u64> = shape.iter().map(|&e| e as u64).collect();
+                    if extents != given {
+                        let show = |s: &[u64]| {
+                            s.iter()
+                                .map(ToString::to_string)
+                                .collect::<Vec<_>>()
+                                .join(" × ")
+                        };
+                        return Err(Box::new(EvalError::ListShape {
+                            tensor: tensor.name.clone(),
+                            expected: show(&extents),
+                            found: show(&given),
+                            sizes: instance.sizes.to_string(),
+                            span: tensor.span.into(),
+                        }));
+                    }
+                    values.clone()
+                }
                 Values::Indices { lo, hi } => {
                     let sizes = instance.sizes.values();
                     let (Some(lo), Some(hi)) = (lo.eval(sizes, &[]), hi.eval(sizes, &[])) else {

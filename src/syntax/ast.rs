@@ -149,6 +149,9 @@ pub enum Init {
     Value(Expr),
     /// Given values of a 1-d tensor: `= [1, -2, 3]`.
     List(Spanned<Vec<Expr>>),
+    /// Given values in nested rows, `= [[1, 2, 3], [4, 5, 6]]`: the values
+    /// row-major, and the extent of each level of nesting.
+    Grid(Spanned<Vec<Expr>>, Vec<usize>),
     /// Drawn from a distribution, and not differentiated: `~ bernoulli(0.9)`.
     Drawn(Distribution),
     /// Whole numbers drawn from a range, which may index other tensors:

@@ -191,6 +191,27 @@ pub enum SyntaxError {
         values: String,
     },
 
+    /// Returned when the rows of a given list differ in length:
+    ///
+    /// ```dl
+    /// input w[2, 3] = [[1, 2, 3], [4, 5]]
+    /// ```
+    #[error("a row of {found}, where the first row has {expected}")]
+    #[diagnostic(
+        code(dl::parse::ragged_list),
+        help("give every row the same number of values, one per element of the last axes")
+    )]
+    RaggedList {
+        #[source_code]
+        src: NamedSource<crate::source::SpecText>,
+        #[label("{found}")]
+        row: SourceSpan,
+        #[label("{expected}")]
+        first: SourceSpan,
+        found: String,
+        expected: String,
+    },
+
     /// Returned when `max` or `min` is given several indices:
     ///
     /// ```dl
@@ -427,6 +448,34 @@ impl SyntaxError {
             at: at.0.into(),
             names: count(over.1, "name"),
             values: count(at.1, "value"),
+        })
+    }
+
+    /// A row of a given list whose shape is not the first row's.
+    pub(super) fn ragged_list(
+        source: &Source,
+        row: Span,
+        first: Span,
+        shape: &[usize],
+        first_shape: &[usize],
+    ) -> Box<Self> {
+        let show = |s: &[usize]| {
+            let values = s.iter().product::<usize>();
+            if s.len() == 1 {
+                format!("{values} value{}", if values == 1 { "" } else { "s" })
+            } else {
+                s.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" × ")
+            }
+        };
+        Box::new(Self::RaggedList {
+            src: source.named(),
+            row: row.into(),
+            first: first.into(),
+            found: show(shape),
+            expected: show(first_shape),
         })
     }
 

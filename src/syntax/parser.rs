@@ -246,6 +246,12 @@ impl<'i, 's> Children<'i, 's> {
         self.inner.filter(move |pair| pair.as_rule() == rule)
     }
 
+    /// The remaining children of any of `rules`, in order.
+    fn all_of(self, rules: &[Rule]) -> impl Iterator<Item = Pair<'i, Rule>> {
+        self.inner
+            .filter(move |pair| rules.contains(&pair.as_rule()))
+    }
+
     /// The next child, which the grammar guarantees; its absence is a bug.
     fn required(&mut self, what: &str) -> Result<Pair<'i, Rule>> {
         self.next()
@@ -436,12 +442,12 @@ impl<'s> Converter<'s> {
             Rule::init_list => {
                 let list = children.required_rule(Rule::list)?;
                 let list_span = span_of(&list);
-                let values = self
-                    .children(list)
-                    .all(Rule::expr)
-                    .map(|value| self.expr(value, 0))
-                    .collect::<Result<_>>()?;
-                Ok(Init::List(Spanned::new(values, list_span)))
+                let (values, shape) = self.rows(list)?;
+                if shape.len() == 1 {
+                    Ok(Init::List(Spanned::new(values, list_span)))
+                } else {
+                    Ok(Init::Grid(Spanned::new(values, list_span), shape))
+                }
             }
             Rule::init_value => Ok(Init::Value(
                 self.expr(children.required_rule(Rule::expr)?, 0)?,
@@ -458,6 +464,44 @@ impl<'s> Converter<'s> {
                 format!("unexpected {rule:?}"),
             )),
         }
+    }
+
+    /// A list's values row-major and its extent at each level of nesting;
+    /// rows must all have the first row's shape.
+    fn rows(&self, list: Pair<'_, Rule>) -> Result<(Vec<Expr>, Vec<usize>)> {
+        let mut values = vec![];
+        let mut shape: Option<Vec<usize>> = None;
+        let mut count = 0;
+        let mut first_row = None;
+        for child in self.children(list).all_of(&[Rule::list, Rule::expr]) {
+            count += 1;
+            if child.as_rule() == Rule::expr {
+                values.push(self.expr(child, 0)?);
+                continue;
+            }
+            let span = span_of(&child);
+            let (row, row_shape) = self.rows(child)?;
+            match &shape {
+                None => {
+                    shape = Some(row_shape);
+                    first_row = Some(span);
+                }
+                Some(s) if *s != row_shape => {
+                    return Err(SyntaxError::ragged_list(
+                        self.source,
+                        span,
+                        first_row.unwrap_or(span),
+                        &row_shape,
+                        s,
+                    ));
+                }
+                Some(_) => {}
+            }
+            values.extend(row);
+        }
+        let mut full = vec![count];
+        full.extend(shape.unwrap_or_default());
+        Ok((values, full))
     }
 
     fn hyper_decl(&self, pair: Pair<'_, Rule>) -> Result<HyperDecl> {
@@ -2604,6 +2648,28 @@ claim A == B over 100 steps
         for (text, expected) in cases {
             assert_same(&item(text), &Item::Random(expected), text);
         }
+        // Rows: the values row-major, and each level's extent.
+        let Item::Tensor(tensors) = item("input w[2, 3] = [[1, 2, 3], [4, 5, 6]]") else {
+            panic!()
+        };
+        let Some(Init::Grid(values, shape)) = &tensors[0].init else {
+            panic!("{tensors:?}")
+        };
+        assert_eq!(shape, &[2, 3]);
+        let numbers: Vec<f64> = values
+            .node
+            .iter()
+            .map(|e| match e.node {
+                ExprKind::Number(v) => v,
+                _ => f64::NAN,
+            })
+            .collect();
+        assert_eq!(numbers, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        // A bracket that is no row is a bracket.
+        let Item::Tensor(tensors) = item("input v[2] = [[a > 0] * 2, 3]") else {
+            panic!()
+        };
+        assert!(matches!(&tensors[0].init, Some(Init::List(l)) if l.node.len() == 2));
         // Labels: whole numbers drawn from a range.
         let Item::Tensor(tensors) = item("input y[B] in 1..=C") else {
             panic!()
