@@ -328,3 +328,46 @@ grad x[j] = a^(T - j + 1)
     assert_eq!(statuses, ["pass", "expected-fail"], "{claims:?}");
     assert_eq!(code, 0);
 }
+
+/// A layer with a scalar output, `out = …`, draws a scalar `g`; and a
+/// Taylor check written below an erratum is told that it took the erratum
+/// as J.
+#[test]
+fn a_scalar_output_and_a_taylor_check_below_an_erratum() {
+    let dir = TempDir::new("scalar");
+    let path = dir.write(
+        "scalar.dl",
+        "input x
+param a
+out = tanh(a * x)
+grad a = g * (1 - out^2) * x
+grad x = g * (1 - tanh(a * x)^2) * a
+check taylor central rate > 2
+grad a = g * (1 - out^2)
+  expect fail \"x forgotten\"
+check taylor central rate > 2
+",
+    );
+    let (code, claims) = claims_of(&path, 0);
+    let statuses: Vec<&str> = claims
+        .iter()
+        .map(|c| c["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["pass", "pass", "pass", "expected-fail", "fail"],
+        "{claims:?}"
+    );
+    assert_eq!(code, 1);
+    let notes = |k: usize| claims[k]["notes"].to_string();
+    assert!(
+        !notes(2).contains("is marked `expect fail`"),
+        "{}",
+        notes(2)
+    );
+    assert!(
+        notes(4).contains("`grad a` (line 7) is marked `expect fail`"),
+        "{}",
+        notes(4)
+    );
+}

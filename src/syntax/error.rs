@@ -696,7 +696,8 @@ impl Expected {
             | Rule::ident_continue
             | Rule::identifier_chars
             // `dim n >= 2 = 5` is rare: a missing `=` is not told `>=`.
-            | Rule::dim_minimum => return None,
+            | Rule::dim_minimum
+            | Rule::scalar_output => return None,
             Rule::decl_name
             | Rule::decl_head
             | Rule::name
@@ -1043,6 +1044,17 @@ fn help_for(text: &str, token: &Token<'_>, expected: &ExpectedSet) -> Option<Str
             token.text
         ));
     }
+    // `// note`: a C-style comment.
+    if token.text.starts_with('/') && after.starts_with('/') || token.text.starts_with("//") {
+        return Some("comments start with `#`: `# a note`".to_owned());
+    }
+    // `E[i, k]` where `E` was meant as a tensor: the moment holds one value.
+    if token.text == "," && inside_moment(before) {
+        return Some(
+            "`E[…]` is an expectation of one value, and `Var[…]` a variance: `E` and `Var` cannot name a tensor; rename it, as `W[i, k]`"
+                .to_owned(),
+        );
+    }
     if token.text == "==" && expected.contains(Expected::Token("`=`")) {
         return Some("a definition takes a single `=`; `==` compares".to_owned());
     }
@@ -1089,20 +1101,36 @@ fn help_for(text: &str, token: &Token<'_>, expected: &ExpectedSet) -> Option<Str
         && token.text.chars().next().is_some_and(is_ident_start)
         && !is_reserved(token.text)
     {
-        let after = text.get(token.span.end..).unwrap_or("").trim_start();
-        return Some(if after.starts_with('=') && !after.starts_with("==") {
-            format!(
-                "a definition starts with `let` or `loss` (`let {} = …`), or indexes its output: `{}[i] = …`",
-                token.text, token.text
-            )
-        } else {
+        // (`y = …` is a scalar layer output, so a name here is followed by
+        // something other than `=`.)
+        return Some(
             "a statement starts with `exercise`, `dim`, `input`, `param`, `hyper`, `let`, `loss`, \
              `grad`, `random`, `stream`, `optimizer`, `check` or `claim`, or is a layer output \
-             such as `y[i] = …`"
-                .to_owned()
-        });
+             such as `y[i] = …` or `y = …`"
+                .to_owned(),
+        );
     }
     None
+}
+
+/// Whether the text before an error ends inside an unclosed `E[` or
+/// `Var[` at the outermost bracket level.
+fn inside_moment(before: &str) -> bool {
+    let mut depth = 0usize;
+    for (k, c) in before.char_indices().rev() {
+        match c {
+            ']' => depth += 1,
+            '[' if depth > 0 => depth -= 1,
+            '[' => {
+                let head = before[..k].trim_end_matches(is_ident_continue);
+                let word = &before[head.len()..k];
+                return matches!(word, "E" | "Var");
+            }
+            '\n' => return false,
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Help for slips in random tensors, optimizers and the claims of

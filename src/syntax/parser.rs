@@ -2670,6 +2670,12 @@ claim A == B over 100 steps
             panic!()
         };
         assert!(matches!(&tensors[0].init, Some(Init::List(l)) if l.node.len() == 2));
+        // A scalar layer output; `==` after a name is no definition.
+        assert!(matches!(
+            &item("out = tanh(a * x)"),
+            Item::Layer(d) if d.name.node == "out" && d.indices.is_empty()
+        ));
+        assert!(parse_text("out == tanh(a * x)").is_err());
         // Labels: whole numbers drawn from a range.
         let Item::Tensor(tensors) = item("input y[B] in 1..=C") else {
             panic!()
@@ -3793,7 +3799,6 @@ claim A == B over 100 steps
             ("let c = f (x)", "no space"),
             ("let c = 2x", "`2 * x`"),
             ("let c = 2 ** 3", "`^`"),
-            ("y = x + 1", "`let y = …`"),
             ("foo bar", "a statement starts with"),
             ("let c = in", "`in` is a reserved word"),
             ("let c = not x", "inside `[…]` or after `if`"),

@@ -144,6 +144,9 @@ struct JacobianSource {
     tensor: String,
     /// `grad x[j]` and its line, or `None` for autodiff.
     claim: Option<(String, usize)>,
+    /// That claim is marked `expect fail`: an erratum, taken as J only
+    /// because it is the last `grad` claim above.
+    erratum: bool,
 }
 
 /// J flattened over the differentiable tensors, in tensor order.
@@ -307,6 +310,9 @@ impl TaylorCheck<'_> {
             .filter(|(_, t)| t.is_differentiable())
             .map(|(k, tensor)| JacobianSource {
                 tensor: tensor.name.clone(),
+                erratum: self
+                    .grad_claim_on(TensorId(k))
+                    .is_some_and(|(c, _)| c.expect_fail.is_some()),
                 claim: self.grad_claim_on(TensorId(k)).map(|(c, _)| {
                     // `grad x[j]`, as written up to its `=`.
                     let head = super::claim_head(cx.source, c);
@@ -458,6 +464,22 @@ impl TaylorCheck<'_> {
             .collect();
         if !used.is_empty() {
             notes.push(format!("J from {}", used.join(", ")));
+        }
+        // A check of the right gradient written below an erratum takes the
+        // erratum as J: say so where the check itself is not an erratum.
+        let marked = self
+            .program
+            .claims
+            .iter()
+            .any(|c| c.span.start == self.position && c.expect_fail.is_some());
+        if !marked {
+            for source in self.jacobian.iter().filter(|s| s.erratum) {
+                if let Some((head, line)) = &source.claim {
+                    notes.push(format!(
+                        "`{head}` (line {line}) is marked `expect fail`: J is the last `grad` claim above this check, so a check of the right gradient goes above the erratum"
+                    ));
+                }
+            }
         }
         for source in self.jacobian.iter().filter(|s| s.claim.is_none()) {
             notes.push(format!(
