@@ -697,7 +697,9 @@ impl Expected {
             | Rule::identifier_chars
             // `dim n >= 2 = 5` is rare: a missing `=` is not told `>=`.
             | Rule::dim_minimum
-            | Rule::scalar_output => return None,
+            | Rule::scalar_output
+            | Rule::approx_tail
+            | Rule::approx_operand => return None,
             Rule::decl_name
             | Rule::decl_head
             | Rule::name
@@ -772,7 +774,7 @@ impl Expected {
             Rule::rbrace => CloseBrace,
             Rule::string | Rule::string_text | Rule::string_end | Rule::unterminated => String,
             Rule::add_op | Rule::mul_op | Rule::pow_op => Operator,
-            Rule::compare_op => Comparison,
+            Rule::compare_op | Rule::approx_compare => Comparison,
             Rule::domain | Rule::kw_in => Token("`in`"),
             Rule::bound | Rule::bound_op => Bound,
             Rule::init_list | Rule::init_value | Rule::assign => Token("`=`"),

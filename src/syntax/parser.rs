@@ -1340,6 +1340,9 @@ impl<'s> Converter<'s> {
             };
         }
         let first = self.expr(first, depth + 1)?;
+        if let Some(tail) = children.next_if(Rule::approx_tail) {
+            return self.approximately(first, tail, span, depth);
+        }
         let mut rest = Vec::new();
         while let Some(op) = children.next_if(Rule::compare_op) {
             let op = Spanned::new(self.compare_op(&op)?, span_of(&op));
@@ -1349,6 +1352,40 @@ impl<'s> Converter<'s> {
             ));
         }
         let compare = ConditionKind::Compare { first, rest };
+        Ok(Logic::Condition(Spanned::new(compare, span)))
+    }
+
+    /// `a ≈ b ± t` as the condition it means, `abs(a - b) <= t`.
+    fn approximately(
+        &self,
+        first: Expr,
+        tail: Pair<'_, Rule>,
+        span: Span,
+        depth: usize,
+    ) -> Result<Logic> {
+        let mut children = self.children(tail);
+        let op_span = span_of(&children.required_rule(Rule::approx_compare)?);
+        let second = self.expr(children.required_rule(Rule::approx_operand)?, depth + 1)?;
+        let tolerance = self.expr(children.required_rule(Rule::expr)?, depth + 1)?;
+        let difference = Expr::new(
+            ExprKind::Binary {
+                op: BinaryOp::Sub,
+                lhs: Box::new(first),
+                rhs: Box::new(second),
+            },
+            span,
+        );
+        let distance = Expr::new(
+            ExprKind::Call {
+                function: Spanned::new("abs".to_string(), op_span),
+                args: vec![difference],
+            },
+            span,
+        );
+        let compare = ConditionKind::Compare {
+            first: distance,
+            rest: vec![(Spanned::new(CompareOp::Le, op_span), tolerance)],
+        };
         Ok(Logic::Condition(Spanned::new(compare, span)))
     }
 
@@ -2670,6 +2707,24 @@ claim A == B over 100 steps
             panic!()
         };
         assert!(matches!(&tensors[0].init, Some(Init::List(l)) if l.node.len() == 2));
+        // `a ≈ b ± t` is `abs(a - b) <= t`, `+-` the ASCII `±`.
+        for text in ["claim s ≈ 6 + 0.05 ± 0.1", "claim s ~= 6 + 0.05 +- 0.1"] {
+            let Item::Claim(c) = item(text) else { panic!() };
+            let ClaimKind::Holds(cond) = &c.kind else {
+                panic!("{c:?}")
+            };
+            let ConditionKind::Compare { first, rest } = &cond.node else {
+                panic!()
+            };
+            assert!(
+                matches!(&first.node, ExprKind::Call { function, args } if function.node == "abs" && args.len() == 1),
+                "{text}"
+            );
+            assert!(
+                matches!(rest.as_slice(), [(op, t)] if op.node == CompareOp::Le && t.node == ExprKind::Number(0.1)),
+                "{text}: {rest:?}"
+            );
+        }
         // A scalar layer output; `==` after a name is no definition.
         assert!(matches!(
             &item("out = tanh(a * x)"),

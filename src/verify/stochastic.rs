@@ -1443,8 +1443,13 @@ impl ClaimCheck for HoldsCheck<'_> {
                         && let Some(d) = judge.decided.iter().find(|d| !d.holds)
                     {
                         let at = describe_point(&names, &point, &sizes);
-                        self.failures
-                            .push(format!("at {at}: {}", describe_decided(d)));
+                        // A claim without free indices or dims has no point
+                        // to name.
+                        self.failures.push(if at.is_empty() {
+                            describe_decided(d)
+                        } else {
+                            format!("at {at}: {}", describe_decided(d))
+                        });
                     }
                     refuted.push(point);
                 }
