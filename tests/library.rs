@@ -371,3 +371,28 @@ check taylor central rate > 2
         notes(4)
     );
 }
+
+/// `y[i, j] = sum(a, b) w[a, b] * x[i+a-1, j+b-1]`: the output's range is
+/// inferred through the inner indices, over their full range from `w`, as
+/// a valid convolution's `1..=H-K+1`; the gradients then hold, and a
+/// claim that reads `g` over `1..=H` is refuted as undefined.
+#[test]
+fn ranges_are_inferred_through_inner_indices() {
+    let dir = TempDir::new("conv");
+    let path = dir.write(
+        "conv.dl",
+        "dim H = 5, K = 2
+input x[H, H]
+param w[K, K]
+y[i, j] = sum(a, b) w[a, b] * x[i+a-1, j+b-1]
+grad w[a, b] = sum(i, j) g[i, j] * x[i+a-1, j+b-1]
+grad x[p, q] = sum(a, b) [1 <= p-a+1 <= H-K+1 and 1 <= q-b+1 <= H-K+1] * w[a, b] * g[p-a+1, q-b+1]
+grad x[p, q] = sum(a, b) [p-a+1 >= 1 and q-b+1 >= 1] * w[a, b] * g[p-a+1, q-b+1]
+  expect fail \"reads g beyond H-K+1: the output is smaller than the input\"
+",
+    );
+    let (code, claims) = claims_of(&path, 0);
+    let statuses: Vec<&str> = claims.iter().map(|c| c["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["pass", "pass", "expected-fail"], "{claims:?}");
+    assert_eq!(code, 0);
+}

@@ -82,6 +82,10 @@ struct Scope {
     constant_role: Option<(&'static str, &'static str)>,
     /// In a claim, outside any moment: `E[…]` and `Var[…]` may appear here.
     moments: bool,
+    /// Each reduction's index resolved so far with the bounds on it that
+    /// depend on dims alone: the full range it takes, which an outer index
+    /// reading `x[i+a-1]` must stay clear of for every `a`.
+    inner_ranges: Vec<(VarId, Affine, Affine)>,
     /// Inside `E[…]` or `Var[…]`: the moment's span, for a nested one.
     in_moment: Option<Span>,
 }
@@ -1348,9 +1352,28 @@ impl Resolver {
                     .get(accesses_before..)
                     .unwrap_or(&[])
                     .to_vec();
-                self.infer_var_range(&index.node, var, index.span, &accesses, true)?
+                let inner = Scope {
+                    accesses,
+                    inner_ranges: scope.inner_ranges.clone(),
+                    ..Scope::default()
+                };
+                self.infer_var_range(&index.node, var, index.span, &inner, true)?
             }
         };
+        let dims_only = |bounds: &[Affine], tighter| {
+            let only: Vec<Affine> = bounds
+                .iter()
+                .filter(|b| b.is_dims_only())
+                .cloned()
+                .collect();
+            tightest_dims_only(&only, tighter)
+        };
+        if let (Some(lo), Some(hi)) = (
+            dims_only(&range.lowers, std::cmp::Ordering::Greater),
+            dims_only(&range.uppers, std::cmp::Ordering::Less),
+        ) {
+            scope.inner_ranges.push((var, lo, hi));
+        }
         Some(NodeKind::Reduce {
             op,
             var,
@@ -1728,7 +1751,7 @@ impl Resolver {
         span: Span,
         scope: &Scope,
     ) -> Option<AxisRange> {
-        let range = self.infer_var_range(name, var, span, &scope.accesses, false)?;
+        let range = self.infer_var_range(name, var, span, scope, false)?;
         let lo = max_dims_only(&range.lowers);
         let hi = min_dims_only(&range.uppers);
         match (lo, hi) {
@@ -1766,25 +1789,48 @@ impl Resolver {
     /// Whether an access is guarded depends on its whole product (see
     /// [`ProductNode`]), never on the order or grouping of the factors, and
     /// the bounds are a set, so the range does not depend on them either.
+    ///
+    /// Where no such access bounds `var`, accesses that also use indices of
+    /// reductions inside it count, `x[i+a-1]` under `sum(a)`: over the full
+    /// range `a` takes where dims alone bound it (`1..=K` from `w[a, b]`),
+    /// so that `i` stays where every `a` reads inside `x` (a valid
+    /// convolution, `1..=H-K+1`).
     fn infer_var_range(
         &mut self,
         name: &str,
         var: VarId,
         span: Span,
-        accesses: &[Access],
+        scope: &Scope,
         allow_outer: bool,
     ) -> Option<VarRange> {
-        let usable: Vec<&Access> = accesses
-            .iter()
-            .filter(|a| {
-                let c = a.index.coefficient_of(var);
-                (c == 1 || c == -1)
-                    && a.index
-                        .vars
-                        .iter()
-                        .all(|(v, _)| *v == var || (allow_outer && v.0 < var.0))
-            })
-            .collect();
+        let inner_range = |v: VarId| {
+            scope
+                .inner_ranges
+                .iter()
+                .find(|(w, _, _)| *w == v)
+                .map(|(_, lo, hi)| (lo, hi))
+        };
+        let using = |with_inner: bool| -> Vec<&Access> {
+            scope
+                .accesses
+                .iter()
+                .filter(|a| {
+                    let c = a.index.coefficient_of(var);
+                    (c == 1 || c == -1)
+                        && a.index.vars.iter().all(|(v, _)| {
+                            *v == var
+                                || (allow_outer && v.0 < var.0)
+                                || (with_inner && v.0 > var.0 && inner_range(*v).is_some())
+                        })
+                })
+                .collect()
+        };
+        // Accesses through inner indices count only where nothing else
+        // bounds `var`, so that no range inferred before changes.
+        let usable = match using(false) {
+            found if found.is_empty() => using(true),
+            found => found,
+        };
         let unguarded: Vec<&Access> = usable.iter().copied().filter(|a| !a.guarded).collect();
         let chosen = if unguarded.is_empty() {
             usable
@@ -1814,17 +1860,19 @@ impl Resolver {
         let mut uppers: Vec<Affine> = vec![];
         for a in chosen {
             let c = a.index.coefficient_of(var);
-            // index = c*var + rest, and lo <= index <= hi.
+            // index = c*var + rest, and lo <= index <= hi for every value of
+            // the inner indices in rest: at rest's least and greatest.
             let rest = a.index.add_scaled(&Affine::var(var), -c)?;
+            let (least, greatest) = rest_extremes(&rest, var, &inner_range)?;
             let (lo, hi) = if c == 1 {
                 (
-                    a.range.lo.add_scaled(&rest, -1)?,
-                    a.range.hi.add_scaled(&rest, -1)?,
+                    a.range.lo.add_scaled(&least, -1)?,
+                    a.range.hi.add_scaled(&greatest, -1)?,
                 )
             } else {
                 (
-                    rest.add_scaled(&a.range.hi, -1)?,
-                    rest.add_scaled(&a.range.lo, -1)?,
+                    greatest.add_scaled(&a.range.hi, -1)?,
+                    least.add_scaled(&a.range.lo, -1)?,
                 )
             };
             if !lowers.contains(&lo) {
@@ -2098,6 +2146,30 @@ fn first_hyper_at_or_after(node: &Node, id: HyperId) -> Option<HyperId> {
 }
 
 /// The tightest of several lower bounds on an output axis.
+/// The least and greatest of `rest` over the full ranges of the inner
+/// indices in it (those bound after `var`), the others kept as they are.
+fn rest_extremes<'r>(
+    rest: &Affine,
+    var: VarId,
+    inner_range: &impl Fn(VarId) -> Option<(&'r Affine, &'r Affine)>,
+) -> Option<(Affine, Affine)> {
+    let (mut least, mut greatest) = (rest.clone(), rest.clone());
+    for &(v, c) in &rest.vars {
+        if v.0 <= var.0 {
+            continue;
+        }
+        let (lo, hi) = inner_range(v)?;
+        let (at_least, at_most) = if c > 0 { (lo, hi) } else { (hi, lo) };
+        least = least
+            .add_scaled(&Affine::var(v), -c)?
+            .add_scaled(at_least, c)?;
+        greatest = greatest
+            .add_scaled(&Affine::var(v), -c)?
+            .add_scaled(at_most, c)?;
+    }
+    Some((least, greatest))
+}
+
 fn max_dims_only(bounds: &[Affine]) -> Option<Affine> {
     tightest_dims_only(bounds, std::cmp::Ordering::Greater)
 }

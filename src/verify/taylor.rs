@@ -466,13 +466,24 @@ impl TaylorCheck<'_> {
             notes.push(format!("J from {}", used.join(", ")));
         }
         // A check of the right gradient written below an erratum takes the
-        // erratum as J: say so where the check itself is not an erratum.
+        // erratum as J: where such a check (not itself an erratum) fails,
+        // say so. (One that holds may mean it, as A1 b)'s f32 check does.)
         let marked = self
             .program
             .claims
             .iter()
             .any(|c| c.span.start == self.position && c.expect_fail.is_some());
-        if !marked {
+        let refuted = self
+            .runs
+            .iter()
+            .filter(|run| run.precision == self.precision)
+            .any(|run| {
+                matches!(
+                    judge(&self.scheme_of(run).fit, self.claim),
+                    Judgement::Refuted
+                )
+            });
+        if !marked && refuted {
             for source in self.jacobian.iter().filter(|s| s.erratum) {
                 if let Some((head, line)) = &source.claim {
                     notes.push(format!(
