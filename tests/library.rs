@@ -374,8 +374,9 @@ check taylor central rate > 2
 
 /// `y[i, j] = sum(a, b) w[a, b] * x[i+a-1, j+b-1]`: the output's range is
 /// inferred through the inner indices, over their full range from `w`, as
-/// a valid convolution's `1..=H-K+1`; the gradients then hold, and a
-/// claim that reads `g` over `1..=H` is refuted as undefined.
+/// a valid convolution's `1..=H-K+1`; the gradients then hold, and the
+/// adjoint written with the kernel's offsets added, not subtracted, is
+/// refuted.
 #[test]
 fn ranges_are_inferred_through_inner_indices() {
     let dir = TempDir::new("conv");
@@ -387,8 +388,8 @@ param w[K, K]
 y[i, j] = sum(a, b) w[a, b] * x[i+a-1, j+b-1]
 grad w[a, b] = sum(i, j) g[i, j] * x[i+a-1, j+b-1]
 grad x[p, q] = sum(a, b) [1 <= p-a+1 <= H-K+1 and 1 <= q-b+1 <= H-K+1] * w[a, b] * g[p-a+1, q-b+1]
-grad x[p, q] = sum(a, b) [p-a+1 >= 1 and q-b+1 >= 1] * w[a, b] * g[p-a+1, q-b+1]
-  expect fail \"reads g beyond H-K+1: the output is smaller than the input\"
+grad x[p, q] = sum(a, b) [p+a-1 <= H-K+1 and q+b-1 <= H-K+1] * w[a, b] * g[p+a-1, q+b-1]
+  expect fail \"the offsets added: a correlation of g, not the adjoint\"
 ",
     );
     let (code, claims) = claims_of(&path, 0);
