@@ -939,7 +939,7 @@ claim E[q[i]] == p[i]
         code: "dl::analysis::unknown_function",
         title: "an unknown function is called",
         text: "The functions are `exp log sqrt abs tanh sigmoid relu softplus sin cos`, \
-              `atan asin acos sinh cosh log1p expm1 erf`, and \
+              `atan asin acos sinh cosh log1p expm1 erf sign floor round`, and \
               `min(a, b)`, `max(a, b)`, `pow(x, y)`. The help line suggests the closest \
               name.\n\n\
               Use one of them, or write the function out: `1 / (1 + exp(-x))` is \

@@ -393,7 +393,10 @@ grad x[p, q] = sum(a, b) [p+a-1 <= H-K+1 and q+b-1 <= H-K+1] * w[a, b] * g[p+a-1
 ",
     );
     let (code, claims) = claims_of(&path, 0);
-    let statuses: Vec<&str> = claims.iter().map(|c| c["status"].as_str().unwrap()).collect();
+    let statuses: Vec<&str> = claims
+        .iter()
+        .map(|c| c["status"].as_str().unwrap())
+        .collect();
     assert_eq!(statuses, ["pass", "pass", "expected-fail"], "{claims:?}");
     assert_eq!(code, 0);
 }

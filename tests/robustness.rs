@@ -1195,6 +1195,9 @@ fn expr() -> impl Strategy<Value = Tokens> {
                     "log1p(",
                     "expm1(",
                     "erf(",
+                    "sign(",
+                    "floor(",
+                    "round(",
                 ]),
                 inner.clone()
             )

@@ -598,10 +598,13 @@ pub enum Function {
     Log1p,
     Expm1,
     Erf,
+    Sign,
+    Floor,
+    Round,
 }
 
 impl Function {
-    pub const ALL: [Function; 21] = [
+    pub const ALL: [Function; 24] = [
         Function::Exp,
         Function::Log,
         Function::Sqrt,
@@ -623,6 +626,9 @@ impl Function {
         Function::Log1p,
         Function::Expm1,
         Function::Erf,
+        Function::Sign,
+        Function::Floor,
+        Function::Round,
     ];
 
     pub fn name(self) -> &'static str {
@@ -648,6 +654,9 @@ impl Function {
             Function::Log1p => "log1p",
             Function::Expm1 => "expm1",
             Function::Erf => "erf",
+            Function::Sign => "sign",
+            Function::Floor => "floor",
+            Function::Round => "round",
         }
     }
 

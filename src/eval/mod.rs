@@ -1062,6 +1062,11 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             {
                 self.kink();
             }
+            // A jump: no derivative there at all.
+            Function::Sign if is_zero(&x) => self.kink(),
+            Function::Floor | Function::Round if at_jump(function, x.real_guarded_by_caller()) => {
+                self.kink();
+            }
             _ => {}
         }
         apply(function, x, y).ok_or_else(|| {
@@ -1465,12 +1470,48 @@ fn apply<T: Scalar>(function: Function, x: T, y: T) -> Option<T> {
                 Smooth::Acos
             })
         }
+        // Piecewise constant: the integer either side is pinned by two
+        // decisions, which a replay checks; the value is a constant, whose
+        // derivative is 0.
+        Function::Sign => match x.order(&T::zero()) {
+            Some(Greater) => T::one(),
+            Some(Less) => -T::one(),
+            Some(Equal) => T::zero(),
+            None => x,
+        },
+        Function::Floor | Function::Round => {
+            let v = x.real_guarded_by_caller();
+            let (k, lo, hi) = if function == Function::Floor {
+                let k = v.floor();
+                (k, k, k + 1.0)
+            } else {
+                let k = v.round();
+                (k, k - 0.5, k + 0.5)
+            };
+            if !k.is_finite() {
+                return Some(x);
+            }
+            // The decisions that pin k: where x is against the ends of
+            // k's interval (a recording type notes them as guards).
+            x.order(&T::constant(lo));
+            x.order(&T::constant(hi));
+            T::constant(k)
+        }
         Function::Atan => x.smooth(Smooth::Atan),
         Function::Sinh => x.smooth(Smooth::Sinh),
         Function::Cosh => x.smooth(Smooth::Cosh),
         Function::Expm1 => x.smooth(Smooth::ExpM1),
         Function::Erf => x.smooth(Smooth::Erf),
     })
+}
+
+/// Whether `floor` (at whole numbers) or `round` (at halves) jumps at `v`.
+fn at_jump(function: Function, v: f64) -> bool {
+    match function {
+        Function::Floor => v.fract() == 0.0,
+        Function::Round => (v - v.trunc()).abs() == 0.5,
+        _ => false,
+    }
 }
 
 /// A reduction's name as the spec writes it.

@@ -63,6 +63,12 @@ pub trait Scalar:
     fn powi(self, k: i32) -> Self;
     /// One of the smooth functions of [`Smooth`].
     fn smooth(self, f: Smooth) -> Self;
+    /// The real part, read where the caller records the decisions that pin
+    /// what it computes from it (`floor` compares `x` with the integers
+    /// either side): a recording type need not mark it as read unguarded.
+    fn real_guarded_by_caller(&self) -> f64 {
+        self.real()
+    }
 }
 
 /// The smooth functions of one argument that the scalar types have beyond

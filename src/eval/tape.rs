@@ -564,6 +564,17 @@ fn call_range(f: Function, x: (f64, f64), y: (f64, f64)) -> (f64, f64) {
         }),
         Function::Expm1 => increasing(f64::exp_m1),
         Function::Erf => increasing(libm::erf),
+        Function::Sign => increasing(|v| {
+            if v > 0.0 {
+                1.0
+            } else if v < 0.0 {
+                -1.0
+            } else {
+                0.0
+            }
+        }),
+        Function::Floor => increasing(f64::floor),
+        Function::Round => increasing(f64::round),
     }
 }
 
