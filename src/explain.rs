@@ -202,6 +202,24 @@ claim Var[s[i]] == 1
 "#,
     },
     Explanation {
+        code: "dl::analysis::drawn_param",
+        title: "a param is declared as data",
+        text: "`~ distribution` and `in 1..=C` draw data: a mask, a target, labels, \
+              drawn once per size and never differentiated. A `param` is what L is \
+              differentiated in and what an update rule trains, so it cannot be data. \
+              Declare drawn data with `input`.",
+        wrong: r#"dim n = 4
+param m[n] ~ bernoulli(0.5)
+input x[n]
+y[i] = m[i] * x[i]
+"#,
+        right: r#"dim n = 4
+input m[n] ~ bernoulli(0.5)
+input x[n]
+y[i] = m[i] * x[i]
+"#,
+    },
+    Explanation {
         code: "dl::analysis::duplicate_exercise",
         title: "a spec has two `exercise` titles",
         text: "A spec file is one exercise and has one title, which reports show next to \
@@ -777,6 +795,25 @@ grad w[j] = g[j] * x[j]
 "#,
     },
     Explanation {
+        code: "dl::analysis::scalar_output_slip",
+        title: "a scalar layer output that reads as a slip",
+        text: "`out = tanh(a * x)` at the top level defines a layer output with one \
+              element, whose incoming gradient `g` is a scalar. Two slips look the same: \
+              a loss written without `loss` (`L = …`), which would be differentiated as \
+              `g · L`, and a hyper written without `hyper` (`alpha = 0.1`), which would \
+              become the spec's output. Both are refused.",
+        wrong: r#"dim n = 3
+input x[n]
+L = sum(i) x[i]^2
+grad x[i] = 2 * x[i]
+"#,
+        right: r#"dim n = 3
+input x[n]
+loss L = sum(i) x[i]^2
+grad x[i] = 2 * x[i]
+"#,
+    },
+    Explanation {
         code: "dl::analysis::shape_mismatch",
         title: "an index runs over axes of different sizes",
         text: "An index used plainly (`k`, not `k+1`) must range over axes of one size. In \
@@ -939,7 +976,8 @@ claim E[q[i]] == p[i]
         code: "dl::analysis::unknown_function",
         title: "an unknown function is called",
         text: "The functions are `exp log sqrt abs tanh sigmoid relu softplus sin cos`, \
-              `atan asin acos sinh cosh log1p expm1 erf sign floor round`, and \
+              `atan asin acos sinh cosh log1p expm1 erf lgamma digamma sign floor \
+              round`, and \
               `min(a, b)`, `max(a, b)`, `pow(x, y)`. The help line suggests the closest \
               name.\n\n\
               Use one of them, or write the function out: `1 / (1 + exp(-x))` is \

@@ -1196,6 +1196,8 @@ fn expr() -> impl Strategy<Value = Tokens> {
                     "expm1(",
                     "erf(",
                     "sign(",
+                    "lgamma(",
+                    "digamma(",
                     "floor(",
                     "round(",
                 ]),

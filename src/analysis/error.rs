@@ -80,7 +80,7 @@ pub enum AnalysisError {
     #[diagnostic(
         code(dl::analysis::grad_target),
         help(
-            "gradients are claimed in inputs and params that are differentiated; declare it with `param` or `input` (a drawn input, `~ …`, is data)"
+            "gradients are claimed in inputs and params; a drawn input (`~ …`, or labels `in 1..=C`) is data, with no gradient"
         )
     )]
     GradTarget {
@@ -292,6 +292,37 @@ pub enum AnalysisError {
         #[label("at least {minimum}")]
         minimum_span: Option<SourceSpan>,
         help: String,
+    },
+
+    /// Returned when a scalar layer output reads as a slip: `L = …` (the
+    /// loss without `loss`) or `alpha = 0.1` (a hyper without `hyper`).
+    #[error("`{name} = …` defines a layer output, but `{name}` {what}")]
+    #[diagnostic(code(dl::analysis::scalar_output_slip), help("{help}"))]
+    ScalarOutputSlip {
+        name: String,
+        what: &'static str,
+        help: String,
+        #[label("a layer output with one element")]
+        span: SourceSpan,
+    },
+
+    /// Returned when a param is declared as data: `param w[n] ~ normal(0, 1)`
+    /// or `param y[n] in 1..=C`.
+    #[error("`{name}` is a param, but is drawn as data")]
+    #[diagnostic(
+        code(dl::analysis::drawn_param),
+        help(
+            "a param is what L is differentiated in and an update rule trains; data drawn once, a mask or labels, is an `input`: `input {name}{shape} {init}`"
+        )
+    )]
+    DrawnParam {
+        name: String,
+        shape: String,
+        init: String,
+        #[label("drawn here")]
+        span: SourceSpan,
+        #[label("declared a param")]
+        role: SourceSpan,
     },
 
     /// Returned when a value that must be a constant depends on data: `hyper c = x[1]`.

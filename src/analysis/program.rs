@@ -601,10 +601,12 @@ pub enum Function {
     Sign,
     Floor,
     Round,
+    Lgamma,
+    Digamma,
 }
 
 impl Function {
-    pub const ALL: [Function; 24] = [
+    pub const ALL: [Function; 26] = [
         Function::Exp,
         Function::Log,
         Function::Sqrt,
@@ -629,6 +631,8 @@ impl Function {
         Function::Sign,
         Function::Floor,
         Function::Round,
+        Function::Lgamma,
+        Function::Digamma,
     ];
 
     pub fn name(self) -> &'static str {
@@ -657,6 +661,8 @@ impl Function {
             Function::Sign => "sign",
             Function::Floor => "floor",
             Function::Round => "round",
+            Function::Lgamma => "lgamma",
+            Function::Digamma => "digamma",
         }
     }
 

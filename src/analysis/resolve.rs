@@ -200,6 +200,32 @@ impl Resolver {
                     let Some(id) = self.def_id(&def.name.node) else {
                         continue;
                     };
+                    // `name = …` at the top level is a scalar layer output;
+                    // two slips read the same: a loss without `loss`, and
+                    // a hyper without `hyper`.
+                    if kind == DefKind::Layer && def.indices.is_empty() {
+                        let constant = match &def.body {
+                            ast::Body::Expr(e) => const_number(e).is_ok(),
+                            ast::Body::Cases(_) => false,
+                        };
+                        if def.name.node == "L" || constant {
+                            self.error(AnalysisError::ScalarOutputSlip {
+                                name: def.name.node.clone(),
+                                what: if constant {
+                                    "is a number, not computed from an input or param"
+                                } else {
+                                    "is named as the loss"
+                                },
+                                help: if constant {
+                                    format!("a fixed value is a hyper: `hyper {} = …`", def.name.node)
+                                } else {
+                                    "the loss is `loss L = …`; a layer output with one element takes another name".to_string()
+                                },
+                                span: def.name.span.into(),
+                            });
+                            continue;
+                        }
+                    }
                     if let Some((_, first)) = output {
                         self.error(AnalysisError::MultipleOutputs {
                             name: def.name.node.clone(),
@@ -597,6 +623,27 @@ impl Resolver {
     fn values(&mut self, t: &ast::TensorDecl) -> Option<Values> {
         const WIDTH: f64 = 2.0;
         let name = t.name.node.clone();
+        if t.role.node == ast::TensorRole::Param
+            && let Some(init @ (ast::Init::Drawn(_) | ast::Init::Indices(_))) = &t.init
+        {
+            let (span, init) = match init {
+                ast::Init::Drawn(d) => (d.span, format!("~ {}(…)", d.name.node)),
+                ast::Init::Indices(r) => (r.span, "in …".to_string()),
+                _ => (t.span, String::new()),
+            };
+            self.error(AnalysisError::DrawnParam {
+                name,
+                shape: if t.shape.is_empty() {
+                    String::new()
+                } else {
+                    "[…]".to_string()
+                },
+                init,
+                span: span.into(),
+                role: t.role.span.into(),
+            });
+            return None;
+        }
         match t.init.as_ref()? {
             ast::Init::Value(e) => Some(Values::Fill(self.number(e, "a given value")?)),
             ast::Init::List(items) => {
@@ -1605,20 +1652,28 @@ impl Resolver {
                 lhs,
                 rhs,
             } => {
-                let (t, c) = self.data_index(lhs)?;
-                let ast::ExprKind::Number(k) = rhs.node else {
-                    return None;
-                };
                 #[allow(clippy::cast_possible_truncation)]
-                let k = (k.fract() == 0.0 && k.abs() < 1e15).then_some(k as i64)?;
-                Some((
-                    t,
-                    if *op == ast::BinaryOp::Add {
-                        c + k
-                    } else {
-                        c - k
-                    },
-                ))
+                let whole = |e: &ast::Expr| match e.node {
+                    ast::ExprKind::Number(k) if k.fract() == 0.0 && k.abs() < 1e15 => {
+                        Some(k as i64)
+                    }
+                    _ => None,
+                };
+                // `y[b] ± k`, or `k + y[b]`.
+                if let (Some((t, c)), Some(k)) = (self.data_index(lhs), whole(rhs)) {
+                    return Some((
+                        t,
+                        if *op == ast::BinaryOp::Add {
+                            c + k
+                        } else {
+                            c - k
+                        },
+                    ));
+                }
+                match (whole(lhs), self.data_index(rhs)) {
+                    (Some(k), Some((t, c))) if *op == ast::BinaryOp::Add => Some((t, k + c)),
+                    _ => None,
+                }
             }
             _ => None,
         }
@@ -1648,8 +1703,17 @@ impl Resolver {
         let shifted = |a: &Affine| a.add_scaled(&Affine::constant(offset), 1);
         let below = shifted(lo).and_then(|lo| lo.add_scaled(&axis.lo, -1));
         let above = shifted(hi).and_then(|hi| axis.hi.add_scaled(&hi, -1));
+        // A gap is never negative where its dims all count up from their
+        // smallest sizes: `2*C - C` is `C >= 1`.
+        let dims = &self.program().dims;
         let inside = |gap: Option<Affine>| {
-            gap.is_some_and(|g| g.dims.is_empty() && g.vars.is_empty() && g.constant >= 0)
+            gap.is_some_and(|g| {
+                g.vars.is_empty()
+                    && g.dims.iter().all(|&(_, c)| c >= 0)
+                    && g.dims.iter().try_fold(g.constant, |sum, &(d, c)| {
+                        sum.checked_add(c.checked_mul(dims.get(d.0).map_or(1, |d| d.minimum))?)
+                    }) >= Some(0)
+            })
         };
         if !(inside(below) && inside(above)) {
             let program = self.program();
@@ -1721,7 +1785,20 @@ impl Resolver {
             },
             span,
         );
-        self.expr(&sum, scope, guarded).map(|n| n.node)
+        let before = scope.accesses.len();
+        let node = self.expr(&sum, scope, guarded).map(|n| n.node);
+        // The bracket guards the label's axis only: every other axis, and
+        // the label's own read, are read wherever the access is, and bound
+        // their indices as a plain access would (`z[b+1, y[b]]` keeps `b`
+        // below B).
+        if let Some(fresh_var) = scope.slot_names.iter().rposition(|n| *n == fresh) {
+            for a in scope.accesses.iter_mut().skip(before) {
+                if !a.index.vars.iter().any(|(v, _)| v.0 == fresh_var) {
+                    a.guarded = guarded;
+                }
+            }
+        }
+        node
     }
 
     /// An index expression as an affine form over index variables and dims.

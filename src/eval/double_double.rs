@@ -80,6 +80,9 @@ impl Dd {
             Smooth::Cosh => self.cosh(),
             Smooth::ExpM1 => self.exp_m1(),
             Smooth::Erf => self.erf(),
+            Smooth::Lgamma => self.lgamma(),
+            Smooth::Digamma => self.digamma(),
+            Smooth::Trigamma => self.trigamma(),
         }
     }
 
@@ -440,6 +443,10 @@ pub fn smooth_slope<B: Real>(f: Smooth, x: B) -> B {
         Smooth::Cosh => x.smooth(Smooth::Sinh),
         Smooth::ExpM1 => x.exp(),
         Smooth::Erf => B::of_pair(FRAC_2_SQRT_PI.0, FRAC_2_SQRT_PI.1) * (-(x * x)).exp(),
+        Smooth::Lgamma => x.smooth(Smooth::Digamma),
+        Smooth::Digamma => x.smooth(Smooth::Trigamma),
+        // ψ'' is needed of no number type that takes slopes this way.
+        Smooth::Trigamma => B::of(super::gamma::polygamma_f64(2, x.value())),
     }
 }
 
@@ -454,6 +461,9 @@ fn smooth_f64(x: f64, f: Smooth) -> f64 {
         Smooth::Cosh => x.cosh(),
         Smooth::ExpM1 => x.exp_m1(),
         Smooth::Erf => erf_f64(x),
+        Smooth::Lgamma => super::scalar::gamma_family(None, x),
+        Smooth::Digamma => super::scalar::gamma_family(Some(0), x),
+        Smooth::Trigamma => super::scalar::gamma_family(Some(1), x),
     }
 }
 
@@ -467,6 +477,13 @@ fn smooth_f32(x: f32, f: Smooth) -> f32 {
         Smooth::Cosh => x.cosh(),
         Smooth::ExpM1 => x.exp_m1(),
         Smooth::Erf => erf_f32(x),
+        // f64's, rounded, as num-dual's f32 takes them.
+        #[allow(clippy::cast_possible_truncation)]
+        Smooth::Lgamma => super::scalar::gamma_family(None, f64::from(x)) as f32,
+        #[allow(clippy::cast_possible_truncation)]
+        Smooth::Digamma => super::scalar::gamma_family(Some(0), f64::from(x)) as f32,
+        #[allow(clippy::cast_possible_truncation)]
+        Smooth::Trigamma => super::scalar::gamma_family(Some(1), f64::from(x)) as f32,
     }
 }
 

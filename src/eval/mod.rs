@@ -7,6 +7,7 @@ mod dd_special;
 pub mod distribution;
 pub mod double_double;
 mod error;
+mod gamma;
 mod grid;
 pub mod random;
 pub mod replay;
@@ -58,6 +59,10 @@ pub struct Instance<'p> {
     hypers: Vec<f64>,
     /// Definitions the output depends on; the rest serve claims only.
     feeds_output: Vec<bool>,
+    /// Per definition: reads a tensor that is not data (drawn or labels),
+    /// directly or through another definition, so that a comparison of it
+    /// at equality can flip under a small change.
+    reads_values: Vec<bool>,
     /// Work past this instant stops with [`EvalError::Timeout`].
     deadline: std::sync::Mutex<Option<Deadline>>,
     /// Work stops as at a deadline once this is cancelled.
@@ -138,6 +143,12 @@ impl<'p> Instance<'p> {
             def_grids,
             hypers: vec![],
             feeds_output: feeds_output(program),
+            reads_values: program.defs_reading(vec![], |n| match &n.node {
+                NodeKind::Tensor { id, .. } => {
+                    program.tensors.get(id.0).is_some_and(|t| !t.is_data())
+                }
+                _ => false,
+            }),
             deadline: std::sync::Mutex::new(None),
             cancel: None,
         };
@@ -773,7 +784,8 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
                     let order = lhs.order(&rhs);
                     // A comparison of values (not of indices) at equality
                     // flips under an arbitrarily small change of them.
-                    if order == Some(Equal) && (reads_values(lhs_node) || reads_values(e)) {
+                    if order == Some(Equal) && (self.reads_values(lhs_node) || self.reads_values(e))
+                    {
                         self.kink();
                     }
                     lhs_node = e;
@@ -882,7 +894,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             // An exponent computed from indices and sizes alone is a whole
             // number wherever it is one: a^(t-s) for a negative a, as x^k.
             BinaryOp::Pow
-                if !reads_values(rhs)
+                if !reads_tensors(rhs)
                     && b.real().fract() == 0.0
                     && b.real().abs() < f64::from(i32::MAX) =>
             {
@@ -1306,12 +1318,39 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
 
 /// Whether a node's value depends on tensor values (not only on indices,
 /// sizes, hypers and constants).
-fn reads_values(node: &Node) -> bool {
+/// Whether `node` reads a tensor or definition at all (an exponent that
+/// does not is computed from indices and sizes alone).
+fn reads_tensors(node: &Node) -> bool {
     let mut reads = false;
     crate::analysis::visit(node, &mut |n| {
         reads |= matches!(n.node, NodeKind::Tensor { .. } | NodeKind::Def { .. });
     });
     reads
+}
+
+impl<T: Scalar> Evaluation<'_, T> {
+    /// Whether `node` reads a value that a small change can move: a tensor
+    /// that is not data, or a definition that reads one. Labels and drawn
+    /// data are fixed, so `[c == y[b]]` is no kink.
+    fn reads_values(&self, node: &Node) -> bool {
+        let program = self.instance.program;
+        let mut reads = false;
+        crate::analysis::visit(node, &mut |n| {
+            reads |= match &n.node {
+                NodeKind::Tensor { id, .. } => {
+                    program.tensors.get(id.0).is_some_and(|t| !t.is_data())
+                }
+                NodeKind::Def { id, .. } => self
+                    .instance
+                    .reads_values
+                    .get(id.0)
+                    .copied()
+                    .unwrap_or(true),
+                _ => false,
+            };
+        });
+        reads
+    }
 }
 
 /// Pairwise (cascade) summation as the terms arrive: two partial sums of
@@ -1497,6 +1536,20 @@ fn apply<T: Scalar>(function: Function, x: T, y: T) -> Option<T> {
             x.order(&T::constant(hi));
             T::constant(k)
         }
+        // Poles at 0, -1, -2, …: the decision x > 0 is what a replay checks
+        // in the common case; elsewhere a step across a pole is a value
+        // that is not finite, which the engine reports as such.
+        Function::Lgamma | Function::Digamma => {
+            let v = x.real_guarded_by_caller();
+            if x.order(&T::zero()) != Some(Greater) && v.fract() == 0.0 {
+                return None;
+            }
+            x.smooth(if function == Function::Lgamma {
+                Smooth::Lgamma
+            } else {
+                Smooth::Digamma
+            })
+        }
         Function::Atan => x.smooth(Smooth::Atan),
         Function::Sinh => x.smooth(Smooth::Sinh),
         Function::Cosh => x.smooth(Smooth::Cosh),
@@ -1542,6 +1595,8 @@ fn domain_help(function: Function) -> Option<&'static str> {
         Function::Sqrt => Some("sqrt needs a non-negative argument"),
         Function::Pow => Some("pow(x, y) needs x > 0; write x^k with a whole k for other bases"),
         Function::Log1p => Some("log1p needs an argument above -1"),
+        Function::Lgamma => Some("lgamma has poles at 0, -1, -2, …"),
+        Function::Digamma => Some("digamma has poles at 0, -1, -2, …"),
         Function::Asin => Some("asin needs an argument in [-1, 1]"),
         Function::Acos => Some("acos needs an argument in [-1, 1]"),
         _ => None,

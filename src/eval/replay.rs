@@ -77,7 +77,7 @@ const FINITE: u8 = 2;
 /// Operations are numbered from here, in the order of [`OPS`].
 const FIRST_OP: u8 = 3;
 /// The operations a step can carry (`Powi`'s exponent is in `b`).
-const OPS: [Op; 22] = [
+const OPS: [Op; 25] = [
     Op::Add,
     Op::Sub,
     Op::Mul,
@@ -100,6 +100,9 @@ const OPS: [Op; 22] = [
     Op::Smooth(Smooth::Cosh),
     Op::Smooth(Smooth::ExpM1),
     Op::Smooth(Smooth::Erf),
+    Op::Smooth(Smooth::Lgamma),
+    Op::Smooth(Smooth::Digamma),
+    Op::Smooth(Smooth::Trigamma),
 ];
 
 /// Where `op` is in [`OPS`].

@@ -84,10 +84,16 @@ pub enum Smooth {
     Cosh,
     ExpM1,
     Erf,
+    /// ln|Γ(x)|.
+    Lgamma,
+    /// ψ(x) = Γ'(x)/Γ(x).
+    Digamma,
+    /// ψ'(x): digamma's slope, not a function of the spec.
+    Trigamma,
 }
 
 impl Smooth {
-    pub const ALL: [Smooth; 7] = [
+    pub const ALL: [Smooth; 10] = [
         Smooth::Atan,
         Smooth::Asin,
         Smooth::Acos,
@@ -95,6 +101,9 @@ impl Smooth {
         Smooth::Cosh,
         Smooth::ExpM1,
         Smooth::Erf,
+        Smooth::Lgamma,
+        Smooth::Digamma,
+        Smooth::Trigamma,
     ];
 }
 
@@ -135,6 +144,27 @@ fn by_expansion<T: DualNum + Copy>(
         result += power * T::from(c);
     }
     result
+}
+
+/// ln|Γ(x)| (`order` `None`) or ψ⁽ⁿ⁾(x) (`Some(n)`), in f64.
+pub fn gamma_family(order: Option<u32>, x: f64) -> f64 {
+    match order {
+        None => super::gamma::lgamma_f64(x),
+        Some(n) => super::gamma::polygamma_f64(n, x),
+    }
+}
+
+/// The k-th Taylor coefficient (k ≥ 1) of the gamma family member `order`
+/// at `x`: ψ⁽ᵏ⁻¹⁾(x)/k! for ln Γ, ψ⁽ⁿ⁺ᵏ⁾(x)/k! for ψ⁽ⁿ⁾. Beyond the
+/// polygamma orders computed (3), NaN: no scalar type here carries them.
+fn gamma_coefficient(order: Option<u32>, x: f64, k: usize) -> f64 {
+    let derivative =
+        u32::try_from(k).unwrap_or(u32::MAX).saturating_sub(1) + order.map_or(0, |n| n + 1);
+    if derivative > 3 {
+        return f64::NAN;
+    }
+    let factorial: f64 = (1..=k).map(|i| i as f64).product();
+    super::gamma::polygamma_f64(derivative, x) / factorial
 }
 
 /// erf⁽ᵏ⁾(x)/k! for k ≥ 1: erf⁽ᵏ⁾(x) = 2/√π · e^(−x²) · (−1)^(k−1) · H_(k−1)(x),
@@ -258,6 +288,19 @@ impl<T: DualNum + Copy> Scalar for T {
                     value.unwrap_or_else(T::Primitive::nan),
                     erf_coefficient,
                 )
+            }
+            // The gamma family in f64, rounded to an f32 primitive; their
+            // derivatives are the polygamma functions.
+            Smooth::Lgamma | Smooth::Digamma | Smooth::Trigamma => {
+                let order = match f {
+                    Smooth::Lgamma => None,
+                    Smooth::Digamma => Some(0),
+                    _ => Some(1),
+                };
+                let value = <T::Primitive as NumCast>::from(gamma_family(order, self.real()));
+                by_expansion(self, value.unwrap_or_else(T::Primitive::nan), |x, k| {
+                    gamma_coefficient(order, x, k)
+                })
             }
         }
     }

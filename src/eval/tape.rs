@@ -574,6 +574,7 @@ fn call_range(f: Function, x: (f64, f64), y: (f64, f64)) -> (f64, f64) {
             }
         }),
         Function::Floor => increasing(f64::floor),
+        Function::Lgamma | Function::Digamma => ALL,
         Function::Round => increasing(f64::round),
     }
 }
@@ -1036,7 +1037,7 @@ impl<'t, 'a> TapeBuilder<'t, 'a> {
         // As the evaluator: an exponent from indices and sizes alone that is
         // a whole number is an integer power.
         if op == BinaryOp::Pow
-            && !super::reads_values(rhs)
+            && !super::reads_tensors(rhs)
             && let Ok(k) = self.evaluation.node(rhs, frame)
             && k.fract() == 0.0
             && k.abs() < f64::from(i32::MAX)

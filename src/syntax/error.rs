@@ -698,6 +698,7 @@ impl Expected {
             // `dim n >= 2 = 5` is rare: a missing `=` is not told `>=`.
             | Rule::dim_minimum
             | Rule::scalar_output
+            | Rule::scalar_head
             | Rule::approx_tail
             | Rule::approx_operand => return None,
             Rule::decl_name

@@ -1355,7 +1355,9 @@ impl<'s> Converter<'s> {
         Ok(Logic::Condition(Spanned::new(compare, span)))
     }
 
-    /// `a ≈ b ± t` as the condition it means, `abs(a - b) <= t`.
+    /// `a ≈ b ± t` as the condition it means, `b - t <= a <= b + t`: a
+    /// chain rather than `abs(a - b) <= t`, so that `a` may be a sampled
+    /// moment, which stands alone on its side of a comparison.
     fn approximately(
         &self,
         first: Expr,
@@ -1367,24 +1369,22 @@ impl<'s> Converter<'s> {
         let op_span = span_of(&children.required_rule(Rule::approx_compare)?);
         let second = self.expr(children.required_rule(Rule::approx_operand)?, depth + 1)?;
         let tolerance = self.expr(children.required_rule(Rule::expr)?, depth + 1)?;
-        let difference = Expr::new(
-            ExprKind::Binary {
-                op: BinaryOp::Sub,
-                lhs: Box::new(first),
-                rhs: Box::new(second),
-            },
-            span,
-        );
-        let distance = Expr::new(
-            ExprKind::Call {
-                function: Spanned::new("abs".to_string(), op_span),
-                args: vec![difference],
-            },
-            span,
-        );
+        let shifted = |op: BinaryOp| {
+            Expr::new(
+                ExprKind::Binary {
+                    op,
+                    lhs: Box::new(second.clone()),
+                    rhs: Box::new(tolerance.clone()),
+                },
+                span,
+            )
+        };
         let compare = ConditionKind::Compare {
-            first: distance,
-            rest: vec![(Spanned::new(CompareOp::Le, op_span), tolerance)],
+            first: shifted(BinaryOp::Sub),
+            rest: vec![
+                (Spanned::new(CompareOp::Le, op_span), first),
+                (Spanned::new(CompareOp::Le, op_span), shifted(BinaryOp::Add)),
+            ],
         };
         Ok(Logic::Condition(Spanned::new(compare, span)))
     }
@@ -2707,7 +2707,7 @@ claim A == B over 100 steps
             panic!()
         };
         assert!(matches!(&tensors[0].init, Some(Init::List(l)) if l.node.len() == 2));
-        // `a ≈ b ± t` is `abs(a - b) <= t`, `+-` the ASCII `±`.
+        // `a ≈ b ± t` is `b - t <= a <= b + t`, `+-` the ASCII `±`.
         for text in ["claim s ≈ 6 + 0.05 ± 0.1", "claim s ~= 6 + 0.05 +- 0.1"] {
             let Item::Claim(c) = item(text) else { panic!() };
             let ClaimKind::Holds(cond) = &c.kind else {
@@ -2717,11 +2717,11 @@ claim A == B over 100 steps
                 panic!()
             };
             assert!(
-                matches!(&first.node, ExprKind::Call { function, args } if function.node == "abs" && args.len() == 1),
-                "{text}"
+                matches!(&first.node, ExprKind::Binary { op: BinaryOp::Sub, rhs, .. } if rhs.node == ExprKind::Number(0.1)),
+                "{text}: {first:?}"
             );
             assert!(
-                matches!(rest.as_slice(), [(op, t)] if op.node == CompareOp::Le && t.node == ExprKind::Number(0.1)),
+                matches!(rest.as_slice(), [(a, s), (b, _)] if a.node == CompareOp::Le && b.node == CompareOp::Le && s.node == ExprKind::Name("s".into())),
                 "{text}: {rest:?}"
             );
         }
