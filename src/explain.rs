@@ -418,6 +418,19 @@ grad w[j] = 2 * (w[j] - x[j])
 "#,
     },
     Explanation {
+        code: "dl::analysis::list_depth",
+        title: "values given in rows nest to another depth than the tensor has axes",
+        text: "Given values in rows nest one level per axis: `[1, 2, 3]` for a vector, \
+              `[[1, 2, 3], [4, 5, 6]]` for a 2 × 3 matrix. A list nested deeper or \
+              shallower than its tensor has axes cannot be read as it, at any size.",
+        wrong: r#"input x[3] = [[1, 2, 3]]
+loss L = sum(i) x[i]^2
+"#,
+        right: r#"input x[3] = [1, 2, 3]
+loss L = sum(i) x[i]^2
+"#,
+    },
+    Explanation {
         code: "dl::analysis::moment_outside_claim",
         title: "`E[...]` or `Var[...]` is used outside a claim",
         text: "Expectations and variances are what a stochastic claim checks, exactly or by \

@@ -306,6 +306,23 @@ pub enum AnalysisError {
         span: SourceSpan,
     },
 
+    /// Returned when values given in rows nest deeper or shallower than
+    /// their tensor has axes: `input x[3] = [[1, 2, 3]]`.
+    #[error("`{name}` has {axes} ax{}, but its values are nested {depth} deep", if *.axes == 1 { "is" } else { "es" })]
+    #[diagnostic(
+        code(dl::analysis::list_depth),
+        help(
+            "nest the values one level per axis: `[1, 2, 3]` for one axis, `[[1, 2], [3, 4]]` for two"
+        )
+    )]
+    ListDepth {
+        name: String,
+        axes: usize,
+        depth: usize,
+        #[label("{depth} levels")]
+        span: SourceSpan,
+    },
+
     /// Returned when a param is declared as data: `param w[n] ~ normal(0, 1)`
     /// or `param y[n] in 1..=C`.
     #[error("`{name}` is a param, but is drawn as data")]

@@ -655,6 +655,15 @@ impl Resolver {
                 Some(Values::List(values?))
             }
             ast::Init::Grid(items, shape) => {
+                if shape.len() != t.shape.len() {
+                    self.error(AnalysisError::ListDepth {
+                        name,
+                        axes: t.shape.len(),
+                        depth: shape.len(),
+                        span: items.span.into(),
+                    });
+                    return None;
+                }
                 let values: Option<Vec<f64>> = items
                     .node
                     .iter()

@@ -1047,8 +1047,11 @@ fn help_for(text: &str, token: &Token<'_>, expected: &ExpectedSet) -> Option<Str
             token.text
         ));
     }
-    // `// note`: a C-style comment.
-    if token.text.starts_with('/') && after.starts_with('/') || token.text.starts_with("//") {
+    // `// note`: a C-style comment, met at its first `/` or, after a value,
+    // at its second.
+    if token.text.starts_with('/') && (after.starts_with('/') || previous == Some('/'))
+        || token.text.starts_with("//")
+    {
         return Some("comments start with `#`: `# a note`".to_owned());
     }
     // `E[i, k]` where `E` was meant as a tensor: the moment holds one value.
@@ -1140,6 +1143,7 @@ fn inside_moment(before: &str) -> bool {
 /// sections 5–7 of the language.
 fn help_for_new_forms(text: &str, token: &Token<'_>, expected: &ExpectedSet) -> Option<String> {
     let after = text.get(token.span.end..).unwrap_or("");
+    let before = text.get(..token.span.start).unwrap_or("");
     let starts_word = token.text.chars().next().is_some_and(is_ident_start);
     if expected.contains(Expected::Distribution) && starts_word {
         return Some(
@@ -1156,7 +1160,14 @@ fn help_for_new_forms(text: &str, token: &Token<'_>, expected: &ExpectedSet) -> 
         );
     }
     if matches!(token.text, "±" | "+-") {
-        return Some("a tolerance `± …` follows `≈` only: `rate ≈ 3 ± 0.3`".to_owned());
+        // In a Taylor claim's rate, or in a claim's condition.
+        let line = before.rsplit('\n').next().unwrap_or("");
+        return Some(if line.contains("rate") {
+            "a tolerance `± …` follows `≈` only: `rate ≈ 3 ± 0.3`".to_owned()
+        } else {
+            "a tolerance `± …` follows `≈` only: `claim x ≈ y ± 0.1` (ASCII `~=` and `+-`)"
+                .to_owned()
+        });
     }
     if expected.contains(Expected::Group(SCHEMES)) && token.text == "one" && after.starts_with('-')
     {
