@@ -62,6 +62,14 @@ fn misses(path: &str, seed: u64) -> Vec<String> {
     missed
 }
 
+/// Each claim's status, in order.
+fn statuses(claims: &[Value]) -> Vec<&str> {
+    claims
+        .iter()
+        .map(|c| c["status"].as_str().unwrap_or("?"))
+        .collect()
+}
+
 fn relative(path: &Path) -> String {
     path.strip_prefix(root())
         .unwrap_or(path)
@@ -207,10 +215,7 @@ claim sum(i, j) w[i, j] * x[j] == 44
 ",
     );
     let (code, claims) = claims_of(&path, 0);
-    let statuses: Vec<&str> = claims
-        .iter()
-        .map(|c| c["status"].as_str().unwrap())
-        .collect();
+    let statuses = statuses(&claims);
     assert_eq!(
         statuses,
         [
@@ -251,10 +256,7 @@ claim c[3] == 5
 ",
     );
     let (code, claims) = claims_of(&path, 0);
-    let statuses: Vec<&str> = claims
-        .iter()
-        .map(|c| c["status"].as_str().unwrap())
-        .collect();
+    let statuses = statuses(&claims);
     assert_eq!(
         statuses,
         [
@@ -321,10 +323,7 @@ grad x[j] = a^(T - j + 1)
 ",
     );
     let (code, claims) = claims_of(&path, 0);
-    let statuses: Vec<&str> = claims
-        .iter()
-        .map(|c| c["status"].as_str().unwrap())
-        .collect();
+    let statuses = statuses(&claims);
     assert_eq!(statuses, ["pass", "expected-fail"], "{claims:?}");
     assert_eq!(code, 0);
 }
@@ -349,10 +348,7 @@ check taylor central rate > 2
 ",
     );
     let (code, claims) = claims_of(&path, 0);
-    let statuses: Vec<&str> = claims
-        .iter()
-        .map(|c| c["status"].as_str().unwrap())
-        .collect();
+    let statuses = statuses(&claims);
     assert_eq!(
         statuses,
         ["pass", "pass", "pass", "expected-fail", "fail"],
@@ -393,10 +389,7 @@ grad x[p, q] = sum(a, b) [p+a-1 <= H-K+1 and q+b-1 <= H-K+1] * w[a, b] * g[p+a-1
 ",
     );
     let (code, claims) = claims_of(&path, 0);
-    let statuses: Vec<&str> = claims
-        .iter()
-        .map(|c| c["status"].as_str().unwrap())
-        .collect();
+    let statuses = statuses(&claims);
     assert_eq!(statuses, ["pass", "pass", "expected-fail"], "{claims:?}");
     assert_eq!(code, 0);
 }

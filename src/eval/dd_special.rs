@@ -335,6 +335,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     #![allow(clippy::approx_constant)]
     use super::*;
+    use crate::eval::double_double::testing::{bits, ulps};
 
     /// |a − b| / |b| in double-double (0 when both are the same zero).
     fn rel(a: Dd, b: Dd) -> f64 {
@@ -1282,10 +1283,6 @@ mod tests {
 
     type Named = (&'static str, fn(Dd) -> Dd);
 
-    fn bits(d: Dd) -> (u64, u64) {
-        (d.hi.to_bits(), d.lo.to_bits())
-    }
-
     #[test]
     fn signed_zeros_infinities_and_nan() {
         let (zero, minus_zero) = (Dd::ZERO, Dd::from_f64(-0.0));
@@ -1417,15 +1414,6 @@ mod tests {
         for x in [-745.2, -800.0, -1e300] {
             assert_eq!(Dd::from_f64(x).exp_m1(), -Dd::ONE, "exp_m1({x})");
         }
-    }
-
-    fn ulps(a: f64, b: f64) -> u64 {
-        let key = |x: f64| {
-            #[allow(clippy::cast_possible_wrap)]
-            let i = x.to_bits() as i64;
-            if i < 0 { i64::MIN - i } else { i }
-        };
-        key(a).abs_diff(key(b))
     }
 
     fn ulps32(a: f32, b: f32) -> u32 {

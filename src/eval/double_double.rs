@@ -785,6 +785,27 @@ impl<B: Real, const N: usize> Scalar for Dual<B, N> {
     }
 }
 
+/// Helpers the special functions' tests share.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::Dd;
+
+    /// How many f64 values lie between `a` and `b` (0 for equal ones).
+    pub fn ulps(a: f64, b: f64) -> u64 {
+        let key = |x: f64| {
+            #[allow(clippy::cast_possible_wrap)]
+            let i = x.to_bits() as i64;
+            if i < 0 { i64::MIN - i } else { i }
+        };
+        key(a).abs_diff(key(b))
+    }
+
+    /// Both parts' bits, to compare signed zeros and NaNs exactly.
+    pub fn bits(d: Dd) -> (u64, u64) {
+        (d.hi.to_bits(), d.lo.to_bits())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

@@ -753,6 +753,7 @@ mod tests {
     // The tables hold mpmath's digits, some of which are std's constants.
     #![allow(clippy::approx_constant)]
     use super::*;
+    use crate::eval::double_double::testing::{bits, ulps};
 
     /// ln|Γ|: [x.hi, x.lo, f(x).hi, f(x).lo], mpmath at 400 bits.
     const LGAMMA_REF: [[f64; 4]; 31] = [
@@ -1101,19 +1102,6 @@ mod tests {
                 "{name}({xh:e} + {xl:e}) in f64"
             );
         }
-    }
-
-    fn ulps(a: f64, b: f64) -> u64 {
-        let key = |x: f64| {
-            #[allow(clippy::cast_possible_wrap)]
-            let i = x.to_bits() as i64;
-            if i < 0 { i64::MIN - i } else { i }
-        };
-        key(a).abs_diff(key(b))
-    }
-
-    fn bits(d: Dd) -> (u64, u64) {
-        (d.hi.to_bits(), d.lo.to_bits())
     }
 
     #[test]

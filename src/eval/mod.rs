@@ -597,7 +597,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
         *lock()? = Some((id, vec![T::zero(); len]));
         let mut frame = Frame::new(&def.var_names, def.slots);
         let mut run = |k: usize| -> Result<(), Box<EvalError>> {
-            if k % CLOCK_STRIDE == 0 {
+            if k.is_multiple_of(CLOCK_STRIDE) {
                 self.instance.check_clock()?;
             }
             frame.set_point(&grid.point(k));

@@ -138,7 +138,7 @@ fn by_expansion<T: DualNum + Copy>(
     let d = x - T::from(x0);
     let mut power = <T as num_traits::One>::one();
     for k in 1..=T::NDERIV {
-        power = power * d;
+        power *= d;
         let c =
             <T::Primitive as NumCast>::from(coefficients(r, k)).unwrap_or_else(T::Primitive::nan);
         result += power * T::from(c);
@@ -184,7 +184,7 @@ fn erf_coefficient(x: f64, k: usize) -> f64 {
         let i = i as f64;
         factorial *= i;
     }
-    let sign = if k % 2 == 0 { -1.0 } else { 1.0 };
+    let sign = if k.is_multiple_of(2) { -1.0 } else { 1.0 };
     std::f64::consts::FRAC_2_SQRT_PI * (-x * x).exp() * sign * h / factorial
 }
 

@@ -3554,8 +3554,10 @@ claim A == B over 100 steps
             "claim minimize a over a subject to a >= max(a, b) at 0",
             "let m = max(a, b)\ny[i] = x[i] / m",
         ] {
-            let spec = parse_text(text).unwrap();
-            assert!(!spec.items.is_empty(), "{text}");
+            match parse_text(text) {
+                Ok(spec) => assert!(!spec.items.is_empty(), "{text}"),
+                Err(e) => panic!("{text}: {e}"),
+            }
         }
         assert_same(
             &expr("-sum(k) x[k]^2"),
