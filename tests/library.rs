@@ -393,3 +393,27 @@ grad x[p, q] = sum(a, b) [p+a-1 <= H-K+1 and q+b-1 <= H-K+1] * w[a, b] * g[p+a-1
     assert_eq!(statuses, ["pass", "pass", "expected-fail"], "{claims:?}");
     assert_eq!(code, 0);
 }
+
+/// `pi` is π in every precision: a claim that cancels against erf's own
+/// 2/√π holds when written with `pi`, and a wrong one is still refuted.
+#[test]
+fn pi_is_exact_in_every_precision() {
+    let dir = TempDir::new("pi");
+    let path = dir.write(
+        "pi.dl",
+        "input x in (1e-6, 2e-6)
+loss L = erf(x) - 2 * x / sqrt(pi)
+grad x = 2 / sqrt(pi) * (exp(-x^2) - 1)
+grad x = 2 / sqrt(pi) * exp(-x^2)
+  expect fail \"the slope of the subtracted line forgotten\"
+claim pi ≈ 3.14159265 ± 1e-8
+",
+    );
+    let (code, claims) = claims_of(&path, 0);
+    assert_eq!(
+        statuses(&claims),
+        ["pass", "expected-fail", "pass"],
+        "{claims:?}"
+    );
+    assert_eq!(code, 0);
+}

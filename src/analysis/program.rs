@@ -519,6 +519,10 @@ pub type Node = Spanned<NodeKind>;
 #[derive(Clone, Debug)]
 pub enum NodeKind {
     Const(f64),
+    /// `pi`: π to the precision of the number type that computes with it
+    /// (double-double keeps 106 bits), so that a formula with π cancels
+    /// against a function's own π (erf's 2/√π) in every precision.
+    Pi,
     Dim(DimId),
     Hyper(HyperId),
     /// An index variable's value, used as a number.

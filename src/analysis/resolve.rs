@@ -1442,6 +1442,10 @@ impl Resolver {
         if let Some((var, _)) = scope.lookup(name) {
             return Some(NodeKind::Index(var));
         }
+        // `pi`, unless the spec declares a name of its own so.
+        if name == "pi" && self.symbol(name).is_none() {
+            return Some(NodeKind::Pi);
+        }
         let ident = Spanned::new(name.to_string(), span);
         let declared = self.lookup_global(&ident)?;
         match declared.symbol {

@@ -351,9 +351,15 @@ impl AddAssign for Dd {
     }
 }
 
+/// π to double-double precision.
+const PI: (f64, f64) = (std::f64::consts::PI, 1.224_646_799_147_353_2e-16);
+
 impl Scalar for Dd {
     fn constant(v: f64) -> Self {
         Dd::from_f64(v)
+    }
+    fn pi() -> Self {
+        Dd::renormalized(PI.0, PI.1)
     }
     fn real(&self) -> f64 {
         self.to_f64()
@@ -729,6 +735,9 @@ impl<B: Real, const N: usize> AddAssign for Dual<B, N> {
 impl<B: Real, const N: usize> Scalar for Dual<B, N> {
     fn constant(v: f64) -> Self {
         Self::constant(B::of(v))
+    }
+    fn pi() -> Self {
+        Self::constant(B::of_pair(PI.0, PI.1))
     }
     fn real(&self) -> f64 {
         self.re.value()

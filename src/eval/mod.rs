@@ -805,6 +805,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
     pub fn node(&self, node: &Node, frame: &mut Frame<'_>) -> Result<T, Box<EvalError>> {
         match &node.node {
             NodeKind::Const(v) => Ok(T::constant(*v)),
+            NodeKind::Pi => Ok(T::pi()),
             NodeKind::Dim(d) => Ok(T::constant(self.instance.sizes.get(*d) as f64)),
             NodeKind::Hyper(h) => Ok(T::constant(
                 self.hypers.get(h.0).copied().unwrap_or(f64::NAN),

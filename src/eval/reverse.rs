@@ -386,6 +386,12 @@ impl<B: TapeReal> Scalar for Rev<B> {
         }
         self.value.value()
     }
+    fn pi() -> Self {
+        Self::constant_of(B::of_pair(
+            std::f64::consts::PI,
+            1.224_646_799_147_353_2e-16,
+        ))
+    }
     fn real_guarded_by_caller(&self) -> f64 {
         self.value.value()
     }

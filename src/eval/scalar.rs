@@ -63,6 +63,10 @@ pub trait Scalar:
     fn powi(self, k: i32) -> Self;
     /// One of the smooth functions of [`Smooth`].
     fn smooth(self, f: Smooth) -> Self;
+    /// π in this type's precision.
+    fn pi() -> Self {
+        Self::constant(std::f64::consts::PI)
+    }
     /// The real part, read where the caller records the decisions that pin
     /// what it computes from it (`floor` compares `x` with the integers
     /// either side): a recording type need not mark it as read unguarded.

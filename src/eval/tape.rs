@@ -816,6 +816,7 @@ impl<'t, 'a> TapeBuilder<'t, 'a> {
             NodeKind::Iverson(c) => self.cond(c, frame),
             NodeKind::Moment { .. }
             | NodeKind::Const(_)
+            | NodeKind::Pi
             | NodeKind::Dim(_)
             | NodeKind::Hyper(_)
             | NodeKind::Index(_) => self.fold(node, frame),

@@ -503,6 +503,7 @@ fn first_random_read(
         // What a moment reads is what it is about.
         NodeKind::Moment { .. } => {}
         NodeKind::Const(_)
+        | NodeKind::Pi
         | NodeKind::Dim(_)
         | NodeKind::Hyper(_)
         | NodeKind::Index(_)
