@@ -47,6 +47,13 @@ fn claims_of(path: &str, seed: u64) -> (i32, Vec<Value>) {
     (out.status.code().expect("exited"), claims)
 }
 
+/// A spec given as text, run at seed 0: the exit code and its claims.
+fn run_text(tag: &str, text: &str) -> (i32, Vec<Value>) {
+    let dir = TempDir::new(tag);
+    let path = dir.write(&format!("{tag}.dl"), text);
+    claims_of(&path, 0)
+}
+
 /// The claims of `path` at `seed` that did not come out as expected, as
 /// `line: status`.
 fn misses(path: &str, seed: u64) -> Vec<String> {
@@ -199,9 +206,8 @@ fn the_guides_table_lists_every_spec() {
 /// wrong value is refuted.
 #[test]
 fn means_and_sums_over_several_indices_give_their_values() {
-    let dir = TempDir::new("mean");
-    let path = dir.write(
-        "mean.dl",
+    let (code, claims) = run_text(
+        "mean",
         "input x[4] = [1, 2, 3, 6]
 input w[2, 3] = [1, 2, 3, 4, 5, 6]
 claim mean(k) x[k] == 3
@@ -214,7 +220,6 @@ claim sum(i, j) w[i, j] * x[j] == 44
   expect fail \"(1 + 4) + (2 + 5) * 2 + (3 + 6) * 3 is 46\"
 ",
     );
-    let (code, claims) = claims_of(&path, 0);
     let statuses = statuses(&claims);
     assert_eq!(
         statuses,
@@ -235,9 +240,8 @@ claim sum(i, j) w[i, j] * x[j] == 44
 /// and a two-axis recurrence reading a whole earlier row.
 #[test]
 fn recurrences_compute_their_elements_in_order() {
-    let dir = TempDir::new("recurrence");
-    let path = dir.write(
-        "recurrence.dl",
+    let (code, claims) = run_text(
+        "recurrence",
         "input x[4] = [1, 2, 3, 6]
 let c[t] = c[t-1] + x[t]   if t >= 2
          | x[t]            otherwise     for t in 1..=4
@@ -255,7 +259,6 @@ claim c[3] == 5
   expect fail \"1 + 2 + 3 is 6\"
 ",
     );
-    let (code, claims) = claims_of(&path, 0);
     let statuses = statuses(&claims);
     assert_eq!(
         statuses,
@@ -308,9 +311,8 @@ fn a_long_random_recurrence_is_built_without_deep_recursion() {
 /// of 2⁻¹⁰⁷⁴ where the closed form gives 0. A wrong closed form still fails.
 #[test]
 fn a_gradient_decaying_to_subnormals_holds() {
-    let dir = TempDir::new("subnormal");
-    let path = dir.write(
-        "decay.dl",
+    let (code, claims) = run_text(
+        "subnormal",
         "dim T = 7200
 input x[T]
 param a = 0.9
@@ -322,7 +324,6 @@ grad x[j] = a^(T - j + 1)
   expect fail \"one factor a too many\"
 ",
     );
-    let (code, claims) = claims_of(&path, 0);
     let statuses = statuses(&claims);
     assert_eq!(statuses, ["pass", "expected-fail"], "{claims:?}");
     assert_eq!(code, 0);
@@ -333,9 +334,8 @@ grad x[j] = a^(T - j + 1)
 /// as J.
 #[test]
 fn a_scalar_output_and_a_taylor_check_below_an_erratum() {
-    let dir = TempDir::new("scalar");
-    let path = dir.write(
-        "scalar.dl",
+    let (code, claims) = run_text(
+        "scalar",
         "input x
 param a
 out = tanh(a * x)
@@ -347,7 +347,6 @@ grad a = g * (1 - out^2)
 check taylor central rate > 2
 ",
     );
-    let (code, claims) = claims_of(&path, 0);
     let statuses = statuses(&claims);
     assert_eq!(
         statuses,
@@ -375,9 +374,8 @@ check taylor central rate > 2
 /// refuted.
 #[test]
 fn ranges_are_inferred_through_inner_indices() {
-    let dir = TempDir::new("conv");
-    let path = dir.write(
-        "conv.dl",
+    let (code, claims) = run_text(
+        "conv",
         "dim H = 5, K = 2
 input x[H, H]
 param w[K, K]
@@ -388,7 +386,6 @@ grad x[p, q] = sum(a, b) [p+a-1 <= H-K+1 and q+b-1 <= H-K+1] * w[a, b] * g[p+a-1
   expect fail \"the offsets added: a correlation of g, not the adjoint\"
 ",
     );
-    let (code, claims) = claims_of(&path, 0);
     let statuses = statuses(&claims);
     assert_eq!(statuses, ["pass", "pass", "expected-fail"], "{claims:?}");
     assert_eq!(code, 0);
@@ -398,9 +395,8 @@ grad x[p, q] = sum(a, b) [p+a-1 <= H-K+1 and q+b-1 <= H-K+1] * w[a, b] * g[p+a-1
 /// 2/√π holds when written with `pi`, and a wrong one is still refuted.
 #[test]
 fn pi_is_exact_in_every_precision() {
-    let dir = TempDir::new("pi");
-    let path = dir.write(
-        "pi.dl",
+    let (code, claims) = run_text(
+        "pi",
         "input x in (1e-6, 2e-6)
 loss L = erf(x) - 2 * x / sqrt(pi)
 grad x = 2 / sqrt(pi) * (exp(-x^2) - 1)
@@ -409,7 +405,6 @@ grad x = 2 / sqrt(pi) * exp(-x^2)
 claim pi ≈ 3.14159265 ± 1e-8
 ",
     );
-    let (code, claims) = claims_of(&path, 0);
     assert_eq!(
         statuses(&claims),
         ["pass", "expected-fail", "pass"],

@@ -1403,17 +1403,14 @@ impl Resolver {
         let range = match explicit {
             Some(r) => r,
             None => {
-                let accesses = scope
-                    .accesses
-                    .get(accesses_before..)
-                    .unwrap_or(&[])
-                    .to_vec();
-                let inner = Scope {
-                    accesses,
-                    inner_ranges: scope.inner_ranges.clone(),
-                    ..Scope::default()
-                };
-                self.infer_var_range(&index.node, var, index.span, &inner, true)?
+                let accesses = scope.accesses.get(accesses_before..).unwrap_or(&[]);
+                self.infer_var_range(
+                    &index.node,
+                    var,
+                    index.span,
+                    (accesses, &scope.inner_ranges),
+                    true,
+                )?
             }
         };
         let dims_only = |bounds: &[Affine], tighter| {
@@ -1841,7 +1838,13 @@ impl Resolver {
         span: Span,
         scope: &Scope,
     ) -> Option<AxisRange> {
-        let range = self.infer_var_range(name, var, span, scope, false)?;
+        let range = self.infer_var_range(
+            name,
+            var,
+            span,
+            (&scope.accesses, &scope.inner_ranges),
+            false,
+        )?;
         let lo = max_dims_only(&range.lowers);
         let hi = min_dims_only(&range.uppers);
         match (lo, hi) {
@@ -1890,19 +1893,17 @@ impl Resolver {
         name: &str,
         var: VarId,
         span: Span,
-        scope: &Scope,
+        (accesses, inner_ranges): (&[Access], &[(VarId, Affine, Affine)]),
         allow_outer: bool,
     ) -> Option<VarRange> {
         let inner_range = |v: VarId| {
-            scope
-                .inner_ranges
+            inner_ranges
                 .iter()
                 .find(|(w, _, _)| *w == v)
                 .map(|(_, lo, hi)| (lo, hi))
         };
         let using = |with_inner: bool| -> Vec<&Access> {
-            scope
-                .accesses
+            accesses
                 .iter()
                 .filter(|a| {
                     let c = a.index.coefficient_of(var);

@@ -11,7 +11,7 @@
 
 use std::ops::{Add, AddAssign, Div, Mul, Neg, Sub};
 
-use super::scalar::{Scalar, Smooth, erf_f32, erf_f64};
+use super::scalar::{Scalar, Smooth, erf_f64};
 
 /// Unit roundoff of double-double arithmetic (2⁻¹⁰⁴), for error bounds.
 pub const DD_EPSILON: f64 = 4.930380657631324e-32;
@@ -456,9 +456,10 @@ pub fn smooth_slope<B: Real>(f: Smooth, x: B) -> B {
     }
 }
 
-/// The [`Smooth`] functions in f64: the standard library's, and
-/// [`erf_f64`]; num-dual's f64 computes the same.
-fn smooth_f64(x: f64, f: Smooth) -> f64 {
+/// The [`Smooth`] functions in a primitive float, as num-dual's primitive
+/// computes them: the standard library's where it has them, and the rest
+/// (erf and the gamma family) in f64, rounded to `F`.
+fn smooth_float<F: num_traits::Float>(x: F, f: Smooth) -> F {
     match f {
         Smooth::Atan => x.atan(),
         Smooth::Asin => x.asin(),
@@ -466,31 +467,25 @@ fn smooth_f64(x: f64, f: Smooth) -> f64 {
         Smooth::Sinh => x.sinh(),
         Smooth::Cosh => x.cosh(),
         Smooth::ExpM1 => x.exp_m1(),
-        Smooth::Erf => erf_f64(x),
-        Smooth::Lgamma => super::scalar::gamma_family(None, x),
-        Smooth::Digamma => super::scalar::gamma_family(Some(0), x),
-        Smooth::Trigamma => super::scalar::gamma_family(Some(1), x),
+        Smooth::Erf | Smooth::Lgamma | Smooth::Digamma | Smooth::Trigamma => {
+            let v = x.to_f64().unwrap_or(f64::NAN);
+            let value = match f {
+                Smooth::Erf => erf_f64(v),
+                Smooth::Lgamma => super::scalar::gamma_family(None, v),
+                Smooth::Digamma => super::scalar::gamma_family(Some(0), v),
+                _ => super::scalar::gamma_family(Some(1), v),
+            };
+            F::from(value).unwrap_or_else(F::nan)
+        }
     }
 }
 
-/// The [`Smooth`] functions in f32, as num-dual's f32 computes them.
+fn smooth_f64(x: f64, f: Smooth) -> f64 {
+    smooth_float(x, f)
+}
+
 fn smooth_f32(x: f32, f: Smooth) -> f32 {
-    match f {
-        Smooth::Atan => x.atan(),
-        Smooth::Asin => x.asin(),
-        Smooth::Acos => x.acos(),
-        Smooth::Sinh => x.sinh(),
-        Smooth::Cosh => x.cosh(),
-        Smooth::ExpM1 => x.exp_m1(),
-        Smooth::Erf => erf_f32(x),
-        // f64's, rounded, as num-dual's f32 takes them.
-        #[allow(clippy::cast_possible_truncation)]
-        Smooth::Lgamma => super::scalar::gamma_family(None, f64::from(x)) as f32,
-        #[allow(clippy::cast_possible_truncation)]
-        Smooth::Digamma => super::scalar::gamma_family(Some(0), f64::from(x)) as f32,
-        #[allow(clippy::cast_possible_truncation)]
-        Smooth::Trigamma => super::scalar::gamma_family(Some(1), f64::from(x)) as f32,
-    }
+    smooth_float(x, f)
 }
 
 /// `Real` for a type whose inherent methods have the trait's names.

@@ -112,16 +112,11 @@ impl Smooth {
 }
 
 /// erf in f64 (within an ulp: FreeBSD's algorithm, as the `libm` crate
-/// has it). f32 rounds this: one definition for every f32 computation, so
-/// that a replay and the evaluator agree bit for bit.
+/// has it). f32 rounds this (`Real::smooth` for f32, and num-dual's f32
+/// here): one definition for every f32 computation, so that a replay and
+/// the evaluator agree bit for bit.
 pub fn erf_f64(x: f64) -> f64 {
     libm::erf(x)
-}
-
-/// erf in f32, as every f32 computation here takes it.
-#[allow(clippy::cast_possible_truncation)]
-pub fn erf_f32(x: f32) -> f32 {
-    libm::erf(<f64 as From<f32>>::from(x)) as f32
 }
 
 /// `f` at a num-dual number, by its Taylor expansion at the real part:
@@ -285,7 +280,7 @@ impl<T: DualNum + Copy> Scalar for T {
             Smooth::Cosh => DualNum::cosh(&self),
             Smooth::ExpM1 => DualNum::exp_m1(&self),
             Smooth::Erf => {
-                // f64's erf, rounded to an f32 primitive as `erf_f32` does.
+                // f64's erf, rounded to an f32 primitive as `Real::smooth` does.
                 let value = <T::Primitive as NumCast>::from(erf_f64(self.real()));
                 by_expansion(
                     self,
