@@ -96,7 +96,9 @@ pub enum AnalysisError {
     #[error("an index must be an integer affine expression of index variables and dims")]
     #[diagnostic(
         code(dl::analysis::non_affine_index),
-        help("write indices such as `i`, `i+2`, `N-j`, `2*k-1`; {reason}")
+        help(
+            "write indices such as `i`, `i+2`, `N-j`, `2*k-1`, or whole numbers such as `floor((i+1)/2)` and `mod(i-1, N)+1`; {reason}"
+        )
     )]
     NonAffineIndex {
         reason: String,

@@ -421,6 +421,110 @@ pub enum VariedKind {
     Tensor(TensorId),
 }
 
+/// A whole-number index that is not affine: `floor((i+1)/2)`,
+/// `ceil(i*N/M)`, `mod(i-1, 3)`, built from affine parts (nearest
+/// upsampling, adaptive pooling). Computed exactly, in integers, at each
+/// point: such an index is data, never differentiated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IndexExpr {
+    Affine(Affine),
+    Add(Box<IndexExpr>, Box<IndexExpr>),
+    Sub(Box<IndexExpr>, Box<IndexExpr>),
+    Mul(Box<IndexExpr>, Box<IndexExpr>),
+    /// `floor(a / b)`
+    FloorDiv(Box<IndexExpr>, Box<IndexExpr>),
+    /// `ceil(a / b)`
+    CeilDiv(Box<IndexExpr>, Box<IndexExpr>),
+    /// `mod(a, b)`: `a - b * floor(a / b)`, which has the sign of `b`.
+    Mod(Box<IndexExpr>, Box<IndexExpr>),
+}
+
+/// Why a whole-number index has no value at a point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IndexFault {
+    DivisionByZero,
+    Overflow,
+}
+
+impl IndexExpr {
+    /// The value at concrete sizes and variable values.
+    pub fn eval(&self, sizes: &[i64], env: &[i64]) -> Result<i64, IndexFault> {
+        let both = |a: &IndexExpr, b: &IndexExpr| Ok((a.eval(sizes, env)?, b.eval(sizes, env)?));
+        let divisor = |b: i64| {
+            if b == 0 {
+                Err(IndexFault::DivisionByZero)
+            } else {
+                Ok(b)
+            }
+        };
+        let overflow = |v: Option<i64>| v.ok_or(IndexFault::Overflow);
+        match self {
+            IndexExpr::Affine(a) => overflow(a.eval(sizes, env)),
+            IndexExpr::Add(a, b) => both(a, b).and_then(|(a, b)| overflow(a.checked_add(b))),
+            IndexExpr::Sub(a, b) => both(a, b).and_then(|(a, b)| overflow(a.checked_sub(b))),
+            IndexExpr::Mul(a, b) => both(a, b).and_then(|(a, b)| overflow(a.checked_mul(b))),
+            IndexExpr::FloorDiv(a, b) => {
+                let (a, b) = both(a, b)?;
+                floor_div(a, divisor(b)?)
+            }
+            IndexExpr::CeilDiv(a, b) => {
+                let (a, b) = both(a, b)?;
+                let b = divisor(b)?;
+                overflow(floor_div(overflow(a.checked_neg())?, b)?.checked_neg())
+            }
+            IndexExpr::Mod(a, b) => {
+                let (a, b) = both(a, b)?;
+                let q = floor_div(a, divisor(b)?)?;
+                overflow(q.checked_mul(b).and_then(|qb| a.checked_sub(qb)))
+            }
+        }
+    }
+
+    /// Every size its divisors read.
+    pub fn divisor_dims(&self) -> Vec<DimId> {
+        let mut out = vec![];
+        match self {
+            IndexExpr::Affine(_) => {}
+            IndexExpr::Add(a, b) | IndexExpr::Sub(a, b) | IndexExpr::Mul(a, b) => {
+                out.extend(a.divisor_dims());
+                out.extend(b.divisor_dims());
+            }
+            IndexExpr::FloorDiv(a, b) | IndexExpr::CeilDiv(a, b) | IndexExpr::Mod(a, b) => {
+                out.extend(a.divisor_dims());
+                b.for_each_affine(&mut |a| out.extend(a.dims.iter().map(|(d, _)| *d)));
+            }
+        }
+        out
+    }
+
+    fn for_each_affine(&self, f: &mut impl FnMut(&Affine)) {
+        match self {
+            IndexExpr::Affine(a) => f(a),
+            IndexExpr::Add(a, b)
+            | IndexExpr::Sub(a, b)
+            | IndexExpr::Mul(a, b)
+            | IndexExpr::FloorDiv(a, b)
+            | IndexExpr::CeilDiv(a, b)
+            | IndexExpr::Mod(a, b) => {
+                a.for_each_affine(f);
+                b.for_each_affine(f);
+            }
+        }
+    }
+}
+
+/// `floor(a / b)` in integers, `b != 0`.
+fn floor_div(a: i64, b: i64) -> Result<i64, IndexFault> {
+    let q = a.checked_div(b).ok_or(IndexFault::Overflow)?;
+    // Rust's division truncates toward 0: one less where the exact
+    // quotient is negative and not whole.
+    Ok(if a % b != 0 && ((a < 0) != (b < 0)) {
+        q - 1
+    } else {
+        q
+    })
+}
+
 /// An affine integer expression over dims and index variables.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Affine {
@@ -555,6 +659,17 @@ pub enum NodeKind {
         op: ReduceOp,
         var: VarId,
         range: VarRange,
+        body: Box<Node>,
+    },
+    /// `x[floor((i+1)/2)]`: `body` (the access) with `var` set to the
+    /// whole-number `index`, which `range` (the axis read) must hold; read
+    /// once, as a reduction with a single term.
+    Pick {
+        var: VarId,
+        index: Box<IndexExpr>,
+        /// The index as written, for errors of its arithmetic.
+        at: Span,
+        range: Box<VarRange>,
         body: Box<Node>,
     },
     Iverson(Box<Cond>),
@@ -853,5 +968,72 @@ impl ProductNode for crate::syntax::ast::Expr {
 
     fn is_bracket(&self) -> bool {
         matches!(self.node, crate::syntax::ast::ExprKind::Iverson(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn constant(c: i64) -> Box<IndexExpr> {
+        Box::new(IndexExpr::Affine(Affine::constant(c)))
+    }
+
+    fn eval(e: IndexExpr) -> Result<i64, IndexFault> {
+        e.eval(&[], &[])
+    }
+
+    #[test]
+    fn whole_number_division_rounds_down_and_up_on_both_sides_of_zero() {
+        let cases = [(7, 2, 3, 4, 1), (-7, 2, -4, -3, 1), (7, -2, -4, -3, -1)];
+        for (a, b, floor, ceil, modulo) in cases {
+            assert_eq!(
+                eval(IndexExpr::FloorDiv(constant(a), constant(b))),
+                Ok(floor)
+            );
+            assert_eq!(eval(IndexExpr::CeilDiv(constant(a), constant(b))), Ok(ceil));
+            assert_eq!(eval(IndexExpr::Mod(constant(a), constant(b))), Ok(modulo));
+        }
+        assert_eq!(eval(IndexExpr::FloorDiv(constant(6), constant(3))), Ok(2));
+        assert_eq!(eval(IndexExpr::CeilDiv(constant(6), constant(3))), Ok(2));
+        assert_eq!(eval(IndexExpr::Mod(constant(-6), constant(3))), Ok(0));
+    }
+
+    #[test]
+    fn whole_number_faults_are_reported_not_raised() {
+        assert_eq!(
+            eval(IndexExpr::Mod(constant(3), constant(0))),
+            Err(IndexFault::DivisionByZero)
+        );
+        assert_eq!(
+            eval(IndexExpr::FloorDiv(constant(i64::MIN), constant(-1))),
+            Err(IndexFault::Overflow)
+        );
+        assert_eq!(
+            eval(IndexExpr::CeilDiv(constant(i64::MIN), constant(2))),
+            Err(IndexFault::Overflow)
+        );
+        assert_eq!(
+            eval(IndexExpr::Mul(constant(i64::MAX), constant(2))),
+            Err(IndexFault::Overflow)
+        );
+    }
+
+    #[test]
+    fn whole_number_index_reads_sizes_and_variables() {
+        // floor((i - 1) * N / M) + 1 at i = 3, N = 7, M = 3: floor(14/3) + 1 = 5.
+        let i_minus_1 = Affine::var(VarId(0)).add_scaled(&Affine::constant(-1), 1);
+        let e = IndexExpr::Add(
+            Box::new(IndexExpr::FloorDiv(
+                Box::new(IndexExpr::Mul(
+                    Box::new(IndexExpr::Affine(i_minus_1.unwrap_or_default())),
+                    Box::new(IndexExpr::Affine(Affine::dim(DimId(0)))),
+                )),
+                Box::new(IndexExpr::Affine(Affine::dim(DimId(1)))),
+            )),
+            constant(1),
+        );
+        assert_eq!(e.eval(&[7, 3], &[3]), Ok(5));
+        assert_eq!(e.divisor_dims(), vec![DimId(1)]);
     }
 }

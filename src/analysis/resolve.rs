@@ -1292,13 +1292,22 @@ impl Resolver {
                 }
                 let resolved: Vec<Option<Node>> =
                     args.iter().map(|a| self.expr(a, scope, guarded)).collect();
+                if let Some(kind) = self.floor_form(&function.node, &resolved, e.span) {
+                    return kind.map(|k| Spanned::new(k, e.span));
+                }
                 let Some(f) = Function::by_name(&function.node) else {
-                    let help = suggest(&function.node, Function::ALL.iter().map(|f| f.name()))
+                    let names = || {
+                        Function::ALL
+                            .iter()
+                            .map(|f| f.name())
+                            .chain(["ceil", "mod"])
+                    };
+                    let help = suggest(&function.node, names())
                         .map(|s| format!("did you mean `{s}`?"))
                         .unwrap_or_else(|| {
                             format!(
                                 "the functions are: {}",
-                                Function::ALL.map(|f| f.name()).join(", ")
+                                names().collect::<Vec<_>>().join(", ")
                             )
                         });
                     self.error(AnalysisError::UnknownFunction {
@@ -1346,6 +1355,63 @@ impl Resolver {
             ast::ExprKind::Moment { moment, body } => self.moment(moment, body, scope)?,
         };
         Some(Spanned::new(kind, e.span))
+    }
+
+    /// `ceil(x)` and `mod(a, b)` as the floors they are, `-floor(-x)` and
+    /// `a - b * floor(a / b)`, so that their values, slopes and jumps are
+    /// floor's: `None` for any other name; `Some(None)` where an argument
+    /// failed to resolve or their number is wrong (reported).
+    fn floor_form(
+        &mut self,
+        name: &str,
+        args: &[Option<Node>],
+        span: Span,
+    ) -> Option<Option<NodeKind>> {
+        let arity = match name {
+            "ceil" => 1,
+            "mod" => 2,
+            _ => return None,
+        };
+        if args.len() != arity {
+            let usage = if arity == 1 { "ceil(x)" } else { "mod(a, b)" };
+            self.error(AnalysisError::WrongArity {
+                name: name.to_string(),
+                expected: arity,
+                found: args.len(),
+                usage: usage.to_string(),
+                span: span.into(),
+            });
+            return Some(None);
+        }
+        let args: Option<Vec<Node>> = args.iter().cloned().collect();
+        let args = match args {
+            Some(args) => args,
+            None => return Some(None),
+        };
+        let node = |kind: NodeKind| Box::new(Spanned::new(kind, span));
+        let floor = |x: Box<Node>| NodeKind::Call {
+            function: Function::Floor,
+            args: vec![*x],
+        };
+        let binary = |op: BinaryOp, lhs: Box<Node>, rhs: Box<Node>| NodeKind::Binary {
+            op,
+            lhs,
+            rhs,
+            guarded: false,
+        };
+        Some(Some(match args.as_slice() {
+            [x] => NodeKind::Neg(node(floor(node(NodeKind::Neg(Box::new(x.clone())))))),
+            [a, b] => {
+                let (a, b) = (Box::new(a.clone()), Box::new(b.clone()));
+                let quotient = node(binary(BinaryOp::Div, a.clone(), b.clone()));
+                binary(
+                    BinaryOp::Sub,
+                    a,
+                    node(binary(BinaryOp::Mul, b, node(floor(quotient)))),
+                )
+            }
+            _ => return Some(None),
+        }))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1612,7 +1678,22 @@ impl Resolver {
             );
         }
         let mut affines = vec![];
+        let mut picks = vec![];
         for (axis, (index, range)) in indices.iter().zip(&axes).enumerate() {
+            // `x[floor((i+1)/2)]`: the access reads at a fresh variable,
+            // which a `Pick` sets to the whole-number index.
+            if is_whole_number_index(index) {
+                let whole = self.whole_number_index(index, scope)?;
+                let mut fresh = show_index(index);
+                while scope.lookup(&fresh).is_some() {
+                    fresh.push('\'');
+                }
+                let var = scope.bind(&fresh, index.span);
+                scope.vars.pop();
+                picks.push((var, whole, index.span, range.clone()));
+                affines.push(Affine::var(var));
+                continue;
+            }
             let affine = self.affine(index, scope)?;
             scope.accesses.push(Access {
                 name: tensor.node.clone(),
@@ -1629,7 +1710,7 @@ impl Resolver {
         {
             r.reads.push((affines.clone(), span));
         }
-        Some(match declared.symbol {
+        let read = match declared.symbol {
             Symbol::Tensor(id) => NodeKind::Tensor {
                 id,
                 indices: affines,
@@ -1639,7 +1720,41 @@ impl Resolver {
                 indices: affines,
             },
             _ => return None,
-        })
+        };
+        Some(
+            picks
+                .into_iter()
+                .rev()
+                .fold(read, |body, (var, index, at, axis)| NodeKind::Pick {
+                    var,
+                    index: Box::new(index),
+                    at,
+                    range: Box::new(VarRange {
+                        lowers: vec![axis.lo],
+                        uppers: vec![axis.hi],
+                        span: axis.span,
+                    }),
+                    body: Box::new(Spanned::new(body, span)),
+                }),
+        )
+    }
+
+    /// A whole-number index (`floor((i+1)/2)`, `mod(i-1, 3)`), or an error.
+    fn whole_number_index(&mut self, e: &ast::Expr, scope: &Scope) -> Option<IndexExpr> {
+        match whole_number_of(e, scope, &self.globals) {
+            Ok(w) => Some(w),
+            Err(AffineError::Unknown(ident)) => {
+                self.lookup_global(&ident);
+                None
+            }
+            Err(AffineError::NotAffine { span, reason }) => {
+                self.error(AnalysisError::NonAffineIndex {
+                    reason,
+                    span: span.into(),
+                });
+                None
+            }
+        }
     }
 
     /// `y[i]` or `y[i] + c` used as an index, where `y` holds whole numbers
@@ -2167,14 +2282,92 @@ fn affine_of(
                         ))
                     }
                 }
-                BinaryOp::Div | BinaryOp::Pow => {
-                    Err(not_affine("division and powers are not allowed in indices"))
-                }
+                BinaryOp::Div => Err(not_affine(
+                    "an index is a whole number: divide inside `floor(a/b)` or `ceil(a/b)`",
+                )),
+                BinaryOp::Pow => Err(not_affine("powers are not allowed in indices")),
             }
         }
         _ => Err(not_affine(
             "only `+`, `-` and `*` by a constant are allowed",
         )),
+    }
+}
+
+/// The functions of a whole-number index: `floor(a/b)`, `ceil(a/b)`, `mod(a, b)`.
+const WHOLE_NUMBER_FUNCTIONS: [&str; 3] = ["floor", "ceil", "mod"];
+
+/// Whether an index calls `floor`, `ceil` or `mod` (a whole-number index),
+/// rather than being affine or a label.
+fn is_whole_number_index(e: &ast::Expr) -> bool {
+    match &e.node {
+        ast::ExprKind::Call { function, .. } => {
+            WHOLE_NUMBER_FUNCTIONS.contains(&function.node.as_str())
+        }
+        ast::ExprKind::Binary { lhs, rhs, .. } => {
+            is_whole_number_index(lhs) || is_whole_number_index(rhs)
+        }
+        ast::ExprKind::Unary { operand, .. } => is_whole_number_index(operand),
+        _ => false,
+    }
+}
+
+/// A whole-number index: integer arithmetic on indices, sizes and whole
+/// constants, with division only as `floor(a/b)` or `ceil(a/b)`.
+fn whole_number_of(
+    e: &ast::Expr,
+    scope: &Scope,
+    globals: &HashMap<String, Declared>,
+) -> Result<IndexExpr, AffineError> {
+    let not_whole = |reason: &str| AffineError::NotAffine {
+        span: e.span,
+        reason: reason.to_string(),
+    };
+    let whole = |e: &ast::Expr| whole_number_of(e, scope, globals).map(Box::new);
+    match &e.node {
+        ast::ExprKind::Call { function, args } => {
+            let name = function.node.as_str();
+            match (name, args.as_slice()) {
+                ("floor" | "ceil", [arg]) => {
+                    let (num, den) = match &arg.node {
+                        ast::ExprKind::Binary {
+                            op: BinaryOp::Div,
+                            lhs,
+                            rhs,
+                        } => (whole(lhs)?, whole(rhs)?),
+                        // `floor` of a whole number is itself.
+                        _ => return whole_number_of(arg, scope, globals),
+                    };
+                    Ok(if name == "floor" {
+                        IndexExpr::FloorDiv(num, den)
+                    } else {
+                        IndexExpr::CeilDiv(num, den)
+                    })
+                }
+                ("mod", [a, b]) => Ok(IndexExpr::Mod(whole(a)?, whole(b)?)),
+                ("floor" | "ceil", _) => Err(not_whole(&format!(
+                    "`{name}` takes one argument, `{name}(i/2)`"
+                ))),
+                ("mod", _) => Err(not_whole("`mod` takes two arguments, `mod(i, 2)`")),
+                _ => Err(not_whole(
+                    "an index may call only `floor(a/b)`, `ceil(a/b)` and `mod(a, b)`",
+                )),
+            }
+        }
+        ast::ExprKind::Binary { op, lhs, rhs } => match op {
+            BinaryOp::Add => Ok(IndexExpr::Add(whole(lhs)?, whole(rhs)?)),
+            BinaryOp::Sub => Ok(IndexExpr::Sub(whole(lhs)?, whole(rhs)?)),
+            BinaryOp::Mul => Ok(IndexExpr::Mul(whole(lhs)?, whole(rhs)?)),
+            BinaryOp::Div => Err(not_whole(
+                "an index is a whole number: divide inside `floor(a/b)` or `ceil(a/b)`",
+            )),
+            BinaryOp::Pow => Err(not_whole("powers are not allowed in indices")),
+        },
+        ast::ExprKind::Unary { operand, .. } => Ok(IndexExpr::Sub(
+            Box::new(IndexExpr::Affine(Affine::constant(0))),
+            whole(operand)?,
+        )),
+        _ => affine_of(e, scope, globals).map(IndexExpr::Affine),
     }
 }
 
@@ -2322,7 +2515,7 @@ pub fn visit(node: &Node, f: &mut impl FnMut(&Node)) {
             visit(rhs, f);
         }
         NodeKind::Call { args, .. } => args.iter().for_each(|a| visit(a, f)),
-        NodeKind::Reduce { body, .. } => visit(body, f),
+        NodeKind::Reduce { body, .. } | NodeKind::Pick { body, .. } => visit(body, f),
         NodeKind::Iverson(c) => visit_cond(c, f),
         NodeKind::Moment { body, .. } => visit(body, f),
         _ => {}
@@ -2374,9 +2567,29 @@ fn show_index(e: &ast::Expr) -> String {
                 ast::BinaryOp::Div => "/",
                 ast::BinaryOp::Pow => "^",
             };
-            format!("{}{symbol}{}", show_index(lhs), show_index(rhs))
+            // Parentheses where the text had them (as precedence needs).
+            let rank = |op: &ast::BinaryOp| match op {
+                ast::BinaryOp::Add | ast::BinaryOp::Sub => 0,
+                ast::BinaryOp::Mul | ast::BinaryOp::Div => 1,
+                ast::BinaryOp::Pow => 2,
+            };
+            let side = |e: &ast::Expr, right: bool| match &e.node {
+                ast::ExprKind::Binary { op: inner, .. }
+                    if rank(inner) < rank(op)
+                        || (right && rank(inner) == rank(op) && rank(op) < 2) =>
+                {
+                    format!("({})", show_index(e))
+                }
+                _ => show_index(e),
+            };
+            format!("{}{symbol}{}", side(lhs, false), side(rhs, true))
         }
         ast::ExprKind::Unary { operand, .. } => format!("-{}", show_index(operand)),
+        ast::ExprKind::Call { function, args } => format!(
+            "{}({})",
+            function.node,
+            args.iter().map(show_index).collect::<Vec<_>>().join(", ")
+        ),
         _ => "…".to_string(),
     }
 }

@@ -264,22 +264,35 @@ fn collect_bounds(
                 recurse(a, guarded, ranges);
             }
         }
+        NodeKind::Pick {
+            var, range, body, ..
+        } => collect_ranged(program, (*var, range), body, guarded, ranges, out),
         NodeKind::Reduce {
             var, range, body, ..
-        } => {
-            let dims_only = range
-                .lowers
-                .iter()
-                .chain(&range.uppers)
-                .all(Affine::is_dims_only);
-            if let Some(slot) = ranges.get_mut(var.0) {
-                *slot = dims_only.then(|| (range.lowers.clone(), range.uppers.clone()));
-            }
-            recurse(body, guarded, ranges);
-        }
+        } => collect_ranged(program, (*var, range), body, guarded, ranges, out),
         NodeKind::Iverson(c) => for_each_cond_expr(c, &mut |n| recurse(n, true, ranges)),
         _ => {}
     }
+}
+
+/// The bounds under a reduction (or a pick) of `var` over `range`.
+fn collect_ranged(
+    program: &Program,
+    (var, range): (VarId, &crate::analysis::program::VarRange),
+    body: &Node,
+    guarded: bool,
+    ranges: &mut SlotRanges,
+    out: &mut Vec<AccessBound>,
+) {
+    let dims_only = range
+        .lowers
+        .iter()
+        .chain(&range.uppers)
+        .all(Affine::is_dims_only);
+    if let Some(slot) = ranges.get_mut(var.0) {
+        *slot = dims_only.then(|| (range.lowers.clone(), range.uppers.clone()));
+    }
+    collect_bounds(program, body, guarded, ranges, out);
 }
 
 fn push_bounds(

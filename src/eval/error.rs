@@ -71,15 +71,11 @@ pub enum EvalError {
 
     /// Returned when a divisor is 0: `1 / (x[i] - x[i])`.
     #[error("`{expression}` divides by zero at {at}")]
-    #[diagnostic(
-        code(dl::eval::division_by_zero),
-        help(
-            "keep the divisor away from 0: constrain the values that reach it (e.g. `param s > 0`)"
-        )
-    )]
+    #[diagnostic(code(dl::eval::division_by_zero), help("{help}"))]
     DivisionByZero {
         expression: String,
         at: String,
+        help: String,
         #[label("divides by zero at {at}")]
         span: SourceSpan,
         #[label("this is 0")]

@@ -858,6 +858,19 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
                 range,
                 body,
             } => self.reduce(node, *op, *var, range, body, frame),
+            NodeKind::Pick {
+                var,
+                index,
+                at,
+                body,
+                ..
+            } => {
+                let k = self.pick_index(index, *at, frame)?;
+                if let Some(slot) = frame.env.get_mut(var.0) {
+                    *slot = k;
+                }
+                self.node(body, frame)
+            }
             NodeKind::Iverson(c) => Ok(if self.cond(c, frame)? {
                 T::one()
             } else {
@@ -985,6 +998,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             return Err(Box::new(EvalError::DivisionByZero {
                 expression: self.instance.text_of(node.span).to_string(),
                 at: self.at(frame),
+                help: VALUE_DIVISOR_HELP.to_string(),
                 span: node.span.into(),
                 divisor: rhs.span.into(),
             }));
@@ -1219,6 +1233,45 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
         self.offset(node, &self.instance.def_grids[id.0], indices, frame, target)
     }
 
+    /// A whole-number index's value at the frame's point. One out of its
+    /// axis is caught by the access it picks for (`IndexOutOfRange`), as an
+    /// overflow is, read as the smallest integer.
+    pub(super) fn pick_index(
+        &self,
+        index: &IndexExpr,
+        at: Span,
+        frame: &Frame<'_>,
+    ) -> Result<i64, Box<EvalError>> {
+        match index.eval(self.instance.sizes.values(), &frame.env) {
+            Ok(k) => Ok(k),
+            Err(IndexFault::Overflow) => Ok(i64::MIN),
+            Err(IndexFault::DivisionByZero) => Err(Box::new(EvalError::DivisionByZero {
+                expression: self.instance.text_of(at).to_string(),
+                at: self.at(frame),
+                help: self.index_divisor_help(index),
+                span: at.into(),
+                divisor: at.into(),
+            })),
+        }
+    }
+
+    /// What keeps a whole-number index's divisor above 0: its sizes'
+    /// smallest values, where it has sizes.
+    fn index_divisor_help(&self, index: &IndexExpr) -> String {
+        let dims = &self.instance.program.dims;
+        match index.divisor_dims().first().and_then(|d| dims.get(d.0)) {
+            Some(dim) => format!(
+                "the divisor is made of sizes and indices: declare the smallest size that keeps it above 0, `dim {} >= {} = {}`",
+                dim.name,
+                dim.minimum + 1,
+                dim.default.max(dim.minimum + 1)
+            ),
+            None => {
+                "the divisor is made of indices: keep it away from 0 over their ranges".to_string()
+            }
+        }
+    }
+
     /// `lo..=hi` of a reduction variable at the frame's point: the largest
     /// lower bound to the smallest upper bound (empty where `lo > hi`).
     fn reduce_range(&self, range: &VarRange, frame: &Frame<'_>) -> (i64, i64) {
@@ -1316,6 +1369,10 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
         frame.describe(&self.instance.sizes)
     }
 }
+
+/// What keeps a value's divisor away from 0.
+pub(crate) const VALUE_DIVISOR_HELP: &str =
+    "keep the divisor away from 0: constrain the values that reach it (e.g. `param s > 0`)";
 
 /// Whether a node's value depends on tensor values (not only on indices,
 /// sizes, hypers and constants).

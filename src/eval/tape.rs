@@ -813,6 +813,26 @@ impl<'t, 'a> TapeBuilder<'t, 'a> {
                 range,
                 body,
             } => self.reduce(node, *op, *var, range, body, frame),
+            NodeKind::Pick {
+                var,
+                index,
+                at,
+                body,
+                ..
+            } => {
+                let Ok(k) = self.evaluation.pick_index(index, *at, frame) else {
+                    // The evaluator's error.
+                    return self.fold(node, frame);
+                };
+                if let Some(slot) = frame.env.get_mut(var.0) {
+                    *slot = k;
+                }
+                let v = self.node(body, frame);
+                if let Some(slot) = frame.env.get_mut(var.0) {
+                    *slot = UNBOUND;
+                }
+                v
+            }
             NodeKind::Iverson(c) => self.cond(c, frame),
             NodeKind::Moment { .. }
             | NodeKind::Const(_)
@@ -1146,6 +1166,7 @@ impl<'t, 'a> TapeBuilder<'t, 'a> {
         let e = EvalError::DivisionByZero {
             expression: self.evaluation.instance.text_of(node.span).to_string(),
             at: self.evaluation.at(frame),
+            help: super::VALUE_DIVISOR_HELP.to_string(),
             span: node.span.into(),
             divisor: rhs.span.into(),
         };

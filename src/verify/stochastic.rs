@@ -935,7 +935,9 @@ impl Judge<'_, '_> {
                     self.substitute_moments(a, frame, scale, failure);
                 }
             }
-            NodeKind::Reduce { body, .. } if contains_moment(body) => {
+            NodeKind::Reduce { body, .. } | NodeKind::Pick { body, .. }
+                if contains_moment(body) =>
+            {
                 *failure = Some(Judgement::Unsettled(
                     "a moment inside a reduction: take the moment of the whole sum".to_string(),
                 ));

@@ -498,7 +498,7 @@ fn first_random_read(
             look(rhs);
         }
         NodeKind::Call { args, .. } => args.iter().for_each(&mut look),
-        NodeKind::Reduce { body, .. } => look(body),
+        NodeKind::Reduce { body, .. } | NodeKind::Pick { body, .. } => look(body),
         NodeKind::Iverson(c) => for_each_cond_expr(c, &mut look),
         // What a moment reads is what it is about.
         NodeKind::Moment { .. } => {}
