@@ -276,6 +276,62 @@ claim c[3] == 5
     assert_eq!(code, 0);
 }
 
+#[test]
+fn step_groups_compute_each_step_in_order() {
+    let (code, claims) = run_text(
+        "step_groups",
+        "input x[3] = [1, 2, 3]
+let a[t] = b[t-1] + 1            if t >= 2
+         | 1                     otherwise     for t in 1..=3
+let s = sum(t) a[t]
+let b[t] = 2 * a[t] + [t >= 2] * b[t-1]        for t in 1..=3
+let d[t] = e[t+1] + x[t]         if t <= 2
+         | x[t]                  otherwise     for t in 1..=3
+let e[t] = 2 * d[t]                            for t in 1..=3
+claim a[2] == 3
+claim b[3] == 26
+claim s == 13
+claim d[1] == 17
+claim e[2] == 16
+claim a[3] == 7
+  expect fail \"b[2] is 6 + 2\"
+",
+    );
+    let statuses = statuses(&claims);
+    assert_eq!(
+        statuses,
+        ["pass", "pass", "pass", "pass", "pass", "expected-fail"],
+        "{claims:?}"
+    );
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn whole_number_indices_read_the_elements_they_name() {
+    let (code, claims) = run_text(
+        "whole_numbers",
+        "input x[3] = [10, 20, 30]
+let u[i] = x[floor((i+1)/2)]     for i in 1..=6
+let v[i] = x[mod(i, 3) + 1]      for i in 1..=3
+let w[i] = x[ceil(i/2)]          for i in 1..=5
+claim u[4] == 20
+claim v[3] == 10
+claim w[5] == 30
+claim ceil(x[1] / 4) == 3
+claim mod(-7, 3) == 2
+claim u[3] == 30
+  expect fail \"floor(4/2) is 2\"
+",
+    );
+    let statuses = statuses(&claims);
+    assert_eq!(
+        statuses,
+        ["pass", "pass", "pass", "pass", "pass", "expected-fail"],
+        "{claims:?}"
+    );
+    assert_eq!(code, 0);
+}
+
 /// A stochastic claim reads a recurrence thousands of elements long, in
 /// either order: its elements are built one after another, not by a
 /// recursion as deep as the recurrence (which overflowed the stack).

@@ -189,10 +189,12 @@ pub enum AnalysisError {
     #[error("`{name}` is used before its definition")]
     #[diagnostic(
         code(dl::analysis::used_before_definition),
-        help("move the definition of `{name}` above this line")
+        help("move the definition of `{name}` above this line{also}")
     )]
     UsedBeforeDefinition {
         name: String,
+        /// Another way out, where there is one: `; or, …`.
+        also: String,
         #[label("used here")]
         span: SourceSpan,
         #[label("defined here")]

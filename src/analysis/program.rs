@@ -25,7 +25,8 @@ pub struct Program {
     pub dims: Vec<Dim>,
     pub hypers: Vec<Hyper>,
     pub tensors: Vec<Tensor>,
-    /// `let`s and the output, in an order where each only reads earlier ones.
+    /// `let`s and the output, in an order where each only reads earlier
+    /// ones, except within a step group.
     pub defs: Vec<Def>,
     /// The layer or loss L is built from; a spec of stochastic or update-rule
     /// claims alone has none.
@@ -38,6 +39,22 @@ pub struct Program {
     /// `random q[i] ~ bernoulli(p)`: tensors drawn anew for every sample a
     /// stochastic claim takes (see `verify::stochastic`).
     pub randoms: Vec<RandomTensor>,
+    /// Lets that read one another's earlier steps (an LSTM's gates, cell
+    /// and hidden state), computed together step by step.
+    pub step_groups: Vec<StepGroup>,
+}
+
+/// Lets computed together, one step of their first axis at a time: at each
+/// step every member in declaration order, so that each reads only steps
+/// computed already (earlier ones of any member, this one of members above).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StepGroup {
+    /// In declaration order.
+    pub members: Vec<DefId>,
+    pub order: RecurrenceOrder,
+    /// Lets declared among the members that read one without being read
+    /// by one: computed after the group, in declaration order.
+    pub after: Vec<DefId>,
 }
 
 impl Program {
@@ -259,6 +276,9 @@ pub struct Def {
     /// earlier ones, a backward pass's `d[t] = d[t+1] * …` later ones; its
     /// elements are computed in that order, each after those it reads.
     pub recurrence: Option<RecurrenceOrder>,
+    /// Member of [`Program::step_groups`]`[k]`: it reads a let below it, or
+    /// is read by one above, at earlier steps.
+    pub step_group: Option<usize>,
     pub span: Span,
     pub name_span: Span,
 }

@@ -145,6 +145,24 @@ struct Resolver {
     in_output: bool,
     /// The let being resolved, which may read its own earlier elements.
     recurrence: Option<Recurrence>,
+    /// The axes of every let whose indices all have `for` ranges, known
+    /// before any body: a let above may read its earlier steps.
+    early_axes: HashMap<usize, Vec<AxisRange>>,
+    /// Every read of a let by a let, for the step groups.
+    def_reads: Vec<DefRead>,
+}
+
+/// A let's read of a let (itself included): what orders their computation.
+struct DefRead {
+    reader: DefId,
+    /// The reader's first left-hand-side index: its step.
+    reader_step: Option<VarId>,
+    target: DefId,
+    /// The index read on the target's first axis.
+    first: Option<Affine>,
+    /// The read as written, `h[t-1, j]`, for messages.
+    shown: String,
+    span: Span,
 }
 
 /// A let being resolved, and how it reads itself.
@@ -185,6 +203,7 @@ impl Resolver {
         self.declare_all(spec);
         self.resolve_hypers(spec);
         self.resolve_tensors(spec);
+        self.early_axes = self.ranged_lets(spec);
         let mut output: Option<(DefId, Span)> = None;
         let mut claims = vec![];
         for item in spec.items.iter() {
@@ -246,6 +265,7 @@ impl Resolver {
                 _ => {}
             }
         }
+        self.form_step_groups();
         if let Some((def, _)) = output {
             let incoming = self.incoming_tensor();
             if let Some(p) = self.program_mut() {
@@ -505,6 +525,7 @@ impl Resolver {
                 reads_incoming: false,
                 local_to,
                 recurrence: None,
+                step_group: None,
                 span: def.span,
                 name_span: def.name.span,
             });
@@ -570,6 +591,7 @@ impl Resolver {
                 if let Some(value) = self.expr(&h.value, &mut scope, false) {
                     if let Some(later) = first_hyper_at_or_after(&value, id) {
                         self.error(AnalysisError::UsedBeforeDefinition {
+                            also: String::new(),
                             name: self
                                 .program()
                                 .hypers
@@ -967,6 +989,237 @@ impl Resolver {
             order = this;
         }
         order
+    }
+
+    /// The axes of each let whose every index has a `for` range, from those
+    /// ranges (errors in them are reported with the let itself).
+    fn ranged_lets(&self, spec: &ast::Spec) -> HashMap<usize, Vec<AxisRange>> {
+        let scope = Scope::default();
+        let dims_only = |e: &ast::Expr| {
+            affine_of(e, &scope, &self.globals)
+                .ok()
+                .filter(Affine::is_dims_only)
+        };
+        let mut out = HashMap::new();
+        for item in &spec.items {
+            let ast::Item::Let(def) = item else { continue };
+            let Some(id) = self.def_id(&def.name.node) else {
+                continue;
+            };
+            let axes: Option<Vec<AxisRange>> = def
+                .indices
+                .iter()
+                .map(|i| {
+                    let binding = def.ranges.iter().find(|r| r.index.node == i.node)?;
+                    Some(AxisRange {
+                        lo: dims_only(&binding.range.lo)?,
+                        hi: dims_only(&binding.range.hi)?,
+                        span: binding.range.span,
+                    })
+                })
+                .collect();
+            if let Some(axes) = axes.filter(|a| !a.is_empty()) {
+                out.insert(id.0, axes);
+            }
+        }
+        out
+    }
+
+    /// Groups the lets that read a let below them (at earlier steps) with
+    /// it and every let between that reads one of them, and checks that
+    /// one order of steps serves every read among them.
+    fn form_step_groups(&mut self) {
+        let reads = std::mem::take(&mut self.def_reads);
+        let mut spans: Vec<(usize, usize)> = reads
+            .iter()
+            .filter(|r| r.target.0 > r.reader.0)
+            .map(|r| (r.reader.0, r.target.0))
+            .collect();
+        spans.sort_unstable();
+        let mut merged: Vec<(usize, usize)> = vec![];
+        for (a, b) in spans {
+            match merged.last_mut() {
+                Some(last) if a <= last.1 => last.1 = last.1.max(b),
+                _ => merged.push((a, b)),
+            }
+        }
+        for (a, b) in merged {
+            let n = self.defined.len();
+            let edges: Vec<(usize, usize)> = reads
+                .iter()
+                .filter(|r| (a..=b).contains(&r.reader.0) && (a..=b).contains(&r.target.0))
+                .map(|r| (r.reader.0, r.target.0))
+                .collect();
+            let mut forward = vec![false; n];
+            for &(reader, target) in edges.iter().filter(|(r, t)| t > r) {
+                forward[reader] = true;
+                forward[target] = true;
+            }
+            // The lets a forward read depends on (read by it, transitively),
+            // and those that depend on one (reading it, transitively).
+            let reach = |backwards: bool| {
+                let mut seen = forward.clone();
+                loop {
+                    let mut changed = false;
+                    for &(reader, target) in &edges {
+                        let (from, to) = if backwards {
+                            (target, reader)
+                        } else {
+                            (reader, target)
+                        };
+                        if seen[from] && !seen[to] {
+                            seen[to] = true;
+                            changed = true;
+                        }
+                    }
+                    if !changed {
+                        return seen;
+                    }
+                }
+            };
+            let read_by = reach(false);
+            let reading = reach(true);
+            // Members lie on a path between forward reads; the lets that
+            // read a member without being read by one come after the group.
+            let member: Vec<bool> = (0..n).map(|k| read_by[k] && reading[k]).collect();
+            let after: Vec<DefId> = (a..=b)
+                .filter(|&k| reading[k] && !member[k])
+                .map(DefId)
+                .collect();
+            let members: Vec<DefId> = (a..=b).filter(|&k| member[k]).map(DefId).collect();
+            let within: Vec<&DefRead> = reads
+                .iter()
+                .filter(|r| member[r.reader.0] && member.get(r.target.0) == Some(&true))
+                .collect();
+            if let Some(order) = self.step_order(&members, &within) {
+                let k = self.program().step_groups.len();
+                if let Some(p) = self.program_mut() {
+                    for m in &members {
+                        if let Some(def) = p.defs.get_mut(m.0) {
+                            def.recurrence = Some(order);
+                            def.step_group = Some(k);
+                        }
+                    }
+                    p.step_groups.push(StepGroup {
+                        members,
+                        order,
+                        after,
+                    });
+                }
+            }
+        }
+    }
+
+    /// The one order of steps that computes every read among a group's
+    /// members before it is made, or `None` (reported).
+    fn step_order(&mut self, members: &[DefId], reads: &[&DefRead]) -> Option<RecurrenceOrder> {
+        let name =
+            |d: DefId, p: &Program| p.defs.get(d.0).map(|d| d.name.clone()).unwrap_or_default();
+        let mut order: Option<(RecurrenceOrder, &DefRead)> = None;
+        let mut failed = false;
+        for m in members {
+            let def = &self.program().defs[m.0];
+            if def.rank == 0 || (def.axes.len() != def.rank && !self.early_axes.contains_key(&m.0))
+            {
+                // A scalar has no steps; a failed let was reported.
+                if def.rank == 0 {
+                    let reader = reads.iter().find(|r| r.reader == *m || r.target == *m);
+                    if let Some(r) = reader {
+                        self.error(AnalysisError::RecurrenceOrder {
+                            name: def.name.clone(),
+                            read: format!("`{}`", r.shown),
+                            problem: "a let without indices has no steps to compute it by".to_string(),
+                            span: r.span.into(),
+                            help: "the lets that read one another's earlier steps all run over the steps first, `let c[t, k] = … for t in 1..=T, k in 1..=H`".to_string(),
+                        });
+                    }
+                }
+                return None;
+            }
+        }
+        for r in reads {
+            let program = self.program();
+            let (reader, target) = (name(r.reader, program), name(r.target, program));
+            // The step read: the reader's own step plus a constant.
+            let step = match (&r.first, r.reader_step) {
+                (Some(a), Some(v)) if a.dims.is_empty() && a.vars == [(v, 1)] => Some(a.constant),
+                _ => None,
+            };
+            let wanted = match step {
+                None if r.reader == r.target => continue,
+                None => Err((
+                    format!(
+                        "`{target}` is computed step by step with `{reader}`, so it is read at `{reader}`'s own step plus a constant"
+                    ),
+                    format!(
+                        "read it at a step of its own: `{target}[t-1, …]` where `{reader}` is `{reader}[t, …]`"
+                    ),
+                )),
+                Some(0) if r.target.0 > r.reader.0 => Err((
+                    format!(
+                        "`{target}` is defined below `{reader}`, and a step of it is computed after the same step of `{reader}`"
+                    ),
+                    format!(
+                        "read an earlier step, `{target}[t-1, …]`, or move `{target}` above `{reader}`"
+                    ),
+                )),
+                Some(0) => continue,
+                Some(c) if c < 0 => Ok(RecurrenceOrder::Ascending),
+                Some(_) => Ok(RecurrenceOrder::Descending),
+            };
+            let problem = match (wanted, order) {
+                (Err(problem), _) => Some(problem),
+                (Ok(w), Some((o, first))) if w != o => Some((
+                    format!(
+                        "{} step, but `{}` reads {}, {} step, and no order of steps computes both first",
+                        if w == RecurrenceOrder::Ascending { "an earlier" } else { "a later" },
+                        name(first.reader, self.program()),
+                        first.shown,
+                        if o == RecurrenceOrder::Ascending { "an earlier" } else { "a later" }
+                    ),
+                    "lets computed together step by step read either only earlier steps of one another (computed first to last) or only later ones (last to first)".to_string(),
+                )),
+                (Ok(w), None) => {
+                    order = Some((w, r));
+                    None
+                }
+                (Ok(_), Some(_)) => None,
+            };
+            if let Some((problem, help)) = problem {
+                self.error(AnalysisError::RecurrenceOrder {
+                    name: reader,
+                    read: format!("`{}`", r.shown),
+                    problem,
+                    span: r.span.into(),
+                    help,
+                });
+                failed = true;
+            }
+        }
+        // A member's reads of its own elements go its group's way.
+        for m in members {
+            let own = self.program().defs[m.0].recurrence;
+            if let (Some(own), Some((o, first))) = (own, order)
+                && own != o
+                && !failed
+            {
+                let r = reads.iter().find(|r| r.reader == *m && r.target == *m);
+                if let Some(r) = r {
+                    self.error(AnalysisError::RecurrenceOrder {
+                        name: self.program().defs[m.0].name.clone(),
+                        read: format!("`{}`", r.shown),
+                        problem: format!("its group's steps run the other way, as {} reads", first.shown),
+                        help: "lets computed together step by step read either only earlier steps of one another (computed first to last) or only later ones (last to first)".to_string(),
+                        span: r.span.into(),
+                    });
+                }
+                failed = true;
+            }
+        }
+        if failed {
+            return None;
+        }
+        order.map(|(o, _)| o)
     }
 
     fn bind_lhs(&mut self, indices: &[ast::Ident], scope: &mut Scope) -> Vec<VarId> {
@@ -1561,6 +1814,7 @@ impl Resolver {
                 if t_.origin == Origin::Random && !self.random_resolved(t) {
                     let definition = t_.span;
                     self.error(AnalysisError::UsedBeforeDefinition {
+                        also: String::new(),
                         name: tensor.node.clone(),
                         span: span.into(),
                         definition: definition.into(),
@@ -1570,6 +1824,7 @@ impl Resolver {
                 if t_.origin == Origin::Incoming && !self.layer_seen {
                     let definition = t_.span;
                     self.error(AnalysisError::UsedBeforeDefinition {
+                        also: String::new(),
                         name: "g".to_string(),
                         span: span.into(),
                         definition: definition.into(),
@@ -1612,9 +1867,53 @@ impl Resolver {
                             return None;
                         }
                     }
+                } else if !self.defined.get(d.0).copied().unwrap_or(false)
+                    && let Some(axes) = self
+                        .early_axes
+                        .get(&d.0)
+                        .filter(|_| self.recurrence.as_ref().is_some_and(|r| r.ranged))
+                {
+                    // A let below, read at earlier steps (checked with the
+                    // step groups, once every let is resolved).
+                    axes.clone()
                 } else if !self.defined.get(d.0).copied().unwrap_or(false) {
                     let definition = def.name_span;
+                    // A let below may be read at earlier steps by a let
+                    // whose every index has its range.
+                    let also = match (&self.recurrence, self.early_axes.contains_key(&d.0)) {
+                        (Some(r), true) if !r.lhs.is_empty() => {
+                            let reader = &self.program().defs[r.def.0].name;
+                            let names: Vec<String> = r
+                                .lhs
+                                .iter()
+                                .map(|v| scope.slot_names.get(v.0).cloned().unwrap_or_default())
+                                .collect();
+                            // The ranges of the let read, axis for axis.
+                            let upper = self.first_dim_name();
+                            let axes = self.early_axes.get(&d.0);
+                            let program = self.program();
+                            let ranges: Vec<String> = names
+                                .iter()
+                                .enumerate()
+                                .map(|(k, n)| match axes.and_then(|a| a.get(k)) {
+                                    Some(a) => format!(
+                                        "{n} in {}..={}",
+                                        show_affine(&a.lo, program, &[]),
+                                        show_affine(&a.hi, program, &[])
+                                    ),
+                                    None => format!("{n} in 1..={upper}"),
+                                })
+                                .collect();
+                            format!(
+                                "; or, to read its earlier steps, give `{reader}` a range for every index: `let {reader}[{}] = … for {}`",
+                                names.join(", "),
+                                ranges.join(", ")
+                            )
+                        }
+                        _ => String::new(),
+                    };
                     self.error(AnalysisError::UsedBeforeDefinition {
+                        also,
                         name: tensor.node.clone(),
                         span: span.into(),
                         definition: definition.into(),
@@ -1705,10 +2004,23 @@ impl Resolver {
             });
             affines.push(affine);
         }
-        if let (Symbol::Def(d), Some(r)) = (declared.symbol, self.recurrence.as_mut())
-            && r.def == d
-        {
-            r.reads.push((affines.clone(), span));
+        if let (Symbol::Def(d), Some(r)) = (declared.symbol, self.recurrence.as_mut()) {
+            if r.def == d {
+                r.reads.push((affines.clone(), span));
+            }
+            let (reader, reader_step) = (r.def, r.lhs.first().copied());
+            let shown: Vec<String> = affines
+                .iter()
+                .map(|a| show_affine(a, self.program(), &scope.slot_names))
+                .collect();
+            self.def_reads.push(DefRead {
+                reader,
+                reader_step,
+                target: d,
+                first: affines.first().cloned(),
+                shown: format!("{}[{}]", tensor.node, shown.join(", ")),
+                span,
+            });
         }
         let read = match declared.symbol {
             Symbol::Tensor(id) => NodeKind::Tensor {
@@ -2181,6 +2493,7 @@ static EMPTY_PROGRAM: Program = Program {
     streams: vec![],
     optimizers: vec![],
     randoms: vec![],
+    step_groups: vec![],
 };
 
 /// Claims about L, which only a layer or a loss defines.

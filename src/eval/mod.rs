@@ -232,7 +232,7 @@ impl<'p> Instance<'p> {
                 defs: vec![],
                 hypers: &values,
                 kinks: KinkLog::default(),
-                partial: std::sync::Mutex::new(None),
+                partial: std::sync::Mutex::new(vec![]),
             };
             let v = evaluation.node(&hyper.value, &mut Frame::new(&[], 0))?;
             // Reported where it arises, not where the hyper is later read.
@@ -269,7 +269,7 @@ impl<'p> Instance<'p> {
                 .collect(),
             hypers: &self.hypers,
             kinks: KinkLog::default(),
-            partial: std::sync::Mutex::new(None),
+            partial: std::sync::Mutex::new(vec![]),
         }
     }
 }
@@ -287,20 +287,27 @@ fn feeds_output(program: &Program) -> Vec<bool> {
     if let Some(f) = program.output.and_then(|o| feeds.get_mut(o.def.0)) {
         *f = true;
     }
-    // Definitions only read earlier ones, so one backward sweep suffices.
-    for k in (0..program.defs.len()).rev() {
-        if !feeds[k] {
-            continue;
-        }
-        crate::analysis::visit_body(&program.defs[k].body, &mut |node| {
-            if let NodeKind::Def { id, .. } = &node.node
-                && let Some(f) = feeds.get_mut(id.0)
-            {
-                *f = true;
+    // Definitions read earlier ones, so one backward sweep settles it, but
+    // for a step group's members, which read one another: sweeps until
+    // nothing changes.
+    loop {
+        let before = feeds.clone();
+        for k in (0..program.defs.len()).rev() {
+            if !feeds[k] {
+                continue;
             }
-        });
+            crate::analysis::visit_body(&program.defs[k].body, &mut |node| {
+                if let NodeKind::Def { id, .. } = &node.node
+                    && let Some(f) = feeds.get_mut(id.0)
+                {
+                    *f = true;
+                }
+            });
+        }
+        if feeds == before {
+            return feeds;
+        }
     }
-    feeds
 }
 
 #[derive(Clone)]
@@ -365,10 +372,11 @@ pub struct Evaluation<'a, T> {
     hypers: &'a [f64],
     /// Points of non-differentiability met so far (see [`Evaluation::kinks`]).
     kinks: KinkLog,
-    /// The recurrent definition being computed and its elements so far,
-    /// which its own body reads (behind a lock only so that an evaluation
-    /// stays shareable between threads; it is never contended).
-    partial: std::sync::Mutex<Option<(DefId, Vec<T>)>>,
+    /// The recurrent definitions being computed (a step group's members,
+    /// or one let that reads itself) and their elements so far, which
+    /// their bodies read (behind a lock only so that an evaluation stays
+    /// shareable between threads; it is never contended).
+    partial: std::sync::Mutex<Vec<(DefId, Vec<T>)>>,
 }
 
 /// The kinks an evaluation meets, and which branch to take at each.
@@ -525,8 +533,60 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
     /// `output_only`, else all (failures of claim-only ones are kept, not raised).
     pub fn compute_defs(&mut self, output_only: bool) -> Result<(), Box<EvalError>> {
         let program = self.instance.program;
+        // A let among a step group's members that reads one of them is
+        // computed after the group, which is computed at its last member.
+        let mut deferred = vec![false; program.defs.len()];
+        for group in &program.step_groups {
+            for d in &group.after {
+                if let Some(slot) = deferred.get_mut(d.0) {
+                    *slot = true;
+                }
+            }
+        }
+        let mut order: Vec<usize> = vec![];
         for (k, def) in program.defs.iter().enumerate() {
+            if !deferred[k] {
+                order.push(k);
+            }
+            let last_of = def
+                .step_group
+                .and_then(|g| program.step_groups.get(g))
+                .filter(|g| g.members.last() == Some(&DefId(k)));
+            if let Some(group) = last_of {
+                order.extend(group.after.iter().map(|d| d.0));
+            }
+        }
+        for k in order {
+            let def = &program.defs[k];
             if !matches!(self.defs[k], DefState::Pending) {
+                continue;
+            }
+            if let Some(group) = def.step_group.and_then(|g| program.step_groups.get(g)) {
+                // Computed together at the last member, after every let
+                // above it that a member reads.
+                if group.members.last() != Some(&DefId(k)) {
+                    continue;
+                }
+                let feeds = group
+                    .members
+                    .iter()
+                    .any(|m| self.instance.feeds_output[m.0]);
+                if output_only && !feeds {
+                    continue;
+                }
+                match self.compute_steps(&group.members, group.order) {
+                    Ok(values) => {
+                        for (m, v) in group.members.iter().zip(values) {
+                            self.defs[m.0] = DefState::Ready(v);
+                        }
+                    }
+                    Err(e) if feeds => return Err(e),
+                    Err(e) => {
+                        for m in &group.members {
+                            self.defs[m.0] = DefState::Failed(e.clone());
+                        }
+                    }
+                }
                 continue;
             }
             let feeds = self.instance.feeds_output[k];
@@ -547,15 +607,20 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
     /// computed: analysis lets it read only elements before its own.
     fn own_element(&self, id: DefId, offset: usize) -> Option<T> {
         let partial = self.partial.lock().ok()?;
-        match partial.as_ref() {
-            Some((d, values)) if *d == id => values.get(offset).copied(),
-            _ => None,
-        }
+        partial
+            .iter()
+            .find(|(d, _)| *d == id)
+            .and_then(|(_, values)| values.get(offset).copied())
     }
 
     fn compute_def(&self, id: DefId, def: &Def, grid: &Grid) -> Result<Vec<T>, Box<EvalError>> {
         if let Some(order) = def.recurrence {
-            return self.compute_recurrent(id, def, grid, order);
+            let mut values = self.compute_steps(&[id], order)?;
+            return values.pop().ok_or_else(|| {
+                Box::new(EvalError::Internal {
+                    what: "a recurrence computed nothing".to_string(),
+                })
+            });
         }
         let mut frame = Frame::new(&def.var_names, def.slots);
         let mut values = Vec::with_capacity(usize::try_from(grid.len().unwrap_or(0)).unwrap_or(0));
@@ -573,16 +638,16 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
         Ok(values)
     }
 
-    /// A definition that reads its own elements: in row-major order, or in
-    /// reverse, each element stored in `partial` before the next is
-    /// computed (analysis lets it read only those).
-    fn compute_recurrent(
+    /// Recurrent definitions, computed one step of their first axis at a
+    /// time (first to last, or last to first): at each step every member in
+    /// order, its elements of that step in row-major order (or reversed),
+    /// each stored in `partial` before the next is computed (analysis lets
+    /// them read only those). One let that reads itself is a group of one.
+    fn compute_steps(
         &self,
-        id: DefId,
-        def: &Def,
-        grid: &Grid,
+        members: &[DefId],
         order: RecurrenceOrder,
-    ) -> Result<Vec<T>, Box<EvalError>> {
+    ) -> Result<Vec<Vec<T>>, Box<EvalError>> {
         let internal = |what: &str| {
             Box::new(EvalError::Internal {
                 what: what.to_string(),
@@ -593,31 +658,82 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
                 .lock()
                 .map_err(|_| internal("a recurrence's elements were poisoned"))
         };
-        let len = usize::try_from(grid.len().unwrap_or(0)).unwrap_or(0);
-        *lock()? = Some((id, vec![T::zero(); len]));
-        let mut frame = Frame::new(&def.var_names, def.slots);
-        let mut run = |k: usize| -> Result<(), Box<EvalError>> {
+        let program = self.instance.program;
+        // Each member's grid, and its elements per step of the first axis.
+        let mut layouts = vec![];
+        for m in members {
+            let grid = &self.instance.def_grids[m.0];
+            let len = usize::try_from(grid.len().unwrap_or(0)).unwrap_or(0);
+            let &(lo, hi) = grid
+                .axes()
+                .first()
+                .ok_or_else(|| internal("a recurrence without axes"))?;
+            let steps = usize::try_from(hi - lo + 1).unwrap_or(0);
+            let per_step = len.checked_div(steps).unwrap_or(0);
+            layouts.push((grid, lo, hi, per_step));
+        }
+        let first = layouts.iter().map(|l| l.1).min().unwrap_or(1);
+        let last = layouts.iter().map(|l| l.2).max().unwrap_or(0);
+        {
+            let mut partial = lock()?;
+            for (m, (grid, ..)) in members.iter().zip(&layouts) {
+                let len = usize::try_from(grid.len().unwrap_or(0)).unwrap_or(0);
+                partial.push((*m, vec![T::zero(); len]));
+            }
+        }
+        let mut frames: Vec<Frame<'_>> = members
+            .iter()
+            .map(|m| {
+                let def = &program.defs[m.0];
+                Frame::new(&def.var_names, def.slots)
+            })
+            .collect();
+        let run = |m: DefId, frame: &mut Frame<'_>, grid: &Grid, k: usize| {
             if k.is_multiple_of(CLOCK_STRIDE) {
                 self.instance.check_clock()?;
             }
+            let def = &program.defs[m.0];
             frame.set_point(&grid.point(k));
-            let v = self.body(&def.body, &mut frame)?;
+            let v = self.body(&def.body, frame)?;
             if !v.is_finite_value() {
-                return Err(self.non_finite(def.body_span(), v.real(), &frame));
+                return Err(self.non_finite(def.body_span(), v.real(), frame));
             }
             let mut partial = lock()?;
             let slot = partial
-                .as_mut()
+                .iter_mut()
+                .find(|(d, _)| *d == m)
                 .and_then(|(_, values)| values.get_mut(k))
                 .ok_or_else(|| internal("a recurrence's element outside its grid"))?;
             *slot = v;
-            Ok(())
+            Ok::<(), Box<EvalError>>(())
         };
-        let result = match order {
-            RecurrenceOrder::Ascending => (0..len).try_for_each(&mut run),
-            RecurrenceOrder::Descending => (0..len).rev().try_for_each(&mut run),
-        };
-        let values = lock()?.take().map(|(_, v)| v).unwrap_or_default();
+        let ascending = order == RecurrenceOrder::Ascending;
+        let mut result = Ok(());
+        'steps: for step in 0..=(last - first).max(-1) {
+            let t = if ascending { first + step } else { last - step };
+            for ((m, frame), &(grid, lo, hi, per_step)) in
+                members.iter().zip(&mut frames).zip(&layouts)
+            {
+                if t < lo || t > hi {
+                    continue;
+                }
+                let start = usize::try_from(t - lo).unwrap_or(0) * per_step;
+                let block = start..start + per_step;
+                let outcome = if ascending {
+                    block.into_iter().try_for_each(|k| run(*m, frame, grid, k))
+                } else {
+                    block.rev().try_for_each(|k| run(*m, frame, grid, k))
+                };
+                if outcome.is_err() {
+                    result = outcome;
+                    break 'steps;
+                }
+            }
+        }
+        let values: Vec<Vec<T>> = std::mem::take(&mut *lock()?)
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
         result.map(|()| values)
     }
 
@@ -672,7 +788,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             defs,
             hypers,
             kinks: KinkLog::default(),
-            partial: std::sync::Mutex::new(None),
+            partial: std::sync::Mutex::new(vec![]),
         }
     }
 
