@@ -517,10 +517,16 @@ grad a = sum(i) x[i]
         title: "an index is not an integer affine expression",
         text: "Indices must be affine in the index variables and dims, with whole-number \
               coefficients: `i`, `i+2`, `N-j`, `2*k-1`. Products of two indices (`i*j`, \
-              `i*i`), division, powers and values read from tensors are not allowed.\n\n\
-              The engine infers ranges and proves accesses in range from this form. A \
-              non-affine index would make both impossible.\n\n\
-              Rewrite the index in affine form, or give the values you need as a tensor.",
+              `i*i`), powers and bare division are not allowed.\n\n\
+              The engine infers ranges and proves accesses in range from this form.\n\n\
+              Two exceptions. Whole-number division and remainders are written \
+              `floor(a/b)`, `ceil(a/b)` and `mod(a, b)` (nearest upsampling \
+              `x[floor((i+1)/2)]`, circular padding `x[mod(i-2, N)+1]`): such an index \
+              is computed exactly at each point and checked in range as it is read, but \
+              bounds no range, so give one with `for`. Labels, `input y[B] in 1..=C`, \
+              index as `lp[b, y[b]]` or `y[b] + 1`.\n\n\
+              Rewrite the index in one of these forms, or give the values you need as a \
+              tensor.",
         wrong: r#"dim N = 4
 input x[N]
 param a
@@ -532,6 +538,24 @@ input x[N]
 param a
 y[i] = a * x[2*i]  for i in 1..=2
 grad a = sum(i) g[i] * x[2*i]
+"#,
+    },
+    Explanation {
+        code: "dl::analysis::non_affine_range",
+        title: "a range end or size is not affine in the dims",
+        text: "A `for` range, a reduction's range and a tensor's size are built from \
+              whole numbers and dims with `+`, `-` and `*` by a constant: `1..=N-K+1`, \
+              `2*N`. A product of two dims is not affine: the engine could no longer \
+              prove accesses in range for every size.\n\n\
+              Declare the product as a dim of its own, or write the range with a \
+              constant factor.",
+        wrong: r#"dim S = 2, N = 3
+input x[N]
+y[i] = x[floor((i+S-1)/S)]  for i in 1..=S*N
+"#,
+        right: r#"dim N = 3
+input x[N]
+y[i] = x[floor((i+1)/2)]  for i in 1..=2*N
 "#,
     },
     Explanation {
@@ -737,7 +761,14 @@ loss L = sum(t) c[t]^2
               element itself.\n\n\
               Reading both earlier and later elements, the element itself, or an index \
               such as `2*t`, leaves no order that computes every element before it is \
-              read. Split the computation into two lets, one per direction.",
+              read. Split the computation into two lets, one per direction.\n\n\
+              Lets that read one another's steps (an LSTM's gates, cell and hidden \
+              state) are computed together, one step of their first axis at a time, \
+              each step's lets in the order written. A let may read a let below it \
+              only at an earlier step (`h[t-1, l]`, or a later one in a backward \
+              pass), with the step as the first index of both; all such reads must go \
+              the same way. A fixed step (`h[T, l]`) is read after the steps, from a \
+              let below them.",
         wrong: r#"dim T = 5
 input x[T]
 let c[t] = c[t] + x[t]   for t in 1..=T

@@ -306,6 +306,28 @@ claim a[3] == 7
     assert_eq!(code, 0);
 }
 
+/// A bidirectional RNN's two directions, declared interleaved, read no
+/// step of each other: two groups, one computed first to last and one last
+/// to first, not one group refused for reading both ways.
+#[test]
+fn chains_that_never_meet_are_groups_of_their_own() {
+    let (code, claims) = run_text(
+        "bidirectional",
+        "input x[3] = [1, 2, 3]
+let f[t] = f2[t-1] + x[t]   if t >= 2
+         | x[t]             otherwise    for t in 1..=3
+let b[t] = b2[t+1] + x[t]   if t <= 2
+         | x[t]             otherwise    for t in 1..=3
+let f2[t] = 2 * f[t]                     for t in 1..=3
+let b2[t] = 2 * b[t]                     for t in 1..=3
+claim f[3] == 3 + 2 * (2 + 2 * 1)
+claim b[1] == 1 + 2 * (2 + 2 * 3)
+",
+    );
+    assert_eq!(statuses(&claims), ["pass", "pass"], "{claims:?}");
+    assert_eq!(code, 0);
+}
+
 #[test]
 fn whole_number_indices_read_the_elements_they_name() {
     let (code, claims) = run_text(

@@ -1199,13 +1199,14 @@ fn expr() -> impl Strategy<Value = Tokens> {
                     "lgamma(",
                     "digamma(",
                     "floor(",
+                    "ceil(",
                     "round(",
                 ]),
                 inner.clone()
             )
                 .prop_map(|(f, e)| cat(vec![f, e, toks(")")])),
             (
-                pick(&["min(", "max(", "pow("]),
+                pick(&["min(", "max(", "pow(", "mod("]),
                 inner.clone(),
                 inner.clone()
             )

@@ -23,7 +23,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::Command;
 
-use dlverify::analysis::program::{DistributionKind, Function};
+use dlverify::analysis::program::{DistributionKind, FLOOR_FORMS, Function};
 use serde_json::Value;
 
 const GRAMMAR: &str = "editors/textmate/dl.tmLanguage.json";
@@ -750,7 +750,11 @@ fn checker(path: &str) -> Checker<'_> {
         path,
         failures: Vec::new(),
         counts: Counts::default(),
-        functions: Function::ALL.iter().map(|f| f.name().to_string()).collect(),
+        functions: Function::ALL
+            .iter()
+            .map(|f| f.name().to_string())
+            .chain(FLOOR_FORMS.iter().map(|(name, _)| name.to_string()))
+            .collect(),
         distributions: DistributionKind::ALL
             .iter()
             .map(|d| d.name().to_string())
@@ -922,9 +926,11 @@ fn add(total: &mut Counts, c: &Counts) {
 fn every_function_and_construct_gets_its_scope() {
     let calls: Vec<String> = Function::ALL
         .iter()
-        .map(|f| {
-            let args = vec!["s"; f.arity()].join(", ");
-            format!("{}({args})", f.name())
+        .map(|f| (f.name(), f.arity()))
+        .chain(FLOOR_FORMS)
+        .map(|(name, arity)| {
+            let args = vec!["s"; arity].join(", ");
+            format!("{name}({args})")
         })
         .collect();
     let draws: Vec<String> = DistributionKind::ALL
@@ -1143,8 +1149,9 @@ claim A == A over 10 steps
     expect("claim A", "10", 0, num);
     expect("claim A", "A", 1, None);
     // Every function, called.
-    for f in Function::ALL {
-        expect("let f", &format!(" ⟨{}⟩(", f.name()), 0, function);
+    let names = Function::ALL.iter().map(|f| f.name());
+    for name in names.chain(FLOOR_FORMS.iter().map(|(name, _)| *name)) {
+        expect("let f", &format!(" ⟨{name}⟩("), 0, function);
     }
     assert!(failures.is_empty(), "{}\n\n{spec}", report(&failures));
 }

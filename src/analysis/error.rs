@@ -106,6 +106,18 @@ pub enum AnalysisError {
         span: SourceSpan,
     },
 
+    /// Returned when a size or a range end is not affine in the dims: `for i in 1..=S*N`.
+    #[error("a range end or size must be an integer affine expression of dims")]
+    #[diagnostic(
+        code(dl::analysis::non_affine_range),
+        help("write ends such as `N`, `N-K+1`, `2*N`; {reason}")
+    )]
+    NonAffineRange {
+        reason: String,
+        #[label("not affine")]
+        span: SourceSpan,
+    },
+
     /// Returned when a reduction or output index has no access that bounds it: `sum(k) 1`.
     #[error("cannot infer the range of index `{name}`")]
     #[diagnostic(code(dl::analysis::uninferable_range), help("{help}"))]

@@ -441,6 +441,11 @@ pub enum VariedKind {
     Tensor(TensorId),
 }
 
+/// Functions written as floors, `ceil(x) = -floor(-x)` and
+/// `mod(a, b) = a - b * floor(a / b)`, with their arities: names a spec
+/// may call besides [`Function::ALL`].
+pub const FLOOR_FORMS: [(&str, usize); 2] = [("ceil", 1), ("mod", 2)];
+
 /// A whole-number index that is not affine: `floor((i+1)/2)`,
 /// `ceil(i*N/M)`, `mod(i-1, 3)`, built from affine parts (nearest
 /// upsampling, adaptive pooling). Computed exactly, in integers, at each
@@ -498,6 +503,13 @@ impl IndexExpr {
                 overflow(q.checked_mul(b).and_then(|qb| a.checked_sub(qb)))
             }
         }
+    }
+
+    /// Every variable the index reads.
+    pub fn vars(&self) -> Vec<VarId> {
+        let mut out = vec![];
+        self.for_each_affine(&mut |a| out.extend(a.vars.iter().map(|(v, _)| *v)));
+        out
     }
 
     /// Every size its divisors read.

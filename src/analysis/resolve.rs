@@ -150,6 +150,9 @@ struct Resolver {
     early_axes: HashMap<usize, Vec<AxisRange>>,
     /// Every read of a let by a let, for the step groups.
     def_reads: Vec<DefRead>,
+    /// Index variables read in a whole-number index of the definition or
+    /// claim being resolved: such an index bounds no range.
+    picked_vars: Vec<VarId>,
 }
 
 /// A let's read of a let (itself included): what orders their computation.
@@ -162,6 +165,9 @@ struct DefRead {
     first: Option<Affine>,
     /// The read as written, `h[t-1, j]`, for messages.
     shown: String,
+    /// The reader's step and the first index read, as written: `t`, `t-1`.
+    step_shown: String,
+    first_shown: String,
     span: Span,
 }
 
@@ -771,7 +777,25 @@ impl Resolver {
     /// An affine expression over dims alone: a size or a range end.
     fn dims_affine(&mut self, e: &ast::Expr, what: &'static str) -> Option<Affine> {
         let scope = Scope::default();
-        let affine = self.affine(e, &scope)?;
+        let affine = match affine_of(e, &scope, &self.globals) {
+            Ok(a) => a,
+            Err(AffineError::Unknown(ident)) => {
+                self.lookup_global(&ident);
+                return None;
+            }
+            Err(AffineError::NotAffine { span, reason }) => {
+                let reason = if reason.starts_with("a product") {
+                    "a product of two sizes is not affine: declare the product as a dim of its own (`dim SN = 6`)".to_string()
+                } else {
+                    reason
+                };
+                self.error(AnalysisError::NonAffineRange {
+                    reason,
+                    span: span.into(),
+                });
+                return None;
+            }
+        };
         if !affine.is_dims_only() {
             self.error(AnalysisError::NotConstant {
                 what,
@@ -788,6 +812,7 @@ impl Resolver {
         let Some(id) = self.def_id(&def.name.node) else {
             return;
         };
+        self.picked_vars.clear();
         if kind == DefKind::Loss && !def.indices.is_empty() {
             let span = def
                 .indices
@@ -1086,12 +1111,55 @@ impl Resolver {
                 .filter(|&k| reading[k] && !member[k])
                 .map(DefId)
                 .collect();
-            let members: Vec<DefId> = (a..=b).filter(|&k| member[k]).map(DefId).collect();
-            let within: Vec<&DefRead> = reads
+            // Members that read one another (directly or not) are one
+            // group; chains that never meet are groups of their own, each
+            // with its own order (a bidirectional RNN's two directions).
+            let mut root: Vec<usize> = (0..n).collect();
+            fn find(root: &mut [usize], k: usize) -> usize {
+                let mut k = k;
+                while root[k] != k {
+                    root[k] = root[root[k]];
+                    k = root[k];
+                }
+                k
+            }
+            for &(reader, target) in &edges {
+                if member[reader] && member[target] {
+                    let (x, y) = (find(&mut root, reader), find(&mut root, target));
+                    root[x.max(y)] = x.min(y);
+                }
+            }
+            let mut groups: Vec<Vec<DefId>> = vec![];
+            let mut group_of: HashMap<usize, usize> = HashMap::new();
+            for k in (a..=b).filter(|&k| member[k]) {
+                let r = find(&mut root, k);
+                let g = *group_of.entry(r).or_insert_with(|| {
+                    groups.push(vec![]);
+                    groups.len() - 1
+                });
+                groups[g].push(DefId(k));
+            }
+            // What reads a group without being read by one is computed
+            // after the span's last group.
+            let last_group = groups
                 .iter()
-                .filter(|r| member[r.reader.0] && member.get(r.target.0) == Some(&true))
-                .collect();
-            if let Some(order) = self.step_order(&members, &within) {
+                .enumerate()
+                .max_by_key(|(_, g)| g.last().map_or(0, |d| d.0))
+                .map(|(k, _)| k);
+            let mut after = Some(after);
+            for (g, members) in groups.into_iter().enumerate() {
+                let within: Vec<&DefRead> = reads
+                    .iter()
+                    .filter(|r| members.contains(&r.reader) && members.contains(&r.target))
+                    .collect();
+                let Some(order) = self.step_order(&members, &within) else {
+                    continue;
+                };
+                let after = if Some(g) == last_group {
+                    after.take().unwrap_or_default()
+                } else {
+                    vec![]
+                };
                 let k = self.program().step_groups.len();
                 if let Some(p) = self.program_mut() {
                     for m in &members {
@@ -1149,18 +1217,27 @@ impl Resolver {
                 None if r.reader == r.target => continue,
                 None => Err((
                     format!(
-                        "`{target}` is computed step by step with `{reader}`, so it is read at `{reader}`'s own step plus a constant"
+                        "`{target}` is computed step by step with `{reader}`, the step being each let's first index, so its first index is `{reader}`'s step `{}` plus a constant, not `{}`",
+                        r.step_shown, r.first_shown
                     ),
-                    format!(
-                        "read it at a step of its own: `{target}[t-1, …]` where `{reader}` is `{reader}[t, …]`"
-                    ),
+                    if r.first.as_ref().is_some_and(|a| a.vars.is_empty()) {
+                        format!(
+                            "read a step relative to its own: `{target}[{}-1, …]`; a fixed step such as the last is read once the steps are done, from a let below them",
+                            r.step_shown
+                        )
+                    } else {
+                        format!(
+                            "put the step first in every let computed together, `{reader}[t, …]` reading `{target}[t-1, …]`"
+                        )
+                    },
                 )),
                 Some(0) if r.target.0 > r.reader.0 => Err((
                     format!(
                         "`{target}` is defined below `{reader}`, and a step of it is computed after the same step of `{reader}`"
                     ),
                     format!(
-                        "read an earlier step, `{target}[t-1, …]`, or move `{target}` above `{reader}`"
+                        "read an earlier step, `{target}[{}-1, …]`, or move `{target}` above `{reader}`",
+                        r.step_shown
                     ),
                 )),
                 Some(0) => continue,
@@ -1171,7 +1248,7 @@ impl Resolver {
                 (Err(problem), _) => Some(problem),
                 (Ok(w), Some((o, first))) if w != o => Some((
                     format!(
-                        "{} step, but `{}` reads {}, {} step, and no order of steps computes both first",
+                        "{} step, but `{}` reads `{}`, {} step, and no order of steps computes both first",
                         if w == RecurrenceOrder::Ascending { "an earlier" } else { "a later" },
                         name(first.reader, self.program()),
                         first.shown,
@@ -1251,6 +1328,7 @@ impl Resolver {
     }
 
     fn resolve_claim(&mut self, claim: &ast::Claim) {
+        self.picked_vars.clear();
         match &claim.kind {
             ast::ClaimKind::Grad(grad) => self.resolve_grad(claim, grad),
             ast::ClaimKind::Taylor(taylor) => self.resolve_taylor(claim, taylor),
@@ -1553,7 +1631,7 @@ impl Resolver {
                         Function::ALL
                             .iter()
                             .map(|f| f.name())
-                            .chain(["ceil", "mod"])
+                            .chain(FLOOR_FORMS.iter().map(|(name, _)| *name))
                     };
                     let help = suggest(&function.node, names())
                         .map(|s| format!("did you mean `{s}`?"))
@@ -1620,11 +1698,7 @@ impl Resolver {
         args: &[Option<Node>],
         span: Span,
     ) -> Option<Option<NodeKind>> {
-        let arity = match name {
-            "ceil" => 1,
-            "mod" => 2,
-            _ => return None,
-        };
+        let (_, arity) = *FLOOR_FORMS.iter().find(|(form, _)| *form == name)?;
         if args.len() != arity {
             let usage = if arity == 1 { "ceil(x)" } else { "mod(a, b)" };
             self.error(AnalysisError::WrongArity {
@@ -1880,7 +1954,12 @@ impl Resolver {
                     let definition = def.name_span;
                     // A let below may be read at earlier steps by a let
                     // whose every index has its range.
+                    let target_is_let = def.kind == DefKind::Let && def.local_to.is_none();
                     let also = match (&self.recurrence, self.early_axes.contains_key(&d.0)) {
+                        (Some(r), false) if r.ranged && target_is_let => format!(
+                            "; or, to read its earlier steps from here, give `{}` a `for` range for every index",
+                            tensor.node
+                        ),
                         (Some(r), true) if !r.lhs.is_empty() => {
                             let reader = &self.program().defs[r.def.0].name;
                             let names: Vec<String> = r
@@ -1983,6 +2062,7 @@ impl Resolver {
             // which a `Pick` sets to the whole-number index.
             if is_whole_number_index(index) {
                 let whole = self.whole_number_index(index, scope)?;
+                self.picked_vars.extend(whole.vars());
                 let mut fresh = show_index(index);
                 while scope.lookup(&fresh).is_some() {
                     fresh.push('\'');
@@ -2013,12 +2093,17 @@ impl Resolver {
                 .iter()
                 .map(|a| show_affine(a, self.program(), &scope.slot_names))
                 .collect();
+            let step_shown = reader_step
+                .and_then(|v| scope.slot_names.get(v.0).cloned())
+                .unwrap_or_else(|| "t".to_string());
             self.def_reads.push(DefRead {
                 reader,
                 reader_step,
                 target: d,
                 first: affines.first().cloned(),
                 shown: format!("{}[{}]", tensor.node, shown.join(", ")),
+                step_shown,
+                first_shown: shown.first().cloned().unwrap_or_default(),
                 span,
             });
         }
@@ -2364,11 +2449,18 @@ impl Resolver {
                 .iter()
                 .find(|t| t.axes.len() == 1)
                 .map_or_else(String::new, |t| format!(" (as in `{}[{name}]`)", t.name));
+            let help = if self.picked_vars.contains(&var) {
+                format!(
+                    "an index inside `floor`, `ceil` or `mod` bounds no range: give `{name}`'s, `for {name} in 1..={upper}` after a definition, `sum({name} in 1..={upper})` in a reduction"
+                )
+            } else {
+                format!(
+                    "index a tensor with `{name}`{example}, or give the range: `sum({name} in 1..={upper})` in a reduction, `for {name} in 1..={upper}` after a definition"
+                )
+            };
             self.error(AnalysisError::UninferableRange {
                 name: name.to_string(),
-                help: format!(
-                    "index a tensor with `{name}`{example}, or give the range: `sum({name} in 1..={upper})` in a reduction, `for {name} in 1..={upper}` after a definition"
-                ),
+                help,
                 span: span.into(),
             });
             return None;
@@ -2601,6 +2693,9 @@ fn affine_of(
                 BinaryOp::Pow => Err(not_affine("powers are not allowed in indices")),
             }
         }
+        ast::ExprKind::Access { .. } => Err(not_affine(
+            "a tensor's values index only as labels plus a constant, `lp[b, y[b]]` or `z[b, y[b] + 1]`, with `input y[B] in 1..=C`",
+        )),
         _ => Err(not_affine(
             "only `+`, `-` and `*` by a constant are allowed",
         )),
