@@ -328,6 +328,47 @@ claim b[1] == 1 + 2 * (2 + 2 * 3)
     assert_eq!(code, 0);
 }
 
+/// `sum(k) g[k] * (…)` computes the factor without `k` once, not per term
+/// (the A2 erratum was cubic): the claim's values must be those of the
+/// formula evaluated term by term, bit for bit, and a factor a term never
+/// reaches (an empty range) must raise nothing.
+#[test]
+fn a_factor_shared_by_every_term_gives_the_same_values() {
+    let (code, claims) = run_text(
+        "shared_factor",
+        "dim n = 3, m = 4
+input x[n]
+param w[m, n], a
+let s[i] = sum(k) w[i,k] * x[k]
+y[i] = tanh(s[i]) * a
+grad w[i,j] = sum(k) g[k] * (x[j] * a * (1 - tanh(s[i])^2))
+  expect fail \"the factor is g[i], not a sum over the rows\"
+grad w[i,j] = sum(k) g[k] * (x[j] * a * (1 - tanh(s[i])^2)) * 1
+  expect fail \"the same, with the factor computed at every term\"
+grad a = sum(i) g[i] * tanh(s[i]) + sum(k in 2..=1) g[k] * log(x[1] - 5)
+",
+    );
+    assert_eq!(
+        statuses(&claims),
+        ["expected-fail", "expected-fail", "pass"],
+        "{claims:?}"
+    );
+    for field in [
+        "max_abs_error",
+        "max_rel_error",
+        "mismatches",
+        "mismatch_groups",
+    ] {
+        assert_eq!(claims[0][field], claims[1][field], "{field}");
+    }
+    assert!(
+        claims[0]["mismatches"]
+            .as_array()
+            .is_some_and(|m| !m.is_empty())
+    );
+    assert_eq!(code, 0);
+}
+
 #[test]
 fn whole_number_indices_read_the_elements_they_name() {
     let (code, claims) = run_text(

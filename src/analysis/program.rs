@@ -692,6 +692,8 @@ pub enum NodeKind {
         var: VarId,
         range: VarRange,
         body: Box<Node>,
+        /// A factor of the body that is the same for every term.
+        hoist: Hoist,
     },
     /// `x[floor((i+1)/2)]`: `body` (the access) with `var` set to the
     /// whole-number `index`, which `range` (the axis read) must hold; read
@@ -710,6 +712,20 @@ pub enum NodeKind {
         moment: Moment,
         body: Box<Node>,
     },
+}
+
+/// Which factor of a reduction's body `a * b` is the same for every term
+/// (reads no index of the reduction) and smooth (meets no kink): computed
+/// at the first term and reused, with the same operations on the same
+/// values as at every term, so the sum is the same bit for bit. Marked in
+/// claims, where `sum(k) g[k] * (…)` would otherwise cost a whole formula
+/// per term.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Hoist {
+    #[default]
+    None,
+    Lhs,
+    Rhs,
 }
 
 pub type Cond = Spanned<CondKind>;

@@ -1405,6 +1405,8 @@ impl Resolver {
         let Some(body) = self.body(&grad.body, &mut scope) else {
             return;
         };
+        let mut body = body;
+        mark_hoists_in_body(&mut body);
         let slots = scope.next_slot;
         if let Some(p) = self.program_mut() {
             p.claims.push(Claim {
@@ -1825,6 +1827,7 @@ impl Resolver {
             var,
             range,
             body: Box::new(body?),
+            hoist: Hoist::None,
         })
     }
 
@@ -2899,6 +2902,123 @@ fn tightest_dims_only(bounds: &[Affine], tighter: std::cmp::Ordering) -> Option<
     best.cloned()
 }
 
+/// Marks the factors reductions may compute once ([`Hoist`]), in a body.
+fn mark_hoists_in_body(body: &mut Body) {
+    match body {
+        Body::Expr(e) => mark_hoists(e),
+        Body::Cases(cases) => cases.iter_mut().for_each(|c| mark_hoists(&mut c.value)),
+    }
+}
+
+/// Marks the factors reductions may compute once ([`Hoist`]), in a node.
+fn mark_hoists(node: &mut Node) {
+    match &mut node.node {
+        NodeKind::Reduce {
+            op,
+            var,
+            body,
+            hoist,
+            ..
+        } => {
+            if matches!(
+                op,
+                ast::ReduceOp::Sum | ast::ReduceOp::Mean | ast::ReduceOp::Prod
+            ) && let NodeKind::Binary {
+                op: BinaryOp::Mul,
+                lhs,
+                rhs,
+                guarded: false,
+            } = &body.node
+            {
+                let reusable = |n: &Node| is_smooth(n) && !mentions_var(n, *var);
+                *hoist = if reusable(lhs) {
+                    Hoist::Lhs
+                } else if reusable(rhs) {
+                    Hoist::Rhs
+                } else {
+                    Hoist::None
+                };
+            }
+            mark_hoists(body);
+        }
+        NodeKind::Neg(a) | NodeKind::PowInt(a, _) => mark_hoists(a),
+        NodeKind::Binary { lhs, rhs, .. } => {
+            mark_hoists(lhs);
+            mark_hoists(rhs);
+        }
+        NodeKind::Call { args, .. } => args.iter_mut().for_each(mark_hoists),
+        NodeKind::Pick { body, .. } => mark_hoists(body),
+        _ => {}
+    }
+}
+
+/// Whether evaluating a node can meet no kink (no branch, tie, jump or
+/// comparison of values): evaluating it once or many times then leaves the
+/// same record of kinks.
+fn is_smooth(node: &Node) -> bool {
+    let mut smooth = true;
+    visit(node, &mut |n| {
+        smooth &= match &n.node {
+            NodeKind::Const(_)
+            | NodeKind::Pi
+            | NodeKind::Dim(_)
+            | NodeKind::Hyper(_)
+            | NodeKind::Index(_)
+            | NodeKind::Tensor { .. }
+            | NodeKind::Def { .. }
+            | NodeKind::Neg(_)
+            | NodeKind::PowInt(..)
+            | NodeKind::Pick { .. } => true,
+            NodeKind::Binary { guarded, .. } => !guarded,
+            NodeKind::Reduce { op, .. } => {
+                matches!(
+                    op,
+                    ast::ReduceOp::Sum | ast::ReduceOp::Mean | ast::ReduceOp::Prod
+                )
+            }
+            NodeKind::Call { function, .. } => matches!(
+                function,
+                Function::Exp
+                    | Function::Log
+                    | Function::Tanh
+                    | Function::Sigmoid
+                    | Function::Softplus
+                    | Function::Sin
+                    | Function::Cos
+                    | Function::Atan
+                    | Function::Sinh
+                    | Function::Cosh
+                    | Function::Log1p
+                    | Function::Expm1
+                    | Function::Erf
+            ),
+            NodeKind::Iverson(_) | NodeKind::Moment { .. } => false,
+        };
+    });
+    smooth
+}
+
+/// Whether a node reads the index variable `var` anywhere.
+fn mentions_var(node: &Node, var: VarId) -> bool {
+    let mut found = false;
+    let uses = |a: &Affine| a.vars.iter().any(|(v, _)| *v == var);
+    visit(node, &mut |n| {
+        found |= match &n.node {
+            NodeKind::Index(v) => *v == var,
+            NodeKind::Tensor { indices, .. } | NodeKind::Def { indices, .. } => {
+                indices.iter().any(uses)
+            }
+            NodeKind::Reduce { range, .. } => range.lowers.iter().chain(&range.uppers).any(uses),
+            NodeKind::Pick { range, .. } => range.lowers.iter().chain(&range.uppers).any(uses),
+            _ => false,
+        };
+        if let NodeKind::Pick { index, .. } = &n.node {
+            found |= index.vars().contains(&var);
+        }
+    });
+    found
+}
+
 /// Calls `f` on every node of a body, conditions included.
 pub fn visit_body(body: &Body, f: &mut impl FnMut(&Node)) {
     match body {
@@ -3039,4 +3159,63 @@ pub fn show_affine(a: &Affine, program: &Program, var_names: &[String]) -> Strin
         out.push_str(&a.constant.unsigned_abs().to_string());
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::expect_used)]
+    use super::*;
+
+    /// The hoists marked in each grad claim's first reduction.
+    fn hoists(text: &str) -> Vec<Hoist> {
+        let source = crate::source::Source::new("hoists.dl", text);
+        let spec = crate::syntax::parse(&source).expect("the spec parses");
+        let program = analyze(&spec).expect("the spec is valid");
+        program
+            .claims
+            .iter()
+            .filter_map(|c| match &c.kind {
+                ClaimKind::Grad(grad) => {
+                    let mut first = None;
+                    visit_body(&grad.body, &mut |n| {
+                        if let (None, NodeKind::Reduce { hoist, .. }) = (first, &n.node) {
+                            first = Some(*hoist);
+                        }
+                    });
+                    first
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn only_a_smooth_factor_without_the_index_is_shared() {
+        let found = hoists(
+            "dim n = 3
+input x[n]
+param a
+y[i] = a * x[i]
+grad a = sum(k) g[k] * (x[1] * a)
+grad a = sum(k) (x[1] * a) * g[k]
+grad a = sum(k) g[k] * abs(x[1])
+grad a = sum(k) g[k] * x[k]
+grad a = sum(k) [k >= 1] * g[k] * x[1]
+grad a = sum(k) g[k] * sum(l) x[l] * k
+grad a = max(k) g[k] * x[1]
+",
+        );
+        assert_eq!(
+            found,
+            [
+                Hoist::Rhs,
+                Hoist::Lhs,
+                Hoist::None,
+                Hoist::None,
+                Hoist::None,
+                Hoist::None,
+                Hoist::None
+            ]
+        );
+    }
 }

@@ -973,7 +973,8 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
                 var,
                 range,
                 body,
-            } => self.reduce(node, *op, *var, range, body, frame),
+                hoist,
+            } => self.reduce(node, (*op, *hoist), *var, range, body, frame),
             NodeKind::Pick {
                 var,
                 index,
@@ -1236,7 +1237,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
     fn reduce(
         &self,
         node: &Node,
-        op: ReduceOp,
+        (op, hoist): (ReduceOp, Hoist),
         var: VarId,
         range: &VarRange,
         body: &Node,
@@ -1244,6 +1245,8 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
     ) -> Result<T, Box<EvalError>> {
         let (lo, hi) = self.reduce_range(range, frame);
         let mut acc: Option<T> = None;
+        // The factor every term shares, once computed (see `Hoist`).
+        let mut shared: Option<T> = None;
         // A mean is its sum, divided once at the end.
         let summing = matches!(op, ReduceOp::Sum | ReduceOp::Mean);
         let mut sum: Cascade<T> = Cascade::default();
@@ -1254,7 +1257,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             if let Some(slot) = frame.env.get_mut(var.0) {
                 *slot = k;
             }
-            let v = self.node(body, frame)?;
+            let v = self.term(body, hoist, &mut shared, frame)?;
             if summing {
                 sum.push(v, |a, b| Ok::<T, ()>(a + b)).ok();
                 continue;
@@ -1347,6 +1350,40 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             axes: &def.axes,
         };
         self.offset(node, &self.instance.def_grids[id.0], indices, frame, target)
+    }
+
+    /// One term of a reduction: its body, a product `a * b` evaluated as
+    /// [`Evaluation::binary`] does, with the factor `hoist` names taken
+    /// from `shared` after the first term.
+    fn term(
+        &self,
+        body: &Node,
+        hoist: Hoist,
+        shared: &mut Option<T>,
+        frame: &mut Frame<'_>,
+    ) -> Result<T, Box<EvalError>> {
+        let NodeKind::Binary { lhs, rhs, .. } = &body.node else {
+            return self.node(body, frame);
+        };
+        let mut reuse = |factor: &Node, frame: &mut Frame<'_>| match *shared {
+            Some(v) => Ok::<T, Box<EvalError>>(v),
+            None => {
+                let v = self.node(factor, frame)?;
+                *shared = Some(v);
+                Ok(v)
+            }
+        };
+        match hoist {
+            Hoist::None => self.node(body, frame),
+            Hoist::Lhs => {
+                let a = reuse(lhs, frame)?;
+                Ok(a * self.node(rhs, frame)?)
+            }
+            Hoist::Rhs => {
+                let a = self.node(lhs, frame)?;
+                Ok(a * reuse(rhs, frame)?)
+            }
+        }
     }
 
     /// A whole-number index's value at the frame's point. One out of its

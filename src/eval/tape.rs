@@ -812,6 +812,7 @@ impl<'t, 'a> TapeBuilder<'t, 'a> {
                 var,
                 range,
                 body,
+                ..
             } => self.reduce(node, *op, *var, range, body, frame),
             NodeKind::Pick {
                 var,
