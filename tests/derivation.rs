@@ -122,6 +122,34 @@ fn above_the_dense_limit_the_check_is_along_random_directions() {
     }
 }
 
+/// A forward pass quadratic by definition (a cumulative sum) makes each
+/// dense pass quadratic: below the element limit but above the work limit
+/// the check goes along random directions, and the small sizes stay dense.
+#[test]
+fn a_quadratic_forward_pass_is_checked_along_random_directions() {
+    let cumulative = "dim N = 8
+input x[N]
+y[i] = sum(k in 1..=i) x[k]     for i in 1..=N
+grad x[j] = sum(i in j..=N) g[i]
+grad x[j] = sum(i in 1..=j) g[i]
+  expect fail \"a prefix sum where the suffix belongs\"
+";
+    let outcome = check("cumulative.dl", cumulative, &[("N", 1000)], 0);
+    assert!(outcome.diagnostics.is_empty());
+    for claim in &outcome.claims {
+        assert!(
+            claim.status().as_expected(),
+            "{}: {:?}",
+            claim.head,
+            claim.verdict
+        );
+        let last = claim.routes.last().unwrap();
+        assert_eq!(last.sizes.to_string(), "N = 1000");
+        assert_eq!(last.route, Route::ReverseCheckedAlong(2));
+        assert_eq!(claim.routes[0].route, Route::ReverseCheckedEverywhere);
+    }
+}
+
 /// A layer whose Jacobian is dense (every output reads every input) is
 /// derived by reverse mode like any other, and a wrong formula on it is
 /// still refuted at the large size.

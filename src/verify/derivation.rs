@@ -4,7 +4,8 @@
 //! Reverse mode gives every element for one recorded evaluation and one
 //! backward sweep. Forward-mode dual numbers, the engine's first
 //! derivation, check it: on every element while that costs no more than
-//! [`DENSE_ELEMENTS`] elements' worth of passes, and above that along
+//! [`DENSE_ELEMENTS`] elements' worth of passes and [`DENSE_WORK`]
+//! recorded operations in all, and above that along
 //! [`DIRECTIONS`] random directions, one pass for both. Where the recording
 //! meets a kink (relu at 0, a tie, sqrt at 0), the tape holds one branch of
 //! several and forward mode, which can choose among them, derives alone.
@@ -35,8 +36,15 @@ const ROUNDING_ULPS: f64 = 64.0;
 /// Largest number of differentiable elements at which forward mode checks
 /// reverse mode element by element (a pass per eight elements).
 pub const DENSE_ELEMENTS: usize = 1024;
+/// Largest work, in recorded operations over all passes, at which forward
+/// mode checks reverse mode element by element: 128 passes of a recording
+/// of 32768 operations. A layer whose forward pass is quadratic by
+/// definition (a cumulative sum `sum(k in 1..=i)` at N = 1000) would
+/// otherwise pay a quadratic pass per eight elements, below
+/// [`DENSE_ELEMENTS`] only.
+pub const DENSE_WORK: usize = 1 << 22;
 /// Random directions along which forward mode checks reverse mode above
-/// [`DENSE_ELEMENTS`].
+/// [`DENSE_ELEMENTS`] or [`DENSE_WORK`].
 pub const DIRECTIONS: usize = 2;
 
 /// The two derivations compared: where they parted, if they did.
@@ -102,9 +110,11 @@ pub fn derive(
     seed: u64,
     keep: impl FnOnce(Recorded<f64>),
 ) -> Result<Derivation, Box<EvalError>> {
+    let mut operations = 0;
     let swept = record(instance, values).and_then(|recorded| {
         instance.check_clock()?;
         let reverse = gradient_of(&recorded);
+        operations = recorded.len();
         keep(recorded);
         Ok(reverse)
     });
@@ -127,7 +137,8 @@ pub fn derive(
     }
     let allowance = ROUNDING_ULPS * f64::EPSILON * terms;
     let elements: usize = reverse.gradient.iter().flatten().map(ArrayD::len).sum();
-    let (comparisons, route) = if elements <= DENSE_ELEMENTS {
+    let dense_work = elements.div_ceil(8).saturating_mul(operations);
+    let (comparisons, route) = if elements <= DENSE_ELEMENTS && dense_work <= DENSE_WORK {
         (
             every_element(instance, values, &reverse, allowance)?,
             Route::ReverseCheckedEverywhere,
