@@ -1224,6 +1224,41 @@ claim E[2 * u] == 1
 "#,
     },
     Explanation {
+        code: "dl::derive::no_output",
+        title: "`dlverify derive` found no layer or loss",
+        text: "`dlverify derive` derives the gradient of L, which a layer `y[i] = …` \
+              (with L = Σ g·y) or a loss `loss L = …` defines. A spec of stochastic or \
+              update-rule claims alone has no L.\n\n\
+              Define the layer or the loss whose gradient is wanted.",
+        wrong: r#"dim n = 3
+input x[n]
+let y[i] = tanh(x[i])
+"#,
+        right: r#"dim n = 3
+input x[n]
+y[i] = tanh(x[i])
+"#,
+    },
+    Explanation {
+        code: "dl::derive::unsupported",
+        title: "`dlverify derive` does not cover a construct yet",
+        text: "`dlverify derive` differentiates sums and means over an index, the \
+              arithmetic operators, smooth functions, relu and abs, cases and brackets, \
+              and lets, through the chain rule. Products, max and min over an index, \
+              recurrences, random tensors, whole-number indices and functions with \
+              jumps or ties are refused rather than derived wrong.\n\n\
+              State the gradient of such a spec by hand: `dlverify` checks it like any \
+              other claim.",
+        wrong: r#"dim n = 4
+input x[n]
+loss L = max(k) x[k]
+"#,
+        right: r#"dim n = 4
+input x[n]
+loss L = sum(k) x[k]^2
+"#,
+    },
+    Explanation {
         code: "dl::eval::ambiguous_cases",
         title: "two cases hold at a point and disagree",
         text: "Cases may overlap, but where two hold at once their values must agree, to \

@@ -24,6 +24,7 @@
 #![forbid(unsafe_code)]
 
 pub mod analysis;
+pub mod derive;
 pub mod eval;
 pub mod explain;
 pub mod input;
@@ -61,6 +62,55 @@ pub fn analyze_source(source: Source) -> FileOutcome {
             outcome
         }
         Err(outcome) => *outcome,
+    }
+}
+
+/// `dlverify derive` on one spec: what came of it.
+pub enum Derivation {
+    /// The spec stopped before a program (malformed, failing analysis).
+    Invalid(Box<FileOutcome>),
+    /// A construct the derivation does not cover.
+    Refused(Box<Source>, derive::DeriveError),
+    /// The derived lines, and the check of the spec with them appended:
+    /// every derived claim must hold (one that does not is a bug).
+    Derived {
+        lines: Vec<derive::DerivedLine>,
+        check: Box<FileOutcome>,
+        /// The appended text's first line: claims from here are derived.
+        first_line: usize,
+    },
+}
+
+/// The comment line `dlverify derive` puts above what it appends.
+pub const DERIVED_HEADER: &str =
+    "# Derived by `dlverify derive`: the gradient of L in every input and param.";
+
+/// Derives the gradient of L in every input and param of one spec and
+/// checks the derived claims as the spec's own would be checked.
+pub fn derive_source(source: Source, options: &Options) -> Derivation {
+    let (program, source) = match front(source) {
+        Ok(front) => front,
+        Err(outcome) => return Derivation::Invalid(outcome),
+    };
+    let lines = match derive::derive(&program) {
+        Ok(lines) => lines,
+        Err(e) => return Derivation::Refused(Box::new(source), e),
+    };
+    let text = source.text().trim_end();
+    let first_line = text.lines().count() + 3;
+    let appended = format!(
+        "{text}\n\n{DERIVED_HEADER}\n{}\n",
+        lines
+            .iter()
+            .map(|l| l.text.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let check = check_source(Source::new(source.name(), appended), options);
+    Derivation::Derived {
+        lines,
+        check: Box::new(check),
+        first_line,
     }
 }
 

@@ -68,6 +68,26 @@ enum Command {
     /// Serve editors over the Language Server Protocol on standard input
     /// and output: diagnostics as you type, claims checked on save.
     Lsp,
+    /// Derive the gradient of L in every input and param from the spec's
+    /// forward definitions, as `grad` claims (and the adjoint `let`s they
+    /// read) in the spec language. Every derived claim is checked by the
+    /// engine before anything is printed; one that fails is a bug of
+    /// derive, reported with exit code 1. Constructs not derived yet
+    /// (products, max and min over an index, recurrences, random tensors)
+    /// are refused with a diagnostic and exit code 2.
+    Derive {
+        /// The spec file, or `-` for standard input.
+        #[arg(value_name = "PATH")]
+        path: PathBuf,
+
+        /// Print nothing derived: only whether every derived claim holds.
+        #[arg(long)]
+        check: bool,
+
+        /// Seed of the random values the derived claims are checked at.
+        #[arg(long, default_value_t = 0, value_name = "S")]
+        seed: u64,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -179,6 +199,7 @@ fn main() -> ExitCode {
         None => run(cli.run),
         Some(Command::Check { paths, format }) => check_only(&paths, format),
         Some(Command::Explain { code }) => explain(code.as_deref()),
+        Some(Command::Derive { path, check, seed }) => derive(&path, check, seed),
         Some(Command::Lsp) => match dlverify::lsp::serve_stdio() {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -254,6 +275,74 @@ fn check_only(paths: &[PathBuf], format: Format) -> ExitCode {
     };
     print(&text);
     ExitCode::from(Summary::exit_code(&outcomes))
+}
+
+/// `dlverify derive PATH`: the derived lines, each checked first.
+fn derive(path: &std::path::Path, check_only: bool, seed: u64) -> ExitCode {
+    use dlverify::Derivation;
+    let source = match dlverify::input::read_spec(path) {
+        Ok(source) => source,
+        Err(e) => {
+            print(&report::human::render_check(&[unreadable(e)]));
+            return ExitCode::from(2);
+        }
+    };
+    let options = Options {
+        seed,
+        ..Options::default()
+    };
+    let name = source.name().to_string();
+    match dlverify::derive_source(source, &options) {
+        Derivation::Invalid(outcome) => {
+            print(&report::human::render_check(&[*outcome]));
+            ExitCode::from(2)
+        }
+        Derivation::Refused(source, e) => {
+            let report = miette::Report::new(e).with_source_code(source.named());
+            eprintln!(
+                "{name}: not derived\n{}",
+                report::human::render_diagnostic(&report)
+            );
+            ExitCode::from(2)
+        }
+        Derivation::Derived {
+            lines,
+            check,
+            first_line,
+        } => {
+            let derived: Vec<_> = check
+                .claims
+                .iter()
+                .filter(|c| c.line >= first_line)
+                .collect();
+            let failed: Vec<_> = derived
+                .iter()
+                .filter(|c| c.status() != dlverify::verify::outcome::ClaimStatus::Pass)
+                .collect();
+            if !check.diagnostics.is_empty() || !failed.is_empty() || derived.is_empty() {
+                eprintln!(
+                    "{name}: a derived line does not check, which is a bug of `dlverify derive`; the spec with the derived lines appended:\n"
+                );
+                print(&report::human::render(&[*check], HumanOptions::default()));
+                return ExitCode::from(1);
+            }
+            if check_only {
+                print(&format!(
+                    "{name}: {} derived claims, each checked at {} sizes\n",
+                    derived.len(),
+                    derived.first().map_or(0, |c| c.sizes.len())
+                ));
+            } else {
+                let text: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
+                print(&format!(
+                    "{}\n{}\n",
+                    dlverify::DERIVED_HEADER,
+                    text.join("\n")
+                ));
+            }
+            ExitCode::SUCCESS
+        }
+    }
 }
 
 /// `dlverify explain CODE`, or every code with its title.

@@ -1,0 +1,1056 @@
+//! `dlverify derive`: the closed-form gradient of L in every input and
+//! param, derived from the forward definitions and written in the spec
+//! language, for the engine to verify like any hand-written claim.
+//!
+//! Reverse mode, done symbolically. Every definition gets an adjoint, its
+//! gradient of L: `g` for a layer, 1 for a loss, and for a `let` the sum of
+//! what its readers send back, written as a `let` of its own (`dnorm[i]`,
+//! the handout's ∂L/∂norm[i]). A reader `R[q] = body` sends to each element
+//! it reads, `X[A(q, r)]`, the adjoint of `R[q]` times the partial of the
+//! body in that read (the chain rule along the path from the body's root,
+//! `r` the indices of the reductions on the way). Summed over every `q` and
+//! `r` that read `X[p]`, that is the scatter
+//!
+//! ```text
+//! sum(q) sum(r) [A(q, r) == p] * dR[q] * ∂body/∂X[A(q, r)]
+//! ```
+//!
+//! and the Kronecker brackets turn it into a gather: where an index has a
+//! coefficient ±1 in `A`, the bracket is solved for it, it is substituted
+//! everywhere, and its sum becomes the bracket of the range it ran over
+//! (`x[i+2]` under `for i in 1..=N-2` gives `[3 <= j <= N] * g[j-2]`).
+//! Brackets that no index solves stay, which is still exact.
+//!
+//! What it cannot derive yet (products, max and min over an index,
+//! recurrences, random tensors, whole-number indices, functions with jumps
+//! or ties) is refused with a diagnostic rather than derived wrong.
+
+mod error;
+pub mod sym;
+
+use std::collections::HashSet;
+
+pub use error::DeriveError;
+use sym::{Cond, Ix, Sym};
+
+use crate::analysis::program::*;
+use crate::analysis::visit_body;
+use crate::source::Span;
+use crate::syntax::ast::{BinaryOp, CompareOp, ReduceOp};
+
+/// One line of a derivation: an adjoint `let` or a `grad` claim.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DerivedLine {
+    pub kind: LineKind,
+    /// The line as the spec language writes it.
+    pub text: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LineKind {
+    /// `let dnorm[i] = …`: a definition's adjoint.
+    Adjoint,
+    /// `grad w[i, j] = …`, of the tensor named.
+    Grad(TensorId),
+}
+
+/// The gradient of L in every input and param, and the adjoints it reads.
+pub fn derive(program: &Program) -> Result<Vec<DerivedLine>, DeriveError> {
+    let output = program.output.ok_or(DeriveError::NoOutput)?;
+    let deriver = Deriver::new(program, output);
+    deriver.check_supported()?;
+    let live = deriver.differentiable_defs();
+    let mut lines = vec![];
+    // Adjoints from the output back: each reads those of its readers.
+    for (k, def) in program.defs.iter().enumerate().rev() {
+        if k == output.def.0 || !live[k] || def.local_to.is_some() {
+            continue;
+        }
+        let names = def.var_names.get(..def.rank).unwrap_or(&[]).to_vec();
+        let body = deriver.gradient_of(Target::Def(DefId(k)), &names, &def.axes)?;
+        let head = deriver.adjoint_head(DefId(k), &names);
+        let ranges: Vec<String> = names
+            .iter()
+            .zip(&def.axes)
+            .map(|(n, a)| {
+                format!(
+                    "{n} in {}..={}",
+                    deriver.ix(&a.lo).show(),
+                    deriver.ix(&a.hi).show()
+                )
+            })
+            .collect();
+        let text = if ranges.is_empty() {
+            format!("let {head} = {}", body.show())
+        } else {
+            format!("let {head} = {}    for {}", body.show(), ranges.join(", "))
+        };
+        lines.push(DerivedLine {
+            kind: LineKind::Adjoint,
+            text,
+        });
+    }
+    for (t, tensor) in program.tensors.iter().enumerate() {
+        if !tensor.is_differentiable() {
+            continue;
+        }
+        let names = deriver.tensor_index_names(tensor.axes.len());
+        let body = deriver.gradient_of(Target::Tensor(TensorId(t)), &names, &tensor.axes)?;
+        let head = if names.is_empty() {
+            tensor.name.clone()
+        } else {
+            format!("{}[{}]", tensor.name, names.join(", "))
+        };
+        lines.push(DerivedLine {
+            kind: LineKind::Grad(TensorId(t)),
+            text: format!("grad {head} = {}", body.show()),
+        });
+    }
+    Ok(lines)
+}
+
+/// What a read reaches: a tensor L is differentiated in, or a definition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Target {
+    Tensor(TensorId),
+    Def(DefId),
+}
+
+/// An index a term still sums over, with the range it runs over.
+#[derive(Clone, Debug)]
+struct Binder {
+    var: String,
+    lo: Ix,
+    hi: Ix,
+}
+
+/// The partial of a body in one of its reads: the read's indices, the
+/// chain of local partials from the body's root, and the reductions on
+/// the way.
+struct Partial {
+    target: Target,
+    indices: Vec<Ix>,
+    factor: Sym,
+    binders: Vec<Binder>,
+    /// Brackets the reductions' further bounds add (a range inferred from
+    /// several accesses runs from the largest lower bound).
+    bounds: Vec<Cond>,
+}
+
+struct Deriver<'p> {
+    program: &'p Program,
+    output: Output,
+    /// Every name the spec declares: fresh names avoid them.
+    taken: HashSet<String>,
+    /// The adjoint `let` of each definition, by name.
+    adjoint_names: Vec<String>,
+}
+
+impl<'p> Deriver<'p> {
+    fn new(program: &'p Program, output: Output) -> Self {
+        let mut taken: HashSet<String> = program.dims.iter().map(|d| d.name.clone()).collect();
+        taken.extend(program.hypers.iter().map(|h| h.name.clone()));
+        taken.extend(program.tensors.iter().map(|t| t.name.clone()));
+        taken.extend(program.defs.iter().map(|d| d.name.clone()));
+        taken.extend(["pi".to_string(), "g".to_string()]);
+        let mut adjoint_names = vec![];
+        for def in &program.defs {
+            let mut name = format!("d{}", def.name);
+            while taken.contains(&name) {
+                name.push('_');
+            }
+            taken.insert(name.clone());
+            adjoint_names.push(name);
+        }
+        Self {
+            program,
+            output,
+            taken,
+            adjoint_names,
+        }
+    }
+
+    /// Refuses the constructs this derivation does not cover, at the first.
+    fn check_supported(&self) -> Result<(), DeriveError> {
+        let program = self.program;
+        if !program.randoms.is_empty() {
+            let span = program.randoms.first().map_or(Span::new(0, 0), |r| r.span);
+            return Err(DeriveError::unsupported(
+                "a random tensor",
+                span,
+                "derive works on layers and losses of inputs and params; a stochastic claim is checked, not derived",
+            ));
+        }
+        for def in &program.defs {
+            if def.local_to.is_some() {
+                continue;
+            }
+            if def.recurrence.is_some() {
+                return Err(DeriveError::unsupported(
+                    "a recurrence",
+                    def.name_span,
+                    "a let that reads its own steps is not derived yet: write its backward pass as a recurrence of its own, as specs/rnn_bptt.dl does",
+                ));
+            }
+            let mut problem = None;
+            visit_body(&def.body, &mut |n| {
+                if problem.is_none() {
+                    problem = unsupported(n);
+                }
+            });
+            if let Some((what, span, help)) = problem {
+                return Err(DeriveError::unsupported(what, span, help));
+            }
+        }
+        Ok(())
+    }
+
+    /// Per definition: whether L reads it (directly or not) and it depends
+    /// on an input or param. Lets only claims read (a handout's backward
+    /// pass, reading `g`) are no part of L.
+    fn differentiable_defs(&self) -> Vec<bool> {
+        let depends = self.program.defs_reading(vec![], |node| {
+            matches!(&node.node, NodeKind::Tensor { id, .. }
+                if self.program.tensors.get(id.0).is_some_and(|t| t.is_differentiable()))
+        });
+        let feeds = self.feeds_output();
+        depends.iter().zip(feeds).map(|(d, f)| *d && f).collect()
+    }
+
+    /// Per definition: whether the output reads it, directly or not.
+    fn feeds_output(&self) -> Vec<bool> {
+        let defs = &self.program.defs;
+        let mut feeds = vec![false; defs.len()];
+        if let Some(f) = feeds.get_mut(self.output.def.0) {
+            *f = true;
+        }
+        for k in (0..defs.len()).rev() {
+            if !feeds[k] {
+                continue;
+            }
+            visit_body(&defs[k].body, &mut |n| {
+                if let NodeKind::Def { id, .. } = &n.node
+                    && let Some(f) = feeds.get_mut(id.0)
+                {
+                    *f = true;
+                }
+            });
+        }
+        feeds
+    }
+
+    /// Index names for a tensor's gradient: `j`, then `j, k`, … avoiding
+    /// every declared name.
+    fn tensor_index_names(&self, rank: usize) -> Vec<String> {
+        let mut names = vec![];
+        for base in ["j", "k", "l", "m", "n", "p", "q", "r", "s"].iter().cycle() {
+            if names.len() == rank {
+                break;
+            }
+            let mut name = base.to_string();
+            while self.taken.contains(&name) || names.contains(&name) {
+                name.push('_');
+            }
+            names.push(name);
+        }
+        names
+    }
+
+    /// `dnorm[i]`: a definition's adjoint at its own indices.
+    fn adjoint_head(&self, d: DefId, names: &[String]) -> String {
+        let name = &self.adjoint_names[d.0];
+        if names.is_empty() {
+            name.clone()
+        } else {
+            format!("{name}[{}]", names.join(", "))
+        }
+    }
+
+    /// An affine index over dims alone (a range end), by name.
+    fn ix(&self, a: &Affine) -> Ix {
+        affine_ix(a, self.program, &[])
+    }
+
+    /// dL/dX at the indices `names` (X's axes `axes`): every reader's terms.
+    fn gradient_of(
+        &self,
+        target: Target,
+        names: &[String],
+        axes: &[AxisRange],
+    ) -> Result<Sym, DeriveError> {
+        let live = self.differentiable_defs();
+        let mut terms = vec![];
+        for (k, def) in self.program.defs.iter().enumerate() {
+            if def.local_to.is_some() || !live[k] {
+                continue;
+            }
+            terms.extend(self.terms_from(DefId(k), target, names, axes)?);
+        }
+        Ok(Sym::Add(terms).simplified())
+    }
+
+    /// The terms the definition `reader` sends to `target[names]`.
+    fn terms_from(
+        &self,
+        reader: DefId,
+        target: Target,
+        names: &[String],
+        axes: &[AxisRange],
+    ) -> Result<Vec<Sym>, DeriveError> {
+        let def = &self.program.defs[reader.0];
+        // The reader's indices, renamed away from the target's.
+        let mut used: HashSet<String> = self.taken.clone();
+        used.extend(names.iter().cloned());
+        let mut slot_names: Vec<String> = vec![];
+        for name in &def.var_names {
+            let fresh = fresh_name(name, &used);
+            used.insert(fresh.clone());
+            slot_names.push(fresh);
+        }
+        let own: Vec<String> = slot_names.get(..def.rank).unwrap_or(&[]).to_vec();
+        let adjoint = self.adjoint_of(reader, &own);
+        let outer: Vec<Binder> = own
+            .iter()
+            .zip(&def.axes)
+            .map(|(var, a)| Binder {
+                var: var.clone(),
+                lo: self.ix(&a.lo),
+                hi: self.ix(&a.hi),
+            })
+            .collect();
+        let mut partials = vec![];
+        let walker = Walker {
+            program: self.program,
+            names: &slot_names,
+        };
+        match &def.body {
+            Body::Expr(e) => walker.walk(e, &Sym::Num(1.0), &[], &mut partials)?,
+            Body::Cases(cases) => {
+                let mut earlier: Vec<Cond> = vec![];
+                for case in cases {
+                    let mut holds: Vec<Cond> = earlier.iter().map(Cond::negated).collect();
+                    if let Some(c) = &case.condition {
+                        let c = walker.cond(c)?;
+                        holds.push(c.clone());
+                        earlier.push(c);
+                    }
+                    let up = Sym::Mul(holds.into_iter().map(Sym::Bracket).collect());
+                    walker.walk(&case.value, &up, &[], &mut partials)?;
+                }
+            }
+        }
+        let mut terms = vec![];
+        for p in partials.into_iter().filter(|p| p.target == target) {
+            let mut binders = outer.clone();
+            binders.extend(p.binders);
+            let equations: Vec<(Ix, Ix)> = p
+                .indices
+                .into_iter()
+                .zip(names.iter().map(|n| Ix::name(n)))
+                .collect();
+            let factor = Sym::Mul(vec![adjoint.clone(), p.factor]);
+            terms.push(gather(
+                binders,
+                equations,
+                p.bounds,
+                factor,
+                names,
+                axes,
+                self.program,
+            ));
+        }
+        Ok(terms)
+    }
+
+    /// dL/dR at the indices `names`: `g` for a layer, 1 for a loss, the
+    /// adjoint `let` otherwise.
+    fn adjoint_of(&self, reader: DefId, names: &[String]) -> Sym {
+        let indices: Vec<Ix> = names.iter().map(|n| Ix::name(n)).collect();
+        if reader == self.output.def {
+            return match self
+                .output
+                .incoming
+                .and_then(|t| self.program.tensors.get(t.0))
+            {
+                Some(g) => Sym::Access {
+                    name: g.name.clone(),
+                    indices,
+                },
+                None => Sym::Num(1.0),
+            };
+        }
+        Sym::Access {
+            name: self.adjoint_names[reader.0].clone(),
+            indices,
+        }
+    }
+}
+
+/// `name`, or `name_`, `name__`, … where it is taken.
+fn fresh_name(name: &str, used: &HashSet<String>) -> String {
+    let mut fresh = name.to_string();
+    while used.contains(&fresh) {
+        fresh.push('_');
+    }
+    fresh
+}
+
+/// What this derivation cannot differentiate, with a help: the construct,
+/// its span and what to do.
+fn unsupported(n: &Node) -> Option<(&'static str, Span, &'static str)> {
+    match &n.node {
+        NodeKind::Reduce { op, .. } if !matches!(op, ReduceOp::Sum | ReduceOp::Mean) => Some((
+            "a product, max or min over an index",
+            n.span,
+            "derive covers sums and means over an index; state this gradient by hand and let `dlverify` check it",
+        )),
+        NodeKind::Pick { .. } => Some((
+            "a whole-number index",
+            n.span,
+            "an index with floor, ceil or mod is not derived yet; state this gradient by hand and let `dlverify` check it",
+        )),
+        NodeKind::Call { function, .. } if derivative_of(*function).is_none() => Some((
+            "a function with jumps, ties or no derivative in the language",
+            n.span,
+            "derive covers smooth functions, relu and abs; state this gradient by hand and let `dlverify` check it",
+        )),
+        _ => None,
+    }
+}
+
+/// f' as a function of f's argument, for the functions derive covers.
+fn derivative_of(function: Function) -> Option<fn(Sym) -> Sym> {
+    Some(match function {
+        Function::Exp => |a| Sym::call("exp", a),
+        Function::Log => |a| Sym::quotient(Sym::Num(1.0), a),
+        Function::Sqrt => |a| {
+            Sym::quotient(
+                Sym::Num(1.0),
+                Sym::Mul(vec![Sym::Num(2.0), Sym::call("sqrt", a)]),
+            )
+        },
+        Function::Tanh => |a| {
+            Sym::Add(vec![
+                Sym::Num(1.0),
+                Sym::negative(Sym::powi(Sym::call("tanh", a), 2)),
+            ])
+        },
+        Function::Sigmoid => |a| {
+            Sym::Mul(vec![
+                Sym::call("sigmoid", a.clone()),
+                Sym::Add(vec![Sym::Num(1.0), Sym::negative(Sym::call("sigmoid", a))]),
+            ])
+        },
+        Function::Softplus => |a| Sym::call("sigmoid", a),
+        Function::Sin => |a| Sym::call("cos", a),
+        Function::Cos => |a| Sym::negative(Sym::call("sin", a)),
+        Function::Atan => |a| {
+            Sym::quotient(
+                Sym::Num(1.0),
+                Sym::Add(vec![Sym::Num(1.0), Sym::powi(a, 2)]),
+            )
+        },
+        Function::Asin => |a| {
+            Sym::quotient(
+                Sym::Num(1.0),
+                Sym::call(
+                    "sqrt",
+                    Sym::Add(vec![Sym::Num(1.0), Sym::negative(Sym::powi(a, 2))]),
+                ),
+            )
+        },
+        Function::Acos => |a| {
+            Sym::negative(Sym::quotient(
+                Sym::Num(1.0),
+                Sym::call(
+                    "sqrt",
+                    Sym::Add(vec![Sym::Num(1.0), Sym::negative(Sym::powi(a, 2))]),
+                ),
+            ))
+        },
+        Function::Sinh => |a| Sym::call("cosh", a),
+        Function::Cosh => |a| Sym::call("sinh", a),
+        Function::Log1p => |a| Sym::quotient(Sym::Num(1.0), Sym::Add(vec![Sym::Num(1.0), a])),
+        Function::Expm1 => |a| Sym::call("exp", a),
+        Function::Erf => |a| {
+            Sym::Mul(vec![
+                Sym::quotient(Sym::Num(2.0), Sym::call("sqrt", Sym::Atom("pi".into()))),
+                Sym::call("exp", Sym::negative(Sym::powi(a, 2))),
+            ])
+        },
+        Function::Lgamma => |a| Sym::call("digamma", a),
+        // relu' = [x > 0] and abs' = sign(x), 0 at the kink, as frameworks take them.
+        Function::Relu => |a| {
+            Sym::Bracket(Cond::Compare(
+                Box::new(a),
+                CompareOp::Gt,
+                Box::new(Sym::Num(0.0)),
+            ))
+        },
+        Function::Abs => |a| Sym::call("sign", a),
+        Function::Min
+        | Function::Max
+        | Function::Pow
+        | Function::Sign
+        | Function::Floor
+        | Function::Round
+        | Function::Digamma => return None,
+    })
+}
+
+/// Walks a body from its root, carrying the partial of the root in the
+/// node reached.
+struct Walker<'w> {
+    program: &'w Program,
+    /// The body's slots, by their (renamed) names.
+    names: &'w [String],
+}
+
+impl Walker<'_> {
+    fn walk(
+        &self,
+        node: &Node,
+        up: &Sym,
+        binders: &[Binder],
+        out: &mut Vec<Partial>,
+    ) -> Result<(), DeriveError> {
+        let times = |f: Sym| Sym::Mul(vec![up.clone(), f]);
+        match &node.node {
+            NodeKind::Tensor { id, indices } => {
+                if self
+                    .program
+                    .tensors
+                    .get(id.0)
+                    .is_some_and(|t| t.is_differentiable())
+                {
+                    out.push(self.partial(Target::Tensor(*id), indices, up, binders));
+                }
+            }
+            NodeKind::Def { id, indices } => {
+                out.push(self.partial(Target::Def(*id), indices, up, binders));
+            }
+            NodeKind::Neg(a) => self.walk(a, &Sym::negative(up.clone()), binders, out)?,
+            NodeKind::Binary { op, lhs, rhs, .. } => {
+                let (l, r) = (self.sym(lhs)?, self.sym(rhs)?);
+                match op {
+                    BinaryOp::Add => {
+                        self.walk(lhs, up, binders, out)?;
+                        self.walk(rhs, up, binders, out)?;
+                    }
+                    BinaryOp::Sub => {
+                        self.walk(lhs, up, binders, out)?;
+                        self.walk(rhs, &Sym::negative(up.clone()), binders, out)?;
+                    }
+                    BinaryOp::Mul => {
+                        self.walk(lhs, &times(r), binders, out)?;
+                        self.walk(rhs, &times(l), binders, out)?;
+                    }
+                    BinaryOp::Div => {
+                        self.walk(lhs, &Sym::quotient(up.clone(), r.clone()), binders, out)?;
+                        let d = Sym::negative(Sym::quotient(Sym::Mul(vec![up.clone(), l]), Sym::powi(r, 2)));
+                        self.walk(rhs, &d, binders, out)?;
+                    }
+                    BinaryOp::Pow => {
+                        let base = Sym::Mul(vec![
+                            r.clone(),
+                            Sym::Pow(
+                                Box::new(l.clone()),
+                                Box::new(Sym::Add(vec![r.clone(), Sym::Num(-1.0)])),
+                            ),
+                        ]);
+                        self.walk(lhs, &times(base), binders, out)?;
+                        let exponent = Sym::Mul(vec![
+                            Sym::Pow(Box::new(l.clone()), Box::new(r)),
+                            Sym::call("log", l),
+                        ]);
+                        self.walk(rhs, &times(exponent), binders, out)?;
+                    }
+                }
+            }
+            NodeKind::PowInt(a, k) => {
+                let d = Sym::Mul(vec![
+                    Sym::Num(f64::from(*k)),
+                    Sym::powi(self.sym(a)?, k - 1),
+                ]);
+                self.walk(a, &times(d), binders, out)?;
+            }
+            NodeKind::Call { function, args } => {
+                let derivative = derivative_of(*function).ok_or_else(|| {
+                    DeriveError::unsupported(
+                        "a function with jumps or ties",
+                        node.span,
+                        "state this gradient by hand",
+                    )
+                })?;
+                if let [a] = args.as_slice() {
+                    self.walk(a, &times(derivative(self.sym(a)?)), binders, out)?;
+                }
+            }
+            NodeKind::Reduce {
+                op,
+                var,
+                range,
+                body,
+                ..
+            } => {
+                let name = self.names.get(var.0).cloned().unwrap_or_default();
+                let (lo, hi) = (self.first(&range.lowers)?, self.first(&range.uppers)?);
+                let up = match op {
+                    ReduceOp::Mean => {
+                        let count = hi
+                            .plus(&lo, -1)
+                            .and_then(|c| c.plus(&Ix::constant(1), 1))
+                            .ok_or_else(overflow)?;
+                        Sym::quotient(up.clone(), Sym::Index(count))
+                    }
+                    _ => up.clone(),
+                };
+                let mut inner = binders.to_vec();
+                inner.push(Binder { var: name, lo, hi });
+                let before = out.len();
+                self.walk(body, &up, &inner, out)?;
+                // Further bounds of an inferred range, as brackets.
+                let extra = self.extra_bounds(*var, range);
+                for p in &mut out[before..] {
+                    p.bounds.extend(extra.iter().cloned());
+                }
+            }
+            // Piecewise constant: brackets and constants pass nothing on.
+            NodeKind::Iverson(_)
+            | NodeKind::Const(_)
+            | NodeKind::Pi
+            | NodeKind::Dim(_)
+            | NodeKind::Hyper(_)
+            | NodeKind::Index(_)
+            | NodeKind::Moment { .. } => {}
+            NodeKind::Pick { .. } => {
+                return Err(DeriveError::unsupported(
+                    "a whole-number index",
+                    node.span,
+                    "state this gradient by hand",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn partial(&self, target: Target, indices: &[Affine], up: &Sym, binders: &[Binder]) -> Partial {
+        Partial {
+            target,
+            indices: indices
+                .iter()
+                .map(|a| affine_ix(a, self.program, self.names))
+                .collect(),
+            factor: up.clone(),
+            binders: binders.to_vec(),
+            bounds: vec![],
+        }
+    }
+
+    /// A range's first bound; the others become brackets.
+    fn first(&self, bounds: &[Affine]) -> Result<Ix, DeriveError> {
+        bounds
+            .first()
+            .map(|a| affine_ix(a, self.program, self.names))
+            .ok_or_else(overflow)
+    }
+
+    fn extra_bounds(&self, var: VarId, range: &VarRange) -> Vec<Cond> {
+        let v = Sym::Index(Ix::name(self.names.get(var.0).map_or("", String::as_str)));
+        let bound = |a: &Affine| Box::new(Sym::Index(affine_ix(a, self.program, self.names)));
+        let lower = range
+            .lowers
+            .iter()
+            .skip(1)
+            .map(|a| Cond::Compare(bound(a), CompareOp::Le, Box::new(v.clone())));
+        let upper = range
+            .uppers
+            .iter()
+            .skip(1)
+            .map(|a| Cond::Compare(Box::new(v.clone()), CompareOp::Le, bound(a)));
+        lower.chain(upper).collect()
+    }
+
+    /// Arithmetic of indices, sizes and whole numbers as one index
+    /// expression, so that a substitution folds it (`2*i + k - 3` with
+    /// `k := j-2*i+3` is `j`).
+    fn index_of(&self, node: &Node) -> Option<Ix> {
+        match &node.node {
+            NodeKind::Index(v) => Some(Ix::name(self.names.get(v.0)?)),
+            NodeKind::Dim(d) => Some(Ix::name(&self.program.dims.get(d.0)?.name)),
+            #[allow(clippy::cast_possible_truncation)]
+            NodeKind::Const(v) if v.fract() == 0.0 && v.abs() < 1e15 => {
+                Some(Ix::constant(*v as i64))
+            }
+            NodeKind::Neg(a) => Ix::default().plus(&self.index_of(a)?, -1),
+            NodeKind::Binary { op, lhs, rhs, .. } => {
+                let (l, r) = (self.index_of(lhs)?, self.index_of(rhs)?);
+                match op {
+                    BinaryOp::Add => l.plus(&r, 1),
+                    BinaryOp::Sub => l.plus(&r, -1),
+                    BinaryOp::Mul if l.terms.is_empty() => Ix::default().plus(&r, l.constant),
+                    BinaryOp::Mul if r.terms.is_empty() => Ix::default().plus(&l, r.constant),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+
+    /// A node as the spec writes it, with the body's (renamed) indices.
+    fn sym(&self, node: &Node) -> Result<Sym, DeriveError> {
+        if let Some(ix) = self.index_of(node).filter(|ix| !ix.terms.is_empty()) {
+            return Ok(Sym::Index(ix));
+        }
+        let boxed = |n: &Node| self.sym(n).map(Box::new);
+        Ok(match &node.node {
+            NodeKind::Const(v) => Sym::Num(*v),
+            NodeKind::Pi => Sym::Atom("pi".into()),
+            NodeKind::Dim(d) => Sym::Atom(
+                self.program
+                    .dims
+                    .get(d.0)
+                    .map(|d| d.name.clone())
+                    .unwrap_or_default(),
+            ),
+            NodeKind::Hyper(h) => Sym::Atom(
+                self.program
+                    .hypers
+                    .get(h.0)
+                    .map(|h| h.name.clone())
+                    .unwrap_or_default(),
+            ),
+            NodeKind::Index(v) => {
+                Sym::Index(Ix::name(self.names.get(v.0).map_or("", String::as_str)))
+            }
+            NodeKind::Tensor { id, indices } => Sym::Access {
+                name: self
+                    .program
+                    .tensors
+                    .get(id.0)
+                    .map(|t| t.name.clone())
+                    .unwrap_or_default(),
+                indices: indices
+                    .iter()
+                    .map(|a| affine_ix(a, self.program, self.names))
+                    .collect(),
+            },
+            NodeKind::Def { id, indices } => Sym::Access {
+                name: self
+                    .program
+                    .defs
+                    .get(id.0)
+                    .map(|d| d.name.clone())
+                    .unwrap_or_default(),
+                indices: indices
+                    .iter()
+                    .map(|a| affine_ix(a, self.program, self.names))
+                    .collect(),
+            },
+            NodeKind::Neg(a) => Sym::Neg(boxed(a)?),
+            NodeKind::Binary { op, lhs, rhs, .. } => {
+                let (l, r) = (self.sym(lhs)?, self.sym(rhs)?);
+                match op {
+                    BinaryOp::Add => Sym::Add(vec![l, r]),
+                    BinaryOp::Sub => Sym::Add(vec![l, Sym::negative(r)]),
+                    BinaryOp::Mul => Sym::Mul(vec![l, r]),
+                    BinaryOp::Div => Sym::quotient(l, r),
+                    BinaryOp::Pow => Sym::Pow(Box::new(l), Box::new(r)),
+                }
+            }
+            NodeKind::PowInt(a, k) => Sym::powi(self.sym(a)?, *k),
+            NodeKind::Call { function, args } => Sym::Call(
+                function.name().to_string(),
+                args.iter().map(|a| self.sym(a)).collect::<Result<_, _>>()?,
+            ),
+            NodeKind::Reduce {
+                op,
+                var,
+                range,
+                body,
+                ..
+            } => {
+                if !matches!(op, ReduceOp::Sum) {
+                    return Err(DeriveError::unsupported(
+                        "a reduction other than a sum inside a partial",
+                        node.span,
+                        "state this gradient by hand",
+                    ));
+                }
+                let name = self.names.get(var.0).cloned().unwrap_or_default();
+                let extra = self.extra_bounds(*var, range);
+                let mut factors: Vec<Sym> = extra.into_iter().map(Sym::Bracket).collect();
+                factors.push(self.sym(body)?);
+                Sym::Sum {
+                    var: name,
+                    lo: self.first(&range.lowers)?,
+                    hi: self.first(&range.uppers)?,
+                    body: Box::new(Sym::Mul(factors)),
+                }
+            }
+            NodeKind::Iverson(c) => Sym::Bracket(self.cond(c)?),
+            NodeKind::Pick { .. } | NodeKind::Moment { .. } => {
+                return Err(DeriveError::unsupported(
+                    "a whole-number index or a moment",
+                    node.span,
+                    "state this gradient by hand",
+                ));
+            }
+        })
+    }
+
+    fn cond(&self, c: &crate::analysis::program::Cond) -> Result<Cond, DeriveError> {
+        Ok(match &c.node {
+            CondKind::Compare { first, rest } => {
+                let mut left = self.sym(first)?;
+                let mut out: Option<Cond> = None;
+                for (op, e) in rest {
+                    let right = self.sym(e)?;
+                    let this = Cond::Compare(Box::new(left), *op, Box::new(right.clone()));
+                    out = Some(match out {
+                        None => this,
+                        Some(prev) => Cond::And(Box::new(prev), Box::new(this)),
+                    });
+                    left = right;
+                }
+                out.ok_or_else(overflow)?
+            }
+            CondKind::And(a, b) => Cond::And(Box::new(self.cond(a)?), Box::new(self.cond(b)?)),
+            CondKind::Or(a, b) => Cond::Or(Box::new(self.cond(a)?), Box::new(self.cond(b)?)),
+            CondKind::Not(a) => self.cond(a)?.negated(),
+        })
+    }
+}
+
+fn overflow() -> DeriveError {
+    DeriveError::unsupported(
+        "an index too large to write",
+        Span::new(0, 0),
+        "use smaller constants",
+    )
+}
+
+/// An affine index by name: dims by theirs, variables by `names` (slots).
+fn affine_ix(a: &Affine, program: &Program, names: &[String]) -> Ix {
+    let mut ix = Ix::constant(a.constant);
+    for (d, c) in &a.dims {
+        let name = program.dims.get(d.0).map_or("?", |d| d.name.as_str());
+        ix = ix.plus(&Ix::name(name), *c).unwrap_or_default();
+    }
+    for (v, c) in &a.vars {
+        let name = names.get(v.0).map_or("?", String::as_str);
+        ix = ix.plus(&Ix::name(name), *c).unwrap_or_default();
+    }
+    ix
+}
+
+/// The scatter `sum(binders) [A == p] * factor` as a gather: each bracket
+/// solved for an index summed over with coefficient ±1, which is then
+/// substituted and its sum replaced by the bracket of its range.
+fn gather(
+    mut binders: Vec<Binder>,
+    equations: Vec<(Ix, Ix)>,
+    bounds: Vec<Cond>,
+    factor: Sym,
+    names: &[String],
+    axes: &[AxisRange],
+    program: &Program,
+) -> Sym {
+    let mut factor = factor;
+    let mut brackets: Vec<Cond> = bounds;
+    let mut pending: Vec<(Ix, Ix)> = equations;
+    while let Some((lhs, rhs)) = pending.pop() {
+        let Some(diff) = lhs.plus(&rhs, -1) else {
+            brackets.push(compare(&lhs, CompareOp::Eq, &rhs));
+            continue;
+        };
+        let solvable = binders
+            .iter()
+            .position(|b| diff.coefficient(&b.var).abs() == 1);
+        let Some(k) = solvable else {
+            brackets.push(compare(&lhs, CompareOp::Eq, &rhs));
+            continue;
+        };
+        let binder = binders.remove(k);
+        let c = diff.coefficient(&binder.var);
+        // diff = c*v + rest = 0, so v = -c * rest (c is ±1).
+        let solved = diff
+            .plus(&Ix::name(&binder.var), -c)
+            .and_then(|rest| Ix::default().plus(&rest, -c));
+        let Some(solved) = solved else {
+            brackets.push(compare(&lhs, CompareOp::Eq, &rhs));
+            binders.insert(k, binder);
+            continue;
+        };
+        let v = binder.var.as_str();
+        let substituted = (|| {
+            let factor = factor.substitute(v, &solved)?;
+            let pending: Vec<(Ix, Ix)> = pending
+                .iter()
+                .map(|(a, b)| Some((a.substitute(v, &solved)?, b.substitute(v, &solved)?)))
+                .collect::<Option<_>>()?;
+            let brackets: Vec<Cond> = brackets
+                .iter()
+                .map(|c| {
+                    Sym::Bracket(c.clone())
+                        .substitute(v, &solved)
+                        .and_then(|s| match s {
+                            Sym::Bracket(c) => Some(c),
+                            _ => None,
+                        })
+                })
+                .collect::<Option<_>>()?;
+            let binders: Vec<Binder> = binders
+                .iter()
+                .map(|b| {
+                    Some(Binder {
+                        var: b.var.clone(),
+                        lo: b.lo.substitute(v, &solved)?,
+                        hi: b.hi.substitute(v, &solved)?,
+                    })
+                })
+                .collect::<Option<_>>()?;
+            Some((factor, pending, brackets, binders))
+        })();
+        let Some((f, p, b, bs)) = substituted else {
+            brackets.push(compare(&lhs, CompareOp::Eq, &rhs));
+            binders.insert(k, binder);
+            continue;
+        };
+        factor = f;
+        pending = p;
+        brackets = b;
+        binders = bs;
+        brackets.push(compare(&binder.lo, CompareOp::Le, &solved));
+        brackets.push(compare(&solved, CompareOp::Le, &binder.hi));
+    }
+    let axis_bounds = axis_facts(names, axes, program);
+    let dims: HashSet<&str> = program.dims.iter().map(|d| d.name.as_str()).collect();
+    let mut kept: Vec<Cond> = vec![];
+    let mut conjuncts = vec![];
+    for c in brackets {
+        split_and(c, &mut conjuncts);
+    }
+    for c in conjuncts.into_iter().map(|c| normalized(c, &dims)) {
+        match decide(&c, &axis_bounds) {
+            Some(true) => {}
+            Some(false) => return Sym::Num(0.0),
+            None if kept.contains(&c) => {}
+            None => kept.push(c),
+        }
+    }
+    let mut factors: Vec<Sym> = kept.into_iter().map(Sym::Bracket).collect();
+    factors.push(factor);
+    binders
+        .into_iter()
+        .rev()
+        .fold(Sym::Mul(factors), |body, b| Sym::Sum {
+            var: b.var,
+            lo: b.lo,
+            hi: b.hi,
+            body: Box::new(body),
+        })
+}
+
+/// `a and b` as the brackets `[a] * [b]`, each then decided on its own.
+fn split_and(c: Cond, out: &mut Vec<Cond>) {
+    match c {
+        Cond::And(a, b) => {
+            split_and(*a, out);
+            split_and(*b, out);
+        }
+        c => out.push(c),
+    }
+}
+
+/// `1 <= j-2` as `3 <= j`: one index alone on its side, sizes and
+/// constants on the other, where the comparison allows it.
+fn normalized(c: Cond, dims: &HashSet<&str>) -> Cond {
+    let Cond::Compare(a, op, b) = &c else {
+        return c;
+    };
+    let (Sym::Index(a), Sym::Index(b)) = (a.as_ref(), b.as_ref()) else {
+        return c;
+    };
+    let Some(diff) = b.plus(a, -1) else {
+        return c;
+    };
+    // diff = b - a = c·v + rest, rest of sizes and constants.
+    let vars: Vec<&(String, i64)> = diff
+        .terms
+        .iter()
+        .filter(|(n, _)| !dims.contains(n.as_str()))
+        .collect();
+    let [(v, k)] = vars.as_slice() else {
+        return c;
+    };
+    if k.abs() != 1 {
+        return c;
+    }
+    let Some(rest) = diff.plus(&Ix::name(v), -k) else {
+        return c;
+    };
+    let v = Ix::name(v);
+    // a op b  ⇔  0 op b - a = k·v + rest.
+    match (k, Ix::default().plus(&rest, -1)) {
+        // v + rest ⋄ 0  ⇔  -rest ⋄' v, with the comparison mirrored.
+        (1, Some(minus_rest)) => compare(&minus_rest, *op, &v),
+        // -v + rest ⋄ 0 ⇔ v ⋄ rest.
+        (-1, _) => compare(&v, *op, &rest),
+        _ => c.clone(),
+    }
+}
+
+fn compare(a: &Ix, op: CompareOp, b: &Ix) -> Cond {
+    Cond::Compare(
+        Box::new(Sym::Index(a.clone())),
+        op,
+        Box::new(Sym::Index(b.clone())),
+    )
+}
+
+/// What is known of the target's indices: each runs over its axis.
+fn axis_facts(names: &[String], axes: &[AxisRange], program: &Program) -> Vec<(String, Ix, Ix)> {
+    names
+        .iter()
+        .zip(axes)
+        .map(|(n, a)| {
+            (
+                n.clone(),
+                affine_ix(&a.lo, program, &[]),
+                affine_ix(&a.hi, program, &[]),
+            )
+        })
+        .collect()
+}
+
+/// Whether a bracket always holds (or never) given the target's ranges: a
+/// comparison of constants, or a target index against its own axis's end.
+fn decide(c: &Cond, facts: &[(String, Ix, Ix)]) -> Option<bool> {
+    let Cond::Compare(a, op, b) = c else {
+        return None;
+    };
+    let (Sym::Index(a), Sym::Index(b)) = (a.as_ref(), b.as_ref()) else {
+        return None;
+    };
+    let diff = b.plus(a, -1)?;
+    if diff.terms.is_empty() {
+        let (lhs, rhs) = (0, diff.constant);
+        return Some(match op {
+            CompareOp::Eq => lhs == rhs,
+            CompareOp::Ne => lhs != rhs,
+            CompareOp::Lt => lhs < rhs,
+            CompareOp::Le => lhs <= rhs,
+            CompareOp::Gt => lhs > rhs,
+            CompareOp::Ge => lhs >= rhs,
+        });
+    }
+    // lo <= j or j <= hi, for an index j over lo..=hi.
+    for (name, lo, hi) in facts {
+        let j = Ix::name(name);
+        if *op == CompareOp::Le && ((a == lo && *b == j) || (*a == j && b == hi)) {
+            return Some(true);
+        }
+    }
+    None
+}

@@ -1,0 +1,532 @@
+//! Symbolic expressions in the spec language: what a derivation builds and
+//! prints. Index expressions are affine over names ([`Ix`]), so that a
+//! Kronecker bracket `[i+2 == j]` can be solved for `i` and substituted.
+
+use std::fmt::Write;
+
+use crate::syntax::ast::CompareOp;
+
+/// An affine index expression over names (index variables and dims).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ix {
+    pub constant: i64,
+    /// Sorted by name, no zero coefficients.
+    pub terms: Vec<(String, i64)>,
+}
+
+impl Ix {
+    pub fn constant(c: i64) -> Self {
+        Self {
+            constant: c,
+            terms: vec![],
+        }
+    }
+
+    pub fn name(name: &str) -> Self {
+        Self {
+            constant: 0,
+            terms: vec![(name.to_string(), 1)],
+        }
+    }
+
+    /// `self + k * other`; `None` on overflow.
+    pub fn plus(&self, other: &Ix, k: i64) -> Option<Ix> {
+        let mut out = self.clone();
+        out.constant = out.constant.checked_add(other.constant.checked_mul(k)?)?;
+        for (name, c) in &other.terms {
+            let c = c.checked_mul(k)?;
+            match out.terms.iter_mut().find(|(n, _)| n == name) {
+                Some(entry) => entry.1 = entry.1.checked_add(c)?,
+                None => out.terms.push((name.clone(), c)),
+            }
+        }
+        out.terms.retain(|(_, c)| *c != 0);
+        out.terms.sort();
+        Some(out)
+    }
+
+    pub fn coefficient(&self, name: &str) -> i64 {
+        self.terms
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(0, |(_, c)| *c)
+    }
+
+    /// `name` replaced by `by`.
+    pub fn substitute(&self, name: &str, by: &Ix) -> Option<Ix> {
+        let c = self.coefficient(name);
+        if c == 0 {
+            return Some(self.clone());
+        }
+        self.plus(&Ix::name(name), -c)?.plus(by, c)
+    }
+
+    /// Positive terms first, so that `N-i` reads as written rather than `-i+N`.
+    pub fn show(&self) -> String {
+        let mut out = String::new();
+        let mut terms: Vec<&(String, i64)> = self.terms.iter().filter(|(_, c)| *c > 0).collect();
+        terms.extend(self.terms.iter().filter(|(_, c)| *c < 0));
+        for (name, c) in terms {
+            let sign = if *c < 0 {
+                "-"
+            } else if out.is_empty() {
+                ""
+            } else {
+                "+"
+            };
+            let magnitude = c.unsigned_abs();
+            if magnitude == 1 {
+                let _ = write!(out, "{sign}{name}");
+            } else {
+                let _ = write!(out, "{sign}{magnitude}*{name}");
+            }
+        }
+        match (out.is_empty(), self.constant) {
+            (true, c) => c.to_string(),
+            (false, 0) => out,
+            (false, c) if c > 0 => format!("{out}+{c}"),
+            (false, c) => format!("{out}{c}"),
+        }
+    }
+}
+
+/// A condition of a bracket or a case.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Cond {
+    Compare(Box<Sym>, CompareOp, Box<Sym>),
+    And(Box<Cond>, Box<Cond>),
+    Or(Box<Cond>, Box<Cond>),
+}
+
+impl Cond {
+    /// The condition that holds where this one does not (`not` written out,
+    /// which the language reads as comparisons).
+    pub fn negated(&self) -> Cond {
+        match self {
+            Cond::Compare(a, op, b) => {
+                let op = match op {
+                    CompareOp::Eq => CompareOp::Ne,
+                    CompareOp::Ne => CompareOp::Eq,
+                    CompareOp::Lt => CompareOp::Ge,
+                    CompareOp::Le => CompareOp::Gt,
+                    CompareOp::Gt => CompareOp::Le,
+                    CompareOp::Ge => CompareOp::Lt,
+                };
+                Cond::Compare(a.clone(), op, b.clone())
+            }
+            Cond::And(a, b) => Cond::Or(Box::new(a.negated()), Box::new(b.negated())),
+            Cond::Or(a, b) => Cond::And(Box::new(a.negated()), Box::new(b.negated())),
+        }
+    }
+
+    fn map_syms(&self, f: &mut impl FnMut(&Sym) -> Option<Sym>) -> Option<Cond> {
+        Some(match self {
+            Cond::Compare(a, op, b) => Cond::Compare(Box::new(f(a)?), *op, Box::new(f(b)?)),
+            Cond::And(a, b) => Cond::And(Box::new(a.map_syms(f)?), Box::new(b.map_syms(f)?)),
+            Cond::Or(a, b) => Cond::Or(Box::new(a.map_syms(f)?), Box::new(b.map_syms(f)?)),
+        })
+    }
+
+    fn show(&self) -> String {
+        match self {
+            Cond::Compare(a, op, b) => {
+                let op = match op {
+                    CompareOp::Eq => "==",
+                    CompareOp::Ne => "!=",
+                    CompareOp::Lt => "<",
+                    CompareOp::Le => "<=",
+                    CompareOp::Gt => ">",
+                    CompareOp::Ge => ">=",
+                };
+                format!("{} {op} {}", a.show_at(Level::Sum), b.show_at(Level::Sum))
+            }
+            Cond::And(a, b) => format!("{} and {}", a.show_in_and(), b.show_in_and()),
+            Cond::Or(a, b) => format!("{} or {}", a.show(), b.show()),
+        }
+    }
+
+    fn show_in_and(&self) -> String {
+        match self {
+            Cond::Or(..) => format!("({})", self.show()),
+            _ => self.show(),
+        }
+    }
+}
+
+/// A symbolic expression in the spec language.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Sym {
+    Num(f64),
+    /// A dim, a hyper or `pi`, by name.
+    Atom(String),
+    /// An index expression used as a value.
+    Index(Ix),
+    Access {
+        name: String,
+        indices: Vec<Ix>,
+    },
+    Neg(Box<Sym>),
+    Add(Vec<Sym>),
+    Mul(Vec<Sym>),
+    Div(Box<Sym>, Box<Sym>),
+    /// `a ^ b`, a real power.
+    Pow(Box<Sym>, Box<Sym>),
+    PowInt(Box<Sym>, i32),
+    Call(String, Vec<Sym>),
+    /// `sum(var in lo..=hi) body`.
+    Sum {
+        var: String,
+        lo: Ix,
+        hi: Ix,
+        body: Box<Sym>,
+    },
+    Bracket(Cond),
+}
+
+/// Binding strength, loosest first: what a printed operand must exceed to
+/// go without parentheses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Level {
+    Sum,
+    Product,
+    Unary,
+    Power,
+    Atom,
+}
+
+impl Sym {
+    pub fn call(name: &str, arg: Sym) -> Sym {
+        Sym::Call(name.to_string(), vec![arg])
+    }
+
+    pub fn mul(factors: Vec<Sym>) -> Sym {
+        Sym::Mul(factors)
+    }
+
+    pub fn quotient(a: Sym, b: Sym) -> Sym {
+        Sym::Div(Box::new(a), Box::new(b))
+    }
+
+    pub fn negative(a: Sym) -> Sym {
+        Sym::Neg(Box::new(a))
+    }
+
+    pub fn powi(a: Sym, k: i32) -> Sym {
+        Sym::PowInt(Box::new(a), k)
+    }
+
+    /// Every index expression with `name` replaced by `by`; `None` on overflow.
+    pub fn substitute(&self, name: &str, by: &Ix) -> Option<Sym> {
+        let sub = |s: &Sym| s.substitute(name, by);
+        let boxed = |s: &Sym| sub(s).map(Box::new);
+        Some(match self {
+            Sym::Num(_) | Sym::Atom(_) => self.clone(),
+            Sym::Index(ix) => Sym::Index(ix.substitute(name, by)?),
+            Sym::Access { name: n, indices } => Sym::Access {
+                name: n.clone(),
+                indices: indices
+                    .iter()
+                    .map(|ix| ix.substitute(name, by))
+                    .collect::<Option<_>>()?,
+            },
+            Sym::Neg(a) => Sym::Neg(boxed(a)?),
+            Sym::Add(terms) => Sym::Add(terms.iter().map(sub).collect::<Option<_>>()?),
+            Sym::Mul(factors) => Sym::Mul(factors.iter().map(sub).collect::<Option<_>>()?),
+            Sym::Div(a, b) => Sym::Div(boxed(a)?, boxed(b)?),
+            Sym::Pow(a, b) => Sym::Pow(boxed(a)?, boxed(b)?),
+            Sym::PowInt(a, k) => Sym::PowInt(boxed(a)?, *k),
+            Sym::Call(f, args) => {
+                Sym::Call(f.clone(), args.iter().map(sub).collect::<Option<_>>()?)
+            }
+            Sym::Sum { var, lo, hi, body } => Sym::Sum {
+                var: var.clone(),
+                lo: lo.substitute(name, by)?,
+                hi: hi.substitute(name, by)?,
+                // The sum binds its own variable: nothing of it to replace.
+                body: if var == name {
+                    body.clone()
+                } else {
+                    boxed(body)?
+                },
+            },
+            Sym::Bracket(c) => Sym::Bracket(c.map_syms(&mut |s| s.substitute(name, by))?),
+        })
+    }
+
+    /// Folds constants and drops the factors and terms that change nothing:
+    /// no `0 *`, `1 *`, `+ 0` or `x^1` is left.
+    pub fn simplified(self) -> Sym {
+        match self {
+            Sym::Neg(a) => match a.simplified() {
+                Sym::Num(v) => Sym::Num(-v),
+                Sym::Neg(b) => *b,
+                a => Sym::Neg(Box::new(a)),
+            },
+            Sym::Add(terms) => {
+                let mut out = vec![];
+                let mut constant = 0.0;
+                for t in terms.into_iter().map(Sym::simplified) {
+                    match t {
+                        Sym::Num(v) => constant += v,
+                        Sym::Add(inner) => out.extend(inner),
+                        t => out.push(t),
+                    }
+                }
+                if constant != 0.0 {
+                    out.push(Sym::Num(constant));
+                }
+                match out.len() {
+                    0 => Sym::Num(0.0),
+                    1 => out.pop().unwrap_or(Sym::Num(0.0)),
+                    _ => Sym::Add(out),
+                }
+            }
+            Sym::Mul(factors) => {
+                let mut out = vec![];
+                let mut constant = 1.0;
+                for f in factors.into_iter().map(Sym::simplified) {
+                    match f {
+                        Sym::Num(v) => constant *= v,
+                        Sym::Neg(a) => {
+                            constant = -constant;
+                            push_factor(&mut out, *a);
+                        }
+                        f => push_factor(&mut out, f),
+                    }
+                }
+                if constant == 0.0 {
+                    return Sym::Num(0.0);
+                }
+                // `a * (1 / b)` as `a / b`: the divisors after the factors.
+                let mut divisors = vec![];
+                out.retain(|f| match f {
+                    Sym::Div(a, b) if matches!(a.as_ref(), Sym::Num(v) if *v == 1.0) => {
+                        divisors.push(b.as_ref().clone());
+                        false
+                    }
+                    _ => true,
+                });
+                if !divisors.is_empty() {
+                    let over = match divisors.len() {
+                        1 => divisors.pop().unwrap_or(Sym::Num(1.0)),
+                        _ => Sym::Mul(divisors),
+                    };
+                    let numerator = Sym::Mul(std::mem::take(&mut out));
+                    let signed = if constant == -1.0 {
+                        Sym::Neg(Box::new(numerator))
+                    } else {
+                        Sym::Mul(vec![Sym::Num(constant), numerator])
+                    };
+                    return Sym::Div(Box::new(signed.simplified()), Box::new(over));
+                }
+                let product = match out.len() {
+                    0 => return Sym::Num(constant),
+                    1 => out.pop().unwrap_or(Sym::Num(1.0)),
+                    _ => Sym::Mul(out),
+                };
+                if constant == 1.0 {
+                    product
+                } else if constant == -1.0 {
+                    Sym::Neg(Box::new(product))
+                } else {
+                    match product {
+                        Sym::Mul(mut f) => {
+                            f.insert(0, Sym::Num(constant));
+                            Sym::Mul(f)
+                        }
+                        p => Sym::Mul(vec![Sym::Num(constant), p]),
+                    }
+                }
+            }
+            Sym::Div(a, b) => match (a.simplified(), b.simplified()) {
+                (Sym::Num(0.0), _) => Sym::Num(0.0),
+                (a, Sym::Num(1.0)) => a,
+                (Sym::Neg(a), b) => Sym::Neg(Box::new(Sym::Div(a, Box::new(b)))),
+                (a, b) => Sym::Div(Box::new(a), Box::new(b)),
+            },
+            Sym::PowInt(a, k) => match (a.simplified(), k) {
+                (_, 0) => Sym::Num(1.0),
+                (a, 1) => a,
+                (a, k) => Sym::PowInt(Box::new(a), k),
+            },
+            Sym::Pow(a, b) => Sym::Pow(Box::new(a.simplified()), Box::new(b.simplified())),
+            Sym::Call(f, args) => Sym::Call(f, args.into_iter().map(Sym::simplified).collect()),
+            Sym::Sum { var, lo, hi, body } => match body.simplified() {
+                Sym::Num(0.0) => Sym::Num(0.0),
+                // The sign out of the sum: `- sum(k) …`.
+                Sym::Neg(body) => Sym::Neg(Box::new(Sym::Sum { var, lo, hi, body })),
+                body => Sym::Sum {
+                    var,
+                    lo,
+                    hi,
+                    body: Box::new(body),
+                },
+            },
+            other => other,
+        }
+    }
+
+    /// The expression as a spec writes it.
+    pub fn show(&self) -> String {
+        self.show_at(Level::Sum)
+    }
+
+    fn level(&self) -> Level {
+        match self {
+            Sym::Num(v) if *v < 0.0 => Level::Unary,
+            Sym::Index(ix) if ix.terms.len() + usize::from(ix.constant != 0) > 1 => Level::Sum,
+            Sym::Index(ix) if ix.terms.iter().any(|(_, c)| *c != 1) => Level::Product,
+            Sym::Num(_) | Sym::Atom(_) | Sym::Index(_) | Sym::Access { .. } | Sym::Call(..) => {
+                Level::Atom
+            }
+            Sym::Bracket(_) => Level::Atom,
+            Sym::Neg(_) => Level::Unary,
+            Sym::Add(_) => Level::Sum,
+            // A reduction's body runs over the product that follows it:
+            // inside anything it is parenthesized.
+            Sym::Sum { .. } => Level::Sum,
+            Sym::Mul(_) | Sym::Div(..) => Level::Product,
+            Sym::Pow(..) | Sym::PowInt(..) => Level::Power,
+        }
+    }
+
+    /// Printed where binding `at` or tighter is needed.
+    fn show_at(&self, at: Level) -> String {
+        let text = self.show_bare();
+        if self.level() < at {
+            format!("({text})")
+        } else {
+            text
+        }
+    }
+
+    fn show_bare(&self) -> String {
+        match self {
+            Sym::Num(v) => show_number(*v),
+            Sym::Atom(name) => name.clone(),
+            Sym::Index(ix) => ix.show(),
+            Sym::Access { name, indices } if indices.is_empty() => name.clone(),
+            Sym::Access { name, indices } => format!(
+                "{name}[{}]",
+                indices.iter().map(Ix::show).collect::<Vec<_>>().join(", ")
+            ),
+            Sym::Neg(a) => format!("-{}", a.show_at(Level::Power)),
+            Sym::Add(terms) => {
+                let mut out = String::new();
+                for (k, t) in terms.iter().enumerate() {
+                    match t {
+                        Sym::Neg(a) if k > 0 => {
+                            let _ = write!(out, " - {}", a.show_at(Level::Product));
+                        }
+                        Sym::Num(v) if k > 0 && *v < 0.0 => {
+                            let _ = write!(out, " - {}", show_number(-v));
+                        }
+                        _ if k > 0 => {
+                            let _ = write!(out, " + {}", t.show_at(Level::Product));
+                        }
+                        _ => out.push_str(&t.show_at(Level::Sum)),
+                    }
+                }
+                out
+            }
+            Sym::Mul(factors) => factors
+                .iter()
+                .map(|f| f.show_at(Level::Power))
+                .collect::<Vec<_>>()
+                .join(" * "),
+            Sym::Div(a, b) => format!(
+                "{} / {}",
+                a.show_at(Level::Product),
+                b.show_at(Level::Power)
+            ),
+            Sym::Pow(a, b) => format!("{}^{}", a.show_at(Level::Atom), b.show_at(Level::Atom)),
+            Sym::PowInt(a, k) if *k < 0 => format!("{}^({k})", a.show_at(Level::Atom)),
+            Sym::PowInt(a, k) => format!("{}^{k}", a.show_at(Level::Atom)),
+            Sym::Call(f, args) => format!(
+                "{f}({})",
+                args.iter().map(Sym::show).collect::<Vec<_>>().join(", ")
+            ),
+            Sym::Sum { var, lo, hi, body } => format!(
+                "sum({var} in {}..={}) {}",
+                lo.show(),
+                hi.show(),
+                body.show_at(Level::Product)
+            ),
+            Sym::Bracket(c) => format!("[{}]", c.show()),
+        }
+    }
+}
+
+/// A factor into a product, flattening nested products.
+fn push_factor(out: &mut Vec<Sym>, f: Sym) {
+    match f {
+        Sym::Mul(inner) => out.extend(inner),
+        f => out.push(f),
+    }
+}
+
+/// A number as the spec language reads it back exactly.
+fn show_number(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:?}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_expressions_read_as_written() {
+        let n_minus_i = Ix::name("N").plus(&Ix::name("i"), -1);
+        assert_eq!(n_minus_i.map(|ix| ix.show()).as_deref(), Some("N-i"));
+        let two_k_less_1 = Ix::name("k")
+            .plus(&Ix::name("k"), 1)
+            .and_then(|k| k.plus(&Ix::constant(1), -1));
+        assert_eq!(two_k_less_1.map(|ix| ix.show()).as_deref(), Some("2*k-1"));
+        assert_eq!(Ix::constant(-3).show(), "-3");
+    }
+
+    #[test]
+    fn substitution_solves_a_kronecker_bracket() {
+        // i+2 with i := j-2 is j.
+        let i_plus_2 = Ix::name("i").plus(&Ix::constant(2), 1).unwrap_or_default();
+        let j_less_2 = Ix::name("j").plus(&Ix::constant(2), -1).unwrap_or_default();
+        assert_eq!(i_plus_2.substitute("i", &j_less_2), Some(Ix::name("j")));
+    }
+
+    #[test]
+    fn simplification_leaves_no_zero_or_one_factors() {
+        let g = Sym::Access {
+            name: "g".into(),
+            indices: vec![Ix::name("j")],
+        };
+        let e = Sym::Add(vec![
+            Sym::Mul(vec![Sym::Num(1.0), g.clone(), Sym::Num(1.0)]),
+            Sym::Mul(vec![Sym::Num(0.0), g.clone()]),
+            Sym::Neg(Box::new(Sym::Neg(Box::new(Sym::PowInt(Box::new(g), 1))))),
+        ]);
+        assert_eq!(e.simplified().show(), "g[j] + g[j]");
+    }
+
+    #[test]
+    fn printing_keeps_sums_and_powers_apart() {
+        let x = |i: &str| Sym::Access {
+            name: "x".into(),
+            indices: vec![Ix::name(i)],
+        };
+        let sum = Sym::Sum {
+            var: "k".into(),
+            lo: Ix::constant(1),
+            hi: Ix::name("N"),
+            body: Box::new(Sym::Add(vec![x("k"), Sym::Num(1.0)])),
+        };
+        let e = Sym::Mul(vec![
+            sum,
+            Sym::powi(Sym::Add(vec![x("j"), Sym::Num(-2.0)]), 2),
+        ]);
+        assert_eq!(e.show(), "(sum(k in 1..=N) (x[k] + 1)) * (x[j] - 2)^2");
+    }
+}
