@@ -369,6 +369,45 @@ grad a = sum(i) g[i] * tanh(s[i]) + sum(k in 2..=1) g[k] * log(x[1] - 5)
     assert_eq!(code, 0);
 }
 
+/// A step group in a claim that recomputes lets (an optimum), a member
+/// whose failure only a claim-free let would see, and one that only a claim
+/// reads: each computed as if the lets were written one after another.
+#[test]
+fn step_groups_are_computed_whole_wherever_lets_are_recomputed() {
+    let (code, claims) = run_text(
+        "groups_elsewhere",
+        "dim T = 3
+input x[T]
+param w
+let a[t] = w + [t >= 2] * (b[t-1] - w)   for t in 1..=T
+let b[t] = a[t] * x[t] / x[t]           for t in 1..=T
+let bad[t] = log(x[t] - 100) + [t >= 2] * ok[t-1]  for t in 1..=T
+let ok[t] = w * x[t]^2   for t in 1..=T
+y[t] = w * x[t]
+claim minimize (b[T] - 1)^2 over w at (1)
+grad w = sum(t) g[t] * ok[t] / w / x[t]
+",
+    );
+    assert_eq!(statuses(&claims), ["pass", "pass"], "{claims:?}");
+    assert_eq!(code, 0);
+}
+
+/// An optimum claim over points whose free index appears only inside a
+/// whole-number index searches at every point, not once for all.
+#[test]
+fn an_optimum_reads_its_points_through_a_whole_number_index() {
+    let (code, claims) = run_text(
+        "optimum_pick",
+        "dim N = 3
+input x[N], u[2*N]
+param w
+claim minimize (w - x[floor((i+1)/2)])^2 + u[i]^2 over w at (x[floor((i+1)/2)])
+",
+    );
+    assert_eq!(statuses(&claims), ["pass"], "{claims:?}");
+    assert_eq!(code, 0);
+}
+
 #[test]
 fn whole_number_indices_read_the_elements_they_name() {
     let (code, claims) = run_text(

@@ -67,13 +67,42 @@ impl Program {
         })
     }
 
+    /// The order definitions are computed in: as declared, but a step
+    /// group all at once at its last member, and the lets among its members
+    /// that read one without being read by one right after it.
+    pub fn computation_order(&self) -> Vec<DefId> {
+        let mut deferred = vec![false; self.defs.len()];
+        for group in &self.step_groups {
+            for d in &group.after {
+                if let Some(slot) = deferred.get_mut(d.0) {
+                    *slot = true;
+                }
+            }
+        }
+        let mut order = vec![];
+        for (k, def) in self.defs.iter().enumerate() {
+            if !deferred[k] {
+                order.push(DefId(k));
+            }
+            let last_of = def
+                .step_group
+                .and_then(|g| self.step_groups.get(g))
+                .filter(|g| g.members.last() == Some(&DefId(k)));
+            if let Some(group) = last_of {
+                order.extend(group.after.iter().copied());
+            }
+        }
+        order
+    }
+
     /// Per definition: already `marked`, or reading a node that `reads`
     /// holds for (other than a definition), directly or through another
     /// definition that is marked.
     pub fn defs_reading(&self, mut marked: Vec<bool>, reads: impl Fn(&Node) -> bool) -> Vec<bool> {
         marked.resize(self.defs.len(), false);
-        // Lets read earlier lets only, so this settles in one round; the
-        // rounds guard the rule rather than rely on it.
+        // Lets read earlier lets, so this mostly settles in one round; the
+        // members of a step group read later ones too, which the rounds
+        // settle.
         for _ in 0..=self.defs.len() {
             let mut changed = false;
             for (k, def) in self.defs.iter().enumerate() {
@@ -510,6 +539,19 @@ impl IndexExpr {
         let mut out = vec![];
         self.for_each_affine(&mut |a| out.extend(a.vars.iter().map(|(v, _)| *v)));
         out
+    }
+
+    /// Whether a divisor reads an index variable (not sizes alone).
+    pub fn divisor_reads_indices(&self) -> bool {
+        match self {
+            IndexExpr::Affine(_) => false,
+            IndexExpr::Add(a, b) | IndexExpr::Sub(a, b) | IndexExpr::Mul(a, b) => {
+                a.divisor_reads_indices() || b.divisor_reads_indices()
+            }
+            IndexExpr::FloorDiv(a, b) | IndexExpr::CeilDiv(a, b) | IndexExpr::Mod(a, b) => {
+                a.divisor_reads_indices() || !b.vars().is_empty()
+            }
+        }
     }
 
     /// Every size its divisors read.

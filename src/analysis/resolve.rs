@@ -160,6 +160,8 @@ struct DefRead {
     reader: DefId,
     /// The reader's first left-hand-side index: its step.
     reader_step: Option<VarId>,
+    /// All its left-hand-side indices.
+    reader_lhs: Vec<VarId>,
     target: DefId,
     /// The index read on the target's first axis.
     first: Option<Affine>,
@@ -1225,6 +1227,15 @@ impl Resolver {
                             "read a step relative to its own: `{target}[{}-1, …]`; a fixed step such as the last is read once the steps are done, from a let below them",
                             r.step_shown
                         )
+                    } else if r
+                        .first
+                        .as_ref()
+                        .is_some_and(|a| a.vars.iter().any(|(v, _)| !r.reader_lhs.contains(v)))
+                    {
+                        format!(
+                            "read one step at a time, `{target}[{}-1, …]`: a sum over earlier steps is a recurrence of its own, `let c[t] = c[t-1] + {target}[t-1, …]`",
+                            r.step_shown
+                        )
                     } else {
                         format!(
                             "put the step first in every let computed together, `{reader}[t, …]` reading `{target}[t-1, …]`"
@@ -2091,7 +2102,7 @@ impl Resolver {
             if r.def == d {
                 r.reads.push((affines.clone(), span));
             }
-            let (reader, reader_step) = (r.def, r.lhs.first().copied());
+            let (reader, reader_step, reader_lhs) = (r.def, r.lhs.first().copied(), r.lhs.clone());
             let shown: Vec<String> = affines
                 .iter()
                 .map(|a| show_affine(a, self.program(), &scope.slot_names))
@@ -2102,6 +2113,7 @@ impl Resolver {
             self.def_reads.push(DefRead {
                 reader,
                 reader_step,
+                reader_lhs,
                 target: d,
                 first: affines.first().cloned(),
                 shown: format!("{}[{}]", tensor.node, shown.join(", ")),
@@ -3112,7 +3124,10 @@ fn show_index(e: &ast::Expr) -> String {
             };
             format!("{}{symbol}{}", side(lhs, false), side(rhs, true))
         }
-        ast::ExprKind::Unary { operand, .. } => format!("-{}", show_index(operand)),
+        ast::ExprKind::Unary { operand, .. } => match &operand.node {
+            ast::ExprKind::Binary { .. } => format!("-({})", show_index(operand)),
+            _ => format!("-{}", show_index(operand)),
+        },
         ast::ExprKind::Call { function, args } => format!(
             "{}({})",
             function.node,

@@ -547,7 +547,10 @@ impl Walker<'_> {
                     }
                     BinaryOp::Div => {
                         self.walk(lhs, &Sym::quotient(up.clone(), r.clone()), binders, out)?;
-                        let d = Sym::negative(Sym::quotient(Sym::Mul(vec![up.clone(), l]), Sym::powi(r, 2)));
+                        let d = Sym::negative(Sym::quotient(
+                            Sym::Mul(vec![up.clone(), l]),
+                            Sym::powi(r, 2),
+                        ));
                         self.walk(rhs, &d, binders, out)?;
                     }
                     BinaryOp::Pow => {

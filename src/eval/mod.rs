@@ -533,59 +533,14 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
     /// `output_only`, else all (failures of claim-only ones are kept, not raised).
     pub fn compute_defs(&mut self, output_only: bool) -> Result<(), Box<EvalError>> {
         let program = self.instance.program;
-        // A let among a step group's members that reads one of them is
-        // computed after the group, which is computed at its last member.
-        let mut deferred = vec![false; program.defs.len()];
-        for group in &program.step_groups {
-            for d in &group.after {
-                if let Some(slot) = deferred.get_mut(d.0) {
-                    *slot = true;
-                }
-            }
-        }
-        let mut order: Vec<usize> = vec![];
-        for (k, def) in program.defs.iter().enumerate() {
-            if !deferred[k] {
-                order.push(k);
-            }
-            let last_of = def
-                .step_group
-                .and_then(|g| program.step_groups.get(g))
-                .filter(|g| g.members.last() == Some(&DefId(k)));
-            if let Some(group) = last_of {
-                order.extend(group.after.iter().map(|d| d.0));
-            }
-        }
-        for k in order {
+        for DefId(k) in program.computation_order() {
             let def = &program.defs[k];
             if !matches!(self.defs[k], DefState::Pending) {
                 continue;
             }
             if let Some(group) = def.step_group.and_then(|g| program.step_groups.get(g)) {
-                // Computed together at the last member, after every let
-                // above it that a member reads.
-                if group.members.last() != Some(&DefId(k)) {
-                    continue;
-                }
-                let feeds = group
-                    .members
-                    .iter()
-                    .any(|m| self.instance.feeds_output[m.0]);
-                if output_only && !feeds {
-                    continue;
-                }
-                match self.compute_steps(&group.members, group.order) {
-                    Ok(values) => {
-                        for (m, v) in group.members.iter().zip(values) {
-                            self.defs[m.0] = DefState::Ready(v);
-                        }
-                    }
-                    Err(e) if feeds => return Err(e),
-                    Err(e) => {
-                        for m in &group.members {
-                            self.defs[m.0] = DefState::Failed(e.clone());
-                        }
-                    }
+                if group.members.last() == Some(&DefId(k)) {
+                    self.compute_group(group, output_only)?;
                 }
                 continue;
             }
@@ -601,6 +556,84 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             }
         }
         Ok(())
+    }
+
+    /// A step group's members: those the output reads first, their error
+    /// raised; then, unless only the output is wanted, the others, whose
+    /// failures are kept for the claims that read them (as any let's).
+    fn compute_group(
+        &mut self,
+        group: &StepGroup,
+        output_only: bool,
+    ) -> Result<(), Box<EvalError>> {
+        let feeds = |m: &DefId| {
+            self.instance
+                .feeds_output
+                .get(m.0)
+                .copied()
+                .unwrap_or(false)
+        };
+        // Closed under reads, as what the output reads is: a group of its own.
+        let feeding: Vec<DefId> = group.members.iter().copied().filter(feeds).collect();
+        if !feeding.is_empty() {
+            let values = self.compute_steps(&feeding, group.order)?;
+            for (m, v) in feeding.iter().zip(values) {
+                self.defs[m.0] = DefState::Ready(v);
+            }
+        }
+        if output_only || feeding.len() == group.members.len() {
+            return Ok(());
+        }
+        match self.compute_steps(&group.members, group.order) {
+            Ok(values) => {
+                for (m, v) in group.members.iter().zip(values) {
+                    if !feeding.contains(m) {
+                        self.defs[m.0] = DefState::Ready(v);
+                    }
+                }
+            }
+            // Each member with what it reads, so that one failing member
+            // fails only those that read it.
+            Err(_) => {
+                for m in group.members.iter().filter(|m| !feeding.contains(m)) {
+                    let closure = self.read_closure(*m, &group.members);
+                    let state = match self.compute_steps(&closure, group.order) {
+                        Ok(values) => closure
+                            .iter()
+                            .zip(values)
+                            .find(|(d, _)| *d == m)
+                            .map_or(DefState::Pending, |(_, v)| DefState::Ready(v)),
+                        Err(e) => DefState::Failed(e),
+                    };
+                    self.defs[m.0] = state;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `member` and the members of its group it reads, directly or not, in
+    /// the group's order.
+    fn read_closure(&self, member: DefId, members: &[DefId]) -> Vec<DefId> {
+        let defs = &self.instance.program.defs;
+        let mut inside = vec![member];
+        let mut k = 0;
+        while let Some(&d) = inside.get(k) {
+            crate::analysis::visit_body(&defs[d.0].body, &mut |n| {
+                if let NodeKind::Def { id, .. } = &n.node
+                    && members.contains(id)
+                    && !inside.contains(id)
+                {
+                    inside.push(*id);
+                }
+            });
+            k += 1;
+        }
+        members
+            .iter()
+            .copied()
+            .filter(|m| inside.contains(m))
+            .collect()
     }
 
     /// An element computed already of the recurrent definition `id` being
@@ -730,17 +763,33 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
                 }
             }
         }
-        let values: Vec<Vec<T>> = std::mem::take(&mut *lock()?)
-            .into_iter()
-            .map(|(_, v)| v)
-            .collect();
+        // This computation's entries only, in the members' order.
+        let mut partial = lock()?;
+        let mut values = vec![];
+        for m in members {
+            let at = partial.iter().position(|(d, _)| d == m);
+            values.push(at.map(|k| partial.swap_remove(k).1).unwrap_or_default());
+        }
+        drop(partial);
         result.map(|()| values)
     }
 
     /// Computes one definition now, replacing any earlier values: an update
     /// rule's local `let`, at its place in a step.
     pub fn compute_local(&mut self, d: DefId) -> Result<(), Box<EvalError>> {
-        let def = &self.instance.program.defs[d.0];
+        let program = self.instance.program;
+        let def = &program.defs[d.0];
+        // A step group is computed whole, at its last member (the order of
+        // `Program::computation_order`).
+        if let Some(group) = def.step_group.and_then(|g| program.step_groups.get(g)) {
+            if group.members.last() == Some(&d) {
+                for m in &group.members {
+                    self.defs[m.0] = DefState::Pending;
+                }
+                self.compute_group(group, false)?;
+            }
+            return Ok(());
+        }
         let values = self.compute_def(d, def, &self.instance.def_grids[d.0])?;
         self.defs[d.0] = DefState::Ready(values);
         Ok(())
@@ -986,7 +1035,13 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
                 if let Some(slot) = frame.env.get_mut(var.0) {
                     *slot = k;
                 }
-                self.node(body, frame)
+                let v = self.node(body, frame);
+                // Unbound again, so that a later error's point does not
+                // name a pick it is not about.
+                if let Some(slot) = frame.env.get_mut(var.0) {
+                    *slot = UNBOUND;
+                }
+                v
             }
             NodeKind::Iverson(c) => Ok(if self.cond(c, frame)? {
                 T::one()
@@ -1412,6 +1467,9 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
     /// smallest values, where it has sizes.
     fn index_divisor_help(&self, index: &IndexExpr) -> String {
         let dims = &self.instance.program.dims;
+        if index.divisor_reads_indices() {
+            return "the divisor reads an index: keep it away from 0 over the index's whole range, or guard the read with a bracket".to_string();
+        }
         match index.divisor_dims().first().and_then(|d| dims.get(d.0)) {
             Some(dim) => format!(
                 "the divisor is made of sizes and indices: declare the smallest size that keeps it above 0, `dim {} >= {} = {}`",

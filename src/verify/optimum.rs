@@ -183,7 +183,8 @@ impl<'c> Search<'_, 'c> {
         }
         // Only what the claim reads, in order; stochastic lets are inlined
         // into tapes, never computed whole.
-        for (k, &stale) in self.stale.iter().enumerate() {
+        for DefId(k) in self.cx.program.computation_order() {
+            let stale = self.stale.get(k).copied().unwrap_or(false);
             let wanted = self.needed.defs.get(k).copied().unwrap_or(false);
             let stochastic = self.stochastic.get(k).copied().unwrap_or(false);
             if stale && wanted && !stochastic && !given[k] {
@@ -387,6 +388,8 @@ fn depends_on_points(claim: &OptimumClaim) -> bool {
                     .iter()
                     .any(|a| a.vars.iter().any(|(v, _)| v.0 < free));
             }
+            // `x[floor((i+1)/2)]`: the free index is in the pick's index.
+            NodeKind::Pick { index, .. } => uses |= index.vars().iter().any(|v| v.0 < free),
             _ => {}
         });
     };
