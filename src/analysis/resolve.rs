@@ -9,6 +9,7 @@ use super::error::AnalysisError;
 use super::program::*;
 
 mod optimizer;
+mod steps;
 mod stochastic;
 use crate::source::{Span, Spanned};
 use crate::syntax::ast::{self, BinaryOp, TensorRole};
@@ -786,13 +787,15 @@ impl Resolver {
                 return None;
             }
             Err(AffineError::NotAffine { span, reason }) => {
-                let reason = if reason.starts_with("a product") {
-                    "a product of two sizes is not affine: declare the product as a dim of its own (`dim SN = 6`)".to_string()
-                } else {
-                    reason
-                };
                 self.error(AnalysisError::NonAffineRange {
                     reason,
+                    span: span.into(),
+                });
+                return None;
+            }
+            Err(AffineError::Product { span }) => {
+                self.error(AnalysisError::NonAffineRange {
+                    reason: PRODUCT_IN_RANGE.to_string(),
                     span: span.into(),
                 });
                 return None;
@@ -1057,99 +1060,25 @@ impl Resolver {
     /// one order of steps serves every read among them.
     fn form_step_groups(&mut self) {
         let reads = std::mem::take(&mut self.def_reads);
-        let mut spans: Vec<(usize, usize)> = reads
-            .iter()
-            .filter(|r| r.target.0 > r.reader.0)
-            .map(|r| (r.reader.0, r.target.0))
-            .collect();
-        spans.sort_unstable();
-        let mut merged: Vec<(usize, usize)> = vec![];
-        for (a, b) in spans {
-            match merged.last_mut() {
-                Some(last) if a <= last.1 => last.1 = last.1.max(b),
-                _ => merged.push((a, b)),
-            }
-        }
-        for (a, b) in merged {
-            let n = self.defined.len();
-            let edges: Vec<(usize, usize)> = reads
+        let pairs: Vec<(usize, usize)> = reads.iter().map(|r| (r.reader.0, r.target.0)).collect();
+        for (a, b) in steps::forward_spans(&pairs) {
+            let inside = |k: &usize| (a..=b).contains(k);
+            let edges: Vec<(usize, usize)> = pairs
                 .iter()
-                .filter(|r| (a..=b).contains(&r.reader.0) && (a..=b).contains(&r.target.0))
-                .map(|r| (r.reader.0, r.target.0))
+                .copied()
+                .filter(|(r, t)| inside(r) && inside(t))
                 .collect();
-            let mut forward = vec![false; n];
-            for &(reader, target) in edges.iter().filter(|(r, t)| t > r) {
-                forward[reader] = true;
-                forward[target] = true;
-            }
-            // The lets a forward read depends on (read by it, transitively),
-            // and those that depend on one (reading it, transitively).
-            let reach = |backwards: bool| {
-                let mut seen = forward.clone();
-                loop {
-                    let mut changed = false;
-                    for &(reader, target) in &edges {
-                        let (from, to) = if backwards {
-                            (target, reader)
-                        } else {
-                            (reader, target)
-                        };
-                        if seen[from] && !seen[to] {
-                            seen[to] = true;
-                            changed = true;
-                        }
-                    }
-                    if !changed {
-                        return seen;
-                    }
-                }
-            };
-            let read_by = reach(false);
-            let reading = reach(true);
-            // Members lie on a path between forward reads; the lets that
-            // read a member without being read by one come after the group.
-            let member: Vec<bool> = (0..n).map(|k| read_by[k] && reading[k]).collect();
-            let after: Vec<DefId> = (a..=b)
-                .filter(|&k| reading[k] && !member[k])
-                .map(DefId)
-                .collect();
-            // Members that read one another (directly or not) are one
-            // group; chains that never meet are groups of their own, each
-            // with its own order (a bidirectional RNN's two directions).
-            let mut root: Vec<usize> = (0..n).collect();
-            fn find(root: &mut [usize], k: usize) -> usize {
-                let mut k = k;
-                while root[k] != k {
-                    root[k] = root[root[k]];
-                    k = root[k];
-                }
-                k
-            }
-            for &(reader, target) in &edges {
-                if member[reader] && member[target] {
-                    let (x, y) = (find(&mut root, reader), find(&mut root, target));
-                    root[x.max(y)] = x.min(y);
-                }
-            }
-            let mut groups: Vec<Vec<DefId>> = vec![];
-            let mut group_of: HashMap<usize, usize> = HashMap::new();
-            for k in (a..=b).filter(|&k| member[k]) {
-                let r = find(&mut root, k);
-                let g = *group_of.entry(r).or_insert_with(|| {
-                    groups.push(vec![]);
-                    groups.len() - 1
-                });
-                groups[g].push(DefId(k));
-            }
+            let groups = steps::span_groups(&edges, (a, b), self.defined.len());
             // What reads a group without being read by one is computed
             // after the span's last group.
-            let last_group = groups
+            let last = groups
+                .chains
                 .iter()
                 .enumerate()
-                .max_by_key(|(_, g)| g.last().map_or(0, |d| d.0))
+                .max_by_key(|(_, chain)| chain.last().map_or(0, |d| d.0))
                 .map(|(k, _)| k);
-            let mut after = Some(after);
-            for (g, members) in groups.into_iter().enumerate() {
+            let mut after = Some(groups.after);
+            for (k, members) in groups.chains.into_iter().enumerate() {
                 let within: Vec<&DefRead> = reads
                     .iter()
                     .filter(|r| members.contains(&r.reader) && members.contains(&r.target))
@@ -1157,27 +1086,81 @@ impl Resolver {
                 let Some(order) = self.step_order(&members, &within) else {
                     continue;
                 };
-                let after = if Some(g) == last_group {
+                let after = if Some(k) == last {
                     after.take().unwrap_or_default()
                 } else {
                     vec![]
                 };
-                let k = self.program().step_groups.len();
-                if let Some(p) = self.program_mut() {
-                    for m in &members {
-                        if let Some(def) = p.defs.get_mut(m.0) {
-                            def.recurrence = Some(order);
-                            def.step_group = Some(k);
-                        }
-                    }
-                    p.step_groups.push(StepGroup {
-                        members,
-                        order,
-                        after,
-                    });
-                }
+                self.record_group(StepGroup {
+                    members,
+                    order,
+                    after,
+                });
             }
         }
+    }
+
+    /// How a let may read `target`, defined below it, at earlier steps:
+    /// `; or, …` after "move it above", or nothing where no range would do.
+    fn forward_read_hint(&self, target: DefId, name: &str, scope: &Scope) -> String {
+        let Some(r) = &self.recurrence else {
+            return String::new();
+        };
+        let def = &self.program().defs[target.0];
+        let target_is_let = def.kind == DefKind::Let && def.local_to.is_none();
+        let Some(axes) = self.early_axes.get(&target.0) else {
+            return if r.ranged && target_is_let {
+                format!(
+                    "; or, to read its earlier steps from here, give `{name}` a `for` range for every index"
+                )
+            } else {
+                String::new()
+            };
+        };
+        if r.lhs.is_empty() {
+            return String::new();
+        }
+        let reader = &self.program().defs[r.def.0].name;
+        let names: Vec<String> = r
+            .lhs
+            .iter()
+            .map(|v| scope.slot_names.get(v.0).cloned().unwrap_or_default())
+            .collect();
+        // The ranges of the let read, axis for axis.
+        let upper = self.first_dim_name();
+        let program = self.program();
+        let ranges: Vec<String> = names
+            .iter()
+            .enumerate()
+            .map(|(k, n)| match axes.get(k) {
+                Some(a) => format!(
+                    "{n} in {}..={}",
+                    show_affine(&a.lo, program, &[]),
+                    show_affine(&a.hi, program, &[])
+                ),
+                None => format!("{n} in 1..={upper}"),
+            })
+            .collect();
+        format!(
+            "; or, to read its earlier steps, give `{reader}` a range for every index: `let {reader}[{}] = … for {}`",
+            names.join(", "),
+            ranges.join(", ")
+        )
+    }
+
+    /// A step group in the program, its members marked with it.
+    fn record_group(&mut self, group: StepGroup) {
+        let Some(p) = self.program_mut() else {
+            return;
+        };
+        let k = p.step_groups.len();
+        for m in &group.members {
+            if let Some(def) = p.defs.get_mut(m.0) {
+                def.recurrence = Some(group.order);
+                def.step_group = Some(k);
+            }
+        }
+        p.step_groups.push(group);
     }
 
     /// The one order of steps that computes every read among a group's
@@ -1966,45 +1949,7 @@ impl Resolver {
                     axes.clone()
                 } else if !self.defined.get(d.0).copied().unwrap_or(false) {
                     let definition = def.name_span;
-                    // A let below may be read at earlier steps by a let
-                    // whose every index has its range.
-                    let target_is_let = def.kind == DefKind::Let && def.local_to.is_none();
-                    let also = match (&self.recurrence, self.early_axes.contains_key(&d.0)) {
-                        (Some(r), false) if r.ranged && target_is_let => format!(
-                            "; or, to read its earlier steps from here, give `{}` a `for` range for every index",
-                            tensor.node
-                        ),
-                        (Some(r), true) if !r.lhs.is_empty() => {
-                            let reader = &self.program().defs[r.def.0].name;
-                            let names: Vec<String> = r
-                                .lhs
-                                .iter()
-                                .map(|v| scope.slot_names.get(v.0).cloned().unwrap_or_default())
-                                .collect();
-                            // The ranges of the let read, axis for axis.
-                            let upper = self.first_dim_name();
-                            let axes = self.early_axes.get(&d.0);
-                            let program = self.program();
-                            let ranges: Vec<String> = names
-                                .iter()
-                                .enumerate()
-                                .map(|(k, n)| match axes.and_then(|a| a.get(k)) {
-                                    Some(a) => format!(
-                                        "{n} in {}..={}",
-                                        show_affine(&a.lo, program, &[]),
-                                        show_affine(&a.hi, program, &[])
-                                    ),
-                                    None => format!("{n} in 1..={upper}"),
-                                })
-                                .collect();
-                            format!(
-                                "; or, to read its earlier steps, give `{reader}` a range for every index: `let {reader}[{}] = … for {}`",
-                                names.join(", "),
-                                ranges.join(", ")
-                            )
-                        }
-                        _ => String::new(),
-                    };
+                    let also = self.forward_read_hint(d, &tensor.node, scope);
                     self.error(AnalysisError::UsedBeforeDefinition {
                         also,
                         name: tensor.node.clone(),
@@ -2153,20 +2098,25 @@ impl Resolver {
 
     /// A whole-number index (`floor((i+1)/2)`, `mod(i-1, 3)`), or an error.
     fn whole_number_index(&mut self, e: &ast::Expr, scope: &Scope) -> Option<IndexExpr> {
-        match whole_number_of(e, scope, &self.globals) {
-            Ok(w) => Some(w),
-            Err(AffineError::Unknown(ident)) => {
+        whole_number_of(e, scope, &self.globals)
+            .map_err(|e| self.index_error(e))
+            .ok()
+    }
+
+    /// Reports why an index is none: an unknown name, or not affine.
+    fn index_error(&mut self, e: AffineError) {
+        let (span, reason) = match e {
+            AffineError::Unknown(ident) => {
                 self.lookup_global(&ident);
-                None
+                return;
             }
-            Err(AffineError::NotAffine { span, reason }) => {
-                self.error(AnalysisError::NonAffineIndex {
-                    reason,
-                    span: span.into(),
-                });
-                None
-            }
-        }
+            AffineError::NotAffine { span, reason } => (span, reason),
+            AffineError::Product { span } => (span, PRODUCT_IN_INDEX.to_string()),
+        };
+        self.error(AnalysisError::NonAffineIndex {
+            reason,
+            span: span.into(),
+        });
     }
 
     /// `y[i]` or `y[i] + c` used as an index, where `y` holds whole numbers
@@ -2340,20 +2290,9 @@ impl Resolver {
 
     /// An index expression as an affine form over index variables and dims.
     fn affine(&mut self, e: &ast::Expr, scope: &Scope) -> Option<Affine> {
-        match affine_of(e, scope, &self.globals) {
-            Ok(a) => Some(a),
-            Err(AffineError::Unknown(ident)) => {
-                self.lookup_global(&ident);
-                None
-            }
-            Err(AffineError::NotAffine { span, reason }) => {
-                self.error(AnalysisError::NonAffineIndex {
-                    reason,
-                    span: span.into(),
-                });
-                None
-            }
-        }
+        affine_of(e, scope, &self.globals)
+            .map_err(|e| self.index_error(e))
+            .ok()
     }
 
     /// The range of a left-hand-side index without a `for` clause, from the
@@ -2648,8 +2587,20 @@ pub(crate) fn suggest<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> O
 
 enum AffineError {
     Unknown(ast::Ident),
-    NotAffine { span: Span, reason: String },
+    NotAffine {
+        span: Span,
+        reason: String,
+    },
+    /// `i*j`, `S*N`: a product of two indices or sizes.
+    Product {
+        span: Span,
+    },
 }
+
+/// Why a product is no affine index, for an index and for a range end.
+const PRODUCT_IN_INDEX: &str = "a product of two indices or sizes is not affine";
+const PRODUCT_IN_RANGE: &str =
+    "a product of two sizes is not affine: declare the product as a dim of its own (`dim SN = 6`)";
 
 fn affine_of(
     e: &ast::Expr,
@@ -2697,9 +2648,7 @@ fn affine_of(
                     } else if r.vars.is_empty() && r.dims.is_empty() {
                         l.scaled(r.constant).ok_or_else(overflow)
                     } else {
-                        Err(not_affine(
-                            "a product of two indices or sizes is not affine",
-                        ))
+                        Err(AffineError::Product { span: e.span })
                     }
                 }
                 BinaryOp::Div => Err(not_affine(
@@ -2717,15 +2666,13 @@ fn affine_of(
     }
 }
 
-/// The functions of a whole-number index: `floor(a/b)`, `ceil(a/b)`, `mod(a, b)`.
-const WHOLE_NUMBER_FUNCTIONS: [&str; 3] = ["floor", "ceil", "mod"];
-
 /// Whether an index calls `floor`, `ceil` or `mod` (a whole-number index),
 /// rather than being affine or a label.
 fn is_whole_number_index(e: &ast::Expr) -> bool {
     match &e.node {
+        // `floor`, and the functions written as floors: `ceil`, `mod`.
         ast::ExprKind::Call { function, .. } => {
-            WHOLE_NUMBER_FUNCTIONS.contains(&function.node.as_str())
+            function.node == "floor" || FLOOR_FORMS.iter().any(|(name, _)| function.node == *name)
         }
         ast::ExprKind::Binary { lhs, rhs, .. } => {
             is_whole_number_index(lhs) || is_whole_number_index(rhs)
@@ -3014,14 +2961,15 @@ fn is_smooth(node: &Node) -> bool {
 fn mentions_var(node: &Node, var: VarId) -> bool {
     let mut found = false;
     let uses = |a: &Affine| a.vars.iter().any(|(v, _)| *v == var);
+    let range_uses = |r: &VarRange| r.lowers.iter().chain(&r.uppers).any(uses);
     visit(node, &mut |n| {
         found |= match &n.node {
             NodeKind::Index(v) => *v == var,
             NodeKind::Tensor { indices, .. } | NodeKind::Def { indices, .. } => {
                 indices.iter().any(uses)
             }
-            NodeKind::Reduce { range, .. } => range.lowers.iter().chain(&range.uppers).any(uses),
-            NodeKind::Pick { range, .. } => range.lowers.iter().chain(&range.uppers).any(uses),
+            NodeKind::Reduce { range, .. } => range_uses(range),
+            NodeKind::Pick { range, .. } => range_uses(range),
             _ => false,
         };
         if let NodeKind::Pick { index, .. } = &n.node {
