@@ -726,30 +726,14 @@ impl Walker<'_> {
             NodeKind::Index(v) => {
                 Sym::Index(Ix::name(self.names.get(v.0).map_or("", String::as_str)))
             }
-            NodeKind::Tensor { id, indices } => Sym::Access {
-                name: self
-                    .program
-                    .tensors
-                    .get(id.0)
-                    .map(|t| t.name.clone())
-                    .unwrap_or_default(),
-                indices: indices
-                    .iter()
-                    .map(|a| affine_ix(a, self.program, self.names))
-                    .collect(),
-            },
-            NodeKind::Def { id, indices } => Sym::Access {
-                name: self
-                    .program
-                    .defs
-                    .get(id.0)
-                    .map(|d| d.name.clone())
-                    .unwrap_or_default(),
-                indices: indices
-                    .iter()
-                    .map(|a| affine_ix(a, self.program, self.names))
-                    .collect(),
-            },
+            NodeKind::Tensor { id, indices } => {
+                let name = self.program.tensors.get(id.0).map(|t| t.name.as_str());
+                self.access(name, indices)
+            }
+            NodeKind::Def { id, indices } => {
+                let name = self.program.defs.get(id.0).map(|d| d.name.as_str());
+                self.access(name, indices)
+            }
             NodeKind::Neg(a) => Sym::Neg(boxed(a)?),
             NodeKind::Binary { op, lhs, rhs, .. } => {
                 let (l, r) = (self.sym(lhs)?, self.sym(rhs)?);
@@ -800,6 +784,17 @@ impl Walker<'_> {
                 ));
             }
         })
+    }
+
+    /// `x[i+2]` with the body's (renamed) indices.
+    fn access(&self, name: Option<&str>, indices: &[Affine]) -> Sym {
+        Sym::Access {
+            name: name.unwrap_or_default().to_string(),
+            indices: indices
+                .iter()
+                .map(|a| affine_ix(a, self.program, self.names))
+                .collect(),
+        }
     }
 
     fn cond(&self, c: &crate::analysis::program::Cond) -> Result<Cond, DeriveError> {
@@ -1038,15 +1033,8 @@ fn decide(c: &Cond, facts: &[(String, Ix, Ix)]) -> Option<bool> {
     };
     let diff = b.plus(a, -1)?;
     if diff.terms.is_empty() {
-        let (lhs, rhs) = (0, diff.constant);
-        return Some(match op {
-            CompareOp::Eq => lhs == rhs,
-            CompareOp::Ne => lhs != rhs,
-            CompareOp::Lt => lhs < rhs,
-            CompareOp::Le => lhs <= rhs,
-            CompareOp::Gt => lhs > rhs,
-            CompareOp::Ge => lhs >= rhs,
-        });
+        // a op b as 0 op b - a.
+        return Some(op.holds_for(Some(0.cmp(&diff.constant))));
     }
     // lo <= j or j <= hi, for an index j over lo..=hi.
     for (name, lo, hi) in facts {

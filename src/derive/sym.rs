@@ -129,17 +129,12 @@ impl Cond {
 
     fn show(&self) -> String {
         match self {
-            Cond::Compare(a, op, b) => {
-                let op = match op {
-                    CompareOp::Eq => "==",
-                    CompareOp::Ne => "!=",
-                    CompareOp::Lt => "<",
-                    CompareOp::Le => "<=",
-                    CompareOp::Gt => ">",
-                    CompareOp::Ge => ">=",
-                };
-                format!("{} {op} {}", a.show_at(Level::Sum), b.show_at(Level::Sum))
-            }
+            Cond::Compare(a, op, b) => format!(
+                "{} {} {}",
+                a.show_at(Level::Sum),
+                op.symbol(),
+                b.show_at(Level::Sum)
+            ),
             Cond::And(a, b) => format!("{} and {}", a.show_in_and(), b.show_in_and()),
             Cond::Or(a, b) => format!("{} or {}", a.show(), b.show()),
         }
