@@ -110,14 +110,19 @@ fn every_derived_claim_holds_or_the_spec_is_refused() {
 }
 
 #[test]
-fn a3_comes_out_as_a_gather_with_its_boundary_brackets() {
+fn a3_comes_out_as_non_overlapping_cases() {
     let text = derived_text("specs/a3_recurrent_sequence.dl");
     insta::assert_snapshot!("derive_a3", text);
-    // x[i] and x[i+2] under 1..=N-2: j's two sources, each with its range.
-    assert!(
-        text.contains("grad x[j] = [j <= N-2] * g[j] * a + [3 <= j] * g[j-2] * a"),
-        "{text}"
-    );
+    // x[i] and x[i+2] under 1..=N-2: j's two sources, each with its range,
+    // as non-overlapping cases; right at N = 3 too, where x[2] feeds nothing.
+    for case in [
+        "g[j] * a + g[j-2] * a   if j <= N-2 and j >= 3",
+        "| g[j] * a                if j <= N-2 and j <= 2",
+        "| g[j-2] * a              if j >= N-1 and j >= 3",
+        "| 0                       otherwise",
+    ] {
+        assert!(text.contains(case), "{case}\n{text}");
+    }
 }
 
 #[test]

@@ -101,12 +101,143 @@ pub fn derive(program: &Program) -> Result<Vec<DerivedLine>, DeriveError> {
         } else {
             format!("{}[{}]", tensor.name, names.join(", "))
         };
+        let dims: HashSet<&str> = program.dims.iter().map(|d| d.name.as_str()).collect();
+        let text = match as_cases(&body, &names, &dims) {
+            Some(cases) => show_cases(&format!("grad {head} = "), &cases),
+            None => format!("grad {head} = {}", body.show()),
+        };
         lines.push(DerivedLine {
             kind: LineKind::Grad(TensorId(t)),
-            text: format!("grad {head} = {}", body.show()),
+            text,
         });
     }
     Ok(lines)
+}
+
+/// Most terms a gradient is split into cases for: 2^terms − 1 cases.
+const MOST_CASE_TERMS: usize = 3;
+
+/// A gradient whose terms hold on parts of the axis (`[j <= N-2] * …`,
+/// `[3 <= j] * …`) as non-overlapping cases, as a handout writes the
+/// boundaries: one case per set of terms that hold together, the rest 0.
+/// `None` where no term has such a bracket, or there are too many terms.
+fn as_cases(
+    body: &Sym,
+    names: &[String],
+    dims: &HashSet<&str>,
+) -> Option<Vec<(Sym, Option<Cond>)>> {
+    let terms: Vec<&Sym> = match body {
+        Sym::Add(terms) => terms.iter().collect(),
+        other => vec![other],
+    };
+    if terms.len() > MOST_CASE_TERMS {
+        return None;
+    }
+    // Each term's brackets on the target's indices alone, and the rest.
+    let on_axis = |c: &Cond| match c {
+        Cond::Compare(a, _, b) => [a, b].iter().all(|s| match s.as_ref() {
+            Sym::Index(ix) => ix
+                .terms
+                .iter()
+                .all(|(n, _)| names.contains(n) || dims.contains(n.as_str())),
+            _ => false,
+        }),
+        _ => false,
+    };
+    let mut split: Vec<(Vec<Cond>, Sym)> = vec![];
+    for term in terms {
+        let factors = match term {
+            Sym::Mul(f) => f.clone(),
+            other => vec![other.clone()],
+        };
+        let (brackets, rest): (Vec<Sym>, Vec<Sym>) = factors
+            .into_iter()
+            .partition(|f| matches!(f, Sym::Bracket(c) if on_axis(c)));
+        let conds = brackets
+            .into_iter()
+            .filter_map(|b| match b {
+                Sym::Bracket(c) => Some(c),
+                _ => None,
+            })
+            .collect();
+        split.push((conds, Sym::Mul(rest).simplified()));
+    }
+    if split.iter().all(|(conds, _)| conds.is_empty()) {
+        return None;
+    }
+    let all = |conds: &[Cond]| {
+        conds
+            .iter()
+            .cloned()
+            .reduce(|a, b| Cond::And(Box::new(a), Box::new(b)))
+    };
+    let mut cases = vec![];
+    // The sets of terms, most terms first: where all hold, where all but one…
+    let n = split.len();
+    let mut subsets: Vec<usize> = (1..1usize << n).collect();
+    subsets.sort_by_key(|s| std::cmp::Reverse(s.count_ones()));
+    for subset in subsets {
+        let mut conds: Vec<Cond> = vec![];
+        let mut values = vec![];
+        for (k, (term_conds, value)) in split.iter().enumerate() {
+            if subset & (1 << k) != 0 {
+                conds.extend(term_conds.iter().cloned());
+                values.push(value.clone());
+            } else {
+                match all(term_conds) {
+                    Some(c) => conds.push(tidy_all(c.negated(), names)),
+                    // A term with no bracket holds everywhere: it is in every set.
+                    None => conds.push(Cond::Compare(
+                        Box::new(Sym::Num(0.0)),
+                        CompareOp::Eq,
+                        Box::new(Sym::Num(1.0)),
+                    )),
+                }
+            }
+        }
+        if conds.iter().any(is_false) {
+            continue;
+        }
+        cases.push((Sym::Add(values).simplified(), all(&conds)));
+    }
+    cases.push((Sym::Num(0.0), None));
+    Some(cases)
+}
+
+/// [`tidy`] through `and` and `or`.
+fn tidy_all(c: Cond, names: &[String]) -> Cond {
+    match c {
+        Cond::And(a, b) => Cond::And(Box::new(tidy_all(*a, names)), Box::new(tidy_all(*b, names))),
+        Cond::Or(a, b) => Cond::Or(Box::new(tidy_all(*a, names)), Box::new(tidy_all(*b, names))),
+        c => tidy(c, names),
+    }
+}
+
+/// `0 == 1`: the condition of a set that leaves out a term holding everywhere.
+fn is_false(c: &Cond) -> bool {
+    matches!(c, Cond::Compare(a, CompareOp::Eq, b)
+        if matches!((a.as_ref(), b.as_ref()), (Sym::Num(x), Sym::Num(y)) if x != y))
+}
+
+/// `head value if c | value if c | 0 otherwise`, one case a line.
+fn show_cases(head: &str, cases: &[(Sym, Option<Cond>)]) -> String {
+    let values: Vec<String> = cases.iter().map(|(v, _)| v.show()).collect();
+    let width = values.iter().map(|v| v.chars().count()).max().unwrap_or(0);
+    let indent = " ".repeat(head.chars().count().saturating_sub(2));
+    let mut out = String::new();
+    for (k, ((_, cond), value)) in cases.iter().zip(&values).enumerate() {
+        let guard = match cond {
+            Some(c) => format!("if {}", c.show()),
+            None => "otherwise".to_string(),
+        };
+        let lead = if k == 0 {
+            head.to_string()
+        } else {
+            format!("\n{indent}| ")
+        };
+        out.push_str(&format!("{lead}{value:<width$}   {guard}"));
+    }
+    out
 }
 
 /// What a read reaches: a tensor L is differentiated in, or a definition.
@@ -800,10 +931,18 @@ impl Walker<'_> {
     fn cond(&self, c: &crate::analysis::program::Cond) -> Result<Cond, DeriveError> {
         Ok(match &c.node {
             CondKind::Compare { first, rest } => {
-                let mut left = self.sym(first)?;
+                // Whole numbers compared as indices, so that comparisons
+                // fold and solve with them.
+                let side = |n: &Node| -> Result<Sym, DeriveError> {
+                    Ok(match self.index_of(n) {
+                        Some(ix) => Sym::Index(ix),
+                        None => self.sym(n)?,
+                    })
+                };
+                let mut left = side(first)?;
                 let mut out: Option<Cond> = None;
                 for (op, e) in rest {
-                    let right = self.sym(e)?;
+                    let right = side(e)?;
                     let this = Cond::Compare(Box::new(left), *op, Box::new(right.clone()));
                     out = Some(match out {
                         None => this,
@@ -922,6 +1061,21 @@ fn gather(
         brackets.push(compare(&binder.lo, CompareOp::Le, &solved));
         brackets.push(compare(&solved, CompareOp::Le, &binder.hi));
     }
+    // The factor's own brackets (a guard of the forward pass) are decided
+    // and printed with the others.
+    let factor = match factor.simplified() {
+        Sym::Mul(factors) => {
+            let (own, rest): (Vec<Sym>, Vec<Sym>) = factors
+                .into_iter()
+                .partition(|f| matches!(f, Sym::Bracket(_)));
+            brackets.extend(own.into_iter().filter_map(|b| match b {
+                Sym::Bracket(c) => Some(c),
+                _ => None,
+            }));
+            Sym::Mul(rest)
+        }
+        other => other,
+    };
     let axis_bounds = axis_facts(names, axes, program);
     let dims: HashSet<&str> = program.dims.iter().map(|d| d.name.as_str()).collect();
     let mut kept: Vec<Cond> = vec![];
@@ -929,7 +1083,10 @@ fn gather(
     for c in brackets {
         split_and(c, &mut conjuncts);
     }
-    for c in conjuncts.into_iter().map(|c| normalized(c, &dims)) {
+    for c in conjuncts
+        .into_iter()
+        .map(|c| tidy(normalized(c, &dims), names))
+    {
         match decide(&c, &axis_bounds) {
             Some(true) => {}
             Some(false) => return Sym::Num(0.0),
@@ -958,6 +1115,36 @@ fn split_and(c: Cond, out: &mut Vec<Cond>) {
             split_and(*b, out);
         }
         c => out.push(c),
+    }
+}
+
+/// A comparison with the index on the left and `<=`, `>=` for whole
+/// numbers: `3 > j` as `j <= 2`.
+fn tidy(c: Cond, names: &[String]) -> Cond {
+    let Cond::Compare(a, op, b) = &c else {
+        return c;
+    };
+    let (Sym::Index(a), Sym::Index(b)) = (a.as_ref(), b.as_ref()) else {
+        return c;
+    };
+    let named = |ix: &Ix| ix.terms.iter().any(|(n, _)| names.contains(n));
+    let (lhs, op, rhs) = if !named(a) && named(b) {
+        let mirrored = match op {
+            CompareOp::Lt => CompareOp::Gt,
+            CompareOp::Le => CompareOp::Ge,
+            CompareOp::Gt => CompareOp::Lt,
+            CompareOp::Ge => CompareOp::Le,
+            other => *other,
+        };
+        (b.clone(), mirrored, a.clone())
+    } else {
+        (a.clone(), *op, b.clone())
+    };
+    let shifted = |k: i64| rhs.plus(&Ix::constant(k), 1);
+    match op {
+        CompareOp::Lt => shifted(-1).map_or(c.clone(), |r| compare(&lhs, CompareOp::Le, &r)),
+        CompareOp::Gt => shifted(1).map_or(c.clone(), |r| compare(&lhs, CompareOp::Ge, &r)),
+        _ => compare(&lhs, op, &rhs),
     }
 }
 
@@ -1036,10 +1223,15 @@ fn decide(c: &Cond, facts: &[(String, Ix, Ix)]) -> Option<bool> {
         // a op b as 0 op b - a.
         return Some(op.holds_for(Some(0.cmp(&diff.constant))));
     }
-    // lo <= j or j <= hi, for an index j over lo..=hi.
+    // lo <= j, j <= hi, j >= lo or hi >= j, for an index j over lo..=hi.
     for (name, lo, hi) in facts {
         let j = Ix::name(name);
-        if *op == CompareOp::Le && ((a == lo && *b == j) || (*a == j && b == hi)) {
+        let within = match op {
+            CompareOp::Le => (a == lo && *b == j) || (*a == j && b == hi),
+            CompareOp::Ge => (*a == j && b == lo) || (a == hi && *b == j),
+            _ => false,
+        };
+        if within {
             return Some(true);
         }
     }

@@ -127,7 +127,7 @@ impl Cond {
         })
     }
 
-    fn show(&self) -> String {
+    pub fn show(&self) -> String {
         match self {
             Cond::Compare(a, op, b) => format!(
                 "{} {} {}",
@@ -259,17 +259,28 @@ impl Sym {
             },
             Sym::Add(terms) => {
                 let mut out = vec![];
-                let mut constant = 0.0;
+                // Constants folded only where the sum is exact: `1 + 1e-10`
+                // written as `1.0000000001` would be another number.
+                let mut constant: Option<f64> = None;
+                let flush = |out: &mut Vec<Sym>, c: Option<f64>| {
+                    if let Some(c) = c.filter(|c| *c != 0.0) {
+                        out.push(Sym::Num(c));
+                    }
+                };
                 for t in terms.into_iter().map(Sym::simplified) {
                     match t {
-                        Sym::Num(v) => constant += v,
+                        Sym::Num(v) => match constant {
+                            Some(c) if exact_sum(c, v) => constant = Some(c + v),
+                            c => {
+                                flush(&mut out, c);
+                                constant = Some(v);
+                            }
+                        },
                         Sym::Add(inner) => out.extend(inner),
                         t => out.push(t),
                     }
                 }
-                if constant != 0.0 {
-                    out.push(Sym::Num(constant));
-                }
+                flush(&mut out, constant);
                 match out.len() {
                     0 => Sym::Num(0.0),
                     1 => out.pop().unwrap_or(Sym::Num(0.0)),
@@ -278,10 +289,12 @@ impl Sym {
             }
             Sym::Mul(factors) => {
                 let mut out = vec![];
-                let mut constant = 1.0;
+                let mut constant: f64 = 1.0;
                 for f in factors.into_iter().map(Sym::simplified) {
                     match f {
-                        Sym::Num(v) => constant *= v,
+                        Sym::Num(v) if constant.mul_add(v, -(constant * v)) == 0.0 => {
+                            constant *= v;
+                        }
                         Sym::Neg(a) => {
                             constant = -constant;
                             push_factor(&mut out, *a);
@@ -452,6 +465,14 @@ impl Sym {
     }
 }
 
+/// Whether `a + b` is exact in f64 (Knuth's two-sum has no error).
+fn exact_sum(a: f64, b: f64) -> bool {
+    let s = a + b;
+    let b_virtual = s - a;
+    let error = (a - (s - b_virtual)) + (b - b_virtual);
+    s.is_finite() && error == 0.0
+}
+
 /// A factor into a product, flattening nested products.
 fn push_factor(out: &mut Vec<Sym>, f: Sym) {
     match f {
@@ -504,6 +525,17 @@ mod tests {
             Sym::Neg(Box::new(Sym::Neg(Box::new(Sym::PowInt(Box::new(g), 1))))),
         ]);
         assert_eq!(e.simplified().show(), "g[j] + g[j]");
+    }
+
+    #[test]
+    fn constants_fold_only_where_the_result_is_exact() {
+        let x = Sym::Atom("x".into());
+        let sum = Sym::Add(vec![x.clone(), Sym::Num(1.0), Sym::Num(1e-10)]);
+        assert_eq!(sum.simplified().show(), "x + 1 + 1e-10");
+        let product = Sym::Mul(vec![Sym::Num(2.0), x.clone(), Sym::Num(3.0)]);
+        assert_eq!(product.simplified().show(), "6 * x");
+        let inexact = Sym::Mul(vec![Sym::Num(0.1), x, Sym::Num(3.0)]);
+        assert_eq!(inexact.simplified().show(), "0.1 * x * 3");
     }
 
     #[test]
