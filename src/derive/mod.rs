@@ -450,9 +450,17 @@ impl<'p> Deriver<'p> {
             })
             .collect();
         let mut partials = vec![];
+        let this = Sym::Access {
+            name: def.name.clone(),
+            indices: own.iter().map(|n| Ix::name(n)).collect(),
+        };
         let walker = Walker {
             program: self.program,
             names: &slot_names,
+            root: match &def.body {
+                Body::Expr(e) => Some((e, this)),
+                Body::Cases(_) => None,
+            },
         };
         match &def.body {
             Body::Expr(e) => walker.walk(e, &Sym::Num(1.0), &[], &mut partials)?,
@@ -635,6 +643,10 @@ struct Walker<'w> {
     program: &'w Program,
     /// The body's slots, by their (renamed) names.
     names: &'w [String],
+    /// A body that is one call, `norm[i] = sqrt(…)`, and the definition's
+    /// own element: the call's derivative reads that element rather than
+    /// the call again (`1 / (2 * norm[i])`, `1 - y[i]^2`), as a handout does.
+    root: Option<(&'w Node, Sym)>,
 }
 
 impl Walker<'_> {
@@ -717,7 +729,13 @@ impl Walker<'_> {
                     )
                 })?;
                 if let [a] = args.as_slice() {
-                    self.walk(a, &times(derivative(self.sym(a)?)), binders, out)?;
+                    let mut d = derivative(self.sym(a)?);
+                    if let Some((root, this)) = &self.root
+                        && std::ptr::eq(*root, node)
+                    {
+                        d = d.replaced(&self.sym(node)?, this);
+                    }
+                    self.walk(a, &times(d), binders, out)?;
                 }
             }
             NodeKind::Reduce {

@@ -248,6 +248,25 @@ impl Sym {
         })
     }
 
+    /// Every occurrence of `from` replaced by `to`.
+    pub fn replaced(&self, from: &Sym, to: &Sym) -> Sym {
+        if self == from {
+            return to.clone();
+        }
+        let each = |s: &Sym| s.replaced(from, to);
+        let boxed = |s: &Sym| Box::new(s.replaced(from, to));
+        match self {
+            Sym::Neg(a) => Sym::Neg(boxed(a)),
+            Sym::Add(terms) => Sym::Add(terms.iter().map(each).collect()),
+            Sym::Mul(factors) => Sym::Mul(factors.iter().map(each).collect()),
+            Sym::Div(a, b) => Sym::Div(boxed(a), boxed(b)),
+            Sym::Pow(a, b) => Sym::Pow(boxed(a), boxed(b)),
+            Sym::PowInt(a, k) => Sym::PowInt(boxed(a), *k),
+            Sym::Call(f, args) => Sym::Call(f.clone(), args.iter().map(each).collect()),
+            other => other.clone(),
+        }
+    }
+
     /// Folds constants and drops the factors and terms that change nothing:
     /// no `0 *`, `1 *`, `+ 0` or `x^1` is left.
     pub fn simplified(self) -> Sym {
@@ -276,8 +295,15 @@ impl Sym {
                                 constant = Some(v);
                             }
                         },
-                        Sym::Add(inner) => out.extend(inner),
-                        t => out.push(t),
+                        // Terms keep their places: `1 - y^2`, not `-y^2 + 1`.
+                        Sym::Add(inner) => {
+                            flush(&mut out, constant.take());
+                            out.extend(inner);
+                        }
+                        t => {
+                            flush(&mut out, constant.take());
+                            out.push(t);
+                        }
                     }
                 }
                 flush(&mut out, constant);
