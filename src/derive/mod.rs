@@ -59,7 +59,7 @@ pub fn derive(program: &Program) -> Result<Vec<DerivedLine>, DeriveError> {
     let output = program.output.ok_or(DeriveError::NoOutput)?;
     let deriver = Deriver::new(program, output);
     deriver.check_supported()?;
-    let live = deriver.differentiable_defs();
+    let live = &deriver.live;
     let mut lines = vec![];
     // Adjoints from the output back: each reads those of its readers.
     for (k, def) in program.defs.iter().enumerate().rev() {
@@ -275,6 +275,9 @@ struct Deriver<'p> {
     taken: HashSet<String>,
     /// The adjoint `let` of each definition, by name.
     adjoint_names: Vec<String>,
+    /// Per definition: part of L and depending on an input or param
+    /// ([`Deriver::differentiable_defs`]), found once.
+    live: Vec<bool>,
 }
 
 impl<'p> Deriver<'p> {
@@ -293,12 +296,15 @@ impl<'p> Deriver<'p> {
             taken.insert(name.clone());
             adjoint_names.push(name);
         }
-        Self {
+        let mut deriver = Self {
             program,
             output,
             taken,
             adjoint_names,
-        }
+            live: vec![],
+        };
+        deriver.live = deriver.differentiable_defs();
+        deriver
     }
 
     /// Refuses the constructs this derivation does not cover, at the first.
@@ -409,7 +415,7 @@ impl<'p> Deriver<'p> {
         names: &[String],
         axes: &[AxisRange],
     ) -> Result<Sym, DeriveError> {
-        let live = self.differentiable_defs();
+        let live = &self.live;
         let mut terms = vec![];
         for (k, def) in self.program.defs.iter().enumerate() {
             if def.local_to.is_some() || !live[k] {

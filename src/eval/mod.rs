@@ -1417,7 +1417,9 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
         shared: &mut Option<T>,
         frame: &mut Frame<'_>,
     ) -> Result<T, Box<EvalError>> {
-        let NodeKind::Binary { lhs, rhs, .. } = &body.node else {
+        // Most sums share nothing: straight to the body, on the hot path.
+        let (Hoist::Lhs | Hoist::Rhs, NodeKind::Binary { lhs, rhs, .. }) = (hoist, &body.node)
+        else {
             return self.node(body, frame);
         };
         let mut reuse = |factor: &Node, frame: &mut Frame<'_>| match *shared {
@@ -1428,16 +1430,12 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
                 Ok(v)
             }
         };
-        match hoist {
-            Hoist::None => self.node(body, frame),
-            Hoist::Lhs => {
-                let a = reuse(lhs, frame)?;
-                Ok(a * self.node(rhs, frame)?)
-            }
-            Hoist::Rhs => {
-                let a = self.node(lhs, frame)?;
-                Ok(a * reuse(rhs, frame)?)
-            }
+        if hoist == Hoist::Lhs {
+            let a = reuse(lhs, frame)?;
+            Ok(a * self.node(rhs, frame)?)
+        } else {
+            let a = self.node(lhs, frame)?;
+            Ok(a * reuse(rhs, frame)?)
         }
     }
 
