@@ -271,6 +271,30 @@ grad x[j] = 2 * [j == 1]
     }
 }
 
+/// The textbook gradient of the norm, x[j] / L, is 0/0 at the zero
+/// vector, where L has no derivative. Nothing there can be checked, so the
+/// claim is undecided, with the element and the reason, and never passed
+/// on the elements that were left (none).
+#[test]
+fn a_claim_undefined_where_l_has_a_kink_is_not_passed() {
+    let spec = "input x[3] = [0, 0, 0]
+loss L = sqrt(sum(k) x[k]^2)
+grad x[j] = x[j] / L
+";
+    for seed in SEEDS {
+        let outcome = check(spec, seed);
+        let claim = outcome.claims.first().expect("one claim");
+        assert_eq!(claim.status(), ClaimStatus::Error, "seed {seed}");
+        let dlverify::verify::outcome::Verdict::Undecided(why) = &claim.verdict else {
+            panic!("seed {seed}: {:?}", claim.verdict);
+        };
+        assert!(
+            why.contains("not differentiable at dx[1]") && why.contains("divides by zero"),
+            "{why}"
+        );
+    }
+}
+
 /// A real difference a hundred million times smaller than the rounding
 /// noise of f64 cancellation: double-double keeps it, but by less than a
 /// mistake of that size could be told from what rounding leaves. It is left

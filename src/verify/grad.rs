@@ -194,14 +194,12 @@ impl GradCheck<'_> {
         // Where the true gradient is itself infinite or NaN, a claim that
         // is undefined there (`1 / (2 sqrt(t))` at t = 0) is no evidence
         // against it: that element is not checkable, below.
-        let failures: Vec<(Vec<i64>, EvalError)> = failures
-            .into_iter()
-            .filter(|(point, _)| {
+        let (failures, uncheckable): (Vec<_>, Vec<_>) =
+            failures.into_iter().partition(|(point, _)| {
                 grid.offset(point)
                     .and_then(|k| derived.get(k))
                     .is_none_or(|v| v.is_finite())
-            })
-            .collect();
+            });
         record_problems(&mut self.outcome, cx, &sizes, failures);
         // A NaN compares as equal to nothing and as unequal to nothing: no
         // claim can be judged against it, unless L has a kink there whose
@@ -222,6 +220,19 @@ impl GradCheck<'_> {
                 sizes
             ));
             return;
+        }
+        // Not checkable is not checked: where L has a kink whose valid
+        // derivatives are known, a claim undefined there gives no value (L
+        // has none), so nothing there supports it either (the spread of two
+        // equal values: (x[j] - mx) / sd is 0/0).
+        if let Some((point, e)) = uncheckable.first() {
+            let name = &cx.program.tensors[target.0].name;
+            let block: Vec<(i64, i64)> = point.iter().map(|&i| (i, i)).collect();
+            self.undecided(format!(
+                "L is not differentiable at {} at {}, and the claim is undefined there: {e}",
+                crate::report::block_name(name, &block),
+                sizes
+            ));
         }
         // Each element's f64 bound at its own scale: a tensor's largest
         // element says nothing of the rounding of its smallest (a factor 2
