@@ -21,9 +21,13 @@
 //! (`x[i+2]` under `for i in 1..=N-2` gives `[3 <= j <= N] * g[j-2]`).
 //! Brackets that no index solves stay, which is still exact.
 //!
-//! What it cannot derive yet (products, max and min over an index,
-//! recurrences, random tensors, whole-number indices, functions with jumps
-//! or ties) is refused with a diagnostic rather than derived wrong.
+//! A max or min sends its adjoint to the values equal to it, split
+//! evenly at a tie (`[x[k] == m] / sum(k') [x[k'] == m]`), as PyTorch's
+//! `amax` and `maximum` do; the derived lines say so in a comment.
+//!
+//! What it cannot derive yet (products over an index, recurrences, random
+//! tensors, whole-number indices, functions with jumps) is refused with a
+//! diagnostic rather than derived wrong.
 
 mod error;
 pub mod sym;
@@ -52,7 +56,13 @@ pub enum LineKind {
     Adjoint,
     /// `grad w[i, j] = …`, of the tensor named.
     Grad(TensorId),
+    /// A comment: a convention the derivation chose.
+    Note,
 }
+
+/// The convention at a tie, stated wherever a max or min is derived.
+pub const TIE_NOTE: &str =
+    "# At a tie of max or min, the gradient is split evenly among the tied values.";
 
 /// The gradient of L in every input and param, and the adjoints it reads.
 pub fn derive(program: &Program) -> Result<Vec<DerivedLine>, DeriveError> {
@@ -61,13 +71,21 @@ pub fn derive(program: &Program) -> Result<Vec<DerivedLine>, DeriveError> {
     deriver.check_supported()?;
     let live = &deriver.live;
     let mut lines = vec![];
+    if deriver.meets_a_tie() {
+        lines.push(DerivedLine {
+            kind: LineKind::Note,
+            text: TIE_NOTE.to_string(),
+        });
+    }
     // Adjoints from the output back: each reads those of its readers.
     for (k, def) in program.defs.iter().enumerate().rev() {
         if k == output.def.0 || !live[k] || def.local_to.is_some() {
             continue;
         }
         let names = def.var_names.get(..def.rank).unwrap_or(&[]).to_vec();
-        let body = deriver.gradient_of(Target::Def(DefId(k)), &names, &def.axes)?;
+        let body = deriver
+            .gradient_of(Target::Def(DefId(k)), &names, &def.axes)?
+            .unprimed(&deriver.scope(&names));
         let head = deriver.adjoint_head(DefId(k), &names);
         let ranges: Vec<String> = names
             .iter()
@@ -95,7 +113,9 @@ pub fn derive(program: &Program) -> Result<Vec<DerivedLine>, DeriveError> {
             continue;
         }
         let names = deriver.tensor_index_names(tensor.axes.len());
-        let body = deriver.gradient_of(Target::Tensor(TensorId(t)), &names, &tensor.axes)?;
+        let body = deriver
+            .gradient_of(Target::Tensor(TensorId(t)), &names, &tensor.axes)?
+            .unprimed(&deriver.scope(&names));
         let head = if names.is_empty() {
             tensor.name.clone()
         } else {
@@ -342,6 +362,30 @@ impl<'p> Deriver<'p> {
         Ok(())
     }
 
+    /// Whether a definition L depends on takes a max or a min, whose
+    /// derivative at a tie is a convention.
+    fn meets_a_tie(&self) -> bool {
+        let mut found = false;
+        for (k, def) in self.program.defs.iter().enumerate() {
+            if !self.live[k] {
+                continue;
+            }
+            visit_body(&def.body, &mut |n| {
+                found |= matches!(
+                    &n.node,
+                    NodeKind::Reduce {
+                        op: ReduceOp::Max | ReduceOp::Min,
+                        ..
+                    } | NodeKind::Call {
+                        function: Function::Max | Function::Min,
+                        ..
+                    }
+                );
+            });
+        }
+        found
+    }
+
     /// Per definition: whether L reads it (directly or not) and it depends
     /// on an input or param. Lets only claims read (a handout's backward
     /// pass, reading `g`) are no part of L.
@@ -374,6 +418,14 @@ impl<'p> Deriver<'p> {
             });
         }
         feeds
+    }
+
+    /// The names a line's reductions must not take: the spec's and the
+    /// line's own indices.
+    fn scope(&self, names: &[String]) -> HashSet<String> {
+        let mut scope = self.taken.clone();
+        scope.extend(names.iter().cloned());
+        scope
     }
 
     /// Index names for a tensor's gradient: `j`, then `j, k`, … avoiding
@@ -463,6 +515,7 @@ impl<'p> Deriver<'p> {
         let walker = Walker {
             program: self.program,
             names: &slot_names,
+            used: &used,
             root: match &def.body {
                 Body::Expr(e) => Some((e, this)),
                 Body::Cases(_) => None,
@@ -544,21 +597,27 @@ fn fresh_name(name: &str, used: &HashSet<String>) -> String {
 /// its span and what to do.
 fn unsupported(n: &Node) -> Option<(&'static str, Span, &'static str)> {
     match &n.node {
-        NodeKind::Reduce { op, .. } if !matches!(op, ReduceOp::Sum | ReduceOp::Mean) => Some((
-            "a product, max or min over an index",
+        NodeKind::Reduce {
+            op: ReduceOp::Prod, ..
+        } => Some((
+            "a product over an index",
             n.span,
-            "derive covers sums and means over an index; state this gradient by hand and let `dlverify` check it",
+            "derive covers sums, means, max and min over an index; state this gradient by hand and let `dlverify` check it",
         )),
         NodeKind::Pick { .. } => Some((
             "a whole-number index",
             n.span,
             "an index with floor, ceil or mod is not derived yet; state this gradient by hand and let `dlverify` check it",
         )),
-        NodeKind::Call { function, .. } if derivative_of(*function).is_none() => Some((
-            "a function with jumps, ties or no derivative in the language",
-            n.span,
-            "derive covers smooth functions, relu and abs; state this gradient by hand and let `dlverify` check it",
-        )),
+        NodeKind::Call { function, .. }
+            if derivative_of(*function).is_none() && pair_winner(*function).is_none() =>
+        {
+            Some((
+                "a function with jumps, ties or no derivative in the language",
+                n.span,
+                "derive covers smooth functions, relu, abs, max and min; state this gradient by hand and let `dlverify` check it",
+            ))
+        }
         _ => None,
     }
 }
@@ -643,12 +702,36 @@ fn derivative_of(function: Function) -> Option<fn(Sym) -> Sym> {
     })
 }
 
+/// For `max(a, b)` and `min(a, b)`: the comparison by which a wins.
+fn pair_winner(function: Function) -> Option<CompareOp> {
+    match function {
+        Function::Max => Some(CompareOp::Gt),
+        Function::Min => Some(CompareOp::Lt),
+        _ => None,
+    }
+}
+
+/// The partials of a max or min of two in a and in b. At a tie each gets
+/// half, as PyTorch's `maximum` and `minimum` split it.
+fn pair_partials(a: Sym, b: Sym, wins: CompareOp) -> (Sym, Sym) {
+    let compare = |x: &Sym, op, y: &Sym| {
+        Sym::Bracket(Cond::Compare(Box::new(x.clone()), op, Box::new(y.clone())))
+    };
+    let half_tie = Sym::quotient(compare(&a, CompareOp::Eq, &b), Sym::Num(2.0));
+    (
+        Sym::Add(vec![compare(&a, wins, &b), half_tie.clone()]),
+        Sym::Add(vec![compare(&b, wins, &a), half_tie]),
+    )
+}
+
 /// Walks a body from its root, carrying the partial of the root in the
 /// node reached.
 struct Walker<'w> {
     program: &'w Program,
     /// The body's slots, by their (renamed) names.
     names: &'w [String],
+    /// Every name in use: an index rebound in a partial avoids them.
+    used: &'w HashSet<String>,
     /// A body that is one call, `norm[i] = sqrt(…)`, and the definition's
     /// own element: the call's derivative reads that element rather than
     /// the call again (`1 / (2 * norm[i])`, `1 - y[i]^2`), as a handout does.
@@ -726,6 +809,13 @@ impl Walker<'_> {
                 ]);
                 self.walk(a, &times(d), binders, out)?;
             }
+            NodeKind::Call { function, args }
+                if let (Some(wins), [a, b]) = (pair_winner(*function), args.as_slice()) =>
+            {
+                let (da, db) = pair_partials(self.sym(a)?, self.sym(b)?, wins);
+                self.walk(a, &times(da), binders, out)?;
+                self.walk(b, &times(db), binders, out)?;
+            }
             NodeKind::Call { function, args } => {
                 let derivative = derivative_of(*function).ok_or_else(|| {
                     DeriveError::unsupported(
@@ -752,23 +842,38 @@ impl Walker<'_> {
                 ..
             } => {
                 let name = self.names.get(var.0).cloned().unwrap_or_default();
-                let (lo, hi) = (self.first(&range.lowers)?, self.first(&range.uppers)?);
+                let (lo, hi, extra) = self.split_range(*var, range)?;
                 let up = match op {
-                    ReduceOp::Mean => {
-                        let count = hi
-                            .plus(&lo, -1)
-                            .and_then(|c| c.plus(&Ix::constant(1), 1))
+                    ReduceOp::Mean => Sym::quotient(up.clone(), self.count(*var, range)?),
+                    // The tied maxima share the gradient evenly, as
+                    // PyTorch's `amax` splits it: [b == m] / (number of ties).
+                    ReduceOp::Max | ReduceOp::Min => {
+                        // Written out, the max binds this index again: rebound.
+                        let extreme = self.own_or_sym(node)?;
+                        let extreme = extreme
+                            .rebound(&name, &self.fresh(&name, &extreme))
                             .ok_or_else(overflow)?;
-                        Sym::quotient(up.clone(), Sym::Index(count))
+                        let hit = Sym::Bracket(Cond::Compare(
+                            Box::new(self.sym(body)?),
+                            CompareOp::Eq,
+                            Box::new(extreme),
+                        ));
+                        let ties = self.sum_over(*var, range, hit.clone())?;
+                        Sym::Mul(vec![up.clone(), hit, Sym::quotient(Sym::Num(1.0), ties)])
                     }
                     _ => up.clone(),
                 };
+                // The partial may itself sum over this index's name (the
+                // derivative of `log(sum(k) …)`): rebound there, as it sits
+                // inside the reduction now.
+                let up = up
+                    .rebound(&name, &self.fresh(&name, &up))
+                    .ok_or_else(overflow)?;
                 let mut inner = binders.to_vec();
                 inner.push(Binder { var: name, lo, hi });
                 let before = out.len();
                 self.walk(body, &up, &inner, out)?;
                 // Further bounds of an inferred range, as brackets.
-                let extra = self.extra_bounds(*var, range);
                 for p in &mut out[before..] {
                     p.bounds.extend(extra.iter().cloned());
                 }
@@ -805,28 +910,51 @@ impl Walker<'_> {
         }
     }
 
-    /// A range's first bound; the others become brackets.
-    fn first(&self, bounds: &[Affine]) -> Result<Ix, DeriveError> {
-        bounds
-            .first()
-            .map(|a| affine_ix(a, self.program, self.names))
-            .ok_or_else(overflow)
+    /// A range as a sum writes it: one lower and one upper bound, and the
+    /// other bounds of an inferred range as brackets. The bounds taken are
+    /// those of sizes alone where there are such (`1..=2` from `v[k]`
+    /// rather than `2-i..` from `x[k+i-1]`), so that a reduction's range
+    /// stays apart from the indices a gather solves for.
+    fn split_range(
+        &self,
+        var: VarId,
+        range: &VarRange,
+    ) -> Result<(Ix, Ix, Vec<Cond>), DeriveError> {
+        let ix = |a: &Affine| affine_ix(a, self.program, self.names);
+        let lowers = tightest(range.lowers.iter().map(ix).collect(), 1);
+        let uppers = tightest(range.uppers.iter().map(ix).collect(), -1);
+        let sized = |b: &Ix| b.terms.iter().all(|(n, _)| !self.names.contains(n));
+        let main = |bounds: &[Ix]| bounds.iter().position(sized).unwrap_or(0);
+        let (l, u) = (main(&lowers), main(&uppers));
+        let lo = lowers.get(l).cloned().ok_or_else(overflow)?;
+        let hi = uppers.get(u).cloned().ok_or_else(overflow)?;
+        let v = Ix::name(self.names.get(var.0).map_or("", String::as_str));
+        let lower = (lowers.iter().enumerate())
+            .filter(|(k, _)| *k != l)
+            .map(|(_, b)| compare(b, CompareOp::Le, &v));
+        let upper = (uppers.iter().enumerate())
+            .filter(|(k, _)| *k != u)
+            .map(|(_, b)| compare(&v, CompareOp::Le, b));
+        Ok((lo, hi, lower.chain(upper).collect()))
     }
 
-    fn extra_bounds(&self, var: VarId, range: &VarRange) -> Vec<Cond> {
-        let v = Sym::Index(Ix::name(self.names.get(var.0).map_or("", String::as_str)));
-        let bound = |a: &Affine| Box::new(Sym::Index(affine_ix(a, self.program, self.names)));
-        let lower = range
-            .lowers
-            .iter()
-            .skip(1)
-            .map(|a| Cond::Compare(bound(a), CompareOp::Le, Box::new(v.clone())));
-        let upper = range
-            .uppers
-            .iter()
-            .skip(1)
-            .map(|a| Cond::Compare(Box::new(v.clone()), CompareOp::Le, bound(a)));
-        lower.chain(upper).collect()
+    /// The number of terms of a mean: `hi - lo + 1`, or where an inferred
+    /// range has several bounds, the sum of its brackets.
+    fn count(&self, var: VarId, range: &VarRange) -> Result<Sym, DeriveError> {
+        let (lo, hi, extra) = self.split_range(var, range)?;
+        if extra.is_empty() {
+            let count = hi
+                .plus(&lo, -1)
+                .and_then(|c| c.plus(&Ix::constant(1), 1))
+                .ok_or_else(overflow)?;
+            return Ok(Sym::Index(count));
+        }
+        Ok(Sym::Sum {
+            var: self.names.get(var.0).cloned().unwrap_or_default(),
+            lo,
+            hi,
+            body: Box::new(Sym::Mul(extra.into_iter().map(Sym::Bracket).collect())),
+        })
     }
 
     /// Arithmetic of indices, sizes and whole numbers as one index
@@ -912,22 +1040,32 @@ impl Walker<'_> {
                 body,
                 ..
             } => {
-                if !matches!(op, ReduceOp::Sum) {
-                    return Err(DeriveError::unsupported(
-                        "a reduction other than a sum inside a partial",
+                let refused = || {
+                    DeriveError::unsupported(
+                        "a product over an index, or a max or min over a range of several bounds, inside a partial",
                         node.span,
                         "state this gradient by hand",
-                    ));
-                }
-                let name = self.names.get(var.0).cloned().unwrap_or_default();
-                let extra = self.extra_bounds(*var, range);
-                let mut factors: Vec<Sym> = extra.into_iter().map(Sym::Bracket).collect();
-                factors.push(self.sym(body)?);
-                Sym::Sum {
-                    var: name,
-                    lo: self.first(&range.lowers)?,
-                    hi: self.first(&range.uppers)?,
-                    body: Box::new(Sym::Mul(factors)),
+                    )
+                };
+                match op {
+                    ReduceOp::Sum => self.sum_over(*var, range, self.sym(body)?)?,
+                    ReduceOp::Mean => Sym::quotient(
+                        self.sum_over(*var, range, self.sym(body)?)?,
+                        self.count(*var, range)?,
+                    ),
+                    ReduceOp::Max | ReduceOp::Min
+                        if range.lowers.len() == 1 && range.uppers.len() == 1 =>
+                    {
+                        let (lo, hi, _) = self.split_range(*var, range)?;
+                        Sym::Extreme {
+                            max: matches!(op, ReduceOp::Max),
+                            var: self.names.get(var.0).cloned().unwrap_or_default(),
+                            lo,
+                            hi,
+                            body: Box::new(self.sym(body)?),
+                        }
+                    }
+                    _ => return Err(refused()),
                 }
             }
             NodeKind::Iverson(c) => Sym::Bracket(self.cond(c)?),
@@ -939,6 +1077,36 @@ impl Walker<'_> {
                 ));
             }
         })
+    }
+
+    /// `sum(var in lo..=hi) body`, the further bounds of an inferred
+    /// range as brackets.
+    fn sum_over(&self, var: VarId, range: &VarRange, body: Sym) -> Result<Sym, DeriveError> {
+        let (lo, hi, extra) = self.split_range(var, range)?;
+        let mut factors: Vec<Sym> = extra.into_iter().map(Sym::Bracket).collect();
+        factors.push(body);
+        Ok(Sym::Sum {
+            var: self.names.get(var.0).cloned().unwrap_or_default(),
+            lo,
+            hi,
+            body: Box::new(Sym::Mul(factors)),
+        })
+    }
+
+    /// `name`, or `name_`, … where that is in use, in the spec or in `within`.
+    fn fresh(&self, name: &str, within: &Sym) -> String {
+        let mut used = self.used.clone();
+        within.mentions(&mut used);
+        fresh_name(name, &used)
+    }
+
+    /// The definition's own element where `node` is its whole body
+    /// (`y[i]` for `y[i] = max(k) …`), the node written out otherwise.
+    fn own_or_sym(&self, node: &Node) -> Result<Sym, DeriveError> {
+        match &self.root {
+            Some((root, this)) if std::ptr::eq(*root, node) => Ok(this.clone()),
+            _ => self.sym(node),
+        }
     }
 
     /// `x[i+2]` with the body's (renamed) indices.
@@ -983,6 +1151,23 @@ impl Walker<'_> {
     }
 }
 
+/// The bounds no other implies: of lower bounds (`sign` 1) a bound is
+/// dropped where another is a constant above it (`1..` beside `0..`, from
+/// `x[l]` and `w[l+1]`), of upper bounds (`sign` -1) where one is below.
+fn tightest(bounds: Vec<Ix>, sign: i64) -> Vec<Ix> {
+    let implied = |k: usize, a: &Ix| {
+        bounds.iter().enumerate().any(|(m, b)| {
+            b.plus(a, -1).is_some_and(|d| {
+                d.terms.is_empty() && (d.constant * sign > 0 || (d.constant == 0 && m < k))
+            })
+        })
+    };
+    (bounds.iter().enumerate())
+        .filter(|(k, a)| !implied(*k, a))
+        .map(|(_, a)| a.clone())
+        .collect()
+}
+
 fn overflow() -> DeriveError {
     DeriveError::unsupported(
         "an index too large to write",
@@ -1025,9 +1210,11 @@ fn gather(
             brackets.push(compare(&lhs, CompareOp::Eq, &rhs));
             continue;
         };
+        // The innermost first: an inner range may run between bounds of
+        // an outer index, never the other way round.
         let solvable = binders
             .iter()
-            .position(|b| diff.coefficient(&b.var).abs() == 1);
+            .rposition(|b| diff.coefficient(&b.var).abs() == 1);
         let Some(k) = solvable else {
             brackets.push(compare(&lhs, CompareOp::Eq, &rhs));
             continue;
@@ -1071,6 +1258,16 @@ fn gather(
                     })
                 })
                 .collect::<Option<_>>()?;
+            // A range must not come to run between bounds of its own index
+            // or of one inside it: then the equation stays a bracket.
+            let inside_out = binders.iter().enumerate().any(|(k, b)| {
+                binders[k..].iter().any(|inner| {
+                    b.lo.coefficient(&inner.var) != 0 || b.hi.coefficient(&inner.var) != 0
+                })
+            });
+            if inside_out {
+                return None;
+            }
             Some((factor, pending, brackets, binders))
         })();
         let Some((f, p, b, bs)) = substituted else {
@@ -1085,21 +1282,11 @@ fn gather(
         brackets.push(compare(&binder.lo, CompareOp::Le, &solved));
         brackets.push(compare(&solved, CompareOp::Le, &binder.hi));
     }
-    // The factor's own brackets (a guard of the forward pass) are decided
-    // and printed with the others.
-    let factor = match factor.simplified() {
-        Sym::Mul(factors) => {
-            let (own, rest): (Vec<Sym>, Vec<Sym>) = factors
-                .into_iter()
-                .partition(|f| matches!(f, Sym::Bracket(_)));
-            brackets.extend(own.into_iter().filter_map(|b| match b {
-                Sym::Bracket(c) => Some(c),
-                _ => None,
-            }));
-            Sym::Mul(rest)
-        }
-        other => other,
-    };
+    // The factor's brackets of indices alone (a case's guard, a guard of
+    // the forward pass) are decided and printed first with the others:
+    // brackets run left to right, and one of values (relu's `[x > 0]`) may
+    // read what only such a guard keeps in range.
+    let factor = hoist_index_brackets(factor.simplified(), &mut brackets).simplified();
     let axis_bounds = axis_facts(names, axes, program);
     let dims: HashSet<&str> = program.dims.iter().map(|d| d.name.as_str()).collect();
     let mut kept: Vec<Cond> = vec![];
@@ -1109,7 +1296,7 @@ fn gather(
     }
     for c in conjuncts
         .into_iter()
-        .map(|c| tidy(normalized(c, &dims), names))
+        .map(|c| tidy(normalized(c, &dims, names), names))
     {
         match decide(&c, &axis_bounds) {
             Some(true) => {}
@@ -1129,6 +1316,37 @@ fn gather(
             hi: b.hi,
             body: Box::new(body),
         })
+}
+
+/// The brackets of indices alone among a product's factors, through
+/// parentheses, signs and a quotient's numerator (where a bracket guards
+/// the whole quotient), moved to `out`; 1 left in their place.
+fn hoist_index_brackets(s: Sym, out: &mut Vec<Cond>) -> Sym {
+    match s {
+        Sym::Bracket(c) if of_indices(&c) => {
+            out.push(c);
+            Sym::Num(1.0)
+        }
+        Sym::Mul(factors) => Sym::Mul(
+            factors
+                .into_iter()
+                .map(|f| hoist_index_brackets(f, out))
+                .collect(),
+        ),
+        Sym::Neg(a) => Sym::Neg(Box::new(hoist_index_brackets(*a, out))),
+        Sym::Div(a, b) => Sym::Div(Box::new(hoist_index_brackets(*a, out)), b),
+        other => other,
+    }
+}
+
+/// A condition on indices and sizes alone, which reads no tensor.
+fn of_indices(c: &Cond) -> bool {
+    match c {
+        Cond::Compare(a, _, b) => {
+            matches!((a.as_ref(), b.as_ref()), (Sym::Index(_), Sym::Index(_)))
+        }
+        Cond::And(a, b) | Cond::Or(a, b) => of_indices(a) && of_indices(b),
+    }
 }
 
 /// `a and b` as the brackets `[a] * [b]`, each then decided on its own.
@@ -1174,7 +1392,7 @@ fn tidy(c: Cond, names: &[String]) -> Cond {
 
 /// `1 <= j-2` as `3 <= j`: one index alone on its side, sizes and
 /// constants on the other, where the comparison allows it.
-fn normalized(c: Cond, dims: &HashSet<&str>) -> Cond {
+fn normalized(c: Cond, dims: &HashSet<&str>, names: &[String]) -> Cond {
     let Cond::Compare(a, op, b) = &c else {
         return c;
     };
@@ -1190,7 +1408,16 @@ fn normalized(c: Cond, dims: &HashSet<&str>) -> Cond {
         .iter()
         .filter(|(n, _)| !dims.contains(n.as_str()))
         .collect();
-    let [(v, k)] = vars.as_slice() else {
+    // One index alone, or of several the target's own (`j >= i` for
+    // `j-i+1 >= 1`), the others moved to its other side.
+    let alone = match vars.as_slice() {
+        [one] => Some(*one),
+        several => several
+            .iter()
+            .find(|(n, k)| names.contains(n) && k.abs() == 1)
+            .copied(),
+    };
+    let Some((v, k)) = alone else {
         return c;
     };
     if k.abs() != 1 {
@@ -1247,16 +1474,41 @@ fn decide(c: &Cond, facts: &[(String, Ix, Ix)]) -> Option<bool> {
         // a op b as 0 op b - a.
         return Some(op.holds_for(Some(0.cmp(&diff.constant))));
     }
-    // lo <= j, j <= hi, j >= lo or hi >= j, for an index j over lo..=hi.
+    // For an index j over lo..=hi, `c <= j` holds everywhere where c is a
+    // constant at or below lo, and nowhere where c is above hi; and so on.
+    let (a, op, b) = match op {
+        CompareOp::Ge => (b, CompareOp::Le, a),
+        CompareOp::Gt => (b, CompareOp::Lt, a),
+        op => (a, *op, b),
+    };
+    let below = |x: &Ix, y: &Ix| {
+        y.plus(x, -1)
+            .filter(|d| d.terms.is_empty())
+            .map(|d| d.constant)
+    };
     for (name, lo, hi) in facts {
         let j = Ix::name(name);
-        let within = match op {
-            CompareOp::Le => (a == lo && *b == j) || (*a == j && b == hi),
-            CompareOp::Ge => (*a == j && b == lo) || (a == hi && *b == j),
-            _ => false,
+        // a op b as `gap op' 0` from j's ends: known where j is one side.
+        let (always, never) = if *b == j {
+            // a <= j: holds if a <= lo; fails if a > hi.
+            (below(a, lo), below(hi, a))
+        } else if *a == j {
+            // j <= b: holds if hi <= b; fails if lo > b.
+            (below(hi, b), below(b, lo))
+        } else {
+            continue;
         };
-        if within {
-            return Some(true);
+        let strict = i64::from(op == CompareOp::Lt);
+        match op {
+            CompareOp::Le | CompareOp::Lt => {
+                if always.is_some_and(|d| d >= strict) {
+                    return Some(true);
+                }
+                if never.is_some_and(|d| d + strict > 0) {
+                    return Some(false);
+                }
+            }
+            _ => {}
         }
     }
     None

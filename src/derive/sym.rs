@@ -83,6 +83,8 @@ impl Ix {
         }
         match (out.is_empty(), self.constant) {
             (true, c) => c.to_string(),
+            // `2-i` rather than `-i+2`.
+            (false, c) if c > 0 && out.starts_with('-') => format!("{c}{out}"),
             (false, 0) => out,
             (false, c) if c > 0 => format!("{out}+{c}"),
             (false, c) => format!("{out}{c}"),
@@ -176,6 +178,14 @@ pub enum Sym {
         body: Box<Sym>,
     },
     Bracket(Cond),
+    /// `max(var in lo..=hi) body`, or `min` where `max` is false.
+    Extreme {
+        max: bool,
+        var: String,
+        lo: Ix,
+        hi: Ix,
+        body: Box<Sym>,
+    },
 }
 
 /// Binding strength, loosest first: what a printed operand must exceed to
@@ -245,7 +255,187 @@ impl Sym {
                 },
             },
             Sym::Bracket(c) => Sym::Bracket(c.map_syms(&mut |s| s.substitute(name, by))?),
+            Sym::Extreme {
+                max,
+                var,
+                lo,
+                hi,
+                body,
+            } => Sym::Extreme {
+                max: *max,
+                var: var.clone(),
+                lo: lo.substitute(name, by)?,
+                hi: hi.substitute(name, by)?,
+                body: if var == name {
+                    body.clone()
+                } else {
+                    boxed(body)?
+                },
+            },
         })
+    }
+
+    /// Every sum, max or min over `var` rebound to `fresh`, so that the
+    /// expression can sit inside a reduction over `var` of its own (the
+    /// partial of `log(sum(k) …)` carried into that sum's body).
+    pub fn rebound(&self, var: &str, fresh: &str) -> Option<Sym> {
+        let each = |s: &Sym| s.rebound(var, fresh);
+        let boxed = |s: &Sym| each(s).map(Box::new);
+        let body_of = |v: &String, body: &Sym| -> Option<(String, Box<Sym>)> {
+            let body = body.rebound(var, fresh)?;
+            if v == var {
+                Some((
+                    fresh.to_string(),
+                    Box::new(body.substitute(var, &Ix::name(fresh))?),
+                ))
+            } else {
+                Some((v.clone(), Box::new(body)))
+            }
+        };
+        Some(match self {
+            Sym::Num(_) | Sym::Atom(_) | Sym::Index(_) | Sym::Access { .. } => self.clone(),
+            Sym::Neg(a) => Sym::Neg(boxed(a)?),
+            Sym::Add(terms) => Sym::Add(terms.iter().map(each).collect::<Option<_>>()?),
+            Sym::Mul(factors) => Sym::Mul(factors.iter().map(each).collect::<Option<_>>()?),
+            Sym::Div(a, b) => Sym::Div(boxed(a)?, boxed(b)?),
+            Sym::Pow(a, b) => Sym::Pow(boxed(a)?, boxed(b)?),
+            Sym::PowInt(a, k) => Sym::PowInt(boxed(a)?, *k),
+            Sym::Call(f, args) => {
+                Sym::Call(f.clone(), args.iter().map(each).collect::<Option<_>>()?)
+            }
+            Sym::Bracket(c) => Sym::Bracket(c.map_syms(&mut |s| s.rebound(var, fresh))?),
+            Sym::Sum {
+                var: v,
+                lo,
+                hi,
+                body,
+            } => {
+                let (var, body) = body_of(v, body)?;
+                Sym::Sum {
+                    var,
+                    lo: lo.clone(),
+                    hi: hi.clone(),
+                    body,
+                }
+            }
+            Sym::Extreme {
+                max,
+                var: v,
+                lo,
+                hi,
+                body,
+            } => {
+                let (var, body) = body_of(v, body)?;
+                Sym::Extreme {
+                    max: *max,
+                    var,
+                    lo: lo.clone(),
+                    hi: hi.clone(),
+                    body,
+                }
+            }
+        })
+    }
+
+    /// Every index name the expression mentions, bound or free.
+    pub fn mentions(&self, out: &mut std::collections::HashSet<String>) {
+        let ix = |ix: &Ix, out: &mut std::collections::HashSet<String>| {
+            out.extend(ix.terms.iter().map(|(n, _)| n.clone()));
+        };
+        match self {
+            Sym::Num(_) | Sym::Atom(_) => {}
+            Sym::Index(i) => ix(i, out),
+            Sym::Access { indices, .. } => indices.iter().for_each(|i| ix(i, out)),
+            Sym::Neg(a) | Sym::PowInt(a, _) => a.mentions(out),
+            Sym::Add(v) | Sym::Mul(v) | Sym::Call(_, v) => v.iter().for_each(|s| s.mentions(out)),
+            Sym::Div(a, b) | Sym::Pow(a, b) => {
+                a.mentions(out);
+                b.mentions(out);
+            }
+            Sym::Bracket(c) => {
+                let _ = c.map_syms(&mut |s| {
+                    s.mentions(out);
+                    Some(s.clone())
+                });
+            }
+            Sym::Sum {
+                var, lo, hi, body, ..
+            }
+            | Sym::Extreme {
+                var, lo, hi, body, ..
+            } => {
+                out.insert(var.clone());
+                ix(lo, out);
+                ix(hi, out);
+                body.mentions(out);
+            }
+        }
+    }
+
+    /// Indices renamed away from a clash (`k_`) given back their plain
+    /// name where it is free: in no outer `scope` (which holds the spec's
+    /// names) and nowhere in the reduction's body.
+    pub fn unprimed(&self, scope: &std::collections::HashSet<String>) -> Sym {
+        let each = |s: &Sym| s.unprimed(scope);
+        let boxed = |s: &Sym| Box::new(s.unprimed(scope));
+        let body_of = |v: &String, body: &Sym| -> (String, Box<Sym>) {
+            let mut mentioned = scope.clone();
+            body.mentions(&mut mentioned);
+            let base = v.trim_end_matches('_').len().max(1);
+            let plain = (base..v.len())
+                .map(|n| &v[..n])
+                .find(|c| !mentioned.contains(*c));
+            let (name, body) = match plain {
+                Some(c) => (
+                    c.to_string(),
+                    body.substitute(v, &Ix::name(c))
+                        .unwrap_or_else(|| body.clone()),
+                ),
+                None => (v.clone(), body.clone()),
+            };
+            let mut inner = scope.clone();
+            inner.insert(name.clone());
+            (name, Box::new(body.unprimed(&inner)))
+        };
+        match self {
+            Sym::Num(_) | Sym::Atom(_) | Sym::Index(_) | Sym::Access { .. } => self.clone(),
+            Sym::Neg(a) => Sym::Neg(boxed(a)),
+            Sym::Add(terms) => Sym::Add(terms.iter().map(each).collect()),
+            Sym::Mul(factors) => Sym::Mul(factors.iter().map(each).collect()),
+            Sym::Div(a, b) => Sym::Div(boxed(a), boxed(b)),
+            Sym::Pow(a, b) => Sym::Pow(boxed(a), boxed(b)),
+            Sym::PowInt(a, k) => Sym::PowInt(boxed(a), *k),
+            Sym::Call(f, args) => Sym::Call(f.clone(), args.iter().map(each).collect()),
+            Sym::Bracket(c) => match c.map_syms(&mut |s| Some(s.unprimed(scope))) {
+                Some(c) => Sym::Bracket(c),
+                None => self.clone(),
+            },
+            Sym::Sum { var, lo, hi, body } => {
+                let (var, body) = body_of(var, body);
+                Sym::Sum {
+                    var,
+                    lo: lo.clone(),
+                    hi: hi.clone(),
+                    body,
+                }
+            }
+            Sym::Extreme {
+                max,
+                var,
+                lo,
+                hi,
+                body,
+            } => {
+                let (var, body) = body_of(var, body);
+                Sym::Extreme {
+                    max: *max,
+                    var,
+                    lo: lo.clone(),
+                    hi: hi.clone(),
+                    body,
+                }
+            }
+        }
     }
 
     /// Every occurrence of `from` replaced by `to`.
@@ -385,6 +575,19 @@ impl Sym {
             },
             Sym::Pow(a, b) => Sym::Pow(Box::new(a.simplified()), Box::new(b.simplified())),
             Sym::Call(f, args) => Sym::Call(f, args.into_iter().map(Sym::simplified).collect()),
+            Sym::Extreme {
+                max,
+                var,
+                lo,
+                hi,
+                body,
+            } => Sym::Extreme {
+                max,
+                var,
+                lo,
+                hi,
+                body: Box::new(body.simplified()),
+            },
             Sym::Sum { var, lo, hi, body } => match body.simplified() {
                 Sym::Num(0.0) => Sym::Num(0.0),
                 // The sign out of the sum: `- sum(k) …`.
@@ -418,7 +621,7 @@ impl Sym {
             Sym::Add(_) => Level::Sum,
             // A reduction's body runs over the product that follows it:
             // inside anything it is parenthesized.
-            Sym::Sum { .. } => Level::Sum,
+            Sym::Sum { .. } | Sym::Extreme { .. } => Level::Sum,
             Sym::Mul(_) | Sym::Div(..) => Level::Product,
             Sym::Pow(..) | Sym::PowInt(..) => Level::Power,
         }
@@ -487,6 +690,19 @@ impl Sym {
                 body.show_at(Level::Product)
             ),
             Sym::Bracket(c) => format!("[{}]", c.show()),
+            Sym::Extreme {
+                max,
+                var,
+                lo,
+                hi,
+                body,
+            } => format!(
+                "{}({var} in {}..={}) {}",
+                if *max { "max" } else { "min" },
+                lo.show(),
+                hi.show(),
+                body.show_at(Level::Product)
+            ),
         }
     }
 }
