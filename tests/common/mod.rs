@@ -65,3 +65,5 @@ pub fn specs_in(dir: &str) -> Vec<PathBuf> {
     paths.sort();
     paths
 }
+
+pub mod random_layer;
