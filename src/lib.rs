@@ -74,7 +74,7 @@ pub enum Derivation {
     /// The derived lines, and the check of the spec with them appended:
     /// every derived claim must hold (one that does not is a bug).
     Derived {
-        lines: Vec<derive::DerivedLine>,
+        derived: derive::Derived,
         check: Box<FileOutcome>,
         /// The appended text's first line: claims from here are derived.
         first_line: usize,
@@ -85,6 +85,17 @@ pub enum Derivation {
 pub const DERIVED_HEADER: &str =
     "# Derived by `dlverify derive`: the gradient of L in every input and param.";
 
+/// The derived lines below their header, as `derive` prints and appends
+/// them.
+pub fn derived_block(derived: &derive::Derived) -> String {
+    let mut out = format!("{DERIVED_HEADER}\n");
+    for line in &derived.lines {
+        out.push_str(&line.text);
+        out.push('\n');
+    }
+    out
+}
+
 /// Derives the gradient of L in every input and param of one spec and
 /// checks the derived claims as the spec's own would be checked.
 pub fn derive_source(source: Source, options: &Options) -> Derivation {
@@ -92,23 +103,16 @@ pub fn derive_source(source: Source, options: &Options) -> Derivation {
         Ok(front) => front,
         Err(outcome) => return Derivation::Invalid(outcome),
     };
-    let lines = match derive::derive(&program) {
-        Ok(lines) => lines,
+    let derived = match derive::derive(&program) {
+        Ok(derived) => derived,
         Err(e) => return Derivation::Refused(Box::new(source), e),
     };
     let text = source.text().trim_end();
     let first_line = text.lines().count() + 3;
-    let appended = format!(
-        "{text}\n\n{DERIVED_HEADER}\n{}\n",
-        lines
-            .iter()
-            .map(|l| l.text.as_str())
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    let appended = format!("{text}\n\n{}", derived_block(&derived));
     let check = check_source(Source::new(source.name(), appended), options);
     Derivation::Derived {
-        lines,
+        derived,
         check: Box::new(check),
         first_line,
     }

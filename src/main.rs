@@ -73,8 +73,8 @@ enum Command {
     /// read) in the spec language. Every derived claim is checked by the
     /// engine before anything is printed; one that fails is a bug of
     /// derive, reported with exit code 1. Constructs not derived yet
-    /// (products, max and min over an index, recurrences, random tensors)
-    /// are refused with a diagnostic and exit code 2.
+    /// (products over an index, recurrences, random tensors, whole-number
+    /// indices) are refused with a diagnostic and exit code 2.
     Derive {
         /// The spec file, or `-` for standard input.
         #[arg(value_name = "PATH")]
@@ -83,6 +83,11 @@ enum Command {
         /// Print nothing derived: only whether every derived claim holds.
         #[arg(long)]
         check: bool,
+
+        /// Add the derived lines to the end of the spec file, below a
+        /// comment line, for a teacher to edit; nothing is printed.
+        #[arg(long, conflicts_with = "check")]
+        append: bool,
 
         /// Seed of the random values the derived claims are checked at.
         #[arg(long, default_value_t = 0, value_name = "S")]
@@ -199,7 +204,12 @@ fn main() -> ExitCode {
         None => run(cli.run),
         Some(Command::Check { paths, format }) => check_only(&paths, format),
         Some(Command::Explain { code }) => explain(code.as_deref()),
-        Some(Command::Derive { path, check, seed }) => derive(&path, check, seed),
+        Some(Command::Derive {
+            path,
+            check,
+            append,
+            seed,
+        }) => derive(&path, DeriveOutput::chosen(check, append), seed),
         Some(Command::Lsp) => match dlverify::lsp::serve_stdio() {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -277,9 +287,34 @@ fn check_only(paths: &[PathBuf], format: Format) -> ExitCode {
     ExitCode::from(Summary::exit_code(&outcomes))
 }
 
+/// What `dlverify derive` does with lines that check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DeriveOutput {
+    /// Print them.
+    Print,
+    /// Say only how many hold.
+    Check,
+    /// Add them to the spec file.
+    Append,
+}
+
+impl DeriveOutput {
+    fn chosen(check: bool, append: bool) -> Self {
+        match (check, append) {
+            (true, _) => Self::Check,
+            (_, true) => Self::Append,
+            _ => Self::Print,
+        }
+    }
+}
+
 /// `dlverify derive PATH`: the derived lines, each checked first.
-fn derive(path: &std::path::Path, check_only: bool, seed: u64) -> ExitCode {
+fn derive(path: &std::path::Path, output: DeriveOutput, seed: u64) -> ExitCode {
     use dlverify::Derivation;
+    if output == DeriveOutput::Append && path.as_os_str() == "-" {
+        eprintln!("--append writes to the spec file: give its path, not `-`");
+        return ExitCode::from(2);
+    }
     let source = match dlverify::input::read_spec(path) {
         Ok(source) => source,
         Err(e) => {
@@ -287,11 +322,19 @@ fn derive(path: &std::path::Path, check_only: bool, seed: u64) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let name = source.name().to_string();
+    if output == DeriveOutput::Append && source.text().contains(dlverify::DERIVED_HEADER) {
+        eprintln!(
+            "{name}: already holds derived lines below `{}`; remove them to derive again",
+            dlverify::DERIVED_HEADER
+        );
+        return ExitCode::from(2);
+    }
     let options = Options {
         seed,
         ..Options::default()
     };
-    let name = source.name().to_string();
+    let original = source.text().to_string();
     match dlverify::derive_source(source, &options) {
         Derivation::Invalid(outcome) => {
             print(&report::human::render_check(&[*outcome]));
@@ -306,39 +349,45 @@ fn derive(path: &std::path::Path, check_only: bool, seed: u64) -> ExitCode {
             ExitCode::from(2)
         }
         Derivation::Derived {
-            lines,
+            derived,
             check,
             first_line,
         } => {
-            let derived: Vec<_> = check
+            let claims: Vec<_> = check
                 .claims
                 .iter()
                 .filter(|c| c.line >= first_line)
                 .collect();
-            let failed: Vec<_> = derived
+            let failed = claims
                 .iter()
-                .filter(|c| c.status() != dlverify::verify::outcome::ClaimStatus::Pass)
-                .collect();
-            if !check.diagnostics.is_empty() || !failed.is_empty() || derived.is_empty() {
+                .any(|c| c.status() != dlverify::verify::outcome::ClaimStatus::Pass);
+            if !check.diagnostics.is_empty() || failed || claims.is_empty() {
                 eprintln!(
                     "{name}: a derived line does not check, which is a bug of `dlverify derive`; the spec with the derived lines appended:\n"
                 );
                 print(&report::human::render(&[*check], HumanOptions::default()));
                 return ExitCode::from(1);
             }
-            if check_only {
-                print(&format!(
+            let block = dlverify::derived_block(&derived);
+            match output {
+                DeriveOutput::Check => print(&format!(
                     "{name}: {} derived claims, each checked at {} sizes\n",
-                    derived.len(),
-                    derived.first().map_or(0, |c| c.sizes.len())
-                ));
-            } else {
-                let text: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
-                print(&format!(
-                    "{}\n{}\n",
-                    dlverify::DERIVED_HEADER,
-                    text.join("\n")
-                ));
+                    claims.len(),
+                    claims.first().map_or(0, |c| c.sizes.len())
+                )),
+                DeriveOutput::Print => print(&block),
+                DeriveOutput::Append => {
+                    let text = format!("{}\n\n{block}", original.trim_end());
+                    if let Err(e) = std::fs::write(path, text) {
+                        eprintln!("{name}: cannot write the derived lines: {e}");
+                        return ExitCode::from(2);
+                    }
+                    eprintln!(
+                        "{name}: {} derived claims appended, each checked at {} sizes",
+                        claims.len(),
+                        claims.first().map_or(0, |c| c.sizes.len())
+                    );
+                }
             }
             ExitCode::SUCCESS
         }

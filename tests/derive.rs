@@ -139,8 +139,8 @@ fn a2_names_the_adjoints_of_its_lets() {
 fn a_call_s_derivative_reads_the_definition_it_is() {
     let spec = "dim n = 3\ninput x[n]\nparam a\ny[i] = tanh(a * x[i])\n";
     match derive_source(Source::new("tanh.dl", spec), &Options::default()) {
-        Derivation::Derived { lines, check, .. } => {
-            let text: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
+        Derivation::Derived { derived, check, .. } => {
+            let text: Vec<&str> = derived.lines.iter().map(|l| l.text.as_str()).collect();
             assert_eq!(
                 text,
                 [
@@ -228,7 +228,8 @@ fn what_the_random_layers_found_stays_fixed() {
 
 fn derived_lines(spec: &str) -> String {
     match derive_source(Source::new("spec.dl", spec), &Options::default()) {
-        Derivation::Derived { lines, .. } => lines
+        Derivation::Derived { derived, .. } => derived
+            .lines
             .iter()
             .map(|l| l.text.clone())
             .collect::<Vec<_>>()
@@ -293,4 +294,39 @@ fn the_command_prints_checked_lines_and_exits_by_outcome() {
     let (code, out, _) = dlverify(&["derive", "no/such/file.dl"]);
     assert_eq!(code, 2);
     assert!(out.contains("no/such/file.dl"), "{out}");
+}
+
+/// `--append` adds the checked lines below the header, once: the file then
+/// checks with every derived claim holding, and a second `--append` is
+/// refused rather than adding a second copy.
+#[test]
+fn append_adds_the_derived_lines_to_the_spec_once() {
+    let dir = std::env::temp_dir().join(format!("dlverify-append-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("a3.dl");
+    let original = std::fs::read_to_string("specs/a3_recurrent_sequence.dl").unwrap();
+    std::fs::write(&path, &original).unwrap();
+    let file = path.to_str().unwrap();
+    let (code, out, err) = dlverify(&["derive", "--append", file]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.is_empty(), "{out}");
+    assert!(err.contains("3 derived claims appended"), "{err}");
+    let appended = std::fs::read_to_string(&path).unwrap();
+    let (printed_code, printed, _) = dlverify(&["derive", "specs/a3_recurrent_sequence.dl"]);
+    assert_eq!(printed_code, 0);
+    assert_eq!(
+        appended,
+        format!("{}\n\n{printed}", original.trim_end()),
+        "the appended block is the printed one"
+    );
+    let (code, report, _) = dlverify(&[file]);
+    assert_eq!(code, 0, "{report}");
+    let (code, _, err) = dlverify(&["derive", "--append", file]);
+    assert_eq!(code, 2);
+    assert!(err.contains("already holds derived lines"), "{err}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), appended);
+    let (code, _, err) = dlverify(&["derive", "--append", "-"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("give its path"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

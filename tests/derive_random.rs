@@ -81,7 +81,7 @@ fn judge(seed: u64) -> Verdict {
             Verdict::Refused(format!("{code}: {e}"))
         }
         Derivation::Derived {
-            lines,
+            derived,
             check,
             first_line,
         } => {
@@ -98,7 +98,7 @@ fn judge(seed: u64) -> Verdict {
             if failed.is_empty() && check.diagnostics.is_empty() && !ours.is_empty() {
                 return Verdict::Derived { claims: ours.len() };
             }
-            let derived: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
+            let derived: Vec<&str> = derived.lines.iter().map(|l| l.text.as_str()).collect();
             let kind = match (
                 check.diagnostics.first(),
                 ours.iter().find(|c| c.status() != ClaimStatus::Pass),

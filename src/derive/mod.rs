@@ -42,12 +42,51 @@ use crate::analysis::visit_body;
 use crate::source::Span;
 use crate::syntax::ast::{BinaryOp, CompareOp, ReduceOp};
 
-/// One line of a derivation: an adjoint `let` or a `grad` claim.
+/// A derivation: the forward definitions it starts from and the lines it
+/// derives, each as a structure (for a solution sheet) and as text.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Derived {
+    /// The definitions L depends on, in the spec's order, as written.
+    pub forward: Vec<Definition>,
+    pub lines: Vec<DerivedLine>,
+}
+
+/// One line of a derivation: an adjoint `let`, a `grad` claim or a note.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DerivedLine {
     pub kind: LineKind,
+    /// What the line defines; `None` for a note.
+    pub definition: Option<Definition>,
     /// The line as the spec language writes it.
     pub text: String,
+}
+
+/// `name[indices] = value` for its indices' ranges.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Definition {
+    pub role: Role,
+    pub name: String,
+    pub indices: Vec<String>,
+    /// Each index's range where the line states it (a `let`'s `for`).
+    pub ranges: Vec<(Ix, Ix)>,
+    pub value: Value,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// A forward `let`, the layer or the loss.
+    Forward(DefKind),
+    /// `dnorm[i]`: the adjoint of a forward `let`.
+    Adjoint,
+    /// The gradient of L in an input or param.
+    Grad,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Expr(Sym),
+    /// Each case's value and condition; `None` for `otherwise`.
+    Cases(Vec<(Sym, Option<Cond>)>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,7 +104,7 @@ pub const TIE_NOTE: &str =
     "# At a tie of max or min, the gradient is split evenly among the tied values.";
 
 /// The gradient of L in every input and param, and the adjoints it reads.
-pub fn derive(program: &Program) -> Result<Vec<DerivedLine>, DeriveError> {
+pub fn derive(program: &Program) -> Result<Derived, DeriveError> {
     let output = program.output.ok_or(DeriveError::NoOutput)?;
     let deriver = Deriver::new(program, output);
     deriver.check_supported()?;
@@ -74,6 +113,7 @@ pub fn derive(program: &Program) -> Result<Vec<DerivedLine>, DeriveError> {
     if deriver.meets_a_tie() {
         lines.push(DerivedLine {
             kind: LineKind::Note,
+            definition: None,
             text: TIE_NOTE.to_string(),
         });
     }
@@ -86,26 +126,21 @@ pub fn derive(program: &Program) -> Result<Vec<DerivedLine>, DeriveError> {
         let body = deriver
             .gradient_of(Target::Def(DefId(k)), &names, &def.axes)?
             .unprimed(&deriver.scope(&names));
-        let head = deriver.adjoint_head(DefId(k), &names);
-        let ranges: Vec<String> = names
-            .iter()
-            .zip(&def.axes)
-            .map(|(n, a)| {
-                format!(
-                    "{n} in {}..={}",
-                    deriver.ix(&a.lo).show(),
-                    deriver.ix(&a.hi).show()
-                )
-            })
-            .collect();
-        let text = if ranges.is_empty() {
-            format!("let {head} = {}", body.show())
-        } else {
-            format!("let {head} = {}    for {}", body.show(), ranges.join(", "))
+        let definition = Definition {
+            role: Role::Adjoint,
+            name: deriver.adjoint_names[k].clone(),
+            ranges: def
+                .axes
+                .iter()
+                .map(|a| (deriver.ix(&a.lo), deriver.ix(&a.hi)))
+                .collect(),
+            indices: names,
+            value: Value::Expr(body),
         };
         lines.push(DerivedLine {
             kind: LineKind::Adjoint,
-            text,
+            text: definition.show(),
+            definition: Some(definition),
         });
     }
     for (t, tensor) in program.tensors.iter().enumerate() {
@@ -116,22 +151,61 @@ pub fn derive(program: &Program) -> Result<Vec<DerivedLine>, DeriveError> {
         let body = deriver
             .gradient_of(Target::Tensor(TensorId(t)), &names, &tensor.axes)?
             .unprimed(&deriver.scope(&names));
-        let head = if names.is_empty() {
-            tensor.name.clone()
-        } else {
-            format!("{}[{}]", tensor.name, names.join(", "))
-        };
         let dims: HashSet<&str> = program.dims.iter().map(|d| d.name.as_str()).collect();
-        let text = match as_cases(&body, &names, &dims) {
-            Some(cases) => show_cases(&format!("grad {head} = "), &cases),
-            None => format!("grad {head} = {}", body.show()),
+        let value = match as_cases(&body, &names, &dims) {
+            Some(cases) => Value::Cases(cases),
+            None => Value::Expr(body),
+        };
+        let definition = Definition {
+            role: Role::Grad,
+            name: tensor.name.clone(),
+            indices: names,
+            ranges: vec![],
+            value,
         };
         lines.push(DerivedLine {
             kind: LineKind::Grad(TensorId(t)),
-            text,
+            text: definition.show(),
+            definition: Some(definition),
         });
     }
-    Ok(lines)
+    Ok(Derived {
+        forward: deriver.forward()?,
+        lines,
+    })
+}
+
+impl Definition {
+    /// `dnorm[i]`, `x[j]`, `L`.
+    pub fn head(&self) -> String {
+        if self.indices.is_empty() {
+            self.name.clone()
+        } else {
+            format!("{}[{}]", self.name, self.indices.join(", "))
+        }
+    }
+
+    /// The line as the spec language writes it.
+    pub fn show(&self) -> String {
+        let lead = match self.role {
+            Role::Forward(DefKind::Let) | Role::Adjoint => format!("let {} = ", self.head()),
+            Role::Forward(DefKind::Loss) => format!("loss {} = ", self.head()),
+            Role::Forward(_) => format!("{} = ", self.head()),
+            Role::Grad => format!("grad {} = ", self.head()),
+        };
+        let value = match &self.value {
+            Value::Expr(e) => format!("{lead}{}", e.show()),
+            Value::Cases(cases) => show_cases(&lead, cases),
+        };
+        let ranges: Vec<String> = (self.indices.iter().zip(&self.ranges))
+            .map(|(n, (lo, hi))| format!("{n} in {}..={}", lo.show(), hi.show()))
+            .collect();
+        if ranges.is_empty() {
+            value
+        } else {
+            format!("{value}    for {}", ranges.join(", "))
+        }
+    }
 }
 
 /// Most terms a gradient is split into cases for: 2^terms − 1 cases.
@@ -362,6 +436,55 @@ impl<'p> Deriver<'p> {
         Ok(())
     }
 
+    /// The definitions L depends on, as the spec writes them.
+    fn forward(&self) -> Result<Vec<Definition>, DeriveError> {
+        let feeds = self.feeds_output();
+        let mut out = vec![];
+        for (k, def) in self.program.defs.iter().enumerate() {
+            if !feeds[k] || def.local_to.is_some() {
+                continue;
+            }
+            let names = def.var_names.clone();
+            let used = self.scope(&names);
+            let walker = Walker {
+                program: self.program,
+                names: &names,
+                used: &used,
+                root: None,
+            };
+            let value = match &def.body {
+                Body::Expr(e) => Value::Expr(walker.sym(e)?),
+                Body::Cases(cases) => Value::Cases(
+                    cases
+                        .iter()
+                        .map(|c| {
+                            Ok((
+                                walker.sym(&c.value)?,
+                                c.condition.as_ref().map(|c| walker.cond(c)).transpose()?,
+                            ))
+                        })
+                        .collect::<Result<_, DeriveError>>()?,
+                ),
+            };
+            let explicit = def.kind == DefKind::Let || !def.axes.is_empty();
+            out.push(Definition {
+                role: Role::Forward(def.kind),
+                name: def.name.clone(),
+                indices: names.get(..def.rank).unwrap_or(&[]).to_vec(),
+                ranges: if explicit {
+                    def.axes
+                        .iter()
+                        .map(|a| (self.ix(&a.lo), self.ix(&a.hi)))
+                        .collect()
+                } else {
+                    vec![]
+                },
+                value,
+            });
+        }
+        Ok(out)
+    }
+
     /// Whether a definition L depends on takes a max or a min, whose
     /// derivative at a tie is a convention.
     fn meets_a_tie(&self) -> bool {
@@ -443,16 +566,6 @@ impl<'p> Deriver<'p> {
             names.push(name);
         }
         names
-    }
-
-    /// `dnorm[i]`: a definition's adjoint at its own indices.
-    fn adjoint_head(&self, d: DefId, names: &[String]) -> String {
-        let name = &self.adjoint_names[d.0];
-        if names.is_empty() {
-            name.clone()
-        } else {
-            format!("{name}[{}]", names.join(", "))
-        }
     }
 
     /// An affine index over dims alone (a range end), by name.
