@@ -115,11 +115,12 @@ fn a3_comes_out_as_non_overlapping_cases() {
     insta::assert_snapshot!("derive_a3", text);
     // x[i] and x[i+2] under 1..=N-2: j's two sources, each with its range,
     // as non-overlapping cases; right at N = 3 too, where x[2] feeds nothing.
+    // The factor both sources share is pulled out.
     for case in [
-        "g[j] * a + g[j-2] * a   if j <= N-2 and j >= 3",
-        "| g[j] * a                if j <= N-2 and j <= 2",
-        "| g[j-2] * a              if j >= N-1 and j >= 3",
-        "| 0                       otherwise",
+        "a * (g[j] + g[j-2])   if j <= N-2 and j >= 3",
+        "| g[j] * a              if j <= N-2 and j <= 2",
+        "| g[j-2] * a            if j >= N-1 and j >= 3",
+        "| 0                     otherwise",
     ] {
         assert!(text.contains(case), "{case}\n{text}");
     }
@@ -152,7 +153,9 @@ fn a_call_s_derivative_reads_the_definition_it_is() {
         }
         _ => panic!("the tanh layer was not derived"),
     }
-    assert!(derived_text("specs/a2_weight_normalization.dl").contains("/ (2 * norm[j])"));
+    // sqrt' = 1 / (2 * norm[j]), the 2 cancelled against the square's.
+    let a2 = derived_text("specs/a2_weight_normalization.dl");
+    assert!(a2.contains("dnorm[j] * (w[j, k] / norm[j])"), "{a2}");
 }
 
 /// A max sends its adjoint to the values equal to it, split evenly at a
@@ -186,7 +189,8 @@ fn a_max_is_derived_with_its_tie_convention_stated() {
 /// Layers the random generator of `tests/derive_random.rs` found derived
 /// wrong, cut down: an index summed inside the partial of its own sum, a
 /// substitution captured by a renamed index, an inferred range solved
-/// inside out, and a mean over an inferred range of several bounds.
+/// inside out, a mean over an inferred range of several bounds, a value
+/// bracket read before a case's guard, and a guarded read factored out.
 #[test]
 fn what_the_random_layers_found_stays_fixed() {
     let specs = [
@@ -195,6 +199,9 @@ fn what_the_random_layers_found_stays_fixed() {
         "dim m = 3\ninput x[m + 1]\nparam v[2]\ny[i] = sum(k) x[k+i-1] * v[k]    for i in 1..=m\n",
         "dim n = 4\ninput x[n]\nparam w[n + 1]\nloss L = mean(l) w[l+1] * x[l]\n",
         "dim n = 3\ninput z[2*n] in (-2, 2)\nparam v[n]\ny[i] = cos(z[i]) * relu(z[2*i] * v[i-1] + 0.1)    if i > 1\n     | z[i]    otherwise    for i in 1..=n\n",
+        // w[j+1] reads no i, but only i's brackets keep it in range: it
+        // stays inside the sum when common factors are taken out.
+        "dim n = 3\nparam w[2*n + 1]\ny[i, k] = w[i+k] * w[i+k+1]    for i in 1..=n, k in 1..=n\n",
     ];
     for spec in specs {
         for seed in [0, 3] {

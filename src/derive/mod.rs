@@ -125,7 +125,8 @@ pub fn derive(program: &Program) -> Result<Derived, DeriveError> {
         let names = def.var_names.get(..def.rank).unwrap_or(&[]).to_vec();
         let body = deriver
             .gradient_of(Target::Def(DefId(k)), &names, &def.axes)?
-            .unprimed(&deriver.scope(&names));
+            .unprimed(&deriver.scope(&names))
+            .factored();
         let definition = Definition {
             role: Role::Adjoint,
             name: deriver.adjoint_names[k].clone(),
@@ -153,8 +154,10 @@ pub fn derive(program: &Program) -> Result<Derived, DeriveError> {
             .unprimed(&deriver.scope(&names));
         let dims: HashSet<&str> = program.dims.iter().map(|d| d.name.as_str()).collect();
         let value = match as_cases(&body, &names, &dims) {
-            Some(cases) => Value::Cases(cases),
-            None => Value::Expr(body),
+            Some(cases) => {
+                Value::Cases(cases.into_iter().map(|(v, c)| (v.factored(), c)).collect())
+            }
+            None => Value::Expr(body.factored()),
         };
         let definition = Definition {
             role: Role::Grad,

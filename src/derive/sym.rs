@@ -438,6 +438,42 @@ impl Sym {
         }
     }
 
+    /// The expression as a handout writes it: a factor every term of a
+    /// sum shares pulled out (`a * (g[j] + g[j-2])`), a factor that does
+    /// not depend on a reduction's index taken out of it
+    /// (`dvar[b] * sum(f) …`), and factors common to a quotient's two
+    /// sides cancelled (`w / norm` for `2 * w / (2 * norm)`). Brackets are
+    /// never cancelled: `[c] / [c]` is 0/0 where c fails.
+    pub fn factored(self) -> Sym {
+        let each = |v: Vec<Sym>| v.into_iter().map(Sym::factored).collect::<Vec<_>>();
+        let boxed = |a: Box<Sym>| Box::new(a.factored());
+        let s = match self.simplified() {
+            Sym::Neg(a) => Sym::Neg(boxed(a)),
+            Sym::Add(terms) => common_factors(each(terms)),
+            Sym::Mul(factors) => Sym::Mul(each(factors)),
+            Sym::Div(a, b) => cancelled(a.factored(), b.factored()),
+            Sym::Pow(a, b) => Sym::Pow(boxed(a), boxed(b)),
+            Sym::PowInt(a, k) => Sym::PowInt(boxed(a), k),
+            Sym::Call(f, args) => Sym::Call(f, each(args)),
+            Sym::Sum { var, lo, hi, body } => invariants_out(var, lo, hi, body.factored()),
+            Sym::Extreme {
+                max,
+                var,
+                lo,
+                hi,
+                body,
+            } => Sym::Extreme {
+                max,
+                var,
+                lo,
+                hi,
+                body: boxed(body),
+            },
+            other => other,
+        };
+        s.simplified()
+    }
+
     /// Every occurrence of `from` replaced by `to`.
     pub fn replaced(&self, from: &Sym, to: &Sym) -> Sym {
         if self == from {
@@ -707,6 +743,169 @@ impl Sym {
     }
 }
 
+/// A term as its sign and factors: `-(a * b / c)` as (true, [a, b, 1/c]).
+fn signed_factors(term: Sym) -> (bool, Vec<Sym>) {
+    match term {
+        Sym::Neg(a) => {
+            let (negative, factors) = signed_factors(*a);
+            (!negative, factors)
+        }
+        Sym::Mul(factors) => {
+            let mut negative = false;
+            let mut out = vec![];
+            for f in factors {
+                let (n, fs) = signed_factors(f);
+                negative ^= n;
+                out.extend(fs);
+            }
+            (negative, out)
+        }
+        Sym::Div(a, b) if !matches!(a.as_ref(), Sym::Num(v) if *v == 1.0) => {
+            let (negative, mut factors) = signed_factors(*a);
+            factors.push(Sym::Div(Box::new(Sym::Num(1.0)), b));
+            (negative, factors)
+        }
+        other => (false, vec![other]),
+    }
+}
+
+/// A product from its sign and factors.
+fn from_factors(negative: bool, factors: Vec<Sym>) -> Sym {
+    let product = Sym::Mul(factors);
+    if negative {
+        Sym::Neg(Box::new(product))
+    } else {
+        product
+    }
+}
+
+/// `a*b + a*c` as `a * (b + c)`: the factors every term has.
+fn common_factors(terms: Vec<Sym>) -> Sym {
+    if terms.len() < 2 {
+        return Sym::Add(terms);
+    }
+    let mut split: Vec<(bool, Vec<Sym>)> = terms.iter().cloned().map(signed_factors).collect();
+    let mut common = vec![];
+    let first = split.first().map(|(_, f)| f.clone()).unwrap_or_default();
+    for candidate in first {
+        if matches!(candidate, Sym::Num(_)) {
+            continue;
+        }
+        if split.iter().all(|(_, fs)| fs.contains(&candidate)) {
+            for (_, fs) in &mut split {
+                if let Some(k) = fs.iter().position(|f| *f == candidate) {
+                    fs.remove(k);
+                }
+            }
+            common.push(candidate);
+        }
+    }
+    // A read leaves its terms only where no bracket stays behind in them:
+    // brackets guard the reads of their product (`[j >= 2] * x[j-1]`).
+    let guarded = split
+        .iter()
+        .any(|(_, fs)| fs.iter().any(|f| matches!(f, Sym::Bracket(_))));
+    if guarded {
+        let (reads, rest): (Vec<Sym>, Vec<Sym>) = common.into_iter().partition(reads_a_tensor);
+        for (_, fs) in &mut split {
+            fs.extend(reads.iter().cloned());
+        }
+        common = rest;
+    }
+    if common.is_empty() {
+        return Sym::Add(terms);
+    }
+    let rest = split
+        .into_iter()
+        .map(|(negative, fs)| from_factors(negative, fs))
+        .collect();
+    common.push(Sym::Add(rest));
+    Sym::Mul(common)
+}
+
+/// `sum(k) a * b[k]` as `a * sum(k) b[k]`: the factors that do not read
+/// the reduction's index go out of it (brackets of it stay in).
+fn invariants_out(var: String, lo: Ix, hi: Ix, body: Sym) -> Sym {
+    let (negative, factors) = signed_factors(body);
+    let reads_var = |f: &Sym| {
+        let mut names = std::collections::HashSet::new();
+        f.mentions(&mut names);
+        names.contains(&var)
+    };
+    // Brackets of the index stay in, and so must every read they guard.
+    let guarded = factors
+        .iter()
+        .any(|f| matches!(f, Sym::Bracket(_)) && reads_var(f));
+    let (inside, outside): (Vec<Sym>, Vec<Sym>) = factors
+        .into_iter()
+        .partition(|f| reads_var(f) || (guarded && reads_a_tensor(f)));
+    if inside.is_empty() || outside.is_empty() {
+        let mut all = outside;
+        all.extend(inside);
+        return Sym::Sum {
+            var,
+            lo,
+            hi,
+            body: Box::new(from_factors(negative, all)),
+        };
+    }
+    let mut product = outside;
+    product.push(Sym::Sum {
+        var,
+        lo,
+        hi,
+        body: Box::new(Sym::Mul(inside)),
+    });
+    from_factors(negative, product)
+}
+
+/// Whether an expression reads an element of a tensor or a definition.
+fn reads_a_tensor(s: &Sym) -> bool {
+    match s {
+        Sym::Access { .. } => true,
+        Sym::Num(_) | Sym::Atom(_) | Sym::Index(_) => false,
+        Sym::Neg(a) | Sym::PowInt(a, _) => reads_a_tensor(a),
+        Sym::Add(v) | Sym::Mul(v) | Sym::Call(_, v) => v.iter().any(reads_a_tensor),
+        Sym::Div(a, b) | Sym::Pow(a, b) => reads_a_tensor(a) || reads_a_tensor(b),
+        Sym::Sum { body, .. } | Sym::Extreme { body, .. } => reads_a_tensor(body),
+        Sym::Bracket(c) => {
+            let mut reads = false;
+            let _ = c.map_syms(&mut |s| {
+                reads |= reads_a_tensor(s);
+                Some(s.clone())
+            });
+            reads
+        }
+    }
+}
+
+/// `a * b / (a * c)` as `b / c`, for factors other than brackets.
+fn cancelled(numerator: Sym, denominator: Sym) -> Sym {
+    let (n_negative, mut top) = signed_factors(numerator.clone());
+    let (d_negative, bottom) = signed_factors(denominator.clone());
+    let mut kept = vec![];
+    let mut any = false;
+    for f in bottom {
+        let plain = !matches!(f, Sym::Bracket(_) | Sym::Div(..));
+        match top.iter().position(|t| *t == f).filter(|_| plain) {
+            Some(k) => {
+                top.remove(k);
+                any = true;
+            }
+            None => kept.push(f),
+        }
+    }
+    if !any {
+        return Sym::Div(Box::new(numerator), Box::new(denominator));
+    }
+    let quotient = Sym::Div(Box::new(Sym::Mul(top)), Box::new(Sym::Mul(kept)));
+    if n_negative != d_negative {
+        Sym::Neg(Box::new(quotient))
+    } else {
+        quotient
+    }
+}
+
 /// Whether `a + b` is exact in f64 (Knuth's two-sum has no error).
 fn exact_sum(a: f64, b: f64) -> bool {
     let s = a + b;
@@ -778,6 +977,46 @@ mod tests {
         assert_eq!(product.simplified().show(), "6 * x");
         let inexact = Sym::Mul(vec![Sym::Num(0.1), x, Sym::Num(3.0)]);
         assert_eq!(inexact.simplified().show(), "0.1 * x * 3");
+    }
+
+    #[test]
+    fn factoring_pulls_out_shares_and_cancels_but_never_a_bracket() {
+        let at = |name: &str, i: &str| Sym::Access {
+            name: name.into(),
+            indices: vec![Ix::name(i)],
+        };
+        let a = Sym::Atom("a".into());
+        // a*g[j] - g[k]*a: a shared, the sign kept with its term.
+        let shared = Sym::Add(vec![
+            Sym::Mul(vec![a.clone(), at("g", "j")]),
+            Sym::negative(Sym::Mul(vec![at("g", "k"), a.clone()])),
+        ]);
+        assert_eq!(shared.factored().show(), "a * (g[j] - g[k])");
+        // sum(k) d[b] * x[k] / s: what does not read k goes out.
+        let sum = Sym::Sum {
+            var: "k".into(),
+            lo: Ix::constant(1),
+            hi: Ix::name("n"),
+            body: Box::new(Sym::quotient(
+                Sym::Mul(vec![at("d", "b"), at("x", "k")]),
+                a.clone(),
+            )),
+        };
+        assert_eq!(sum.factored().show(), "d[b] * (sum(k in 1..=n) x[k]) / a");
+        // 2 * w / (2 * norm): the 2 cancels.
+        let quotient = Sym::quotient(
+            Sym::Mul(vec![Sym::Num(2.0), at("w", "j")]),
+            Sym::Mul(vec![Sym::Num(2.0), at("norm", "j")]),
+        );
+        assert_eq!(quotient.factored().show(), "w[j] / norm[j]");
+        // [c] * x / [c] is 0/0 where c fails: it stays.
+        let c = Sym::Bracket(Cond::Compare(
+            Box::new(Sym::Index(Ix::name("j"))),
+            CompareOp::Ge,
+            Box::new(Sym::Index(Ix::constant(2))),
+        ));
+        let guarded = Sym::quotient(Sym::Mul(vec![c.clone(), at("x", "j")]), c);
+        assert_eq!(guarded.factored().show(), "[j >= 2] * x[j] / [j >= 2]");
     }
 
     #[test]
