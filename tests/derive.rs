@@ -292,7 +292,7 @@ fn the_command_prints_checked_lines_and_exits_by_outcome() {
     let (code, out, _) = dlverify(&["derive", "--check", "specs/linear.dl"]);
     assert_eq!(code, 0);
     assert!(out.contains("3 derived claims"), "{out}");
-    let (code, _, err) = dlverify(&["derive", "specs/rnn_bptt.dl"]);
+    let (code, _, err) = dlverify(&["derive", "specs/upsample_nearest.dl"]);
     assert_eq!(code, 2);
     assert!(err.contains("dl::derive::unsupported"), "{err}");
     let (code, _, err) = dlverify(&["derive", "tests/corpus/relu_cancel_zero.dl"]);

@@ -32,7 +32,7 @@
 mod error;
 pub mod sym;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 pub use error::DeriveError;
 use sym::{Cond, Ix, Sym};
@@ -125,8 +125,7 @@ pub fn derive(program: &Program) -> Result<Derived, DeriveError> {
         let names = def.var_names.get(..def.rank).unwrap_or(&[]).to_vec();
         let body = deriver
             .gradient_of(Target::Def(DefId(k)), &names, &def.axes)?
-            .unprimed(&deriver.scope(&names))
-            .factored();
+            .unprimed(&deriver.scope(&names));
         let definition = Definition {
             role: Role::Adjoint,
             name: deriver.adjoint_names[k].clone(),
@@ -135,8 +134,8 @@ pub fn derive(program: &Program) -> Result<Derived, DeriveError> {
                 .iter()
                 .map(|a| (deriver.ix(&a.lo), deriver.ix(&a.hi)))
                 .collect(),
+            value: deriver.value(body, &names, &def.axes),
             indices: names,
-            value: Value::Expr(body),
         };
         lines.push(DerivedLine {
             kind: LineKind::Adjoint,
@@ -152,19 +151,12 @@ pub fn derive(program: &Program) -> Result<Derived, DeriveError> {
         let body = deriver
             .gradient_of(Target::Tensor(TensorId(t)), &names, &tensor.axes)?
             .unprimed(&deriver.scope(&names));
-        let dims: HashSet<&str> = program.dims.iter().map(|d| d.name.as_str()).collect();
-        let value = match as_cases(&body, &names, &dims) {
-            Some(cases) => {
-                Value::Cases(cases.into_iter().map(|(v, c)| (v.factored(), c)).collect())
-            }
-            None => Value::Expr(body.factored()),
-        };
         let definition = Definition {
             role: Role::Grad,
             name: tensor.name.clone(),
-            indices: names,
             ranges: vec![],
-            value,
+            value: deriver.value(body, &names, &tensor.axes),
+            indices: names,
         };
         lines.push(DerivedLine {
             kind: LineKind::Grad(TensorId(t)),
@@ -211,8 +203,11 @@ impl Definition {
     }
 }
 
-/// Most terms a gradient is split into cases for: 2^terms − 1 cases.
-const MOST_CASE_TERMS: usize = 3;
+/// Most terms a gradient is split into cases for: 2^terms − 1 sets of
+/// terms, most of them contradictory where the brackets exclude one
+/// another (`[q == 1]`, `[q == 2]`, …), and most cases written out.
+const MOST_CASE_TERMS: usize = 5;
+const MOST_CASES: usize = 6;
 
 /// A gradient whose terms hold on parts of the axis (`[j <= N-2] * …`,
 /// `[3 <= j] * …`) as non-overlapping cases, as a handout writes the
@@ -222,6 +217,7 @@ fn as_cases(
     body: &Sym,
     names: &[String],
     dims: &HashSet<&str>,
+    facts: &[Cond],
 ) -> Option<Vec<(Sym, Option<Cond>)>> {
     let terms: Vec<&Sym> = match body {
         Sym::Add(terms) => terms.iter().collect(),
@@ -295,10 +291,219 @@ fn as_cases(
         if conds.iter().any(is_false) {
             continue;
         }
-        cases.push((Sym::Add(values).simplified(), all(&conds)));
+        let Some(conds) = consistent(conds, facts) else {
+            continue;
+        };
+        // A set that holds wherever the axes run leaves no room for others.
+        let cond = all(&conds)?;
+        cases.push((Sym::Add(values).simplified(), Some(cond)));
     }
-    cases.push((Sym::Num(0.0), None));
+    if cases.len() > MOST_CASES {
+        return None;
+    }
+    // Where no term holds: 0, unless the cases cover the axes (`t <= T-1`
+    // and `t >= T`): then the last case is the rest.
+    let always = split.iter().any(|(term_conds, _)| term_conds.is_empty());
+    let none_holds: Vec<Cond> = split
+        .iter()
+        .filter_map(|(term_conds, _)| all(term_conds).map(|c| tidy_all(c.negated(), names)))
+        .collect();
+    if !always && consistent(none_holds, facts).is_some() {
+        cases.push((Sym::Num(0.0), None));
+    } else if let Some(last) = cases.last_mut() {
+        last.1 = None;
+    }
     Some(cases)
+}
+
+/// Terms that differ only in one bracket and its complement as one term
+/// without it: the two cases of a definition read alike
+/// (`[j >= 2] * X + [j <= 1] * X` is X).
+fn merged_cases(mut terms: Vec<Sym>, names: &[String]) -> Vec<Sym> {
+    let split = |t: &Sym| -> (Vec<Cond>, Vec<Sym>) {
+        let factors = match t {
+            Sym::Mul(f) => f.clone(),
+            other => vec![other.clone()],
+        };
+        let mut conds = vec![];
+        let mut rest = vec![];
+        for f in factors {
+            match f {
+                Sym::Bracket(c) => conds.push(c),
+                f => rest.push(f),
+            }
+        }
+        (conds, rest)
+    };
+    'search: loop {
+        for a in 0..terms.len() {
+            for b in a + 1..terms.len() {
+                let ((ca, ra), (cb, rb)) = (split(&terms[a]), split(&terms[b]));
+                if ra != rb || ca.len() != cb.len() {
+                    continue;
+                }
+                let differing: Vec<usize> = (0..ca.len()).filter(|k| ca[*k] != cb[*k]).collect();
+                let [k] = differing.as_slice() else { continue };
+                if tidy_all(ca[*k].negated(), names) != cb[*k] {
+                    continue;
+                }
+                let mut factors: Vec<Sym> = ca
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(m, _)| m != k)
+                    .map(|(_, c)| Sym::Bracket(c))
+                    .collect();
+                factors.extend(ra);
+                terms[a] = Sym::Mul(factors).simplified();
+                terms.remove(b);
+                continue 'search;
+            }
+        }
+        return terms;
+    }
+}
+
+/// A case's conditions with those others imply left out, or `None` where
+/// they contradict one another (`j >= 2 and j <= 1`). Comparisons of one
+/// index with bounds a constant apart are decided; an `or` is kept only
+/// where none of its sides is known.
+fn consistent(conds: Vec<Cond>, facts: &[Cond]) -> Option<Vec<Cond>> {
+    let mut conjuncts = vec![];
+    for c in conds {
+        split_and(c, &mut conjuncts);
+    }
+    // What the axes say goes first, and is not written: it always holds.
+    let mut kept: Vec<Cond> = facts.to_vec();
+    for c in conjuncts {
+        if kept.contains(&c) {
+            continue;
+        }
+        match known(&kept, &c) {
+            Some(true) => continue,
+            Some(false) => return None,
+            None => {}
+        }
+        // A new bound may make an earlier one redundant (not a fact: those
+        // stay first, and are dropped below).
+        let mut k = facts.len();
+        while k < kept.len() {
+            if known(std::slice::from_ref(&c), &kept[k]) == Some(true) {
+                kept.remove(k);
+            } else {
+                k += 1;
+            }
+        }
+        kept.push(c);
+    }
+    // An `or` whose sides the rest decides.
+    let mut out = vec![];
+    for (k, c) in kept.iter().enumerate().skip(facts.len()) {
+        let others: Vec<Cond> = (kept.iter().enumerate())
+            .filter(|(m, _)| *m != k)
+            .map(|(_, c)| c.clone())
+            .collect();
+        match known(&others, c) {
+            Some(true) => {}
+            Some(false) => return None,
+            None => out.push(c.clone()),
+        }
+    }
+    Some(out)
+}
+
+/// Whether `c` holds wherever all of `facts` hold (`Some(true)`), nowhere
+/// (`Some(false)`), or either.
+fn known(facts: &[Cond], c: &Cond) -> Option<bool> {
+    match c {
+        Cond::Or(a, b) => match (known(facts, a), known(facts, b)) {
+            (Some(true), _) | (_, Some(true)) => Some(true),
+            (Some(false), Some(false)) => Some(false),
+            _ => None,
+        },
+        Cond::And(a, b) => match (known(facts, a), known(facts, b)) {
+            (Some(false), _) | (_, Some(false)) => Some(false),
+            (Some(true), Some(true)) => Some(true),
+            _ => None,
+        },
+        Cond::Compare(..) => implied_by(facts, c),
+    }
+}
+
+/// What comparisons of an index expression say of another comparison of
+/// it with a bound a constant away from theirs: `j >= 3` makes `j >= 2`
+/// hold, `j <= T` and `j >= T` make `j != T` fail.
+fn implied_by(facts: &[Cond], c: &Cond) -> Option<bool> {
+    let Cond::Compare(cl, cop, cr) = c else {
+        return None;
+    };
+    let (Sym::Index(cl), Sym::Index(cr)) = (cl.as_ref(), cr.as_ref()) else {
+        return None;
+    };
+    // The index less c's bound lies in lo..=hi (None: unbounded); what is
+    // excluded of it by `!=` facts, at that offset.
+    let (mut lo, mut hi): (Option<i64>, Option<i64>) = (None, None);
+    let mut excluded: Vec<i64> = vec![];
+    for fact in facts {
+        let Cond::Compare(fl, fop, fr) = fact else {
+            continue;
+        };
+        let (Sym::Index(fl), Sym::Index(fr)) = (fl.as_ref(), fr.as_ref()) else {
+            continue;
+        };
+        if fl != cl {
+            continue;
+        }
+        let Some(d) = fr
+            .plus(cr, -1)
+            .filter(|d| d.terms.is_empty())
+            .map(|d| d.constant)
+        else {
+            continue;
+        };
+        let raise = |lo: &mut Option<i64>, v: i64| *lo = Some(lo.map_or(v, |l| l.max(v)));
+        let lower = |hi: &mut Option<i64>, v: i64| *hi = Some(hi.map_or(v, |h| h.min(v)));
+        match fop {
+            CompareOp::Eq => {
+                raise(&mut lo, d);
+                lower(&mut hi, d);
+            }
+            CompareOp::Ge => raise(&mut lo, d),
+            CompareOp::Gt => raise(&mut lo, d + 1),
+            CompareOp::Le => lower(&mut hi, d),
+            CompareOp::Lt => lower(&mut hi, d - 1),
+            CompareOp::Ne => excluded.push(d),
+        }
+    }
+    // An end that is excluded moves in by one (q != 1 with q >= 1).
+    while let Some(l) = lo.filter(|l| excluded.contains(l)) {
+        lo = Some(l + 1);
+    }
+    while let Some(h) = hi.filter(|h| excluded.contains(h)) {
+        hi = Some(h - 1);
+    }
+    if let (Some(l), Some(h)) = (lo, hi)
+        && l > h
+    {
+        // The facts contradict one another: nothing holds there.
+        return Some(false);
+    }
+    let at_least = |v: i64| lo.is_some_and(|l| l >= v);
+    let at_most = |v: i64| hi.is_some_and(|h| h <= v);
+    match cop {
+        CompareOp::Ge if at_least(0) => Some(true),
+        CompareOp::Ge if at_most(-1) => Some(false),
+        CompareOp::Gt if at_least(1) => Some(true),
+        CompareOp::Gt if at_most(0) => Some(false),
+        CompareOp::Le if at_most(0) => Some(true),
+        CompareOp::Le if at_least(1) => Some(false),
+        CompareOp::Lt if at_most(-1) => Some(true),
+        CompareOp::Lt if at_least(0) => Some(false),
+        CompareOp::Eq if at_least(0) && at_most(0) => Some(true),
+        CompareOp::Eq if at_least(1) || at_most(-1) || excluded.contains(&0) => Some(false),
+        CompareOp::Ne if at_least(1) || at_most(-1) || excluded.contains(&0) => Some(true),
+        CompareOp::Ne if at_least(0) && at_most(0) => Some(false),
+        _ => None,
+    }
 }
 
 /// [`tidy`] through `and` and `or`.
@@ -419,13 +624,6 @@ impl<'p> Deriver<'p> {
             if def.local_to.is_some() {
                 continue;
             }
-            if def.recurrence.is_some() {
-                return Err(DeriveError::unsupported(
-                    "a recurrence",
-                    def.name_span,
-                    "a let that reads its own steps is not derived yet: write its backward pass as a recurrence of its own, as specs/rnn_bptt.dl does",
-                ));
-            }
             let mut problem = None;
             visit_body(&def.body, &mut |n| {
                 if problem.is_none() {
@@ -453,7 +651,7 @@ impl<'p> Deriver<'p> {
                 program: self.program,
                 names: &names,
                 used: &used,
-                root: None,
+                roots: vec![],
             };
             let value = match &def.body {
                 Body::Expr(e) => Value::Expr(walker.sym(e)?),
@@ -546,6 +744,28 @@ impl<'p> Deriver<'p> {
         feeds
     }
 
+    /// A derived gradient as a handout writes it: cases where its terms
+    /// hold on parts of the axes, common factors out.
+    fn value(&self, body: Sym, names: &[String], axes: &[AxisRange]) -> Value {
+        let dims: HashSet<&str> = self.program.dims.iter().map(|d| d.name.as_str()).collect();
+        let facts: Vec<Cond> = axis_facts(names, axes, self.program)
+            .into_iter()
+            .flat_map(|(n, lo, hi)| {
+                let n = Ix::name(&n);
+                [
+                    compare(&n, CompareOp::Ge, &lo),
+                    compare(&n, CompareOp::Le, &hi),
+                ]
+            })
+            .collect();
+        match as_cases(&body, names, &dims, &facts) {
+            Some(cases) => {
+                Value::Cases(cases.into_iter().map(|(v, c)| (v.factored(), c)).collect())
+            }
+            None => Value::Expr(body.factored()),
+        }
+    }
+
     /// The names a line's reductions must not take: the spec's and the
     /// line's own indices.
     fn scope(&self, names: &[String]) -> HashSet<String> {
@@ -591,7 +811,12 @@ impl<'p> Deriver<'p> {
             }
             terms.extend(self.terms_from(DefId(k), target, names, axes)?);
         }
-        Ok(Sym::Add(terms).simplified())
+        let terms = match Sym::Add(terms).simplified() {
+            Sym::Add(terms) => terms,
+            one => vec![one],
+        };
+        let terms = terms.into_iter().map(Sym::brackets_out).collect();
+        Ok(Sym::Add(merged_cases(terms, names)).simplified())
     }
 
     /// The terms the definition `reader` sends to `target[names]`.
@@ -632,9 +857,9 @@ impl<'p> Deriver<'p> {
             program: self.program,
             names: &slot_names,
             used: &used,
-            root: match &def.body {
-                Body::Expr(e) => Some((e, this)),
-                Body::Cases(_) => None,
+            roots: match &def.body {
+                Body::Expr(e) => vec![(e, this)],
+                Body::Cases(cases) => cases.iter().map(|c| (&c.value, this.clone())).collect(),
             },
         };
         match &def.body {
@@ -848,10 +1073,11 @@ struct Walker<'w> {
     names: &'w [String],
     /// Every name in use: an index rebound in a partial avoids them.
     used: &'w HashSet<String>,
-    /// A body that is one call, `norm[i] = sqrt(…)`, and the definition's
-    /// own element: the call's derivative reads that element rather than
-    /// the call again (`1 / (2 * norm[i])`, `1 - y[i]^2`), as a handout does.
-    root: Option<(&'w Node, Sym)>,
+    /// The body's whole value (each case's, for cases), and the
+    /// definition's own element: where the value is one call, `norm[i] =
+    /// sqrt(…)`, its derivative reads that element rather than the call
+    /// again (`1 / (2 * norm[i])`, `1 - y[i]^2`), as a handout does.
+    roots: Vec<(&'w Node, Sym)>,
 }
 
 impl Walker<'_> {
@@ -942,9 +1168,7 @@ impl Walker<'_> {
                 })?;
                 if let [a] = args.as_slice() {
                     let mut d = derivative(self.sym(a)?);
-                    if let Some((root, this)) = &self.root
-                        && std::ptr::eq(*root, node)
-                    {
+                    if let Some(this) = self.own_element(node) {
                         d = d.replaced(&self.sym(node)?, this);
                     }
                     self.walk(a, &times(d), binders, out)?;
@@ -1219,10 +1443,18 @@ impl Walker<'_> {
     /// The definition's own element where `node` is its whole body
     /// (`y[i]` for `y[i] = max(k) …`), the node written out otherwise.
     fn own_or_sym(&self, node: &Node) -> Result<Sym, DeriveError> {
-        match &self.root {
-            Some((root, this)) if std::ptr::eq(*root, node) => Ok(this.clone()),
-            _ => self.sym(node),
+        match self.own_element(node) {
+            Some(this) => Ok(this.clone()),
+            None => self.sym(node),
         }
+    }
+
+    /// The definition's own element, where `node` is its whole value.
+    fn own_element(&self, node: &Node) -> Option<&Sym> {
+        self.roots
+            .iter()
+            .find(|(root, _)| std::ptr::eq(*root, node))
+            .map(|(_, this)| this)
     }
 
     /// `x[i+2]` with the body's (renamed) indices.
@@ -1421,6 +1653,14 @@ fn gather(
             None => kept.push(c),
         }
     }
+    let minimum: HashMap<String, i64> = program
+        .dims
+        .iter()
+        .map(|d| (d.name.clone(), d.minimum))
+        .collect();
+    let Some((binders, kept, factor)) = narrowed(binders, kept, factor, &minimum) else {
+        return Sym::Num(0.0);
+    };
     let mut factors: Vec<Sym> = kept.into_iter().map(Sym::Bracket).collect();
     factors.push(factor);
     binders
@@ -1432,6 +1672,108 @@ fn gather(
             hi: b.hi,
             body: Box::new(body),
         })
+}
+
+/// The brackets that bound a summed index by a constant offset from its
+/// range taken into the range (`sum(t in 1..=T) [t >= 2] * …` as
+/// `sum(t in 2..=T) …`), and a sum left with one term written as that term
+/// (`[t <= 1]` pins t to 1). `None` where a range comes out empty.
+fn narrowed(
+    mut binders: Vec<Binder>,
+    mut kept: Vec<Cond>,
+    mut factor: Sym,
+    minimum: &HashMap<String, i64>,
+) -> Option<(Vec<Binder>, Vec<Cond>, Sym)> {
+    let mut k = binders.len();
+    while k > 0 {
+        k -= 1;
+        let var = Ix::name(&binders[k].var);
+        let (mut lo, mut hi) = (binders[k].lo.clone(), binders[k].hi.clone());
+        kept.retain(|c| {
+            let Cond::Compare(a, op, b) = c else {
+                return true;
+            };
+            let (Sym::Index(a), Sym::Index(b)) = (a.as_ref(), b.as_ref()) else {
+                return true;
+            };
+            // `v op c` with c free of v, or `c op v` mirrored.
+            let (bound, op) = match (*a == var, *b == var) {
+                (true, false) => (b, *op),
+                (false, true) => (
+                    a,
+                    match op {
+                        CompareOp::Le => CompareOp::Ge,
+                        CompareOp::Ge => CompareOp::Le,
+                        other => *other,
+                    },
+                ),
+                _ => return true,
+            };
+            // Taken in where it is known to lie inside the range or outside
+            // it at every size: sizes are at least their declared minimum.
+            let at_least = |a: &Ix, b: &Ix| b.plus(a, -1).and_then(|d| least(&d, minimum));
+            match op {
+                CompareOp::Ge if at_least(&lo, bound).is_some_and(|d| d >= 0) => {
+                    lo = bound.clone();
+                    false
+                }
+                CompareOp::Le if at_least(bound, &hi).is_some_and(|d| d >= 0) => {
+                    hi = bound.clone();
+                    false
+                }
+                // Implied by the range.
+                CompareOp::Ge if at_least(bound, &lo).is_some_and(|d| d >= 0) => false,
+                CompareOp::Le if at_least(&hi, bound).is_some_and(|d| d >= 0) => false,
+                CompareOp::Eq
+                    if at_least(&lo, bound).is_some_and(|d| d >= 0)
+                        && at_least(bound, &hi).is_some_and(|d| d >= 0) =>
+                {
+                    lo = bound.clone();
+                    hi = bound.clone();
+                    false
+                }
+                _ => true,
+            }
+        });
+        let empty = lo.plus(&hi, -1).and_then(|d| least(&d, minimum));
+        let single = hi
+            .plus(&lo, -1)
+            .filter(|d| d.terms.is_empty() && d.constant == 0);
+        match (empty, single) {
+            (Some(d), _) if d > 0 => return None,
+            (_, Some(_)) => {
+                let v = binders.remove(k).var;
+                factor = factor.substitute(&v, &lo)?;
+                kept = kept
+                    .into_iter()
+                    .map(|c| match Sym::Bracket(c).substitute(&v, &lo) {
+                        Some(Sym::Bracket(c)) => Some(c),
+                        _ => None,
+                    })
+                    .collect::<Option<_>>()?;
+                for b in &mut binders[k..] {
+                    b.lo = b.lo.substitute(&v, &lo)?;
+                    b.hi = b.hi.substitute(&v, &lo)?;
+                }
+            }
+            _ => {
+                binders[k].lo = lo;
+                binders[k].hi = hi;
+            }
+        }
+    }
+    Some((binders, kept, factor))
+}
+
+/// The least value of an index expression over sizes at least their
+/// minimum: `None` unless every term is a size with a positive coefficient.
+fn least(ix: &Ix, minimum: &HashMap<String, i64>) -> Option<i64> {
+    ix.terms.iter().try_fold(ix.constant, |acc, (name, c)| {
+        let m = minimum.get(name)?;
+        (*c > 0)
+            .then(|| acc.checked_add(c.checked_mul(*m)?))
+            .flatten()
+    })
 }
 
 /// The brackets of indices alone among a product's factors, through

@@ -474,6 +474,32 @@ impl Sym {
         s.simplified()
     }
 
+    /// A sum's brackets of indices that do not read its index, taken out of it
+    /// (`sum(i) [j >= 2] * …` as `[j >= 2] * sum(i) …`), through nested
+    /// sums: the brackets of a term then stand among its factors, where
+    /// cases are read from.
+    pub fn brackets_out(self) -> Sym {
+        let Sym::Sum { var, lo, hi, body } = self else {
+            return self;
+        };
+        let (negative, factors) = signed_factors(body.brackets_out());
+        let free = |f: &Sym| {
+            let mut names = std::collections::HashSet::new();
+            f.mentions(&mut names);
+            // A bracket of values reads what the brackets left inside may
+            // guard: it stays.
+            matches!(f, Sym::Bracket(_)) && !names.contains(&var) && !reads_a_tensor(f)
+        };
+        let (mut out, inside): (Vec<Sym>, Vec<Sym>) = factors.into_iter().partition(free);
+        out.push(Sym::Sum {
+            var,
+            lo,
+            hi,
+            body: Box::new(from_factors(negative, inside)),
+        });
+        Sym::Mul(out).simplified()
+    }
+
     /// Every occurrence of `from` replaced by `to`.
     pub fn replaced(&self, from: &Sym, to: &Sym) -> Sym {
         if self == from {
