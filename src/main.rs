@@ -89,6 +89,12 @@ enum Command {
         #[arg(long, conflicts_with = "check")]
         append: bool,
 
+        /// What to print once every derived claim holds: the lines in the
+        /// spec language, or a solution sheet in the handout's notation.
+        #[arg(long, value_enum, default_value_t = Emit::Spec, value_name = "FORMAT",
+              conflicts_with_all = ["check", "append"])]
+        emit: Emit,
+
         /// Seed of the random values the derived claims are checked at.
         #[arg(long, default_value_t = 0, value_name = "S")]
         seed: u64,
@@ -163,6 +169,17 @@ enum PrecisionArg {
     F64,
 }
 
+/// What `dlverify derive` prints of lines that check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Emit {
+    /// The derived lines in the spec language, to paste into the spec.
+    Spec,
+    /// A solution sheet in Markdown, ∂L/∂x per tensor in `$$` display math (GitHub, KaTeX).
+    Markdown,
+    /// The same sheet as a LaTeX document that compiles on its own (`article`, `amsmath`).
+    Latex,
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Format {
     Human,
@@ -208,8 +225,9 @@ fn main() -> ExitCode {
             path,
             check,
             append,
+            emit,
             seed,
-        }) => derive(&path, DeriveOutput::chosen(check, append), seed),
+        }) => derive(&path, DeriveOutput::chosen(check, append, emit), seed),
         Some(Command::Lsp) => match dlverify::lsp::serve_stdio() {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -290,8 +308,8 @@ fn check_only(paths: &[PathBuf], format: Format) -> ExitCode {
 /// What `dlverify derive` does with lines that check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum DeriveOutput {
-    /// Print them.
-    Print,
+    /// Print them, as lines of the spec or as a solution sheet.
+    Print(Emit),
     /// Say only how many hold.
     Check,
     /// Add them to the spec file.
@@ -299,11 +317,11 @@ enum DeriveOutput {
 }
 
 impl DeriveOutput {
-    fn chosen(check: bool, append: bool) -> Self {
+    fn chosen(check: bool, append: bool, emit: Emit) -> Self {
         match (check, append) {
             (true, _) => Self::Check,
             (_, true) => Self::Append,
-            _ => Self::Print,
+            _ => Self::Print(emit),
         }
     }
 }
@@ -375,7 +393,19 @@ fn derive(path: &std::path::Path, output: DeriveOutput, seed: u64) -> ExitCode {
                     claims.len(),
                     claims.first().map_or(0, |c| c.sizes.len())
                 )),
-                DeriveOutput::Print => print(&block),
+                DeriveOutput::Print(Emit::Spec) => print(&block),
+                DeriveOutput::Print(Emit::Markdown) => {
+                    print(&dlverify::derive::sheet::markdown(
+                        &sheet_title(&check, &name),
+                        &derived,
+                    ));
+                }
+                DeriveOutput::Print(Emit::Latex) => {
+                    print(&dlverify::derive::sheet::latex(
+                        &sheet_title(&check, &name),
+                        &derived,
+                    ));
+                }
                 DeriveOutput::Append => {
                     let text = format!("{}\n\n{block}", original.trim_end());
                     if let Err(e) = std::fs::write(path, text) {
@@ -392,6 +422,15 @@ fn derive(path: &std::path::Path, output: DeriveOutput, seed: u64) -> ExitCode {
             ExitCode::SUCCESS
         }
     }
+}
+
+/// A solution sheet's title: the spec's `exercise`, else its file name.
+fn sheet_title(check: &FileOutcome, name: &str) -> String {
+    check.exercise.clone().unwrap_or_else(|| {
+        std::path::Path::new(name)
+            .file_name()
+            .map_or_else(|| name.to_string(), |f| f.to_string_lossy().into_owned())
+    })
 }
 
 /// `dlverify explain CODE`, or every code with its title.

@@ -337,3 +337,166 @@ fn append_adds_the_derived_lines_to_the_spec_once() {
     assert!(err.contains("give its path"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A derivation of a bundled spec and the title its sheet takes.
+fn derived_with_title(path: &str) -> (String, dlverify::derive::Derived) {
+    match derive_file(std::path::Path::new(path), 0) {
+        Derivation::Derived { derived, check, .. } => {
+            (check.exercise.clone().unwrap_or_default(), derived)
+        }
+        _ => panic!("not derived: {path}"),
+    }
+}
+
+/// The solution sheets of the handout's A2 and A3, in both formats: the
+/// forward definitions first, the adjoints as ∂L/∂norm, A3's gradient in x
+/// as cases.
+#[test]
+fn solution_sheets_of_a2_and_a3_are_pinned() {
+    use dlverify::derive::sheet;
+    let (title, a3) = derived_with_title("specs/a3_recurrent_sequence.dl");
+    let markdown = sheet::markdown(&title, &a3);
+    insta::assert_snapshot!("sheet_a3_markdown", markdown);
+    insta::assert_snapshot!("sheet_a3_latex", sheet::latex(&title, &a3));
+    assert!(
+        markdown.starts_with("# Backprop recurrent sequence\n"),
+        "{markdown}"
+    );
+    assert!(markdown.contains("\\begin{cases}"), "{markdown}");
+    let (title, a2) = derived_with_title("specs/a2_weight_normalization.dl");
+    let latex = sheet::latex(&title, &a2);
+    insta::assert_snapshot!("sheet_a2_markdown", sheet::markdown(&title, &a2));
+    insta::assert_snapshot!("sheet_a2_latex", latex);
+    let forward = latex.find("\\section*{Forward}").unwrap();
+    let adjoints = latex.find("\\section*{Intermediate adjoints}").unwrap();
+    let gradient = latex
+        .find("\\section*{$\\partial L / \\partial x$}")
+        .unwrap();
+    assert!(forward < adjoints && adjoints < gradient, "{latex}");
+    assert!(
+        latex.contains("\\frac{\\partial L}{\\partial \\mathit{norm}_{i}} &="),
+        "{latex}"
+    );
+}
+
+/// The LaTeX printer parenthesizes where the precedence needs it and
+/// nowhere else: a fraction or a trailing sum needs none in a product.
+#[test]
+fn the_latex_printer_parenthesizes_as_the_precedence_needs() {
+    use dlverify::derive::sheet::{cond_to_latex, to_latex};
+    use dlverify::derive::sym::{Cond, Ix, Sym};
+    use dlverify::syntax::ast::CompareOp;
+    let v = |n: &str| Sym::Atom(n.into());
+    let x = |ix: Ix| Sym::Access {
+        name: "x".into(),
+        indices: vec![ix],
+    };
+    let n = Ix::name("N");
+    let sum = |body: Sym| Sym::Sum {
+        var: "k".into(),
+        lo: Ix::constant(1),
+        hi: n.clone(),
+        body: Box::new(body),
+    };
+    let a_plus_b = Sym::Add(vec![v("a"), v("b")]);
+    let a_less_b = Sym::Add(vec![v("a"), Sym::negative(v("b"))]);
+    let cases = [
+        (Sym::mul(vec![a_plus_b.clone(), v("c")]), "(a + b)\\,c"),
+        (
+            Sym::quotient(v("a"), Sym::mul(vec![v("b"), v("c")])),
+            "\\frac{a}{b\\,c}",
+        ),
+        (Sym::negative(a_less_b.clone()), "-(a - b)"),
+        (
+            Sym::Add(vec![v("c"), Sym::negative(a_less_b)]),
+            "c - (a - b)",
+        ),
+        (
+            Sym::mul(vec![sum(x(Ix::name("k"))), v("c")]),
+            "\\left(\\sum_{k=1}^{N} x_{k}\\right)\\,c",
+        ),
+        (
+            Sym::mul(vec![v("c"), sum(x(Ix::name("k")))]),
+            "c\\,\\sum_{k=1}^{N} x_{k}",
+        ),
+        (
+            Sym::mul(vec![Sym::negative(sum(x(Ix::name("k")))), v("c")]),
+            "\\left(-\\sum_{k=1}^{N} x_{k}\\right)\\,c",
+        ),
+        (sum(a_plus_b.clone()), "\\sum_{k=1}^{N} (a + b)"),
+        (
+            Sym::powi(Sym::quotient(v("a"), v("b")), 2),
+            "\\left(\\frac{a}{b}\\right)^{2}",
+        ),
+        (
+            Sym::mul(vec![Sym::Num(2.0), Sym::Num(3.0), v("norm")]),
+            "2 \\cdot 3 \\mathit{norm}",
+        ),
+        (Sym::mul(vec![Sym::negative(v("t")), v("z")]), "-t\\,z"),
+        (Sym::mul(vec![v("z"), Sym::negative(v("t"))]), "z\\,(-t)"),
+        (
+            Sym::call("sqrt", Sym::Add(vec![v("var"), v("eps")])),
+            "\\sqrt{\\mathit{var} + \\epsilon}",
+        ),
+        (
+            Sym::call("sigmoid", Sym::negative(x(Ix::name("i")))),
+            "\\operatorname{sigmoid}(-x_{i})",
+        ),
+        (
+            Sym::Access {
+                name: "w".into(),
+                indices: vec![
+                    Ix::name("i"),
+                    Ix::name("j").plus(&Ix::constant(2), 1).unwrap(),
+                ],
+            },
+            "w_{i,j+2}",
+        ),
+        (Sym::Atom("pi".into()), "\\pi"),
+    ];
+    for (sym, want) in cases {
+        assert_eq!(to_latex(&sym), want, "{}", sym.show());
+    }
+    let le = |a: Ix, b: Ix| {
+        Cond::Compare(
+            Box::new(Sym::Index(a)),
+            CompareOp::Le,
+            Box::new(Sym::Index(b)),
+        )
+    };
+    let n_less_2 = n.plus(&Ix::constant(2), -1).unwrap();
+    let three_to_n = Cond::And(
+        Box::new(le(Ix::constant(3), Ix::name("j"))),
+        Box::new(le(Ix::name("j"), n_less_2.clone())),
+    );
+    assert_eq!(
+        cond_to_latex(&three_to_n),
+        "3 \\le j \\text{ and } j \\le N-2"
+    );
+    assert_eq!(
+        to_latex(&Sym::Bracket(three_to_n)),
+        "[\\,3 \\le j \\wedge j \\le N-2\\,]"
+    );
+}
+
+/// `--emit` prints a sheet of checked lines; it asks for printing, so it
+/// cannot go with `--check` or `--append`.
+#[test]
+fn the_command_prints_a_sheet_with_emit() {
+    let (code, out, err) = dlverify(&["derive", "--emit", "latex", "specs/linear.dl"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("\\documentclass{article}"), "{out}");
+    assert!(
+        out.contains("\\title{Fully connected layer y = W x + b}"),
+        "{out}"
+    );
+    assert!(out.trim_end().ends_with("\\end{document}"), "{out}");
+    let (code, out, _) = dlverify(&["derive", "--emit", "markdown", "specs/linear.dl"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("## ∂L/∂W\n"), "{out}");
+    let (code, _, err) = dlverify(&["derive", "--emit", "markdown", "--check", "specs/linear.dl"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("cannot be used with"), "{err}");
+    let (code, _, _) = dlverify(&["derive", "--emit", "latex", "--append", "specs/linear.dl"]);
+    assert_eq!(code, 2);
+}

@@ -30,6 +30,7 @@
 //! diagnostic rather than derived wrong.
 
 mod error;
+pub mod sheet;
 pub mod sym;
 
 use std::collections::{HashMap, HashSet};
