@@ -292,7 +292,7 @@ fn the_command_prints_checked_lines_and_exits_by_outcome() {
     let (code, out, _) = dlverify(&["derive", "--check", "specs/linear.dl"]);
     assert_eq!(code, 0);
     assert!(out.contains("3 derived claims"), "{out}");
-    let (code, _, err) = dlverify(&["derive", "specs/upsample_nearest.dl"]);
+    let (code, _, err) = dlverify(&["derive", "tests/corpus/prod.dl"]);
     assert_eq!(code, 2);
     assert!(err.contains("dl::derive::unsupported"), "{err}");
     let (code, _, err) = dlverify(&["derive", "tests/corpus/relu_cancel_zero.dl"]);
@@ -499,4 +499,30 @@ fn the_command_prints_a_sheet_with_emit() {
     assert!(err.contains("cannot be used with"), "{err}");
     let (code, _, _) = dlverify(&["derive", "--emit", "latex", "--append", "specs/linear.dl"]);
     assert_eq!(code, 2);
+}
+
+/// Every bundled spec with a layer or a loss is derived: the handout's
+/// exercises and the whole library, recurrences, whole-number indices and
+/// max pooling included. Only the specs of update rules and random
+/// variables, which have no layer or loss, are refused, and with
+/// `dl::derive::no_output`.
+#[test]
+fn every_bundled_spec_with_a_layer_or_loss_is_derived() {
+    let mut derived = 0;
+    for path in specs_in("specs") {
+        match derive_file(&path, 0) {
+            Derivation::Derived { .. } => derived += 1,
+            Derivation::Refused(_, e) => {
+                let code = miette::Diagnostic::code(&e).map(|c| c.to_string());
+                assert_eq!(
+                    code.as_deref(),
+                    Some("dl::derive::no_output"),
+                    "{}: {e}",
+                    path.display()
+                );
+            }
+            Derivation::Invalid(_) => panic!("{} does not analyse", path.display()),
+        }
+    }
+    assert!(derived >= 36, "{derived} bundled specs derived");
 }

@@ -621,7 +621,14 @@ impl<'p> Deriver<'p> {
                 "derive works on layers and losses of inputs and params; a stochastic claim is checked, not derived",
             ));
         }
-        for def in &program.defs {
+        // Only what carries a gradient: a let of sizes alone (the floor of
+        // a pooling window's start) is read as it is, never differentiated.
+        for (def, _) in program
+            .defs
+            .iter()
+            .zip(&self.live)
+            .filter(|(_, live)| **live)
+        {
             if def.local_to.is_some() {
                 continue;
             }
@@ -646,8 +653,8 @@ impl<'p> Deriver<'p> {
             if !feeds[k] || def.local_to.is_some() {
                 continue;
             }
-            let names = def.var_names.clone();
-            let used = self.scope(&names);
+            let mut used = self.taken.clone();
+            let names = slot_names(def, &mut used);
             let walker = Walker {
                 program: self.program,
                 names: &names,
@@ -832,12 +839,7 @@ impl<'p> Deriver<'p> {
         // The reader's indices, renamed away from the target's.
         let mut used: HashSet<String> = self.taken.clone();
         used.extend(names.iter().cloned());
-        let mut slot_names: Vec<String> = vec![];
-        for name in &def.var_names {
-            let fresh = fresh_name(name, &used);
-            used.insert(fresh.clone());
-            slot_names.push(fresh);
-        }
+        let slot_names = slot_names(def, &mut used);
         let own: Vec<String> = slot_names.get(..def.rank).unwrap_or(&[]).to_vec();
         let adjoint = self.adjoint_of(reader, &own);
         let outer: Vec<Binder> = own
@@ -926,6 +928,20 @@ impl<'p> Deriver<'p> {
     }
 }
 
+/// A definition's index variables by names free in `used` (then taken).
+/// The variable of a whole-number index is named by the index as written
+/// (`mod(i+k-2, N)+1`): it gets a name of its own, `v`.
+fn slot_names(def: &Def, used: &mut HashSet<String>) -> Vec<String> {
+    let mut names = vec![];
+    for name in &def.var_names {
+        let plain = name.chars().all(|c| c.is_alphanumeric() || c == '_');
+        let fresh = fresh_name(if plain { name } else { "v" }, used);
+        used.insert(fresh.clone());
+        names.push(fresh);
+    }
+    names
+}
+
 /// `name`, or `name_`, `name__`, … where it is taken.
 fn fresh_name(name: &str, used: &HashSet<String>) -> String {
     let mut fresh = name.to_string();
@@ -946,18 +962,13 @@ fn unsupported(n: &Node) -> Option<(&'static str, Span, &'static str)> {
             n.span,
             "derive covers sums, means, max and min over an index; state this gradient by hand and let `dlverify` check it",
         )),
-        NodeKind::Pick { .. } => Some((
-            "a whole-number index",
-            n.span,
-            "an index with floor, ceil or mod is not derived yet; state this gradient by hand and let `dlverify` check it",
-        )),
         NodeKind::Call { function, .. }
-            if derivative_of(*function).is_none() && pair_winner(*function).is_none() =>
+            if derivative_of(*function).is_none() && !of_two(*function) =>
         {
             Some((
                 "a function with jumps, ties or no derivative in the language",
                 n.span,
-                "derive covers smooth functions, relu, abs, max and min; state this gradient by hand and let `dlverify` check it",
+                "derive covers smooth functions, pow, relu, abs, max and min; state this gradient by hand and let `dlverify` check it",
             ))
         }
         _ => None,
@@ -1044,26 +1055,38 @@ fn derivative_of(function: Function) -> Option<fn(Sym) -> Sym> {
     })
 }
 
-/// For `max(a, b)` and `min(a, b)`: the comparison by which a wins.
-fn pair_winner(function: Function) -> Option<CompareOp> {
-    match function {
-        Function::Max => Some(CompareOp::Gt),
-        Function::Min => Some(CompareOp::Lt),
-        _ => None,
-    }
-}
-
-/// The partials of a max or min of two in a and in b. At a tie each gets
-/// half, as PyTorch's `maximum` and `minimum` split it.
-fn pair_partials(a: Sym, b: Sym, wins: CompareOp) -> (Sym, Sym) {
+/// The partials of a function of two arguments in each: `pow(a, b)`,
+/// and `max(a, b)`, `min(a, b)`, where at a tie each gets half, as
+/// PyTorch's `maximum` and `minimum` split it.
+fn pair_partials(function: Function, a: Sym, b: Sym) -> Option<(Sym, Sym)> {
     let compare = |x: &Sym, op, y: &Sym| {
         Sym::Bracket(Cond::Compare(Box::new(x.clone()), op, Box::new(y.clone())))
     };
+    let wins = match function {
+        Function::Max => CompareOp::Gt,
+        Function::Min => CompareOp::Lt,
+        Function::Pow => {
+            let power = |e: Sym| Sym::Call("pow".to_string(), vec![a.clone(), e]);
+            return Some((
+                Sym::Mul(vec![
+                    b.clone(),
+                    power(Sym::Add(vec![b.clone(), Sym::Num(-1.0)])),
+                ]),
+                Sym::Mul(vec![power(b.clone()), Sym::call("log", a.clone())]),
+            ));
+        }
+        _ => return None,
+    };
     let half_tie = Sym::quotient(compare(&a, CompareOp::Eq, &b), Sym::Num(2.0));
-    (
+    Some((
         Sym::Add(vec![compare(&a, wins, &b), half_tie.clone()]),
         Sym::Add(vec![compare(&b, wins, &a), half_tie]),
-    )
+    ))
+}
+
+/// Whether [`pair_partials`] covers a function.
+fn of_two(function: Function) -> bool {
+    matches!(function, Function::Max | Function::Min | Function::Pow)
 }
 
 /// Walks a body from its root, carrying the partial of the root in the
@@ -1153,9 +1176,15 @@ impl Walker<'_> {
                 self.walk(a, &times(d), binders, out)?;
             }
             NodeKind::Call { function, args }
-                if let (Some(wins), [a, b]) = (pair_winner(*function), args.as_slice()) =>
+                if let (true, [a, b]) = (of_two(*function), args.as_slice()) =>
             {
-                let (da, db) = pair_partials(self.sym(a)?, self.sym(b)?, wins);
+                let (mut da, mut db) =
+                    pair_partials(*function, self.sym(a)?, self.sym(b)?).ok_or_else(overflow)?;
+                if let Some(this) = self.own_element(node) {
+                    let whole = self.sym(node)?;
+                    da = da.replaced(&whole, this);
+                    db = db.replaced(&whole, this);
+                }
                 self.walk(a, &times(da), binders, out)?;
                 self.walk(b, &times(db), binders, out)?;
             }
@@ -1204,20 +1233,22 @@ impl Walker<'_> {
                     }
                     _ => up.clone(),
                 };
-                // The partial may itself sum over this index's name (the
-                // derivative of `log(sum(k) …)`): rebound there, as it sits
-                // inside the reduction now.
-                let up = up
-                    .rebound(&name, &self.fresh(&name, &up))
-                    .ok_or_else(overflow)?;
-                let mut inner = binders.to_vec();
-                inner.push(Binder { var: name, lo, hi });
-                let before = out.len();
-                self.walk(body, &up, &inner, out)?;
-                // Further bounds of an inferred range, as brackets.
-                for p in &mut out[before..] {
-                    p.bounds.extend(extra.iter().cloned());
-                }
+                self.walk_inside(Binder { var: name, lo, hi }, extra, body, up, binders, out)?;
+            }
+            // A whole-number index reads one element: the reduction
+            // `sum(v in axis) [v == floor((h+1)/2)] * x[…, v, …]`, whose
+            // bracket no substitution solves, so it stays (exactly).
+            NodeKind::Pick {
+                var,
+                index,
+                range,
+                body,
+                ..
+            } => {
+                let name = self.names.get(var.0).cloned().unwrap_or_default();
+                let (lo, hi, extra) = self.split_range(*var, range)?;
+                let up = Sym::Mul(vec![up.clone(), self.picked(&name, index)]);
+                self.walk_inside(Binder { var: name, lo, hi }, extra, body, up, binders, out)?;
             }
             // Piecewise constant: brackets and constants pass nothing on.
             NodeKind::Iverson(_)
@@ -1227,15 +1258,77 @@ impl Walker<'_> {
             | NodeKind::Hyper(_)
             | NodeKind::Index(_)
             | NodeKind::Moment { .. } => {}
-            NodeKind::Pick { .. } => {
-                return Err(DeriveError::unsupported(
-                    "a whole-number index",
-                    node.span,
-                    "state this gradient by hand",
-                ));
-            }
         }
         Ok(())
+    }
+
+    /// The walk into a reduction's body over `binder`, its range's further
+    /// bounds `extra` added as brackets.
+    fn walk_inside(
+        &self,
+        binder: Binder,
+        extra: Vec<Cond>,
+        body: &Node,
+        up: Sym,
+        binders: &[Binder],
+        out: &mut Vec<Partial>,
+    ) -> Result<(), DeriveError> {
+        // The partial may itself sum over this index's name (the
+        // derivative of `log(sum(k) …)`): rebound there, as it sits
+        // inside the reduction now.
+        let up = up
+            .rebound(&binder.var, &self.fresh(&binder.var, &up))
+            .ok_or_else(overflow)?;
+        let mut inner = binders.to_vec();
+        inner.push(binder);
+        let before = out.len();
+        self.walk(body, &up, &inner, out)?;
+        for p in &mut out[before..] {
+            p.bounds.extend(extra.iter().cloned());
+        }
+        Ok(())
+    }
+
+    /// `[v == floor((h+1)/2)]`: the bracket that picks a whole-number
+    /// index's element.
+    fn picked(&self, name: &str, index: &IndexExpr) -> Sym {
+        Sym::Bracket(Cond::Compare(
+            Box::new(Sym::Index(Ix::name(name))),
+            CompareOp::Eq,
+            Box::new(self.whole(index)),
+        ))
+    }
+
+    /// A whole-number index as the spec writes it, over the body's names.
+    fn whole(&self, e: &IndexExpr) -> Sym {
+        let pair = |a: &IndexExpr, b: &IndexExpr| (self.whole(a), self.whole(b));
+        match e {
+            IndexExpr::Affine(a) => Sym::Index(affine_ix(a, self.program, self.names)),
+            IndexExpr::Add(a, b) => {
+                let (a, b) = pair(a, b);
+                Sym::Add(vec![a, b])
+            }
+            IndexExpr::Sub(a, b) => {
+                let (a, b) = pair(a, b);
+                Sym::Add(vec![a, Sym::negative(b)])
+            }
+            IndexExpr::Mul(a, b) => {
+                let (a, b) = pair(a, b);
+                Sym::Mul(vec![a, b])
+            }
+            IndexExpr::FloorDiv(a, b) => {
+                let (a, b) = pair(a, b);
+                Sym::call("floor", Sym::quotient(a, b))
+            }
+            IndexExpr::CeilDiv(a, b) => {
+                let (a, b) = pair(a, b);
+                Sym::call("ceil", Sym::quotient(a, b))
+            }
+            IndexExpr::Mod(a, b) => {
+                let (a, b) = pair(a, b);
+                Sym::Call("mod".to_string(), vec![a, b])
+            }
+        }
     }
 
     fn partial(&self, target: Target, indices: &[Affine], up: &Sym, binders: &[Binder]) -> Partial {
@@ -1410,11 +1503,22 @@ impl Walker<'_> {
                 }
             }
             NodeKind::Iverson(c) => Sym::Bracket(self.cond(c)?),
-            NodeKind::Pick { .. } | NodeKind::Moment { .. } => {
+            NodeKind::Pick {
+                var,
+                index,
+                range,
+                body,
+                ..
+            } => {
+                let name = self.names.get(var.0).cloned().unwrap_or_default();
+                let picked = Sym::Mul(vec![self.picked(&name, index), self.sym(body)?]);
+                self.sum_over(*var, range, picked)?
+            }
+            NodeKind::Moment { .. } => {
                 return Err(DeriveError::unsupported(
-                    "a whole-number index or a moment",
+                    "a moment",
                     node.span,
-                    "state this gradient by hand",
+                    "a stochastic claim is checked, not derived",
                 ));
             }
         })
