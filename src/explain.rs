@@ -1242,16 +1242,17 @@ y[i] = tanh(x[i])
     Explanation {
         code: "dl::derive::unsupported",
         title: "`dlverify derive` does not cover a construct yet",
-        text: "`dlverify derive` differentiates sums and means over an index, the \
-              arithmetic operators, smooth functions, relu and abs, cases and brackets, \
-              and lets, through the chain rule. Products, max and min over an index, \
-              recurrences, random tensors, whole-number indices and functions with \
-              jumps or ties are refused rather than derived wrong.\n\n\
+        text: "`dlverify derive` differentiates sums, means, products, max and min \
+              over an index, the arithmetic operators, pow, smooth functions, relu and \
+              abs, cases and brackets, whole-number indices, and lets, recurrent ones \
+              included, through the chain rule. Random tensors and functions with \
+              jumps (sign, floor or round of a value) are refused rather than derived \
+              wrong.\n\n\
               State the gradient of such a spec by hand: `dlverify` checks it like any \
               other claim.",
         wrong: r#"dim n = 4
 input x[n]
-loss L = max(k) x[k]
+loss L = sum(k) sign(x[k]) * x[k]
 "#,
         right: r#"dim n = 4
 input x[n]

@@ -73,8 +73,8 @@ enum Command {
     /// read) in the spec language. Every derived claim is checked by the
     /// engine before anything is printed; one that fails is a bug of
     /// derive, reported with exit code 1. Constructs not derived yet
-    /// (products over an index, recurrences, random tensors, whole-number
-    /// indices) are refused with a diagnostic and exit code 2.
+    /// (functions with jumps, random tensors) are refused with a diagnostic
+    /// and exit code 2.
     Derive {
         /// The spec file, or `-` for standard input.
         #[arg(value_name = "PATH")]

@@ -203,8 +203,15 @@ fn what_the_random_layers_found_stays_fixed() {
         // stays inside the sum when common factors are taken out.
         "dim n = 3\nparam w[2*n + 1]\ny[i, k] = w[i+k] * w[i+k+1]    for i in 1..=n, k in 1..=n\n",
     ];
-    for spec in specs {
-        for seed in [0, 3] {
+    // At seed 1020018 the gradient in z is subnormal (erf' far out): the
+    // engine's two derivations differ in its last subnormal bits.
+    let subnormal = "dim n = 5\ninput x[2*n + 2]\ninput z[n + 2] in (-2, 2)\nparam w[n + 2]\nparam v[1]\nparam s > 0\nlet h[i] = erf((w[i] + 3) * n * z[i+1]) * x[i]    for i in 1..=n + 1\nlet u = mean(k in 1..=n) x[k] * sigmoid(sum(l in 1..=n) (h[l] + x[n])) + sum(p in 1..=n) h[p] * 0.5 - v[1] / exp(z[2])\ny[i] = h[i+1] * (sum(t in 1..=n) (sum(r in 1..=n) (w[r+2] + mean(c in 1..=n + 1) h[c] * s)))    if x[i] <= 0\n     | (w[i]^2)^2    otherwise    for i in 1..=n\n";
+    let runs = specs
+        .iter()
+        .flat_map(|spec| [(*spec, 0), (*spec, 3)])
+        .chain([(subnormal, 1_020_018)]);
+    for (spec, seed) in runs {
+        {
             let options = Options {
                 seed,
                 ..Options::default()
@@ -247,22 +254,22 @@ fn derived_lines(spec: &str) -> String {
 
 #[test]
 fn what_is_not_derived_is_refused_with_its_place() {
-    let spec = "dim n = 4\ninput x[n]\nloss L = prod(k) x[k]\n";
-    match derive_source(Source::new("prod.dl", spec), &Options::default()) {
+    let spec = "dim n = 4\ninput x[n]\nloss L = sum(k) sign(x[k]) * x[k]\n";
+    match derive_source(Source::new("sign.dl", spec), &Options::default()) {
         Derivation::Refused(_, e) => {
             let code = miette::Diagnostic::code(&e).map(|c| c.to_string());
             assert_eq!(code.as_deref(), Some("dl::derive::unsupported"));
-            assert!(e.to_string().contains("product"), "{e}");
+            assert!(e.to_string().contains("jumps"), "{e}");
             let labels: Vec<_> = miette::Diagnostic::labels(&e)
                 .into_iter()
                 .flatten()
                 .collect();
             assert_eq!(
                 labels.first().map(|l| l.offset()),
-                Some(spec.find("prod").unwrap())
+                Some(spec.find("sign").unwrap())
             );
         }
-        _ => panic!("a product over an index was derived"),
+        _ => panic!("sign was derived"),
     }
     let no_output = "dim n = 4\ninput x[n]\nhyper p = 0.5\nrandom m[i] ~ bernoulli(p) for i in 1..=n\nclaim E[m[1]] == p\n";
     assert!(matches!(
@@ -292,7 +299,7 @@ fn the_command_prints_checked_lines_and_exits_by_outcome() {
     let (code, out, _) = dlverify(&["derive", "--check", "specs/linear.dl"]);
     assert_eq!(code, 0);
     assert!(out.contains("3 derived claims"), "{out}");
-    let (code, _, err) = dlverify(&["derive", "tests/corpus/prod.dl"]);
+    let (code, _, err) = dlverify(&["derive", "tests/corpus/sign_floor_round.dl"]);
     assert_eq!(code, 2);
     assert!(err.contains("dl::derive::unsupported"), "{err}");
     let (code, _, err) = dlverify(&["derive", "tests/corpus/relu_cancel_zero.dl"]);

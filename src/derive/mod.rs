@@ -25,8 +25,17 @@
 //! evenly at a tie (`[x[k] == m] / sum(k') [x[k'] == m]`), as PyTorch's
 //! `amax` and `maximum` do; the derived lines say so in a comment.
 //!
-//! What it cannot derive yet (products over an index, recurrences, random
-//! tensors, whole-number indices, functions with jumps) is refused with a
+//! A let that reads earlier steps gets an adjoint that reads later ones
+//! (`dh[t+1, i]`), which the engine computes backwards; a whole-number
+//! index `x[floor((h+1)/2)]` is the single-term sum it reads, whose bracket
+//! stays.
+//!
+//! A product over an index sends each term the product of the others,
+//! written `prod(k') [k' == k] + [k' != k] * f(k')` so that a zero among
+//! them is no 0/0.
+//!
+//! What it cannot derive yet (random tensors, functions with jumps) is
+//! refused with a
 //! diagnostic rather than derived wrong.
 
 mod error;
@@ -955,13 +964,6 @@ fn fresh_name(name: &str, used: &HashSet<String>) -> String {
 /// its span and what to do.
 fn unsupported(n: &Node) -> Option<(&'static str, Span, &'static str)> {
     match &n.node {
-        NodeKind::Reduce {
-            op: ReduceOp::Prod, ..
-        } => Some((
-            "a product over an index",
-            n.span,
-            "derive covers sums, means, max and min over an index; state this gradient by hand and let `dlverify` check it",
-        )),
         NodeKind::Call { function, .. }
             if derivative_of(*function).is_none() && !of_two(*function) =>
         {
@@ -1231,6 +1233,46 @@ impl Walker<'_> {
                         let ties = self.sum_over(*var, range, hit.clone())?;
                         Sym::Mul(vec![up.clone(), hit, Sym::quotient(Sym::Num(1.0), ties)])
                     }
+                    // The product of the other terms, written so that a
+                    // zero among them is no 0/0: ∏ over k' of [k' == k] +
+                    // [k' != k] * f(k').
+                    ReduceOp::Prod => {
+                        if range.lowers.len() != 1 || range.uppers.len() != 1 {
+                            return Err(DeriveError::unsupported(
+                                "a product over a range of several bounds",
+                                node.span,
+                                "state this gradient by hand",
+                            ));
+                        }
+                        let other = self.fresh(&name, up);
+                        let at_other = |s: Sym| s.substitute(&name, &Ix::name(&other));
+                        let this = Sym::Index(Ix::name(&name));
+                        let that = Sym::Index(Ix::name(&other));
+                        let factor = Sym::Add(vec![
+                            Sym::Bracket(Cond::Compare(
+                                Box::new(that.clone()),
+                                CompareOp::Eq,
+                                Box::new(this.clone()),
+                            )),
+                            Sym::Mul(vec![
+                                Sym::Bracket(Cond::Compare(
+                                    Box::new(that),
+                                    CompareOp::Ne,
+                                    Box::new(this),
+                                )),
+                                at_other(self.sym(body)?).ok_or_else(overflow)?,
+                            ]),
+                        ]);
+                        let (lo, hi, _) = self.split_range(*var, range)?;
+                        let others = Sym::Extreme {
+                            op: ReduceOp::Prod,
+                            var: other,
+                            lo,
+                            hi,
+                            body: Box::new(factor),
+                        };
+                        Sym::Mul(vec![up.clone(), others])
+                    }
                     _ => up.clone(),
                 };
                 self.walk_inside(Binder { var: name, lo, hi }, extra, body, up, binders, out)?;
@@ -1476,7 +1518,7 @@ impl Walker<'_> {
             } => {
                 let refused = || {
                     DeriveError::unsupported(
-                        "a product over an index, or a max or min over a range of several bounds, inside a partial",
+                        "a product, max or min over a range of several bounds, inside a partial",
                         node.span,
                         "state this gradient by hand",
                     )
@@ -1487,12 +1529,12 @@ impl Walker<'_> {
                         self.sum_over(*var, range, self.sym(body)?)?,
                         self.count(*var, range)?,
                     ),
-                    ReduceOp::Max | ReduceOp::Min
+                    ReduceOp::Max | ReduceOp::Min | ReduceOp::Prod
                         if range.lowers.len() == 1 && range.uppers.len() == 1 =>
                     {
                         let (lo, hi, _) = self.split_range(*var, range)?;
                         Sym::Extreme {
-                            max: matches!(op, ReduceOp::Max),
+                            op: *op,
                             var: self.names.get(var.0).cloned().unwrap_or_default(),
                             lo,
                             hi,

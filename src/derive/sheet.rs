@@ -402,14 +402,14 @@ impl Latex {
                 format!("\\sum_{} {}", limits(var, lo, hi), self.body(body))
             }
             Sym::Extreme {
-                max,
+                op,
                 var,
                 lo,
                 hi,
                 body,
             } => format!(
                 "\\{}_{} {}",
-                if *max { "max" } else { "min" },
+                super::sym::reduce_name(*op),
                 limits(var, lo, hi),
                 self.body(body)
             ),

@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use crate::syntax::ast::CompareOp;
+use crate::syntax::ast::{CompareOp, ReduceOp};
 
 /// An affine index expression over names (index variables and dims).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -178,9 +178,9 @@ pub enum Sym {
         body: Box<Sym>,
     },
     Bracket(Cond),
-    /// `max(var in lo..=hi) body`, or `min` where `max` is false.
+    /// `max(var in lo..=hi) body`, `min(…)` or `prod(…)`.
     Extreme {
-        max: bool,
+        op: ReduceOp,
         var: String,
         lo: Ix,
         hi: Ix,
@@ -256,13 +256,13 @@ impl Sym {
             },
             Sym::Bracket(c) => Sym::Bracket(c.map_syms(&mut |s| s.substitute(name, by))?),
             Sym::Extreme {
-                max,
+                op,
                 var,
                 lo,
                 hi,
                 body,
             } => Sym::Extreme {
-                max: *max,
+                op: *op,
                 var: var.clone(),
                 lo: lo.substitute(name, by)?,
                 hi: hi.substitute(name, by)?,
@@ -319,7 +319,7 @@ impl Sym {
                 }
             }
             Sym::Extreme {
-                max,
+                op,
                 var: v,
                 lo,
                 hi,
@@ -327,7 +327,7 @@ impl Sym {
             } => {
                 let (var, body) = body_of(v, body)?;
                 Sym::Extreme {
-                    max: *max,
+                    op: *op,
                     var,
                     lo: lo.clone(),
                     hi: hi.clone(),
@@ -420,7 +420,7 @@ impl Sym {
                 }
             }
             Sym::Extreme {
-                max,
+                op,
                 var,
                 lo,
                 hi,
@@ -428,7 +428,7 @@ impl Sym {
             } => {
                 let (var, body) = body_of(var, body);
                 Sym::Extreme {
-                    max: *max,
+                    op: *op,
                     var,
                     lo: lo.clone(),
                     hi: hi.clone(),
@@ -457,13 +457,13 @@ impl Sym {
             Sym::Call(f, args) => Sym::Call(f, each(args)),
             Sym::Sum { var, lo, hi, body } => invariants_out(var, lo, hi, body.factored()),
             Sym::Extreme {
-                max,
+                op,
                 var,
                 lo,
                 hi,
                 body,
             } => Sym::Extreme {
-                max,
+                op,
                 var,
                 lo,
                 hi,
@@ -638,13 +638,13 @@ impl Sym {
             Sym::Pow(a, b) => Sym::Pow(Box::new(a.simplified()), Box::new(b.simplified())),
             Sym::Call(f, args) => Sym::Call(f, args.into_iter().map(Sym::simplified).collect()),
             Sym::Extreme {
-                max,
+                op,
                 var,
                 lo,
                 hi,
                 body,
             } => Sym::Extreme {
-                max,
+                op,
                 var,
                 lo,
                 hi,
@@ -753,14 +753,14 @@ impl Sym {
             ),
             Sym::Bracket(c) => format!("[{}]", c.show()),
             Sym::Extreme {
-                max,
+                op,
                 var,
                 lo,
                 hi,
                 body,
             } => format!(
                 "{}({var} in {}..={}) {}",
-                if *max { "max" } else { "min" },
+                reduce_name(*op),
                 lo.show(),
                 hi.show(),
                 body.show_at(Level::Product)
@@ -929,6 +929,17 @@ fn cancelled(numerator: Sym, denominator: Sym) -> Sym {
         Sym::Neg(Box::new(quotient))
     } else {
         quotient
+    }
+}
+
+/// `max`, `min` or `prod`, as the spec writes the reduction.
+pub fn reduce_name(op: ReduceOp) -> &'static str {
+    match op {
+        ReduceOp::Max => "max",
+        ReduceOp::Min => "min",
+        ReduceOp::Prod => "prod",
+        ReduceOp::Sum => "sum",
+        ReduceOp::Mean => "mean",
     }
 }
 

@@ -199,11 +199,19 @@ fn every_element(
                 at: Compared::Element(k, p),
                 reverse: r,
                 forward: f,
-                tolerance: allowance * m,
+                tolerance: rounding_bound(allowance, m),
             });
         }
     }
     Ok(comparisons)
+}
+
+/// `allowance` units of rounding at magnitude `m`, and as many absolute
+/// units below f64's normal range: a gradient of 7e-317 from both modes
+/// differs in its last subnormal bits, which a bound relative to m (itself
+/// subnormal, or 0) does not allow.
+fn rounding_bound(allowance: f64, m: f64) -> f64 {
+    allowance * m + allowance / f64::EPSILON * super::SUBNORMAL_UNIT
 }
 
 /// Forward mode's derivatives along [`DIRECTIONS`] random directions,
@@ -245,7 +253,7 @@ fn random_directions(
                 at: Compared::Direction(u.clone()),
                 reverse: r,
                 forward: f,
-                tolerance: allowance * m,
+                tolerance: rounding_bound(allowance, m),
             });
         }
     }

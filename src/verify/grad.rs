@@ -31,9 +31,6 @@ use crate::eval::{
 
 /// Units of rounding per term allowed between two exact formulas.
 const ROUNDING_ULPS: f64 = 64.0;
-/// The spacing of f64 below its normal range (2⁻¹⁰⁷⁴), where rounding is
-/// absolute.
-const SUBNORMAL_UNIT: f64 = 5e-324;
 /// Safety factor on the finite-difference error estimate.
 const FD_SAFETY: f64 = 8.0;
 /// Random directions along which a claim at a kink is held to the hull of
@@ -248,7 +245,7 @@ impl GradCheck<'_> {
                 // Below the normal range f64 rounds by an absolute unit,
                 // 2⁻¹⁰⁷⁴, not relative to the value: a gradient that decays
                 // to subnormals (a long recurrence) keeps a few of them.
-                ROUNDING_ULPS * cx.terms * (f64::EPSILON * scale + SUBNORMAL_UNIT)
+                ROUNDING_ULPS * cx.terms * (f64::EPSILON * scale + super::SUBNORMAL_UNIT)
             })
             .collect();
         let kinks = cx.kink_gradients();

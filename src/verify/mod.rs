@@ -44,6 +44,10 @@ pub(crate) const ROUNDING_SHRINK: f64 = 1.0 / (1u64 << 26) as f64;
 /// See [`ROUNDING_SHRINK`].
 pub(crate) const ROUNDING_SURE: f64 = 1.0 / (1u64 << 36) as f64;
 
+/// The spacing of f64 below its normal range (2⁻¹⁰⁷⁴), where rounding is
+/// absolute: a bound relative to the values' scale is 0 there.
+pub(crate) const SUBNORMAL_UNIT: f64 = 5e-324;
+
 /// An error over its tolerance, as every check reports a near miss: 0 for
 /// no error (a zero error against a zero tolerance is no miss at all),
 /// unbounded against a zero tolerance or where the error is NaN.
