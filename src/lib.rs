@@ -81,6 +81,34 @@ pub enum Derivation {
     },
 }
 
+impl Derivation {
+    /// The outcomes of the derived claims, where lines were derived: those
+    /// of the appended lines, not the spec's own.
+    pub fn derived_claims(&self) -> Vec<&verify::outcome::ClaimOutcome> {
+        match self {
+            Derivation::Derived {
+                check, first_line, ..
+            } => check
+                .claims
+                .iter()
+                .filter(|c| c.line >= *first_line)
+                .collect(),
+            _ => vec![],
+        }
+    }
+
+    /// Whether lines were derived and every derived claim holds, with no
+    /// diagnostic on the spec they were appended to.
+    pub fn holds(&self) -> bool {
+        let claims = self.derived_claims();
+        matches!(self, Derivation::Derived { check, .. } if check.diagnostics.is_empty())
+            && !claims.is_empty()
+            && claims
+                .iter()
+                .all(|c| c.status() == verify::outcome::ClaimStatus::Pass)
+    }
+}
+
 /// The comment line `dlverify derive` puts above what it appends.
 pub const DERIVED_HEADER: &str =
     "# Derived by `dlverify derive`: the gradient of L in every input and param.";

@@ -353,7 +353,11 @@ fn derive(path: &std::path::Path, output: DeriveOutput, seed: u64) -> ExitCode {
         ..Options::default()
     };
     let original = source.text().to_string();
-    match dlverify::derive_source(source, &options) {
+    let derivation = dlverify::derive_source(source, &options);
+    let holds = derivation.holds();
+    let claims = derivation.derived_claims();
+    let (count, sizes) = (claims.len(), claims.first().map_or(0, |c| c.sizes.len()));
+    match derivation {
         Derivation::Invalid(outcome) => {
             print(&report::human::render_check(&[*outcome]));
             ExitCode::from(2)
@@ -366,20 +370,8 @@ fn derive(path: &std::path::Path, output: DeriveOutput, seed: u64) -> ExitCode {
             );
             ExitCode::from(2)
         }
-        Derivation::Derived {
-            derived,
-            check,
-            first_line,
-        } => {
-            let claims: Vec<_> = check
-                .claims
-                .iter()
-                .filter(|c| c.line >= first_line)
-                .collect();
-            let failed = claims
-                .iter()
-                .any(|c| c.status() != dlverify::verify::outcome::ClaimStatus::Pass);
-            if !check.diagnostics.is_empty() || failed || claims.is_empty() {
+        Derivation::Derived { derived, check, .. } => {
+            if !holds {
                 eprintln!(
                     "{name}: a derived line does not check, which is a bug of `dlverify derive`; the spec with the derived lines appended:\n"
                 );
@@ -389,9 +381,7 @@ fn derive(path: &std::path::Path, output: DeriveOutput, seed: u64) -> ExitCode {
             let block = dlverify::derived_block(&derived);
             match output {
                 DeriveOutput::Check => print(&format!(
-                    "{name}: {} derived claims, each checked at {} sizes\n",
-                    claims.len(),
-                    claims.first().map_or(0, |c| c.sizes.len())
+                    "{name}: {count} derived claims, each checked at {sizes} sizes\n"
                 )),
                 DeriveOutput::Print(Emit::Spec) => print(&block),
                 DeriveOutput::Print(Emit::Markdown) => {
@@ -413,9 +403,7 @@ fn derive(path: &std::path::Path, output: DeriveOutput, seed: u64) -> ExitCode {
                         return ExitCode::from(2);
                     }
                     eprintln!(
-                        "{name}: {} derived claims appended, each checked at {} sizes",
-                        claims.len(),
-                        claims.first().map_or(0, |c| c.sizes.len())
+                        "{name}: {count} derived claims appended, each checked at {sizes} sizes"
                     );
                 }
             }

@@ -72,32 +72,26 @@ fn judge(seed: u64) -> Verdict {
         Ok(d) => d,
         Err(_) => return Verdict::Failed("panic".into(), "derive or its check panicked".into()),
     };
-    match derivation {
-        Derivation::Invalid(outcome) => Verdict::Invalid(common::render(&outcome)),
+    if derivation.holds() {
+        return Verdict::Derived {
+            claims: derivation.derived_claims().len(),
+        };
+    }
+    let ours = derivation.derived_claims();
+    match &derivation {
+        Derivation::Invalid(outcome) => Verdict::Invalid(common::render(outcome)),
         Derivation::Refused(_, e) => {
-            let code = miette::Diagnostic::code(&e)
+            let code = miette::Diagnostic::code(e)
                 .map(|c| c.to_string())
                 .unwrap_or_default();
             Verdict::Refused(format!("{code}: {e}"))
         }
-        Derivation::Derived {
-            derived,
-            check,
-            first_line,
-        } => {
-            let ours: Vec<_> = check
-                .claims
-                .iter()
-                .filter(|c| c.line >= first_line)
-                .collect();
+        Derivation::Derived { derived, check, .. } => {
             let failed: Vec<String> = ours
                 .iter()
                 .filter(|c| c.status() != ClaimStatus::Pass)
                 .map(|c| format!("line {}: {:?}", c.line, c.verdict))
                 .collect();
-            if failed.is_empty() && check.diagnostics.is_empty() && !ours.is_empty() {
-                return Verdict::Derived { claims: ours.len() };
-            }
             let derived: Vec<&str> = derived.lines.iter().map(|l| l.text.as_str()).collect();
             let kind = match (
                 check.diagnostics.first(),
@@ -114,7 +108,7 @@ fn judge(seed: u64) -> Verdict {
                     ours.len(),
                     check.diagnostics,
                     derived.join("\n"),
-                    common::render(&check)
+                    common::render(check)
                 ),
             )
         }

@@ -714,31 +714,7 @@ fn base_name(base: &str) -> String {
 
 /// `2k-1`: an index expression as [`Ix::show`] writes it, without the `*`.
 fn index(ix: &Ix) -> String {
-    let mut out = String::new();
-    let mut terms: Vec<&(String, i64)> = ix.terms.iter().filter(|(_, c)| *c > 0).collect();
-    terms.extend(ix.terms.iter().filter(|(_, c)| *c < 0));
-    for (n, c) in terms {
-        let sign = if *c < 0 {
-            "-"
-        } else if out.is_empty() {
-            ""
-        } else {
-            "+"
-        };
-        let magnitude = c.unsigned_abs();
-        if magnitude == 1 {
-            let _ = write!(out, "{sign}{}", name(n));
-        } else {
-            let _ = write!(out, "{sign}{magnitude}{}", name(n));
-        }
-    }
-    match (out.is_empty(), ix.constant) {
-        (true, c) => c.to_string(),
-        (false, c) if c > 0 && out.starts_with('-') => format!("{c}{out}"),
-        (false, 0) => out,
-        (false, c) if c > 0 => format!("{out}+{c}"),
-        (false, c) => format!("{out}{c}"),
-    }
+    ix.show_with(name, "")
 }
 
 /// As [`Sym`]'s printer ranks an index expression used as a value.

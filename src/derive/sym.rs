@@ -63,10 +63,16 @@ impl Ix {
 
     /// Positive terms first, so that `N-i` reads as written rather than `-i+N`.
     pub fn show(&self) -> String {
+        self.show_with(|name| name.to_string(), "*")
+    }
+
+    /// [`Ix::show`] with each name written by `name` and `times` between a
+    /// coefficient and its name (nothing, in LaTeX: `2k-1`).
+    pub fn show_with(&self, name: impl Fn(&str) -> String, times: &str) -> String {
         let mut out = String::new();
         let mut terms: Vec<&(String, i64)> = self.terms.iter().filter(|(_, c)| *c > 0).collect();
         terms.extend(self.terms.iter().filter(|(_, c)| *c < 0));
-        for (name, c) in terms {
+        for (n, c) in terms {
             let sign = if *c < 0 {
                 "-"
             } else if out.is_empty() {
@@ -76,9 +82,9 @@ impl Ix {
             };
             let magnitude = c.unsigned_abs();
             if magnitude == 1 {
-                let _ = write!(out, "{sign}{name}");
+                let _ = write!(out, "{sign}{}", name(n));
             } else {
-                let _ = write!(out, "{sign}{magnitude}*{name}");
+                let _ = write!(out, "{sign}{magnitude}{times}{}", name(n));
             }
         }
         match (out.is_empty(), self.constant) {
