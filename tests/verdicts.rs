@@ -295,6 +295,29 @@ grad x[j] = x[j] / L
     }
 }
 
+/// L = log(1 + u²) with u = w·z³ near 1e-9: 1 + u² rounds to 1 in f32
+/// and f64 alike, so L is exactly 0 at every finite-difference step and
+/// the measured noise |L₃₂ − L₆₄| is 0 too. The rounding bound from the
+/// magnitudes of L's intermediate values (the 1 inside the log) keeps the
+/// guard from calling autodiff wrong: the right claims hold, the wrong one
+/// is refuted, none is left undecided (found by the random layers).
+#[test]
+fn a_loss_flat_in_both_precisions_does_not_leave_the_guard_in_doubt() {
+    let spec = "input z = 0.001
+input w = 1.5
+loss L = log(1 + (w * z^3)^2)
+grad z = 2 * (w * z^3) * w * 3 * z^2 / (1 + (w * z^3)^2)
+grad z = 2 * (w * z^3) * w * 2 * z^2
+  expect fail \"a factor 2 for 3\"
+";
+    for seed in SEEDS {
+        let outcome = check(spec, seed);
+        assert_eq!(claim_at(&outcome, 4, seed).status(), ClaimStatus::Pass);
+        let wrong = claim_at(&outcome, 5, seed);
+        assert!(!wrong.mismatches.is_empty(), "seed {seed}");
+    }
+}
+
 /// A real difference a hundred million times smaller than the rounding
 /// noise of f64 cancellation: double-double keeps it, but by less than a
 /// mistake of that size could be told from what rounding leaves. It is left

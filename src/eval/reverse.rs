@@ -456,6 +456,12 @@ pub struct ReverseGradient<B> {
     /// Kinks the recording met: where there are any, the straight-line
     /// tape holds one branch of several, and forward mode must choose.
     pub kinks: KinkCount,
+    /// Σ |∂L/∂v|·|v| over every computed value v, its partial taken as the
+    /// path magnitude: each operation rounds its result by up to ε·|v|, so
+    /// `ε ·` this bounds L's own rounding to first order. It sees what L's
+    /// value hides: the 1 in `log(1 + u²)` with u² below ε rounds L by ε
+    /// although L itself is 0.
+    pub rounding: f64,
 }
 
 /// Holds the thread's tape of `B` for one recording, and clears it after.
@@ -610,10 +616,17 @@ pub fn gradient_of<B: TapeReal>(recorded: &Recorded<B>) -> ReverseGradient<B> {
         .into_iter()
         .map(|g| g.map(|g| g.mapv(Real::value)))
         .collect();
+    let rounding = (recorded.tape.entries.iter().zip(&adjoint))
+        .zip(&recorded.tape.values)
+        .filter(|((e, _), _)| e.op != Op::Leaf)
+        .map(|((_, a), v)| a.value() * v.value().abs())
+        .filter(|r| r.is_finite())
+        .sum();
     ReverseGradient {
         gradient,
         magnitude,
         kinks: recorded.kinks,
+        rounding,
     }
 }
 

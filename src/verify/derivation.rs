@@ -76,6 +76,9 @@ pub struct Derivation {
     pub gradient: Vec<Option<ArrayD<f64>>>,
     pub route: Route,
     pub agreement: Agreement,
+    /// L's rounding in f64 over ε, to first order, where reverse mode swept
+    /// ([`crate::eval::reverse::ReverseGradient::rounding`]).
+    pub loss_rounding: Option<f64>,
 }
 
 impl Derivation {
@@ -123,7 +126,7 @@ pub fn derive(
         Err(e) if e.is_timeout() => return Err(e),
         // A recording the tape cannot hold: forward mode still can.
         Err(e) if matches!(*e, EvalError::Internal { .. }) => {
-            return forward_alone(instance, values);
+            return forward_alone(instance, values, None);
         }
         Err(e) => return Err(e),
     };
@@ -133,7 +136,7 @@ pub fn derive(
         .flatten()
         .all(|g| g.iter().all(|v| v.is_finite()));
     if reverse.kinks.met > 0 || !finite {
-        return forward_alone(instance, values);
+        return forward_alone(instance, values, Some(reverse.rounding));
     }
     let allowance = ROUNDING_ULPS * f64::EPSILON * terms;
     let elements: usize = reverse.gradient.iter().flatten().map(ArrayD::len).sum();
@@ -157,6 +160,7 @@ pub fn derive(
         gradient: reverse.gradient,
         route,
         agreement,
+        loss_rounding: Some(reverse.rounding),
     }
     .agreed(&instance.sizes)
 }
@@ -371,11 +375,13 @@ fn along_precise(gradient: &[Option<ArrayD<Dd>>], u: &[Option<ArrayD<f64>>]) -> 
 fn forward_alone(
     instance: &Instance<'_>,
     values: &[ArrayD<f64>],
+    loss_rounding: Option<f64>,
 ) -> Result<Derivation, Box<EvalError>> {
     Ok(Derivation {
         gradient: gradient(instance, values)?,
         route: Route::ForwardAlone,
         agreement: Agreement::default(),
+        loss_rounding,
     })
 }
 
@@ -464,6 +470,7 @@ mod tests {
             gradient: reverse.gradient,
             route: Route::ReverseCheckedEverywhere,
             agreement: bad,
+            loss_rounding: None,
         };
         let error = derivation.agreed(&instance.sizes).unwrap_err().to_string();
         assert!(

@@ -878,9 +878,18 @@ struct Differences {
 /// plus its rounding (two values of L, each off by up to the larger of the
 /// measured noise and ε·|terms of L|, over 2h), with a safety factor.
 fn fd_tolerance(d: &Differences, h: f64, cx: &SizeContext<'_>) -> f64 {
+    // Measured noise sees nothing where L is flat in both precisions (1 + u²
+    // rounds to 1 in f32 and f64 alike): the first-order bound from the
+    // magnitudes of L's intermediate values does.
+    let propagated = cx
+        .derivation()
+        .ok()
+        .and_then(|d| d.loss_rounding)
+        .unwrap_or(0.0);
     let rounding = d
         .noise
-        .max(f64::EPSILON * cx.loss_magnitude * cx.terms.sqrt());
+        .max(f64::EPSILON * cx.loss_magnitude * cx.terms.sqrt())
+        .max(f64::EPSILON * propagated);
     FD_SAFETY * ((d.d2 - d.d1).abs() / 3.0 + rounding / h)
 }
 
