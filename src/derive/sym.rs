@@ -451,31 +451,13 @@ impl Sym {
     /// sides cancelled (`w / norm` for `2 * w / (2 * norm)`). Brackets are
     /// never cancelled: `[c] / [c]` is 0/0 where c fails.
     pub fn factored(self) -> Sym {
-        let each = |v: Vec<Sym>| v.into_iter().map(Sym::factored).collect::<Vec<_>>();
-        let boxed = |a: Box<Sym>| Box::new(a.factored());
         let s = match self.simplified() {
-            Sym::Neg(a) => Sym::Neg(boxed(a)),
-            Sym::Add(terms) => common_factors(each(terms)),
-            Sym::Mul(factors) => Sym::Mul(each(factors)),
+            Sym::Add(terms) => common_factors(terms.into_iter().map(Sym::factored).collect()),
             Sym::Div(a, b) => cancelled(a.factored(), b.factored()),
-            Sym::Pow(a, b) => Sym::Pow(boxed(a), boxed(b)),
-            Sym::PowInt(a, k) => Sym::PowInt(boxed(a), k),
-            Sym::Call(f, args) => Sym::Call(f, each(args)),
             Sym::Sum { var, lo, hi, body } => invariants_out(var, lo, hi, body.factored()),
-            Sym::Extreme {
-                op,
-                var,
-                lo,
-                hi,
-                body,
-            } => Sym::Extreme {
-                op,
-                var,
-                lo,
-                hi,
-                body: boxed(body),
-            },
-            other => other,
+            // A bracket's condition is left as it is decided and printed.
+            b @ Sym::Bracket(_) => b,
+            other => other.map_children(&mut Sym::factored),
         };
         s.simplified()
     }
@@ -504,6 +486,45 @@ impl Sym {
             body: Box::new(from_factors(negative, inside)),
         });
         Sym::Mul(out).simplified()
+    }
+
+    /// Each direct part mapped by `f`: operands, arguments, a reduction's
+    /// body (not its bounds), a bracket's two sides.
+    fn map_children(self, f: &mut impl FnMut(Sym) -> Sym) -> Sym {
+        let boxed = |a: Box<Sym>, f: &mut dyn FnMut(Sym) -> Sym| Box::new(f(*a));
+        match self {
+            Sym::Num(_) | Sym::Atom(_) | Sym::Index(_) | Sym::Access { .. } => self,
+            Sym::Neg(a) => Sym::Neg(boxed(a, f)),
+            Sym::Add(v) => Sym::Add(v.into_iter().map(&mut *f).collect()),
+            Sym::Mul(v) => Sym::Mul(v.into_iter().map(&mut *f).collect()),
+            Sym::Div(a, b) => Sym::Div(boxed(a, f), boxed(b, f)),
+            Sym::Pow(a, b) => Sym::Pow(boxed(a, f), boxed(b, f)),
+            Sym::PowInt(a, k) => Sym::PowInt(boxed(a, f), k),
+            Sym::Call(name, args) => Sym::Call(name, args.into_iter().map(&mut *f).collect()),
+            Sym::Sum { var, lo, hi, body } => Sym::Sum {
+                var,
+                lo,
+                hi,
+                body: boxed(body, f),
+            },
+            Sym::Extreme {
+                op,
+                var,
+                lo,
+                hi,
+                body,
+            } => Sym::Extreme {
+                op,
+                var,
+                lo,
+                hi,
+                body: boxed(body, f),
+            },
+            Sym::Bracket(c) => {
+                let mapped = c.map_syms(&mut |s| Some(f(s.clone())));
+                Sym::Bracket(mapped.unwrap_or(c))
+            }
+        }
     }
 
     /// Every occurrence of `from` replaced by `to`.
@@ -641,21 +662,9 @@ impl Sym {
                 (a, 1) => a,
                 (a, k) => Sym::PowInt(Box::new(a), k),
             },
-            Sym::Pow(a, b) => Sym::Pow(Box::new(a.simplified()), Box::new(b.simplified())),
-            Sym::Call(f, args) => Sym::Call(f, args.into_iter().map(Sym::simplified).collect()),
-            Sym::Extreme {
-                op,
-                var,
-                lo,
-                hi,
-                body,
-            } => Sym::Extreme {
-                op,
-                var,
-                lo,
-                hi,
-                body: Box::new(body.simplified()),
-            },
+            s @ (Sym::Pow(..) | Sym::Call(..) | Sym::Extreme { .. }) => {
+                s.map_children(&mut Sym::simplified)
+            }
             Sym::Sum { var, lo, hi, body } => match body.simplified() {
                 Sym::Num(0.0) => Sym::Num(0.0),
                 // The sign out of the sum: `- sum(k) …`.
