@@ -117,7 +117,7 @@ fn a3_comes_out_as_non_overlapping_cases() {
     // as non-overlapping cases; right at N = 3 too, where x[2] feeds nothing.
     // The factor both sources share is pulled out.
     for case in [
-        "a * (g[j] + g[j-2])   if j <= N-2 and j >= 3",
+        "a * (g[j] + g[j-2])   if 3 <= j <= N-2",
         "| g[j] * a              if j <= N-2 and j <= 2",
         "| g[j-2] * a            if j >= N-1 and j >= 3",
         "| 0                     otherwise",

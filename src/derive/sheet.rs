@@ -12,7 +12,7 @@
 
 use std::fmt::Write;
 
-use super::sym::{Cond, Ix, Sym};
+use super::sym::{Cond, Conjunct, Ix, Sym};
 use super::{Definition, Derived, LineKind, Role, Value};
 use crate::analysis::program::DefKind;
 use crate::syntax::ast::CompareOp;
@@ -310,13 +310,21 @@ impl Latex {
             Cond::Compare(a, op, b) => {
                 format!("{} {} {}", self.expr(a), comparison(*op), self.expr(b))
             }
-            Cond::And(a, b) => {
-                let part = |c: &Cond| match c {
-                    Cond::Or(..) => format!("({})", self.cond(c, logic)),
-                    _ => self.cond(c, logic),
-                };
-                format!("{}{and}{}", part(a), part(b))
-            }
+            Cond::And(..) => c
+                .conjuncts()
+                .iter()
+                .map(|part| match part {
+                    Conjunct::Between(lo, x, hi) => format!(
+                        "{} \\le {} \\le {}",
+                        self.expr(lo),
+                        self.expr(x),
+                        self.expr(hi)
+                    ),
+                    Conjunct::One(c @ Cond::Or(..)) => format!("({})", self.cond(c, logic)),
+                    Conjunct::One(c) => self.cond(c, logic),
+                })
+                .collect::<Vec<_>>()
+                .join(and),
             Cond::Or(a, b) => format!("{}{or}{}", self.cond(a, logic), self.cond(b, logic)),
         }
     }

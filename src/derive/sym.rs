@@ -143,17 +143,86 @@ impl Cond {
                 op.symbol(),
                 b.show_at(Level::Sum)
             ),
-            Cond::And(a, b) => format!("{} and {}", a.show_in_and(), b.show_in_and()),
+            Cond::And(..) => self
+                .conjuncts()
+                .iter()
+                .map(|c| match c {
+                    Conjunct::Between(lo, x, hi) => format!(
+                        "{} <= {} <= {}",
+                        lo.show_at(Level::Sum),
+                        x.show_at(Level::Sum),
+                        hi.show_at(Level::Sum)
+                    ),
+                    Conjunct::One(c @ Cond::Or(..)) => format!("({})", c.show()),
+                    Conjunct::One(c) => c.show(),
+                })
+                .collect::<Vec<_>>()
+                .join(" and "),
             Cond::Or(a, b) => format!("{} or {}", a.show(), b.show()),
         }
     }
 
-    fn show_in_and(&self) -> String {
-        match self {
-            Cond::Or(..) => format!("({})", self.show()),
-            _ => self.show(),
+    /// The parts of a conjunction, a lower and an upper bound of the same
+    /// value paired as a handout writes them: `3 <= j <= N-2` for
+    /// `j <= N-2 and j >= 3`.
+    pub fn conjuncts(&self) -> Vec<Conjunct<'_>> {
+        fn flatten<'c>(c: &'c Cond, out: &mut Vec<&'c Cond>) {
+            match c {
+                Cond::And(a, b) => {
+                    flatten(a, out);
+                    flatten(b, out);
+                }
+                c => out.push(c),
+            }
         }
+        let mut parts = vec![];
+        flatten(self, &mut parts);
+        // `x >= a` as (x, a, lower), `x <= b` as (x, b, upper).
+        fn bound_of(c: &Cond) -> Option<(&Sym, &Sym, bool)> {
+            match c {
+                Cond::Compare(x, CompareOp::Ge, a) => Some((x, a, true)),
+                Cond::Compare(x, CompareOp::Le, b) => Some((x, b, false)),
+                _ => None,
+            }
+        }
+        let mut used = vec![false; parts.len()];
+        let mut out = vec![];
+        for i in 0..parts.len() {
+            if used[i] {
+                continue;
+            }
+            used[i] = true;
+            let paired = bound_of(parts[i]).and_then(|(x, a, lower)| {
+                let j = (i + 1..parts.len()).find(|&j| {
+                    !used[j] && bound_of(parts[j]).is_some_and(|(y, _, l)| y == x && l != lower)
+                })?;
+                let (_, b, _) = bound_of(parts[j])?;
+                Some((
+                    j,
+                    if lower {
+                        Conjunct::Between(a, x, b)
+                    } else {
+                        Conjunct::Between(b, x, a)
+                    },
+                ))
+            });
+            match paired {
+                Some((j, c)) => {
+                    used[j] = true;
+                    out.push(c);
+                }
+                None => out.push(Conjunct::One(parts[i])),
+            }
+        }
+        out
     }
+}
+
+/// A part of a conjunction ([`Cond::conjuncts`]).
+pub enum Conjunct<'c> {
+    /// `lo <= x <= hi`.
+    Between(&'c Sym, &'c Sym, &'c Sym),
+    One(&'c Cond),
 }
 
 /// A symbolic expression in the spec language.
@@ -1069,6 +1138,25 @@ mod tests {
         ));
         let guarded = Sym::quotient(Sym::Mul(vec![c.clone(), at("x", "j")]), c);
         assert_eq!(guarded.factored().show(), "[j >= 2] * x[j] / [j >= 2]");
+    }
+
+    #[test]
+    fn a_lower_and_an_upper_bound_of_one_index_read_as_a_chain() {
+        let ix = |s: &str| Sym::Index(Ix::name(s));
+        let cmp = |a: Sym, op, b: Sym| Cond::Compare(Box::new(a), op, Box::new(b));
+        let n_less_2 = Sym::Index(Ix::name("N").plus(&Ix::constant(2), -1).unwrap_or_default());
+        let three = Sym::Index(Ix::constant(3));
+        let both = Cond::And(
+            Box::new(cmp(ix("j"), CompareOp::Le, n_less_2)),
+            Box::new(cmp(ix("j"), CompareOp::Ge, three.clone())),
+        );
+        assert_eq!(both.show(), "3 <= j <= N-2");
+        // Bounds of two indices stay apart.
+        let apart = Cond::And(
+            Box::new(cmp(ix("j"), CompareOp::Ge, three.clone())),
+            Box::new(cmp(ix("k"), CompareOp::Le, three)),
+        );
+        assert_eq!(apart.show(), "j >= 3 and k <= 3");
     }
 
     #[test]
