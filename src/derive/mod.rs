@@ -1213,7 +1213,7 @@ impl Walker<'_> {
                 body,
                 ..
             } => {
-                let name = self.names.get(var.0).cloned().unwrap_or_default();
+                let name = self.var_name(*var);
                 let (lo, hi, extra) = self.split_range(*var, range)?;
                 let up = match op {
                     ReduceOp::Mean => Sym::quotient(up.clone(), self.count(*var, range)?),
@@ -1287,7 +1287,7 @@ impl Walker<'_> {
                 body,
                 ..
             } => {
-                let name = self.names.get(var.0).cloned().unwrap_or_default();
+                let name = self.var_name(*var);
                 let (lo, hi, extra) = self.split_range(*var, range)?;
                 let up = Sym::Mul(vec![up.clone(), self.picked(&name, index)]);
                 self.walk_inside(Binder { var: name, lo, hi }, extra, body, up, binders, out)?;
@@ -1329,6 +1329,11 @@ impl Walker<'_> {
             p.bounds.extend(extra.iter().cloned());
         }
         Ok(())
+    }
+
+    /// The body's (renamed) name of an index variable.
+    fn var_name(&self, var: VarId) -> String {
+        self.names.get(var.0).cloned().unwrap_or_default()
     }
 
     /// `[v == floor((h+1)/2)]`: the bracket that picks a whole-number
@@ -1404,7 +1409,7 @@ impl Walker<'_> {
         let (l, u) = (main(&lowers), main(&uppers));
         let lo = lowers.get(l).cloned().ok_or_else(overflow)?;
         let hi = uppers.get(u).cloned().ok_or_else(overflow)?;
-        let v = Ix::name(self.names.get(var.0).map_or("", String::as_str));
+        let v = Ix::name(&self.var_name(var));
         let lower = (lowers.iter().enumerate())
             .filter(|(k, _)| *k != l)
             .map(|(_, b)| compare(b, CompareOp::Le, &v));
@@ -1426,7 +1431,7 @@ impl Walker<'_> {
             return Ok(Sym::Index(count));
         }
         Ok(Sym::Sum {
-            var: self.names.get(var.0).cloned().unwrap_or_default(),
+            var: self.var_name(var),
             lo,
             hi,
             body: Box::new(Sym::Mul(extra.into_iter().map(Sym::Bracket).collect())),
@@ -1482,9 +1487,7 @@ impl Walker<'_> {
                     .map(|h| h.name.clone())
                     .unwrap_or_default(),
             ),
-            NodeKind::Index(v) => {
-                Sym::Index(Ix::name(self.names.get(v.0).map_or("", String::as_str)))
-            }
+            NodeKind::Index(v) => Sym::Index(Ix::name(&self.var_name(*v))),
             NodeKind::Tensor { id, indices } => {
                 let name = self.program.tensors.get(id.0).map(|t| t.name.as_str());
                 self.access(name, indices)
@@ -1535,7 +1538,7 @@ impl Walker<'_> {
                         let (lo, hi, _) = self.split_range(*var, range)?;
                         Sym::Extreme {
                             op: *op,
-                            var: self.names.get(var.0).cloned().unwrap_or_default(),
+                            var: self.var_name(*var),
                             lo,
                             hi,
                             body: Box::new(self.sym(body)?),
@@ -1552,7 +1555,7 @@ impl Walker<'_> {
                 body,
                 ..
             } => {
-                let name = self.names.get(var.0).cloned().unwrap_or_default();
+                let name = self.var_name(*var);
                 let picked = Sym::Mul(vec![self.picked(&name, index), self.sym(body)?]);
                 self.sum_over(*var, range, picked)?
             }
@@ -1573,7 +1576,7 @@ impl Walker<'_> {
         let mut factors: Vec<Sym> = extra.into_iter().map(Sym::Bracket).collect();
         factors.push(body);
         Ok(Sym::Sum {
-            var: self.names.get(var.0).cloned().unwrap_or_default(),
+            var: self.var_name(var),
             lo,
             hi,
             body: Box::new(Sym::Mul(factors)),
