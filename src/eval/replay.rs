@@ -20,6 +20,7 @@
 //! being run. [`Replay::cones`] replays only what one element reaches.
 
 use std::cmp::Ordering;
+use std::sync::Arc;
 
 use ndarray::ArrayD;
 
@@ -63,7 +64,7 @@ enum Step {
 /// A step in 16 bytes: a run streams every step, so their size is the
 /// run's memory traffic. `code` names the kind (and the operation); a
 /// power's exponent, a guard's expected outcome ride in an unused field.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Packed {
     code: u8,
     a: u32,
@@ -216,15 +217,19 @@ impl Packed {
 /// A recorded evaluation of L, compiled for replaying.
 #[derive(Debug)]
 pub struct Replay<B> {
-    steps: Vec<Packed>,
+    /// Shared by the replays of one program in several precisions
+    /// ([`Replay::in_precision`]).
+    steps: Arc<Vec<Packed>>,
     registers: usize,
     constants: Vec<B>,
     /// The input elements the program loads: (tensor, row-major offset).
-    inputs: Vec<(usize, usize)>,
+    inputs: Arc<Vec<(u32, u32)>>,
     output: Src,
     /// The recording folded constants by operations other number types
     /// round otherwise (see [`Replay::lanes_match_evaluator`]).
     folded: bool,
+    /// See [`Replay::in_precision`].
+    computed_constants: bool,
 }
 
 /// The cones of some input elements (see [`Replay::cones`]).
@@ -320,7 +325,7 @@ impl<B: TapeReal> Replay<B> {
         if tape.unguarded {
             return None;
         }
-        let folded = tape.folded;
+        let (folded, computed_constants) = (tape.folded, tape.computed_constants);
         drop(tape.values);
         let entries = tape.entries;
         let len = entries.len();
@@ -500,7 +505,7 @@ impl<B: TapeReal> Replay<B> {
             let e = &entries[n];
             if e.op == Op::Leaf {
                 if let Some(&(k, p)) = leaf_of.get(n).filter(|(k, _)| *k != u32::MAX) {
-                    inputs.push((k as usize, p as usize));
+                    inputs.push((k, p));
                     steps.push(Packed::pack(Step::Load {
                         input: (inputs.len() - 1) as u32,
                         out,
@@ -517,12 +522,36 @@ impl<B: TapeReal> Replay<B> {
         }
         let output = src(&register, recorded.output);
         Some(Self {
-            steps,
+            steps: Arc::new(steps),
             registers,
             constants: tape.constants,
-            inputs,
+            inputs: Arc::new(inputs),
             output,
             folded,
+            computed_constants,
+        })
+    }
+
+    /// The same program with its constants in precision `C`, sharing the
+    /// steps: what compiling a recording in `C` at the same decisions
+    /// would give. The evaluator is generic over the number type, so with
+    /// the same decisions it carries out the same operations in either
+    /// precision, and each constant is `C::of` of the f64 it was given, as
+    /// `B`'s is. Not where a constant was computed in `B` (a fold, π): `C`
+    /// would compute it, not round `B`'s. A point where `C`'s values decide
+    /// otherwise is declined by the guards, as in any replay.
+    pub fn in_precision<C: TapeReal>(&self) -> Option<Replay<C>> {
+        if self.computed_constants {
+            return None;
+        }
+        Some(Replay {
+            steps: self.steps.clone(),
+            registers: self.registers,
+            constants: self.constants.iter().map(|c| C::of(c.value())).collect(),
+            inputs: self.inputs.clone(),
+            output: self.output,
+            folded: self.folded,
+            computed_constants: false,
         })
     }
 
@@ -601,8 +630,8 @@ impl<B: TapeReal> Replay<B> {
         fill: impl Fn((usize, usize), &mut [V]),
     ) -> Vec<Option<V>> {
         self.run_lanes_by_input(width, constant, |input, row| {
-            if let Some(&at) = self.inputs.get(input as usize) {
-                fill(at, row);
+            if let Some(&(k, p)) = self.inputs.get(input as usize) {
+                fill((k as usize, p as usize), row);
             }
         })
     }
@@ -626,7 +655,7 @@ impl<B: TapeReal> Replay<B> {
         // One row of `width` values per register, in one block.
         let mut regs: Vec<V> = vec![zero; self.registers * width];
         let mut valid = vec![true; width];
-        for step in &self.steps {
+        for step in self.steps.iter() {
             match step.unpack() {
                 Step::Load { input, out } => {
                     let at = out as usize * width;
@@ -700,7 +729,11 @@ impl<B: TapeReal> Replay<B> {
         let element_of: Vec<u32> = self
             .inputs
             .iter()
-            .map(|x| index.get(x).map_or(NONE, |&e| e as u32))
+            .map(|x| {
+                index
+                    .get(&(x.0 as usize, x.1 as usize))
+                    .map_or(NONE, |&e| e as u32)
+            })
             .collect();
         let constant = |x: Src| {
             self.constants
@@ -731,7 +764,7 @@ impl<B: TapeReal> Replay<B> {
             let (a, b) = match step {
                 Step::Load { input, out } => {
                     let (k, p) = self.inputs[input as usize];
-                    let v = B::of(input_of(k, p));
+                    let v = B::of(input_of(k as usize, p as usize));
                     inputs[input as usize] = v;
                     value[out as usize] = v;
                     producer[out as usize] = i as u32;
@@ -1158,6 +1191,90 @@ mod tests {
         }
         assert!(losses[0].is_some() && losses[1].is_some(), "{losses:?}");
         assert!(declined > 0, "the large steps change branches: {losses:?}");
+    }
+
+    /// f64's program in f32 ([`Replay::in_precision`]) is what recording
+    /// and compiling in f32 gives, step for step and constant for constant,
+    /// wherever the f32 values decide alike at the drawn point; and its L
+    /// is the f32 evaluator's bit for bit. Over every bundled and test spec
+    /// with a layer or loss, at the largest size of its sweep.
+    #[test]
+    fn a_program_in_f32_is_the_f32_recording_compiled() {
+        let mut files: Vec<_> = ["specs", "tests/corpus", "tests/library"]
+            .iter()
+            .flat_map(|d| std::fs::read_dir(d).unwrap())
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "dl"))
+            .collect();
+        files.sort();
+        let (mut shared, mut computed) = (0, 0);
+        for path in files {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let source = Source::new(path.to_str().unwrap(), &text);
+            let Ok(ast) = crate::syntax::parse(&source) else {
+                continue;
+            };
+            let Ok(program) = analyze(&ast) else { continue };
+            if program.output.is_none() {
+                continue;
+            }
+            let Ok(sweep) = size_sweep(&program, &[]) else {
+                continue;
+            };
+            let Some(sizes) = sweep.last().cloned() else {
+                continue;
+            };
+            let instance = Instance::new(&program, &source, sizes, 1 << 20).unwrap();
+            let Ok(values) = draw_values(&instance, 0) else {
+                continue;
+            };
+            let Some(r64) = record::<f64>(&instance, &values)
+                .ok()
+                .and_then(Replay::compile)
+            else {
+                continue;
+            };
+            let Some(mine) = r64.in_precision::<f32>() else {
+                assert!(r64.computed_constants, "{path:?}");
+                computed += 1;
+                continue;
+            };
+            let single: Vec<ArrayD<f32>> = values.iter().map(|a| a.mapv(f32::constant)).collect();
+            let drawn = |_: usize, k: usize, p: usize| {
+                f64::from(single[k].as_slice_memory_order().unwrap()[p])
+            };
+            if mine.run_with(1, drawn)[0].is_none() {
+                continue;
+            }
+            let theirs = Replay::compile(record::<f32>(&instance, &single).unwrap()).unwrap();
+            assert_eq!(mine.steps, theirs.steps, "{path:?}");
+            assert_eq!(mine.inputs, theirs.inputs, "{path:?}");
+            assert_eq!(
+                (mine.registers, mine.output),
+                (theirs.registers, theirs.output),
+                "{path:?}"
+            );
+            let bits = |c: &[f32]| c.iter().map(|c| c.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&mine.constants), bits(&theirs.constants), "{path:?}");
+            // And L near the drawn point, as the f32 evaluator gives it.
+            let moved: Vec<ArrayD<f32>> = single
+                .iter()
+                .map(|a| a.mapv(|v| v * (1.0 + f32::EPSILON * 4.0)))
+                .collect();
+            let at = |_: usize, k: usize, p: usize| {
+                f64::from(moved[k].as_slice_memory_order().unwrap()[p])
+            };
+            if let (Some(l), Ok(exact)) =
+                (mine.run_with(1, at)[0], instance.evaluation(&moved).loss())
+            {
+                assert_eq!(l.to_bits(), exact.to_bits(), "{path:?}");
+            }
+            shared += 1;
+        }
+        assert!(
+            shared > 100 && computed > 0,
+            "{shared} shared, {computed} with computed constants"
+        );
     }
 
     /// A run streams every step: each is 16 bytes, and packs and unpacks

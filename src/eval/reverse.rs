@@ -117,6 +117,11 @@ pub struct Tape<B> {
     /// constant, so a replay over it is not the evaluator's (see
     /// [`super::replay::Replay::run_lanes`]).
     pub(super) folded: bool,
+    /// A constant was computed in `B` (folded from others, even by `+`, or
+    /// π rounded from double-double) rather than rounded from an f64 the
+    /// evaluator gave: a recording in another precision would hold it
+    /// rounded otherwise (see [`super::replay::Replay::in_precision`]).
+    pub(super) computed_constants: bool,
     /// Whether a recording holds the tape (see [`Recording`]).
     busy: bool,
     /// More operations were recorded than indices allow: the recording is void.
@@ -132,6 +137,7 @@ impl<B> Tape<B> {
             guards: Vec::new(),
             unguarded: false,
             folded: false,
+            computed_constants: false,
             busy: false,
             overflowed: false,
         }
@@ -144,6 +150,7 @@ impl<B> Tape<B> {
         self.guards = Vec::new();
         self.unguarded = false;
         self.folded = false;
+        self.computed_constants = false;
         self.overflowed = false;
     }
 
@@ -201,9 +208,11 @@ impl<B: TapeReal> Rev<B> {
     /// A new entry; a constant where it reads no recorded number.
     fn push(value: B, op: Op, a: Self, b: Self) -> Self {
         if a.node == CONSTANT && b.node == CONSTANT {
-            if !matches!(op, Op::Add | Op::Sub | Op::Mul | Op::Neg) {
-                B::with_tape(|tape| tape.folded = true);
-            }
+            let folded = !matches!(op, Op::Add | Op::Sub | Op::Mul | Op::Neg);
+            B::with_tape(|tape| {
+                tape.folded |= folded;
+                tape.computed_constants = true;
+            });
             return Self::constant_of(value);
         }
         let node = B::with_tape(|tape| {
@@ -387,6 +396,7 @@ impl<B: TapeReal> Scalar for Rev<B> {
         self.value.value()
     }
     fn pi() -> Self {
+        B::with_tape(|tape| tape.computed_constants = true);
         Self::constant_of(B::of_pair(
             std::f64::consts::PI,
             1.224_646_799_147_353_2e-16,

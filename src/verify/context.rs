@@ -102,18 +102,15 @@ impl<'a> SizeContext<'a> {
     pub fn derivation(&self) -> Result<&Derivation, Box<EvalError>> {
         self.derived
             .get_or_init(|| {
-                derive(
-                    self.instance,
-                    self.values,
-                    self.terms,
-                    self.options.seed,
-                    |recorded| {
-                        // The replays of L in f64 run this same recording.
-                        if self.replay64.get().is_none() {
-                            let _ = self.replay64.set(Replay::compile(recorded));
-                        }
-                    },
-                )
+                let (derivation, replay) =
+                    derive(self.instance, self.values, self.terms, self.options.seed);
+                // The replays of L in f64 run the recording reverse mode
+                // swept; one cut short by the clock is no answer.
+                let timed_out = matches!(&derivation, Err(e) if e.is_timeout());
+                if !timed_out && self.replay64.get().is_none() {
+                    let _ = self.replay64.set(replay);
+                }
+                derivation
             })
             .as_ref()
             .map_err(|e| e.clone())
@@ -386,6 +383,20 @@ impl Replayable for f32 {
     fn replay<'c>(cx: &'c SizeContext<'_>) -> Option<&'c Replay<Self>> {
         if let Some(known) = cx.replay32.get() {
             return known.as_ref();
+        }
+        // f64's program serves where it takes the same decisions at the
+        // drawn point rounded to f32: recording and compiling again would
+        // give the same steps.
+        let flat = &cx.flat;
+        let shared = f64::replay(cx)
+            .and_then(Replay::in_precision::<f32>)
+            .filter(|r| {
+                r.run_with(1, |_, k, p| f64::from(f32::constant(value_at(flat, k, p))))
+                    .first()
+                    .is_some_and(Option::is_some)
+            });
+        if let Some(shared) = shared {
+            return cx.replay32.get_or_init(|| Some(shared)).as_ref();
         }
         let single: Vec<ArrayD<f32>> = cx.values.iter().map(|a| a.mapv(f32::constant)).collect();
         compiled(cx, &cx.replay32, &single)

@@ -25,8 +25,9 @@ use super::outcome::Route;
 use super::{Shrinkage, shrinkage, tolerance_ratio};
 use crate::analysis::Sizes;
 use crate::eval::double_double::Dd;
+use crate::eval::replay::Replay;
 use crate::eval::{
-    EvalError, Instance, Recorded, ReverseGradient, directional_derivatives, gradient, gradient_of,
+    EvalError, Instance, ReverseGradient, directional_derivatives, gradient, gradient_of,
     precise_directional_derivative, precise_partials, record, reverse_gradient,
 };
 
@@ -103,33 +104,47 @@ impl Derivation {
     }
 }
 
-/// Derives the gradient of L at the drawn values (see the module's notes).
-/// The recording reverse mode swept is handed to `keep` once swept (the
-/// replays of L are compiled from it), before forward mode checks.
+/// Derives the gradient of L at the drawn values (see the module's notes),
+/// and the recording reverse mode swept, compiled for replaying L (`None`
+/// where it cannot be replayed). The compiling runs beside forward mode's
+/// check: they are independent, and each is one pass over L.
 pub fn derive(
     instance: &Instance<'_>,
     values: &[ArrayD<f64>],
     terms: f64,
     seed: u64,
-    keep: impl FnOnce(Recorded<f64>),
-) -> Result<Derivation, Box<EvalError>> {
-    let mut operations = 0;
-    let swept = record(instance, values).and_then(|recorded| {
+) -> (Result<Derivation, Box<EvalError>>, Option<Replay<f64>>) {
+    let recorded = match record(instance, values).and_then(|recorded| {
         instance.check_clock()?;
-        let reverse = gradient_of(&recorded);
-        operations = recorded.len();
-        keep(recorded);
-        Ok(reverse)
-    });
-    let reverse = match swept {
-        Ok(r) => r,
-        Err(e) if e.is_timeout() => return Err(e),
+        Ok(recorded)
+    }) {
+        Ok(recorded) => recorded,
+        Err(e) if e.is_timeout() => return (Err(e), None),
         // A recording the tape cannot hold: forward mode still can.
         Err(e) if matches!(*e, EvalError::Internal { .. }) => {
-            return forward_alone(instance, values, None);
+            return (forward_alone(instance, values, None), None);
         }
-        Err(e) => return Err(e),
+        Err(e) => return (Err(e), None),
     };
+    let reverse = gradient_of(&recorded);
+    let operations = recorded.len();
+    let (replay, derivation) = rayon::join(
+        || Replay::compile(recorded),
+        || checked(instance, values, terms, seed, reverse, operations),
+    );
+    (derivation, replay)
+}
+
+/// Reverse mode's gradient checked by forward mode, where reverse mode
+/// can stand in for it.
+fn checked(
+    instance: &Instance<'_>,
+    values: &[ArrayD<f64>],
+    terms: f64,
+    seed: u64,
+    reverse: ReverseGradient<f64>,
+    operations: usize,
+) -> Result<Derivation, Box<EvalError>> {
     let finite = reverse
         .gradient
         .iter()

@@ -335,6 +335,10 @@ impl TaylorCheck<'_> {
             layout: vec![],
             sources,
         };
+        // The closed forms are computed in double-double, over one
+        // evaluation of the definitions for all of them.
+        let lifted: Vec<ArrayD<Dd>> = cx.values.iter().map(|a| a.mapv(Dd::from_f64)).collect();
+        let mut precise = None;
         for (k, tensor) in self.program.tensors.iter().enumerate() {
             if !tensor.is_differentiable() {
                 continue;
@@ -344,7 +348,18 @@ impl TaylorCheck<'_> {
                 Some((c, g)) => {
                     let head = super::claim_head(cx.source, c);
                     let (line, _) = cx.source.line_column(c.span.start);
-                    closed_form(cx, id, &g.body, g.slots, &g.var_names)
+                    let evaluation = match &mut precise {
+                        Some(evaluation) => evaluation,
+                        None => {
+                            let mut evaluation = cx.instance.evaluation(&lifted);
+                            let computed = evaluation.compute_defs(false);
+                            precise.insert(computed.map(|()| evaluation))
+                        }
+                    };
+                    let evaluation = evaluation
+                        .as_ref()
+                        .map_err(|e| format!("J is undefined: `{head}` (line {line}): {e}"))?;
+                    closed_form(cx, evaluation, id, &g.body, g.slots, &g.var_names)
                         .map_err(|e| format!("J is undefined: `{head}` (line {line}): {e}"))?
                 }
                 None => {
@@ -1104,15 +1119,13 @@ fn rounding_magnitude(cx: &SizeContext<'_>, layout: &[(TensorId, usize)], u: &[f
 /// remainder, |δJ·Δw| ∝ ε, and pass for a wrong gradient.
 fn closed_form(
     cx: &SizeContext<'_>,
+    evaluation: &crate::eval::Evaluation<'_, Dd>,
     target: TensorId,
     body: &Body,
     slots: usize,
     var_names: &[String],
 ) -> Result<Vec<f64>, String> {
     let grid = cx.instance.tensor_grid(target);
-    let lifted: Vec<ArrayD<Dd>> = cx.values.iter().map(|a| a.mapv(Dd::from_f64)).collect();
-    let mut evaluation = cx.instance.evaluation(&lifted);
-    evaluation.compute_defs(false).map_err(|e| e.to_string())?;
     let mut frame = Frame::new(var_names, slots);
     let mut values = vec![];
     let claimed = evaluation.body_everywhere(body, grid, var_names, slots);
