@@ -644,6 +644,15 @@ impl<B: TapeReal> Replay<B> {
         constant: impl Fn(B) -> V,
         fill: impl Fn(u32, &mut [V]),
     ) -> Vec<Option<V>> {
+        // A few points: registers of a fixed number of lanes, whose steps
+        // the compiler unrolls (a row's loop costs more than its work there).
+        match width {
+            1 => return self.run_fixed::<1, V>(width, constant, fill),
+            2 => return self.run_fixed::<2, V>(width, constant, fill),
+            3 | 4 => return self.run_fixed::<4, V>(width, constant, fill),
+            5..=LANES => return self.run_fixed::<LANES, V>(width, constant, fill),
+            _ => {}
+        }
         let zero = V::of(0.0);
         let constants: Vec<V> = self.constants.iter().map(|&c| constant(c)).collect();
         let constant = |x: Src| {
@@ -683,6 +692,60 @@ impl<B: TapeReal> Replay<B> {
         }
         let out = read(&regs, width, self.output, constant);
         (0..width).map(|l| valid[l].then(|| out.at(l))).collect()
+    }
+
+    /// [`Replay::run_lanes_by_input`] for `width <= W` points, a register
+    /// being `W` lanes (those past `width` compute what they are given and
+    /// are not read). Each lane carries out the same operations in the same
+    /// order as a row's: the values are the same.
+    fn run_fixed<const W: usize, V: Real>(
+        &self,
+        width: usize,
+        constant: impl Fn(B) -> V,
+        fill: impl Fn(u32, &mut [V]),
+    ) -> Vec<Option<V>> {
+        let zero = V::of(0.0);
+        let constants: Vec<[V; W]> = self.constants.iter().map(|&c| [constant(c); W]).collect();
+        let get = |regs: &[[V; W]], x: Src| -> [V; W] {
+            if x & CONSTANT_BIT != 0 {
+                constants
+                    .get((x & !CONSTANT_BIT) as usize)
+                    .copied()
+                    .unwrap_or([zero; W])
+            } else {
+                regs.get(x as usize).copied().unwrap_or([zero; W])
+            }
+        };
+        let mut regs: Vec<[V; W]> = vec![[zero; W]; self.registers];
+        let mut valid = [true; W];
+        for step in self.steps.iter() {
+            match step.unpack() {
+                Step::Load { input, out } => {
+                    if let Some(row) = regs.get_mut(out as usize) {
+                        fill(input, &mut row[..width.min(W)]);
+                    }
+                }
+                Step::Op { op, a, b, out } => {
+                    let (x, y) = (get(&regs, a), get(&regs, b));
+                    let value = apply_fixed(op, x, y);
+                    if let Some(row) = regs.get_mut(out as usize) {
+                        *row = value;
+                    }
+                }
+                guard @ Step::Order { a, b, .. } => {
+                    let (a, b) = (get(&regs, a), get(&regs, b));
+                    check(guard, |l| a[l].value(), |l| b[l].value(), &mut valid);
+                }
+                guard @ Step::Finite { a, .. } => {
+                    let a = get(&regs, a);
+                    check(guard, |l| a[l].value(), |l| a[l].value(), &mut valid);
+                }
+            }
+        }
+        let out = get(&regs, self.output);
+        (0..width.min(W))
+            .map(|l| valid[l].then(|| out[l]))
+            .collect()
     }
 
     /// Points per run for `count` points on `threads` threads: the points
@@ -1093,6 +1156,21 @@ fn apply_rows<B: Real>(op: Op, out: &mut [B], a: Arg<'_, B>, b: Arg<'_, B>) {
     }
 }
 
+/// One operation on `W` lanes, as [`apply_rows`] does it on a row.
+#[inline]
+fn apply_fixed<const W: usize, B: Real>(op: Op, a: [B; W], b: [B; W]) -> [B; W] {
+    let lanes = |f: &dyn Fn(B, B) -> B| std::array::from_fn(|l| f(a[l], b[l]));
+    match op {
+        Op::Add => std::array::from_fn(|l| a[l] + b[l]),
+        Op::Sub => std::array::from_fn(|l| a[l] - b[l]),
+        Op::Mul => std::array::from_fn(|l| a[l] * b[l]),
+        Op::Div => std::array::from_fn(|l| a[l] / b[l]),
+        Op::Neg => std::array::from_fn(|l| -a[l]),
+        Op::Powi(k) => std::array::from_fn(|l| a[l].powi(k)),
+        _ => lanes(&|x, y| apply_op(op, x, y)),
+    }
+}
+
 #[inline(always)]
 fn zip_rows<B: Copy>(out: &mut [B], a: Arg<'_, B>, b: Arg<'_, B>, f: impl Fn(B, B) -> B) {
     match (a, b) {
@@ -1275,6 +1353,38 @@ mod tests {
             shared > 100 && computed > 0,
             "{shared} shared, {computed} with computed constants"
         );
+    }
+
+    /// Runs of a few points (fixed lanes) and of many (rows) give each
+    /// point the same L bit for bit, and decline the same points.
+    #[test]
+    fn every_width_gives_the_same_values() {
+        let text = "
+            dim n = 7
+            input x[n] in (-2, 2)
+            param w[n] in (0.5, 2)
+            y[i] = relu(x[i]) * log(w[i]) + tanh(w[i] * x[i]) / sum(k) exp(x[k]) + x[i]^3
+        ";
+        let source = Source::new("t.dl", text);
+        let program = analyze(&crate::syntax::parse(&source).unwrap()).unwrap();
+        let instance = instance_of(&program, &source);
+        let values = draw_values(&instance, 5).unwrap();
+        let flat: Vec<&[f64]> = values
+            .iter()
+            .map(|a| a.as_slice_memory_order().unwrap())
+            .collect();
+        let replay = Replay::compile(record::<f64>(&instance, &values).unwrap()).unwrap();
+        // Point l moves every element by l/8: the far ones change branches.
+        let at =
+            |l: usize, k: usize, p: usize| flat[k][p] + l as f64 / 8.0 * ((p + k) as f64).cos();
+        let wide = replay.run_with(40, at);
+        assert!(wide.iter().any(Option::is_some) && wide.iter().any(Option::is_none));
+        for width in 1..=12 {
+            let few = replay.run_with(width, at);
+            let bits =
+                |v: &[Option<f64>]| v.iter().map(|l| l.map(f64::to_bits)).collect::<Vec<_>>();
+            assert_eq!(bits(&few), bits(&wide[..width]), "width {width}");
+        }
     }
 
     /// A run streams every step: each is 16 bytes, and packs and unpacks

@@ -846,28 +846,25 @@ fn measure<T: Replayable>(
         up: (f64, f64),
         mean: (f64, f64),
     }
-    // Rungs are independent: they are reduced on every core, and a
-    // direction's ladder ends at the first rung whose step no longer
-    // changes w (every rung below it is the same).
+    // A direction's rungs are reduced in one pass over w, u and J (a pass
+    // per rung would read them once per rung); directions share the
+    // cores. A direction's ladder ends at the first rung whose step no
+    // longer changes w (every rung below it is the same).
     let eps_ladder = ladder();
-    let rungs: Vec<Option<Rung>> = (0..directions.len() * eps_ladder.len())
-        .into_par_iter()
-        .map(|i| {
-            let u = &directions[i / eps_ladder.len()];
-            let eps = eps_ladder[i % eps_ladder.len()];
-            let steps = steps_along(&base, jacobian, u, eps);
-            steps.moves.then_some(Rung {
-                eps,
-                up: (steps.up_squared.sqrt(), steps.up_dot_j),
-                mean: (steps.mean_squared.sqrt(), steps.mean_dot_j),
-            })
-        })
-        .collect();
-    let mut rungs = rungs.into_iter();
-    let rungs: Vec<Vec<Rung>> = (0..directions.len())
-        .map(|_| {
-            let ladder: Vec<Option<Rung>> = rungs.by_ref().take(eps_ladder.len()).collect();
-            ladder.into_iter().map_while(|r| r).collect()
+    let rungs: Vec<Vec<Rung>> = directions
+        .par_iter()
+        .map(|u| {
+            steps_along(&base, jacobian, u, &eps_ladder)
+                .into_iter()
+                .zip(&eps_ladder)
+                .map_while(|(steps, &eps)| {
+                    steps.moves.then_some(Rung {
+                        eps,
+                        up: (steps.up_squared.sqrt(), steps.up_dot_j),
+                        mean: (steps.mean_squared.sqrt(), steps.mean_dot_j),
+                    })
+                })
+                .collect()
         })
         .collect();
     // Each rung gives two points, w + εu and w − εu, each rounded in T
@@ -883,25 +880,39 @@ fn measure<T: Replayable>(
         .chain(std::iter::once((drawn, 0.0)))
         .collect();
     let flat = cx.flat_values();
+    // The points' ε, and the runs of consecutive points along one direction
+    // (start, end, direction): a row is filled a run at a time, its entry
+    // of u looked up once.
+    let eps_of: Vec<f64> = points.iter().map(|&(_, eps)| eps).collect();
+    let mut runs: Vec<(usize, usize, usize)> = vec![];
+    for (i, &(d, _)) in points.iter().enumerate() {
+        match runs.last_mut() {
+            Some((_, end, current)) if *current == d => *end = i + 1,
+            _ => runs.push((i, i + 1, d)),
+        }
+    }
     let mut losses = cx.losses_in_rows::<T>(points.len(), |range, (k, p), row| {
         let w = T::constant(value_at(flat, k, p));
         let Some(o) = offsets[k] else {
             row.fill(w);
             return;
         };
-        // A direction's points are consecutive: its entry is looked up
-        // once per run of them.
-        let (mut current, mut along) = (drawn, 0.0);
-        for (slot, &(d, eps)) in row.iter_mut().zip(&points[range]) {
+        for &(start, end, d) in &runs {
+            let (from, to) = (start.max(range.start), end.min(range.end));
+            let (Some(slots), Some(eps)) = (
+                row.get_mut(from.saturating_sub(range.start)..to.saturating_sub(range.start)),
+                eps_of.get(from..to),
+            ) else {
+                continue;
+            };
             if d == drawn {
-                *slot = w;
+                slots.fill(w);
                 continue;
             }
-            if d != current {
-                current = d;
-                along = directions[d].get(o + p).copied().unwrap_or(0.0);
+            let along = directions[d].get(o + p).copied().unwrap_or(0.0);
+            for (slot, &eps) in slots.iter_mut().zip(eps) {
+                *slot = w + T::constant(eps * along);
             }
-            *slot = w + T::constant(eps * along);
         }
     });
     let l0 = match losses.pop() {
@@ -963,15 +974,24 @@ struct Steps {
     mean_dot_j: f64,
 }
 
-fn steps_along<T: Scalar>(base: &[ArrayD<T>], jacobian: &Jacobian, u: &[f64], eps: f64) -> Steps {
-    // Sums start at −0, as `Iterator::sum` does.
-    let mut steps = Steps {
-        moves: false,
-        up_squared: -0.0,
-        up_dot_j: -0.0,
-        mean_squared: -0.0,
-        mean_dot_j: -0.0,
-    };
+fn steps_along<T: Scalar>(
+    base: &[ArrayD<T>],
+    jacobian: &Jacobian,
+    u: &[f64],
+    ladder: &[f64],
+) -> Vec<Steps> {
+    // Sums start at −0, as `Iterator::sum` does; each rung's run over the
+    // elements in order, as a pass of its own would.
+    let mut rungs: Vec<Steps> = ladder
+        .iter()
+        .map(|_| Steps {
+            moves: false,
+            up_squared: -0.0,
+            up_dot_j: -0.0,
+            mean_squared: -0.0,
+            mean_dot_j: -0.0,
+        })
+        .collect();
     let mut offset = 0;
     for &(id, n) in &jacobian.layout {
         let Some(from) = base.get(id.0).and_then(|a| a.as_slice_memory_order()) else {
@@ -984,19 +1004,21 @@ fn steps_along<T: Scalar>(base: &[ArrayD<T>], jacobian: &Jacobian, u: &[f64], ep
         );
         for (i, w) in from.iter().enumerate() {
             let d = u.get(i).copied().unwrap_or(0.0);
-            let up = (*w + T::constant(eps * d)).real() - w.real();
-            let down = (*w + T::constant(-eps * d)).real() - w.real();
-            let mean = 0.5 * (up - down);
             let j = j.get(i).copied().unwrap_or(0.0);
-            steps.moves |= up != 0.0 || down != 0.0;
-            steps.up_squared += up * up;
-            steps.up_dot_j += j * up;
-            steps.mean_squared += mean * mean;
-            steps.mean_dot_j += j * mean;
+            for (steps, &eps) in rungs.iter_mut().zip(ladder) {
+                let up = (*w + T::constant(eps * d)).real() - w.real();
+                let down = (*w + T::constant(-eps * d)).real() - w.real();
+                let mean = 0.5 * (up - down);
+                steps.moves |= up != 0.0 || down != 0.0;
+                steps.up_squared += up * up;
+                steps.up_dot_j += j * up;
+                steps.mean_squared += mean * mean;
+                steps.mean_dot_j += j * mean;
+            }
         }
         offset += n;
     }
-    steps
+    rungs
 }
 
 /// [`second_order`] along each direction: the hyper-dual passes of all of
