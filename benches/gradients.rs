@@ -94,12 +94,14 @@ fn gradients(c: &mut Criterion) {
             }
         });
     });
-    for n in [1000, 10_000, 100_000] {
+    // The targets: A3 at 10^5 and 10^6, A2 at 512 x 512 (seconds
+    // an iteration at the largest sizes: `cargo bench -- "A3 at N = 1000000"`).
+    for n in [1000, 10_000, 100_000, 1_000_000] {
         group.bench_function(format!("A3 at N = {n}"), |b| {
             b.iter(|| check("a3.dl", A3, &[("N", n)]));
         });
     }
-    for n in [32, 128] {
+    for n in [32, 128, 512] {
         group.bench_function(format!("A2 at n = m = {n}"), |b| {
             b.iter(|| check("a2.dl", A2, &[("n", n), ("m", n)]));
         });

@@ -137,6 +137,8 @@ struct Search<'s, 'c> {
     /// What the claim reads, through definitions: the definitions and the
     /// random tensors a candidate needs (the rest is never looked at).
     needed: Needed,
+    /// The definitions in the order they are computed.
+    order: Vec<DefId>,
     z: f64,
     log_term: f64,
     stream: u64,
@@ -153,7 +155,7 @@ impl<'c> Search<'_, 'c> {
     where
         'c: 'v,
     {
-        values.clone_from(&self.cx.values.to_vec());
+        *values = self.cx.values.to_vec();
         hypers.clear();
         hypers.extend_from_slice(self.cx.instance.hypers());
         for (v, &xj) in self.claim.over.iter().zip(x) {
@@ -183,7 +185,7 @@ impl<'c> Search<'_, 'c> {
         }
         // Only what the claim reads, in order; stochastic lets are inlined
         // into tapes, never computed whole.
-        for DefId(k) in self.cx.program.computation_order() {
+        for &DefId(k) in &self.order {
             let stale = self.stale.get(k).copied().unwrap_or(false);
             let wanted = self.needed.defs.get(k).copied().unwrap_or(false);
             let stochastic = self.stochastic.get(k).copied().unwrap_or(false);
@@ -631,6 +633,7 @@ impl ClaimCheck for OptimumCheck<'_> {
             stochastic: cx.program.stochastic_defs(),
             stale: stale_defs(cx.program, &claim.over),
             needed: needed_by(cx.program, claim),
+            order: cx.program.computation_order(),
             z,
             log_term: super::stochastic::log_term(tests),
             stream: stream_seed(
