@@ -230,6 +230,8 @@ pub struct Replay<B> {
     folded: bool,
     /// See [`Replay::in_precision`].
     computed_constants: bool,
+    /// The recording met a kink (see [`Replay::lanes_match_evaluator`]).
+    kinked: bool,
 }
 
 /// The cones of some input elements (see [`Replay::cones`]).
@@ -326,6 +328,7 @@ impl<B: TapeReal> Replay<B> {
             return None;
         }
         let (folded, computed_constants) = (tape.folded, tape.computed_constants);
+        let kinked = recorded.kinks.met > 0;
         drop(tape.values);
         let entries = tape.entries;
         let len = entries.len();
@@ -529,6 +532,7 @@ impl<B: TapeReal> Replay<B> {
             output,
             folded,
             computed_constants,
+            kinked,
         })
     }
 
@@ -552,6 +556,7 @@ impl<B: TapeReal> Replay<B> {
             output: self.output,
             folded: self.folded,
             computed_constants: false,
+            kinked: self.kinked,
         })
     }
 
@@ -612,9 +617,12 @@ impl<B: TapeReal> Replay<B> {
     /// computes what the evaluator computes over it: not where the
     /// recording folded constants by a division, a power or a function,
     /// which that type may round otherwise (num-dual divides as
-    /// `a · (1/b)`); the constant is `B`'s.
+    /// `a · (1/b)`); the constant is `B`'s. Nor where the recording met a
+    /// kink (a tie, relu at 0): the evaluator over dual numbers picks the
+    /// branch there by their tangents, the recording holds the branch the
+    /// plain values took.
     pub fn lanes_match_evaluator(&self) -> bool {
-        !self.folded
+        !self.folded && !self.kinked
     }
 
     /// A run whose lanes hold another number type `V` (a hyper-dual

@@ -12,9 +12,10 @@ use super::derivation::{Derivation, derive};
 use super::grad::{TensorProbe, probe_tensor};
 use super::kinks::{KinkGradients, ValidRange, one_sided_partials};
 use crate::analysis::program::{Program, TensorId};
-use crate::eval::replay::{Cones, LANES, Replay};
+use crate::eval::replay::{Cones, LANES, Lane, Replay};
 use crate::eval::{EvalError, Evaluation, Instance, KinkCount, Scalar, TapeReal, record};
 use crate::source::Source;
+use num_dual::DualSVec64;
 use rayon::prelude::*;
 
 /// dL/dT per tensor (`None` for data) and how it was derived, or why it
@@ -263,6 +264,52 @@ impl<'a> SizeContext<'a> {
         self.instance.evaluation(&values).loss().map(|v| v.real())
     }
 
+    /// The exact derivative of L along `direction` (entries for inputs and
+    /// params; others are ignored) by forward-mode dual numbers, as
+    /// [`crate::eval::directional_derivative`] gives it: in one replay of
+    /// L over dual lanes where that computes the evaluator's value
+    /// ([`Replay::lanes_match_evaluator`]), else by the evaluator.
+    pub fn directional_derivative(
+        &self,
+        direction: &[Option<ArrayD<f64>>],
+    ) -> Result<f64, Box<EvalError>> {
+        let replay = f64::replay(self).filter(|r| r.lanes_match_evaluator());
+        if let Some(replay) = replay {
+            let tensors = &self.program.tensors;
+            let along: Vec<Option<&[f64]>> = direction
+                .iter()
+                .enumerate()
+                .map(|(k, d)| {
+                    d.as_ref()
+                        .filter(|_| tensors.get(k).is_some_and(|t| t.is_differentiable()))
+                        .and_then(|d| d.as_slice_memory_order())
+                })
+                .collect();
+            let flat = &self.flat;
+            // Lifted as the evaluator's pass lifts them: a direction's
+            // entry as the one derivative, constants with none at all.
+            let out = replay.run_lanes(
+                1,
+                |c| Lane(DualSVec64::<1>::from(c)),
+                |(k, p), row| {
+                    let x = value_at(flat, k, p);
+                    let lifted = match along.get(k).copied().flatten() {
+                        Some(d) => {
+                            let dx = d.get(p).copied().unwrap_or(f64::NAN);
+                            DualSVec64::from_re(0.0).derivative(0) * dx + x
+                        }
+                        None => DualSVec64::from(x),
+                    };
+                    row.fill(Lane(lifted));
+                },
+            );
+            if let Some(Some(Lane(l))) = out.first() {
+                return Ok(l.eps.0.as_ref().map_or(0.0, |m| m[(0, 0)]));
+            }
+        }
+        crate::eval::directional_derivative(self.instance, self.values, direction)
+    }
+
     /// The cones of some elements in the replay of precision `T`, for
     /// [`SizeContext::moved_losses`]; `None` where L is not replayed.
     pub fn cones<T: Replayable>(&self, elements: &[(usize, usize)]) -> Option<Cones<T>> {
@@ -445,4 +492,93 @@ pub fn value_at(flat: &[&[f64]], k: usize, p: usize) -> f64 {
         .and_then(|s| s.get(p))
         .copied()
         .unwrap_or(f64::NAN)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use crate::analysis::{analyze, size_sweep};
+    use crate::eval::draw_values;
+    use rand::SeedableRng;
+
+    /// The exact directional derivative by dual lanes of the replay is the
+    /// evaluator's, bit for bit, over every spec with a layer or loss; and
+    /// where the recording meets a kink the replay leaves it to the
+    /// evaluator, whose dual numbers pick the branch by their tangents.
+    #[test]
+    fn directional_derivatives_by_replay_are_the_evaluators() {
+        let mut files: Vec<_> = ["specs", "tests/corpus", "tests/library"]
+            .iter()
+            .flat_map(|d| std::fs::read_dir(d).unwrap())
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "dl"))
+            .collect();
+        files.sort();
+        let options = Options::default();
+        let (mut replayed, mut kinked) = (0, 0);
+        for path in files {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let source = Source::new(path.to_str().unwrap(), &text);
+            let Ok(ast) = crate::syntax::parse(&source) else {
+                continue;
+            };
+            let Ok(program) = analyze(&ast) else { continue };
+            if program.output.is_none() {
+                continue;
+            }
+            let Some(sizes) = size_sweep(&program, &[])
+                .ok()
+                .and_then(|s| s.last().cloned())
+            else {
+                continue;
+            };
+            let instance = Instance::new(&program, &source, sizes, 1 << 20).unwrap();
+            let Ok(values) = draw_values(&instance, 1) else {
+                continue;
+            };
+            let mut evaluation = instance.evaluation::<f64>(&values);
+            let Ok(loss) = evaluation.loss() else {
+                continue;
+            };
+            let cx = SizeContext::new(
+                &program,
+                &source,
+                &options,
+                &instance,
+                &values,
+                &evaluation,
+                Some(loss),
+                1.0,
+                1.0,
+            );
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+            let direction: Vec<Option<ArrayD<f64>>> = values
+                .iter()
+                .map(|v| {
+                    let u = super::super::grad::unit_direction(&mut rng, v.len());
+                    Some(ArrayD::from_shape_vec(v.raw_dim(), u).unwrap())
+                })
+                .collect();
+            let by_evaluator = crate::eval::directional_derivative(&instance, &values, &direction);
+            let Some(replay) = f64::replay(&cx) else {
+                continue;
+            };
+            if !replay.lanes_match_evaluator() {
+                let mut lifted = instance.evaluation(&values);
+                kinked += usize::from(lifted.loss().is_ok() && lifted.kinks().met > 0);
+                continue;
+            }
+            let by_replay = cx.directional_derivative(&direction);
+            match (by_replay, by_evaluator) {
+                (Ok(a), Ok(b)) => assert_eq!(a.to_bits(), b.to_bits(), "{path:?}: {a} against {b}"),
+                (a, b) => assert_eq!(a.is_ok(), b.is_ok(), "{path:?}"),
+            }
+            replayed += 1;
+        }
+        assert!(
+            replayed > 100 && kinked > 0,
+            "{replayed} replayed, {kinked} at kinks"
+        );
+    }
 }

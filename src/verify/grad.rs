@@ -25,9 +25,7 @@ use super::{ClaimCheck, ROUNDING_SURE, Shrinkage, shrinkage, tolerance_ratio};
 use crate::analysis::Sizes;
 use crate::analysis::program::{GradClaim, TensorId};
 use crate::eval::double_double::Dd;
-use crate::eval::{
-    EvalError, Frame, directional_derivative, precise_directional_derivative, precise_partials,
-};
+use crate::eval::{EvalError, Frame, precise_directional_derivative, precise_partials};
 
 /// Units of rounding per term allowed between two exact formulas.
 const ROUNDING_ULPS: f64 = 64.0;
@@ -1031,7 +1029,7 @@ pub fn probe_tensor(target: TensorId, cx: &SizeContext<'_>) -> TensorProbe {
         .map(|x| x.abs())
         .filter(|&x| x > 0.0)
         .fold(f64::INFINITY, f64::min);
-    let exact = directional_derivative(cx.instance, cx.values, &direction);
+    let exact = cx.directional_derivative(&direction);
     let mut chosen: Option<(Direction, Option<(f64, f64)>)> = None;
     for h in fd_steps(largest, smallest) {
         let flat = cx.flat_values();
