@@ -1305,7 +1305,15 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
         // A mean is its sum, divided once at the end.
         let summing = matches!(op, ReduceOp::Sum | ReduceOp::Mean);
         let mut sum: Cascade<T> = Cascade::default();
-        for k in lo..=hi {
+        let strided = if summing {
+            self.strided_read(hoist, var, (lo, hi), body, frame)
+        } else {
+            None
+        };
+        if let Some(read) = strided {
+            self.strided_sum(read, (lo, hi), &mut sum, frame)?;
+        }
+        for k in (lo..=hi).filter(|_| strided.is_none()) {
             if (k - lo) as usize % (CLOCK_STRIDE * 16) == CLOCK_STRIDE * 16 - 1 {
                 self.instance.check_clock()?;
             }
@@ -1365,6 +1373,102 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
                 }))
             }
         }
+    }
+
+    /// A sum's terms `x[A(k)] * c` (or `c * x[A(k)]`) with `c` the factor
+    /// hoisted out of the terms ([`Hoist`]): where the read stays in its
+    /// tensor at both ends of the range, its offset is affine in k (every
+    /// index is) and stays in range in between. `None` where that does not
+    /// hold, and the terms are evaluated one by one (which finds the read
+    /// that fails).
+    fn strided_read<'n>(
+        &self,
+        hoist: Hoist,
+        var: VarId,
+        (lo, hi): (i64, i64),
+        body: &'n Node,
+        frame: &mut Frame<'_>,
+    ) -> Option<StridedRead<'n, T>>
+    where
+        'a: 'n,
+    {
+        let NodeKind::Binary { lhs, rhs, .. } = &body.node else {
+            return None;
+        };
+        let (read, shared) = match hoist {
+            Hoist::None => return None,
+            Hoist::Lhs => (rhs, lhs),
+            Hoist::Rhs => (lhs, rhs),
+        };
+        let NodeKind::Tensor { id, indices } = &read.node else {
+            return None;
+        };
+        if lo > hi {
+            return None;
+        }
+        let mut offset_at = |k: i64| {
+            *frame.env.get_mut(var.0)? = k;
+            self.tensor_offset(read, *id, indices, frame).ok()
+        };
+        let (first, last) = (offset_at(lo)?, offset_at(hi)?);
+        let steps = (hi - lo).max(1);
+        let change = i64::try_from(last).ok()? - i64::try_from(first).ok()?;
+        Some(StridedRead {
+            values: self.tensors.get(id.0)?,
+            first,
+            stride: change / steps,
+            shared_first: hoist == Hoist::Lhs,
+            shared,
+            var,
+        })
+    }
+
+    /// The terms of a [`StridedRead`] sum pushed onto `sum`: the same
+    /// products of the same values, in the same order, as the terms one by
+    /// one; the shared factor computed at the first term, as there.
+    fn strided_sum(
+        &self,
+        read: StridedRead<'_, T>,
+        (lo, hi): (i64, i64),
+        sum: &mut Cascade<T>,
+        frame: &mut Frame<'_>,
+    ) -> Result<(), Box<EvalError>> {
+        if let Some(slot) = frame.env.get_mut(read.var.0) {
+            *slot = lo;
+        }
+        let first_value = self.strided_value(&read, 0, frame)?;
+        let shared = self.node(read.shared, frame)?;
+        for k in lo..=hi {
+            if (k - lo) as usize % (CLOCK_STRIDE * 16) == CLOCK_STRIDE * 16 - 1 {
+                self.instance.check_clock()?;
+            }
+            let x = if k == lo {
+                first_value
+            } else {
+                self.strided_value(&read, k - lo, frame)?
+            };
+            let term = if read.shared_first {
+                shared * x
+            } else {
+                x * shared
+            };
+            sum.push(term, |a, b| Ok::<T, ()>(a + b)).ok();
+        }
+        Ok(())
+    }
+
+    /// The read of a [`StridedRead`] at term `step` of its sum.
+    fn strided_value(
+        &self,
+        read: &StridedRead<'_, T>,
+        step: i64,
+        frame: &Frame<'_>,
+    ) -> Result<T, Box<EvalError>> {
+        i64::try_from(read.first)
+            .ok()
+            .and_then(|first| usize::try_from(first + step * read.stride).ok())
+            .and_then(|offset| read.values.get(offset).copied())
+            .ok_or_else(|| self.missing(read.shared, frame))
     }
 
     /// Where the access `node` of tensor `id` reads, row-major.
@@ -1579,6 +1683,19 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
     }
 }
 
+/// A sum's read whose offset steps by a constant stride (see
+/// [`Evaluation::strided_read`]).
+#[derive(Clone, Copy)]
+struct StridedRead<'n, T> {
+    values: &'n [T],
+    first: usize,
+    stride: i64,
+    /// The shared factor is the product's left operand.
+    shared_first: bool,
+    shared: &'n Node,
+    var: VarId,
+}
+
 /// What keeps a value's divisor away from 0.
 pub(crate) const VALUE_DIVISOR_HELP: &str =
     "keep the divisor away from 0: constrain the values that reach it (e.g. `param s > 0`)";
@@ -1671,7 +1788,7 @@ impl<V: Copy> Cascade<V> {
 
     /// The total, left to right over the partial sums; `None` for no terms.
     pub(crate) fn finish<E>(
-        self,
+        &self,
         mut add: impl FnMut(V, V) -> Result<V, E>,
     ) -> Result<Option<V>, E> {
         let mut partials = self.stack[..self.depth].iter().flatten().map(|&(_, v)| v);
@@ -1968,6 +2085,82 @@ mod tests {
         }
         let total = sum.finish(add).unwrap()?;
         Some(written.borrow()[total].clone())
+    }
+
+    /// A claim's sum `x[A(k)] * c` with `c` hoisted reads x at a stride:
+    /// the same values bit for bit as the terms one by one (`1 * x[A(k)]`
+    /// is not a plain read, so it takes that path), in f64 and in
+    /// double-double; and a read that leaves x is reported as the terms
+    /// one by one report it.
+    #[test]
+    fn a_strided_sum_is_the_sum_term_by_term() {
+        use crate::analysis::program::ClaimKind;
+        use crate::analysis::{analyze, size_sweep};
+        use crate::eval::double_double::Dd;
+        use crate::source::Source;
+        let spec = |read: &str| {
+            format!(
+                "dim n = 9, m = 4
+                 input x[n, m]
+                 param v[m]
+                 y[j] = v[j] * sum(k) x[k, j]
+                 grad v[j] = sum(k in 1..=n-1) {read} * (v[j] / 3 + tanh(v[j]))
+                 "
+            )
+        };
+        let claimed = |text: &str| -> Vec<Result<(u64, f64), String>> {
+            let source = Source::new("t.dl", text);
+            let program = analyze(&crate::syntax::parse(&source).unwrap()).unwrap();
+            let sizes = size_sweep(&program, &[]).unwrap().pop().unwrap();
+            let instance = super::Instance::new(&program, &source, sizes, 1 << 20).unwrap();
+            let values = super::draw_values(&instance, 2).unwrap();
+            let precise: Vec<ndarray::ArrayD<Dd>> =
+                values.iter().map(|a| a.mapv(Dd::from_f64)).collect();
+            let ClaimKind::Grad(claim) = &program.claims[0].kind else {
+                panic!("a grad claim")
+            };
+            let grid = instance.tensor_grid(claim.target);
+            let at = |body| {
+                let f64s = instance.evaluation(&values).body_everywhere(
+                    body,
+                    grid,
+                    &claim.var_names,
+                    claim.slots,
+                );
+                let dds = instance.evaluation(&precise).body_everywhere(
+                    body,
+                    grid,
+                    &claim.var_names,
+                    claim.slots,
+                );
+                f64s.into_iter()
+                    .zip(dds)
+                    .map(|(a, b)| match (a, b) {
+                        (Ok(a), Ok(b)) => Ok((a.to_bits(), b.to_f64())),
+                        // The error's message (its span moves with `1 * `).
+                        (a, b) => Err(format!(
+                            "{} / {}",
+                            a.err().map(|e| e.to_string()).unwrap_or_default(),
+                            b.err().map(|e| e.to_string()).unwrap_or_default()
+                        )),
+                    })
+                    .collect::<Vec<_>>()
+            };
+            at(&claim.body)
+        };
+        for read in ["x[n - k, j]", "x[k + 1, 5 - j]", "x[2, j]"] {
+            let strided = claimed(&spec(read));
+            assert!(strided.iter().all(Result::is_ok), "{read}: {strided:?}");
+            assert_eq!(strided, claimed(&spec(&format!("1 * {read}"))), "{read}");
+        }
+        let outside = claimed(&spec("x[k + 2, j]"));
+        assert_eq!(outside, claimed(&spec("1 * x[k + 2, j]")));
+        assert!(
+            outside
+                .iter()
+                .all(|r| r.as_ref().is_err_and(|e| e.contains("x[10, "))),
+            "{outside:?}"
+        );
     }
 
     #[test]
