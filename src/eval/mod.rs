@@ -2065,7 +2065,7 @@ pub fn format_value(v: f64) -> String {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::panic)]
     use super::Cascade;
 
     /// The order of the additions, written out (terms are indices into
