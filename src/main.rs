@@ -500,15 +500,30 @@ fn check_all(
     let workers = std::thread::available_parallelism()
         .map_or(1, std::num::NonZeroUsize::get)
         .min(paths.len().max(1));
+    // With more files than cores, the files keep the cores busy: each
+    // worker checks its files on a pool of one thread, rather than every
+    // file's inner parallel work contending for the same two cores.
+    let more_files_than_workers = paths.len() > workers;
+    let inner_pool = || {
+        more_files_than_workers
+            .then(|| rayon::ThreadPoolBuilder::new().num_threads(1).build().ok())
+            .flatten()
+    };
     let queue = std::sync::Mutex::new(paths.into_iter().enumerate());
     let next = || queue.lock().ok().and_then(|mut q| q.next());
+    let (next, check_one) = (&next, &check_one);
     let mut done: Vec<(usize, FileOutcome)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
-                scope.spawn(|| {
+                let pool = inner_pool();
+                scope.spawn(move || {
                     let mut done = vec![];
                     while let Some((i, path)) = next() {
-                        done.push((i, check_one(path)));
+                        let outcome = match &pool {
+                            Some(pool) => pool.install(|| check_one(path)),
+                            None => check_one(path),
+                        };
+                        done.push((i, outcome));
                         progress.done_one();
                     }
                     done

@@ -96,6 +96,33 @@ fn the_same_seed_gives_byte_identical_output_whatever_the_threads() {
     }
 }
 
+/// A directory's files are checked a file per core, each on one thread;
+/// a single file spreads its own work over the threads. That too is the
+/// same whatever their number.
+#[test]
+fn a_single_file_gives_byte_identical_output_whatever_the_threads() {
+    for spec in [
+        "specs/a2_weight_normalization.dl",
+        "specs/a4_gradient_quantization.dl",
+    ] {
+        let outputs: Vec<Output> = [
+            &[("RAYON_NUM_THREADS", "1")][..],
+            &[("RAYON_NUM_THREADS", "2")][..],
+        ]
+        .iter()
+        .map(|envs| {
+            run(
+                &[spec, "--seed", "7", "--format", "json"],
+                envs,
+                Duration::from_secs(300),
+            )
+        })
+        .collect();
+        assert!(!outputs[0].stdout.is_empty(), "{spec}: no output");
+        assert!(outputs[0].stdout == outputs[1].stdout, "{spec}");
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Verdict stability
 
