@@ -310,11 +310,19 @@ impl<'a> SizeContext<'a> {
         crate::eval::directional_derivative(self.instance, self.values, direction)
     }
 
-    /// The cones of some elements in the replay of precision `T`, for
-    /// [`SizeContext::moved_losses`]; `None` where L is not replayed.
-    pub fn cones<T: Replayable>(&self, elements: &[(usize, usize)]) -> Option<Cones<T>> {
+    /// The cones of some elements in the replays of L in f64 and in f32,
+    /// for [`SizeContext::moved_losses`], found side by side (each costs
+    /// about one run); `None` where L is not replayed in that precision.
+    pub fn cones_in_both(
+        &self,
+        elements: &[(usize, usize)],
+    ) -> (Option<Cones<f64>>, Option<Cones<f32>>) {
         let flat = &self.flat;
-        T::replay(self).map(|r| r.cones(elements, |k, p| value_at(flat, k, p)))
+        let (r64, r32) = (f64::replay(self), f32::replay(self));
+        rayon::join(
+            || r64.map(|r| r.cones(elements, |k, p| value_at(flat, k, p))),
+            || r32.map(|r| r.cones(elements, |k, p| value_at(flat, k, p))),
+        )
     }
 
     /// L with element `e` of `elements` moved to each value of `moved`

@@ -933,7 +933,7 @@ pub fn probe_tensor(target: TensorId, cx: &SizeContext<'_>) -> TensorProbe {
     // Finding cones costs about one run; for a tensor of a few elements
     // (a scalar every output reads) whole runs are cheaper.
     let (cones64, cones32) = if elements.len() > CONES_FROM {
-        (cx.cones::<f64>(&elements), cx.cones::<f32>(&elements))
+        cx.cones_in_both(&elements)
     } else {
         (None, None)
     };
