@@ -50,6 +50,8 @@ pub struct SizeContext<'a> {
     /// L recorded at the drawn values, compiled for replaying, per precision.
     replay64: OnceCell<Option<Replay<f64>>>,
     replay32: OnceCell<Option<Replay<f32>>>,
+    /// Each tensor's probe derivative by a replay over dual lanes.
+    probe_derivatives: OnceCell<Vec<Option<f64>>>,
     /// Ladders of the Taylor claims, shared by those with the same J.
     pub(super) taylor_memo: RefCell<Vec<super::taylor::Memo>>,
 }
@@ -88,6 +90,7 @@ impl<'a> SizeContext<'a> {
             probes: RefCell::new(vec![None; program.tensors.len()]),
             replay64: OnceCell::new(),
             replay32: OnceCell::new(),
+            probe_derivatives: OnceCell::new(),
             taylor_memo: RefCell::new(vec![]),
         }
     }
@@ -264,50 +267,73 @@ impl<'a> SizeContext<'a> {
         self.instance.evaluation(&values).loss().map(|v| v.real())
     }
 
-    /// The exact derivative of L along `direction` (entries for inputs and
-    /// params; others are ignored) by forward-mode dual numbers, as
-    /// [`crate::eval::directional_derivative`] gives it: in one replay of
-    /// L over dual lanes where that computes the evaluator's value
-    /// ([`Replay::lanes_match_evaluator`]), else by the evaluator.
-    pub fn directional_derivative(
+    /// The exact derivative of L along the probe direction of `target`
+    /// ([`super::grad::probe_direction`], given as `direction`) by
+    /// forward-mode dual numbers, as [`crate::eval::directional_derivative`]
+    /// gives it. Where a replay of L over dual lanes computes the
+    /// evaluator's value ([`Replay::lanes_match_evaluator`]), one run
+    /// gives every tensor's probe a lane of its own, on first use; else
+    /// the evaluator derives it.
+    pub fn probe_derivative(
         &self,
+        target: TensorId,
         direction: &[Option<ArrayD<f64>>],
     ) -> Result<f64, Box<EvalError>> {
-        let replay = f64::replay(self).filter(|r| r.lanes_match_evaluator());
-        if let Some(replay) = replay {
-            let tensors = &self.program.tensors;
-            let along: Vec<Option<&[f64]>> = direction
-                .iter()
-                .enumerate()
-                .map(|(k, d)| {
-                    d.as_ref()
-                        .filter(|_| tensors.get(k).is_some_and(|t| t.is_differentiable()))
-                        .and_then(|d| d.as_slice_memory_order())
-                })
-                .collect();
-            let flat = &self.flat;
-            // Lifted as the evaluator's pass lifts them: a direction's
-            // entry as the one derivative, constants with none at all.
-            let out = replay.run_lanes(
-                1,
-                |c| Lane(DualSVec64::<1>::from(c)),
-                |(k, p), row| {
-                    let x = value_at(flat, k, p);
-                    let lifted = match along.get(k).copied().flatten() {
-                        Some(d) => {
-                            let dx = d.get(p).copied().unwrap_or(f64::NAN);
-                            DualSVec64::from_re(0.0).derivative(0) * dx + x
-                        }
-                        None => DualSVec64::from(x),
-                    };
-                    row.fill(Lane(lifted));
-                },
-            );
-            if let Some(Some(Lane(l))) = out.first() {
-                return Ok(l.eps.0.as_ref().map_or(0.0, |m| m[(0, 0)]));
+        let replayed = self
+            .probe_derivatives
+            .get_or_init(|| self.replayed_probe_derivatives());
+        match replayed.get(target.0).copied().flatten() {
+            Some(d) => Ok(d),
+            None => crate::eval::directional_derivative(self.instance, self.values, direction),
+        }
+    }
+
+    /// Every differentiable tensor's probe derivative (see
+    /// [`SizeContext::probe_derivative`]) in one replay, a lane per tensor;
+    /// `None` for each where the replay cannot give it.
+    fn replayed_probe_derivatives(&self) -> Vec<Option<f64>> {
+        let tensors = &self.program.tensors;
+        let none = vec![None; tensors.len()];
+        let Some(replay) = f64::replay(self).filter(|r| r.lanes_match_evaluator()) else {
+            return none;
+        };
+        // (tensor, its direction) per lane, as the probes draw them.
+        let lanes: Vec<(usize, Vec<f64>)> = (0..tensors.len())
+            .filter(|&k| tensors[k].is_differentiable())
+            .filter_map(|k| {
+                let direction = super::grad::probe_direction(self, TensorId(k));
+                let u = direction.into_iter().nth(k).flatten()?;
+                Some((k, u.iter().copied().collect()))
+            })
+            .collect();
+        if lanes.is_empty() {
+            return none;
+        }
+        let flat = &self.flat;
+        // Lifted as the evaluator's pass lifts them: the direction's entry
+        // as the one derivative, constants with none at all.
+        let out = replay.run_lanes(
+            lanes.len(),
+            |c| Lane(DualSVec64::<1>::from(c)),
+            |(k, p), row| {
+                let x = value_at(flat, k, p);
+                for (slot, (t, u)) in row.iter_mut().zip(&lanes) {
+                    *slot = Lane(if *t == k {
+                        let dx = u.get(p).copied().unwrap_or(f64::NAN);
+                        DualSVec64::from_re(0.0).derivative(0) * dx + x
+                    } else {
+                        DualSVec64::from(x)
+                    });
+                }
+            },
+        );
+        let mut derivatives = none;
+        for ((k, _), l) in lanes.iter().zip(out) {
+            if let (Some(slot), Some(Lane(l))) = (derivatives.get_mut(*k), l) {
+                *slot = Some(l.eps.0.as_ref().map_or(0.0, |m| m[(0, 0)]));
             }
         }
-        crate::eval::directional_derivative(self.instance, self.values, direction)
+        derivatives
     }
 
     /// The cones of some elements in the replays of L in f64 and in f32,
@@ -508,12 +534,12 @@ mod tests {
     use super::*;
     use crate::analysis::{analyze, size_sweep};
     use crate::eval::draw_values;
-    use rand::SeedableRng;
 
-    /// The exact directional derivative by dual lanes of the replay is the
-    /// evaluator's, bit for bit, over every spec with a layer or loss; and
-    /// where the recording meets a kink the replay leaves it to the
-    /// evaluator, whose dual numbers pick the branch by their tangents.
+    /// The probes' exact directional derivatives by dual lanes of the
+    /// replay (a lane per tensor) are the evaluator's, bit for bit, over
+    /// every spec with a layer or loss; and where the recording meets a
+    /// kink the replay leaves them to the evaluator, whose dual numbers
+    /// pick the branch by their tangents.
     #[test]
     fn directional_derivatives_by_replay_are_the_evaluators() {
         let mut files: Vec<_> = ["specs", "tests/corpus", "tests/library"]
@@ -560,15 +586,6 @@ mod tests {
                 1.0,
                 1.0,
             );
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
-            let direction: Vec<Option<ArrayD<f64>>> = values
-                .iter()
-                .map(|v| {
-                    let u = super::super::grad::unit_direction(&mut rng, v.len());
-                    Some(ArrayD::from_shape_vec(v.raw_dim(), u).unwrap())
-                })
-                .collect();
-            let by_evaluator = crate::eval::directional_derivative(&instance, &values, &direction);
             let Some(replay) = f64::replay(&cx) else {
                 continue;
             };
@@ -577,10 +594,24 @@ mod tests {
                 kinked += usize::from(lifted.loss().is_ok() && lifted.kinks().met > 0);
                 continue;
             }
-            let by_replay = cx.directional_derivative(&direction);
-            match (by_replay, by_evaluator) {
-                (Ok(a), Ok(b)) => assert_eq!(a.to_bits(), b.to_bits(), "{path:?}: {a} against {b}"),
-                (a, b) => assert_eq!(a.is_ok(), b.is_ok(), "{path:?}"),
+            for (k, tensor) in program.tensors.iter().enumerate() {
+                if !tensor.is_differentiable() {
+                    continue;
+                }
+                let direction = super::super::grad::probe_direction(&cx, TensorId(k));
+                let by_evaluator =
+                    crate::eval::directional_derivative(&instance, &values, &direction);
+                match (cx.probe_derivative(TensorId(k), &direction), by_evaluator) {
+                    (Ok(a), Ok(b)) => {
+                        assert_eq!(a.to_bits(), b.to_bits(), "{path:?}: {a} against {b}")
+                    }
+                    (a, b) => assert_eq!(a.is_ok(), b.is_ok(), "{path:?}"),
+                }
+                // The replay gave it, not the evaluator.
+                assert!(
+                    cx.probe_derivatives.get().is_some_and(|d| d[k].is_some()),
+                    "{path:?}: tensor {k} has no lane"
+                );
             }
             replayed += 1;
         }

@@ -1013,23 +1013,19 @@ pub fn probe_tensor(target: TensorId, cx: &SizeContext<'_>) -> TensorProbe {
             (None, None) => {}
         }
     }
-    let mut rng = ChaCha8Rng::seed_from_u64(crate::eval::stream_seed(
-        cx.options.seed,
-        "direction",
-        cx.instance.sizes.values(),
-    ));
-    let u = unit_direction(&mut rng, w.len());
-    let mut direction: Vec<Option<ArrayD<f64>>> = vec![None; cx.values.len()];
-    if let Ok(ua) = ArrayD::from_shape_vec(cx.values[target.0].raw_dim(), u.clone()) {
-        direction[target.0] = Some(ua);
-    }
+    let direction = probe_direction(cx, target);
+    let u: Vec<f64> = direction
+        .get(target.0)
+        .and_then(Option::as_ref)
+        .map(|u| u.iter().copied().collect())
+        .unwrap_or_default();
     let largest = w.iter().fold(0.0, |m: f64, x| m.max(x.abs()));
     let smallest = w
         .iter()
         .map(|x| x.abs())
         .filter(|&x| x > 0.0)
         .fold(f64::INFINITY, f64::min);
-    let exact = cx.directional_derivative(&direction);
+    let exact = cx.probe_derivative(target, &direction);
     let mut chosen: Option<(Direction, Option<(f64, f64)>)> = None;
     for h in fd_steps(largest, smallest) {
         let flat = cx.flat_values();
@@ -1103,6 +1099,23 @@ pub fn probe_tensor(target: TensorId, cx: &SizeContext<'_>) -> TensorProbe {
         guard,
         direction: Some(direction),
     }
+}
+
+/// The random direction a tensor's probe checks autodiff along: a unit
+/// vector over its elements, drawn from the seed and the sizes (every
+/// other tensor's entry `None`).
+pub fn probe_direction(cx: &SizeContext<'_>, target: TensorId) -> Vec<Option<ArrayD<f64>>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(crate::eval::stream_seed(
+        cx.options.seed,
+        "direction",
+        cx.instance.sizes.values(),
+    ));
+    let mut direction: Vec<Option<ArrayD<f64>>> = vec![None; cx.values.len()];
+    if let Some(values) = cx.values.get(target.0) {
+        let u = unit_direction(&mut rng, values.len());
+        direction[target.0] = ArrayD::from_shape_vec(values.raw_dim(), u).ok();
+    }
+    direction
 }
 
 /// Finite-difference steps to try, largest first: the usual ε^(1/3) of the
