@@ -131,6 +131,13 @@ impl<'a> SizeContext<'a> {
         })
     }
 
+    /// The kinks the forward computation of L met at these values, where
+    /// the caller evaluated L already ([`SizeContext::forward_kinks`]
+    /// evaluates it otherwise).
+    pub fn met_kinks(&self, kinks: KinkCount) {
+        let _ = self.forward_kinks.set(kinks);
+    }
+
     /// The valid gradients at the kinks of L, where every kink is a branch
     /// point; computed once per size.
     pub fn kink_gradients(&self) -> Option<Rc<KinkGradients>> {

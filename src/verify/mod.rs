@@ -241,6 +241,9 @@ fn check_at(
         Some(_) => Some(evaluation.loss().map_err(fail)?),
         None => None,
     };
+    // The kinks L's computation meets, before claim-only definitions add
+    // theirs.
+    let forward_kinks = evaluation.kinks();
     evaluation.compute_defs(false).map_err(fail)?;
     // Random tensors are part of the spec's setup, as the forward computation
     // is: a parameter out of its domain stops the file, once, with the element.
@@ -258,6 +261,9 @@ fn check_at(
         loss_magnitude,
         terms,
     );
+    if loss.is_some() {
+        cx.met_kinks(forward_kinks);
+    }
     for check in checks.iter_mut() {
         instance.set_deadline(Some(Deadline::after(options.timeout)));
         check.check_at(&cx);
