@@ -34,6 +34,9 @@ pub mod source;
 pub mod syntax;
 pub mod verify;
 
+#[cfg(test)]
+mod test_support;
+
 use source::Source;
 use verify::Options;
 use verify::outcome::FileOutcome;

@@ -1286,53 +1286,30 @@ mod tests {
     /// with a layer or loss, at the largest size of its sweep.
     #[test]
     fn a_program_in_f32_is_the_f32_recording_compiled() {
-        let mut files: Vec<_> = ["specs", "tests/corpus", "tests/library"]
-            .iter()
-            .flat_map(|d| std::fs::read_dir(d).unwrap())
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "dl"))
-            .collect();
-        files.sort();
         let (mut shared, mut computed) = (0, 0);
-        for path in files {
-            let text = std::fs::read_to_string(&path).unwrap();
-            let source = Source::new(path.to_str().unwrap(), &text);
-            let Ok(ast) = crate::syntax::parse(&source) else {
-                continue;
+        crate::test_support::for_each_spec_with_a_loss(|path, _, instance| {
+            let Ok(values) = draw_values(instance, 0) else {
+                return;
             };
-            let Ok(program) = analyze(&ast) else { continue };
-            if program.output.is_none() {
-                continue;
-            }
-            let Ok(sweep) = size_sweep(&program, &[]) else {
-                continue;
-            };
-            let Some(sizes) = sweep.last().cloned() else {
-                continue;
-            };
-            let instance = Instance::new(&program, &source, sizes, 1 << 20).unwrap();
-            let Ok(values) = draw_values(&instance, 0) else {
-                continue;
-            };
-            let Some(r64) = record::<f64>(&instance, &values)
+            let Some(r64) = record::<f64>(instance, &values)
                 .ok()
                 .and_then(Replay::compile)
             else {
-                continue;
+                return;
             };
             let Some(mine) = r64.in_precision::<f32>() else {
                 assert!(r64.computed_constants, "{path:?}");
                 computed += 1;
-                continue;
+                return;
             };
             let single: Vec<ArrayD<f32>> = values.iter().map(|a| a.mapv(f32::constant)).collect();
             let drawn = |_: usize, k: usize, p: usize| {
                 f64::from(single[k].as_slice_memory_order().unwrap()[p])
             };
             if mine.run_with(1, drawn)[0].is_none() {
-                continue;
+                return;
             }
-            let theirs = Replay::compile(record::<f32>(&instance, &single).unwrap()).unwrap();
+            let theirs = Replay::compile(record::<f32>(instance, &single).unwrap()).unwrap();
             assert_eq!(mine.steps, theirs.steps, "{path:?}");
             assert_eq!(mine.inputs, theirs.inputs, "{path:?}");
             assert_eq!(
@@ -1356,7 +1333,7 @@ mod tests {
                 assert_eq!(l.to_bits(), exact.to_bits(), "{path:?}");
             }
             shared += 1;
-        }
+        });
         assert!(
             shared > 100 && computed > 0,
             "{shared} shared, {computed} with computed constants"

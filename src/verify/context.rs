@@ -539,7 +539,6 @@ pub fn value_at(flat: &[&[f64]], k: usize, p: usize) -> f64 {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
-    use crate::analysis::{analyze, size_sweep};
     use crate::eval::draw_values;
 
     /// The probes' exact directional derivatives by dual lanes of the
@@ -549,44 +548,22 @@ mod tests {
     /// pick the branch by their tangents.
     #[test]
     fn directional_derivatives_by_replay_are_the_evaluators() {
-        let mut files: Vec<_> = ["specs", "tests/corpus", "tests/library"]
-            .iter()
-            .flat_map(|d| std::fs::read_dir(d).unwrap())
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "dl"))
-            .collect();
-        files.sort();
         let options = Options::default();
         let (mut replayed, mut kinked) = (0, 0);
-        for path in files {
-            let text = std::fs::read_to_string(&path).unwrap();
-            let source = Source::new(path.to_str().unwrap(), &text);
-            let Ok(ast) = crate::syntax::parse(&source) else {
-                continue;
-            };
-            let Ok(program) = analyze(&ast) else { continue };
-            if program.output.is_none() {
-                continue;
-            }
-            let Some(sizes) = size_sweep(&program, &[])
-                .ok()
-                .and_then(|s| s.last().cloned())
-            else {
-                continue;
-            };
-            let instance = Instance::new(&program, &source, sizes, 1 << 20).unwrap();
-            let Ok(values) = draw_values(&instance, 1) else {
-                continue;
+        crate::test_support::for_each_spec_with_a_loss(|path, source, instance| {
+            let program = instance.program;
+            let Ok(values) = draw_values(instance, 1) else {
+                return;
             };
             let mut evaluation = instance.evaluation::<f64>(&values);
             let Ok(loss) = evaluation.loss() else {
-                continue;
+                return;
             };
             let cx = SizeContext::new(
-                &program,
-                &source,
+                program,
+                source,
                 &options,
-                &instance,
+                instance,
                 &values,
                 &evaluation,
                 Some(loss),
@@ -594,12 +571,12 @@ mod tests {
                 1.0,
             );
             let Some(replay) = f64::replay(&cx) else {
-                continue;
+                return;
             };
             if !replay.lanes_match_evaluator() {
                 let mut lifted = instance.evaluation(&values);
                 kinked += usize::from(lifted.loss().is_ok() && lifted.kinks().met > 0);
-                continue;
+                return;
             }
             for (k, tensor) in program.tensors.iter().enumerate() {
                 if !tensor.is_differentiable() {
@@ -607,7 +584,7 @@ mod tests {
                 }
                 let direction = super::super::grad::probe_direction(&cx, TensorId(k));
                 let by_evaluator =
-                    crate::eval::directional_derivative(&instance, &values, &direction);
+                    crate::eval::directional_derivative(instance, &values, &direction);
                 match (cx.probe_derivative(TensorId(k), &direction), by_evaluator) {
                     (Ok(a), Ok(b)) => {
                         assert_eq!(a.to_bits(), b.to_bits(), "{path:?}: {a} against {b}")
@@ -621,7 +598,7 @@ mod tests {
                 );
             }
             replayed += 1;
-        }
+        });
         assert!(
             replayed > 100 && kinked > 0,
             "{replayed} replayed, {kinked} at kinks"
