@@ -95,6 +95,45 @@ impl Program {
         order
     }
 
+    /// Per definition: read by one of `bodies`, directly or through other
+    /// definitions; a step group's members all, where one is (they are
+    /// computed together).
+    pub fn defs_read_by(&self, bodies: &[&Body]) -> Vec<bool> {
+        let mut read = vec![false; self.defs.len()];
+        let mark = |read: &mut Vec<bool>, body: &Body| {
+            super::visit_body(body, &mut |n| {
+                if let NodeKind::Def { id, .. } = &n.node
+                    && let Some(slot) = read.get_mut(id.0)
+                {
+                    *slot = true;
+                }
+            });
+        };
+        for body in bodies {
+            mark(&mut read, body);
+        }
+        loop {
+            let before = read.clone();
+            for (k, def) in self.defs.iter().enumerate() {
+                if read[k] {
+                    mark(&mut read, &def.body);
+                }
+            }
+            for group in &self.step_groups {
+                if group.members.iter().any(|m| read.get(m.0) == Some(&true)) {
+                    for m in &group.members {
+                        if let Some(slot) = read.get_mut(m.0) {
+                            *slot = true;
+                        }
+                    }
+                }
+            }
+            if read == before {
+                return read;
+            }
+        }
+    }
+
     /// Per definition: already `marked`, or reading a node that `reads`
     /// holds for (other than a definition), directly or through another
     /// definition that is marked.
@@ -1064,6 +1103,53 @@ impl ProductNode for crate::syntax::ast::Expr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A claim reads the definitions it names and those they read, not the
+    /// rest; a step group's members come together.
+    #[test]
+    fn the_definitions_a_body_reads_are_followed_through_definitions() {
+        #![allow(clippy::unwrap_used, clippy::panic)]
+        let text = "
+            dim n = 4, T = 3
+            input x[n]
+            param w[n]
+            let norm = sqrt(sum(k) w[k]^2)
+            let scaled[i] = w[i] / norm
+            let unused[i] = exp(x[i])
+            let h[t] = [t > 1] * c[t-1] + 1          for t in 1..=T
+            let c[t] = 0.5 * h[t]                     for t in 1..=T
+            y[i] = scaled[i] * x[i] + h[T] + unused[i]
+            grad w[j] = g[j] * x[j] / norm
+            grad x[j] = g[j] * scaled[j] + c[1] * 0
+        ";
+        let source = crate::source::Source::new("t.dl", text);
+        let program = crate::analysis::analyze(&crate::syntax::parse(&source).unwrap()).unwrap();
+        let bodies: Vec<&Body> = program
+            .claims
+            .iter()
+            .map(|c| match &c.kind {
+                ClaimKind::Grad(g) => &g.body,
+                _ => panic!("grad claims only"),
+            })
+            .collect();
+        let read = program.defs_read_by(&bodies);
+        let named: Vec<&str> = program
+            .defs
+            .iter()
+            .zip(&read)
+            .filter(|(_, r)| **r)
+            .map(|(d, _)| d.name.as_str())
+            .collect();
+        assert_eq!(named, ["norm", "scaled", "h", "c"]);
+        assert_eq!(
+            program
+                .defs_read_by(&bodies[..1])
+                .iter()
+                .filter(|r| **r)
+                .count(),
+            1
+        );
+    }
 
     fn constant(c: i64) -> Box<IndexExpr> {
         Box::new(IndexExpr::Affine(Affine::constant(c)))

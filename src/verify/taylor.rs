@@ -352,7 +352,7 @@ impl TaylorCheck<'_> {
                         Some(evaluation) => evaluation,
                         None => {
                             let mut evaluation = cx.instance.evaluation(&lifted);
-                            let computed = evaluation.compute_defs(false);
+                            let computed = self.compute_defs_of_j(&mut evaluation);
                             precise.insert(computed.map(|()| evaluation))
                         }
                     };
@@ -375,6 +375,28 @@ impl TaylorCheck<'_> {
             jacobian.flat.extend(values);
         }
         Ok(jacobian)
+    }
+
+    /// The definitions J's closed forms read, directly or through others,
+    /// computed in `evaluation`; no other is looked at.
+    fn compute_defs_of_j(
+        &self,
+        evaluation: &mut crate::eval::Evaluation<'_, Dd>,
+    ) -> Result<(), Box<EvalError>> {
+        let tensors = &self.program.tensors;
+        let bodies: Vec<&Body> = (0..tensors.len())
+            .filter(|&k| tensors[k].is_differentiable())
+            .filter_map(|k| self.grad_claim_on(TensorId(k)))
+            .map(|(_, g)| &g.body)
+            .collect();
+        let read = self.program.defs_read_by(&bodies);
+        for d in self.program.computation_order() {
+            let def = &self.program.defs[d.0];
+            if read.get(d.0) == Some(&true) && def.local_to.is_none() {
+                evaluation.compute_local(d)?;
+            }
+        }
+        Ok(())
     }
 
     /// The runs the verdict rests on: the claimed precision.
