@@ -1414,6 +1414,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
         let steps = (hi - lo).max(1);
         let change = i64::try_from(last).ok()? - i64::try_from(first).ok()?;
         Some(StridedRead {
+            read,
             values: self.tensors.get(id.0)?,
             first,
             stride: change / steps,
@@ -1468,7 +1469,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             .ok()
             .and_then(|first| usize::try_from(first + step * read.stride).ok())
             .and_then(|offset| read.values.get(offset).copied())
-            .ok_or_else(|| self.missing(read.shared, frame))
+            .ok_or_else(|| self.missing(read.read, frame))
     }
 
     /// Where the access `node` of tensor `id` reads, row-major.
@@ -1687,6 +1688,8 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
 /// [`Evaluation::strided_read`]).
 #[derive(Clone, Copy)]
 struct StridedRead<'n, T> {
+    /// The access, for an error's span.
+    read: &'n Node,
     values: &'n [T],
     first: usize,
     stride: i64,
