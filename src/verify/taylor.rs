@@ -1002,18 +1002,16 @@ fn steps_along<T: Scalar>(
     u: &[f64],
     ladder: &[f64],
 ) -> Vec<Steps> {
-    // Sums start at −0, as `Iterator::sum` does; each rung's run over the
-    // elements in order, as a pass of its own would.
-    let mut rungs: Vec<Steps> = ladder
-        .iter()
-        .map(|_| Steps {
-            moves: false,
-            up_squared: -0.0,
-            up_dot_j: -0.0,
-            mean_squared: -0.0,
-            mean_dot_j: -0.0,
-        })
-        .collect();
+    // Each rung's sums run over the elements in order, as a pass of its own
+    // would, starting at −0 as `Iterator::sum` does. They are kept a column
+    // per quantity, so that an element's update of every rung is one loop
+    // over the columns, which the compiler vectorizes.
+    let rungs = ladder.len();
+    let mut moves = vec![false; rungs];
+    let mut up_squared = vec![-0.0; rungs];
+    let mut up_dot_j = vec![-0.0; rungs];
+    let mut mean_squared = vec![-0.0; rungs];
+    let mut mean_dot_j = vec![-0.0; rungs];
     let mut offset = 0;
     for &(id, n) in &jacobian.layout {
         let Some(from) = base.get(id.0).and_then(|a| a.as_slice_memory_order()) else {
@@ -1027,20 +1025,36 @@ fn steps_along<T: Scalar>(
         for (i, w) in from.iter().enumerate() {
             let d = u.get(i).copied().unwrap_or(0.0);
             let j = j.get(i).copied().unwrap_or(0.0);
-            for (steps, &eps) in rungs.iter_mut().zip(ladder) {
-                let up = (*w + T::constant(eps * d)).real() - w.real();
-                let down = (*w + T::constant(-eps * d)).real() - w.real();
+            let at = w.real();
+            let eps = &ladder[..rungs];
+            let (moves, up_squared, up_dot_j) = (
+                &mut moves[..rungs],
+                &mut up_squared[..rungs],
+                &mut up_dot_j[..rungs],
+            );
+            let (mean_squared, mean_dot_j) = (&mut mean_squared[..rungs], &mut mean_dot_j[..rungs]);
+            for r in 0..rungs {
+                let up = (*w + T::constant(eps[r] * d)).real() - at;
+                let down = (*w + T::constant(-eps[r] * d)).real() - at;
                 let mean = 0.5 * (up - down);
-                steps.moves |= up != 0.0 || down != 0.0;
-                steps.up_squared += up * up;
-                steps.up_dot_j += j * up;
-                steps.mean_squared += mean * mean;
-                steps.mean_dot_j += j * mean;
+                moves[r] |= (up != 0.0) | (down != 0.0);
+                up_squared[r] += up * up;
+                up_dot_j[r] += j * up;
+                mean_squared[r] += mean * mean;
+                mean_dot_j[r] += j * mean;
             }
         }
         offset += n;
     }
-    rungs
+    (0..rungs)
+        .map(|r| Steps {
+            moves: moves[r],
+            up_squared: up_squared[r],
+            up_dot_j: up_dot_j[r],
+            mean_squared: mean_squared[r],
+            mean_dot_j: mean_dot_j[r],
+        })
+        .collect()
 }
 
 /// [`second_order`] along each direction: the hyper-dual passes of all of
