@@ -10,7 +10,7 @@ use super::{BranchPolicy, EvalError, Instance};
 
 /// Directions per forward pass: wide enough to amortise the interpreter over
 /// several derivatives, narrow enough that each dual number stays small.
-const CHUNK: usize = 8;
+pub const CHUNK: usize = 8;
 
 /// dL/dT for every tensor T (`None` for the incoming gradient, which is data).
 pub fn gradient(

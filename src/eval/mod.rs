@@ -17,9 +17,9 @@ pub mod tape;
 mod values;
 
 pub use autodiff::{
-    branches_along, directional_derivative, directional_derivative_at, directional_derivatives,
-    gradient, gradient_on_branches, partial_at, precise_directional_derivative, precise_partials,
-    precise_partials_at,
+    CHUNK as PARTIALS_PER_PASS, branches_along, directional_derivative, directional_derivative_at,
+    directional_derivatives, gradient, gradient_on_branches, partial_at,
+    precise_directional_derivative, precise_partials, precise_partials_at,
 };
 
 pub use error::EvalError;

@@ -2,7 +2,7 @@
 //! values, all definitions evaluated in f64, and, computed on first use and
 //! shared by every claim, the autodiff gradient and per-tensor probes.
 
-use std::cell::{OnceCell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::rc::Rc;
 
 use ndarray::ArrayD;
@@ -12,11 +12,19 @@ use super::derivation::{Derivation, derive};
 use super::grad::{TensorProbe, probe_tensor};
 use super::kinks::{KinkGradients, ValidRange, one_sided_partials};
 use crate::analysis::program::{Program, TensorId};
+use crate::eval::double_double::Dd;
 use crate::eval::replay::{Cones, LANES, Lane, Replay};
-use crate::eval::{EvalError, Evaluation, Instance, KinkCount, Scalar, TapeReal, record};
+use crate::eval::{
+    EvalError, Evaluation, Instance, KinkCount, Scalar, TapeReal, record, reverse_gradient,
+};
 use crate::source::Source;
 use num_dual::DualSVec64;
 use rayon::prelude::*;
+
+/// Forward-mode passes of precise partials a size spends before one
+/// double-double backward sweep, which costs about two, serves the rest
+/// ([`SizeContext::precise_partials`]).
+const FORWARD_PASSES: usize = 2;
 
 /// dL/dT per tensor (`None` for data) and how it was derived, or why it
 /// could not be.
@@ -52,6 +60,11 @@ pub struct SizeContext<'a> {
     replay32: OnceCell<Option<Replay<f32>>>,
     /// Each tensor's probe derivative by a replay over dual lanes.
     probe_derivatives: OnceCell<Vec<Option<f64>>>,
+    /// dL/dT in double-double by one backward sweep, where it serves
+    /// ([`SizeContext::precise_partials`]).
+    precise_gradient: OnceCell<Option<Vec<Option<ArrayD<Dd>>>>>,
+    /// Forward-mode passes spent on precise partials before the sweep.
+    forward_passes: Cell<usize>,
     /// Ladders of the Taylor claims, shared by those with the same J.
     pub(super) taylor_memo: RefCell<Vec<super::taylor::Memo>>,
 }
@@ -91,6 +104,8 @@ impl<'a> SizeContext<'a> {
             replay64: OnceCell::new(),
             replay32: OnceCell::new(),
             probe_derivatives: OnceCell::new(),
+            precise_gradient: OnceCell::new(),
+            forward_passes: Cell::new(0),
             taylor_memo: RefCell::new(vec![]),
         }
     }
@@ -164,6 +179,56 @@ impl<'a> SizeContext<'a> {
         };
         self.valid_ranges.borrow_mut().insert((target.0, k), found);
         found
+    }
+
+    /// The exact partials of L in `elements` (tensor, row-major offset),
+    /// computed in double-double: where a flagged element's rounding is in
+    /// doubt, this is the reference. Forward mode's dual numbers give eight
+    /// elements a pass; one double-double recording and backward sweep
+    /// gives them all for the cost of about two passes. So the first few
+    /// elements asked for at a size take forward mode, and past
+    /// [`FORWARD_PASSES`] passes the sweep is made, once, and read from.
+    /// Not where its recording meets a kink (forward mode's dual numbers
+    /// pick a tie's branch by their tangents, the tape by the values) or
+    /// gives a partial that is not finite: there forward mode computes
+    /// every element asked for. Either way a value is the exact derivative
+    /// of the same double-double computation, summed in another order.
+    pub fn precise_partials(&self, elements: &[(usize, usize)]) -> Result<Vec<Dd>, Box<EvalError>> {
+        let forward = || crate::eval::precise_partials(self.instance, self.values, elements);
+        let passes = elements.len().div_ceil(crate::eval::PARTIALS_PER_PASS);
+        let gradient = match self.precise_gradient.get() {
+            Some(known) => known.as_ref(),
+            None if self.forward_passes.get() + passes <= FORWARD_PASSES => {
+                self.forward_passes.set(self.forward_passes.get() + passes);
+                return forward();
+            }
+            None => {
+                let lifted: Vec<ArrayD<Dd>> =
+                    self.values.iter().map(|v| v.mapv(Dd::from_f64)).collect();
+                let swept = match reverse_gradient::<Dd>(self.instance, &lifted) {
+                    Ok(r) => Some(r),
+                    Err(e) if e.is_timeout() => return Err(e),
+                    Err(_) => None,
+                };
+                let usable = swept
+                    .filter(|r| r.kinks.met == 0)
+                    .map(|r| r.gradient)
+                    .filter(|g| g.iter().flatten().flatten().all(|d| d.to_f64().is_finite()));
+                self.precise_gradient.get_or_init(|| usable).as_ref()
+            }
+        };
+        let read = |&(k, p): &(usize, usize)| {
+            gradient?
+                .get(k)?
+                .as_ref()?
+                .as_slice_memory_order()?
+                .get(p)
+                .copied()
+        };
+        match elements.iter().map(read).collect::<Option<Vec<Dd>>>() {
+            Some(partials) => Ok(partials),
+            None => forward(),
+        }
     }
 
     /// Finite-difference guard and directional probe of one tensor, run
@@ -602,6 +667,95 @@ mod tests {
         assert!(
             replayed > 100 && kinked > 0,
             "{replayed} replayed, {kinked} at kinks"
+        );
+    }
+
+    /// The precise partials read from the double-double sweep are forward
+    /// mode's, up to double-double rounding, at every
+    /// element of every spec with a layer or loss; where the sweep's
+    /// recording meets a kink, forward mode gives them.
+    #[test]
+    fn precise_partials_by_the_sweep_are_forward_modes() {
+        let options = Options::default();
+        let (mut swept, mut kinked) = (0, 0);
+        crate::test_support::for_each_spec_with_a_loss(|path, source, instance| {
+            let program = instance.program;
+            let Ok(values) = draw_values(instance, 1) else {
+                return;
+            };
+            let mut evaluation = instance.evaluation::<f64>(&values);
+            let Ok(loss) = evaluation.loss() else {
+                return;
+            };
+            let cx = SizeContext::new(
+                program,
+                source,
+                &options,
+                instance,
+                &values,
+                &evaluation,
+                Some(loss),
+                1.0,
+                1.0,
+            );
+            let Ok(reverse) = reverse_gradient::<f64>(instance, &values) else {
+                return;
+            };
+            let elements: Vec<(usize, usize)> = (0..program.tensors.len())
+                .filter(|&k| program.tensors[k].is_differentiable())
+                .flat_map(|k| (0..values[k].len()).map(move |p| (k, p)))
+                .collect();
+            // Asked until forward mode's passes are spent and the sweep made.
+            let mut by_sweep = cx.precise_partials(&elements);
+            for _ in 0..FORWARD_PASSES {
+                if cx.precise_gradient.get().is_none() {
+                    by_sweep = cx.precise_partials(&elements);
+                }
+            }
+            let (Ok(by_sweep), Ok(by_forward)) = (
+                by_sweep,
+                crate::eval::precise_partials(instance, &values, &elements),
+            ) else {
+                return;
+            };
+            match cx.precise_gradient.get() {
+                Some(Some(_)) => swept += 1,
+                _ => {
+                    kinked += usize::from(reverse.kinks.met > 0);
+                    // Bit for bit, NaN's sign included.
+                    let bits = |v: &[Dd]| -> Vec<(u64, u64)> {
+                        v.iter().map(|d| (d.hi.to_bits(), d.lo.to_bits())).collect()
+                    };
+                    assert_eq!(
+                        bits(&by_sweep),
+                        bits(&by_forward),
+                        "{path:?}: not swept, yet not forward mode's"
+                    );
+                    return;
+                }
+            }
+            for ((&(k, p), a), b) in elements.iter().zip(&by_sweep).zip(&by_forward) {
+                let magnitude = reverse.magnitude[k]
+                    .as_ref()
+                    .unwrap()
+                    .as_slice_memory_order()
+                    .unwrap()[p];
+                let difference = (*a - *b).to_f64().abs();
+                // 2⁻⁸⁰ of the larger of the path magnitude and 1 (the scale
+                // of the values the derivative computes with, here drawn
+                // near 1): 2²⁸ times finer than f64's ε, where the bounds
+                // these partials settle start; double-double's own rounding
+                // is 2⁻¹⁰⁴ an operation.
+                let scale = magnitude.max(1.0);
+                assert!(
+                    difference <= scale / (1u128 << 80) as f64,
+                    "{path:?}: element {p} of tensor {k}: {a:?} against {b:?}, path magnitude {magnitude}"
+                );
+            }
+        });
+        assert!(
+            swept > 100 && kinked > 0,
+            "{swept} swept, {kinked} at kinks"
         );
     }
 }

@@ -25,7 +25,7 @@ use super::{ClaimCheck, ROUNDING_SURE, Shrinkage, shrinkage, tolerance_ratio};
 use crate::analysis::Sizes;
 use crate::analysis::program::{GradClaim, TensorId};
 use crate::eval::double_double::Dd;
-use crate::eval::{EvalError, Frame, precise_directional_derivative, precise_partials};
+use crate::eval::{EvalError, Frame, precise_directional_derivative};
 
 /// Units of rounding per term allowed between two exact formulas.
 const ROUNDING_ULPS: f64 = 64.0;
@@ -694,7 +694,8 @@ fn judge_flagged(
             break;
         }
         let elements: Vec<(usize, usize)> = batch.iter().map(|&i| (target.0, flagged[i])).collect();
-        let precise_autodiff = precise_partials(cx.instance, cx.values, &elements)
+        let precise_autodiff = cx
+            .precise_partials(&elements)
             .map_err(|e| format!("double-double autodiff failed: {e}"))?;
         for (&i, ad_precise) in batch.iter().zip(precise_autodiff) {
             let k = flagged[i];
@@ -1154,7 +1155,7 @@ fn element_guard(
         error = f64::INFINITY;
     }
     if error > tolerance
-        && let Ok(precise) = precise_partials(cx.instance, cx.values, &[(target.0, k)])
+        && let Ok(precise) = cx.precise_partials(&[(target.0, k)])
         && let Some(exact) = precise.first()
     {
         error = error.min((d.d1 - exact.to_f64()).abs());
