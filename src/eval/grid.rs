@@ -4,6 +4,37 @@
 use crate::analysis::Sizes;
 use crate::analysis::program::AxisRange;
 
+/// A walk over a grid's points in row-major order, counted up like an
+/// odometer in one buffer: no division and no allocation per point.
+pub struct Points<'g> {
+    axes: &'g [(i64, i64)],
+    current: Vec<i64>,
+    /// Points not yet handed out.
+    left: usize,
+    started: bool,
+}
+
+impl Points<'_> {
+    /// The next point, or `None` past the last.
+    pub fn next_point(&mut self) -> Option<&[i64]> {
+        if self.left == 0 {
+            return None;
+        }
+        if self.started {
+            for (x, &(lo, hi)) in self.current.iter_mut().zip(self.axes).rev() {
+                if *x < hi {
+                    *x += 1;
+                    break;
+                }
+                *x = lo;
+            }
+        }
+        self.started = true;
+        self.left -= 1;
+        Some(&self.current)
+    }
+}
+
 /// Concrete `lo..=hi` per axis.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Grid {
@@ -84,22 +115,24 @@ impl Grid {
         point
     }
 
+    /// The points from row-major position `start` on, one at a time in a
+    /// buffer of its own ([`Points::next_point`]): what a loop over many
+    /// elements reads without a vector per point.
+    pub fn points_from(&self, start: usize) -> Points<'_> {
+        let n = usize::try_from(self.len().unwrap_or(0)).unwrap_or(0);
+        Points {
+            axes: &self.axes,
+            current: self.point(start),
+            left: n.saturating_sub(start),
+            started: false,
+        }
+    }
+
     /// Every point in row-major order (the points of [`Grid::point`] at
     /// 0, 1, …), counted up like an odometer: no division per point.
     pub fn points(&self) -> impl Iterator<Item = Vec<i64>> + '_ {
-        let n = usize::try_from(self.len().unwrap_or(0)).unwrap_or(0);
-        let mut next: Vec<i64> = self.axes.iter().map(|&(lo, _)| lo).collect();
-        (0..n).map(move |_| {
-            let point = next.clone();
-            for (x, &(lo, hi)) in next.iter_mut().zip(&self.axes).rev() {
-                if *x < hi {
-                    *x += 1;
-                    break;
-                }
-                *x = lo;
-            }
-            point
-        })
+        let mut walk = self.points_from(0);
+        std::iter::from_fn(move || walk.next_point().map(<[i64]>::to_vec))
     }
 
     /// `1..=6` or `1..=3, 1..=5`, as the spec writes ranges.
@@ -140,6 +173,15 @@ mod tests {
             assert_eq!(Some(points.len() as u64), grid.len());
             for (k, p) in points.iter().enumerate() {
                 assert_eq!(grid.offset(p), Some(k));
+            }
+            // A walk from any position on is the rest of the points.
+            for start in 0..=points.len() + 1 {
+                let mut walk = grid.points_from(start);
+                let mut rest = vec![];
+                while let Some(p) = walk.next_point() {
+                    rest.push(p.to_vec());
+                }
+                assert_eq!(rest, points.get(start..).unwrap_or_default());
             }
         }
     }

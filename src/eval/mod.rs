@@ -657,11 +657,14 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
         }
         let mut frame = Frame::new(&def.var_names, def.slots);
         let mut values = Vec::with_capacity(usize::try_from(grid.len().unwrap_or(0)).unwrap_or(0));
-        for (k, point) in grid.points().enumerate() {
-            if k % CLOCK_STRIDE == 0 {
+        let mut points = grid.points_from(0);
+        let mut k = 0usize;
+        while let Some(point) = points.next_point() {
+            if k.is_multiple_of(CLOCK_STRIDE) {
                 self.instance.check_clock()?;
             }
-            frame.set_point(&point);
+            k += 1;
+            frame.set_point(point);
             let v = self.body(&def.body, &mut frame)?;
             if !v.is_finite_value() {
                 return Err(self.non_finite(def.body_span(), v.real(), &frame));
@@ -883,8 +886,11 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             .into_par_iter()
             .flat_map_iter(|start| {
                 let mut frame = Frame::new(names, slots);
-                (start..(start + CHUNK).min(n)).map(move |k| {
-                    frame.set_point(&grid.point(k));
+                let mut points = grid.points_from(start);
+                (start..(start + CHUNK).min(n)).map(move |_| {
+                    if let Some(point) = points.next_point() {
+                        frame.set_point(point);
+                    }
                     self.body(body, &mut frame)
                 })
             })

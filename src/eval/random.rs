@@ -98,11 +98,14 @@ impl Laws {
             let tensor = &program.tensors[random.tensor.0];
             let mut frame = Frame::new(&random.var_names, random.slots);
             let mut laws = vec![];
-            for (k, point) in grid.points().enumerate() {
-                if k % super::CLOCK_STRIDE == 0 {
+            let mut points = grid.points_from(0);
+            let mut k = 0usize;
+            while let Some(point) = points.next_point() {
+                if k.is_multiple_of(super::CLOCK_STRIDE) {
                     instance.check_clock()?;
                 }
-                frame.set_point(&point);
+                k += 1;
+                frame.set_point(point);
                 let mut params = [f64::NAN; 2];
                 for (slot, arg) in params.iter_mut().zip(&random.distribution.args) {
                     *slot = evaluation.node(arg, &mut frame)?;

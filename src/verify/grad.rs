@@ -167,10 +167,11 @@ impl GradCheck<'_> {
         let values =
             cx.evaluation
                 .body_everywhere(&claim.body, &grid, &claim.var_names, claim.slots);
-        for (point, value) in grid.points().zip(values) {
+        for (k, value) in values.into_iter().enumerate() {
             match value {
                 Ok(v) if v.is_finite() => claimed.push(Some(v)),
                 Ok(v) => {
+                    let point = grid.point(k);
                     frame.set_point(&point);
                     failures.push((point, non_finite(cx, claim, v, &frame)));
                     claimed.push(None);
@@ -181,7 +182,7 @@ impl GradCheck<'_> {
                     return;
                 }
                 Err(e) => {
-                    failures.push((point, *e));
+                    failures.push((grid.point(k), *e));
                     claimed.push(None);
                 }
             }

@@ -1187,11 +1187,11 @@ fn closed_form(
     let mut frame = Frame::new(var_names, slots);
     let mut values = vec![];
     let claimed = evaluation.body_everywhere(body, grid, var_names, slots);
-    for (point, value) in grid.points().zip(claimed) {
+    for (k, value) in claimed.into_iter().enumerate() {
         match value.map(Dd::to_f64) {
             Ok(v) if v.is_finite() => values.push(v),
             Ok(v) => {
-                frame.set_point(&point);
+                frame.set_point(&grid.point(k));
                 return Err(format!(
                     "it is {} at {}",
                     format_value(v),
