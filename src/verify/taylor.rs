@@ -1007,7 +1007,8 @@ fn steps_along<T: Scalar>(
     // per quantity, so that an element's update of every rung is one loop
     // over the columns, which the compiler vectorizes.
     let rungs = ladder.len();
-    let mut moves = vec![false; rungs];
+    // Σ|Δw₊| + |Δw₋|: not 0 where either step changes w at all (NaN too).
+    let mut moves = vec![0.0; rungs];
     let mut up_squared = vec![-0.0; rungs];
     let mut up_dot_j = vec![-0.0; rungs];
     let mut mean_squared = vec![-0.0; rungs];
@@ -1037,7 +1038,7 @@ fn steps_along<T: Scalar>(
                 let up = (*w + T::constant(eps[r] * d)).real() - at;
                 let down = (*w + T::constant(-eps[r] * d)).real() - at;
                 let mean = 0.5 * (up - down);
-                moves[r] |= (up != 0.0) | (down != 0.0);
+                moves[r] += up.abs() + down.abs();
                 up_squared[r] += up * up;
                 up_dot_j[r] += j * up;
                 mean_squared[r] += mean * mean;
@@ -1048,7 +1049,7 @@ fn steps_along<T: Scalar>(
     }
     (0..rungs)
         .map(|r| Steps {
-            moves: moves[r],
+            moves: moves[r] != 0.0,
             up_squared: up_squared[r],
             up_dot_j: up_dot_j[r],
             mean_squared: mean_squared[r],
