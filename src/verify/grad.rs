@@ -1325,9 +1325,7 @@ pub fn spread_sample(n: usize, limit: usize) -> Vec<usize> {
 
 /// A random unit vector (normal draws, normalised).
 pub(crate) fn unit_direction(rng: &mut ChaCha8Rng, n: usize) -> Vec<f64> {
-    let mut u: Vec<f64> = (0..n)
-        .map(|_| crate::eval::distribution::standard_normal(rng))
-        .collect();
+    let mut u = crate::eval::distribution::standard_normals(rng, n);
     let norm = u.iter().map(|x| x * x).sum::<f64>().sqrt();
     if norm > 0.0 {
         u.iter_mut().for_each(|x| *x /= norm);
