@@ -61,16 +61,22 @@ enum Step {
     },
 }
 
-/// A step in 16 bytes: a run streams every step, so their size is the
-/// run's memory traffic. `code` names the kind (and the operation); a
-/// power's exponent, a guard's expected outcome ride in an unused field.
+/// A step in 12 bytes: a run streams every step, so their size is the
+/// run's memory traffic (and a program's, its memory). `head` holds the
+/// code, which names the kind (and the operation), in its top 8 bits and
+/// the register written in the other 24; a power's exponent, a guard's
+/// expected outcome ride in an unused field.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Packed {
-    code: u8,
+    head: u32,
     a: u32,
     b: u32,
-    out: u32,
 }
+
+/// Registers a step can name (24 bits): a program that needs more values
+/// alive at once is not replayed; the evaluator computes its points.
+const MAX_REGISTERS: usize = 1 << 24;
+const OUT_MASK: u32 = (1 << 24) - 1;
 
 const LOAD: u8 = 0;
 const ORDER: u8 = 1;
@@ -137,51 +143,44 @@ impl Packed {
             None => 3,
         };
         match step {
-            Step::Load { input, out } => Self {
-                code: LOAD,
-                a: input,
-                b: 0,
-                out,
-            },
-            Step::Order { a, b, expected } => Self {
-                code: ORDER,
-                a,
-                b,
-                out: order_code(expected),
-            },
-            Step::Finite { a, expected } => Self {
-                code: FINITE,
-                a,
-                b: u32::from(expected),
-                out: 0,
-            },
+            Step::Load { input, out } => Self::new(LOAD, input, 0, out),
+            Step::Order { a, b, expected } => Self::new(ORDER, a, b, order_code(expected)),
+            Step::Finite { a, expected } => Self::new(FINITE, a, u32::from(expected), 0),
             Step::Op { op, a, b, out } => {
                 let (index, b) = match op {
                     #[allow(clippy::cast_sign_loss)]
                     Op::Powi(k) => (op_index(op), k as u32),
                     _ => (op_index(op), b),
                 };
-                Self {
-                    code: FIRST_OP + index as u8,
-                    a,
-                    b,
-                    out,
-                }
+                Self::new(FIRST_OP + index as u8, a, b, out)
             }
         }
     }
 
+    /// `out` must be below [`MAX_REGISTERS`] (its high bits are the code's).
+    fn new(code: u8, a: u32, b: u32, out: u32) -> Self {
+        Self {
+            head: (u32::from(code) << 24) | (out & OUT_MASK),
+            a,
+            b,
+        }
+    }
+
+    fn out(self) -> u32 {
+        self.head & OUT_MASK
+    }
+
     #[inline(always)]
     fn unpack(self) -> Step {
-        match self.code {
+        match (self.head >> 24) as u8 {
             LOAD => Step::Load {
                 input: self.a,
-                out: self.out,
+                out: self.out(),
             },
             ORDER => Step::Order {
                 a: self.a,
                 b: self.b,
-                expected: match self.out {
+                expected: match self.out() {
                     0 => Some(Ordering::Less),
                     1 => Some(Ordering::Equal),
                     2 => Some(Ordering::Greater),
@@ -200,13 +199,13 @@ impl Packed {
                         op: Op::Powi(self.b as i32),
                         a: self.a,
                         b: self.a,
-                        out: self.out,
+                        out: self.out(),
                     },
                     _ => Step::Op {
                         op,
                         a: self.a,
                         b: self.b,
-                        out: self.out,
+                        out: self.out(),
                     },
                 }
             }
@@ -522,6 +521,9 @@ impl<B: TapeReal> Replay<B> {
                     out,
                 }));
             }
+        }
+        if registers > MAX_REGISTERS {
+            return None;
         }
         let output = src(&register, recorded.output);
         Some(Self {
@@ -1372,16 +1374,26 @@ mod tests {
         }
     }
 
-    /// A run streams every step: each is 16 bytes, and packs and unpacks
-    /// to itself.
+    /// A run streams every step: each is 12 bytes, and packs and unpacks
+    /// to itself, the largest register included.
     #[test]
-    fn steps_are_sixteen_bytes_and_pack_losslessly() {
-        assert_eq!(std::mem::size_of::<Packed>(), 16);
+    fn steps_are_twelve_bytes_and_pack_losslessly() {
+        assert_eq!(std::mem::size_of::<Packed>(), 12);
         for (i, &op) in OPS.iter().enumerate() {
             assert_eq!(op_index(op), i, "{op:?}");
         }
         let steps = [
             Step::Load { input: 7, out: 3 },
+            Step::Load {
+                input: u32::MAX,
+                out: (MAX_REGISTERS - 1) as u32,
+            },
+            Step::Op {
+                op: Op::Smooth(Smooth::Trigamma),
+                a: CONSTANT_BIT | 1,
+                b: 2,
+                out: (MAX_REGISTERS - 1) as u32,
+            },
             Step::Op {
                 op: Op::Powi(-3),
                 a: 5,
