@@ -73,6 +73,70 @@ struct Packed {
     b: u32,
 }
 
+/// Which element of which tensor each leaf entry is. The evaluator records
+/// the leaves first, tensor by tensor in row-major order, so entry n is
+/// found from where each tensor's run starts, without a table of every
+/// leaf; a recording laid out otherwise gets the table.
+enum Leaves {
+    /// The entry where each tensor's leaves start, and past the last.
+    Runs(Vec<usize>),
+    /// (tensor, offset) per entry; `u32::MAX` for an entry that is no leaf.
+    Table(Vec<(u32, u32)>),
+}
+
+impl Leaves {
+    fn of(inputs: &[ndarray::ArrayD<u32>]) -> Self {
+        let mut starts = vec![0usize];
+        let mut next = 0usize;
+        let mut in_runs = true;
+        for t in inputs {
+            in_runs &= t.iter().enumerate().all(|(p, &n)| n as usize == next + p);
+            next += t.len();
+            starts.push(next);
+        }
+        if in_runs {
+            return Leaves::Runs(starts);
+        }
+        Self::table(inputs)
+    }
+
+    fn table(inputs: &[ndarray::ArrayD<u32>]) -> Self {
+        let mut table: Vec<(u32, u32)> = vec![];
+        for (k, t) in inputs.iter().enumerate() {
+            for (p, &n) in t.iter().enumerate() {
+                let n = n as usize;
+                if table.len() <= n {
+                    table.resize(n + 1, (u32::MAX, 0));
+                }
+                table[n] = (k as u32, p as u32);
+            }
+        }
+        Leaves::Table(table)
+    }
+
+    /// Leaf entries, at most.
+    fn count(&self) -> usize {
+        match self {
+            Leaves::Runs(starts) => starts.last().copied().unwrap_or(0),
+            Leaves::Table(table) => table.len(),
+        }
+    }
+
+    /// The (tensor, offset) of entry `n`, if it is a leaf.
+    fn element(&self, n: usize) -> Option<(u32, u32)> {
+        match self {
+            Leaves::Runs(starts) => {
+                // The last run starting at or before n (empty tensors share
+                // a start with the next).
+                let k = starts.partition_point(|&s| s <= n).checked_sub(1)?;
+                let end = *starts.get(k + 1)?;
+                (n < end).then(|| (k as u32, (n - starts[k]) as u32))
+            }
+            Leaves::Table(table) => table.get(n).copied().filter(|(k, _)| *k != u32::MAX),
+        }
+    }
+}
+
 /// Registers a step can name (24 bits): a program that needs more values
 /// alive at once is not replayed; the evaluator computes its points.
 const MAX_REGISTERS: usize = 1 << 24;
@@ -442,23 +506,12 @@ impl<B: TapeReal> Replay<B> {
         {
             *l = NEVER;
         }
-        // Leaves are recorded first, tensor by tensor: entry n below their
-        // count is element leaf_of[n].
-        let mut leaf_of: Vec<(u32, u32)> = vec![];
-        for (k, t) in recorded.inputs.iter().enumerate() {
-            for (p, &n) in t.iter().enumerate() {
-                let n = n as usize;
-                if leaf_of.len() <= n {
-                    leaf_of.resize(n + 1, (u32::MAX, 0));
-                }
-                leaf_of[n] = (k as u32, p as u32);
-            }
-        }
+        let leaves = Leaves::of(&recorded.inputs);
         let mut register = vec![0u32; len];
         let mut free: Vec<u32> = vec![];
         let mut registers = 0usize;
         let mut steps = Vec::with_capacity(order.len());
-        let mut inputs = Vec::with_capacity(leaf_of.len());
+        let mut inputs = Vec::with_capacity(leaves.count());
         let src = |register: &[u32], x: u32| if is_entry(x) { register[x as usize] } else { x };
         for (at, &item) in order.iter().enumerate() {
             let at = at as u32;
@@ -506,7 +559,7 @@ impl<B: TapeReal> Replay<B> {
             register[n] = out;
             let e = &entries[n];
             if e.op == Op::Leaf {
-                if let Some(&(k, p)) = leaf_of.get(n).filter(|(k, _)| *k != u32::MAX) {
+                if let Some((k, p)) = leaves.element(n) {
                     inputs.push((k, p));
                     steps.push(Packed::pack(Step::Load {
                         input: (inputs.len() - 1) as u32,
@@ -1372,6 +1425,34 @@ mod tests {
                 |v: &[Option<f64>]| v.iter().map(|l| l.map(f64::to_bits)).collect::<Vec<_>>();
             assert_eq!(bits(&few), bits(&wide[..width]), "width {width}");
         }
+    }
+
+    /// Leaves found from where each tensor's run starts are the table's,
+    /// empty tensors and entries past the leaves included; leaves laid out
+    /// otherwise get the table.
+    #[test]
+    fn leaves_by_runs_are_the_tables() {
+        let tensor = |entries: Vec<u32>| {
+            ndarray::ArrayD::from_shape_vec(vec![entries.len()], entries).unwrap()
+        };
+        let inputs = vec![
+            tensor(vec![0, 1, 2]),
+            tensor(vec![]),
+            tensor(vec![3]),
+            tensor(vec![4, 5]),
+        ];
+        let runs = Leaves::of(&inputs);
+        assert!(matches!(runs, Leaves::Runs(_)));
+        let table = Leaves::table(&inputs);
+        assert_eq!(runs.count(), 6);
+        for n in 0..10 {
+            assert_eq!(runs.element(n), table.element(n), "entry {n}");
+        }
+        assert_eq!(runs.element(3), Some((2, 0)));
+        assert_eq!(runs.element(6), None);
+        let shuffled = vec![tensor(vec![1, 0]), tensor(vec![2])];
+        assert!(matches!(Leaves::of(&shuffled), Leaves::Table(_)));
+        assert_eq!(Leaves::of(&shuffled).element(0), Some((0, 1)));
     }
 
     /// A run streams every step: each is 12 bytes, and packs and unpacks
