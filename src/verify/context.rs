@@ -2,7 +2,7 @@
 //! values, all definitions evaluated in f64, and, computed on first use and
 //! shared by every claim, the autodiff gradient and per-tensor probes.
 
-use std::cell::{Cell, OnceCell, RefCell};
+use std::cell::{OnceCell, RefCell};
 use std::rc::Rc;
 
 use ndarray::ArrayD;
@@ -21,9 +21,9 @@ use crate::source::Source;
 use num_dual::DualSVec64;
 use rayon::prelude::*;
 
-/// Forward-mode passes of precise partials a size spends before one
-/// double-double backward sweep, which costs about two, serves the rest
-/// ([`SizeContext::precise_partials`]).
+/// Forward-mode passes of precise partials a call may take; a call that
+/// needs more reads one double-double backward sweep, which costs about
+/// two ([`SizeContext::precise_partials`]).
 const FORWARD_PASSES: usize = 2;
 
 /// dL/dT per tensor (`None` for data) and how it was derived, or why it
@@ -63,8 +63,6 @@ pub struct SizeContext<'a> {
     /// dL/dT in double-double by one backward sweep, where it serves
     /// ([`SizeContext::precise_partials`]).
     precise_gradient: OnceCell<Option<Vec<Option<ArrayD<Dd>>>>>,
-    /// Forward-mode passes spent on precise partials before the sweep.
-    forward_passes: Cell<usize>,
     /// Ladders of the Taylor claims, shared by those with the same J.
     pub(super) taylor_memo: RefCell<Vec<super::taylor::Memo>>,
 }
@@ -105,7 +103,6 @@ impl<'a> SizeContext<'a> {
             replay32: OnceCell::new(),
             probe_derivatives: OnceCell::new(),
             precise_gradient: OnceCell::new(),
-            forward_passes: Cell::new(0),
             taylor_memo: RefCell::new(vec![]),
         }
     }
@@ -185,23 +182,24 @@ impl<'a> SizeContext<'a> {
     /// computed in double-double: where a flagged element's rounding is in
     /// doubt, this is the reference. Forward mode's dual numbers give eight
     /// elements a pass; one double-double recording and backward sweep
-    /// gives them all for the cost of about two passes. So the first few
-    /// elements asked for at a size take forward mode, and past
-    /// [`FORWARD_PASSES`] passes the sweep is made, once, and read from.
-    /// Not where its recording meets a kink (forward mode's dual numbers
-    /// pick a tie's branch by their tangents, the tape by the values) or
-    /// gives a partial that is not finite: there forward mode computes
-    /// every element asked for. Either way a value is the exact derivative
-    /// of the same double-double computation, summed in another order.
+    /// gives them all for the cost of about two passes. So a call for at
+    /// most [`FORWARD_PASSES`] passes' elements takes forward mode, and a
+    /// larger one reads the sweep, made on first use. The route depends on
+    /// the call alone, so a claim's values do not depend on which claims
+    /// asked before it. Not where the sweep's recording meets a kink
+    /// (forward mode's dual numbers pick a tie's branch by their tangents,
+    /// the tape by the values) or gives a partial that is not finite:
+    /// there forward mode computes every element asked for. Either way a
+    /// value is the exact derivative of the same double-double computation,
+    /// summed in another order.
     pub fn precise_partials(&self, elements: &[(usize, usize)]) -> Result<Vec<Dd>, Box<EvalError>> {
         let forward = || crate::eval::precise_partials(self.instance, self.values, elements);
         let passes = elements.len().div_ceil(crate::eval::PARTIALS_PER_PASS);
+        if passes <= FORWARD_PASSES {
+            return forward();
+        }
         let gradient = match self.precise_gradient.get() {
             Some(known) => known.as_ref(),
-            None if self.forward_passes.get() + passes <= FORWARD_PASSES => {
-                self.forward_passes.set(self.forward_passes.get() + passes);
-                return forward();
-            }
             None => {
                 let lifted: Vec<ArrayD<Dd>> =
                     self.values.iter().map(|v| v.mapv(Dd::from_f64)).collect();
@@ -705,29 +703,44 @@ mod tests {
                 .filter(|&k| program.tensors[k].is_differentiable())
                 .flat_map(|k| (0..values[k].len()).map(move |p| (k, p)))
                 .collect();
-            // Asked until forward mode's passes are spent and the sweep made.
-            let mut by_sweep = cx.precise_partials(&elements);
-            for _ in 0..FORWARD_PASSES {
-                if cx.precise_gradient.get().is_none() {
-                    by_sweep = cx.precise_partials(&elements);
-                }
-            }
-            let (Ok(by_sweep), Ok(by_forward)) = (
-                by_sweep,
-                crate::eval::precise_partials(instance, &values, &elements),
-            ) else {
+            // More elements than forward mode's passes take (repeated where
+            // the spec has fewer), so that the sweep serves.
+            let asked: Vec<(usize, usize)> = elements
+                .iter()
+                .cycle()
+                .take(
+                    elements
+                        .len()
+                        .max(FORWARD_PASSES * crate::eval::PARTIALS_PER_PASS + 1),
+                )
+                .copied()
+                .collect();
+            let Ok(by_forward) = crate::eval::precise_partials(instance, &values, &elements) else {
                 return;
             };
+            let Ok(by_sweep) = cx.precise_partials(&asked) else {
+                return;
+            };
+            let bits = |v: &[Dd]| -> Vec<(u64, u64)> {
+                v.iter().map(|d| (d.hi.to_bits(), d.lo.to_bits())).collect()
+            };
+            // A call within forward mode's passes takes forward mode, sweep
+            // made or not: a claim's values do not depend on the calls
+            // before it.
+            let few = &elements[..elements.len().min(crate::eval::PARTIALS_PER_PASS)];
+            let by_forward_few = crate::eval::precise_partials(instance, &values, few).unwrap();
+            assert_eq!(
+                bits(&cx.precise_partials(few).unwrap()),
+                bits(&by_forward_few),
+                "{path:?}: a small call after the sweep is not forward mode's"
+            );
             match cx.precise_gradient.get() {
                 Some(Some(_)) => swept += 1,
                 _ => {
                     kinked += usize::from(reverse.kinks.met > 0);
                     // Bit for bit, NaN's sign included.
-                    let bits = |v: &[Dd]| -> Vec<(u64, u64)> {
-                        v.iter().map(|d| (d.hi.to_bits(), d.lo.to_bits())).collect()
-                    };
                     assert_eq!(
-                        bits(&by_sweep),
+                        bits(&cx.precise_partials(&elements).unwrap()),
                         bits(&by_forward),
                         "{path:?}: not swept, yet not forward mode's"
                     );
