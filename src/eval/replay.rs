@@ -369,11 +369,6 @@ const CONE_FRACTION: usize = 4;
 /// No producer: an operand a step does not read.
 const NONE: u32 = u32::MAX;
 
-/// Marks a value as freed in the last-use table.
-const FREED: u32 = u32::MAX - 1;
-/// The last use of the output: never.
-const NEVER: u32 = u32::MAX;
-
 impl<B: TapeReal> Replay<B> {
     /// Compiles a recording; `None` where the evaluator read a recorded
     /// value without a decision a replay could check.
@@ -489,22 +484,33 @@ impl<B: TapeReal> Replay<B> {
         }
         // The schedule is made: what served it goes before the rest is built.
         drop((emitted, pending, waiting, waiting_start));
-        // The last position at which each entry is read.
-        let mut last = vec![0u32; len];
-        for (at, &item) in order.iter().enumerate() {
-            let reads = if item & CONSTANT_BIT != 0 {
+        // Which reads are an entry's last (bit i of a position: its i-th
+        // operand), found walking the schedule backwards: a bit per read
+        // rather than a position per entry. The output is never freed.
+        let reads_at = |item: u32| {
+            if item & CONSTANT_BIT != 0 {
                 guard_operands(&guards[(item & !CONSTANT_BIT) as usize].test)
             } else {
                 operands(&entries[item as usize])
-            };
-            for x in reads.into_iter().flatten() {
-                last[x as usize] = at as u32;
             }
-        }
-        if is_entry(recorded.output)
-            && let Some(l) = last.get_mut(recorded.output as usize)
+        };
+        let mut last_reads = vec![0u8; order.len()];
         {
-            *l = NEVER;
+            let mut seen = vec![false; len];
+            if is_entry(recorded.output)
+                && let Some(s) = seen.get_mut(recorded.output as usize)
+            {
+                *s = true;
+            }
+            for (flags, &item) in last_reads.iter_mut().zip(&order).rev() {
+                for (i, x) in reads_at(item).into_iter().enumerate() {
+                    if let Some(x) = x
+                        && !std::mem::replace(&mut seen[x as usize], true)
+                    {
+                        *flags |= 1 << i;
+                    }
+                }
+            }
         }
         let leaves = Leaves::of(&recorded.inputs);
         let mut register = vec![0u32; len];
@@ -541,9 +547,11 @@ impl<B: TapeReal> Replay<B> {
             } else {
                 (0, 0)
             };
-            for x in reads.into_iter().flatten() {
-                if last[x as usize] == at {
-                    last[x as usize] = FREED;
+            let flags = last_reads[at as usize];
+            for (i, x) in reads.into_iter().enumerate() {
+                if let Some(x) = x
+                    && flags & (1 << i) != 0
+                {
                     free.push(register[x as usize]);
                 }
             }
@@ -1425,6 +1433,39 @@ mod tests {
                 |v: &[Option<f64>]| v.iter().map(|l| l.map(f64::to_bits)).collect::<Vec<_>>();
             assert_eq!(bits(&few), bits(&wide[..width]), "width {width}");
         }
+    }
+
+    /// A register is freed at its value's last read and reused: the A3
+    /// layer, whose outputs are summed into L as they are made, needs a
+    /// handful of registers at N = 64 and, with the cascade's log₂ N
+    /// partial sums, a few more at N = 4096, not one per element.
+    #[test]
+    fn registers_are_reused_after_their_last_read() {
+        let text = "
+            dim N = 8
+            input x[N]
+            param a, b
+            y[i] = a * (x[i] + x[i+2]) + b     for i in 1..=N-2
+        ";
+        let source = Source::new("t.dl", text);
+        let program = analyze(&crate::syntax::parse(&source).unwrap()).unwrap();
+        let registers = |n: i64| {
+            let sizes = size_sweep(&program, &[("N".to_string(), n)])
+                .unwrap()
+                .pop()
+                .unwrap();
+            let instance = Instance::new(&program, &source, sizes, 1 << 20).unwrap();
+            let values = draw_values(&instance, 5).unwrap();
+            Replay::compile(record::<f64>(&instance, &values).unwrap())
+                .unwrap()
+                .registers
+        };
+        let (small, large) = (registers(64), registers(4096));
+        assert!(small <= 16, "{small} registers at N = 64");
+        assert!(
+            large <= small + 8,
+            "{large} registers at N = 4096, {small} at 64"
+        );
     }
 
     /// Leaves found from where each tensor's run starts are the table's,
