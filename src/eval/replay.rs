@@ -25,7 +25,7 @@ use std::sync::Arc;
 use ndarray::ArrayD;
 
 use super::double_double::Real;
-use super::reverse::{CONSTANT_BIT, Entry, Op, Recorded, TapeReal, Test, apply_op};
+use super::reverse::{CONSTANT_BIT, Entry, OPS, Op, Recorded, TapeReal, Test, apply_op, op_index};
 use super::scalar::{Scalar, Smooth};
 
 /// Points a cone's run evaluates at once, and the fewest a whole run is
@@ -147,57 +147,6 @@ const ORDER: u8 = 1;
 const FINITE: u8 = 2;
 /// Operations are numbered from here, in the order of [`OPS`].
 const FIRST_OP: u8 = 3;
-/// The operations a step can carry (`Powi`'s exponent is in `b`).
-const OPS: [Op; 25] = [
-    Op::Add,
-    Op::Sub,
-    Op::Mul,
-    Op::Div,
-    Op::Neg,
-    Op::Exp,
-    Op::Ln,
-    Op::Ln1p,
-    Op::Sqrt,
-    Op::Abs,
-    Op::Tanh,
-    Op::Sin,
-    Op::Cos,
-    Op::Recip,
-    Op::Powi(0),
-    Op::Smooth(Smooth::Atan),
-    Op::Smooth(Smooth::Asin),
-    Op::Smooth(Smooth::Acos),
-    Op::Smooth(Smooth::Sinh),
-    Op::Smooth(Smooth::Cosh),
-    Op::Smooth(Smooth::ExpM1),
-    Op::Smooth(Smooth::Erf),
-    Op::Smooth(Smooth::Lgamma),
-    Op::Smooth(Smooth::Digamma),
-    Op::Smooth(Smooth::Trigamma),
-];
-
-/// Where `op` is in [`OPS`].
-fn op_index(op: Op) -> usize {
-    match op {
-        Op::Add | Op::Leaf => 0,
-        Op::Sub => 1,
-        Op::Mul => 2,
-        Op::Div => 3,
-        Op::Neg => 4,
-        Op::Exp => 5,
-        Op::Ln => 6,
-        Op::Ln1p => 7,
-        Op::Sqrt => 8,
-        Op::Abs => 9,
-        Op::Tanh => 10,
-        Op::Sin => 11,
-        Op::Cos => 12,
-        Op::Recip => 13,
-        Op::Powi(_) => 14,
-        Op::Smooth(f) => 15 + f as usize,
-    }
-}
-
 impl Packed {
     fn pack(step: Step) -> Self {
         let order_code = |o: Option<Ordering>| match o {
@@ -392,11 +341,12 @@ impl<B: TapeReal> Replay<B> {
         let len = entries.len();
         let is_entry = |x: u32| x & CONSTANT_BIT == 0;
         let operands = |e: &Entry| -> [Option<u32>; 2] {
-            if e.op == Op::Leaf {
+            let op = e.op();
+            if op == Op::Leaf {
                 return [None, None];
             }
             let a = is_entry(e.a).then_some(e.a);
-            let b = (e.op.is_binary() && is_entry(e.b) && e.b != e.a).then_some(e.b);
+            let b = (op.is_binary() && is_entry(e.b()) && e.b() != e.a).then_some(e.b());
             [a, b]
         };
         let guard_operands = |t: &Test| -> [Option<u32>; 2] {
@@ -543,7 +493,7 @@ impl<B: TapeReal> Replay<B> {
             // a lane's operands are read before its result is written.
             let (a, b) = if item & CONSTANT_BIT == 0 {
                 let e = &entries[item as usize];
-                (src(&register, e.a), src(&register, e.b))
+                (src(&register, e.a), src(&register, e.b()))
             } else {
                 (0, 0)
             };
@@ -566,7 +516,7 @@ impl<B: TapeReal> Replay<B> {
             });
             register[n] = out;
             let e = &entries[n];
-            if e.op == Op::Leaf {
+            if e.op() == Op::Leaf {
                 if let Some((k, p)) = leaves.element(n) {
                     inputs.push((k, p));
                     steps.push(Packed::pack(Step::Load {
@@ -576,7 +526,7 @@ impl<B: TapeReal> Replay<B> {
                 }
             } else {
                 steps.push(Packed::pack(Step::Op {
-                    op: e.op,
+                    op: e.op(),
                     a,
                     b,
                     out,

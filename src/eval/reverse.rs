@@ -64,12 +64,104 @@ pub(super) enum Op {
     Smooth(Smooth),
 }
 
-/// An operation and its operands: entries, or constants (`CONSTANT_BIT`).
+/// An operation and its operands: entries, or constants (`CONSTANT_BIT`),
+/// in 12 bytes (a tape holds one per operation of L).
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Entry {
-    pub(super) op: Op,
+    /// 0 for a leaf, else 1 + the operation's place in [`OPS`].
+    code: u32,
     pub(super) a: u32,
-    pub(super) b: u32,
+    /// The second operand (`a` again for an operation of one), or
+    /// `Powi`'s exponent.
+    b: u32,
+}
+
+/// The code of `Powi` in an entry.
+const POWI_CODE: u32 = 1 + op_index(Op::Powi(0)) as u32;
+
+impl Entry {
+    pub(super) fn new(op: Op, a: u32, b: u32) -> Self {
+        let code = match op {
+            Op::Leaf => 0,
+            _ => 1 + op_index(op) as u32,
+        };
+        #[allow(clippy::cast_sign_loss)]
+        let b = match op {
+            Op::Powi(k) => k as u32,
+            _ => b,
+        };
+        Self { code, a, b }
+    }
+
+    pub(super) fn op(self) -> Op {
+        match self.code.checked_sub(1).and_then(|i| OPS.get(i as usize)) {
+            None => Op::Leaf,
+            #[allow(clippy::cast_possible_wrap)]
+            Some(Op::Powi(_)) => Op::Powi(self.b as i32),
+            Some(&op) => op,
+        }
+    }
+
+    /// The second operand: `a` again for an operation of one.
+    pub(super) fn b(self) -> u32 {
+        if self.code == POWI_CODE {
+            self.a
+        } else {
+            self.b
+        }
+    }
+}
+
+/// The operations an entry or a step can carry, but a leaf (`Powi`'s
+/// exponent is carried in `b`).
+pub(super) const OPS: [Op; 25] = [
+    Op::Add,
+    Op::Sub,
+    Op::Mul,
+    Op::Div,
+    Op::Neg,
+    Op::Exp,
+    Op::Ln,
+    Op::Ln1p,
+    Op::Sqrt,
+    Op::Abs,
+    Op::Tanh,
+    Op::Sin,
+    Op::Cos,
+    Op::Recip,
+    Op::Powi(0),
+    Op::Smooth(Smooth::Atan),
+    Op::Smooth(Smooth::Asin),
+    Op::Smooth(Smooth::Acos),
+    Op::Smooth(Smooth::Sinh),
+    Op::Smooth(Smooth::Cosh),
+    Op::Smooth(Smooth::ExpM1),
+    Op::Smooth(Smooth::Erf),
+    Op::Smooth(Smooth::Lgamma),
+    Op::Smooth(Smooth::Digamma),
+    Op::Smooth(Smooth::Trigamma),
+];
+
+/// Where `op` is in [`OPS`] (a leaf, which is not there, as `Add`).
+pub(super) const fn op_index(op: Op) -> usize {
+    match op {
+        Op::Add | Op::Leaf => 0,
+        Op::Sub => 1,
+        Op::Mul => 2,
+        Op::Div => 3,
+        Op::Neg => 4,
+        Op::Exp => 5,
+        Op::Ln => 6,
+        Op::Ln1p => 7,
+        Op::Sqrt => 8,
+        Op::Abs => 9,
+        Op::Tanh => 10,
+        Op::Sin => 11,
+        Op::Cos => 12,
+        Op::Recip => 13,
+        Op::Powi(_) => 14,
+        Op::Smooth(f) => 15 + f as usize,
+    }
 }
 
 /// A decision the evaluator took on recorded values, which a replay at
@@ -222,7 +314,7 @@ impl<B: TapeReal> Rev<B> {
             let node = tape.entries.len() as u32;
             let a = tape.operand(a);
             let b = if op.is_binary() { tape.operand(b) } else { a };
-            tape.entries.push(Entry { op, a, b });
+            tape.entries.push(Entry::new(op, a, b));
             tape.values.push(value);
             node
         });
@@ -241,11 +333,7 @@ impl<B: TapeReal> Rev<B> {
                 return CONSTANT;
             }
             let node = tape.entries.len() as u32;
-            tape.entries.push(Entry {
-                op: Op::Leaf,
-                a: 0,
-                b: 0,
-            });
+            tape.entries.push(Entry::new(Op::Leaf, 0, 0));
             tape.values.push(value);
             node
         });
@@ -628,7 +716,7 @@ pub fn gradient_of<B: TapeReal>(recorded: &Recorded<B>) -> ReverseGradient<B> {
         .collect();
     let rounding = (recorded.tape.entries.iter().zip(&adjoint))
         .zip(&recorded.tape.values)
-        .filter(|((e, _), _)| e.op != Op::Leaf)
+        .filter(|((e, _), _)| e.op() != Op::Leaf)
         .map(|((_, a), v)| a.value() * v.value().abs())
         .filter(|r| r.is_finite())
         .sum();
@@ -651,17 +739,18 @@ fn sweep<B: Real>(recorded: &Recorded<B>, adjoint: &mut [B], term: impl Fn(B, B)
             continue;
         }
         let e = entries[n];
-        if e.op == Op::Leaf {
+        let op = e.op();
+        if op == Op::Leaf {
             continue;
         }
         let d = partials(
-            e.op,
+            op,
             recorded.value(e.a),
-            recorded.value(e.b),
+            recorded.value(e.b()),
             recorded.tape.values[n],
         );
-        let operands = if e.op.is_binary() { 2 } else { 1 };
-        for (&x, &partial) in [e.a, e.b].iter().zip(&d).take(operands) {
+        let operands = if op.is_binary() { 2 } else { 1 };
+        for (&x, &partial) in [e.a, e.b()].iter().zip(&d).take(operands) {
             if x & CONSTANT_BIT == 0
                 && let Some(slot) = adjoint.get_mut(x as usize)
             {
@@ -690,6 +779,31 @@ fn read_leaves<B: Real>(
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
+
+    /// An entry is 12 bytes and gives back its operation and operands,
+    /// a power's exponent included; an operation of one reads `a` twice.
+    #[test]
+    fn entries_are_twelve_bytes_and_give_back_what_they_hold() {
+        assert_eq!(std::mem::size_of::<Entry>(), 12);
+        let mut ops: Vec<Op> = OPS.to_vec();
+        ops.extend([
+            Op::Leaf,
+            Op::Powi(-3),
+            Op::Powi(i32::MIN),
+            Op::Powi(i32::MAX),
+        ]);
+        for op in ops {
+            let e = Entry::new(op, 5, CONSTANT_BIT | 9);
+            assert_eq!(e.op(), op);
+            assert_eq!(e.a, 5);
+            let b = if matches!(op, Op::Powi(_)) {
+                5
+            } else {
+                CONSTANT_BIT | 9
+            };
+            assert_eq!(e.b(), b, "{op:?}");
+        }
+    }
 
     /// Records `f` over leaves at `xs` and returns f and its gradient.
     fn grad_of(xs: &[f64], f: impl Fn(&[Rev<f64>]) -> Rev<f64>) -> (f64, Vec<f64>) {
