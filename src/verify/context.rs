@@ -604,17 +604,11 @@ mod tests {
     use super::*;
     use crate::eval::draw_values;
 
-    /// The probes' exact directional derivatives by dual lanes of the
-    /// replay (a lane per tensor) are the evaluator's, bit for bit, over
-    /// every spec with a layer or loss; and where the recording meets a
-    /// kink the replay leaves them to the evaluator, whose dual numbers
-    /// pick the branch by their tangents.
-    #[test]
-    fn directional_derivatives_by_replay_are_the_evaluators() {
+    /// Calls `f` with a context at the values drawn from seed 1, for each
+    /// spec with a layer or loss whose L is defined there.
+    fn for_each_context(mut f: impl FnMut(&std::path::Path, &SizeContext<'_>)) {
         let options = Options::default();
-        let (mut replayed, mut kinked) = (0, 0);
         crate::test_support::for_each_spec_with_a_loss(|path, source, instance| {
-            let program = instance.program;
             let Ok(values) = draw_values(instance, 1) else {
                 return;
             };
@@ -623,7 +617,7 @@ mod tests {
                 return;
             };
             let cx = SizeContext::new(
-                program,
+                instance.program,
                 source,
                 &options,
                 instance,
@@ -633,11 +627,25 @@ mod tests {
                 1.0,
                 1.0,
             );
-            let Some(replay) = f64::replay(&cx) else {
+            f(path, &cx);
+        });
+    }
+
+    /// The probes' exact directional derivatives by dual lanes of the
+    /// replay (a lane per tensor) are the evaluator's, bit for bit, over
+    /// every spec with a layer or loss; and where the recording meets a
+    /// kink the replay leaves them to the evaluator, whose dual numbers
+    /// pick the branch by their tangents.
+    #[test]
+    fn directional_derivatives_by_replay_are_the_evaluators() {
+        let (mut replayed, mut kinked) = (0, 0);
+        for_each_context(|path, cx| {
+            let (program, instance, values) = (cx.program, cx.instance, cx.values);
+            let Some(replay) = f64::replay(cx) else {
                 return;
             };
             if !replay.lanes_match_evaluator() {
-                let mut lifted = instance.evaluation(&values);
+                let mut lifted = instance.evaluation(values);
                 kinked += usize::from(lifted.loss().is_ok() && lifted.kinks().met > 0);
                 return;
             }
@@ -645,9 +653,9 @@ mod tests {
                 if !tensor.is_differentiable() {
                     continue;
                 }
-                let direction = super::super::grad::probe_direction(&cx, TensorId(k));
+                let direction = super::super::grad::probe_direction(cx, TensorId(k));
                 let by_evaluator =
-                    crate::eval::directional_derivative(instance, &values, &direction);
+                    crate::eval::directional_derivative(instance, values, &direction);
                 match (cx.probe_derivative(TensorId(k), &direction), by_evaluator) {
                     (Ok(a), Ok(b)) => {
                         assert_eq!(a.to_bits(), b.to_bits(), "{path:?}: {a} against {b}")
@@ -674,29 +682,10 @@ mod tests {
     /// recording meets a kink, forward mode gives them.
     #[test]
     fn precise_partials_by_the_sweep_are_forward_modes() {
-        let options = Options::default();
         let (mut swept, mut kinked) = (0, 0);
-        crate::test_support::for_each_spec_with_a_loss(|path, source, instance| {
-            let program = instance.program;
-            let Ok(values) = draw_values(instance, 1) else {
-                return;
-            };
-            let mut evaluation = instance.evaluation::<f64>(&values);
-            let Ok(loss) = evaluation.loss() else {
-                return;
-            };
-            let cx = SizeContext::new(
-                program,
-                source,
-                &options,
-                instance,
-                &values,
-                &evaluation,
-                Some(loss),
-                1.0,
-                1.0,
-            );
-            let Ok(reverse) = reverse_gradient::<f64>(instance, &values) else {
+        for_each_context(|path, cx| {
+            let (program, instance, values) = (cx.program, cx.instance, cx.values);
+            let Ok(reverse) = reverse_gradient::<f64>(instance, values) else {
                 return;
             };
             let elements: Vec<(usize, usize)> = (0..program.tensors.len())
@@ -715,7 +704,7 @@ mod tests {
                 )
                 .copied()
                 .collect();
-            let Ok(by_forward) = crate::eval::precise_partials(instance, &values, &elements) else {
+            let Ok(by_forward) = crate::eval::precise_partials(instance, values, &elements) else {
                 return;
             };
             let Ok(by_sweep) = cx.precise_partials(&asked) else {
@@ -728,7 +717,7 @@ mod tests {
             // made or not: a claim's values do not depend on the calls
             // before it.
             let few = &elements[..elements.len().min(crate::eval::PARTIALS_PER_PASS)];
-            let by_forward_few = crate::eval::precise_partials(instance, &values, few).unwrap();
+            let by_forward_few = crate::eval::precise_partials(instance, values, few).unwrap();
             assert_eq!(
                 bits(&cx.precise_partials(few).unwrap()),
                 bits(&by_forward_few),
