@@ -1316,10 +1316,15 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
         } else {
             None
         };
-        if let Some(read) = strided {
-            self.strided_sum(read, (lo, hi), &mut sum, frame)?;
-        }
-        for k in (lo..=hi).filter(|_| strided.is_none()) {
+        // A strided sum takes its terms at once; else term by term.
+        let by_term = match strided {
+            Some(read) => {
+                self.strided_sum(read, (lo, hi), &mut sum, frame)?;
+                None
+            }
+            None => Some(lo..=hi),
+        };
+        for k in by_term.into_iter().flatten() {
             if (k - lo) as usize % (CLOCK_STRIDE * 16) == CLOCK_STRIDE * 16 - 1 {
                 self.instance.check_clock()?;
             }

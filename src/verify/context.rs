@@ -26,6 +26,10 @@ use rayon::prelude::*;
 /// two ([`SizeContext::precise_partials`]).
 const FORWARD_PASSES: usize = 2;
 
+/// A direction over the tensors, row-major per tensor (`None` where it
+/// does not move one).
+pub type Direction = Vec<Option<ArrayD<f64>>>;
+
 /// dL/dT per tensor (`None` for data) and how it was derived, or why it
 /// could not be.
 type Derived = Result<Derivation, Box<EvalError>>;
@@ -58,6 +62,8 @@ pub struct SizeContext<'a> {
     /// L recorded at the drawn values, compiled for replaying, per precision.
     replay64: OnceCell<Option<Replay<f64>>>,
     replay32: OnceCell<Option<Replay<f32>>>,
+    /// Each tensor's probe direction, drawn on first use.
+    probe_directions: Vec<OnceCell<Rc<Direction>>>,
     /// Each tensor's probe derivative by a replay over dual lanes.
     probe_derivatives: OnceCell<Vec<Option<f64>>>,
     /// dL/dT in double-double by one backward sweep, where it serves
@@ -101,6 +107,7 @@ impl<'a> SizeContext<'a> {
             probes: RefCell::new(vec![None; program.tensors.len()]),
             replay64: OnceCell::new(),
             replay32: OnceCell::new(),
+            probe_directions: vec![OnceCell::new(); program.tensors.len()],
             probe_derivatives: OnceCell::new(),
             precise_gradient: OnceCell::new(),
             taylor_memo: RefCell::new(vec![]),
@@ -337,24 +344,34 @@ impl<'a> SizeContext<'a> {
         self.instance.evaluation(&values).loss().map(|v| v.real())
     }
 
+    /// The random direction `target`'s probe checks autodiff along
+    /// ([`super::grad::probe_direction`]), drawn on first use: the probe
+    /// and the replay of every tensor's probe derivative share it.
+    pub fn probe_direction(&self, target: TensorId) -> Rc<Direction> {
+        let draw = || Rc::new(super::grad::probe_direction(self, target));
+        match self.probe_directions.get(target.0) {
+            Some(cell) => cell.get_or_init(draw).clone(),
+            None => draw(),
+        }
+    }
+
     /// The exact derivative of L along the probe direction of `target`
-    /// ([`super::grad::probe_direction`], given as `direction`) by
-    /// forward-mode dual numbers, as [`crate::eval::directional_derivative`]
-    /// gives it. Where a replay of L over dual lanes computes the
-    /// evaluator's value ([`Replay::lanes_match_evaluator`]), one run
-    /// gives every tensor's probe a lane of its own, on first use; else
-    /// the evaluator derives it.
-    pub fn probe_derivative(
-        &self,
-        target: TensorId,
-        direction: &[Option<ArrayD<f64>>],
-    ) -> Result<f64, Box<EvalError>> {
+    /// ([`SizeContext::probe_direction`]) by forward-mode dual numbers, as
+    /// [`crate::eval::directional_derivative`] gives it. Where a replay of L
+    /// over dual lanes computes the evaluator's value
+    /// ([`Replay::lanes_match_evaluator`]), one run gives every tensor's
+    /// probe a lane of its own, on first use; else the evaluator derives it.
+    pub fn probe_derivative(&self, target: TensorId) -> Result<f64, Box<EvalError>> {
         let replayed = self
             .probe_derivatives
             .get_or_init(|| self.replayed_probe_derivatives());
         match replayed.get(target.0).copied().flatten() {
             Some(d) => Ok(d),
-            None => crate::eval::directional_derivative(self.instance, self.values, direction),
+            None => crate::eval::directional_derivative(
+                self.instance,
+                self.values,
+                &self.probe_direction(target),
+            ),
         }
     }
 
@@ -367,14 +384,14 @@ impl<'a> SizeContext<'a> {
         let Some(replay) = f64::replay(self).filter(|r| r.lanes_match_evaluator()) else {
             return none;
         };
-        // (tensor, its direction) per lane, as the probes draw them.
-        let lanes: Vec<(usize, Vec<f64>)> = (0..tensors.len())
+        // (tensor, its direction) per lane.
+        let directions: Vec<(usize, Rc<Direction>)> = (0..tensors.len())
             .filter(|&k| tensors[k].is_differentiable())
-            .filter_map(|k| {
-                let direction = super::grad::probe_direction(self, TensorId(k));
-                let u = direction.into_iter().nth(k).flatten()?;
-                Some((k, u.iter().copied().collect()))
-            })
+            .map(|k| (k, self.probe_direction(TensorId(k))))
+            .collect();
+        let lanes: Vec<(usize, &[f64])> = directions
+            .iter()
+            .filter_map(|(k, d)| Some((*k, d.get(*k)?.as_ref()?.as_slice_memory_order()?)))
             .collect();
         if lanes.is_empty() {
             return none;
@@ -653,10 +670,10 @@ mod tests {
                 if !tensor.is_differentiable() {
                     continue;
                 }
-                let direction = super::super::grad::probe_direction(cx, TensorId(k));
+                let direction = cx.probe_direction(TensorId(k));
                 let by_evaluator =
                     crate::eval::directional_derivative(instance, values, &direction);
-                match (cx.probe_derivative(TensorId(k), &direction), by_evaluator) {
+                match (cx.probe_derivative(TensorId(k)), by_evaluator) {
                     (Ok(a), Ok(b)) => {
                         assert_eq!(a.to_bits(), b.to_bits(), "{path:?}: {a} against {b}")
                     }

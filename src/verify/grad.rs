@@ -1015,7 +1015,7 @@ pub fn probe_tensor(target: TensorId, cx: &SizeContext<'_>) -> TensorProbe {
             (None, None) => {}
         }
     }
-    let direction = probe_direction(cx, target);
+    let direction = cx.probe_direction(target);
     let u: Vec<f64> = direction
         .get(target.0)
         .and_then(Option::as_ref)
@@ -1027,7 +1027,7 @@ pub fn probe_tensor(target: TensorId, cx: &SizeContext<'_>) -> TensorProbe {
         .map(|x| x.abs())
         .filter(|&x| x > 0.0)
         .fold(f64::INFINITY, f64::min);
-    let exact = cx.probe_derivative(target, &direction);
+    let exact = cx.probe_derivative(target);
     let mut chosen: Option<(Direction, Option<(f64, f64)>)> = None;
     for h in fd_steps(largest, smallest) {
         let flat = cx.flat_values();
