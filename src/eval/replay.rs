@@ -25,7 +25,9 @@ use std::sync::Arc;
 use ndarray::ArrayD;
 
 use super::double_double::Real;
-use super::reverse::{CONSTANT_BIT, Entry, OPS, Op, Recorded, TapeReal, Test, apply_op, op_index};
+use super::reverse::{
+    CONSTANT_BIT, Entry, Op, Recorded, TapeReal, Test, apply_op, decode_op, encode_op,
+};
 use super::scalar::{Scalar, Smooth};
 
 /// Points a cone's run evaluates at once, and the fewest a whole run is
@@ -160,11 +162,7 @@ impl Packed {
             Step::Order { a, b, expected } => Self::new(ORDER, a, b, order_code(expected)),
             Step::Finite { a, expected } => Self::new(FINITE, a, u32::from(expected), 0),
             Step::Op { op, a, b, out } => {
-                let (index, b) = match op {
-                    #[allow(clippy::cast_sign_loss)]
-                    Op::Powi(k) => (op_index(op), k as u32),
-                    _ => (op_index(op), b),
-                };
+                let (index, b) = encode_op(op, b);
                 Self::new(FIRST_OP + index as u8, a, b, out)
             }
         }
@@ -205,21 +203,17 @@ impl Packed {
                 expected: self.b != 0,
             },
             code => {
-                let op = OPS[(code - FIRST_OP) as usize];
-                match op {
-                    #[allow(clippy::cast_possible_wrap)]
-                    Op::Powi(_) => Step::Op {
-                        op: Op::Powi(self.b as i32),
-                        a: self.a,
-                        b: self.a,
-                        out: self.out(),
+                let op = decode_op((code - FIRST_OP) as usize, self.b);
+                Step::Op {
+                    op,
+                    a: self.a,
+                    // An operation of one reads `a` alone.
+                    b: if matches!(op, Op::Powi(_)) {
+                        self.a
+                    } else {
+                        self.b
                     },
-                    _ => Step::Op {
-                        op,
-                        a: self.a,
-                        b: self.b,
-                        out: self.out(),
-                    },
+                    out: self.out(),
                 }
             }
         }
@@ -1451,9 +1445,6 @@ mod tests {
     #[test]
     fn steps_are_twelve_bytes_and_pack_losslessly() {
         assert_eq!(std::mem::size_of::<Packed>(), 12);
-        for (i, &op) in OPS.iter().enumerate() {
-            assert_eq!(op_index(op), i, "{op:?}");
-        }
         let steps = [
             Step::Load { input: 7, out: 3 },
             Step::Load {

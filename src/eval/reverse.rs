@@ -81,24 +81,18 @@ const POWI_CODE: u32 = 1 + op_index(Op::Powi(0)) as u32;
 
 impl Entry {
     pub(super) fn new(op: Op, a: u32, b: u32) -> Self {
+        let (index, b) = encode_op(op, b);
         let code = match op {
             Op::Leaf => 0,
-            _ => 1 + op_index(op) as u32,
-        };
-        #[allow(clippy::cast_sign_loss)]
-        let b = match op {
-            Op::Powi(k) => k as u32,
-            _ => b,
+            _ => 1 + index as u32,
         };
         Self { code, a, b }
     }
 
     pub(super) fn op(self) -> Op {
-        match self.code.checked_sub(1).and_then(|i| OPS.get(i as usize)) {
+        match self.code.checked_sub(1) {
             None => Op::Leaf,
-            #[allow(clippy::cast_possible_wrap)]
-            Some(Op::Powi(_)) => Op::Powi(self.b as i32),
-            Some(&op) => op,
+            Some(index) => decode_op(index as usize, self.b),
         }
     }
 
@@ -141,6 +135,27 @@ pub(super) const OPS: [Op; 25] = [
     Op::Smooth(Smooth::Digamma),
     Op::Smooth(Smooth::Trigamma),
 ];
+
+/// `op` as its place in [`OPS`] and the field `b` that goes with it:
+/// `Powi`'s exponent rides there, in place of the second operand an
+/// operation of one does not have.
+pub(super) fn encode_op(op: Op, b: u32) -> (usize, u32) {
+    #[allow(clippy::cast_sign_loss)]
+    match op {
+        Op::Powi(k) => (op_index(op), k as u32),
+        _ => (op_index(op), b),
+    }
+}
+
+/// The operation at place `index` of [`OPS`], with the `b` that
+/// [`encode_op`] gave (an index it gave).
+pub(super) fn decode_op(index: usize, b: u32) -> Op {
+    match OPS[index] {
+        #[allow(clippy::cast_possible_wrap)]
+        Op::Powi(_) => Op::Powi(b as i32),
+        op => op,
+    }
+}
 
 /// Where `op` is in [`OPS`] (a leaf, which is not there, as `Add`).
 pub(super) const fn op_index(op: Op) -> usize {
@@ -785,6 +800,9 @@ mod tests {
     #[test]
     fn entries_are_twelve_bytes_and_give_back_what_they_hold() {
         assert_eq!(std::mem::size_of::<Entry>(), 12);
+        for (i, &op) in OPS.iter().enumerate() {
+            assert_eq!(op_index(op), i, "{op:?}");
+        }
         let mut ops: Vec<Op> = OPS.to_vec();
         ops.extend([
             Op::Leaf,
