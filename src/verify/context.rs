@@ -2,8 +2,7 @@
 //! values, all definitions evaluated in f64, and, computed on first use and
 //! shared by every claim, the autodiff gradient and per-tensor probes.
 
-use std::cell::{OnceCell, RefCell};
-use std::rc::Rc;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use ndarray::ArrayD;
 
@@ -51,26 +50,26 @@ pub struct SizeContext<'a> {
     pub loss_magnitude: f64,
     /// Terms in the largest sum at this size: the rounding bound's n.
     pub terms: f64,
-    derived: OnceCell<Derived>,
+    derived: OnceLock<Derived>,
     /// Kinks the forward computation of L meets at the drawn values.
-    forward_kinks: OnceCell<KinkCount>,
+    forward_kinks: OnceLock<KinkCount>,
     /// The valid gradients at the kinks, where they can be enumerated.
-    kink_gradients: OnceCell<Option<Rc<KinkGradients>>>,
+    kink_gradients: OnceLock<Option<Arc<KinkGradients>>>,
     /// Valid ranges per (tensor, element), where asked for.
-    valid_ranges: RefCell<std::collections::HashMap<(usize, usize), Option<ValidRange>>>,
-    probes: RefCell<Vec<Option<Rc<TensorProbe>>>>,
+    valid_ranges: Mutex<std::collections::HashMap<(usize, usize), Option<ValidRange>>>,
+    probes: Vec<Lazy<Arc<TensorProbe>>>,
     /// L recorded at the drawn values, compiled for replaying, per precision.
-    replay64: OnceCell<Option<Replay<f64>>>,
-    replay32: OnceCell<Option<Replay<f32>>>,
+    replay64: Lazy<Option<Replay<f64>>>,
+    replay32: Lazy<Option<Replay<f32>>>,
     /// Each tensor's probe direction, drawn on first use.
-    probe_directions: Vec<OnceCell<Rc<Direction>>>,
+    probe_directions: Vec<OnceLock<Arc<Direction>>>,
     /// Each tensor's probe derivative by a replay over dual lanes.
-    probe_derivatives: OnceCell<Vec<Option<f64>>>,
+    probe_derivatives: OnceLock<Vec<Option<f64>>>,
     /// dL/dT in double-double by one backward sweep, where it serves
     /// ([`SizeContext::precise_partials`]).
-    precise_gradient: OnceCell<Option<Vec<Option<ArrayD<Dd>>>>>,
+    precise_gradient: Lazy<Option<Vec<Option<ArrayD<Dd>>>>>,
     /// Ladders of the Taylor claims, shared by those with the same J.
-    pub(super) taylor_memo: RefCell<Vec<super::taylor::Memo>>,
+    pub(super) taylor_memo: Mutex<Vec<super::taylor::Memo>>,
 }
 
 impl<'a> SizeContext<'a> {
@@ -100,17 +99,19 @@ impl<'a> SizeContext<'a> {
             loss,
             loss_magnitude,
             terms,
-            derived: OnceCell::new(),
-            forward_kinks: OnceCell::new(),
-            kink_gradients: OnceCell::new(),
-            valid_ranges: RefCell::new(std::collections::HashMap::new()),
-            probes: RefCell::new(vec![None; program.tensors.len()]),
-            replay64: OnceCell::new(),
-            replay32: OnceCell::new(),
-            probe_directions: vec![OnceCell::new(); program.tensors.len()],
-            probe_derivatives: OnceCell::new(),
-            precise_gradient: OnceCell::new(),
-            taylor_memo: RefCell::new(vec![]),
+            derived: OnceLock::new(),
+            forward_kinks: OnceLock::new(),
+            kink_gradients: OnceLock::new(),
+            valid_ranges: Mutex::new(std::collections::HashMap::new()),
+            probes: (0..program.tensors.len())
+                .map(|_| Lazy::default())
+                .collect(),
+            replay64: Lazy::default(),
+            replay32: Lazy::default(),
+            probe_directions: vec![OnceLock::new(); program.tensors.len()],
+            probe_derivatives: OnceLock::new(),
+            precise_gradient: Lazy::default(),
+            taylor_memo: Mutex::new(vec![]),
         }
     }
 
@@ -130,8 +131,8 @@ impl<'a> SizeContext<'a> {
                 // The replays of L in f64 run the recording reverse mode
                 // swept; one cut short by the clock is no answer.
                 let timed_out = matches!(&derivation, Err(e) if e.is_timeout());
-                if !timed_out && self.replay64.get().is_none() {
-                    let _ = self.replay64.set(replay);
+                if !timed_out {
+                    self.replay64.offer(replay);
                 }
                 derivation
             })
@@ -159,9 +160,9 @@ impl<'a> SizeContext<'a> {
 
     /// The valid gradients at the kinks of L, where every kink is a branch
     /// point; computed once per size.
-    pub fn kink_gradients(&self) -> Option<Rc<KinkGradients>> {
+    pub fn kink_gradients(&self) -> Option<Arc<KinkGradients>> {
         self.kink_gradients
-            .get_or_init(|| KinkGradients::find(self).map(Rc::new))
+            .get_or_init(|| KinkGradients::find(self).map(Arc::new))
             .clone()
     }
 
@@ -173,15 +174,25 @@ impl<'a> SizeContext<'a> {
         if self.forward_kinks().met == 0 {
             return None;
         }
-        if let Some(known) = self.valid_ranges.borrow().get(&(target.0, k)) {
-            return *known;
+        let known = |ranges: &Mutex<std::collections::HashMap<_, Option<ValidRange>>>| {
+            ranges
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&(target.0, k))
+                .copied()
+        };
+        if let Some(known) = known(&self.valid_ranges) {
+            return known;
         }
         let n = self.values.get(target.0).map_or(0, ArrayD::len);
         let found = match self.kink_gradients() {
             Some(g) => g.element(target, k, n),
             None => one_sided_partials(self, target, k),
         };
-        self.valid_ranges.borrow_mut().insert((target.0, k), found);
+        self.valid_ranges
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert((target.0, k), found);
         found
     }
 
@@ -205,9 +216,9 @@ impl<'a> SizeContext<'a> {
         if passes <= FORWARD_PASSES {
             return forward();
         }
-        let gradient = match self.precise_gradient.get() {
-            Some(known) => known.as_ref(),
-            None => {
+        let gradient = self
+            .precise_gradient
+            .get_or_try(|| {
                 let lifted: Vec<ArrayD<Dd>> =
                     self.values.iter().map(|v| v.mapv(Dd::from_f64)).collect();
                 let swept = match reverse_gradient::<Dd>(self.instance, &lifted) {
@@ -215,13 +226,12 @@ impl<'a> SizeContext<'a> {
                     Err(e) if e.is_timeout() => return Err(e),
                     Err(_) => None,
                 };
-                let usable = swept
+                Ok(swept
                     .filter(|r| r.kinks.met == 0)
                     .map(|r| r.gradient)
-                    .filter(|g| g.iter().flatten().flatten().all(|d| d.to_f64().is_finite()));
-                self.precise_gradient.get_or_init(|| usable).as_ref()
-            }
-        };
+                    .filter(|g| g.iter().flatten().flatten().all(|d| d.to_f64().is_finite())))
+            })?
+            .as_ref();
         let read = |&(k, p): &(usize, usize)| {
             gradient?
                 .get(k)?
@@ -238,15 +248,12 @@ impl<'a> SizeContext<'a> {
 
     /// Finite-difference guard and directional probe of one tensor, run
     /// once per size for all the claims about it.
-    pub fn probe(&self, target: TensorId) -> Rc<TensorProbe> {
-        if let Some(Some(p)) = self.probes.borrow().get(target.0) {
-            return p.clone();
+    pub fn probe(&self, target: TensorId) -> Arc<TensorProbe> {
+        let probe = || Arc::new(probe_tensor(target, self));
+        match self.probes.get(target.0) {
+            Some(lazy) => lazy.get_or_init(probe).clone(),
+            None => probe(),
         }
-        let probe = Rc::new(probe_tensor(target, self));
-        if let Some(slot) = self.probes.borrow_mut().get_mut(target.0) {
-            *slot = Some(probe.clone());
-        }
-        probe
     }
 
     /// L at `count` points, `input(point, tensor, offset)` giving every
@@ -347,8 +354,8 @@ impl<'a> SizeContext<'a> {
     /// The random direction `target`'s probe checks autodiff along
     /// ([`super::grad::probe_direction`]), drawn on first use: the probe
     /// and the replay of every tensor's probe derivative share it.
-    pub fn probe_direction(&self, target: TensorId) -> Rc<Direction> {
-        let draw = || Rc::new(super::grad::probe_direction(self, target));
+    pub fn probe_direction(&self, target: TensorId) -> Arc<Direction> {
+        let draw = || Arc::new(super::grad::probe_direction(self, target));
         match self.probe_directions.get(target.0) {
             Some(cell) => cell.get_or_init(draw).clone(),
             None => draw(),
@@ -385,7 +392,7 @@ impl<'a> SizeContext<'a> {
             return none;
         };
         // (tensor, its direction) per lane.
-        let directions: Vec<(usize, Rc<Direction>)> = (0..tensors.len())
+        let directions: Vec<(usize, Arc<Direction>)> = (0..tensors.len())
             .filter(|&k| tensors[k].is_differentiable())
             .map(|k| (k, self.probe_direction(TensorId(k))))
             .collect();
@@ -527,18 +534,16 @@ pub trait Replayable: Scalar + TapeReal + Send + Sync {
 /// clock is no answer: it is not kept, and the next caller tries again.
 fn compiled<'c, T: TapeReal + Scalar>(
     cx: &SizeContext<'_>,
-    cell: &'c OnceCell<Option<Replay<T>>>,
+    cell: &'c Lazy<Option<Replay<T>>>,
     values: &[ArrayD<T>],
 ) -> Option<&'c Replay<T>> {
-    if let Some(known) = cell.get() {
-        return known.as_ref();
-    }
-    let replay = match record(cx.instance, values) {
-        Ok(recorded) => Replay::compile(recorded),
-        Err(e) if e.is_timeout() => return None,
-        Err(_) => None,
-    };
-    cell.get_or_init(|| replay).as_ref()
+    cell.get_or_try(|| match record(cx.instance, values) {
+        Ok(recorded) => Ok(Replay::compile(recorded)),
+        Err(e) if e.is_timeout() => Err(()),
+        Err(_) => Ok(None),
+    })
+    .ok()?
+    .as_ref()
 }
 
 impl Replayable for f64 {
@@ -564,7 +569,8 @@ impl Replayable for f32 {
                     .is_some_and(Option::is_some)
             });
         if let Some(shared) = shared {
-            return cx.replay32.get_or_init(|| Some(shared)).as_ref();
+            cx.replay32.offer(Some(shared));
+            return cx.replay32.get().and_then(Option::as_ref);
         }
         let single: Vec<ArrayD<f32>> = cx.values.iter().map(|a| a.mapv(f32::constant)).collect();
         compiled(cx, &cx.replay32, &single)
@@ -603,6 +609,56 @@ fn fill_from<T: Replayable>(
 ) {
     for (slot, point) in row.iter_mut().zip(points) {
         *slot = T::of(input(point, k, p));
+    }
+}
+
+/// A value made on first use and then shared: by one thread at a time,
+/// so that a caller arriving while it is made waits for it rather than
+/// making it again. An attempt that gives no value (cut short by the
+/// clock) is not kept, and the next caller tries again.
+pub(super) struct Lazy<T> {
+    value: OnceLock<T>,
+    making: Mutex<()>,
+}
+
+impl<T> Default for Lazy<T> {
+    fn default() -> Self {
+        Self {
+            value: OnceLock::new(),
+            making: Mutex::new(()),
+        }
+    }
+}
+
+impl<T> Lazy<T> {
+    pub(super) fn get(&self) -> Option<&T> {
+        self.value.get()
+    }
+
+    /// The value, made by `make` unless it is made already.
+    pub(super) fn get_or_try<E>(&self, make: impl FnOnce() -> Result<T, E>) -> Result<&T, E> {
+        if let Some(known) = self.value.get() {
+            return Ok(known);
+        }
+        let _turn = self.making.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(known) = self.value.get() {
+            return Ok(known);
+        }
+        let made = make()?;
+        Ok(self.value.get_or_init(|| made))
+    }
+
+    pub(super) fn get_or_init(&self, make: impl FnOnce() -> T) -> &T {
+        match self.get_or_try(|| Ok::<T, std::convert::Infallible>(make())) {
+            Ok(value) => value,
+            Err(never) => match never {},
+        }
+    }
+
+    /// Keeps `value` unless a value is kept already (one made elsewhere,
+    /// equal to it).
+    pub(super) fn offer(&self, value: T) {
+        let _ = self.value.set(value);
     }
 }
 

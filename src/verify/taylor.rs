@@ -63,7 +63,7 @@ use rayon::prelude::*;
 use serde_json::{Value, json};
 
 use super::ClaimCheck;
-use super::context::{Replayable, SizeContext, value_at};
+use super::context::{Lazy, Replayable, SizeContext, value_at};
 use super::grad::unit_direction;
 use super::outcome::*;
 use crate::analysis::Sizes;
@@ -84,8 +84,42 @@ const ROUNDING_PROBES: [f64; 3] = [1.0, 1e-1, 1e-2];
 /// The runs of one size for one J and set of precisions: claims that
 /// differ only in scheme or bound share them.
 pub struct Memo {
-    key: (Vec<JacobianSource>, Vec<Precision>),
-    runs: Vec<Run>,
+    key: MemoKey,
+    runs: std::sync::Arc<Lazy<Vec<Run>>>,
+}
+
+/// What a Taylor claim's runs depend on: where J comes from, and the
+/// precisions L is evaluated in.
+type MemoKey = (Vec<JacobianSource>, Vec<Precision>);
+
+impl Memo {
+    /// The runs of the claims with `key` at this size, measured by the
+    /// first claim that asks (the others wait for them).
+    fn slot(cx: &SizeContext<'_>, key: &MemoKey) -> std::sync::Arc<Lazy<Vec<Run>>> {
+        let mut memo = cx
+            .taylor_memo
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(known) = memo.iter().find(|m| &m.key == key) {
+            return known.runs.clone();
+        }
+        let runs = std::sync::Arc::new(Lazy::default());
+        memo.push(Memo {
+            key: key.clone(),
+            runs: runs.clone(),
+        });
+        runs
+    }
+}
+
+/// Why a claim's runs were not measured.
+enum Unmeasured {
+    /// J could not be computed: why.
+    Undefined(String),
+    /// J has no element: L has no input or param.
+    NothingToPerturb,
+    /// Measuring along the directions failed: why.
+    Failed(String),
 }
 
 /// A Taylor claim's findings over the sizes of the sweep.
@@ -154,7 +188,6 @@ struct Jacobian {
     flat: Vec<f64>,
     /// (tensor, number of elements) in the order of `flat`.
     layout: Vec<(TensorId, usize)>,
-    sources: Vec<JacobianSource>,
 }
 
 impl<'p> TaylorCheck<'p> {
@@ -216,20 +249,37 @@ impl TaylorCheck<'_> {
         // A claim with the same J and precisions measured these runs
         // already (and found J defined and something to perturb).
         let key = (self.sources(cx), precisions.clone());
-        if let Some(memo) = cx.taylor_memo.borrow().iter().find(|m| m.key == key) {
-            self.note_sources(&key.0);
-            self.outcome.sizes.push(cx.instance.sizes.clone());
-            self.runs.extend(memo.runs.iter().cloned());
-            return Ok(());
-        }
-        let jacobian = self.jacobian(cx, key.0.clone())?;
-        self.note_sources(&jacobian.sources);
+        let shared = Memo::slot(cx, &key);
+        let runs = match shared.get_or_try(|| self.measure(cx, &precisions)) {
+            Ok(runs) => runs,
+            Err(Unmeasured::Undefined(why)) => return Err(why),
+            Err(Unmeasured::NothingToPerturb) => {
+                self.note_sources(&key.0);
+                return Err("L has no input or param to perturb".to_string());
+            }
+            Err(Unmeasured::Failed(why)) => {
+                self.note_sources(&key.0);
+                self.outcome.sizes.push(cx.instance.sizes.clone());
+                return Err(why);
+            }
+        };
+        self.note_sources(&key.0);
+        self.outcome.sizes.push(cx.instance.sizes.clone());
+        self.runs.extend(runs.iter().cloned());
+        Ok(())
+    }
+
+    /// The runs along every direction at this size, in each precision.
+    fn measure(
+        &self,
+        cx: &SizeContext<'_>,
+        precisions: &[Precision],
+    ) -> Result<Vec<Run>, Unmeasured> {
+        let jacobian = self.jacobian(cx).map_err(Unmeasured::Undefined)?;
         let total: usize = jacobian.layout.iter().map(|(_, n)| n).sum();
         if total == 0 {
-            return Err("L has no input or param to perturb".to_string());
+            return Err(Unmeasured::NothingToPerturb);
         }
-        self.outcome.sizes.push(cx.instance.sizes.clone());
-        let first = self.runs.len();
         let mut rng = ChaCha8Rng::seed_from_u64(crate::eval::stream_seed(
             cx.options.seed,
             "taylor directions",
@@ -239,23 +289,25 @@ impl TaylorCheck<'_> {
             .map(|_| unit_direction(&mut rng, total))
             .collect();
         let magnitude = rounding_magnitude(cx, &jacobian.layout, &directions[0]);
-        let second_orders = second_orders(cx, &jacobian, &directions).map_err(|e| e.to_string())?;
+        let second_orders = second_orders(cx, &jacobian, &directions)
+            .map_err(|e| Unmeasured::Failed(e.to_string()))?;
         let mut ladders = vec![];
-        for &precision in &precisions {
+        for &precision in precisions {
             let measured = match precision {
                 Precision::F64 => measure::<f64>(cx, &jacobian, &directions),
                 Precision::F32 => measure::<f32>(cx, &jacobian, &directions),
             }
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| Unmeasured::Failed(e.to_string()))?;
             ladders.push((precision, measured));
         }
+        let mut runs = vec![];
         for (k, &second_order) in second_orders.iter().enumerate() {
             for (precision, measured) in &mut ladders {
                 let Some(ladder) = measured.get_mut(k).map(std::mem::take) else {
                     continue;
                 };
                 let eps = machine_epsilon(*precision);
-                self.runs.push(Run {
+                runs.push(Run {
                     sizes: cx.instance.sizes.clone(),
                     direction: k + 1,
                     precision: *precision,
@@ -265,11 +317,7 @@ impl TaylorCheck<'_> {
                 });
             }
         }
-        cx.taylor_memo.borrow_mut().push(Memo {
-            key,
-            runs: self.runs.get(first..).unwrap_or_default().to_vec(),
-        });
-        Ok(())
+        Ok(runs)
     }
 
     /// Keeps where J came from, for the report.
@@ -325,15 +373,10 @@ impl TaylorCheck<'_> {
 
     /// J at this size: each tensor's last `grad` claim above this one, else
     /// autodiff; `sources` says which, as [`TaylorCheck::sources`] gives it.
-    fn jacobian(
-        &self,
-        cx: &SizeContext<'_>,
-        sources: Vec<JacobianSource>,
-    ) -> Result<Jacobian, String> {
+    fn jacobian(&self, cx: &SizeContext<'_>) -> Result<Jacobian, String> {
         let mut jacobian = Jacobian {
             flat: vec![],
             layout: vec![],
-            sources,
         };
         // The closed forms are computed in double-double, over one
         // evaluation of the definitions for all of them.
