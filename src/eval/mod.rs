@@ -177,6 +177,20 @@ impl<'p> Instance<'p> {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = deadline;
     }
 
+    /// Moves the time limit to `deadline` unless it is later already: with
+    /// claims checked side by side, work stops at the latest of their
+    /// limits, and each claim is held to its own when it ends
+    /// ([`Instance::past`]).
+    pub fn extend_deadline(&self, deadline: Deadline) {
+        let mut current = self
+            .deadline
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if current.is_none_or(|c| c.at < deadline.at) {
+            *current = Some(deadline);
+        }
+    }
+
     /// What stops this instance's work from elsewhere, for work done away
     /// from it (sampling on other threads).
     pub fn cancel_token(&self) -> Option<Cancel> {
@@ -191,13 +205,18 @@ impl<'p> Instance<'p> {
 
     /// `Err(Timeout)` once the deadline has passed, or the work was cancelled.
     pub fn check_clock(&self) -> Result<(), Box<EvalError>> {
+        self.past(self.deadline())
+    }
+
+    /// `Err(Timeout)` once `deadline` has passed, or the work was cancelled.
+    pub fn past(&self, deadline: Option<Deadline>) -> Result<(), Box<EvalError>> {
         if self.cancel.as_ref().is_some_and(Cancel::is_cancelled) {
             return Err(Box::new(EvalError::Timeout {
                 limit: "cancelled".to_string(),
                 sizes: self.sizes.to_string(),
             }));
         }
-        match self.deadline() {
+        match deadline {
             Some(d) if std::time::Instant::now() >= d.at => Err(Box::new(EvalError::Timeout {
                 limit: format!("{} s", format_value(d.limit.as_secs_f64())),
                 sizes: self.sizes.to_string(),

@@ -677,6 +677,39 @@ mod tests {
     use super::*;
     use crate::eval::draw_values;
 
+    /// A value is made once however many threads ask at once, and an
+    /// attempt that gives none is not kept: the next caller makes it.
+    #[test]
+    fn a_lazy_value_is_made_once_and_a_failed_attempt_is_not_kept() {
+        let lazy: Lazy<usize> = Lazy::default();
+        assert_eq!(
+            lazy.get_or_try(|| Err::<usize, &str>("cut short")),
+            Err("cut short")
+        );
+        assert_eq!(lazy.get(), None);
+        let made = std::sync::atomic::AtomicUsize::new(0);
+        let values: Vec<usize> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|k| {
+                    let (lazy, made) = (&lazy, &made);
+                    scope.spawn(move || {
+                        *lazy.get_or_init(|| {
+                            made.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            std::thread::sleep(std::time::Duration::from_millis(20));
+                            k
+                        })
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(made.into_inner(), 1);
+        assert!(values.iter().all(|&v| v == values[0]), "{values:?}");
+        // A value offered once one is kept changes nothing.
+        lazy.offer(values[0] + 1);
+        assert_eq!(lazy.get(), Some(&values[0]));
+    }
+
     /// Calls `f` with a context at the values drawn from seed 1, for each
     /// spec with a layer or loss whose L is defined there.
     fn for_each_context(mut f: impl FnMut(&std::path::Path, &SizeContext<'_>)) {

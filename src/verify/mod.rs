@@ -155,7 +155,7 @@ pub fn verify(program: &Program, source: &Source, options: &Options) -> FileOutc
             return outcome;
         }
     };
-    let mut checks: Vec<Box<dyn ClaimCheck + '_>> = program
+    let mut checks: Vec<Box<dyn ClaimCheck + Send + '_>> = program
         .claims
         .iter()
         .map(|claim| checker(program, source, claim))
@@ -196,7 +196,7 @@ fn checker<'p>(
     program: &'p Program,
     source: &Source,
     claim: &'p crate::analysis::program::Claim,
-) -> Box<dyn ClaimCheck + 'p> {
+) -> Box<dyn ClaimCheck + Send + 'p> {
     let outcome = blank_outcome(program, source, claim);
     match &claim.kind {
         ClaimKind::Grad(grad) => Box::new(GradCheck::new(grad, outcome)),
@@ -217,12 +217,104 @@ enum SizeFailure {
     Timeout(String),
 }
 
+/// Stack of a thread that checks claims: the binary's main thread's, as
+/// the evaluator recurses into the spec's expressions.
+const CLAIM_STACK: usize = 8 << 20;
+
+/// Checks every claim at one size. The claims share the size's context
+/// and nothing else, and what they share is made once, whichever claim
+/// asks first, the same whatever the order: so with cores to spare they
+/// are checked side by side and the report is the same. Each takes its
+/// claims on a thread of its own, not a rayon task: a claim waiting for
+/// what another is making must not be handed, in the middle of making it,
+/// a claim that waits for it in turn.
+fn check_claims(cx: &SizeContext<'_>, checks: &mut [Box<dyn ClaimCheck + Send + '_>]) {
+    let workers = rayon::current_num_threads().min(checks.len());
+    if workers <= 1 {
+        for check in checks.iter_mut() {
+            check_claim(cx, check.as_mut());
+        }
+        return;
+    }
+    // The gradient nearly every claim reads, made first on every core
+    // rather than waited for by all but one claim.
+    if cx.loss.is_some() && cx.program.output.is_some() {
+        cx.instance
+            .extend_deadline(Deadline::after(cx.options.timeout));
+        let _ = cx.derivation();
+    }
+    let queue = std::sync::Mutex::new(claim_order(cx.program, checks).into_iter());
+    // The lock is held for taking a claim, not for checking it.
+    let next = || {
+        queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .next()
+    };
+    let work = || {
+        while let Some(check) = next() {
+            check_claim(cx, check.as_mut());
+        }
+    };
+    std::thread::scope(|scope| {
+        let spawned = (0..workers)
+            .filter(|_| {
+                std::thread::Builder::new()
+                    .stack_size(CLAIM_STACK)
+                    .spawn_scoped(scope, work)
+                    .is_ok()
+            })
+            .count();
+        // No thread to be had: the claims are checked here.
+        if spawned == 0 {
+            work();
+        }
+    });
+}
+
+/// The order claims are taken in on several threads: the first Taylor
+/// claim first, as its ladders take longest, and the other Taylor claims
+/// last, as they mostly reuse those ladders (a claim taken beside the
+/// first would only wait for them). `checks` are the program's claims'.
+fn claim_order<'c, 'p>(
+    program: &Program,
+    checks: &'c mut [Box<dyn ClaimCheck + Send + 'p>],
+) -> Vec<&'c mut Box<dyn ClaimCheck + Send + 'p>> {
+    let mut first_taylor = true;
+    let mut ranked: Vec<(u8, &'c mut Box<dyn ClaimCheck + Send + 'p>)> = program
+        .claims
+        .iter()
+        .zip(checks.iter_mut())
+        .map(|(claim, check)| {
+            let rank = match claim.kind {
+                ClaimKind::Taylor(_) if std::mem::replace(&mut first_taylor, false) => 0,
+                ClaimKind::Taylor(_) => 2,
+                _ => 1,
+            };
+            (rank, check)
+        })
+        .collect();
+    ranked.sort_by_key(|(rank, _)| *rank);
+    ranked.into_iter().map(|(_, check)| check).collect()
+}
+
+/// One claim at one size, held to the time limit from its start.
+fn check_claim(cx: &SizeContext<'_>, check: &mut (dyn ClaimCheck + Send + '_)) {
+    let deadline = Deadline::after(cx.options.timeout);
+    cx.instance.extend_deadline(deadline);
+    check.check_at(cx);
+    // Work cut short by the clock is no verdict, whatever it found.
+    if let Err(e) = cx.instance.past(Some(deadline)) {
+        check.undecided(e.to_string());
+    }
+}
+
 fn check_at(
     program: &Program,
     source: &Source,
     options: &Options,
     sizes: Sizes,
-    checks: &mut [Box<dyn ClaimCheck + '_>],
+    checks: &mut [Box<dyn ClaimCheck + Send + '_>],
 ) -> Result<Vec<DerivedGradient>, SizeFailure> {
     let fail = |e: Box<crate::eval::EvalError>| {
         if e.is_timeout() {
@@ -264,14 +356,7 @@ fn check_at(
     if loss.is_some() {
         cx.met_kinks(forward_kinks);
     }
-    for check in checks.iter_mut() {
-        instance.set_deadline(Some(Deadline::after(options.timeout)));
-        check.check_at(&cx);
-        // Work cut short by the clock is no verdict, whatever it found.
-        if let Err(e) = instance.check_clock() {
-            check.undecided(e.to_string());
-        }
-    }
+    check_claims(&cx, checks);
     instance.set_deadline(None);
     let derived = if options.keep_derived && program.output.is_some() {
         cx.derived()
