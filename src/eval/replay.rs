@@ -331,7 +331,7 @@ impl<B: TapeReal> Replay<B> {
         let (folded, computed_constants) = (tape.folded, tape.computed_constants);
         let kinked = recorded.kinks.met > 0;
         drop(tape.values);
-        let entries = tape.entries;
+        let mut entries = tape.entries;
         let len = entries.len();
         let is_entry = |x: u32| x & CONSTANT_BIT == 0;
         let operands = |e: &Entry| -> [Option<u32>; 2] {
@@ -457,24 +457,34 @@ impl<B: TapeReal> Replay<B> {
             }
         }
         let leaves = Leaves::of(&recorded.inputs);
-        let mut register = vec![0u32; len];
+        // Neither is read again: freed before the program is built.
+        drop((recorded.inputs, recorded.leaves));
+        // Once its step is made, an entry is read only as an operand, for
+        // its register: it then holds its register in `a` (a map from
+        // entries to registers would take 4 bytes an entry more).
+        let register_of = |entries: &[Entry], x: u32| {
+            if is_entry(x) {
+                entries[x as usize].a
+            } else {
+                x
+            }
+        };
         let mut free: Vec<u32> = vec![];
         let mut registers = 0usize;
         let mut steps = Vec::with_capacity(order.len());
         let mut inputs = Vec::with_capacity(leaves.count());
-        let src = |register: &[u32], x: u32| if is_entry(x) { register[x as usize] } else { x };
         for (at, &item) in order.iter().enumerate() {
             let at = at as u32;
             let (step, reads) = if item & CONSTANT_BIT != 0 {
                 let g = &guards[(item & !CONSTANT_BIT) as usize];
                 let step = match g.test {
                     Test::Order { a, b, expected } => Step::Order {
-                        a: src(&register, a),
-                        b: src(&register, b),
+                        a: register_of(&entries, a),
+                        b: register_of(&entries, b),
                         expected,
                     },
                     Test::Finite { a, expected } => Step::Finite {
-                        a: src(&register, a),
+                        a: register_of(&entries, a),
                         expected,
                     },
                 };
@@ -486,8 +496,8 @@ impl<B: TapeReal> Replay<B> {
             // Operands read for the last time free their registers first:
             // a lane's operands are read before its result is written.
             let (a, b) = if item & CONSTANT_BIT == 0 {
-                let e = &entries[item as usize];
-                (src(&register, e.a), src(&register, e.b()))
+                let e = entries[item as usize];
+                (register_of(&entries, e.a), register_of(&entries, e.b()))
             } else {
                 (0, 0)
             };
@@ -496,7 +506,7 @@ impl<B: TapeReal> Replay<B> {
                 if let Some(x) = x
                     && flags & (1 << i) != 0
                 {
-                    free.push(register[x as usize]);
+                    free.push(register_of(&entries, x));
                 }
             }
             if let Some(step) = step {
@@ -508,8 +518,8 @@ impl<B: TapeReal> Replay<B> {
                 registers += 1;
                 (registers - 1) as u32
             });
-            register[n] = out;
-            let e = &entries[n];
+            let e = entries[n];
+            entries[n].a = out;
             if e.op() == Op::Leaf {
                 if let Some((k, p)) = leaves.element(n) {
                     inputs.push((k, p));
@@ -530,7 +540,7 @@ impl<B: TapeReal> Replay<B> {
         if registers > MAX_REGISTERS {
             return None;
         }
-        let output = src(&register, recorded.output);
+        let output = register_of(&entries, recorded.output);
         Some(Self {
             steps: Arc::new(steps),
             registers,
