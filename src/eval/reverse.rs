@@ -632,6 +632,11 @@ pub struct Recorded<B> {
 }
 
 impl<B: Copy> Recorded<B> {
+    /// The value of each entry, taken out: a replay does not read them.
+    pub fn take_values(&mut self) -> Vec<B> {
+        std::mem::take(&mut self.tape.values)
+    }
+
     /// The value of an operand.
     pub(super) fn value(&self, x: u32) -> B {
         if x & CONSTANT_BIT != 0 {

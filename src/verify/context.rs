@@ -14,7 +14,8 @@ use crate::analysis::program::{Program, TensorId};
 use crate::eval::double_double::Dd;
 use crate::eval::replay::{Cones, LANES, Lane, Replay};
 use crate::eval::{
-    EvalError, Evaluation, Instance, KinkCount, Scalar, TapeReal, record, reverse_gradient,
+    EvalError, Evaluation, Instance, KinkCount, Recorded, Scalar, TapeReal, record,
+    reverse_gradient,
 };
 use crate::source::Source;
 use num_dual::DualSVec64;
@@ -60,6 +61,9 @@ pub struct SizeContext<'a> {
     probes: Vec<Lazy<Arc<TensorProbe>>>,
     /// L recorded at the drawn values, compiled for replaying, per precision.
     replay64: Lazy<Option<Replay<f64>>>,
+    /// The recording reverse mode swept, until it is compiled into
+    /// `replay64`.
+    swept: Mutex<Option<Recorded<f64>>>,
     replay32: Lazy<Option<Replay<f32>>>,
     /// Each tensor's probe direction, drawn on first use.
     probe_directions: Vec<OnceLock<Arc<Direction>>>,
@@ -107,6 +111,7 @@ impl<'a> SizeContext<'a> {
                 .map(|_| Lazy::default())
                 .collect(),
             replay64: Lazy::default(),
+            swept: Mutex::new(None),
             replay32: Lazy::default(),
             probe_directions: vec![OnceLock::new(); program.tensors.len()],
             probe_derivatives: OnceLock::new(),
@@ -126,13 +131,18 @@ impl<'a> SizeContext<'a> {
     pub fn derivation(&self) -> Result<&Derivation, Box<EvalError>> {
         self.derived
             .get_or_init(|| {
-                let (derivation, replay) =
+                let (derivation, recorded) =
                     derive(self.instance, self.values, self.terms, self.options.seed);
                 // The replays of L in f64 run the recording reverse mode
-                // swept; one cut short by the clock is no answer.
+                // swept, compiled when first needed; one cut short by the
+                // clock is no answer.
                 let timed_out = matches!(&derivation, Err(e) if e.is_timeout());
-                if !timed_out {
-                    self.replay64.offer(replay);
+                match recorded {
+                    Some(recorded) if !timed_out => {
+                        *self.swept.lock().unwrap_or_else(PoisonError::into_inner) = Some(recorded);
+                    }
+                    None if !timed_out => self.replay64.offer(None),
+                    _ => {}
                 }
                 derivation
             })
@@ -529,26 +539,37 @@ pub trait Replayable: Scalar + TapeReal + Send + Sync {
     fn replay<'c>(cx: &'c SizeContext<'_>) -> Option<&'c Replay<Self>>;
 }
 
-/// Records L at `values` in `T` and compiles it; `None` where L fails
-/// there or the recording cannot be replayed. A recording cut short by the
-/// clock is no answer: it is not kept, and the next caller tries again.
+/// Compiles the recording `made` hands over, or else records L at
+/// `values` in `T`; `None` where L fails there or the recording cannot be
+/// replayed. A recording cut short by the clock is no answer: it is not
+/// kept, and the next caller tries again.
 fn compiled<'c, T: TapeReal + Scalar>(
     cx: &SizeContext<'_>,
     cell: &'c Lazy<Option<Replay<T>>>,
+    made: impl FnOnce() -> Option<Recorded<T>>,
     values: &[ArrayD<T>],
 ) -> Option<&'c Replay<T>> {
-    cell.get_or_try(|| match record(cx.instance, values) {
-        Ok(recorded) => Ok(Replay::compile(recorded)),
-        Err(e) if e.is_timeout() => Err(()),
-        Err(_) => Ok(None),
-    })
+    cell.get_or_try(
+        || match made().map_or_else(|| record(cx.instance, values), Ok) {
+            Ok(recorded) => Ok(Replay::compile(recorded)),
+            Err(e) if e.is_timeout() => Err(()),
+            Err(_) => Ok(None),
+        },
+    )
     .ok()?
     .as_ref()
 }
 
 impl Replayable for f64 {
     fn replay<'c>(cx: &'c SizeContext<'_>) -> Option<&'c Replay<Self>> {
-        compiled(cx, &cx.replay64, cx.values)
+        // The derivation's recording where it made one, else a new one.
+        let swept = || {
+            cx.swept
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take()
+        };
+        compiled(cx, &cx.replay64, swept, cx.values)
     }
 }
 
@@ -573,7 +594,7 @@ impl Replayable for f32 {
             return cx.replay32.get().and_then(Option::as_ref);
         }
         let single: Vec<ArrayD<f32>> = cx.values.iter().map(|a| a.mapv(f32::constant)).collect();
-        compiled(cx, &cx.replay32, &single)
+        compiled(cx, &cx.replay32, || None, &single)
     }
 }
 

@@ -25,9 +25,8 @@ use super::outcome::Route;
 use super::{Shrinkage, shrinkage, tolerance_ratio};
 use crate::analysis::Sizes;
 use crate::eval::double_double::Dd;
-use crate::eval::replay::Replay;
 use crate::eval::{
-    EvalError, Instance, ReverseGradient, directional_derivatives, gradient, gradient_of,
+    EvalError, Instance, Recorded, ReverseGradient, directional_derivatives, gradient, gradient_of,
     precise_directional_derivative, precise_partials, record, reverse_gradient,
 };
 
@@ -105,16 +104,32 @@ impl Derivation {
 }
 
 /// Derives the gradient of L at the drawn values (see the module's notes),
-/// and the recording reverse mode swept, compiled for replaying L (`None`
-/// where it cannot be replayed). The compiling runs beside forward mode's
-/// check: they are independent, and each is one pass over L.
+/// and hands on the recording reverse mode swept, for compiling into a
+/// replay of L when one is first needed (`None` where there is no
+/// recording to replay).
 pub fn derive(
     instance: &Instance<'_>,
     values: &[ArrayD<f64>],
     terms: f64,
     seed: u64,
-) -> (Result<Derivation, Box<EvalError>>, Option<Replay<f64>>) {
-    let recorded = match record(instance, values).and_then(|recorded| {
+) -> (Result<Derivation, Box<EvalError>>, Option<Recorded<f64>>) {
+    // Above [`DENSE_ELEMENTS`] forward mode checks along random
+    // directions, which need nothing of the recording: that pass runs
+    // beside it, on a core the recording leaves free.
+    let differentiable: usize = differentiable_shapes(instance, values)
+        .into_iter()
+        .flatten()
+        .sum();
+    let (recorded, ahead) = if differentiable > DENSE_ELEMENTS {
+        let (recorded, forward) = rayon::join(
+            || record(instance, values),
+            || along_random_directions(instance, values, seed),
+        );
+        (recorded, Some(forward))
+    } else {
+        (record(instance, values), None)
+    };
+    let mut recorded = match recorded.and_then(|recorded| {
         instance.check_clock()?;
         Ok(recorded)
     }) {
@@ -127,12 +142,11 @@ pub fn derive(
         Err(e) => return (Err(e), None),
     };
     let reverse = gradient_of(&recorded);
+    // A replay does not read the recorded values.
+    drop(recorded.take_values());
     let operations = recorded.len();
-    let (replay, derivation) = rayon::join(
-        || Replay::compile(recorded),
-        || checked(instance, values, terms, seed, reverse, operations),
-    );
-    (derivation, replay)
+    let derivation = checked(instance, values, terms, (seed, ahead), reverse, operations);
+    (derivation, Some(recorded))
 }
 
 /// Reverse mode's gradient checked by forward mode, where reverse mode
@@ -141,7 +155,7 @@ fn checked(
     instance: &Instance<'_>,
     values: &[ArrayD<f64>],
     terms: f64,
-    seed: u64,
+    (seed, ahead): (u64, Option<Forward>),
     reverse: ReverseGradient<f64>,
     operations: usize,
 ) -> Result<Derivation, Box<EvalError>> {
@@ -162,8 +176,12 @@ fn checked(
             Route::ReverseCheckedEverywhere,
         )
     } else {
+        let forward = match ahead {
+            Some(forward) => forward,
+            None => along_random_directions(instance, values, seed),
+        }?;
         (
-            random_directions(instance, values, &reverse, allowance, seed)?,
+            random_directions(&forward, &reverse, allowance),
             Route::ReverseCheckedAlong(DIRECTIONS),
         )
     };
@@ -233,50 +251,79 @@ fn rounding_bound(allowance: f64, m: f64) -> f64 {
     allowance * m + allowance / f64::EPSILON * super::SUBNORMAL_UNIT
 }
 
-/// Forward mode's derivatives along [`DIRECTIONS`] random directions,
-/// compared with reverse mode's gradient projected on them.
-fn random_directions(
-    instance: &Instance<'_>,
-    values: &[ArrayD<f64>],
-    reverse: &ReverseGradient<f64>,
-    allowance: f64,
-    seed: u64,
-) -> Result<Vec<Comparison>, Box<EvalError>> {
+/// The number of elements of each tensor dL/dT is taken in (`None` for
+/// data), as reverse mode lays out its gradient.
+fn differentiable_shapes(instance: &Instance<'_>, values: &[ArrayD<f64>]) -> Vec<Option<usize>> {
+    let tensors = &instance.program.tensors;
+    values
+        .iter()
+        .enumerate()
+        .map(|(k, v)| {
+            tensors
+                .get(k)
+                .is_some_and(|t| t.is_differentiable())
+                .then_some(v.len())
+        })
+        .collect()
+}
+
+/// Forward mode's derivatives along random directions, each with its
+/// direction, or why they could not be taken.
+type Forward = Result<Vec<(Vec<Option<ArrayD<f64>>>, f64)>, Box<EvalError>>;
+
+/// Forward mode's derivatives along [`DIRECTIONS`] random directions: unit
+/// vectors over every differentiable element, drawn from the seed and the
+/// sizes, two to a pass.
+fn along_random_directions(instance: &Instance<'_>, values: &[ArrayD<f64>], seed: u64) -> Forward {
     let mut rng = ChaCha8Rng::seed_from_u64(crate::eval::stream_seed(
         seed,
         "derivation",
         instance.sizes.values(),
     ));
+    let shapes = differentiable_shapes(instance, values);
     let directions: Vec<Vec<Option<ArrayD<f64>>>> = (0..DIRECTIONS)
         .map(|_| {
-            reverse
-                .gradient
+            shapes
                 .iter()
-                .map(|g| {
-                    g.as_ref().map(|g| {
-                        let u = super::grad::unit_direction(&mut rng, g.len());
-                        ArrayD::from_shape_vec(g.raw_dim(), u)
-                            .unwrap_or_else(|_| ArrayD::zeros(g.raw_dim()))
+                .zip(values)
+                .map(|(n, v)| {
+                    n.map(|n| {
+                        let u = super::grad::unit_direction(&mut rng, n);
+                        ArrayD::from_shape_vec(v.raw_dim(), u)
+                            .unwrap_or_else(|_| ArrayD::zeros(v.raw_dim()))
                     })
                 })
                 .collect()
         })
         .collect();
-    let mut comparisons = vec![];
+    let mut along = vec![];
     for pair in directions.chunks(2) {
         let (first, second) = (&pair[0], pair.get(1).unwrap_or(&pair[0]));
         let forward = directional_derivatives(instance, values, first, second)?;
-        for (u, f) in pair.iter().zip(forward) {
+        along.extend(pair.iter().cloned().zip(forward));
+    }
+    Ok(along)
+}
+
+/// Forward mode's derivatives along random directions against reverse
+/// mode's gradient projected on them.
+fn random_directions(
+    forward: &[(Vec<Option<ArrayD<f64>>>, f64)],
+    reverse: &ReverseGradient<f64>,
+    allowance: f64,
+) -> Vec<Comparison> {
+    forward
+        .iter()
+        .map(|(u, f)| {
             let (r, m) = along(&reverse.gradient, &reverse.magnitude, u);
-            comparisons.push(Comparison {
+            Comparison {
                 at: Compared::Direction(u.clone()),
                 reverse: r,
-                forward: f,
+                forward: *f,
                 tolerance: rounding_bound(allowance, m),
-            });
-        }
-    }
-    Ok(comparisons)
+            }
+        })
+        .collect()
 }
 
 /// Judges every comparison. One beyond its f64 bound may still be
@@ -478,7 +525,8 @@ mod tests {
             bad.first_failure.as_ref().unwrap().element,
             Some(("x".to_string(), 2))
         );
-        let directions = random_directions(&instance, &values, &reverse, allowance, 0).unwrap();
+        let forward = along_random_directions(&instance, &values, 0).unwrap();
+        let directions = random_directions(&forward, &reverse, allowance);
         let along = settle(&instance, &values, directions, || Ok(precise.clone())).unwrap();
         assert_eq!((along.compared, along.failed), (DIRECTIONS, DIRECTIONS));
         let derivation = Derivation {
