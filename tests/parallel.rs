@@ -12,15 +12,30 @@ use dlverify::source::Source;
 use dlverify::verify::Options;
 use dlverify::verify::outcome::{ClaimStatus, FileOutcome, Verdict};
 
-/// Checks `text` on a pool of `threads` threads: with one, the claims of a
-/// size are checked one after another; with more, side by side.
-fn check_on(threads: usize, name: &str, text: &str, options: &Options) -> FileOutcome {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
+/// Checks `text` with its claims one after another (on a rayon thread,
+/// where they go in turn) or, with `beside`, side by side (on a thread of
+/// its own, the global pool of two threads doing their parallel work).
+fn check(beside: bool, name: &str, text: &str, options: &Options) -> FileOutcome {
+    let source = Source::new(name, text.to_string());
+    if !beside {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .stack_size(8 << 20)
+            .build()
+            .unwrap();
+        return pool.install(|| dlverify::check_source(source, options));
+    }
+    // Two threads even on one core (the first call in the process sets it).
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build_global();
+    let options = options.clone();
+    std::thread::Builder::new()
         .stack_size(8 << 20)
-        .build()
-        .unwrap();
-    pool.install(|| dlverify::check_source(Source::new(name, text.to_string()), options))
+        .spawn(move || dlverify::check_source(source, &options))
+        .unwrap()
+        .join()
+        .unwrap()
 }
 
 /// Every bundled spec and library layer, at its default sizes and two
@@ -39,8 +54,8 @@ fn claims_side_by_side_report_what_they_report_in_turn() {
                 seed,
                 ..Options::default()
             };
-            let alone = check_on(1, &name, &text, &options);
-            let beside = check_on(2, &name, &text, &options);
+            let alone = check(false, &name, &text, &options);
+            let beside = check(true, &name, &text, &options);
             assert_eq!(
                 json::render(std::slice::from_ref(&beside)),
                 json::render(std::slice::from_ref(&alone)),
@@ -62,17 +77,17 @@ grad w[i, j] = g[i] * x[j]
 grad x[k] = sum(i) g[i] * w[i, k] + 0 * sum(m) sum(n) exp(z[m]) * tanh(z[n])
 ";
 
-/// Side by side, the slow claim runs past its limit and gets no verdict,
-/// and the quick one beside it is checked to the end: each claim is held
-/// to the limit from its own start, as in turn.
+/// Side by side as in turn, the slow claim runs past its limit and gets
+/// no verdict, and the quick one beside it is checked to the end: each
+/// claim is held to the limit from its own start.
 #[test]
 fn a_claim_past_its_limit_beside_a_quick_one_is_not_checked_and_the_quick_one_is() {
     let options = Options {
         timeout: Duration::from_secs(1),
         ..Options::default()
     };
-    for threads in [1, 2] {
-        let outcome = check_on(threads, "slow.dl", SLOW_BESIDE_QUICK, &options);
+    for beside in [false, true] {
+        let outcome = check(beside, "slow.dl", SLOW_BESIDE_QUICK, &options);
         let [quick, slow] = &outcome.claims[..] else {
             panic!("{}", render(&outcome));
         };

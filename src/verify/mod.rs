@@ -229,7 +229,13 @@ const CLAIM_STACK: usize = 8 << 20;
 /// what another is making must not be handed, in the middle of making it,
 /// a claim that waits for it in turn.
 fn check_claims(cx: &SizeContext<'_>, checks: &mut [Box<dyn ClaimCheck + Send + '_>]) {
-    let workers = rayon::current_num_threads().min(checks.len());
+    // On a rayon thread (a caller checking files as rayon tasks) the
+    // claims go in turn: threads of their own would wait there for work
+    // that only the pool's threads, all perhaps waiting likewise, can do.
+    let workers = match rayon::current_thread_index() {
+        Some(_) => 1,
+        None => rayon::current_num_threads().min(checks.len()),
+    };
     if workers <= 1 {
         for check in checks.iter_mut() {
             check_claim(cx, check.as_mut());
