@@ -32,7 +32,10 @@ fn check(beside: bool, name: &str, text: &str, options: &Options) -> FileOutcome
     let options = options.clone();
     std::thread::Builder::new()
         .stack_size(8 << 20)
-        .spawn(move || dlverify::check_source(source, &options))
+        .spawn(move || {
+            assert!(rayon::current_num_threads() >= 2, "claims would go in turn");
+            dlverify::check_source(source, &options)
+        })
         .unwrap()
         .join()
         .unwrap()

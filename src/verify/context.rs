@@ -138,7 +138,9 @@ impl<'a> SizeContext<'a> {
                 // clock is no answer.
                 let timed_out = matches!(&derivation, Err(e) if e.is_timeout());
                 match recorded {
-                    Some(recorded) if !timed_out => {
+                    // Kept only for a replay not yet made (a claim may have
+                    // recorded and compiled its own before).
+                    Some(recorded) if !timed_out && self.replay64.get().is_none() => {
                         *self.swept.lock().unwrap_or_else(PoisonError::into_inner) = Some(recorded);
                     }
                     None if !timed_out => self.replay64.offer(None),
@@ -520,8 +522,9 @@ impl<'a> SizeContext<'a> {
         self.losses_in_both(moved.len(), self.moved_point(elements, e, moved))
     }
 
-    /// Every tensor's drawn values, row-major: for building points on
-    /// several threads (the context itself stays on one).
+    /// Every tensor's drawn values, row-major: for building points in
+    /// rayon tasks, which read no value the context makes on first use
+    /// (one may be in the making on the thread that waits for them).
     pub fn flat_values(&self) -> &[&'a [f64]] {
         &self.flat
     }
@@ -635,8 +638,10 @@ fn fill_from<T: Replayable>(
 
 /// A value made on first use and then shared: by one thread at a time,
 /// so that a caller arriving while it is made waits for it rather than
-/// making it again. An attempt that gives no value (cut short by the
-/// clock) is not kept, and the next caller tries again.
+/// making it again. An attempt that gives no value
+/// ([`Lazy::get_or_try`]'s `Err`, a recording cut short by the clock) is
+/// not kept, and the next caller tries again; what [`Lazy::get_or_init`]
+/// makes is kept, whatever it is.
 pub(super) struct Lazy<T> {
     value: OnceLock<T>,
     making: Mutex<()>,

@@ -242,9 +242,15 @@ fn check_claims(cx: &SizeContext<'_>, checks: &mut [Box<dyn ClaimCheck + Send + 
         }
         return;
     }
-    // The gradient nearly every claim reads, made first on every core
-    // rather than waited for by all but one claim.
-    if cx.loss.is_some() && cx.program.output.is_some() {
+    // The gradient the gradient and Taylor claims read, made first on
+    // every core rather than waited for by all but one claim (under a
+    // time limit of its own, not the first asker's).
+    let reads_gradient = cx
+        .program
+        .claims
+        .iter()
+        .any(|c| matches!(c.kind, ClaimKind::Grad(_) | ClaimKind::Taylor(_)));
+    if reads_gradient && cx.loss.is_some() {
         cx.instance
             .extend_deadline(Deadline::after(cx.options.timeout));
         let _ = cx.derivation();
@@ -286,6 +292,7 @@ fn claim_order<'c, 'p>(
     program: &Program,
     checks: &'c mut [Box<dyn ClaimCheck + Send + 'p>],
 ) -> Vec<&'c mut Box<dyn ClaimCheck + Send + 'p>> {
+    debug_assert_eq!(program.claims.len(), checks.len());
     let mut first_taylor = true;
     let mut ranked: Vec<(u8, &'c mut Box<dyn ClaimCheck + Send + 'p>)> = program
         .claims
