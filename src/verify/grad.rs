@@ -939,6 +939,10 @@ pub fn probe_tensor(target: TensorId, cx: &SizeContext<'_>) -> TensorProbe {
     } else {
         (None, None)
     };
+    // L where one element alone moved, by (element, value moved to), in
+    // f64 and f32: along a random direction a tensor of one element moves
+    // to the same points, whose values are then taken from here.
+    let mut walked: std::collections::HashMap<(usize, u64), [Loss; 2]> = Default::default();
     // Every element still walking takes its next step, round by round.
     loop {
         let active: Vec<usize> = (0..walks.len())
@@ -948,7 +952,7 @@ pub fn probe_tensor(target: TensorId, cx: &SizeContext<'_>) -> TensorProbe {
             break;
         }
         // Each element alone moves: its cone is replayed, 4 points a run.
-        let estimates: Vec<Result<Differences, String>> = active
+        let estimates: Vec<_> = active
             .iter()
             .map(|&i| {
                 let walk = &walks[i];
@@ -960,7 +964,16 @@ pub fn probe_tensor(target: TensorId, cx: &SizeContext<'_>) -> TensorProbe {
                     i,
                     &moved,
                 );
-                differences(&l64, &l32, h)
+                (differences(&l64, &l32, h), (walk.k, moved, l64, l32))
+            })
+            .collect();
+        let estimates: Vec<Result<Differences, String>> = estimates
+            .into_iter()
+            .map(|(estimate, (k, moved, l64, l32))| {
+                for ((v, a), b) in moved.iter().zip(l64).zip(l32) {
+                    walked.insert((k, v.to_bits()), [a, b]);
+                }
+                estimate
             })
             .collect();
         for (&i, estimate) in active.iter().zip(estimates) {
@@ -1038,7 +1051,11 @@ pub fn probe_tensor(target: TensorId, cx: &SizeContext<'_>) -> TensorProbe {
                 value_at(flat, k, p)
             }
         };
-        let Some(Ok(differences)) = central_differences(cx, 1, |_| h, along).pop() else {
+        let differences = match walked_along(&walked, &w, &u, h) {
+            Some(walked) => Some(walked),
+            None => central_differences(cx, 1, |_| h, along).pop(),
+        };
+        let Some(Ok(differences)) = differences else {
             continue;
         };
         let tolerance = fd_tolerance(&differences, h, cx);
@@ -1106,6 +1123,32 @@ pub fn probe_tensor(target: TensorId, cx: &SizeContext<'_>) -> TensorProbe {
 /// The random direction a tensor's probe checks autodiff along: a unit
 /// vector over its elements, drawn from the seed and the sizes (every
 /// other tensor's entry `None`).
+/// L at a point, or why it could not be evaluated there.
+type Loss = Result<f64, Box<EvalError>>;
+
+/// The central differences along `u` at step `h` of a tensor of one
+/// element at `w`, from the values its walk took at the same points
+/// (`walked`, see [`probe_tensor`]); `None` where the walk did not take
+/// all four. They are L at the same points, so the values are those a
+/// new evaluation would give.
+fn walked_along(
+    walked: &std::collections::HashMap<(usize, u64), [Loss; 2]>,
+    w: &[f64],
+    u: &[f64],
+    h: f64,
+) -> Option<Result<Differences, String>> {
+    let ([w0], [u0]) = (w, u) else {
+        return None;
+    };
+    let points = displacements(h).map(|t| walked.get(&(0, (w0 + t * u0).to_bits())));
+    let [Some(a), Some(b), Some(c), Some(d)] = points else {
+        return None;
+    };
+    let l64 = [&a[0], &b[0], &c[0], &d[0]].map(Clone::clone);
+    let l32 = [&a[1], &b[1], &c[1], &d[1]].map(Clone::clone);
+    Some(differences(&l64, &l32, h))
+}
+
 pub fn probe_direction(cx: &SizeContext<'_>, target: TensorId) -> Vec<Option<ArrayD<f64>>> {
     let mut rng = ChaCha8Rng::seed_from_u64(crate::eval::stream_seed(
         cx.options.seed,
@@ -1383,4 +1426,33 @@ fn stack_blocks(blocks: Vec<Vec<(i64, i64)>>) -> Vec<Vec<(i64, i64)>> {
         out.push(b);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    /// Along u = ±1 a tensor of one element moves to the points its walk
+    /// took: the central differences are read from them, in u's order,
+    /// and not at all where a point is missing or the tensor is larger.
+    #[test]
+    fn a_one_element_direction_reads_the_points_its_walk_took() {
+        let (w0, h) = (0.75, 1e-5);
+        let l = |x: f64| x * x * x;
+        let mut walked: std::collections::HashMap<(usize, u64), [Loss; 2]> = Default::default();
+        for t in displacements(h) {
+            let x = w0 + t;
+            walked.insert((0, x.to_bits()), [Ok(l(x)), Ok(l(x))]);
+        }
+        let up = walked_along(&walked, &[w0], &[1.0], h).unwrap().unwrap();
+        let down = walked_along(&walked, &[w0], &[-1.0], h).unwrap().unwrap();
+        assert_eq!(up.d1, (l(w0 + h) - l(w0 - h)) / (2.0 * h));
+        assert_eq!(down.d1, -up.d1);
+        assert_eq!(down.d2, -up.d2);
+        // Another step, another element count, or a u off ±1: not walked.
+        assert!(walked_along(&walked, &[w0], &[1.0], 2.0 * h).is_none());
+        assert!(walked_along(&walked, &[w0, w0], &[0.6, 0.8], h).is_none());
+        assert!(walked_along(&walked, &[w0], &[0.5], h).is_none());
+    }
 }
