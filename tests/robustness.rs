@@ -1014,6 +1014,31 @@ fn a_claim_past_the_time_limit_is_not_checked_and_the_run_goes_on() {
     assert_eq!(json_file(&json, &good)["status"], "pass");
 }
 
+/// Three nested sums of 150 terms: no one sum reaches the terms between
+/// looks at the clock, but each element of the claim costs 3.4 million.
+const NESTED: &str = "\
+dim N = 150
+input x[N]
+param w[N, N]
+y[i] = sum(j) w[i, j] * x[j]
+grad x[k] = sum(i) g[i] * w[i, k] + 0 * sum(a) sum(b) sum(c) w[a, b] * w[b, c] * x[c]
+";
+
+#[test]
+fn nested_short_sums_stop_at_the_time_limit() {
+    let options = Options {
+        timeout: Duration::from_millis(300),
+        ..Options::default()
+    };
+    let outcome = check_within(NESTED, &options, HANG);
+    let c = &outcome.claims[0];
+    assert_eq!(c.status(), ClaimStatus::Error, "{}", render(&outcome));
+    let Verdict::Undecided(why) = &c.verdict else {
+        unreachable!()
+    };
+    assert!(why.contains("time limit of 0.3 s at N = 150"), "{why}");
+}
+
 #[test]
 fn a_claim_asking_for_more_steps_than_allowed_is_not_checked() {
     let spec = |steps: &str| {
