@@ -101,6 +101,15 @@ impl Deadline {
     }
 }
 
+/// `mutex` locked. A lock a panicking thread held still holds whole data
+/// here (every writer leaves it consistent): the panic is reported where
+/// it happened, not again by each later reader.
+pub(crate) fn locked<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// The value of an index variable outside its reduction: never shown.
 const UNBOUND: i64 = i64::MIN;
 
@@ -165,18 +174,12 @@ impl<'p> Instance<'p> {
 
     /// The time limit in force, for work done away from the instance.
     pub fn deadline(&self) -> Option<Deadline> {
-        *self
-            .deadline
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        *locked(&self.deadline)
     }
 
     /// Sets (or clears) the time limit for the evaluations that follow.
     pub fn set_deadline(&self, deadline: Option<Deadline>) {
-        *self
-            .deadline
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = deadline;
+        *locked(&self.deadline) = deadline;
     }
 
     /// Moves the time limit to `deadline` unless it is later already: with
@@ -184,10 +187,7 @@ impl<'p> Instance<'p> {
     /// limits, and each claim is held to its own when it ends
     /// ([`Instance::past`]).
     pub fn extend_deadline(&self, deadline: Deadline) {
-        let mut current = self
-            .deadline
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut current = locked(&self.deadline);
         if current.is_none_or(|c| c.at < deadline.at) {
             *current = Some(deadline);
         }
@@ -490,11 +490,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
 
     /// What [`BranchPolicy::FollowTangents`] chose, branch point by branch point.
     pub fn branch_records(&self) -> Vec<BranchRecord> {
-        self.kinks
-            .record
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        locked(&self.kinks.record).clone()
     }
 
     fn kink(&self) {
@@ -524,14 +520,10 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
                     order.is_lt()
                 };
                 let lean = other[0] - first[0];
-                self.kinks
-                    .record
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .push(BranchRecord {
-                        other: take,
-                        lean: if max_like { lean } else { -lean },
-                    });
+                locked(&self.kinks.record).push(BranchRecord {
+                    other: take,
+                    lean: if max_like { lean } else { -lean },
+                });
                 take
             }
         }

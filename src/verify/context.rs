@@ -2,7 +2,7 @@
 //! values, all definitions evaluated in f64, and, computed on first use and
 //! shared by every claim, the autodiff gradient and per-tensor probes.
 
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use ndarray::ArrayD;
 
@@ -14,7 +14,7 @@ use crate::analysis::program::{Program, TensorId};
 use crate::eval::double_double::Dd;
 use crate::eval::replay::{Cones, LANES, Lane, Replay};
 use crate::eval::{
-    EvalError, Evaluation, Instance, KinkCount, Recorded, Scalar, TapeReal, record,
+    EvalError, Evaluation, Instance, KinkCount, Recorded, Scalar, TapeReal, locked, record,
     reverse_gradient,
 };
 use crate::source::Source;
@@ -141,7 +141,7 @@ impl<'a> SizeContext<'a> {
                     // Kept only for a replay not yet made (a claim may have
                     // recorded and compiled its own before).
                     Some(recorded) if !timed_out && self.replay64.get().is_none() => {
-                        *self.swept.lock().unwrap_or_else(PoisonError::into_inner) = Some(recorded);
+                        *locked(&self.swept) = Some(recorded);
                     }
                     None if !timed_out => self.replay64.offer(None),
                     _ => {}
@@ -186,14 +186,8 @@ impl<'a> SizeContext<'a> {
         if self.forward_kinks().met == 0 {
             return None;
         }
-        let known = |ranges: &Mutex<std::collections::HashMap<_, Option<ValidRange>>>| {
-            ranges
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .get(&(target.0, k))
-                .copied()
-        };
-        if let Some(known) = known(&self.valid_ranges) {
+        let known = locked(&self.valid_ranges).get(&(target.0, k)).copied();
+        if let Some(known) = known {
             return known;
         }
         let n = self.values.get(target.0).map_or(0, ArrayD::len);
@@ -201,10 +195,7 @@ impl<'a> SizeContext<'a> {
             Some(g) => g.element(target, k, n),
             None => one_sided_partials(self, target, k),
         };
-        self.valid_ranges
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert((target.0, k), found);
+        locked(&self.valid_ranges).insert((target.0, k), found);
         found
     }
 
@@ -566,12 +557,7 @@ fn compiled<'c, T: TapeReal + Scalar>(
 impl Replayable for f64 {
     fn replay<'c>(cx: &'c SizeContext<'_>) -> Option<&'c Replay<Self>> {
         // The derivation's recording where it made one, else a new one.
-        let swept = || {
-            cx.swept
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take()
-        };
+        let swept = || locked(&cx.swept).take();
         compiled(cx, &cx.replay64, swept, cx.values)
     }
 }
@@ -666,7 +652,7 @@ impl<T> Lazy<T> {
         if let Some(known) = self.value.get() {
             return Ok(known);
         }
-        let _turn = self.making.lock().unwrap_or_else(PoisonError::into_inner);
+        let _turn = locked(&self.making);
         if let Some(known) = self.value.get() {
             return Ok(known);
         }

@@ -952,30 +952,21 @@ pub fn probe_tensor(target: TensorId, cx: &SizeContext<'_>) -> TensorProbe {
             break;
         }
         // Each element alone moves: its cone is replayed, 4 points a run.
-        let estimates: Vec<_> = active
-            .iter()
-            .map(|&i| {
-                let walk = &walks[i];
-                let h = walk.steps[walk.next];
-                let moved = displacements(h).map(|t| walk.w0 + t);
-                let [l64, l32] = cx.moved_losses_in_both(
-                    (cones64.as_ref(), cones32.as_ref()),
-                    &elements,
-                    i,
-                    &moved,
-                );
-                (differences(&l64, &l32, h), (walk.k, moved, l64, l32))
-            })
-            .collect();
-        let estimates: Vec<Result<Differences, String>> = estimates
-            .into_iter()
-            .map(|(estimate, (k, moved, l64, l32))| {
+        let mut estimates: Vec<Result<Differences, String>> = Vec::with_capacity(active.len());
+        for &i in &active {
+            let walk = &walks[i];
+            let h = walk.steps[walk.next];
+            let moved = displacements(h).map(|t| walk.w0 + t);
+            let [l64, l32] =
+                cx.moved_losses_in_both((cones64.as_ref(), cones32.as_ref()), &elements, i, &moved);
+            estimates.push(differences(&l64, &l32, h));
+            // Only a tensor of one element moves there again (walked_along).
+            if w.len() == 1 {
                 for ((v, a), b) in moved.iter().zip(l64).zip(l32) {
-                    walked.insert((k, v.to_bits()), [a, b]);
+                    walked.insert((walk.k, v.to_bits()), [a, b]);
                 }
-                estimate
-            })
-            .collect();
+            }
+        }
         for (&i, estimate) in active.iter().zip(estimates) {
             let walk = &mut walks[i];
             let h = walk.steps[walk.next];

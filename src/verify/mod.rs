@@ -257,12 +257,7 @@ fn check_claims(cx: &SizeContext<'_>, checks: &mut [Box<dyn ClaimCheck + Send + 
     }
     let queue = std::sync::Mutex::new(claim_order(cx.program, checks).into_iter());
     // The lock is held for taking a claim, not for checking it.
-    let next = || {
-        queue
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .next()
-    };
+    let next = || crate::eval::locked(&queue).next();
     let work = || {
         while let Some(check) = next() {
             check_claim(cx, check.as_mut());

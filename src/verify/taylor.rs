@@ -96,10 +96,7 @@ impl Memo {
     /// The runs of the claims with `key` at this size, measured by the
     /// first claim that asks (the others wait for them).
     fn slot(cx: &SizeContext<'_>, key: &MemoKey) -> std::sync::Arc<Lazy<Vec<Run>>> {
-        let mut memo = cx
-            .taylor_memo
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut memo = crate::eval::locked(&cx.taylor_memo);
         if let Some(known) = memo.iter().find(|m| &m.key == key) {
             return known.runs.clone();
         }
