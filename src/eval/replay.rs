@@ -707,11 +707,11 @@ impl<B: TapeReal> Replay<B> {
                         read(&regs, width, a, constant),
                         read(&regs, width, b, constant),
                     );
-                    check(guard, |l| a.at(l).value(), |l| b.at(l).value(), &mut valid);
+                    check_rows(guard, &a, &b, &mut valid);
                 }
                 guard @ Step::Finite { a, .. } => {
                     let a = read(&regs, width, a, constant);
-                    check(guard, |l| a.at(l).value(), |l| a.at(l).value(), &mut valid);
+                    check_rows(guard, &a, &a, &mut valid);
                 }
             }
         }
@@ -1029,6 +1029,47 @@ fn check(guard: Step, a: impl Fn(usize) -> f64, b: impl Fn(usize) -> f64, valid:
             _ => true,
         };
         *ok &= same;
+    }
+}
+
+/// [`check`] on rows. A decision nearly always comes out on every lane as
+/// recorded, so it is first taken on all of them in one pass the compiler
+/// vectorizes (the test named by the expected outcome, with no branch per
+/// lane); the lanes are marked one by one only where some lane differs.
+#[inline(always)]
+fn check_rows<B: Real>(guard: Step, a: &Read<'_, B>, b: &Read<'_, B>, valid: &mut [bool]) {
+    let alike = match guard {
+        Step::Order { expected, .. } => match expected {
+            Some(Ordering::Less) => all_lanes(a, b, |x, y| x < y),
+            Some(Ordering::Greater) => all_lanes(a, b, |x, y| x > y),
+            Some(Ordering::Equal) => all_lanes(a, b, |x, y| x == y),
+            None => all_lanes(a, b, |x, y| x.is_nan() | y.is_nan()),
+        },
+        Step::Finite { expected, .. } => all_lanes(a, a, |x, _| x.is_finite() == expected),
+        Step::Load { .. } | Step::Op { .. } => true,
+    };
+    if !alike {
+        check(guard, |l| a.at(l).value(), |l| b.at(l).value(), valid);
+    }
+}
+
+/// Whether `test` holds on every lane of two rows (or constants).
+#[inline(always)]
+fn all_lanes<B: Real>(a: &Read<'_, B>, b: &Read<'_, B>, test: impl Fn(f64, f64) -> bool) -> bool {
+    match (a, b) {
+        (Read::Row(a), Read::Row(b)) => a
+            .iter()
+            .zip(*b)
+            .fold(true, |all, (x, y)| all & test(x.value(), y.value())),
+        (Read::Row(a), Read::Scalar(y)) => {
+            let y = y.value();
+            a.iter().fold(true, |all, x| all & test(x.value(), y))
+        }
+        (Read::Scalar(x), Read::Row(b)) => {
+            let x = x.value();
+            b.iter().fold(true, |all, y| all & test(x, y.value()))
+        }
+        (Read::Scalar(x), Read::Scalar(y)) => test(x.value(), y.value()),
     }
 }
 
@@ -1533,6 +1574,62 @@ mod tests {
             assert_eq!(replay.run_cone(&cones, e, &moved), whole);
         }
         assert_ne!(replay.run_cone(&cones, 1, &moved), whole);
+    }
+
+    /// A guard on rows marks the lanes the lane-by-lane test marks, for
+    /// every kind of decision and outcome, operands being rows or
+    /// constants, with NaN and infinities among the values.
+    #[test]
+    fn guards_on_rows_mark_the_lanes_the_lane_by_lane_test_marks() {
+        let values = [
+            -2.0,
+            -0.0,
+            0.0,
+            1.5,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            1.5,
+        ];
+        // Rows of every pair of values, and rows where every lane agrees.
+        let a: Vec<f64> = (0..64).map(|l| values[l % 8]).collect();
+        let b: Vec<f64> = (0..64).map(|l| values[l / 8]).collect();
+        let ones = vec![1.0; 64];
+        let twos = vec![2.0; 64];
+        let guards = [
+            Some(Ordering::Less),
+            Some(Ordering::Equal),
+            Some(Ordering::Greater),
+            None,
+        ]
+        .into_iter()
+        .map(|expected| Step::Order {
+            a: 0,
+            b: 1,
+            expected,
+        })
+        .chain([true, false].map(|expected| Step::Finite { a: 0, expected }));
+        let mut marked_somewhere = 0;
+        for guard in guards {
+            let operands = [
+                (Read::Row(&a[..]), Read::Row(&b[..])),
+                (Read::Row(&a[..]), Read::Scalar(1.5)),
+                (Read::Scalar(f64::NAN), Read::Row(&b[..])),
+                (Read::Row(&ones[..]), Read::Row(&twos[..])),
+                (Read::Scalar(0.0), Read::Scalar(-0.0)),
+            ];
+            for (x, y) in &operands {
+                // Lane 3 is already marked: a guard never unmarks a lane.
+                let start: Vec<bool> = (0..64).map(|l| l != 3).collect();
+                let mut by_lane = start.clone();
+                check(guard, |l| x.at(l), |l| y.at(l), &mut by_lane);
+                let mut on_rows = start.clone();
+                check_rows(guard, x, y, &mut on_rows);
+                assert_eq!(on_rows, by_lane, "{guard:?}");
+                marked_somewhere += usize::from(by_lane.iter().filter(|ok| !**ok).count() > 1);
+            }
+        }
+        assert!(marked_somewhere > 10, "{marked_somewhere}");
     }
 
     /// A point where the evaluator fails (log of a negative) is declined.
