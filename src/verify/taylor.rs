@@ -892,7 +892,6 @@ fn measure<T: Replayable>(
     jacobian: &Jacobian,
     directions: &[Vec<f64>],
 ) -> Result<Vec<Ladders>, Box<EvalError>> {
-    let base: Vec<ArrayD<T>> = cx.values.iter().map(|a| a.mapv(T::constant)).collect();
     let offsets = offsets_in_u(cx, &jacobian.layout);
     let at = |r: &Result<f64, Box<EvalError>>| match r {
         Ok(l) if l.is_finite() => Ok(Some(*l)),
@@ -916,7 +915,7 @@ fn measure<T: Replayable>(
     let rungs: Vec<Vec<Rung>> = directions
         .par_iter()
         .map(|u| {
-            steps_along(&base, jacobian, u, &eps_ladder)
+            steps_along::<T>(cx.values, jacobian, u, &eps_ladder)
                 .into_iter()
                 .zip(&eps_ladder)
                 .map_while(|(steps, &eps)| {
@@ -1037,7 +1036,7 @@ struct Steps {
 }
 
 fn steps_along<T: Scalar>(
-    base: &[ArrayD<T>],
+    values: &[ArrayD<f64>],
     jacobian: &Jacobian,
     u: &[f64],
     ladder: &[f64],
@@ -1055,7 +1054,7 @@ fn steps_along<T: Scalar>(
     let mut mean_dot_j = vec![-0.0; rungs];
     let mut offset = 0;
     for &(id, n) in &jacobian.layout {
-        let Some(from) = base.get(id.0).and_then(|a| a.as_slice_memory_order()) else {
+        let Some(from) = values.get(id.0).and_then(|a| a.as_slice_memory_order()) else {
             offset += n;
             continue;
         };
@@ -1063,9 +1062,12 @@ fn steps_along<T: Scalar>(
             u.get(offset..).unwrap_or_default(),
             jacobian.flat.get(offset..).unwrap_or_default(),
         );
-        for (i, w) in from.iter().enumerate() {
+        for (i, &w) in from.iter().enumerate() {
             let d = u.get(i).copied().unwrap_or(0.0);
             let j = j.get(i).copied().unwrap_or(0.0);
+            // w in the working precision, rounded here rather than held
+            // as a copy of every tensor.
+            let w = T::constant(w);
             let at = w.real();
             let eps = &ladder[..rungs];
             let (moves, up_squared, up_dot_j) = (
@@ -1075,8 +1077,8 @@ fn steps_along<T: Scalar>(
             );
             let (mean_squared, mean_dot_j) = (&mut mean_squared[..rungs], &mut mean_dot_j[..rungs]);
             for r in 0..rungs {
-                let up = (*w + T::constant(eps[r] * d)).real() - at;
-                let down = (*w + T::constant(-eps[r] * d)).real() - at;
+                let up = (w + T::constant(eps[r] * d)).real() - at;
+                let down = (w + T::constant(-eps[r] * d)).real() - at;
                 let mean = 0.5 * (up - down);
                 moves[r] += up.abs() + down.abs();
                 up_squared[r] += up * up;
