@@ -118,6 +118,17 @@ const CLOCK_STRIDE: usize = 256;
 /// How many terms of sums to evaluate between looks at the clock.
 const CLOCK_TERMS: u32 = 4096;
 
+/// Elements of a definition per chunk computed on a thread of its own
+/// (see [`Evaluation::compute_def_in_chunks`]): past one chunk, a
+/// definition is shared out.
+const PARALLEL_ELEMENTS: usize = 1 << 14;
+
+/// A sum is split in blocks of 2^`BLOCK_LEVEL` terms, one partial sum of
+/// its cascade each (see [`Evaluation::sum_in_blocks`]), once it has
+/// [`PARALLEL_BLOCKS`] of them.
+const BLOCK_LEVEL: u32 = 14;
+const PARALLEL_BLOCKS: i64 = 4;
+
 impl<'p> Instance<'p> {
     /// Resolves the ranges at `sizes`; refuses sizes whose tensors would hold
     /// more than `max_elements` elements in all.
@@ -681,8 +692,12 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
                 })
             });
         }
+        let len = usize::try_from(grid.len().unwrap_or(0)).unwrap_or(0);
+        if self.shares_work() && len >= PARALLEL_ELEMENTS {
+            return self.compute_def_in_chunks(def, grid, len);
+        }
         let mut frame = Frame::new(&def.var_names, def.slots);
-        let mut values = Vec::with_capacity(usize::try_from(grid.len().unwrap_or(0)).unwrap_or(0));
+        let mut values = Vec::with_capacity(len);
         let mut points = grid.points_from(0);
         let mut k = 0usize;
         while let Some(point) = points.next_point() {
@@ -696,6 +711,56 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
                 return Err(self.non_finite(def.body_span(), v.real(), &frame));
             }
             values.push(v);
+        }
+        Ok(values)
+    }
+
+    /// Whether this evaluation may share its work between threads: over a
+    /// number type that allows it ([`Scalar::IN_PARALLEL`]), and where no
+    /// branch taken at a kink is recorded in order.
+    fn shares_work(&self) -> bool {
+        T::IN_PARALLEL && matches!(self.kinks.policy, BranchPolicy::Default)
+    }
+
+    /// [`Evaluation::compute_def`] of a definition that does not read
+    /// itself, its elements in chunks on several threads: each element is
+    /// computed as alone, so the values are the same; the error is the
+    /// first element's in row-major order that fails, as one by one.
+    fn compute_def_in_chunks(
+        &self,
+        def: &Def,
+        grid: &Grid,
+        len: usize,
+    ) -> Result<Vec<T>, Box<EvalError>> {
+        use rayon::prelude::*;
+        let starts: Vec<usize> = (0..len).step_by(PARALLEL_ELEMENTS).collect();
+        let chunks: Vec<Result<Vec<T>, Box<EvalError>>> = starts
+            .into_par_iter()
+            .map(|start| {
+                let mut frame = Frame::new(&def.var_names, def.slots);
+                let mut points = grid.points_from(start);
+                let end = (start + PARALLEL_ELEMENTS).min(len);
+                let mut values = Vec::with_capacity(end - start);
+                for k in start..end {
+                    if k.is_multiple_of(CLOCK_STRIDE) {
+                        self.instance.check_clock()?;
+                    }
+                    let Some(point) = points.next_point() else {
+                        break;
+                    };
+                    frame.set_point(point);
+                    let v = self.body(&def.body, &mut frame)?;
+                    if !v.is_finite_value() {
+                        return Err(self.non_finite(def.body_span(), v.real(), &frame));
+                    }
+                    values.push(v);
+                }
+                Ok(values)
+            })
+            .collect();
+        let mut values = Vec::with_capacity(len);
+        for chunk in chunks {
+            values.extend(chunk?);
         }
         Ok(values)
     }
@@ -1350,6 +1415,14 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             }
             None => Some(lo..=hi),
         };
+        // A long sum of plain terms: whole blocks on several threads.
+        let by_term = match by_term {
+            Some(_) if summing && hoist == Hoist::None && self.shares_work() => {
+                let rest = self.sum_in_blocks(body, var, (lo, hi), &mut sum, frame)?;
+                Some(rest..=hi)
+            }
+            terms => terms,
+        };
         for k in by_term.into_iter().flatten() {
             if frame.count_term() {
                 self.instance.check_clock()?;
@@ -1410,6 +1483,63 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
                 }))
             }
         }
+    }
+
+    /// The terms of a sum from `lo` in whole blocks of 2^[`BLOCK_LEVEL`],
+    /// each summed on a thread of its own in a cascade and pushed into
+    /// `sum` as its partial sum of that level: what pushing the terms one
+    /// by one gives, bit for bit ([`Cascade::push_partial`]). Only a sum of
+    /// several blocks is split; the error is the first failing term's, as
+    /// one by one. Returns the first term left for the caller.
+    fn sum_in_blocks(
+        &self,
+        body: &Node,
+        var: VarId,
+        (lo, hi): (i64, i64),
+        sum: &mut Cascade<T>,
+        frame: &Frame<'_>,
+    ) -> Result<i64, Box<EvalError>> {
+        use rayon::prelude::*;
+        let block = 1i64 << BLOCK_LEVEL;
+        let blocks = (hi - lo + 1).max(0) / block;
+        if blocks < PARALLEL_BLOCKS {
+            return Ok(lo);
+        }
+        let partials: Vec<Result<T, Box<EvalError>>> = (0..blocks)
+            .into_par_iter()
+            .map(|b| {
+                let mut frame = Frame {
+                    names: frame.names,
+                    env: frame.env.clone(),
+                    terms: 0,
+                };
+                let mut part: Cascade<T> = Cascade::default();
+                let from = lo + b * block;
+                for k in from..from + block {
+                    if frame.count_term() {
+                        self.instance.check_clock()?;
+                    }
+                    if let Some(slot) = frame.env.get_mut(var.0) {
+                        *slot = k;
+                    }
+                    let v = self.node(body, &mut frame)?;
+                    part.push(v, |a, b| Ok::<T, ()>(a + b)).ok();
+                }
+                part.finish(|a, b| Ok::<T, ()>(a + b))
+                    .ok()
+                    .flatten()
+                    .ok_or_else(|| {
+                        Box::new(EvalError::Internal {
+                            what: "a block of a sum summed to nothing".to_string(),
+                        })
+                    })
+            })
+            .collect();
+        for partial in partials {
+            sum.push_partial(partial?, BLOCK_LEVEL, |a, b| Ok::<T, ()>(a + b))
+                .ok();
+        }
+        Ok(lo + blocks * block)
     }
 
     /// A sum's terms `x[A(k)] * c` (or `c * x[A(k)]`) with `c` the factor
@@ -1807,13 +1937,22 @@ impl<V: Copy> Default for Cascade<V> {
 }
 
 impl<V: Copy> Cascade<V> {
-    pub(crate) fn push<E>(
+    pub(crate) fn push<E>(&mut self, v: V, add: impl FnMut(V, V) -> Result<V, E>) -> Result<(), E> {
+        self.push_partial(v, 0, add)
+    }
+
+    /// Pushes the sum of 2^`level` terms taken in a cascade of their own:
+    /// where the terms before it are a multiple of 2^`level`, the same as
+    /// pushing its terms one by one (they meet no earlier partial sum
+    /// before they make one of that level, by the same additions).
+    pub(crate) fn push_partial<E>(
         &mut self,
         v: V,
+        level: u32,
         mut add: impl FnMut(V, V) -> Result<V, E>,
     ) -> Result<(), E> {
         let mut v = v;
-        let mut level = 0;
+        let mut level = level;
         while let Some(Some((l, a))) = self.depth.checked_sub(1).map(|d| self.stack[d])
             && (l == level || self.depth == CASCADE_LEVELS)
         {
@@ -2125,6 +2264,48 @@ mod tests {
         }
         let total = sum.finish(add).unwrap()?;
         Some(written.borrow()[total].clone())
+    }
+
+    /// A definition of many elements and a sum of many terms are shared
+    /// out between threads (see `compute_def_in_chunks`, `sum_in_blocks`):
+    /// L is the same bit for bit as one by one (a recording evaluates
+    /// in turn, on its own thread's tape), and where elements or terms fail,
+    /// the error is the first one's, as one by one.
+    #[test]
+    fn work_shared_out_gives_the_values_and_errors_of_one_by_one() {
+        use crate::analysis::{analyze, size_sweep};
+        use crate::eval::record;
+        use crate::source::Source;
+        let text = "
+            dim N = 70000
+            input x[N]
+            param w[N] in (0.5, 2)
+            let z = sum(k) (log(w[k]) * x[k] + exp(-x[k]))
+            y[i] = log(w[i]) * z + x[i] / 3
+        ";
+        let source = Source::new("t.dl", text);
+        let program = analyze(&crate::syntax::parse(&source).unwrap()).unwrap();
+        let sizes = size_sweep(&program, &[]).unwrap().pop().unwrap();
+        let instance = super::Instance::new(&program, &source, sizes, 1 << 20).unwrap();
+        let mut values = super::draw_values(&instance, 4).unwrap();
+        let shared = instance.evaluation(&values).loss().unwrap();
+        let recorded = record::<f64>(&instance, &values).unwrap();
+        let one_by_one = recorded.value(recorded.output);
+        assert_eq!(
+            shared.to_bits(),
+            one_by_one.to_bits(),
+            "{shared} {one_by_one}"
+        );
+        // Two elements of w out of log's domain, in different chunks and
+        // blocks: the first is named, by the sum that reads it first.
+        let w = program.tensors.iter().position(|t| t.name == "w").unwrap();
+        let slice = values[w].as_slice_memory_order_mut().unwrap();
+        slice[50_000] = -2.0;
+        slice[20_000] = -1.0;
+        let shared = instance.evaluation(&values).loss().unwrap_err().to_string();
+        let one_by_one = record::<f64>(&instance, &values).err().unwrap().to_string();
+        assert_eq!(shared, one_by_one);
+        assert!(shared.contains("20001"), "{shared}");
     }
 
     /// A claim's sum `x[A(k)] * c` with `c` hoisted reads x at a stride:

@@ -489,6 +489,7 @@ fn partials<B: Real>(op: Op, a: B, b: B, value: B) -> [B; 2] {
 }
 
 impl<B: TapeReal> Scalar for Rev<B> {
+    const IN_PARALLEL: bool = false;
     fn constant(v: f64) -> Self {
         Self::constant_of(B::of(v))
     }

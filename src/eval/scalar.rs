@@ -21,8 +21,15 @@ pub trait Scalar:
     + Div<Output = Self>
     + Neg<Output = Self>
     + AddAssign
+    + Send
+    + Sync
     + 'static
 {
+    /// Whether an evaluation over this type may share its work between
+    /// threads (the elements of a definition, the blocks of a long sum):
+    /// not where every operation is noted, in order, on the tape of the
+    /// thread that carries it out.
+    const IN_PARALLEL: bool = true;
     /// A constant of the spec in this scalar type (rounded to its precision).
     fn constant(v: f64) -> Self;
     /// The real part as f64: reports, and the choices of code that is not
@@ -187,7 +194,7 @@ fn erf_coefficient(x: f64, k: usize) -> f64 {
     std::f64::consts::FRAC_2_SQRT_PI * (-x * x).exp() * sign * h / factorial
 }
 
-impl<T: DualNum + Copy> Scalar for T {
+impl<T: DualNum + Copy + Send + Sync> Scalar for T {
     #[inline]
     fn constant(v: f64) -> Self {
         T::from(<T::Primitive as NumCast>::from(v).unwrap_or_else(T::Primitive::nan))
