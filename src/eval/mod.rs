@@ -696,11 +696,27 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
         if self.shares_work() && len >= PARALLEL_ELEMENTS {
             return self.compute_def_in_chunks(def, grid, len);
         }
+        self.def_elements(def, grid, 0, None)
+    }
+
+    /// The elements of a definition that does not read itself, row-major
+    /// from `start` up to `end` (else to the grid's end).
+    fn def_elements(
+        &self,
+        def: &Def,
+        grid: &Grid,
+        start: usize,
+        end: Option<usize>,
+    ) -> Result<Vec<T>, Box<EvalError>> {
         let mut frame = Frame::new(&def.var_names, def.slots);
-        let mut values = Vec::with_capacity(len);
-        let mut points = grid.points_from(0);
-        let mut k = 0usize;
+        let len = usize::try_from(grid.len().unwrap_or(0)).unwrap_or(0);
+        let mut values = Vec::with_capacity(end.unwrap_or(len).saturating_sub(start));
+        let mut points = grid.points_from(start);
+        let mut k = start;
         while let Some(point) = points.next_point() {
+            if end.is_some_and(|end| k >= end) {
+                break;
+            }
             if k.is_multiple_of(CLOCK_STRIDE) {
                 self.instance.check_clock()?;
             }
@@ -737,25 +753,8 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
         let chunks: Vec<Result<Vec<T>, Box<EvalError>>> = starts
             .into_par_iter()
             .map(|start| {
-                let mut frame = Frame::new(&def.var_names, def.slots);
-                let mut points = grid.points_from(start);
                 let end = (start + PARALLEL_ELEMENTS).min(len);
-                let mut values = Vec::with_capacity(end - start);
-                for k in start..end {
-                    if k.is_multiple_of(CLOCK_STRIDE) {
-                        self.instance.check_clock()?;
-                    }
-                    let Some(point) = points.next_point() else {
-                        break;
-                    };
-                    frame.set_point(point);
-                    let v = self.body(&def.body, &mut frame)?;
-                    if !v.is_finite_value() {
-                        return Err(self.non_finite(def.body_span(), v.real(), &frame));
-                    }
-                    values.push(v);
-                }
-                Ok(values)
+                self.def_elements(def, grid, start, Some(end))
             })
             .collect();
         let mut values = Vec::with_capacity(len);
