@@ -1039,6 +1039,27 @@ fn nested_short_sums_stop_at_the_time_limit() {
     assert!(why.contains("time limit of 0.3 s at N = 150"), "{why}");
 }
 
+/// A sum whose range holds 10^15 terms (literal ends are allowed) is
+/// taken in blocks on every core, a few at a time: it stops at the time
+/// limit like any other, rather than asking for memory per block up front
+/// (which aborted the process) or outrunning the clock block by block.
+#[test]
+fn a_sum_of_a_quadrillion_terms_stops_at_the_time_limit() {
+    let spec = "dim N = 3
+input x[N]
+loss L = sum(k in 1..=1000000000000000) x[1] * k + x[2] * x[3]
+grad x[j] = [j == 2] * x[3] + [j == 3] * x[2]
+";
+    let options = Options {
+        timeout: Duration::from_millis(300),
+        ..Options::default()
+    };
+    let outcome = check_within(spec, &options, HANG);
+    let c = &outcome.claims[0];
+    assert_eq!(c.status(), ClaimStatus::Error, "{}", render(&outcome));
+    assert!(render(&outcome).contains("time limit of 0.3 s"), "{}", render(&outcome));
+}
+
 #[test]
 fn a_claim_asking_for_more_steps_than_allowed_is_not_checked() {
     let spec = |steps: &str| {

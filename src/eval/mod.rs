@@ -127,6 +127,7 @@ const PARALLEL_ELEMENTS: usize = 1 << 14;
 /// its cascade each (see [`Evaluation::sum_in_blocks`]), once it has
 /// [`PARALLEL_BLOCKS`] of them.
 const BLOCK_LEVEL: u32 = 14;
+/// Blocks a sum must have to be split: below, the terms go one by one.
 const PARALLEL_BLOCKS: i64 = 4;
 
 impl<'p> Instance<'p> {
@@ -749,19 +750,28 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
         len: usize,
     ) -> Result<Vec<T>, Box<EvalError>> {
         use rayon::prelude::*;
-        let starts: Vec<usize> = (0..len).step_by(PARALLEL_ELEMENTS).collect();
-        let chunks: Vec<Result<Vec<T>, Box<EvalError>>> = starts
-            .into_par_iter()
-            .map(|start| {
-                let end = (start + PARALLEL_ELEMENTS).min(len);
-                self.def_elements(def, grid, start, Some(end))
+        // Each chunk is written in place: the definition is held once.
+        let mut values = vec![T::zero(); len];
+        let failed: Vec<Box<EvalError>> = values
+            .par_chunks_mut(PARALLEL_ELEMENTS)
+            .enumerate()
+            .filter_map(|(c, out)| {
+                let start = c * PARALLEL_ELEMENTS;
+                match self.def_elements(def, grid, start, Some(start + out.len())) {
+                    Ok(chunk) => {
+                        for (slot, v) in out.iter_mut().zip(chunk) {
+                            *slot = v;
+                        }
+                        None
+                    }
+                    Err(e) => Some(e),
+                }
             })
             .collect();
-        let mut values = Vec::with_capacity(len);
-        for chunk in chunks {
-            values.extend(chunk?);
+        match failed.into_iter().next() {
+            Some(first) => Err(first),
+            None => Ok(values),
         }
-        Ok(values)
     }
 
     /// Recurrent definitions, computed one step of their first axis at a
@@ -1486,10 +1496,13 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
 
     /// The terms of a sum from `lo` in whole blocks of 2^[`BLOCK_LEVEL`],
     /// each summed on a thread of its own in a cascade and pushed into
-    /// `sum` as its partial sum of that level: what pushing the terms one
-    /// by one gives, bit for bit ([`Cascade::push_partial`]). Only a sum of
-    /// several blocks is split; the error is the first failing term's, as
-    /// one by one. Returns the first term left for the caller.
+    /// `sum` (empty so far) as its partial sum of that level: what pushing
+    /// the terms one by one gives, bit for bit ([`Cascade::push_partial`]).
+    /// Only a sum of several blocks is split, a few blocks per thread at a
+    /// time, so that what is held, and what is computed past a failing
+    /// term or the time limit, stays bounded whatever the range; the error
+    /// is the first failing term's, as one by one. Returns the first term
+    /// left for the caller.
     fn sum_in_blocks(
         &self,
         body: &Node,
@@ -1500,45 +1513,67 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
     ) -> Result<i64, Box<EvalError>> {
         use rayon::prelude::*;
         let block = 1i64 << BLOCK_LEVEL;
-        let blocks = (hi - lo + 1).max(0) / block;
+        // In i128: a range's ends are affine in the sizes, and may be as
+        // far apart as an i64 allows.
+        let terms = (i128::from(hi) - i128::from(lo) + 1).max(0);
+        let blocks = i64::try_from(terms / i128::from(block)).unwrap_or(i64::MAX);
         if blocks < PARALLEL_BLOCKS {
             return Ok(lo);
         }
-        let partials: Vec<Result<T, Box<EvalError>>> = (0..blocks)
-            .into_par_iter()
-            .map(|b| {
-                let mut frame = Frame {
-                    names: frame.names,
-                    env: frame.env.clone(),
-                    terms: 0,
-                };
-                let mut part: Cascade<T> = Cascade::default();
-                let from = lo + b * block;
-                for k in from..from + block {
-                    if frame.count_term() {
-                        self.instance.check_clock()?;
-                    }
-                    if let Some(slot) = frame.env.get_mut(var.0) {
-                        *slot = k;
-                    }
-                    let v = self.node(body, &mut frame)?;
-                    part.push(v, |a, b| Ok::<T, ()>(a + b)).ok();
-                }
-                part.finish(|a, b| Ok::<T, ()>(a + b))
-                    .ok()
-                    .flatten()
-                    .ok_or_else(|| {
-                        Box::new(EvalError::Internal {
-                            what: "a block of a sum summed to nothing".to_string(),
-                        })
-                    })
-            })
-            .collect();
-        for partial in partials {
-            sum.push_partial(partial?, BLOCK_LEVEL, |a, b| Ok::<T, ()>(a + b))
-                .ok();
+        let wave = i64::try_from(rayon::current_num_threads().saturating_mul(4))
+            .unwrap_or(4)
+            .max(1);
+        let mut done = 0;
+        while done < blocks {
+            let upto = done.saturating_add(wave).min(blocks);
+            let partials: Vec<Result<T, Box<EvalError>>> = (done..upto)
+                .into_par_iter()
+                .map(|b| self.block_sum(body, var, lo.saturating_add(b * block), frame))
+                .collect();
+            for partial in partials {
+                sum.push_partial(partial?, BLOCK_LEVEL, |a, b| Ok::<T, ()>(a + b))
+                    .ok();
+            }
+            done = upto;
         }
-        Ok(lo + blocks * block)
+        Ok(lo.saturating_add(blocks.saturating_mul(block)))
+    }
+
+    /// The cascade sum of the 2^[`BLOCK_LEVEL`] terms from `from`, in a
+    /// frame of its own; the clock is looked at as it starts, and as often
+    /// as one by one after.
+    fn block_sum(
+        &self,
+        body: &Node,
+        var: VarId,
+        from: i64,
+        frame: &Frame<'_>,
+    ) -> Result<T, Box<EvalError>> {
+        self.instance.check_clock()?;
+        let mut frame = Frame {
+            names: frame.names,
+            env: frame.env.clone(),
+            terms: 0,
+        };
+        let mut part: Cascade<T> = Cascade::default();
+        for k in from..from.saturating_add(1 << BLOCK_LEVEL) {
+            if frame.count_term() {
+                self.instance.check_clock()?;
+            }
+            if let Some(slot) = frame.env.get_mut(var.0) {
+                *slot = k;
+            }
+            let v = self.node(body, &mut frame)?;
+            part.push(v, |a, b| Ok::<T, ()>(a + b)).ok();
+        }
+        part.finish(|a, b| Ok::<T, ()>(a + b))
+            .ok()
+            .flatten()
+            .ok_or_else(|| {
+                Box::new(EvalError::Internal {
+                    what: "a block of a sum summed to nothing".to_string(),
+                })
+            })
     }
 
     /// A sum's terms `x[A(k)] * c` (or `c * x[A(k)]`) with `c` the factor
