@@ -257,8 +257,8 @@ fn check_claims(cx: &SizeContext<'_>, checks: &mut [Box<dyn ClaimCheck + Send + 
         // The replay of L that probes and Taylor ladders run, compiled now
         // while the derivation's recording is about all that is held:
         // compiled beside the claims' first work, the recording, its
-        // schedule and the program were held at once with theirs, the
-        // run's peak memory (A3 at N = 10^6: 430 MB, now 355 MB).
+        // schedule and the program were held at once with theirs, which
+        // made the peak memory of a large layer.
         let _ = <f64 as context::Replayable>::replay(cx);
     }
     let queue = std::sync::Mutex::new(claim_order(cx.program, checks).into_iter());
