@@ -1057,7 +1057,11 @@ grad x[j] = [j == 2] * x[3] + [j == 3] * x[2]
     let outcome = check_within(spec, &options, HANG);
     let c = &outcome.claims[0];
     assert_eq!(c.status(), ClaimStatus::Error, "{}", render(&outcome));
-    assert!(render(&outcome).contains("time limit of 0.3 s"), "{}", render(&outcome));
+    assert!(
+        render(&outcome).contains("time limit of 0.3 s"),
+        "{}",
+        render(&outcome)
+    );
 }
 
 #[test]
