@@ -351,6 +351,31 @@ enum DefState<T> {
     Failed(Box<EvalError>),
 }
 
+/// A body's value at every point of a grid ([`Evaluation::body_everywhere`]),
+/// row-major: one value per point, NaN where the body failed, and the
+/// failures apart, by point in order. A layer's million values are then
+/// held once, not once as results and again as the values they held.
+#[derive(Debug)]
+pub struct Everywhere<T> {
+    pub values: Vec<T>,
+    /// (point, why), in the order of the points.
+    pub errors: Vec<(usize, Box<EvalError>)>,
+}
+
+impl<T: Copy> Everywhere<T> {
+    /// Each point's value or failure, in order.
+    #[cfg(test)]
+    pub fn into_results(self) -> Vec<Result<T, Box<EvalError>>> {
+        let mut results: Vec<Result<T, Box<EvalError>>> = self.values.into_iter().map(Ok).collect();
+        for (k, e) in self.errors {
+            if let Some(slot) = results.get_mut(k) {
+                *slot = Err(e);
+            }
+        }
+        results
+    }
+}
+
 /// Index-variable values at the point being evaluated, with their names.
 #[derive(Clone)]
 pub struct Frame<'n> {
@@ -961,7 +986,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
     /// `body` at every point of `grid`, row-major, its index variables
     /// named `names` (the first `slots` ranging over the grid's axes).
     /// Points are independent, so they are evaluated on every core, in
-    /// chunks that each keep a frame.
+    /// chunks that each keep a frame and write their values in place.
     ///
     /// Only for plain number types under the default branch policy: a
     /// recording type (`Rev`) keeps its tape per thread, and a policy that
@@ -973,7 +998,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
         grid: &Grid,
         names: &[String],
         slots: usize,
-    ) -> Vec<Result<T, Box<EvalError>>>
+    ) -> Everywhere<T>
     where
         T: Send + Sync,
     {
@@ -981,20 +1006,31 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
         debug_assert!(matches!(self.kinks.policy, BranchPolicy::Default));
         const CHUNK: usize = 1024;
         let n = usize::try_from(grid.len().unwrap_or(0)).unwrap_or(0);
-        let starts: Vec<usize> = (0..n).step_by(CHUNK).collect();
-        starts
-            .into_par_iter()
-            .flat_map_iter(|start| {
+        let mut values = vec![T::constant(f64::NAN); n];
+        let errors: Vec<Vec<(usize, Box<EvalError>)>> = values
+            .par_chunks_mut(CHUNK)
+            .enumerate()
+            .map(|(c, chunk)| {
+                let start = c * CHUNK;
                 let mut frame = Frame::new(names, slots);
                 let mut points = grid.points_from(start);
-                (start..(start + CHUNK).min(n)).map(move |_| {
+                let mut errors = vec![];
+                for (i, slot) in chunk.iter_mut().enumerate() {
                     if let Some(point) = points.next_point() {
                         frame.set_point(point);
                     }
-                    self.body(body, &mut frame)
-                })
+                    match self.body(body, &mut frame) {
+                        Ok(v) => *slot = v,
+                        Err(e) => errors.push((start + i, e)),
+                    }
+                }
+                errors
             })
-            .collect()
+            .collect();
+        Everywhere {
+            values,
+            errors: errors.into_iter().flatten().collect(),
+        }
     }
 
     /// The value of a body (expression or cases) at the frame's point.
@@ -1528,7 +1564,9 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             let upto = done.saturating_add(wave).min(blocks);
             let partials: Vec<Result<T, Box<EvalError>>> = (done..upto)
                 .into_par_iter()
-                .map(|b| self.block_sum(body, var, lo.saturating_add(b * block), frame))
+                .map(|b| {
+                    self.block_sum(body, var, lo.saturating_add(b.saturating_mul(block)), frame)
+                })
                 .collect();
             for partial in partials {
                 sum.push_partial(partial?, BLOCK_LEVEL, |a, b| Ok::<T, ()>(a + b))
@@ -2376,18 +2414,14 @@ mod tests {
             };
             let grid = instance.tensor_grid(claim.target);
             let at = |body| {
-                let f64s = instance.evaluation(&values).body_everywhere(
-                    body,
-                    grid,
-                    &claim.var_names,
-                    claim.slots,
-                );
-                let dds = instance.evaluation(&precise).body_everywhere(
-                    body,
-                    grid,
-                    &claim.var_names,
-                    claim.slots,
-                );
+                let f64s = instance
+                    .evaluation(&values)
+                    .body_everywhere(body, grid, &claim.var_names, claim.slots)
+                    .into_results();
+                let dds = instance
+                    .evaluation(&precise)
+                    .body_everywhere(body, grid, &claim.var_names, claim.slots)
+                    .into_results();
                 f64s.into_iter()
                     .zip(dds)
                     .map(|(a, b)| match (a, b) {

@@ -25,7 +25,7 @@ use super::{ClaimCheck, ROUNDING_SURE, Shrinkage, shrinkage, tolerance_ratio};
 use crate::analysis::Sizes;
 use crate::analysis::program::{GradClaim, TensorId};
 use crate::eval::double_double::Dd;
-use crate::eval::{EvalError, Frame, precise_directional_derivative};
+use crate::eval::{EvalError, Everywhere, Frame, precise_directional_derivative};
 
 /// Units of rounding per term allowed between two exact formulas.
 const ROUNDING_ULPS: f64 = 64.0;
@@ -160,31 +160,31 @@ impl GradCheck<'_> {
         self.outcome.sizes.push(sizes.clone());
         self.note_derivation(derivation, &sizes);
         let derived = derived.as_slice_memory_order().unwrap_or(&[]);
-        // The claimed value at every element; failures are evidence, not aborts.
-        let mut claimed: Vec<Option<f64>> = Vec::with_capacity(derived.len());
+        // The claimed value at every element, NaN where it is undefined
+        // (a defined value is finite); failures are evidence, not aborts.
+        let Everywhere {
+            values: mut claimed,
+            errors,
+        } = cx
+            .evaluation
+            .body_everywhere(&claim.body, &grid, &claim.var_names, claim.slots);
+        // Out of time is no evidence against the claim.
+        if let Some((_, e)) = errors.iter().find(|(_, e)| e.is_timeout()) {
+            self.undecided(e.to_string());
+            return;
+        }
         let mut failures: Vec<(Vec<i64>, EvalError)> = vec![];
         let mut frame = Frame::new(&claim.var_names, claim.slots);
-        let values =
-            cx.evaluation
-                .body_everywhere(&claim.body, &grid, &claim.var_names, claim.slots);
-        for (k, value) in values.into_iter().enumerate() {
-            match value {
-                Ok(v) if v.is_finite() => claimed.push(Some(v)),
-                Ok(v) => {
-                    let point = grid.point(k);
-                    frame.set_point(&point);
-                    failures.push((point, non_finite(cx, claim, v, &frame)));
-                    claimed.push(None);
-                }
-                // Out of time is no evidence against the claim.
-                Err(e) if e.is_timeout() => {
-                    self.undecided(e.to_string());
-                    return;
-                }
-                Err(e) => {
-                    failures.push((grid.point(k), *e));
-                    claimed.push(None);
-                }
+        let mut errors = errors.into_iter().peekable();
+        for (k, v) in claimed.iter_mut().enumerate() {
+            if let Some((_, e)) = errors.next_if(|(at, _)| *at == k) {
+                failures.push((grid.point(k), *e));
+                *v = f64::NAN;
+            } else if !v.is_finite() {
+                let point = grid.point(k);
+                frame.set_point(&point);
+                failures.push((point, non_finite(cx, claim, *v, &frame)));
+                *v = f64::NAN;
             }
         }
         // Where the true gradient is itself infinite or NaN, a claim that
@@ -238,9 +238,9 @@ impl GradCheck<'_> {
         let tolerances: Vec<f64> = derived
             .iter()
             .zip(&claimed)
-            .map(|(&ad, cf)| {
+            .map(|(&ad, &cf)| {
                 let ad = if ad.is_finite() { ad.abs() } else { 0.0 };
-                let scale = cf.map_or(ad, |cf| ad.max(cf.abs()));
+                let scale = if cf.is_nan() { ad } else { ad.max(cf.abs()) };
                 // Below the normal range f64 rounds by an absolute unit,
                 // 2⁻¹⁰⁷⁴, not relative to the value: a gradient that decays
                 // to subnormals (a long recurrence) keeps a few of them.
@@ -252,8 +252,10 @@ impl GradCheck<'_> {
         // own scale. What it flags may still be rounding in cancelling
         // terms, or a kink: judged one by one below.
         let mut flagged: Vec<usize> = vec![];
-        for (k, (&ad, cf)) in derived.iter().zip(&claimed).enumerate() {
-            let Some(cf) = *cf else { continue };
+        for (k, (&ad, &cf)) in derived.iter().zip(&claimed).enumerate() {
+            if cf.is_nan() {
+                continue;
+            }
             let tolerance = tolerances[k];
             let error = (ad - cf).abs();
             // NaN (autodiff at a kink it cannot differentiate) is flagged
@@ -281,7 +283,7 @@ impl GradCheck<'_> {
         // What rounding may account for at each element, for the sums below.
         let mut allowance = tolerances.clone();
         for (&k, judgement) in flagged.iter().zip(judged) {
-            let (ad, cf) = (derived[k], claimed[k].unwrap_or(f64::NAN));
+            let (ad, cf) = (derived[k], claimed[k]);
             let index = grid.point(k);
             match judgement {
                 Judgement::Rounding { precise, allowed } => {
@@ -363,8 +365,7 @@ impl GradCheck<'_> {
         record_mismatches(&mut self.outcome, &sizes, &mismatched);
         let probe = cx.probe(target);
         self.fd.merge(&probe.guard);
-        if claimed.iter().all(Option::is_some) {
-            let claimed: Vec<f64> = claimed.into_iter().flatten().collect();
+        if claimed.iter().all(|v| !v.is_nan()) {
             if cx.forward_kinks().met == 0 {
                 self.directional((&claimed, derived), (&tolerances, &allowance), &probe, cx);
             } else {
@@ -666,7 +667,7 @@ fn judge_flagged(
     cx: &SizeContext<'_>,
     claim: &GradClaim,
     derived: &[f64],
-    claimed: &[Option<f64>],
+    claimed: &[f64],
     flagged: &[usize],
     tolerances: &[f64],
 ) -> Result<Vec<Judgement>, String> {
@@ -708,7 +709,7 @@ fn judge_flagged(
                 cx,
                 target,
                 k,
-                (derived[k], claimed[k].unwrap_or(f64::NAN)),
+                (derived[k], claimed[k]),
                 (ad_precise, cf_precise),
                 tolerances[k],
             ));

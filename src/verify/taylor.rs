@@ -1228,21 +1228,23 @@ fn closed_form(
 ) -> Result<Vec<f64>, String> {
     let grid = cx.instance.tensor_grid(target);
     let mut frame = Frame::new(var_names, slots);
-    let mut values = vec![];
     let claimed = evaluation.body_everywhere(body, grid, var_names, slots);
-    for (k, value) in claimed.into_iter().enumerate() {
-        match value.map(Dd::to_f64) {
-            Ok(v) if v.is_finite() => values.push(v),
-            Ok(v) => {
-                frame.set_point(&grid.point(k));
-                return Err(format!(
-                    "it is {} at {}",
-                    format_value(v),
-                    frame.describe(&cx.instance.sizes)
-                ));
-            }
-            Err(e) => return Err(e.to_string()),
+    let mut errors = claimed.errors.into_iter().peekable();
+    let mut values = Vec::with_capacity(claimed.values.len());
+    for (k, value) in claimed.values.into_iter().enumerate() {
+        if let Some((_, e)) = errors.next_if(|(at, _)| *at == k) {
+            return Err(e.to_string());
         }
+        let v = value.to_f64();
+        if !v.is_finite() {
+            frame.set_point(&grid.point(k));
+            return Err(format!(
+                "it is {} at {}",
+                format_value(v),
+                frame.describe(&cx.instance.sizes)
+            ));
+        }
+        values.push(v);
     }
     Ok(values)
 }
