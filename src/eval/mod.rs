@@ -1556,6 +1556,11 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
         if blocks < PARALLEL_BLOCKS {
             return Ok(lo);
         }
+        // The first term of block b, in i128 as the length: lo may lie far
+        // below zero, and b · block past i64::MAX.
+        let first_of = |b: i64| {
+            i64::try_from(i128::from(lo) + i128::from(b) * i128::from(block)).unwrap_or(i64::MAX)
+        };
         let wave = i64::try_from(rayon::current_num_threads().saturating_mul(4))
             .unwrap_or(4)
             .max(1);
@@ -1564,9 +1569,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             let upto = done.saturating_add(wave).min(blocks);
             let partials: Vec<Result<T, Box<EvalError>>> = (done..upto)
                 .into_par_iter()
-                .map(|b| {
-                    self.block_sum(body, var, lo.saturating_add(b.saturating_mul(block)), frame)
-                })
+                .map(|b| self.block_sum(body, var, first_of(b), frame))
                 .collect();
             for partial in partials {
                 sum.push_partial(partial?, BLOCK_LEVEL, |a, b| Ok::<T, ()>(a + b))
@@ -1574,7 +1577,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             }
             done = upto;
         }
-        Ok(lo.saturating_add(blocks.saturating_mul(block)))
+        Ok(first_of(blocks))
     }
 
     /// The cascade sum of the 2^[`BLOCK_LEVEL`] terms from `from`, in a
