@@ -798,12 +798,32 @@ impl<B: TapeReal> Replay<B> {
         elements: &[(usize, usize)],
         input_of: impl Fn(usize, usize) -> f64,
     ) -> Cones<B> {
+        // Most calls ask for at most 64 elements: their masks are one word,
+        // which the scan then handles as a plain integer.
+        if elements.len() <= 64 {
+            self.scan_cones::<1>(elements, input_of)
+        } else {
+            self.scan_cones::<0>(elements, input_of)
+        }
+    }
+
+    /// The scan behind [`Replay::cones`], with masks of `WORDS` words, or
+    /// of as many as the elements need where `WORDS` is 0.
+    fn scan_cones<const WORDS: usize>(
+        &self,
+        elements: &[(usize, usize)],
+        input_of: impl Fn(usize, usize) -> f64,
+    ) -> Cones<B> {
         let zero = B::of(0.0);
         let mut cones: Vec<Cone<B>> = elements.iter().map(|_| Cone::default()).collect();
         let mut value = vec![zero; self.registers];
         let mut producer = vec![NONE; self.registers];
         // Which elements (up to 64 per word) reach each register's value.
-        let words = elements.len().div_ceil(64).max(1);
+        let words = match WORDS {
+            0 => elements.len().div_ceil(64).max(1),
+            fixed => fixed,
+        };
+        debug_assert!(elements.len() <= words * 64);
         let mut reach = vec![0u64; self.registers * words];
         // An element named twice shares the cone of its first mention.
         let mut index: std::collections::HashMap<(usize, usize), usize> = Default::default();
@@ -813,14 +833,17 @@ impl<B: TapeReal> Replay<B> {
             .map(|(e, &x)| *index.entry(x).or_insert(e))
             .collect();
         // The element each input is, if any: one look-up per input, here,
-        // rather than one per load in the scan.
+        // rather than one per load in the scan; by binary search in the few
+        // elements asked for, which costs less than hashing every input.
+        let mut firsts: Vec<((usize, usize), usize)> = index.into_iter().collect();
+        firsts.sort_unstable();
         let element_of: Vec<u32> = self
             .inputs
             .iter()
             .map(|x| {
-                index
-                    .get(&(x.0 as usize, x.1 as usize))
-                    .map_or(NONE, |&e| e as u32)
+                firsts
+                    .binary_search_by_key(&(x.0 as usize, x.1 as usize), |&(x, _)| x)
+                    .map_or(NONE, |i| firsts[i].1 as u32)
             })
             .collect();
         let constant = |x: Src| {
@@ -1574,6 +1597,44 @@ mod tests {
             assert_eq!(replay.run_cone(&cones, e, &moved), whole);
         }
         assert_ne!(replay.run_cone(&cones, 1, &moved), whole);
+    }
+
+    /// Cones asked for many elements at once (masks of several words) move
+    /// each element as a whole run does, whichever word it falls in, as
+    /// cones of one word do.
+    #[test]
+    fn cones_of_many_elements_move_each_as_a_whole_run() {
+        let text = "
+            dim n = 150
+            input x[n] in (-2, 2)
+            y[i] = x[i] * x[i] + tanh(sum(k) x[k]) * x[n - 1 - i]
+        ";
+        let source = Source::new("t.dl", text);
+        let program = analyze(&crate::syntax::parse(&source).unwrap()).unwrap();
+        let instance = instance_of(&program, &source);
+        let values = draw_values(&instance, 4).unwrap();
+        let replay = Replay::compile(record::<f64>(&instance, &values).unwrap()).unwrap();
+        let x = program.tensors.iter().position(|t| t.name == "x").unwrap();
+        let flat: Vec<&[f64]> = values
+            .iter()
+            .map(|a| a.as_slice_memory_order().unwrap())
+            .collect();
+        // 140 elements: three words of mask, the last one partly used.
+        let elements: Vec<(usize, usize)> = (0..140).map(|p| (x, (p * 7) % 150)).collect();
+        let many = replay.cones(&elements, |k, p| flat[k][p]);
+        for (e, &(_, p)) in elements.iter().enumerate() {
+            let moved = [flat[x][p] + 0.125, flat[x][p] - 0.5];
+            let whole = replay.run_with(2, |l, k, q| {
+                if (k, q) == (x, p) {
+                    moved[l]
+                } else {
+                    flat[k][q]
+                }
+            });
+            assert_eq!(replay.run_cone(&many, e, &moved), whole, "element {e}");
+            let one = replay.cones(&[(x, p)], |k, q| flat[k][q]);
+            assert_eq!(replay.run_cone(&one, 0, &moved), whole, "element {e} alone");
+        }
     }
 
     /// A guard on rows marks the lanes the lane-by-lane test marks, for
