@@ -1574,29 +1574,37 @@ mod tests {
             input x[n] in (-2, 2)
             y[i] = x[i] * x[i] + sum(k) x[k]
         ";
+        with_replay_of(text, 1, |replay, flat, x| {
+            let cones = replay.cones(&[(x, 2), (x, 3), (x, 2)], |k, p| flat[k][p]);
+            let moved = [flat[x][2] + 0.25];
+            let whole = replay.run_with(1, |_, k, p| {
+                if (k, p) == (x, 2) {
+                    moved[0]
+                } else {
+                    flat[k][p]
+                }
+            });
+            for e in [0, 2] {
+                assert_eq!(replay.run_cone(&cones, e, &moved), whole);
+            }
+            assert_ne!(replay.run_cone(&cones, 1, &moved), whole);
+        });
+    }
+
+    /// The replay of `text`'s L at the values drawn with `seed`, handed to
+    /// `check` with every tensor's values row-major and the index of `x`.
+    fn with_replay_of(text: &str, seed: u64, check: impl FnOnce(&Replay<f64>, &[&[f64]], usize)) {
         let source = Source::new("t.dl", text);
         let program = analyze(&crate::syntax::parse(&source).unwrap()).unwrap();
         let instance = instance_of(&program, &source);
-        let values = draw_values(&instance, 1).unwrap();
+        let values = draw_values(&instance, seed).unwrap();
         let replay = Replay::compile(record::<f64>(&instance, &values).unwrap()).unwrap();
         let x = program.tensors.iter().position(|t| t.name == "x").unwrap();
         let flat: Vec<&[f64]> = values
             .iter()
             .map(|a| a.as_slice_memory_order().unwrap())
             .collect();
-        let cones = replay.cones(&[(x, 2), (x, 3), (x, 2)], |k, p| flat[k][p]);
-        let moved = [flat[x][2] + 0.25];
-        let whole = replay.run_with(1, |_, k, p| {
-            if (k, p) == (x, 2) {
-                moved[0]
-            } else {
-                flat[k][p]
-            }
-        });
-        for e in [0, 2] {
-            assert_eq!(replay.run_cone(&cones, e, &moved), whole);
-        }
-        assert_ne!(replay.run_cone(&cones, 1, &moved), whole);
+        check(&replay, &flat, x);
     }
 
     /// Cones asked for many elements at once (masks of several words) move
@@ -1609,32 +1617,24 @@ mod tests {
             input x[n] in (-2, 2)
             y[i] = x[i] * x[i] + tanh(sum(k) x[k]) * x[n - 1 - i]
         ";
-        let source = Source::new("t.dl", text);
-        let program = analyze(&crate::syntax::parse(&source).unwrap()).unwrap();
-        let instance = instance_of(&program, &source);
-        let values = draw_values(&instance, 4).unwrap();
-        let replay = Replay::compile(record::<f64>(&instance, &values).unwrap()).unwrap();
-        let x = program.tensors.iter().position(|t| t.name == "x").unwrap();
-        let flat: Vec<&[f64]> = values
-            .iter()
-            .map(|a| a.as_slice_memory_order().unwrap())
-            .collect();
-        // 140 elements: three words of mask, the last one partly used.
-        let elements: Vec<(usize, usize)> = (0..140).map(|p| (x, (p * 7) % 150)).collect();
-        let many = replay.cones(&elements, |k, p| flat[k][p]);
-        for (e, &(_, p)) in elements.iter().enumerate() {
-            let moved = [flat[x][p] + 0.125, flat[x][p] - 0.5];
-            let whole = replay.run_with(2, |l, k, q| {
-                if (k, q) == (x, p) {
-                    moved[l]
-                } else {
-                    flat[k][q]
-                }
-            });
-            assert_eq!(replay.run_cone(&many, e, &moved), whole, "element {e}");
-            let one = replay.cones(&[(x, p)], |k, q| flat[k][q]);
-            assert_eq!(replay.run_cone(&one, 0, &moved), whole, "element {e} alone");
-        }
+        with_replay_of(text, 4, |replay, flat, x| {
+            // 140 elements: three words of mask, the last one partly used.
+            let elements: Vec<(usize, usize)> = (0..140).map(|p| (x, (p * 7) % 150)).collect();
+            let many = replay.cones(&elements, |k, p| flat[k][p]);
+            for (e, &(_, p)) in elements.iter().enumerate() {
+                let moved = [flat[x][p] + 0.125, flat[x][p] - 0.5];
+                let whole = replay.run_with(2, |l, k, q| {
+                    if (k, q) == (x, p) {
+                        moved[l]
+                    } else {
+                        flat[k][q]
+                    }
+                });
+                assert_eq!(replay.run_cone(&many, e, &moved), whole, "element {e}");
+                let one = replay.cones(&[(x, p)], |k, q| flat[k][q]);
+                assert_eq!(replay.run_cone(&one, 0, &moved), whole, "element {e} alone");
+            }
+        });
     }
 
     /// A guard on rows marks the lanes the lane-by-lane test marks, for
