@@ -3,6 +3,7 @@
 //! Errors: `dl::eval::*`.
 
 mod autodiff;
+mod columns;
 mod dd_special;
 pub mod distribution;
 pub mod double_double;
@@ -1002,6 +1003,36 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
     where
         T: Send + Sync,
     {
+        let blockwise = columns::covers(body, slots, self.instance.program);
+        self.everywhere(body, grid, Frame::new(names, slots), blockwise)
+    }
+
+    /// [`Evaluation::body_everywhere`] by the tree walk alone, point by
+    /// point: what the block evaluation must agree with.
+    #[cfg(test)]
+    pub fn body_everywhere_point_by_point(
+        &self,
+        body: &Body,
+        grid: &Grid,
+        names: &[String],
+        slots: usize,
+    ) -> Everywhere<T>
+    where
+        T: Send + Sync,
+    {
+        self.everywhere(body, grid, Frame::new(names, slots), false)
+    }
+
+    fn everywhere(
+        &self,
+        body: &Body,
+        grid: &Grid,
+        frame: Frame<'_>,
+        blockwise: bool,
+    ) -> Everywhere<T>
+    where
+        T: Send + Sync,
+    {
         use rayon::prelude::*;
         debug_assert!(matches!(self.kinks.policy, BranchPolicy::Default));
         const CHUNK: usize = 1024;
@@ -1012,25 +1043,74 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             .enumerate()
             .map(|(c, chunk)| {
                 let start = c * CHUNK;
-                let mut frame = Frame::new(names, slots);
-                let mut points = grid.points_from(start);
-                let mut errors = vec![];
-                for (i, slot) in chunk.iter_mut().enumerate() {
-                    if let Some(point) = points.next_point() {
-                        frame.set_point(point);
-                    }
-                    match self.body(body, &mut frame) {
-                        Ok(v) => *slot = v,
-                        Err(e) => errors.push((start + i, e)),
-                    }
+                let mut frame = frame.clone();
+                if blockwise {
+                    self.chunk_blockwise(body, grid, start, chunk, &mut frame)
+                } else {
+                    self.chunk_point_by_point(body, grid, start, chunk, &mut frame)
                 }
-                errors
             })
             .collect();
         Everywhere {
             values,
             errors: errors.into_iter().flatten().collect(),
         }
+    }
+
+    /// One chunk of [`Evaluation::body_everywhere`] (its points from
+    /// `start` on), by the tree walk at each point: its failures.
+    fn chunk_point_by_point(
+        &self,
+        body: &Body,
+        grid: &Grid,
+        start: usize,
+        chunk: &mut [T],
+        frame: &mut Frame<'_>,
+    ) -> Vec<(usize, Box<EvalError>)> {
+        let mut points = grid.points_from(start);
+        let mut errors = vec![];
+        for (i, slot) in chunk.iter_mut().enumerate() {
+            if let Some(point) = points.next_point() {
+                frame.set_point(point);
+            }
+            match self.body(body, frame) {
+                Ok(v) => *slot = v,
+                Err(e) => errors.push((start + i, e)),
+            }
+        }
+        errors
+    }
+
+    /// One chunk of [`Evaluation::body_everywhere`] (its points from
+    /// `start` on) evaluated a block at a time, the tree walk taking the
+    /// points the block leaves unsettled (see [`columns`]): its failures.
+    fn chunk_blockwise(
+        &self,
+        body: &Body,
+        grid: &Grid,
+        start: usize,
+        chunk: &mut [T],
+        frame: &mut Frame<'_>,
+    ) -> Vec<(usize, Box<EvalError>)> {
+        let block = columns::Block::of_grid(grid, start, chunk.len(), frame.env.len());
+        let chunk = &mut chunk[..block.len()];
+        let mut unsettled = vec![false; chunk.len()];
+        self.body_block(body, &block, chunk, &mut unsettled);
+        let mut errors = vec![];
+        for (i, slot) in chunk.iter_mut().enumerate() {
+            if !unsettled[i] {
+                continue;
+            }
+            frame.set_point(&grid.point(start + i));
+            match self.body(body, frame) {
+                Ok(v) => *slot = v,
+                Err(e) => {
+                    *slot = T::constant(f64::NAN);
+                    errors.push((start + i, e));
+                }
+            }
+        }
+        errors
     }
 
     /// The value of a body (expression or cases) at the frame's point.

@@ -1,0 +1,623 @@
+//! A body evaluated a block of points at a time: each node of the tree is
+//! visited once per block and computes a column of values, rather than
+//! once per point. A claim's body at a million points then costs a few
+//! tight loops per node instead of a million walks of the tree.
+//!
+//! The block evaluation covers the common part of the language
+//! ([`covers`]): numbers, sizes, indices, reads of tensors and definitions,
+//! arithmetic, Iverson brackets and guarded products, and cases, with
+//! conditions on anything. It only ever computes values; wherever the tree
+//! walk ([`Evaluation::body`]) would do more than compute one (report an
+//! error, note a kink, compare the values of overlapping cases), the point
+//! is marked *unsettled* and the tree walk evaluates it alone, so that the
+//! result, error and kink log are the tree walk's at every point. Where a
+//! point is settled, its value is the tree walk's bit for bit: the same
+//! operations on the same values in the same order.
+
+use std::cmp::Ordering::Equal;
+
+use super::{Evaluation, Scalar, UNBOUND, is_non_positive, is_zero, reads_tensors};
+use crate::analysis::program::{
+    Affine, Body, Case, Cond, CondKind, DefId, Node, NodeKind, ProductNode, Program, TensorId,
+};
+use crate::eval::grid::Grid;
+use crate::syntax::ast::BinaryOp;
+
+/// The points of one block: index values by slot, then by point.
+pub(super) struct Block {
+    len: usize,
+    /// `env[slot][p]`: the value of index slot `slot` at point `p`.
+    env: Vec<Vec<i64>>,
+}
+
+impl Block {
+    /// The `len` points of `grid` from row-major position `start`, their
+    /// first `slots` coordinates bound to the index slots.
+    pub(super) fn of_grid(grid: &Grid, start: usize, len: usize, slots: usize) -> Self {
+        let mut env = vec![Vec::with_capacity(len); slots];
+        let mut points = grid.points_from(start);
+        let mut count = 0;
+        while count < len
+            && let Some(point) = points.next_point()
+        {
+            // As `Frame::set_point`: slots past the point's axes stay unbound.
+            for (slot, column) in env.iter_mut().enumerate() {
+                column.push(point.get(slot).copied().unwrap_or(UNBOUND));
+            }
+            count += 1;
+        }
+        Self { len: count, env }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+}
+
+/// Whether every node of `body` is one the block evaluation covers, and
+/// every index it reads is one of the first `slots` (bound at each point).
+pub(super) fn covers(body: &Body, slots: usize, program: &Program) -> bool {
+    let mut covered = true;
+    crate::analysis::visit_body(body, &mut |node| {
+        covered &= node_covered(node, slots, program);
+    });
+    covered
+}
+
+fn node_covered(node: &Node, slots: usize, program: &Program) -> bool {
+    let bound = |indices: &[Affine]| {
+        indices
+            .iter()
+            .all(|a| a.vars.iter().all(|(v, _)| v.0 < slots))
+    };
+    match &node.node {
+        NodeKind::Const(_)
+        | NodeKind::Pi
+        | NodeKind::Dim(_)
+        | NodeKind::Hyper(_)
+        | NodeKind::Neg(_)
+        | NodeKind::Binary { .. }
+        | NodeKind::PowInt(..)
+        | NodeKind::Iverson(_) => true,
+        NodeKind::Index(v) => v.0 < slots,
+        NodeKind::Tensor { indices, .. } => bound(indices),
+        NodeKind::Def { id, indices } => {
+            bound(indices)
+                && program
+                    .defs
+                    .get(id.0)
+                    .is_some_and(|d| d.recurrence.is_none())
+        }
+        NodeKind::Call { .. }
+        | NodeKind::Reduce { .. }
+        | NodeKind::Pick { .. }
+        | NodeKind::Moment { .. } => false,
+    }
+}
+
+/// What a block evaluation leaves to the tree walk: `unsettled[p]` where
+/// point `p` needs it.
+type Unsettled = [bool];
+
+/// Marks point `p` unsettled if it is active.
+fn mark(unsettled: &mut Unsettled, active: &[bool], p: usize) {
+    if active[p] {
+        unsettled[p] = true;
+    }
+}
+
+/// `out[p] = f(out[p], b[p])` at every point.
+fn combine<T: Copy>(out: &mut [T], b: &[T], f: impl Fn(T, T) -> T) {
+    for (a, &b) in out.iter_mut().zip(b) {
+        *a = f(*a, b);
+    }
+}
+
+impl<T: Scalar> Evaluation<'_, T> {
+    /// `body` at the block's points, into `out`; see the module's comment.
+    pub(super) fn body_block(
+        &self,
+        body: &Body,
+        block: &Block,
+        out: &mut [T],
+        unsettled: &mut Unsettled,
+    ) {
+        let active = vec![true; block.len];
+        match body {
+            Body::Expr(e) => self.node_block(e, block, &active, out, unsettled),
+            Body::Cases(cases) => self.cases_block(cases, block, &active, out, unsettled),
+        }
+    }
+
+    /// As [`Evaluation::cases`]: where exactly one case holds, its value;
+    /// where none or several do, the tree walk decides (an error, or a
+    /// comparison of the values).
+    fn cases_block(
+        &self,
+        cases: &[Case],
+        block: &Block,
+        active: &[bool],
+        out: &mut [T],
+        unsettled: &mut Unsettled,
+    ) {
+        let n = block.len;
+        let mut holding = vec![0u8; n];
+        let mut holds = vec![false; n];
+        let mut value = vec![T::zero(); n];
+        for case in cases {
+            match &case.condition {
+                Some(c) => self.cond_block(c, block, active, &mut holds, unsettled),
+                None => {
+                    for p in 0..n {
+                        holds[p] = active[p] && holding[p] == 0;
+                    }
+                }
+            }
+            if !holds.iter().any(|&h| h) {
+                continue;
+            }
+            self.node_block(&case.value, block, &holds, &mut value, unsettled);
+            for p in 0..n {
+                if holds[p] {
+                    if holding[p] == 0 {
+                        out[p] = value[p];
+                    }
+                    holding[p] = holding[p].saturating_add(1);
+                }
+            }
+        }
+        for (p, &h) in holding.iter().enumerate() {
+            if h != 1 {
+                mark(unsettled, active, p);
+            }
+        }
+    }
+
+    /// As [`Evaluation::cond`], where `active`: whether the condition holds.
+    fn cond_block(
+        &self,
+        c: &Cond,
+        block: &Block,
+        active: &[bool],
+        out: &mut [bool],
+        unsettled: &mut Unsettled,
+    ) {
+        let n = block.len;
+        match &c.node {
+            CondKind::Compare { first, rest } => {
+                let mut lhs = vec![T::zero(); n];
+                let mut rhs = vec![T::zero(); n];
+                self.node_block(first, block, active, &mut lhs, unsettled);
+                // Later comparisons of a chain are evaluated only where the
+                // earlier ones hold.
+                let mut alive = active.to_vec();
+                out.copy_from_slice(active);
+                let mut lhs_node = first;
+                for (op, e) in rest {
+                    self.node_block(e, block, &alive, &mut rhs, unsettled);
+                    let kinks = self.reads_values(lhs_node) || self.reads_values(e);
+                    for p in 0..n {
+                        if !alive[p] {
+                            continue;
+                        }
+                        let order = lhs[p].order(&rhs[p]);
+                        // The tree walk notes a kink here.
+                        if kinks && order == Some(Equal) {
+                            mark(unsettled, active, p);
+                        }
+                        if !op.holds_for(order) {
+                            out[p] = false;
+                            alive[p] = false;
+                        }
+                    }
+                    std::mem::swap(&mut lhs, &mut rhs);
+                    lhs_node = e;
+                }
+            }
+            CondKind::And(a, b) => {
+                self.cond_block(a, block, active, out, unsettled);
+                let mut second = vec![false; n];
+                self.cond_block(b, block, out, &mut second, unsettled);
+                for (o, s) in out.iter_mut().zip(&second) {
+                    *o = *o && *s;
+                }
+            }
+            CondKind::Or(a, b) => {
+                self.cond_block(a, block, active, out, unsettled);
+                let rest: Vec<bool> = active
+                    .iter()
+                    .zip(out.iter())
+                    .map(|(&a, &o)| a && !o)
+                    .collect();
+                let mut second = vec![false; n];
+                self.cond_block(b, block, &rest, &mut second, unsettled);
+                for (o, s) in out.iter_mut().zip(&second) {
+                    *o = *o || *s;
+                }
+            }
+            CondKind::Not(a) => {
+                self.cond_block(a, block, active, out, unsettled);
+                for (o, &a) in out.iter_mut().zip(active) {
+                    *o = a && !*o;
+                }
+            }
+        }
+    }
+
+    /// As [`Evaluation::node`], where `active`: the node's values, into
+    /// `out` (elsewhere `out` holds values of no meaning).
+    fn node_block(
+        &self,
+        node: &Node,
+        block: &Block,
+        active: &[bool],
+        out: &mut [T],
+        unsettled: &mut Unsettled,
+    ) {
+        let n = block.len;
+        match &node.node {
+            NodeKind::Const(v) => out.fill(T::constant(*v)),
+            NodeKind::Pi => out.fill(T::pi()),
+            NodeKind::Dim(d) => out.fill(T::constant(self.instance.sizes.get(*d) as f64)),
+            NodeKind::Hyper(h) => out.fill(T::constant(
+                self.hypers.get(h.0).copied().unwrap_or(f64::NAN),
+            )),
+            NodeKind::Index(v) => match block.env.get(v.0) {
+                Some(column) => {
+                    for (o, &i) in out.iter_mut().zip(column) {
+                        *o = T::constant(i as f64);
+                    }
+                }
+                None => out.fill(T::zero()),
+            },
+            NodeKind::Tensor { id, indices } => {
+                self.tensor_block(*id, indices, block, active, out, unsettled);
+            }
+            NodeKind::Def { id, indices } => {
+                self.def_block(*id, indices, block, active, out, unsettled);
+            }
+            NodeKind::Neg(a) => {
+                self.node_block(a, block, active, out, unsettled);
+                for o in out.iter_mut() {
+                    *o = -*o;
+                }
+            }
+            NodeKind::Binary {
+                op,
+                lhs,
+                rhs,
+                guarded,
+            } => {
+                if *guarded {
+                    self.guarded_block(node, block, active, out, unsettled);
+                    return;
+                }
+                self.node_block(lhs, block, active, out, unsettled);
+                let mut b = vec![T::zero(); n];
+                self.node_block(rhs, block, active, &mut b, unsettled);
+                self.binary_block(*op, rhs, block, active, out, &b, unsettled);
+            }
+            NodeKind::PowInt(base, k) => {
+                self.node_block(base, block, active, out, unsettled);
+                for (p, o) in out.iter_mut().enumerate() {
+                    if *k < 0 && is_zero(o) {
+                        mark(unsettled, active, p);
+                    }
+                    *o = o.powi(*k);
+                }
+            }
+            NodeKind::Iverson(c) => {
+                let mut holds = vec![false; n];
+                self.cond_block(c, block, active, &mut holds, unsettled);
+                for (o, h) in out.iter_mut().zip(holds) {
+                    *o = if h { T::one() } else { T::zero() };
+                }
+            }
+            // Not covered ([`covers`]): the tree walk takes every point.
+            NodeKind::Call { .. }
+            | NodeKind::Reduce { .. }
+            | NodeKind::Pick { .. }
+            | NodeKind::Moment { .. } => {
+                for p in 0..n {
+                    mark(unsettled, active, p);
+                }
+            }
+        }
+    }
+
+    /// `out = out op b`, as [`Evaluation::binary`] computes it unguarded.
+    #[allow(clippy::too_many_arguments)]
+    fn binary_block(
+        &self,
+        op: BinaryOp,
+        rhs: &Node,
+        block: &Block,
+        active: &[bool],
+        out: &mut [T],
+        b: &[T],
+        unsettled: &mut Unsettled,
+    ) {
+        let n = block.len;
+        match op {
+            BinaryOp::Add => combine(out, b, |a, b| a + b),
+            BinaryOp::Sub => combine(out, b, |a, b| a - b),
+            BinaryOp::Mul => combine(out, b, |a, b| a * b),
+            BinaryOp::Div => {
+                for p in 0..n {
+                    if is_zero(&b[p]) {
+                        mark(unsettled, active, p);
+                    }
+                    out[p] = out[p] / b[p];
+                }
+            }
+            BinaryOp::Pow => {
+                let index_exponent = !reads_tensors(rhs);
+                for p in 0..n {
+                    let (a, e) = (out[p], b[p]);
+                    if index_exponent
+                        && e.real().fract() == 0.0
+                        && e.real().abs() < f64::from(i32::MAX)
+                    {
+                        #[allow(clippy::cast_possible_truncation)]
+                        let k = e.real() as i32;
+                        if k < 0 && is_zero(&a) {
+                            mark(unsettled, active, p);
+                        }
+                        out[p] = a.powi(k);
+                    } else {
+                        if is_non_positive(&a) {
+                            mark(unsettled, active, p);
+                        }
+                        out[p] = (e * a.ln()).exp();
+                    }
+                }
+            }
+        }
+    }
+
+    /// As [`Evaluation::guarded_product`]: 0 where a guard is 0, the
+    /// factors where every guard holds.
+    fn guarded_block(
+        &self,
+        node: &Node,
+        block: &Block,
+        active: &[bool],
+        out: &mut [T],
+        unsettled: &mut Unsettled,
+    ) {
+        let n = block.len;
+        let mut holds = active.to_vec();
+        let mut this = vec![false; n];
+        node.for_each_guard(&mut |guard| {
+            if let NodeKind::Iverson(c) = &guard.node {
+                self.cond_block(c, block, &holds, &mut this, unsettled);
+                for (h, t) in holds.iter_mut().zip(&this) {
+                    *h = *h && *t;
+                }
+            }
+        });
+        if !self.factors_block(node, block, &holds, out, unsettled) {
+            out.fill(T::one());
+        }
+        for (o, h) in out.iter_mut().zip(&holds) {
+            if !h {
+                *o = T::zero();
+            }
+        }
+    }
+
+    /// As [`Evaluation::factors`]: whether the product has a factor other
+    /// than brackets (which is structural, the same at every point), and
+    /// if so their product into `out`.
+    fn factors_block(
+        &self,
+        node: &Node,
+        block: &Block,
+        active: &[bool],
+        out: &mut [T],
+        unsettled: &mut Unsettled,
+    ) -> bool {
+        let n = block.len;
+        match &node.node {
+            NodeKind::Iverson(_) => false,
+            NodeKind::Neg(a) => {
+                if !self.factors_block(a, block, active, out, unsettled) {
+                    out.fill(T::one());
+                }
+                for o in out.iter_mut() {
+                    *o = -*o;
+                }
+                true
+            }
+            NodeKind::Binary {
+                op: BinaryOp::Mul,
+                lhs,
+                rhs,
+                ..
+            } => {
+                let a = self.factors_block(lhs, block, active, out, unsettled);
+                let mut b = vec![T::zero(); n];
+                let has_b = self.factors_block(rhs, block, active, &mut b, unsettled);
+                match (a, has_b) {
+                    (true, true) => combine(out, &b, |a, b| a * b),
+                    (false, true) => out.copy_from_slice(&b),
+                    (_, false) => {}
+                }
+                a || has_b
+            }
+            NodeKind::Binary {
+                op: BinaryOp::Div,
+                lhs,
+                rhs,
+                ..
+            } => {
+                if !self.factors_block(lhs, block, active, out, unsettled) {
+                    out.fill(T::one());
+                }
+                let mut b = vec![T::zero(); n];
+                self.node_block(rhs, block, active, &mut b, unsettled);
+                self.binary_block(BinaryOp::Div, rhs, block, active, out, &b, unsettled);
+                true
+            }
+            _ => {
+                self.node_block(node, block, active, out, unsettled);
+                true
+            }
+        }
+    }
+
+    fn tensor_block(
+        &self,
+        id: TensorId,
+        indices: &[Affine],
+        block: &Block,
+        active: &[bool],
+        out: &mut [T],
+        unsettled: &mut Unsettled,
+    ) {
+        let values = self.tensors.get(id.0).copied().unwrap_or(&[]);
+        let grid = &self.instance.tensor_grids[id.0];
+        self.read_block(values, grid, indices, block, active, out, unsettled);
+    }
+
+    fn def_block(
+        &self,
+        id: DefId,
+        indices: &[Affine],
+        block: &Block,
+        active: &[bool],
+        out: &mut [T],
+        unsettled: &mut Unsettled,
+    ) {
+        // A definition that failed fails every read of it.
+        let values = self.def_values(id).unwrap_or(&[]);
+        let grid = &self.instance.def_grids[id.0];
+        self.read_block(values, grid, indices, block, active, out, unsettled);
+    }
+
+    /// Reads of `values` (row-major over `grid`) at `indices`; a read
+    /// outside the grid, or past the values, is the tree walk's to report.
+    #[allow(clippy::too_many_arguments)]
+    fn read_block(
+        &self,
+        values: &[T],
+        grid: &Grid,
+        indices: &[Affine],
+        block: &Block,
+        active: &[bool],
+        out: &mut [T],
+        unsettled: &mut Unsettled,
+    ) {
+        let sizes = self.instance.sizes.values();
+        let mut point = vec![0i64; indices.len()];
+        let mut env = vec![0i64; block.env.len()];
+        for p in 0..block.len {
+            if !active[p] {
+                out[p] = T::zero();
+                continue;
+            }
+            for (e, column) in env.iter_mut().zip(&block.env) {
+                *e = column[p];
+            }
+            for (x, a) in point.iter_mut().zip(indices) {
+                *x = a.eval(sizes, &env).unwrap_or(i64::MIN);
+            }
+            match grid.offset(&point).and_then(|k| values.get(k)) {
+                Some(v) => out[p] = *v,
+                None => {
+                    out[p] = T::zero();
+                    mark(unsettled, active, p);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use crate::analysis::program::ClaimKind;
+    use crate::analysis::{analyze, size_sweep};
+    use crate::eval::double_double::Dd;
+    use crate::eval::{Everywhere, Instance, Scalar, draw_values};
+    use crate::source::Source;
+
+    /// Values (to the bit, by their exact `Debug` form) and failures (by
+    /// point and message) of an evaluation everywhere.
+    fn written<T: Scalar + std::fmt::Debug>(e: Everywhere<T>) -> (Vec<String>, Vec<String>) {
+        (
+            e.values.iter().map(|v| format!("{v:?}")).collect(),
+            e.errors.iter().map(|(k, e)| format!("{k}: {e}")).collect(),
+        )
+    }
+
+    /// Every `grad` claim of every bundled spec and test corpus, at every
+    /// size of its sweep and two seeds, in f64 and double-double: the block
+    /// evaluation gives the tree walk's values bit for bit and its failures
+    /// point for point. Some bodies must take the block path, and some of
+    /// those must leave points to the tree walk (overlapping cases, reads
+    /// out of range), or the comparison would prove little.
+    #[test]
+    fn blocks_give_the_values_and_failures_of_the_tree_walk() {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let mut files: Vec<_> = ["specs", "tests/corpus", "tests/library"]
+            .iter()
+            .flat_map(|d| std::fs::read_dir(format!("{root}/{d}")).unwrap())
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "dl"))
+            .collect();
+        files.sort();
+        let (mut blockwise, mut with_failures) = (0, 0);
+        for path in files {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let source = Source::new("t.dl", &text);
+            let Ok(ast) = crate::syntax::parse(&source) else {
+                continue;
+            };
+            let Ok(program) = analyze(&ast) else {
+                continue;
+            };
+            let Ok(sweep) = size_sweep(&program, &[]) else {
+                continue;
+            };
+            for sizes in sweep {
+                let Ok(instance) = Instance::new(&program, &source, sizes, 1 << 16) else {
+                    continue;
+                };
+                for seed in [0, 3] {
+                    let Ok(values) = draw_values(&instance, seed) else {
+                        continue;
+                    };
+                    let precise: Vec<ndarray::ArrayD<Dd>> =
+                        values.iter().map(|a| a.mapv(Dd::from_f64)).collect();
+                    let (f64s, dds) = (instance.evaluation(&values), instance.evaluation(&precise));
+                    for claim in &program.claims {
+                        let ClaimKind::Grad(claim) = &claim.kind else {
+                            continue;
+                        };
+                        if !super::covers(&claim.body, claim.slots, &program) {
+                            continue;
+                        }
+                        blockwise += 1;
+                        let grid = instance.tensor_grid(claim.target);
+                        let (body, names, slots) = (&claim.body, &claim.var_names, claim.slots);
+                        let blocks = written(f64s.body_everywhere(body, grid, names, slots));
+                        let walk =
+                            written(f64s.body_everywhere_point_by_point(body, grid, names, slots));
+                        assert_eq!(blocks, walk, "{} in f64", path.display());
+                        with_failures += usize::from(!blocks.1.is_empty());
+                        let blocks = written(dds.body_everywhere(body, grid, names, slots));
+                        let walk =
+                            written(dds.body_everywhere_point_by_point(body, grid, names, slots));
+                        assert_eq!(blocks, walk, "{} in double-double", path.display());
+                    }
+                }
+            }
+        }
+        assert!(blockwise > 500, "{blockwise} bodies took the block path");
+        assert!(
+            with_failures > 10,
+            "{with_failures} of them failed somewhere"
+        );
+    }
+}
