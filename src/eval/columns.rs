@@ -5,8 +5,8 @@
 //!
 //! The block evaluation covers the common part of the language
 //! ([`covers`]): numbers, sizes, indices, reads of tensors and definitions,
-//! arithmetic, Iverson brackets and guarded products, and cases, with
-//! conditions on anything. It only ever computes values; wherever the tree
+//! arithmetic, functions, Iverson brackets and guarded products, and cases,
+//! with conditions on anything; not reductions. It only ever computes values; wherever the tree
 //! walk ([`Evaluation::body`]) would do more than compute one (report an
 //! error, note a kink, compare the values of overlapping cases), the point
 //! is marked *unsettled* and the tree walk evaluates it alone, so that the
@@ -16,9 +16,12 @@
 
 use std::cmp::Ordering::Equal;
 
-use super::{Evaluation, Scalar, UNBOUND, is_non_positive, is_zero, reads_tensors};
+use super::{
+    Evaluation, Scalar, UNBOUND, apply, at_branch_point, is_non_positive, is_zero, reads_tensors,
+};
 use crate::analysis::program::{
-    Affine, Body, Case, Cond, CondKind, DefId, Node, NodeKind, ProductNode, Program, TensorId,
+    Affine, Body, Case, Cond, CondKind, DefId, Function, Node, NodeKind, ProductNode, Program,
+    TensorId,
 };
 use crate::eval::grid::Grid;
 use crate::syntax::ast::BinaryOp;
@@ -78,6 +81,7 @@ fn node_covered(node: &Node, slots: usize, program: &Program) -> bool {
         | NodeKind::Neg(_)
         | NodeKind::Binary { .. }
         | NodeKind::PowInt(..)
+        | NodeKind::Call { .. }
         | NodeKind::Iverson(_) => true,
         NodeKind::Index(v) => v.0 < slots,
         NodeKind::Tensor { indices, .. } => bound(indices),
@@ -88,10 +92,7 @@ fn node_covered(node: &Node, slots: usize, program: &Program) -> bool {
                     .get(id.0)
                     .is_some_and(|d| d.recurrence.is_none())
         }
-        NodeKind::Call { .. }
-        | NodeKind::Reduce { .. }
-        | NodeKind::Pick { .. }
-        | NodeKind::Moment { .. } => false,
+        NodeKind::Reduce { .. } | NodeKind::Pick { .. } | NodeKind::Moment { .. } => false,
     }
 }
 
@@ -313,11 +314,11 @@ impl<T: Scalar> Evaluation<'_, T> {
                     *o = if h { T::one() } else { T::zero() };
                 }
             }
+            NodeKind::Call { function, args } => {
+                self.call_block(*function, args, block, active, out, unsettled);
+            }
             // Not covered ([`covers`]): the tree walk takes every point.
-            NodeKind::Call { .. }
-            | NodeKind::Reduce { .. }
-            | NodeKind::Pick { .. }
-            | NodeKind::Moment { .. } => {
+            NodeKind::Reduce { .. } | NodeKind::Pick { .. } | NodeKind::Moment { .. } => {
                 for p in 0..n {
                     mark(unsettled, active, p);
                 }
@@ -371,6 +372,42 @@ impl<T: Scalar> Evaluation<'_, T> {
                         out[p] = (e * a.ln()).exp();
                     }
                 }
+            }
+        }
+    }
+
+    /// As [`Evaluation::call`] away from kinks, jumps and branch points
+    /// (which it notes) and inside the function's domain (else an error).
+    fn call_block(
+        &self,
+        function: Function,
+        args: &[Node],
+        block: &Block,
+        active: &[bool],
+        out: &mut [T],
+        unsettled: &mut Unsettled,
+    ) {
+        let n = block.len;
+        match args.first() {
+            Some(a) => self.node_block(a, block, active, out, unsettled),
+            None => out.fill(T::zero()),
+        }
+        let y = match args.get(1) {
+            Some(a) => {
+                let mut y = vec![T::zero(); n];
+                self.node_block(a, block, active, &mut y, unsettled);
+                y
+            }
+            None if function == Function::Pow => vec![T::one(); n],
+            None => out.to_vec(),
+        };
+        for (p, (x, y)) in out.iter_mut().zip(&y).enumerate() {
+            if at_branch_point(function, args.len(), x, y) {
+                mark(unsettled, active, p);
+            }
+            match apply(function, *x, *y) {
+                Some(v) => *x = v,
+                None => mark(unsettled, active, p),
             }
         }
     }
@@ -553,10 +590,11 @@ mod tests {
 
     /// Every `grad` claim of every bundled spec and test corpus, at every
     /// size of its sweep and two seeds, in f64 and double-double: the block
-    /// evaluation gives the tree walk's values bit for bit and its failures
-    /// point for point. Some bodies must take the block path, and some of
-    /// those must leave points to the tree walk (overlapping cases, reads
-    /// out of range), or the comparison would prove little.
+    /// evaluation gives the tree walk's values bit for bit, its failures
+    /// point for point, and its count of kinks. Some bodies must take the
+    /// block path, and some of those must leave points to the tree walk
+    /// (overlapping cases, reads out of range, kinks), or the comparison
+    /// would prove little.
     #[test]
     fn blocks_give_the_values_and_failures_of_the_tree_walk() {
         let root = env!("CARGO_MANIFEST_DIR");
@@ -567,7 +605,7 @@ mod tests {
             .filter(|p| p.extension().is_some_and(|x| x == "dl"))
             .collect();
         files.sort();
-        let (mut blockwise, mut with_failures) = (0, 0);
+        let (mut blockwise, mut with_failures, mut with_kinks) = (0, 0, 0);
         for path in files {
             let text = std::fs::read_to_string(&path).unwrap();
             let source = Source::new("t.dl", &text);
@@ -590,7 +628,6 @@ mod tests {
                     };
                     let precise: Vec<ndarray::ArrayD<Dd>> =
                         values.iter().map(|a| a.mapv(Dd::from_f64)).collect();
-                    let (f64s, dds) = (instance.evaluation(&values), instance.evaluation(&precise));
                     for claim in &program.claims {
                         let ClaimKind::Grad(claim) = &claim.kind else {
                             continue;
@@ -601,15 +638,29 @@ mod tests {
                         blockwise += 1;
                         let grid = instance.tensor_grid(claim.target);
                         let (body, names, slots) = (&claim.body, &claim.var_names, claim.slots);
-                        let blocks = written(f64s.body_everywhere(body, grid, names, slots));
-                        let walk =
-                            written(f64s.body_everywhere_point_by_point(body, grid, names, slots));
-                        assert_eq!(blocks, walk, "{} in f64", path.display());
-                        with_failures += usize::from(!blocks.1.is_empty());
-                        let blocks = written(dds.body_everywhere(body, grid, names, slots));
-                        let walk =
-                            written(dds.body_everywhere_point_by_point(body, grid, names, slots));
-                        assert_eq!(blocks, walk, "{} in double-double", path.display());
+                        // Fresh evaluations, so that their kink logs are this body's.
+                        let (blocks, walk) =
+                            (instance.evaluation(&values), instance.evaluation(&values));
+                        let before = walk.kinks().met;
+                        let by_blocks = written(blocks.body_everywhere(body, grid, names, slots));
+                        let by_points =
+                            written(walk.body_everywhere_point_by_point(body, grid, names, slots));
+                        assert_eq!(by_blocks, by_points, "{} in f64", path.display());
+                        assert_eq!(blocks.kinks(), walk.kinks(), "{} in f64", path.display());
+                        with_failures += usize::from(!by_blocks.1.is_empty());
+                        with_kinks += usize::from(walk.kinks().met > before);
+                        let (blocks, walk) =
+                            (instance.evaluation(&precise), instance.evaluation(&precise));
+                        let by_blocks = written(blocks.body_everywhere(body, grid, names, slots));
+                        let by_points =
+                            written(walk.body_everywhere_point_by_point(body, grid, names, slots));
+                        assert_eq!(by_blocks, by_points, "{} in double-double", path.display());
+                        assert_eq!(
+                            blocks.kinks(),
+                            walk.kinks(),
+                            "{} in double-double",
+                            path.display()
+                        );
                     }
                 }
             }
@@ -619,5 +670,6 @@ mod tests {
             with_failures > 10,
             "{with_failures} of them failed somewhere"
         );
+        assert!(with_kinks > 10, "{with_kinks} of them met a kink");
     }
 }

@@ -1451,6 +1451,10 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             None => x,
         };
         // At a kink both branches have the same value and different slopes.
+        if !at_branch_point(function, args.len(), &x, &y) {
+            return apply(function, x, y)
+                .ok_or_else(|| self.outside_domain(node, function, args, x, frame));
+        }
         match function {
             // relu: 0 or x; abs: whichever sign the scalar type picks at 0,
             // or the other.
@@ -1490,25 +1494,35 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             }
             _ => {}
         }
-        apply(function, x, y).ok_or_else(|| {
-            let what = domain_help(function).unwrap_or("outside its domain");
-            let fix = args
-                .first()
-                .and_then(|a| self.constraint_to_add(a, function))
-                .unwrap_or_else(|| {
-                    format!(
-                        "constrain the values that reach it (e.g. `param s{}`)",
-                        domain_constraint(function)
-                    )
-                });
-            self.domain(
-                node,
-                function.name(),
-                x.real(),
-                frame,
-                &format!("{what}; {fix}"),
-            )
-        })
+        apply(function, x, y).ok_or_else(|| self.outside_domain(node, function, args, x, frame))
+    }
+
+    /// The error of `function` called at `x` outside its domain.
+    fn outside_domain(
+        &self,
+        node: &Node,
+        function: Function,
+        args: &[Node],
+        x: T,
+        frame: &Frame<'_>,
+    ) -> Box<EvalError> {
+        let what = domain_help(function).unwrap_or("outside its domain");
+        let fix = args
+            .first()
+            .and_then(|a| self.constraint_to_add(a, function))
+            .unwrap_or_else(|| {
+                format!(
+                    "constrain the values that reach it (e.g. `param s{}`)",
+                    domain_constraint(function)
+                )
+            });
+        self.domain(
+            node,
+            function.name(),
+            x.real(),
+            frame,
+            &format!("{what}; {fix}"),
+        )
     }
 
     fn reduce(
@@ -2277,6 +2291,22 @@ fn apply<T: Scalar>(function: Function, x: T, y: T) -> Option<T> {
 }
 
 /// Whether `floor` (at whole numbers) or `round` (at halves) jumps at `v`.
+/// Whether `function` of `arity` arguments at (x, y) stands where
+/// [`Evaluation::call`] notes a kink or chooses a branch: the guards of its
+/// `match`, in one place, so that the block evaluation ([`columns`]) leaves
+/// exactly these points to it.
+fn at_branch_point<T: Scalar>(function: Function, arity: usize, x: &T, y: &T) -> bool {
+    match function {
+        Function::Relu | Function::Abs | Function::Sqrt | Function::Sign => is_zero(x),
+        Function::Max | Function::Min => arity == 2 && x.order(y) == Some(Equal),
+        Function::Asin | Function::Acos => {
+            x.order(&T::one()) == Some(Equal) || x.order(&-T::one()) == Some(Equal)
+        }
+        Function::Floor | Function::Round => at_jump(function, x.real_guarded_by_caller()),
+        _ => false,
+    }
+}
+
 fn at_jump(function: Function, v: f64) -> bool {
     match function {
         Function::Floor => v.fract() == 0.0,
