@@ -2165,6 +2165,16 @@ fn is_positive<T: Scalar>(x: &T) -> bool {
     x.order(&T::zero()) == Some(Greater)
 }
 
+/// Where sigmoid switches between its two forms (at −30), each kept from
+/// overflowing far out. Between, both are accurate to a few units of
+/// rounding (e^30 ≈ 1e13, whose cube in a second derivative is far from
+/// overflow). The switch is a decision on the argument, which a replay
+/// must take alike at every point it runs (see [`replay`]): at 0, the
+/// middle of the values a layer sees, every step of a Taylor ladder that
+/// moved one argument across it was evaluated anew by the tree walk, a
+/// whole L each (71 of 521 rungs of a sigmoid layer of 10⁵ elements).
+const SIGMOID_SWITCH: f64 = -30.0;
+
 /// A function of the spec at `x` (and `y`, for two arguments); `None`
 /// outside its domain. Both the evaluator and tapes compute with this.
 #[inline]
@@ -2187,9 +2197,9 @@ fn apply<T: Scalar>(function: Function, x: T, y: T) -> Option<T> {
         Function::Tanh => x.tanh(),
         // 1/(1 + e^-x) overflows its derivative's intermediate (1 + e^-x)²
         // for x below about -355 and gives 0 where e^x is still a normal
-        // number: e^x/(1 + e^x) there.
+        // number: e^x/(1 + e^x) there (see [`SIGMOID_SWITCH`]).
         Function::Sigmoid => {
-            if matches!(x.order(&T::zero()), Some(Greater | Equal)) {
+            if matches!(x.order(&T::constant(SIGMOID_SWITCH)), Some(Greater | Equal)) {
                 (T::one() + (-x).exp()).recip()
             } else {
                 let e = x.exp();
