@@ -1693,6 +1693,32 @@ mod tests {
         assert!(marked_somewhere > 10, "{marked_somewhere}");
     }
 
+    /// Sigmoid's two forms meet away from 0 (see `SIGMOID_SWITCH`): points
+    /// that move its arguments across 0 replay, as the evaluator computes
+    /// them, rather than being declined to it one by one.
+    #[test]
+    fn sigmoid_replays_across_zero() {
+        let text = "
+            dim n = 8
+            input x[n] in (-1, 1)
+            y[i] = sigmoid(x[i]) * x[i]
+        ";
+        let source = Source::new("t.dl", text);
+        let program = analyze(&crate::syntax::parse(&source).unwrap()).unwrap();
+        let instance = instance_of(&program, &source);
+        let values = draw_values(&instance, 3).unwrap();
+        let replay = Replay::compile(record::<f64>(&instance, &values).unwrap()).unwrap();
+        let points: Vec<Vec<ArrayD<f64>>> = [-2.0, 2.0, -20.0, 20.0]
+            .iter()
+            .map(|&shift| values.iter().map(|v| v.mapv(|x| x + shift)).collect())
+            .collect();
+        let refs: Vec<&[ArrayD<f64>]> = points.iter().map(Vec::as_slice).collect();
+        for (p, l) in points.iter().zip(replay.losses(&refs)) {
+            let exact = instance.evaluation(p).loss().unwrap();
+            assert_eq!(l.map(f64::to_bits), Some(exact.to_bits()));
+        }
+    }
+
     /// A point where the evaluator fails (log of a negative) is declined.
     #[test]
     fn a_point_outside_the_domain_is_declined() {
