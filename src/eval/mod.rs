@@ -1775,21 +1775,45 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
         }
         let first_value = self.strided_value(&read, 0, frame)?;
         let shared = self.node(read.shared, frame)?;
-        for k in lo..=hi {
-            if frame.count_term() {
-                self.instance.check_clock()?;
-            }
-            let x = if k == lo {
-                first_value
-            } else {
-                self.strided_value(&read, k - lo, frame)?
-            };
-            let term = if read.shared_first {
+        let term = |x: T| {
+            if read.shared_first {
                 shared * x
             } else {
                 x * shared
+            }
+        };
+        let add = |a: T, b: T| Ok::<T, ()>(a + b);
+        // Whole groups of 8 terms from the first: each is the partial sum
+        // of level 3 that pushing its terms one by one would make, by the
+        // same additions, pushed at once (see `Cascade::push_partial`).
+        let terms = hi.saturating_sub(lo).saturating_add(1);
+        let mut step = 0i64;
+        while step + 8 <= terms {
+            let mut t = [first_value; 8];
+            for (j, slot) in (step..).zip(t.iter_mut()) {
+                if frame.count_term() {
+                    self.instance.check_clock()?;
+                }
+                *slot = term(if j == 0 {
+                    first_value
+                } else {
+                    self.strided_value(&read, j, frame)?
+                });
+            }
+            let group = ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
+            sum.push_partial(group, 3, add).ok();
+            step += 8;
+        }
+        for j in step..terms {
+            if frame.count_term() {
+                self.instance.check_clock()?;
+            }
+            let x = if j == 0 {
+                first_value
+            } else {
+                self.strided_value(&read, j, frame)?
             };
-            sum.push(term, |a, b| Ok::<T, ()>(a + b)).ok();
+            sum.push(term(x), add).ok();
         }
         Ok(())
     }
@@ -2503,9 +2527,9 @@ mod tests {
         assert!(shared.contains("20001"), "{shared}");
     }
 
-    /// A claim's sum `x[A(k)] * c` with `c` hoisted reads x at a stride:
-    /// the same values bit for bit as the terms one by one (`1 * x[A(k)]`
-    /// is not a plain read, so it takes that path), in f64 and in
+    /// A claim's sum `x[A(k)] * c` with `c` hoisted reads x at a stride, in
+    /// groups of 8 terms: the same values bit for bit as the terms one by
+    /// one (`1 * x[A(k)]` is not a plain read, so it takes that path), in f64 and in
     /// double-double; and a read that leaves x is reported as the terms
     /// one by one report it.
     #[test]
@@ -2514,9 +2538,9 @@ mod tests {
         use crate::analysis::{analyze, size_sweep};
         use crate::eval::double_double::Dd;
         use crate::source::Source;
-        let spec = |read: &str| {
+        let spec = |n: i64, read: &str| {
             format!(
-                "dim n = 9, m = 4
+                "dim n = {n}, m = 4
                  input x[n, m]
                  param v[m]
                  y[j] = v[j] * sum(k) x[k, j]
@@ -2560,19 +2584,23 @@ mod tests {
             };
             at(&claim.body)
         };
-        for read in ["x[n - k, j]", "x[k + 1, 5 - j]", "x[2, j]"] {
-            let strided = claimed(&spec(read));
-            assert!(strided.iter().all(Result::is_ok), "{read}: {strided:?}");
-            assert_eq!(strided, claimed(&spec(&format!("1 * {read}"))), "{read}");
+        // 8 terms: one whole group of 8; 19: two groups and 3 terms after.
+        for n in [9, 20] {
+            for read in ["x[n - k, j]", "x[k + 1, 5 - j]", "x[2, j]"] {
+                let strided = claimed(&spec(n, read));
+                assert!(strided.iter().all(Result::is_ok), "{read}: {strided:?}");
+                assert_eq!(strided, claimed(&spec(n, &format!("1 * {read}"))), "{read}");
+            }
+            let outside = claimed(&spec(n, "x[k + 2, j]"));
+            assert_eq!(outside, claimed(&spec(n, "1 * x[k + 2, j]")));
+            let past = format!("x[{}, ", n + 1);
+            assert!(
+                outside
+                    .iter()
+                    .all(|r| r.as_ref().is_err_and(|e| e.contains(&past))),
+                "{outside:?}"
+            );
         }
-        let outside = claimed(&spec("x[k + 2, j]"));
-        assert_eq!(outside, claimed(&spec("1 * x[k + 2, j]")));
-        assert!(
-            outside
-                .iter()
-                .all(|r| r.as_ref().is_err_and(|e| e.contains("x[10, "))),
-            "{outside:?}"
-        );
     }
 
     #[test]
