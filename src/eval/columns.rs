@@ -20,8 +20,7 @@ use super::{
     Evaluation, Scalar, UNBOUND, apply, at_branch_point, is_non_positive, is_zero, reads_tensors,
 };
 use crate::analysis::program::{
-    Affine, Body, Case, Cond, CondKind, DefId, Function, Node, NodeKind, ProductNode, Program,
-    TensorId,
+    Affine, Body, Case, Cond, CondKind, Function, Node, NodeKind, ProductNode, Program,
 };
 use crate::eval::grid::Grid;
 use crate::syntax::ast::BinaryOp;
@@ -114,6 +113,13 @@ fn combine<T: Copy>(out: &mut [T], b: &[T], f: impl Fn(T, T) -> T) {
     }
 }
 
+/// One block's evaluation: the evaluation whose values are read, and the
+/// points.
+struct Columns<'e, 'a, T> {
+    eval: &'e Evaluation<'a, T>,
+    block: &'e Block,
+}
+
 impl<T: Scalar> Evaluation<'_, T> {
     /// `body` at the block's points, into `out`; see the module's comment.
     pub(super) fn body_block(
@@ -123,31 +129,30 @@ impl<T: Scalar> Evaluation<'_, T> {
         out: &mut [T],
         unsettled: &mut Unsettled,
     ) {
-        let active = vec![true; block.len];
+        Columns { eval: self, block }.body(body, out, unsettled);
+    }
+}
+
+impl<T: Scalar> Columns<'_, '_, T> {
+    fn body(&self, body: &Body, out: &mut [T], unsettled: &mut Unsettled) {
+        let active = vec![true; self.block.len];
         match body {
-            Body::Expr(e) => self.node_block(e, block, &active, out, unsettled),
-            Body::Cases(cases) => self.cases_block(cases, block, &active, out, unsettled),
+            Body::Expr(e) => self.node(e, &active, out, unsettled),
+            Body::Cases(cases) => self.cases(cases, &active, out, unsettled),
         }
     }
 
     /// As [`Evaluation::cases`]: where exactly one case holds, its value;
     /// where none or several do, the tree walk decides (an error, or a
     /// comparison of the values).
-    fn cases_block(
-        &self,
-        cases: &[Case],
-        block: &Block,
-        active: &[bool],
-        out: &mut [T],
-        unsettled: &mut Unsettled,
-    ) {
-        let n = block.len;
+    fn cases(&self, cases: &[Case], active: &[bool], out: &mut [T], unsettled: &mut Unsettled) {
+        let n = self.block.len;
         let mut holding = vec![0u8; n];
         let mut holds = vec![false; n];
         let mut value = vec![T::zero(); n];
         for case in cases {
             match &case.condition {
-                Some(c) => self.cond_block(c, block, active, &mut holds, unsettled),
+                Some(c) => self.cond(c, active, &mut holds, unsettled),
                 None => {
                     for p in 0..n {
                         holds[p] = active[p] && holding[p] == 0;
@@ -157,7 +162,7 @@ impl<T: Scalar> Evaluation<'_, T> {
             if !holds.iter().any(|&h| h) {
                 continue;
             }
-            self.node_block(&case.value, block, &holds, &mut value, unsettled);
+            self.node(&case.value, &holds, &mut value, unsettled);
             for p in 0..n {
                 if holds[p] {
                     if holding[p] == 0 {
@@ -175,28 +180,21 @@ impl<T: Scalar> Evaluation<'_, T> {
     }
 
     /// As [`Evaluation::cond`], where `active`: whether the condition holds.
-    fn cond_block(
-        &self,
-        c: &Cond,
-        block: &Block,
-        active: &[bool],
-        out: &mut [bool],
-        unsettled: &mut Unsettled,
-    ) {
-        let n = block.len;
+    fn cond(&self, c: &Cond, active: &[bool], out: &mut [bool], unsettled: &mut Unsettled) {
+        let n = self.block.len;
         match &c.node {
             CondKind::Compare { first, rest } => {
                 let mut lhs = vec![T::zero(); n];
                 let mut rhs = vec![T::zero(); n];
-                self.node_block(first, block, active, &mut lhs, unsettled);
+                self.node(first, active, &mut lhs, unsettled);
                 // Later comparisons of a chain are evaluated only where the
                 // earlier ones hold.
                 let mut alive = active.to_vec();
                 out.copy_from_slice(active);
                 let mut lhs_node = first;
                 for (op, e) in rest {
-                    self.node_block(e, block, &alive, &mut rhs, unsettled);
-                    let kinks = self.reads_values(lhs_node) || self.reads_values(e);
+                    self.node(e, &alive, &mut rhs, unsettled);
+                    let kinks = self.eval.reads_values(lhs_node) || self.eval.reads_values(e);
                     for p in 0..n {
                         if !alive[p] {
                             continue;
@@ -216,28 +214,28 @@ impl<T: Scalar> Evaluation<'_, T> {
                 }
             }
             CondKind::And(a, b) => {
-                self.cond_block(a, block, active, out, unsettled);
+                self.cond(a, active, out, unsettled);
                 let mut second = vec![false; n];
-                self.cond_block(b, block, out, &mut second, unsettled);
+                self.cond(b, out, &mut second, unsettled);
                 for (o, s) in out.iter_mut().zip(&second) {
                     *o = *o && *s;
                 }
             }
             CondKind::Or(a, b) => {
-                self.cond_block(a, block, active, out, unsettled);
+                self.cond(a, active, out, unsettled);
                 let rest: Vec<bool> = active
                     .iter()
                     .zip(out.iter())
                     .map(|(&a, &o)| a && !o)
                     .collect();
                 let mut second = vec![false; n];
-                self.cond_block(b, block, &rest, &mut second, unsettled);
+                self.cond(b, &rest, &mut second, unsettled);
                 for (o, s) in out.iter_mut().zip(&second) {
                     *o = *o || *s;
                 }
             }
             CondKind::Not(a) => {
-                self.cond_block(a, block, active, out, unsettled);
+                self.cond(a, active, out, unsettled);
                 for (o, &a) in out.iter_mut().zip(active) {
                     *o = a && !*o;
                 }
@@ -247,23 +245,16 @@ impl<T: Scalar> Evaluation<'_, T> {
 
     /// As [`Evaluation::node`], where `active`: the node's values, into
     /// `out` (elsewhere `out` holds values of no meaning).
-    fn node_block(
-        &self,
-        node: &Node,
-        block: &Block,
-        active: &[bool],
-        out: &mut [T],
-        unsettled: &mut Unsettled,
-    ) {
-        let n = block.len;
+    fn node(&self, node: &Node, active: &[bool], out: &mut [T], unsettled: &mut Unsettled) {
+        let n = self.block.len;
         match &node.node {
             NodeKind::Const(v) => out.fill(T::constant(*v)),
             NodeKind::Pi => out.fill(T::pi()),
-            NodeKind::Dim(d) => out.fill(T::constant(self.instance.sizes.get(*d) as f64)),
+            NodeKind::Dim(d) => out.fill(T::constant(self.eval.instance.sizes.get(*d) as f64)),
             NodeKind::Hyper(h) => out.fill(T::constant(
-                self.hypers.get(h.0).copied().unwrap_or(f64::NAN),
+                self.eval.hypers.get(h.0).copied().unwrap_or(f64::NAN),
             )),
-            NodeKind::Index(v) => match block.env.get(v.0) {
+            NodeKind::Index(v) => match self.block.env.get(v.0) {
                 Some(column) => {
                     for (o, &i) in out.iter_mut().zip(column) {
                         *o = T::constant(i as f64);
@@ -272,13 +263,18 @@ impl<T: Scalar> Evaluation<'_, T> {
                 None => out.fill(T::zero()),
             },
             NodeKind::Tensor { id, indices } => {
-                self.tensor_block(*id, indices, block, active, out, unsettled);
+                let values = self.eval.tensors.get(id.0).copied().unwrap_or(&[]);
+                let grid = &self.eval.instance.tensor_grids[id.0];
+                self.read(values, grid, indices, active, out, unsettled);
             }
             NodeKind::Def { id, indices } => {
-                self.def_block(*id, indices, block, active, out, unsettled);
+                // A definition that failed fails every read of it.
+                let values = self.eval.def_values(*id).unwrap_or(&[]);
+                let grid = &self.eval.instance.def_grids[id.0];
+                self.read(values, grid, indices, active, out, unsettled);
             }
             NodeKind::Neg(a) => {
-                self.node_block(a, block, active, out, unsettled);
+                self.node(a, active, out, unsettled);
                 for o in out.iter_mut() {
                     *o = -*o;
                 }
@@ -290,16 +286,16 @@ impl<T: Scalar> Evaluation<'_, T> {
                 guarded,
             } => {
                 if *guarded {
-                    self.guarded_block(node, block, active, out, unsettled);
+                    self.guarded(node, active, out, unsettled);
                     return;
                 }
-                self.node_block(lhs, block, active, out, unsettled);
+                self.node(lhs, active, out, unsettled);
                 let mut b = vec![T::zero(); n];
-                self.node_block(rhs, block, active, &mut b, unsettled);
-                self.binary_block(*op, rhs, block, active, out, &b, unsettled);
+                self.node(rhs, active, &mut b, unsettled);
+                self.binary(*op, rhs, active, out, &b, unsettled);
             }
             NodeKind::PowInt(base, k) => {
-                self.node_block(base, block, active, out, unsettled);
+                self.node(base, active, out, unsettled);
                 for (p, o) in out.iter_mut().enumerate() {
                     if *k < 0 && is_zero(o) {
                         mark(unsettled, active, p);
@@ -309,13 +305,13 @@ impl<T: Scalar> Evaluation<'_, T> {
             }
             NodeKind::Iverson(c) => {
                 let mut holds = vec![false; n];
-                self.cond_block(c, block, active, &mut holds, unsettled);
+                self.cond(c, active, &mut holds, unsettled);
                 for (o, h) in out.iter_mut().zip(holds) {
                     *o = if h { T::one() } else { T::zero() };
                 }
             }
             NodeKind::Call { function, args } => {
-                self.call_block(*function, args, block, active, out, unsettled);
+                self.call(*function, args, active, out, unsettled);
             }
             // Not covered ([`covers`]): the tree walk takes every point.
             NodeKind::Reduce { .. } | NodeKind::Pick { .. } | NodeKind::Moment { .. } => {
@@ -327,18 +323,16 @@ impl<T: Scalar> Evaluation<'_, T> {
     }
 
     /// `out = out op b`, as [`Evaluation::binary`] computes it unguarded.
-    #[allow(clippy::too_many_arguments)]
-    fn binary_block(
+    fn binary(
         &self,
         op: BinaryOp,
         rhs: &Node,
-        block: &Block,
         active: &[bool],
         out: &mut [T],
         b: &[T],
         unsettled: &mut Unsettled,
     ) {
-        let n = block.len;
+        let n = self.block.len;
         match op {
             BinaryOp::Add => combine(out, b, |a, b| a + b),
             BinaryOp::Sub => combine(out, b, |a, b| a - b),
@@ -378,24 +372,23 @@ impl<T: Scalar> Evaluation<'_, T> {
 
     /// As [`Evaluation::call`] away from kinks, jumps and branch points
     /// (which it notes) and inside the function's domain (else an error).
-    fn call_block(
+    fn call(
         &self,
         function: Function,
         args: &[Node],
-        block: &Block,
         active: &[bool],
         out: &mut [T],
         unsettled: &mut Unsettled,
     ) {
-        let n = block.len;
+        let n = self.block.len;
         match args.first() {
-            Some(a) => self.node_block(a, block, active, out, unsettled),
+            Some(a) => self.node(a, active, out, unsettled),
             None => out.fill(T::zero()),
         }
         let y = match args.get(1) {
             Some(a) => {
                 let mut y = vec![T::zero(); n];
-                self.node_block(a, block, active, &mut y, unsettled);
+                self.node(a, active, &mut y, unsettled);
                 y
             }
             None if function == Function::Pow => vec![T::one(); n],
@@ -414,26 +407,19 @@ impl<T: Scalar> Evaluation<'_, T> {
 
     /// As [`Evaluation::guarded_product`]: 0 where a guard is 0, the
     /// factors where every guard holds.
-    fn guarded_block(
-        &self,
-        node: &Node,
-        block: &Block,
-        active: &[bool],
-        out: &mut [T],
-        unsettled: &mut Unsettled,
-    ) {
-        let n = block.len;
+    fn guarded(&self, node: &Node, active: &[bool], out: &mut [T], unsettled: &mut Unsettled) {
+        let n = self.block.len;
         let mut holds = active.to_vec();
         let mut this = vec![false; n];
         node.for_each_guard(&mut |guard| {
             if let NodeKind::Iverson(c) = &guard.node {
-                self.cond_block(c, block, &holds, &mut this, unsettled);
+                self.cond(c, &holds, &mut this, unsettled);
                 for (h, t) in holds.iter_mut().zip(&this) {
                     *h = *h && *t;
                 }
             }
         });
-        if !self.factors_block(node, block, &holds, out, unsettled) {
+        if !self.factors(node, &holds, out, unsettled) {
             out.fill(T::one());
         }
         for (o, h) in out.iter_mut().zip(&holds) {
@@ -446,19 +432,18 @@ impl<T: Scalar> Evaluation<'_, T> {
     /// As [`Evaluation::factors`]: whether the product has a factor other
     /// than brackets (which is structural, the same at every point), and
     /// if so their product into `out`.
-    fn factors_block(
+    fn factors(
         &self,
         node: &Node,
-        block: &Block,
         active: &[bool],
         out: &mut [T],
         unsettled: &mut Unsettled,
     ) -> bool {
-        let n = block.len;
+        let n = self.block.len;
         match &node.node {
             NodeKind::Iverson(_) => false,
             NodeKind::Neg(a) => {
-                if !self.factors_block(a, block, active, out, unsettled) {
+                if !self.factors(a, active, out, unsettled) {
                     out.fill(T::one());
                 }
                 for o in out.iter_mut() {
@@ -472,9 +457,9 @@ impl<T: Scalar> Evaluation<'_, T> {
                 rhs,
                 ..
             } => {
-                let a = self.factors_block(lhs, block, active, out, unsettled);
+                let a = self.factors(lhs, active, out, unsettled);
                 let mut b = vec![T::zero(); n];
-                let has_b = self.factors_block(rhs, block, active, &mut b, unsettled);
+                let has_b = self.factors(rhs, active, &mut b, unsettled);
                 match (a, has_b) {
                     (true, true) => combine(out, &b, |a, b| a * b),
                     (false, true) => out.copy_from_slice(&b),
@@ -488,72 +473,41 @@ impl<T: Scalar> Evaluation<'_, T> {
                 rhs,
                 ..
             } => {
-                if !self.factors_block(lhs, block, active, out, unsettled) {
+                if !self.factors(lhs, active, out, unsettled) {
                     out.fill(T::one());
                 }
                 let mut b = vec![T::zero(); n];
-                self.node_block(rhs, block, active, &mut b, unsettled);
-                self.binary_block(BinaryOp::Div, rhs, block, active, out, &b, unsettled);
+                self.node(rhs, active, &mut b, unsettled);
+                self.binary(BinaryOp::Div, rhs, active, out, &b, unsettled);
                 true
             }
             _ => {
-                self.node_block(node, block, active, out, unsettled);
+                self.node(node, active, out, unsettled);
                 true
             }
         }
     }
 
-    fn tensor_block(
-        &self,
-        id: TensorId,
-        indices: &[Affine],
-        block: &Block,
-        active: &[bool],
-        out: &mut [T],
-        unsettled: &mut Unsettled,
-    ) {
-        let values = self.tensors.get(id.0).copied().unwrap_or(&[]);
-        let grid = &self.instance.tensor_grids[id.0];
-        self.read_block(values, grid, indices, block, active, out, unsettled);
-    }
-
-    fn def_block(
-        &self,
-        id: DefId,
-        indices: &[Affine],
-        block: &Block,
-        active: &[bool],
-        out: &mut [T],
-        unsettled: &mut Unsettled,
-    ) {
-        // A definition that failed fails every read of it.
-        let values = self.def_values(id).unwrap_or(&[]);
-        let grid = &self.instance.def_grids[id.0];
-        self.read_block(values, grid, indices, block, active, out, unsettled);
-    }
-
     /// Reads of `values` (row-major over `grid`) at `indices`; a read
     /// outside the grid, or past the values, is the tree walk's to report.
-    #[allow(clippy::too_many_arguments)]
-    fn read_block(
+    fn read(
         &self,
         values: &[T],
         grid: &Grid,
         indices: &[Affine],
-        block: &Block,
         active: &[bool],
         out: &mut [T],
         unsettled: &mut Unsettled,
     ) {
-        let sizes = self.instance.sizes.values();
+        let sizes = self.eval.instance.sizes.values();
         let mut point = vec![0i64; indices.len()];
-        let mut env = vec![0i64; block.env.len()];
-        for p in 0..block.len {
+        let mut env = vec![0i64; self.block.env.len()];
+        for p in 0..self.block.len {
             if !active[p] {
                 out[p] = T::zero();
                 continue;
             }
-            for (e, column) in env.iter_mut().zip(&block.env) {
+            for (e, column) in env.iter_mut().zip(&self.block.env) {
                 *e = column[p];
             }
             for (x, a) in point.iter_mut().zip(indices) {
@@ -576,7 +530,7 @@ mod tests {
     use crate::analysis::program::ClaimKind;
     use crate::analysis::{analyze, size_sweep};
     use crate::eval::double_double::Dd;
-    use crate::eval::{Everywhere, Instance, Scalar, draw_values};
+    use crate::eval::{Everywhere, Frame, Instance, Scalar, draw_values};
     use crate::source::Source;
 
     /// Values (to the bit, by their exact `Debug` form) and failures (by
@@ -644,7 +598,7 @@ mod tests {
                         let before = walk.kinks().met;
                         let by_blocks = written(blocks.body_everywhere(body, grid, names, slots));
                         let by_points =
-                            written(walk.body_everywhere_point_by_point(body, grid, names, slots));
+                            written(walk.everywhere(body, grid, Frame::new(names, slots), false));
                         assert_eq!(by_blocks, by_points, "{} in f64", path.display());
                         assert_eq!(blocks.kinks(), walk.kinks(), "{} in f64", path.display());
                         with_failures += usize::from(!by_blocks.1.is_empty());
@@ -653,7 +607,7 @@ mod tests {
                             (instance.evaluation(&precise), instance.evaluation(&precise));
                         let by_blocks = written(blocks.body_everywhere(body, grid, names, slots));
                         let by_points =
-                            written(walk.body_everywhere_point_by_point(body, grid, names, slots));
+                            written(walk.everywhere(body, grid, Frame::new(names, slots), false));
                         assert_eq!(by_blocks, by_points, "{} in double-double", path.display());
                         assert_eq!(
                             blocks.kinks(),

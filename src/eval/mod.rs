@@ -1007,22 +1007,9 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
         self.everywhere(body, grid, Frame::new(names, slots), blockwise)
     }
 
-    /// [`Evaluation::body_everywhere`] by the tree walk alone, point by
-    /// point: what the block evaluation must agree with.
-    #[cfg(test)]
-    pub fn body_everywhere_point_by_point(
-        &self,
-        body: &Body,
-        grid: &Grid,
-        names: &[String],
-        slots: usize,
-    ) -> Everywhere<T>
-    where
-        T: Send + Sync,
-    {
-        self.everywhere(body, grid, Frame::new(names, slots), false)
-    }
-
+    /// [`Evaluation::body_everywhere`], its points taken a block at a
+    /// time or (`blockwise` false: the tree walk alone, what the blocks
+    /// must agree with) one by one.
     fn everywhere(
         &self,
         body: &Body,
@@ -1038,17 +1025,20 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
         const CHUNK: usize = 1024;
         let n = usize::try_from(grid.len().unwrap_or(0)).unwrap_or(0);
         let mut values = vec![T::constant(f64::NAN); n];
+        let slots = frame.env.len();
         let errors: Vec<Vec<(usize, Box<EvalError>)>> = values
             .par_chunks_mut(CHUNK)
             .enumerate()
             .map(|(c, chunk)| {
                 let start = c * CHUNK;
                 let mut frame = frame.clone();
+                let mut unsettled = vec![!blockwise; chunk.len()];
                 if blockwise {
-                    self.chunk_blockwise(body, grid, start, chunk, &mut frame)
-                } else {
-                    self.chunk_point_by_point(body, grid, start, chunk, &mut frame)
+                    let block = columns::Block::of_grid(grid, start, chunk.len(), slots);
+                    let n = block.len();
+                    self.body_block(body, &block, &mut chunk[..n], &mut unsettled[..n]);
                 }
+                self.walk_where(body, grid, start, chunk, &unsettled, &mut frame)
             })
             .collect();
         Everywhere {
@@ -1057,51 +1047,28 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
         }
     }
 
-    /// One chunk of [`Evaluation::body_everywhere`] (its points from
-    /// `start` on), by the tree walk at each point: its failures.
-    fn chunk_point_by_point(
+    /// The tree walk at the points of a chunk of [`Evaluation::everywhere`]
+    /// (its points from `start` on) marked in `unsettled`: their values
+    /// into `chunk`, and their failures.
+    fn walk_where(
         &self,
         body: &Body,
         grid: &Grid,
         start: usize,
         chunk: &mut [T],
+        unsettled: &[bool],
         frame: &mut Frame<'_>,
     ) -> Vec<(usize, Box<EvalError>)> {
         let mut points = grid.points_from(start);
         let mut errors = vec![];
-        for (i, slot) in chunk.iter_mut().enumerate() {
-            if let Some(point) = points.next_point() {
-                frame.set_point(point);
-            }
-            match self.body(body, frame) {
-                Ok(v) => *slot = v,
-                Err(e) => errors.push((start + i, e)),
-            }
-        }
-        errors
-    }
-
-    /// One chunk of [`Evaluation::body_everywhere`] (its points from
-    /// `start` on) evaluated a block at a time, the tree walk taking the
-    /// points the block leaves unsettled (see [`columns`]): its failures.
-    fn chunk_blockwise(
-        &self,
-        body: &Body,
-        grid: &Grid,
-        start: usize,
-        chunk: &mut [T],
-        frame: &mut Frame<'_>,
-    ) -> Vec<(usize, Box<EvalError>)> {
-        let block = columns::Block::of_grid(grid, start, chunk.len(), frame.env.len());
-        let chunk = &mut chunk[..block.len()];
-        let mut unsettled = vec![false; chunk.len()];
-        self.body_block(body, &block, chunk, &mut unsettled);
-        let mut errors = vec![];
-        for (i, slot) in chunk.iter_mut().enumerate() {
-            if !unsettled[i] {
+        for (i, (slot, &walk)) in chunk.iter_mut().zip(unsettled).enumerate() {
+            let Some(point) = points.next_point() else {
+                break;
+            };
+            if !walk {
                 continue;
             }
-            frame.set_point(&grid.point(start + i));
+            frame.set_point(point);
             match self.body(body, frame) {
                 Ok(v) => *slot = v,
                 Err(e) => {
