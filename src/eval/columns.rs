@@ -6,13 +6,14 @@
 //! The block evaluation covers the common part of the language
 //! ([`covers`]): numbers, sizes, indices, reads of tensors and definitions,
 //! arithmetic, functions, Iverson brackets and guarded products, and cases,
-//! with conditions on anything; not reductions. It only ever computes values; wherever the tree
-//! walk ([`Evaluation::body`]) would do more than compute one (report an
-//! error, note a kink, compare the values of overlapping cases), the point
-//! is marked *unsettled* and the tree walk evaluates it alone, so that the
-//! result, error and kink log are the tree walk's at every point. Where a
-//! point is settled, its value is the tree walk's bit for bit: the same
-//! operations on the same values in the same order.
+//! with conditions on anything; not reductions. It only ever computes
+//! values; wherever the tree walk ([`Evaluation::body`]) would do more than
+//! compute one (report an error, note a kink, compare the values of
+//! overlapping cases), the point is marked *unsettled* and the tree walk
+//! evaluates it alone, so that the result, error and kink log are the tree
+//! walk's at every point. Where a point is settled, its value is the tree
+//! walk's bit for bit: the same operations on the same values in the same
+//! order.
 
 use std::cmp::Ordering::Equal;
 
@@ -254,13 +255,15 @@ impl<T: Scalar> Columns<'_, '_, T> {
             NodeKind::Hyper(h) => out.fill(T::constant(
                 self.eval.hypers.get(h.0).copied().unwrap_or(f64::NAN),
             )),
+            // `covers` admits only the block's slots; any other index is
+            // the tree walk's.
             NodeKind::Index(v) => match self.block.env.get(v.0) {
                 Some(column) => {
                     for (o, &i) in out.iter_mut().zip(column) {
                         *o = T::constant(i as f64);
                     }
                 }
-                None => out.fill(T::zero()),
+                None => (0..n).for_each(|p| mark(unsettled, active, p)),
             },
             NodeKind::Tensor { id, indices } => {
                 let values = self.eval.tensors.get(id.0).copied().unwrap_or(&[]);

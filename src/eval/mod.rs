@@ -1417,49 +1417,41 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             None if function == Function::Pow => T::one(),
             None => x,
         };
-        // At a kink both branches have the same value and different slopes.
-        if !at_branch_point(function, args.len(), &x, &y) {
-            return apply(function, x, y)
-                .ok_or_else(|| self.outside_domain(node, function, args, x, frame));
-        }
-        match function {
-            // relu: 0 or x; abs: whichever sign the scalar type picks at 0,
-            // or the other.
-            Function::Relu if is_zero(&x) && self.branch([0.0; 2], x.tangents(), true) => {
-                return Ok(x);
+        // At a kink both branches have the same value and different slopes;
+        // `at_branch_point` says where (the block evaluation asks it too).
+        if at_branch_point(function, args.len(), &x, &y) {
+            match function {
+                // relu: 0 or x; abs: whichever sign the scalar type picks at
+                // 0, or the other.
+                Function::Relu if self.branch([0.0; 2], x.tangents(), true) => return Ok(x),
+                Function::Abs if self.branch(x.abs().tangents(), (-x.abs()).tangents(), true) => {
+                    return Ok(-x.abs());
+                }
+                Function::Max => {
+                    return Ok(if self.branch(y.tangents(), x.tangents(), true) {
+                        x
+                    } else {
+                        y
+                    });
+                }
+                Function::Min => {
+                    return Ok(if self.branch(x.tangents(), y.tangents(), false) {
+                        y
+                    } else {
+                        x
+                    });
+                }
+                // Infinite slopes (sqrt at 0, asin and acos at ±1), as at a
+                // kink: the derivative is not a number. A jump (sign, floor,
+                // round): no derivative there at all.
+                Function::Sqrt
+                | Function::Asin
+                | Function::Acos
+                | Function::Sign
+                | Function::Floor
+                | Function::Round => self.kink(),
+                _ => {}
             }
-            Function::Abs
-                if is_zero(&x) && self.branch(x.abs().tangents(), (-x.abs()).tangents(), true) =>
-            {
-                return Ok(-x.abs());
-            }
-            Function::Max if args.len() == 2 && x.order(&y) == Some(Equal) => {
-                return Ok(if self.branch(y.tangents(), x.tangents(), true) {
-                    x
-                } else {
-                    y
-                });
-            }
-            Function::Min if args.len() == 2 && x.order(&y) == Some(Equal) => {
-                return Ok(if self.branch(x.tangents(), y.tangents(), false) {
-                    y
-                } else {
-                    x
-                });
-            }
-            // Infinite slopes, as at a kink: the derivative is not a number.
-            Function::Sqrt if is_zero(&x) => self.kink(),
-            Function::Asin | Function::Acos
-                if x.order(&T::one()) == Some(Equal) || x.order(&-T::one()) == Some(Equal) =>
-            {
-                self.kink();
-            }
-            // A jump: no derivative there at all.
-            Function::Sign if is_zero(&x) => self.kink(),
-            Function::Floor | Function::Round if at_jump(function, x.real_guarded_by_caller()) => {
-                self.kink();
-            }
-            _ => {}
         }
         apply(function, x, y).ok_or_else(|| self.outside_domain(node, function, args, x, frame))
     }
@@ -1750,6 +1742,17 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             }
         };
         let add = |a: T, b: T| Ok::<T, ()>(a + b);
+        // Term `j` of the sum (from 0), looking at the clock as every term does.
+        let mut term_at = |j: i64| -> Result<T, Box<EvalError>> {
+            if frame.count_term() {
+                self.instance.check_clock()?;
+            }
+            Ok(term(if j == 0 {
+                first_value
+            } else {
+                self.strided_value(&read, j, frame)?
+            }))
+        };
         // Whole groups of 8 terms from the first: each is the partial sum
         // of level 3 that pushing its terms one by one would make, by the
         // same additions, pushed at once (see `Cascade::push_partial`).
@@ -1758,29 +1761,14 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
         while step + 8 <= terms {
             let mut t = [first_value; 8];
             for (j, slot) in (step..).zip(t.iter_mut()) {
-                if frame.count_term() {
-                    self.instance.check_clock()?;
-                }
-                *slot = term(if j == 0 {
-                    first_value
-                } else {
-                    self.strided_value(&read, j, frame)?
-                });
+                *slot = term_at(j)?;
             }
             let group = ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
             sum.push_partial(group, 3, add).ok();
             step += 8;
         }
         for j in step..terms {
-            if frame.count_term() {
-                self.instance.check_clock()?;
-            }
-            let x = if j == 0 {
-                first_value
-            } else {
-                self.strided_value(&read, j, frame)?
-            };
-            sum.push(term(x), add).ok();
+            sum.push(term_at(j)?, add).ok();
         }
         Ok(())
     }
@@ -2291,7 +2279,6 @@ fn apply<T: Scalar>(function: Function, x: T, y: T) -> Option<T> {
     })
 }
 
-/// Whether `floor` (at whole numbers) or `round` (at halves) jumps at `v`.
 /// Whether `function` of `arity` arguments at (x, y) stands where
 /// [`Evaluation::call`] notes a kink or chooses a branch: the guards of its
 /// `match`, in one place, so that the block evaluation ([`columns`]) leaves
@@ -2308,6 +2295,7 @@ fn at_branch_point<T: Scalar>(function: Function, arity: usize, x: &T, y: &T) ->
     }
 }
 
+/// Whether `floor` (at whole numbers) or `round` (at halves) jumps at `v`.
 fn at_jump(function: Function, v: f64) -> bool {
     match function {
         Function::Floor => v.fract() == 0.0,
