@@ -870,6 +870,31 @@ mod tests {
     }
 
     #[test]
+    fn magnitudes_go_on_where_adjoints_cancel() {
+        // t = x·y reaches L twice with opposite signs: its adjoint is 0,
+        // yet each path through it carries |y| of magnitude to x.
+        let (x, y) = (2.0, 3.0);
+        let recording = Recording::<f64>::start().unwrap();
+        let (vx, vy) = (Rev::leaf(x), Rev::leaf(y));
+        let t = vx * vy;
+        let l = t - t + vx;
+        let recorded = Recorded {
+            tape: recording.take(),
+            leaves: vec![],
+            inputs: vec![],
+            output: l.node,
+            kinks: KinkCount::default(),
+        };
+        drop(recording);
+        let mut both = vec![[0.0; 2]; recorded.len()];
+        both[l.node as usize] = [1.0; 2];
+        sweep_both(&recorded, &mut both);
+        assert_eq!(both[t.node as usize], [0.0, 2.0]);
+        assert_eq!(both[vx.node as usize], [1.0, 2.0 * y + 1.0]);
+        assert_eq!(both[vy.node as usize], [0.0, 2.0 * x]);
+    }
+
+    #[test]
     fn a_reused_value_gathers_every_path() {
         // f = (x + x)·x − x/x: 4x − 0 at x = 3 (the quotient is constant).
         let (f, g) = grad_of(&[3.0], |v| (v[0] + v[0]) * v[0] - v[0] / v[0]);
