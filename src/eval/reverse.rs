@@ -867,6 +867,32 @@ mod tests {
     }
 
     #[test]
+    fn magnitudes_go_on_where_adjoints_cancel() {
+        // t = x·y reaches L twice with opposite signs: its adjoint is 0,
+        // yet each path through it carries |y| of magnitude to x.
+        let (x, y) = (2.0, 3.0);
+        let recording = Recording::<f64>::start().unwrap();
+        let (vx, vy) = (Rev::leaf(x), Rev::leaf(y));
+        let t = vx * vy;
+        let l = t - t + vx;
+        let nodes = ArrayD::from_shape_vec(vec![2], vec![vx.node, vy.node]).unwrap();
+        let recorded = Recorded {
+            tape: recording.take(),
+            leaves: vec![Some(nodes.clone())],
+            inputs: vec![nodes],
+            output: l.node,
+            kinks: KinkCount::default(),
+        };
+        drop(recording);
+        let swept = gradient_of(&recorded);
+        let read = |t: &[Option<ArrayD<f64>>]| {
+            t[0].as_ref().unwrap().iter().copied().collect::<Vec<f64>>()
+        };
+        assert_eq!(read(&swept.gradient), vec![1.0, 0.0]);
+        assert_eq!(read(&swept.magnitude), vec![2.0 * y + 1.0, 2.0 * x]);
+    }
+
+    #[test]
     fn a_reused_value_gathers_every_path() {
         // f = (x + x)·x − x/x: 4x − 0 at x = 3 (the quotient is constant).
         let (f, g) = grad_of(&[3.0], |v| (v[0] + v[0]) * v[0] - v[0] / v[0]);
