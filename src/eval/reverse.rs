@@ -829,26 +829,31 @@ mod tests {
         }
     }
 
-    /// Records `f` over leaves at `xs` and returns f and its gradient.
-    fn grad_of(xs: &[f64], f: impl Fn(&[Rev<f64>]) -> Rev<f64>) -> (f64, Vec<f64>) {
+    /// Records `f` over leaves at `xs`, held as one tensor, and sweeps
+    /// it: f, and its gradient and path magnitudes in the leaves.
+    fn swept(xs: &[f64], f: impl Fn(&[Rev<f64>]) -> Rev<f64>) -> (f64, [Vec<f64>; 2]) {
         let recording = Recording::<f64>::start().unwrap();
         let leaves: Vec<Rev<f64>> = xs.iter().map(|&x| Rev::leaf(x)).collect();
         let y = f(&leaves);
+        let nodes = ArrayD::from_shape_vec(vec![xs.len()], leaves.iter().map(|l| l.node).collect())
+            .unwrap();
         let recorded = Recorded {
             tape: recording.take(),
-            leaves: vec![],
-            inputs: vec![],
+            leaves: vec![Some(nodes.clone())],
+            inputs: vec![nodes],
             output: y.node,
             kinks: KinkCount::default(),
         };
         drop(recording);
-        let mut adjoint = vec![0.0; recorded.len()];
-        adjoint[y.node as usize] = 1.0;
-        sweep(&recorded, &mut adjoint, |a, p| a * p);
-        (
-            y.value,
-            leaves.iter().map(|l| adjoint[l.node as usize]).collect(),
-        )
+        let swept = gradient_of(&recorded);
+        let read = |t: &[Option<ArrayD<f64>>]| t[0].as_ref().unwrap().iter().copied().collect();
+        (y.value, [read(&swept.gradient), read(&swept.magnitude)])
+    }
+
+    /// f and its gradient, as [`swept`] gives them.
+    fn grad_of(xs: &[f64], f: impl Fn(&[Rev<f64>]) -> Rev<f64>) -> (f64, Vec<f64>) {
+        let (y, [gradient, _]) = swept(xs, f);
+        (y, gradient)
     }
 
     #[test]
@@ -871,25 +876,12 @@ mod tests {
         // t = x·y reaches L twice with opposite signs: its adjoint is 0,
         // yet each path through it carries |y| of magnitude to x.
         let (x, y) = (2.0, 3.0);
-        let recording = Recording::<f64>::start().unwrap();
-        let (vx, vy) = (Rev::leaf(x), Rev::leaf(y));
-        let t = vx * vy;
-        let l = t - t + vx;
-        let nodes = ArrayD::from_shape_vec(vec![2], vec![vx.node, vy.node]).unwrap();
-        let recorded = Recorded {
-            tape: recording.take(),
-            leaves: vec![Some(nodes.clone())],
-            inputs: vec![nodes],
-            output: l.node,
-            kinks: KinkCount::default(),
-        };
-        drop(recording);
-        let swept = gradient_of(&recorded);
-        let read = |t: &[Option<ArrayD<f64>>]| {
-            t[0].as_ref().unwrap().iter().copied().collect::<Vec<f64>>()
-        };
-        assert_eq!(read(&swept.gradient), vec![1.0, 0.0]);
-        assert_eq!(read(&swept.magnitude), vec![2.0 * y + 1.0, 2.0 * x]);
+        let (_, [gradient, magnitude]) = swept(&[x, y], |v| {
+            let t = v[0] * v[1];
+            t - t + v[0]
+        });
+        assert_eq!(gradient, vec![1.0, 0.0]);
+        assert_eq!(magnitude, vec![2.0 * y + 1.0, 2.0 * x]);
     }
 
     #[test]
