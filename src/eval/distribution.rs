@@ -54,17 +54,32 @@ pub fn standard_normal(rng: &mut ChaCha8Rng) -> f64 {
     box_muller(a, b)
 }
 
-/// `n` draws of [`standard_normal`] in turn, the same values: the uniforms
-/// are drawn in order, and their logarithms and cosines, which cost about
-/// ten times as much, are taken on every core.
+/// `n` draws of [`standard_normal`] in turn, the same values, drawn on
+/// every core: each draw takes two `u64`s of the stream, so a chunk of the
+/// draws starts at a word of the stream known in advance, and each chunk
+/// is drawn from a copy of the generator set there. The generator is left
+/// where drawing in turn leaves it.
 pub fn standard_normals(rng: &mut ChaCha8Rng, n: usize) -> Vec<f64> {
     use rayon::prelude::*;
-    let uniforms: Vec<(f64, f64)> = (0..n).map(|_| box_muller_uniforms(rng)).collect();
-    uniforms
-        .par_iter()
-        .with_min_len(4096)
-        .map(|&(a, b)| box_muller(a, b))
-        .collect()
+    /// 32-bit words of the stream one draw takes: two `u64`s.
+    const WORDS_PER_DRAW: u128 = 4;
+    const CHUNK: usize = 1 << 14;
+    let start = rng.get_word_pos();
+    let at = |draw: usize| start + draw as u128 * WORDS_PER_DRAW;
+    let mut drawn = vec![0.0; n];
+    let from: &ChaCha8Rng = rng;
+    drawn
+        .par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(c, chunk)| {
+            let mut rng = from.clone();
+            rng.set_word_pos(at(c * CHUNK));
+            for slot in chunk {
+                *slot = standard_normal(&mut rng);
+            }
+        });
+    rng.set_word_pos(at(n));
+    drawn
 }
 
 fn box_muller_uniforms(rng: &mut ChaCha8Rng) -> (f64, f64) {
@@ -107,11 +122,19 @@ mod tests {
     /// bit, and the generator is left in the same state.
     #[test]
     fn normals_drawn_at_once_are_those_drawn_in_turn() {
-        for n in [0, 1, 7, 5000, 20_001] {
+        // Chunk boundaries (2¹⁴ draws) on either side, and a stream that
+        // starts mid-`u64` (a `u32` drawn before).
+        for (n, odd) in [(0, false), (1, true), (7, false), (5000, true)]
+            .into_iter()
+            .chain([16_383, 16_384, 16_385, 50_001].map(|n| (n, n % 2 == 1)))
+        {
             let (mut at_once, mut in_turn) = (
                 ChaCha8Rng::seed_from_u64(n as u64),
                 ChaCha8Rng::seed_from_u64(n as u64),
             );
+            if odd {
+                assert_eq!(at_once.random::<u32>(), in_turn.random::<u32>());
+            }
             let drawn = standard_normals(&mut at_once, n);
             let expected: Vec<f64> = (0..n).map(|_| standard_normal(&mut in_turn)).collect();
             let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
