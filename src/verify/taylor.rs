@@ -371,8 +371,15 @@ impl TaylorCheck<'_> {
     /// J at this size: each tensor's last `grad` claim above this one, else
     /// autodiff; `sources` says which, as [`TaylorCheck::sources`] gives it.
     fn jacobian(&self, cx: &SizeContext<'_>) -> Result<Jacobian, String> {
+        // Sized once: J of a large layer is held through every ladder, and
+        // grown as it is filled it would hold up to twice its size.
+        let tensors = self.program.tensors.iter().enumerate();
+        let total: usize = tensors
+            .filter(|(_, t)| t.is_differentiable())
+            .map(|(k, _)| cx.values.get(k).map_or(0, ArrayD::len))
+            .sum();
         let mut jacobian = Jacobian {
-            flat: vec![],
+            flat: Vec::with_capacity(total),
             layout: vec![],
         };
         // The closed forms are computed in double-double, over one
@@ -384,7 +391,8 @@ impl TaylorCheck<'_> {
                 continue;
             }
             let id = TensorId(k);
-            let values: Vec<f64> = match self.grad_claim_on(id) {
+            let start = jacobian.flat.len();
+            match self.grad_claim_on(id) {
                 Some((c, g)) => {
                     let head = super::claim_head(cx.source, c);
                     let (line, _) = cx.source.line_column(c.span.start);
@@ -399,20 +407,18 @@ impl TaylorCheck<'_> {
                     let evaluation = evaluation
                         .as_ref()
                         .map_err(|e| format!("J is undefined: `{head}` (line {line}): {e}"))?;
-                    closed_form(cx, evaluation, id, &g.body, g.slots, &g.var_names)
-                        .map_err(|e| format!("J is undefined: `{head}` (line {line}): {e}"))?
+                    let into = &mut jacobian.flat;
+                    closed_form(cx, evaluation, id, &g.body, g.slots, &g.var_names, into)
+                        .map_err(|e| format!("J is undefined: `{head}` (line {line}): {e}"))?;
                 }
                 None => {
                     let derived = cx.derived().map_err(|e| e.to_string())?;
-                    derived
-                        .get(k)
-                        .and_then(Option::as_ref)
-                        .map(|d| d.iter().copied().collect())
-                        .unwrap_or_default()
+                    if let Some(d) = derived.get(k).and_then(Option::as_ref) {
+                        jacobian.flat.extend(d.iter());
+                    }
                 }
-            };
-            jacobian.layout.push((id, values.len()));
-            jacobian.flat.extend(values);
+            }
+            jacobian.layout.push((id, jacobian.flat.len() - start));
         }
         Ok(jacobian)
     }
@@ -1213,8 +1219,8 @@ fn rounding_magnitude(cx: &SizeContext<'_>, layout: &[(TensorId, usize)], u: &[f
     theoretical.max(measured)
 }
 
-/// The claimed gradient of one tensor at every element, row-major.
-/// The closed form of J over the tensor's elements, computed in
+/// The claimed gradient of one tensor at every element, row-major, added
+/// to `into`: the closed form of J over the tensor's elements, computed in
 /// double-double and rounded to f64: J's own rounding (a true 0 computed as
 /// 1e-14 from cancelling terms) would otherwise read as a first-order
 /// remainder, |δJ·Δw| ∝ ε, and pass for a wrong gradient.
@@ -1225,12 +1231,12 @@ fn closed_form(
     body: &Body,
     slots: usize,
     var_names: &[String],
-) -> Result<Vec<f64>, String> {
+    into: &mut Vec<f64>,
+) -> Result<(), String> {
     let grid = cx.instance.tensor_grid(target);
     let mut frame = Frame::new(var_names, slots);
     let claimed = evaluation.body_everywhere(body, grid, var_names, slots);
     let mut errors = claimed.errors.into_iter().peekable();
-    let mut values = Vec::with_capacity(claimed.values.len());
     for (k, value) in claimed.values.into_iter().enumerate() {
         if let Some((_, e)) = errors.next_if(|(at, _)| *at == k) {
             return Err(e.to_string());
@@ -1244,9 +1250,9 @@ fn closed_form(
                 frame.describe(&cx.instance.sizes)
             ));
         }
-        values.push(v);
+        into.push(v);
     }
-    Ok(values)
+    Ok(())
 }
 
 fn machine_epsilon(precision: Precision) -> f64 {
