@@ -181,7 +181,7 @@ fn checked(
             None => along_random_directions(instance, values, seed),
         }?;
         (
-            random_directions(&forward, &reverse, allowance),
+            random_directions(forward, &reverse, allowance),
             Route::ReverseCheckedAlong(DIRECTIONS),
         )
     };
@@ -296,11 +296,15 @@ fn along_random_directions(instance: &Instance<'_>, values: &[ArrayD<f64>], seed
                 .collect()
         })
         .collect();
-    let mut along = vec![];
-    for pair in directions.chunks(2) {
-        let (first, second) = (&pair[0], pair.get(1).unwrap_or(&pair[0]));
-        let forward = directional_derivatives(instance, values, first, second)?;
-        along.extend(pair.iter().cloned().zip(forward));
+    // Each direction is handed on, not copied: a copy of a layer's
+    // directions was held beside the recording, at its peak.
+    let mut along = Vec::with_capacity(directions.len());
+    let mut directions = directions.into_iter();
+    while let Some(first) = directions.next() {
+        let second = directions.next();
+        let forward =
+            directional_derivatives(instance, values, &first, second.as_ref().unwrap_or(&first))?;
+        along.extend(std::iter::once(first).chain(second).zip(forward));
     }
     Ok(along)
 }
@@ -308,18 +312,18 @@ fn along_random_directions(instance: &Instance<'_>, values: &[ArrayD<f64>], seed
 /// Forward mode's derivatives along random directions against reverse
 /// mode's gradient projected on them.
 fn random_directions(
-    forward: &[(Vec<Option<ArrayD<f64>>>, f64)],
+    forward: Vec<(Vec<Option<ArrayD<f64>>>, f64)>,
     reverse: &ReverseGradient<f64>,
     allowance: f64,
 ) -> Vec<Comparison> {
     forward
-        .iter()
+        .into_iter()
         .map(|(u, f)| {
-            let (r, m) = along(&reverse.gradient, &reverse.magnitude, u);
+            let (r, m) = along(&reverse.gradient, &reverse.magnitude, &u);
             Comparison {
-                at: Compared::Direction(u.clone()),
+                at: Compared::Direction(u),
                 reverse: r,
-                forward: *f,
+                forward: f,
                 tolerance: rounding_bound(allowance, m),
             }
         })
@@ -526,7 +530,7 @@ mod tests {
             Some(("x".to_string(), 2))
         );
         let forward = along_random_directions(&instance, &values, 0).unwrap();
-        let directions = random_directions(&forward, &reverse, allowance);
+        let directions = random_directions(forward, &reverse, allowance);
         let along = settle(&instance, &values, directions, || Ok(precise.clone())).unwrap();
         assert_eq!((along.compared, along.failed), (DIRECTIONS, DIRECTIONS));
         let derivation = Derivation {
