@@ -253,7 +253,10 @@ fn rounding_bound(allowance: f64, m: f64) -> f64 {
 
 /// The number of elements of each tensor dL/dT is taken in (`None` for
 /// data), as reverse mode lays out its gradient.
-fn differentiable_shapes(instance: &Instance<'_>, values: &[ArrayD<f64>]) -> Vec<Option<usize>> {
+pub(super) fn differentiable_shapes(
+    instance: &Instance<'_>,
+    values: &[ArrayD<f64>],
+) -> Vec<Option<usize>> {
     let tensors = &instance.program.tensors;
     values
         .iter()

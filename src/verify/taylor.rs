@@ -373,10 +373,9 @@ impl TaylorCheck<'_> {
     fn jacobian(&self, cx: &SizeContext<'_>) -> Result<Jacobian, String> {
         // Sized once: J of a large layer is held through every ladder, and
         // grown as it is filled it would hold up to twice its size.
-        let tensors = self.program.tensors.iter().enumerate();
-        let total: usize = tensors
-            .filter(|(_, t)| t.is_differentiable())
-            .map(|(k, _)| cx.values.get(k).map_or(0, ArrayD::len))
+        let total: usize = super::derivation::differentiable_shapes(cx.instance, cx.values)
+            .into_iter()
+            .flatten()
             .sum();
         let mut jacobian = Jacobian {
             flat: Vec::with_capacity(total),
