@@ -155,7 +155,16 @@ impl<'c> Search<'_, 'c> {
     where
         'c: 'v,
     {
-        *values = self.cx.values.to_vec();
+        // The tensors are copied only where the search varies one: a search
+        // runs thousands of candidates, most over lets and hypers alone.
+        let varies_tensor = self
+            .claim
+            .over
+            .iter()
+            .any(|v| matches!(v.what, VariedKind::Tensor(_)));
+        if varies_tensor {
+            *values = self.cx.values.to_vec();
+        }
         hypers.clear();
         hypers.extend_from_slice(self.cx.instance.hypers());
         for (v, &xj) in self.claim.over.iter().zip(x) {
@@ -173,7 +182,12 @@ impl<'c> Search<'_, 'c> {
                 VariedKind::Def(_) => {}
             }
         }
-        let mut evaluation = self.cx.evaluation.rebase(values, hypers, &self.stale);
+        let tensors: &'v [ArrayD<f64>] = if varies_tensor {
+            values
+        } else {
+            self.cx.values
+        };
+        let mut evaluation = self.cx.evaluation.rebase(tensors, hypers, &self.stale);
         let mut given = vec![false; self.stale.len()];
         for (v, &xj) in self.claim.over.iter().zip(x) {
             if let VariedKind::Def(d) = v.what {

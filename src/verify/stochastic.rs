@@ -865,18 +865,26 @@ impl Judge<'_, '_> {
                 sampled: matches!(taken.method, Method::Sampled { .. }),
             });
         }
-        let mut substituted = node.clone();
         let mut moment_scale: f64 = 0.0;
-        let mut failure: Option<Judgement> = None;
-        self.substitute_moments(&mut substituted, frame, &mut moment_scale, &mut failure);
-        if let Some(failure) = failure {
-            return Err(failure);
-        }
+        // Copied only to put moments' values in: an optimum's search judges
+        // the same moment-free constraints thousands of times.
+        let substituted = if contains_moment(node) {
+            let mut substituted = node.clone();
+            let mut failure: Option<Judgement> = None;
+            self.substitute_moments(&mut substituted, frame, &mut moment_scale, &mut failure);
+            if let Some(failure) = failure {
+                return Err(failure);
+            }
+            std::borrow::Cow::Owned(substituted)
+        } else {
+            std::borrow::Cow::Borrowed(node)
+        };
+        let substituted = substituted.as_ref();
         let evaluation = self.engine.evaluation;
         let value = evaluation
-            .node(&substituted, frame)
+            .node(substituted, frame)
             .map_err(Judgement::Undefined)?;
-        let (count, magnitude) = size_and_magnitude(evaluation, &substituted, frame);
+        let (count, magnitude) = size_and_magnitude(evaluation, substituted, frame);
         let scale = magnitude.max(value.abs()).max(moment_scale);
         Ok(Operand {
             value,
