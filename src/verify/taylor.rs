@@ -920,9 +920,9 @@ fn measure<T: Replayable>(
     let rungs: Vec<Vec<Rung>> = directions
         .par_iter()
         .map(|u| {
-            steps_along::<T>(cx.values, jacobian, u, &eps_ladder)
+            steps_along::<T>(cx.values, jacobian, u, eps_ladder)
                 .into_iter()
-                .zip(&eps_ladder)
+                .zip(eps_ladder)
                 .map_while(|(steps, &eps)| {
                     steps.moves.then_some(Rung {
                         eps,

@@ -62,11 +62,15 @@ pub const COLLAPSE_RUNGS: usize = STEPS_PER_DECADE as usize;
 /// moves a half-decade slope by about 0.1 at the window's foot.
 pub const SLOPE_SPREAD: f64 = 0.5;
 
-/// ε = 1, 10^(-1/4), …, 1e-16.
-pub fn ladder() -> Vec<f64> {
-    (0..=STEPS_PER_DECADE * DECADES)
-        .map(|k| 10f64.powf(-f64::from(k) / f64::from(STEPS_PER_DECADE)))
-        .collect()
+/// ε = 1, 10^(-1/4), …, 1e-16: computed once, as every run's report reads
+/// it again.
+pub fn ladder() -> &'static [f64] {
+    static LADDER: std::sync::LazyLock<Vec<f64>> = std::sync::LazyLock::new(|| {
+        (0..=STEPS_PER_DECADE * DECADES)
+            .map(|k| 10f64.powf(-f64::from(k) / f64::from(STEPS_PER_DECADE)))
+            .collect()
+    });
+    &LADDER
 }
 
 /// One rung of the ladder: the step actually taken (after rounding w + εu
