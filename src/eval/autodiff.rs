@@ -126,7 +126,7 @@ pub fn directional_derivative(
         |x, dx| DualSVec64::from_re(0.0).derivative(0) * dx + x,
         DualSVec64::<1>::from,
     );
-    let loss = instance.evaluation(&lifted).loss()?;
+    let loss = instance.evaluation(&lifted).loss_alone()?;
     Ok(loss.eps.0.as_ref().map_or(0.0, |m| m[(0, 0)]))
 }
 
@@ -150,7 +150,7 @@ pub fn directional_derivatives(
         },
         DualSVec64::<2>::from,
     );
-    let loss = instance.evaluation(&lifted).loss()?;
+    let loss = instance.evaluation(&lifted).loss_alone()?;
     let d = |s: usize| loss.eps.0.as_ref().map_or(0.0, |m| m[(s, 0)]);
     Ok([d(0), d(1)])
 }
@@ -236,7 +236,7 @@ pub fn precise_partials_at(
         };
         seed(&mut lifted, true);
         instance.check_clock()?;
-        let loss = instance.evaluation(&lifted).loss()?;
+        let loss = instance.evaluation(&lifted).loss_alone()?;
         partials.extend((0..chunk.len()).map(|s| loss.derivative(s)));
         seed(&mut lifted, false);
     }
@@ -260,7 +260,7 @@ pub fn precise_directional_derivative(
         },
         |x| DdDual::constant(Dd::from_f64(x)),
     );
-    Ok(instance.evaluation(&lifted).loss()?.derivative(0))
+    Ok(instance.evaluation(&lifted).loss_alone()?.derivative(0))
 }
 
 /// The branch taken at every branch point of L when stepping from the

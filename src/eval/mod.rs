@@ -593,13 +593,84 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
         }
     }
 
+    /// L as [`Evaluation::loss`] gives it, bit for bit, without keeping the
+    /// layer's output: each element is multiplied by its `g` and summed as
+    /// it is computed, a block at a time, in the same order. A recording or
+    /// a dual-number pass of a large layer would otherwise hold the output
+    /// beside everything else it holds. The output stays uncomputed here
+    /// (a later read computes it). A spec with a loss, or whose output reads
+    /// itself, takes [`Evaluation::loss`].
+    pub fn loss_alone(&mut self) -> Result<T, Box<EvalError>> {
+        let program = self.instance.program;
+        let streamed = program.output.and_then(|output| {
+            let g = output.incoming?;
+            let def = program.defs.get(output.def.0)?;
+            (def.recurrence.is_none() && def.step_group.is_none()).then_some((output.def, def, g))
+        });
+        let Some((out, def, g)) =
+            streamed.filter(|(out, ..)| matches!(self.defs.get(out.0), Some(DefState::Pending)))
+        else {
+            return self.loss();
+        };
+        self.compute_defs_but(true, Some(out))?;
+        let grid = &self.instance.def_grids[out.0];
+        let len = usize::try_from(grid.len().unwrap_or(0)).unwrap_or(0);
+        let g = self.tensors.get(g.0).copied().unwrap_or(&[]);
+        let add = |a: T, b: T| Ok::<T, ()>(a + b);
+        let mut total = Cascade::default();
+        let mut push = |start: usize, y: Vec<T>| {
+            let g = g.get(start..).unwrap_or(&[]);
+            for (gi, yi) in g.iter().zip(y) {
+                total.push(*gi * yi, add).ok();
+            }
+        };
+        // The blocks `compute_def_in_chunks` computes, a wave of them on
+        // the cores at a time; else one by one.
+        let wave = if self.shares_work() && len >= PARALLEL_ELEMENTS {
+            rayon::current_num_threads().saturating_mul(2).max(1)
+        } else {
+            1
+        };
+        let mut start = 0;
+        while start < len {
+            use rayon::prelude::*;
+            let starts: Vec<usize> = (0..wave)
+                .map(|b| start + b * PARALLEL_ELEMENTS)
+                .take_while(|&s| s < len)
+                .collect();
+            let block = |s: usize| {
+                let end = (s + PARALLEL_ELEMENTS).min(len);
+                self.def_elements(def, grid, s, Some(end))
+            };
+            let blocks: Vec<Result<Vec<T>, Box<EvalError>>> = if starts.len() > 1 {
+                starts.par_iter().map(|&s| block(s)).collect()
+            } else {
+                starts.iter().map(|&s| block(s)).collect()
+            };
+            for (&s, y) in starts.iter().zip(blocks) {
+                push(s, y?);
+            }
+            start = starts.last().map_or(len, |&s| s + PARALLEL_ELEMENTS);
+        }
+        Ok(total.finish(add).ok().flatten().unwrap_or_else(T::zero))
+    }
+
     /// Computes the definitions in order: only those the output needs when
     /// `output_only`, else all (failures of claim-only ones are kept, not raised).
     pub fn compute_defs(&mut self, output_only: bool) -> Result<(), Box<EvalError>> {
+        self.compute_defs_but(output_only, None)
+    }
+
+    /// [`Evaluation::compute_defs`], leaving `skipped` uncomputed.
+    fn compute_defs_but(
+        &mut self,
+        output_only: bool,
+        skipped: Option<DefId>,
+    ) -> Result<(), Box<EvalError>> {
         let program = self.instance.program;
         for DefId(k) in program.computation_order() {
             let def = &program.defs[k];
-            if !matches!(self.defs[k], DefState::Pending) {
+            if !matches!(self.defs[k], DefState::Pending) || skipped == Some(DefId(k)) {
                 continue;
             }
             if let Some(group) = def.step_group.and_then(|g| program.step_groups.get(g)) {
@@ -2480,6 +2551,75 @@ mod tests {
         let one_by_one = record::<f64>(&instance, &values).err().unwrap().to_string();
         assert_eq!(shared, one_by_one);
         assert!(shared.contains("20001"), "{shared}");
+    }
+
+    /// L without the layer's output kept ([`Evaluation::loss_alone`]) is
+    /// L bit for bit, on the cores (f64, dual numbers) and in turn (a
+    /// recording), over a layer of several blocks and a wave of them; where
+    /// elements of the output fail, the error is the first one's; and a
+    /// later read of the output computes it then.
+    #[test]
+    fn loss_alone_is_loss_bit_for_bit() {
+        use crate::analysis::{analyze, size_sweep};
+        use crate::source::Source;
+        use num_dual::DualSVec64;
+        let text = "
+            dim N = 150000
+            input x[N]
+            param w[N] in (0.5, 2)
+            let z = sum(k) w[k] * x[k]
+            y[i] = log(w[i]) * z + x[i] / 3
+        ";
+        let source = Source::new("t.dl", text);
+        let program = analyze(&crate::syntax::parse(&source).unwrap()).unwrap();
+        let sizes = size_sweep(&program, &[]).unwrap().pop().unwrap();
+        let instance = super::Instance::new(&program, &source, sizes, 1 << 20).unwrap();
+        let mut values = super::draw_values(&instance, 5).unwrap();
+        let whole64 = instance.evaluation(&values).loss().unwrap();
+        let alone = instance.evaluation(&values).loss_alone().unwrap();
+        assert_eq!(whole64.to_bits(), alone.to_bits(), "{whole64} {alone}");
+        let lifted: Vec<ndarray::ArrayD<DualSVec64<2>>> = values
+            .iter()
+            .map(|v| {
+                v.mapv(|x| {
+                    DualSVec64::from_re(x)
+                        + DualSVec64::from_re(0.0).derivative(0) * x
+                        + DualSVec64::from_re(0.0).derivative(1)
+                })
+            })
+            .collect();
+        let whole = instance.evaluation(&lifted).loss().unwrap();
+        let alone = instance.evaluation(&lifted).loss_alone().unwrap();
+        let parts = |d: &DualSVec64<2>| {
+            let eps = d.eps.0.as_ref().unwrap();
+            [d.re, eps[(0, 0)], eps[(1, 0)]].map(f64::to_bits)
+        };
+        assert_eq!(parts(&whole), parts(&alone));
+        // In turn, as a recording evaluates.
+        let mut in_turn = instance
+            .evaluation(&values)
+            .with_branches(super::BranchPolicy::FollowTangents);
+        let alone = in_turn.loss_alone().unwrap();
+        assert_eq!(whole64.to_bits(), alone.to_bits());
+        // The output was not kept; read later, it is computed then.
+        let y = program.output.unwrap().def;
+        assert!(matches!(in_turn.defs[y.0], super::DefState::Pending));
+        in_turn.compute_defs(true).unwrap();
+        assert_eq!(in_turn.def_values(y).unwrap().len(), 150_000);
+        // Two elements of the output out of log's domain, in different
+        // waves: the first is named, as by `loss`.
+        let w = program.tensors.iter().position(|t| t.name == "w").unwrap();
+        let slice = values[w].as_slice_memory_order_mut().unwrap();
+        slice[140_000] = -2.0;
+        slice[100_000] = -1.0;
+        let whole = instance.evaluation(&values).loss().unwrap_err().to_string();
+        let alone = instance
+            .evaluation(&values)
+            .loss_alone()
+            .unwrap_err()
+            .to_string();
+        assert_eq!(whole, alone);
+        assert!(whole.contains("100001"), "{whole}");
     }
 
     /// A claim's sum `x[A(k)] * c` with `c` hoisted reads x at a stride, in

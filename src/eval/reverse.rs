@@ -670,6 +670,9 @@ pub fn record<B: TapeReal>(
     let lifted: Vec<ArrayD<Rev<B>>> = values.iter().map(|v| v.mapv(Rev::leaf)).collect();
     let (loss, kinks) = {
         let mut evaluation = instance.evaluation(&lifted);
+        // Not `loss_alone`: summing each block of the output as it is made
+        // would interleave the tape's entries, and what is summed over
+        // them in tape order (L's rounding) would change in its last bits.
         let loss = evaluation.loss()?;
         (loss, evaluation.kinks())
     };
