@@ -243,7 +243,8 @@ pub struct Replay<B> {
 /// The cones of some input elements (see [`Replay::cones`]).
 #[derive(Debug)]
 pub struct Cones<B> {
-    /// The value of every input at the drawn point.
+    /// The value of every input at the drawn point, where some cone is
+    /// whole (and its replays read them); else empty.
     inputs: Vec<B>,
     /// The cone each element uses: its own, or that of its first mention.
     alias: Vec<usize>,
@@ -868,15 +869,13 @@ impl<B: TapeReal> Replay<B> {
         };
         let mut mask = vec![0u64; words];
         let limit = self.steps.len() / CONE_FRACTION;
-        let mut inputs = vec![zero; self.inputs.len()];
+        let input_value = |&(k, p): &(u32, u32)| B::of(input_of(k as usize, p as usize));
         for (i, step) in self.steps.iter().enumerate() {
             let step = step.unpack();
             mask.iter_mut().for_each(|m| *m = 0);
             let (a, b) = match step {
                 Step::Load { input, out } => {
-                    let (k, p) = self.inputs[input as usize];
-                    let v = B::of(input_of(k as usize, p as usize));
-                    inputs[input as usize] = v;
+                    let v = input_value(&self.inputs[input as usize]);
                     value[out as usize] = v;
                     producer[out as usize] = i as u32;
                     let e = element_of[input as usize];
@@ -951,6 +950,13 @@ impl<B: TapeReal> Replay<B> {
                 }
             }
         }
+        // A whole cone is replayed whole, reading every input; the values
+        // of a layer's inputs are not held for cones that never do.
+        let inputs = if cones.iter().any(|c| c.whole) {
+            self.inputs.iter().map(input_value).collect()
+        } else {
+            vec![]
+        };
         Cones {
             inputs,
             output: output_value,
@@ -1589,6 +1595,44 @@ mod tests {
             }
             assert_ne!(replay.run_cone(&cones, 1, &moved), whole);
         });
+    }
+
+    /// Cones none of which is whole hold no value of the layer's inputs
+    /// (a whole cone's replays read them all): moving an element by its
+    /// cone gives what a whole run gives, either way.
+    #[test]
+    fn only_whole_cones_hold_the_inputs() {
+        let local = "
+            dim n = 400
+            input x[n] in (-2, 2)
+            param a, b
+            y[i] = a * (x[i] + x[i+2]) + b    for i in 1..=n-2
+        ";
+        let global = "
+            dim n = 150
+            input x[n] in (-2, 2)
+            let z = tanh(sum(k) x[k])
+            y[i] = x[i] * z
+        ";
+        for (text, whole_cones) in [(local, false), (global, true)] {
+            with_replay_of(text, 2, |replay, flat, x| {
+                let elements = [(x, 0), (x, 17), (x, 149)];
+                let cones = replay.cones(&elements, |k, p| flat[k][p]);
+                assert_eq!(cones.cones.iter().any(|c| c.whole), whole_cones);
+                assert_eq!(cones.inputs.is_empty(), !whole_cones);
+                for (e, &(_, p)) in elements.iter().enumerate() {
+                    let moved = [flat[x][p] + 0.125];
+                    let whole = replay.run_with(1, |_, k, q| {
+                        if (k, q) == (x, p) {
+                            moved[0]
+                        } else {
+                            flat[k][q]
+                        }
+                    });
+                    assert_eq!(replay.run_cone(&cones, e, &moved), whole, "{text}");
+                }
+            });
+        }
     }
 
     /// The replay of `text`'s L at the values drawn with `seed`, handed to
