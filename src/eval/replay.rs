@@ -26,7 +26,8 @@ use ndarray::ArrayD;
 
 use super::double_double::Real;
 use super::reverse::{
-    CONSTANT_BIT, Entry, Op, Recorded, TapeReal, Test, apply_op, decode_op, encode_op,
+    CONSTANT_BIT, Entry, LeafEntries, LeafLayout, Op, Recorded, TapeReal, Test, apply_op,
+    decode_op, encode_op,
 };
 use super::scalar::{Scalar, Smooth};
 
@@ -87,19 +88,11 @@ enum Leaves {
 }
 
 impl Leaves {
-    fn of(inputs: &[ndarray::ArrayD<u32>]) -> Self {
-        let mut starts = vec![0usize];
-        let mut next = 0usize;
-        let mut in_runs = true;
-        for t in inputs {
-            in_runs &= t.iter().enumerate().all(|(p, &n)| n as usize == next + p);
-            next += t.len();
-            starts.push(next);
+    fn of(leaves: LeafEntries) -> Self {
+        match leaves.layout {
+            LeafLayout::Runs(starts) => Leaves::Runs(starts),
+            LeafLayout::Entries(entries) => Self::table(&entries),
         }
-        if in_runs {
-            return Leaves::Runs(starts);
-        }
-        Self::table(inputs)
     }
 
     fn table(inputs: &[ndarray::ArrayD<u32>]) -> Self {
@@ -457,9 +450,7 @@ impl<B: TapeReal> Replay<B> {
                 }
             }
         }
-        let leaves = Leaves::of(&recorded.inputs);
-        // Neither is read again: freed before the program is built.
-        drop((recorded.inputs, recorded.leaves));
+        let leaves = Leaves::of(recorded.leaves);
         // Once its step is made, an entry is read only as an operand, for
         // its register: it then holds its register in `a` (a map from
         // entries to registers would take 4 bytes an entry more).
@@ -1506,7 +1497,10 @@ mod tests {
             tensor(vec![3]),
             tensor(vec![4, 5]),
         ];
-        let runs = Leaves::of(&inputs);
+        let leaves = |inputs: &Vec<ndarray::ArrayD<u32>>| {
+            Leaves::of(LeafEntries::of(inputs.clone(), |_| true))
+        };
+        let runs = leaves(&inputs);
         assert!(matches!(runs, Leaves::Runs(_)));
         let table = Leaves::table(&inputs);
         assert_eq!(runs.count(), 6);
@@ -1516,8 +1510,8 @@ mod tests {
         assert_eq!(runs.element(3), Some((2, 0)));
         assert_eq!(runs.element(6), None);
         let shuffled = vec![tensor(vec![1, 0]), tensor(vec![2])];
-        assert!(matches!(Leaves::of(&shuffled), Leaves::Table(_)));
-        assert_eq!(Leaves::of(&shuffled).element(0), Some((0, 1)));
+        assert!(matches!(leaves(&shuffled), Leaves::Table(_)));
+        assert_eq!(leaves(&shuffled).element(0), Some((0, 1)));
     }
 
     /// A run streams every step: each is 12 bytes, and packs and unpacks

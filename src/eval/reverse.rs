@@ -620,11 +620,8 @@ impl<B: TapeReal> Drop for Recording<B> {
 #[derive(Debug)]
 pub struct Recorded<B> {
     pub(super) tape: Tape<B>,
-    /// The leaf entry of each element the gradient is taken in, per
-    /// tensor (`None` for data).
-    pub(super) leaves: Vec<Option<ArrayD<u32>>>,
-    /// The input entry of every element of every tensor, data included.
-    pub(super) inputs: Vec<ArrayD<u32>>,
+    /// The leaf entry of every element of every tensor, data included.
+    pub(super) leaves: LeafEntries,
     /// L: an entry, or a constant (`CONSTANT_BIT`).
     pub(super) output: u32,
     /// Kinks the recording met: where there are any, the straight-line
@@ -657,6 +654,73 @@ impl<B: Copy> Recorded<B> {
     }
 }
 
+/// Where each element's leaf entry is, and which tensors the gradient is
+/// taken in. The evaluator records the leaves first, tensor by tensor in
+/// row-major order: element p of tensor k is then entry `starts[k] + p`,
+/// and no table of every element (4 bytes each) is held beside the tape.
+#[derive(Debug)]
+pub(super) struct LeafEntries {
+    /// Each tensor's shape, and whether the gradient is taken in it.
+    pub(super) tensors: Vec<(ndarray::IxDyn, bool)>,
+    pub(super) layout: LeafLayout,
+}
+
+#[derive(Debug)]
+pub(super) enum LeafLayout {
+    /// The entry where each tensor's leaves start, and past the last.
+    Runs(Vec<usize>),
+    /// The entry of each element, per tensor, where they are not in runs.
+    Entries(Vec<ArrayD<u32>>),
+}
+
+impl LeafEntries {
+    pub(super) fn of(nodes: Vec<ArrayD<u32>>, differentiable: impl Fn(usize) -> bool) -> Self {
+        let tensors = nodes
+            .iter()
+            .enumerate()
+            .map(|(k, t)| (t.raw_dim(), differentiable(k)))
+            .collect();
+        let mut starts = vec![0usize];
+        let mut next = 0usize;
+        let mut in_runs = true;
+        for t in &nodes {
+            in_runs &= t.iter().enumerate().all(|(p, &n)| n as usize == next + p);
+            next += t.len();
+            starts.push(next);
+        }
+        let layout = if in_runs {
+            LeafLayout::Runs(starts)
+        } else {
+            LeafLayout::Entries(nodes)
+        };
+        Self { tensors, layout }
+    }
+
+    /// Each differentiable tensor's elements read from the entries they
+    /// are (`None` for data), laid out as the tensors are.
+    fn read<B: Copy>(&self, at: impl Fn(u32) -> B) -> Vec<Option<ArrayD<B>>> {
+        self.tensors
+            .iter()
+            .enumerate()
+            .map(|(k, (shape, differentiable))| {
+                if !differentiable {
+                    return None;
+                }
+                match &self.layout {
+                    LeafLayout::Runs(starts) => {
+                        let start = starts.get(k).copied().unwrap_or(0);
+                        let values = (0..ndarray::Dimension::size(shape))
+                            .map(|p| at((start + p) as u32))
+                            .collect();
+                        ArrayD::from_shape_vec(shape.clone(), values).ok()
+                    }
+                    LeafLayout::Entries(entries) => entries.get(k).map(|t| t.mapv(&at)),
+                }
+            })
+            .collect()
+    }
+}
+
 /// Records one evaluation of L in `B` at `values` (taken as exact in `B`).
 pub fn record<B: TapeReal>(
     instance: &Instance<'_>,
@@ -684,21 +748,14 @@ pub fn record<B: TapeReal>(
     }
     let output = tape.operand(loss);
     drop(recording);
-    let inputs: Vec<ArrayD<u32>> = lifted.iter().map(|t| t.mapv(|x| x.node)).collect();
-    let leaves = inputs
-        .iter()
-        .enumerate()
-        .map(|(k, t)| {
-            tensors
-                .get(k)
-                .is_some_and(|t| t.is_differentiable())
-                .then(|| t.clone())
-        })
-        .collect();
+    let nodes: Vec<ArrayD<u32>> = lifted.iter().map(|t| t.mapv(|x| x.node)).collect();
+    drop(lifted);
+    let leaves = LeafEntries::of(nodes, |k| {
+        tensors.get(k).is_some_and(|t| t.is_differentiable())
+    });
     Ok(Recorded {
         tape,
         leaves,
-        inputs,
         output,
         kinks,
     })
@@ -728,13 +785,16 @@ pub fn gradient_of<B: TapeReal>(recorded: &Recorded<B>) -> ReverseGradient<B> {
     };
     start(&mut adjoint);
     sweep(recorded, &mut adjoint, |a, partial| a * partial);
-    let gradient = read_leaves(&recorded.leaves, &adjoint, zero);
+    let gradient = recorded
+        .leaves
+        .read(|x| adjoint.get(x as usize).copied().unwrap_or(zero));
     adjoint.iter_mut().for_each(|a| *a = zero);
     start(&mut adjoint);
     sweep(recorded, &mut adjoint, |a, partial| {
         B::of((a * partial).value().abs())
     });
-    let magnitude = read_leaves(&recorded.leaves, &adjoint, zero)
+    let magnitude = (recorded.leaves)
+        .read(|x| adjoint.get(x as usize).copied().unwrap_or(zero))
         .into_iter()
         .map(|g| g.map(|g| g.mapv(Real::value)))
         .collect();
@@ -784,21 +844,6 @@ fn sweep<B: Real>(recorded: &Recorded<B>, adjoint: &mut [B], term: impl Fn(B, B)
     }
 }
 
-/// The adjoints of the leaves, laid out as the tensors are.
-fn read_leaves<B: Real>(
-    leaves: &[Option<ArrayD<u32>>],
-    adjoint: &[B],
-    zero: B,
-) -> Vec<Option<ArrayD<B>>> {
-    leaves
-        .iter()
-        .map(|t| {
-            t.as_ref()
-                .map(|t| t.mapv(|x| adjoint.get(x as usize).copied().unwrap_or(zero)))
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -832,6 +877,35 @@ mod tests {
         }
     }
 
+    /// The leaves' entries read back per tensor are the entries recorded,
+    /// in runs (tensor by tensor, row-major) or not, empty tensors and data
+    /// (`None`) included.
+    #[test]
+    fn leaf_entries_read_back_as_recorded() {
+        let tensor =
+            |shape: Vec<usize>, entries: Vec<u32>| ArrayD::from_shape_vec(shape, entries).unwrap();
+        let in_runs = vec![
+            tensor(vec![2, 3], vec![0, 1, 2, 3, 4, 5]),
+            tensor(vec![0], vec![]),
+            tensor(vec![2], vec![6, 7]),
+            tensor(vec![1], vec![8]),
+        ];
+        let shuffled = vec![
+            tensor(vec![2, 2], vec![3, 0, 2, 1]),
+            tensor(vec![1], vec![4]),
+        ];
+        for nodes in [in_runs, shuffled] {
+            let differentiable = |k: usize| k != 2;
+            let leaves = LeafEntries::of(nodes.clone(), differentiable);
+            let read = leaves.read(|x| f64::from(x) + 0.5);
+            assert_eq!(read.len(), nodes.len());
+            for (k, (read, nodes)) in read.iter().zip(&nodes).enumerate() {
+                let expected = differentiable(k).then(|| nodes.mapv(|x| f64::from(x) + 0.5));
+                assert_eq!(read, &expected, "tensor {k}");
+            }
+        }
+    }
+
     /// Records `f` over leaves at `xs`, held as one tensor, and sweeps
     /// it: f, and its gradient and path magnitudes in the leaves.
     fn swept(xs: &[f64], f: impl Fn(&[Rev<f64>]) -> Rev<f64>) -> (f64, [Vec<f64>; 2]) {
@@ -842,8 +916,7 @@ mod tests {
             .unwrap();
         let recorded = Recorded {
             tape: recording.take(),
-            leaves: vec![Some(nodes.clone())],
-            inputs: vec![nodes],
+            leaves: LeafEntries::of(vec![nodes], |_| true),
             output: y.node,
             kinks: KinkCount::default(),
         };
