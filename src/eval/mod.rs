@@ -2511,6 +2511,26 @@ mod tests {
         Some(written.borrow()[total].clone())
     }
 
+    /// `text` analysed, at its largest size, with values drawn from `seed`.
+    fn at_largest_size(
+        text: &str,
+        seed: u64,
+        check: impl FnOnce(
+            &crate::analysis::program::Program,
+            &super::Instance<'_>,
+            Vec<ndarray::ArrayD<f64>>,
+        ),
+    ) {
+        use crate::analysis::{analyze, size_sweep};
+        use crate::source::Source;
+        let source = Source::new("t.dl", text);
+        let program = analyze(&crate::syntax::parse(&source).unwrap()).unwrap();
+        let sizes = size_sweep(&program, &[]).unwrap().pop().unwrap();
+        let instance = super::Instance::new(&program, &source, sizes, 1 << 20).unwrap();
+        let values = super::draw_values(&instance, seed).unwrap();
+        check(&program, &instance, values);
+    }
+
     /// A definition of many elements and a sum of many terms are shared
     /// out between threads (see `compute_def_in_chunks`, `sum_in_blocks`):
     /// L is the same bit for bit as one by one (a recording evaluates
@@ -2518,9 +2538,7 @@ mod tests {
     /// the error is the first one's, as one by one.
     #[test]
     fn work_shared_out_gives_the_values_and_errors_of_one_by_one() {
-        use crate::analysis::{analyze, size_sweep};
         use crate::eval::record;
-        use crate::source::Source;
         let text = "
             dim N = 70000
             input x[N]
@@ -2528,29 +2546,26 @@ mod tests {
             let z = sum(k) (log(w[k]) * x[k] + exp(-x[k]))
             y[i] = log(w[i]) * z + x[i] / 3
         ";
-        let source = Source::new("t.dl", text);
-        let program = analyze(&crate::syntax::parse(&source).unwrap()).unwrap();
-        let sizes = size_sweep(&program, &[]).unwrap().pop().unwrap();
-        let instance = super::Instance::new(&program, &source, sizes, 1 << 20).unwrap();
-        let mut values = super::draw_values(&instance, 4).unwrap();
-        let shared = instance.evaluation(&values).loss().unwrap();
-        let recorded = record::<f64>(&instance, &values).unwrap();
-        let one_by_one = recorded.value(recorded.output);
-        assert_eq!(
-            shared.to_bits(),
-            one_by_one.to_bits(),
-            "{shared} {one_by_one}"
-        );
-        // Two elements of w out of log's domain, in different chunks and
-        // blocks: the first is named, by the sum that reads it first.
-        let w = program.tensors.iter().position(|t| t.name == "w").unwrap();
-        let slice = values[w].as_slice_memory_order_mut().unwrap();
-        slice[50_000] = -2.0;
-        slice[20_000] = -1.0;
-        let shared = instance.evaluation(&values).loss().unwrap_err().to_string();
-        let one_by_one = record::<f64>(&instance, &values).err().unwrap().to_string();
-        assert_eq!(shared, one_by_one);
-        assert!(shared.contains("20001"), "{shared}");
+        at_largest_size(text, 4, |program, instance, mut values| {
+            let shared = instance.evaluation(&values).loss().unwrap();
+            let recorded = record::<f64>(instance, &values).unwrap();
+            let one_by_one = recorded.value(recorded.output);
+            assert_eq!(
+                shared.to_bits(),
+                one_by_one.to_bits(),
+                "{shared} {one_by_one}"
+            );
+            // Two elements of w out of log's domain, in different chunks and
+            // blocks: the first is named, by the sum that reads it first.
+            let w = program.tensors.iter().position(|t| t.name == "w").unwrap();
+            let slice = values[w].as_slice_memory_order_mut().unwrap();
+            slice[50_000] = -2.0;
+            slice[20_000] = -1.0;
+            let shared = instance.evaluation(&values).loss().unwrap_err().to_string();
+            let one_by_one = record::<f64>(instance, &values).err().unwrap().to_string();
+            assert_eq!(shared, one_by_one);
+            assert!(shared.contains("20001"), "{shared}");
+        });
     }
 
     /// L without the layer's output kept ([`Evaluation::loss_alone`]) is
@@ -2560,8 +2575,6 @@ mod tests {
     /// later read of the output computes it then.
     #[test]
     fn loss_alone_is_loss_bit_for_bit() {
-        use crate::analysis::{analyze, size_sweep};
-        use crate::source::Source;
         use num_dual::DualSVec64;
         let text = "
             dim N = 150000
@@ -2570,56 +2583,53 @@ mod tests {
             let z = sum(k) w[k] * x[k]
             y[i] = log(w[i]) * z + x[i] / 3
         ";
-        let source = Source::new("t.dl", text);
-        let program = analyze(&crate::syntax::parse(&source).unwrap()).unwrap();
-        let sizes = size_sweep(&program, &[]).unwrap().pop().unwrap();
-        let instance = super::Instance::new(&program, &source, sizes, 1 << 20).unwrap();
-        let mut values = super::draw_values(&instance, 5).unwrap();
-        let whole64 = instance.evaluation(&values).loss().unwrap();
-        let alone = instance.evaluation(&values).loss_alone().unwrap();
-        assert_eq!(whole64.to_bits(), alone.to_bits(), "{whole64} {alone}");
-        let lifted: Vec<ndarray::ArrayD<DualSVec64<2>>> = values
-            .iter()
-            .map(|v| {
-                v.mapv(|x| {
-                    DualSVec64::from_re(x)
-                        + DualSVec64::from_re(0.0).derivative(0) * x
-                        + DualSVec64::from_re(0.0).derivative(1)
+        at_largest_size(text, 5, |program, instance, mut values| {
+            let whole64 = instance.evaluation(&values).loss().unwrap();
+            let alone = instance.evaluation(&values).loss_alone().unwrap();
+            assert_eq!(whole64.to_bits(), alone.to_bits(), "{whole64} {alone}");
+            let lifted: Vec<ndarray::ArrayD<DualSVec64<2>>> = values
+                .iter()
+                .map(|v| {
+                    v.mapv(|x| {
+                        DualSVec64::from_re(x)
+                            + DualSVec64::from_re(0.0).derivative(0) * x
+                            + DualSVec64::from_re(0.0).derivative(1)
+                    })
                 })
-            })
-            .collect();
-        let whole = instance.evaluation(&lifted).loss().unwrap();
-        let alone = instance.evaluation(&lifted).loss_alone().unwrap();
-        let parts = |d: &DualSVec64<2>| {
-            let eps = d.eps.0.as_ref().unwrap();
-            [d.re, eps[(0, 0)], eps[(1, 0)]].map(f64::to_bits)
-        };
-        assert_eq!(parts(&whole), parts(&alone));
-        // In turn, as a recording evaluates.
-        let mut in_turn = instance
-            .evaluation(&values)
-            .with_branches(super::BranchPolicy::FollowTangents);
-        let alone = in_turn.loss_alone().unwrap();
-        assert_eq!(whole64.to_bits(), alone.to_bits());
-        // The output was not kept; read later, it is computed then.
-        let y = program.output.unwrap().def;
-        assert!(matches!(in_turn.defs[y.0], super::DefState::Pending));
-        in_turn.compute_defs(true).unwrap();
-        assert_eq!(in_turn.def_values(y).unwrap().len(), 150_000);
-        // Two elements of the output out of log's domain, in different
-        // waves: the first is named, as by `loss`.
-        let w = program.tensors.iter().position(|t| t.name == "w").unwrap();
-        let slice = values[w].as_slice_memory_order_mut().unwrap();
-        slice[140_000] = -2.0;
-        slice[100_000] = -1.0;
-        let whole = instance.evaluation(&values).loss().unwrap_err().to_string();
-        let alone = instance
-            .evaluation(&values)
-            .loss_alone()
-            .unwrap_err()
-            .to_string();
-        assert_eq!(whole, alone);
-        assert!(whole.contains("100001"), "{whole}");
+                .collect();
+            let whole = instance.evaluation(&lifted).loss().unwrap();
+            let alone = instance.evaluation(&lifted).loss_alone().unwrap();
+            let parts = |d: &DualSVec64<2>| {
+                let eps = d.eps.0.as_ref().unwrap();
+                [d.re, eps[(0, 0)], eps[(1, 0)]].map(f64::to_bits)
+            };
+            assert_eq!(parts(&whole), parts(&alone));
+            // In turn, as a recording evaluates.
+            let mut in_turn = instance
+                .evaluation(&values)
+                .with_branches(super::BranchPolicy::FollowTangents);
+            let alone = in_turn.loss_alone().unwrap();
+            assert_eq!(whole64.to_bits(), alone.to_bits());
+            // The output was not kept; read later, it is computed then.
+            let y = program.output.unwrap().def;
+            assert!(matches!(in_turn.defs[y.0], super::DefState::Pending));
+            in_turn.compute_defs(true).unwrap();
+            assert_eq!(in_turn.def_values(y).unwrap().len(), 150_000);
+            // Two elements of the output out of log's domain, in different
+            // waves: the first is named, as by `loss`.
+            let w = program.tensors.iter().position(|t| t.name == "w").unwrap();
+            let slice = values[w].as_slice_memory_order_mut().unwrap();
+            slice[140_000] = -2.0;
+            slice[100_000] = -1.0;
+            let whole = instance.evaluation(&values).loss().unwrap_err().to_string();
+            let alone = instance
+                .evaluation(&values)
+                .loss_alone()
+                .unwrap_err()
+                .to_string();
+            assert_eq!(whole, alone);
+            assert!(whole.contains("100001"), "{whole}");
+        });
     }
 
     /// A claim's sum `x[A(k)] * c` with `c` hoisted reads x at a stride, in
