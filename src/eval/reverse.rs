@@ -773,32 +773,48 @@ pub fn reverse_gradient<B: TapeReal>(
     Ok(gradient_of(&recorded))
 }
 
+/// Recordings of this many operations sweep for the adjoints and for the
+/// path magnitudes on two cores at once. Below, handing a sweep to another
+/// thread costs more than the sweep; above, the sweeps take turns, as a
+/// large layer holds the most at this time.
+const SIDE_BY_SIDE_SWEEPS: std::ops::RangeInclusive<usize> = (1 << 14)..=(1 << 21);
+
 /// The gradient of a recording, by its backward sweep.
 pub fn gradient_of<B: TapeReal>(recorded: &Recorded<B>) -> ReverseGradient<B> {
     let zero = B::of(0.0);
-    // Adjoints first, then (in the same buffer) the path magnitudes.
-    let mut adjoint = vec![zero; recorded.len()];
-    let start = |adjoint: &mut Vec<B>| {
-        if let Some(a) = adjoint.get_mut(recorded.output as usize) {
-            *a = B::of(1.0);
-        }
+    let len = recorded.len();
+    let read =
+        |swept: &[B]| (recorded.leaves).read(|x| swept.get(x as usize).copied().unwrap_or(zero));
+    let adjoints = |buffer| swept(recorded, buffer, |a, partial| a * partial);
+    let path_sums = |buffer| {
+        swept(recorded, buffer, |a, partial| {
+            B::of((a * partial).value().abs())
+        })
     };
-    start(&mut adjoint);
-    sweep(recorded, &mut adjoint, |a, partial| a * partial);
-    let gradient = recorded
-        .leaves
-        .read(|x| adjoint.get(x as usize).copied().unwrap_or(zero));
-    adjoint.iter_mut().for_each(|a| *a = zero);
-    start(&mut adjoint);
-    sweep(recorded, &mut adjoint, |a, partial| {
-        B::of((a * partial).value().abs())
-    });
-    let magnitude = (recorded.leaves)
-        .read(|x| adjoint.get(x as usize).copied().unwrap_or(zero))
+    let (gradient, paths) = if SIDE_BY_SIDE_SWEEPS.contains(&len) {
+        // The two sweeps read the recording and nothing of each other. A
+        // sweep reads an adjoint before it adds to it: in zeroed memory
+        // that first read maps a shared page of zeros, and the write then
+        // copies it, which with both cores at work costs each a flush of
+        // its address cache, page by page. Written zeros have no such cost.
+        let zeros = || {
+            let mut buffer = Vec::with_capacity(len);
+            buffer.resize(len, zero);
+            buffer
+        };
+        let (adjoint, paths) = rayon::join(|| adjoints(zeros()), || path_sums(zeros()));
+        (read(&adjoint), paths)
+    } else {
+        // Zeroed memory, of which only the pages an adjoint reaches are
+        // ever held.
+        let gradient = read(&adjoints(vec![zero; len]));
+        (gradient, path_sums(vec![zero; len]))
+    };
+    let magnitude = read(&paths)
         .into_iter()
         .map(|g| g.map(|g| g.mapv(Real::value)))
         .collect();
-    let rounding = (recorded.tape.entries.iter().zip(&adjoint))
+    let rounding = (recorded.tape.entries.iter().zip(&paths))
         .zip(&recorded.tape.values)
         .filter(|((e, _), _)| e.op() != Op::Leaf)
         .map(|((_, a), v)| a.value() * v.value().abs())
@@ -810,6 +826,16 @@ pub fn gradient_of<B: TapeReal>(recorded: &Recorded<B>) -> ReverseGradient<B> {
         kinks: recorded.kinks,
         rounding,
     }
+}
+
+/// Every entry's adjoint, from L's of 1, swept into `adjoint` (zeros, an
+/// entry each) by [`sweep`].
+fn swept<B: Real>(recorded: &Recorded<B>, mut adjoint: Vec<B>, term: impl Fn(B, B) -> B) -> Vec<B> {
+    if let Some(a) = adjoint.get_mut(recorded.output as usize) {
+        *a = B::of(1.0);
+    }
+    sweep(recorded, &mut adjoint, term);
+    adjoint
 }
 
 /// The backward sweep: each entry's adjoint, combined with each partial by
@@ -958,6 +984,28 @@ mod tests {
         });
         assert_eq!(gradient, vec![1.0, 0.0]);
         assert_eq!(magnitude, vec![2.0 * y + 1.0, 2.0 * x]);
+    }
+
+    /// A recording large enough for the two sweeps to run side by side
+    /// gives each its own result: f = Σ x_i·x_(i+1) around a ring of
+    /// leaves of both signs, whose gradient x_(i−1) + x_(i+1) and path
+    /// magnitudes |x_(i−1)| + |x_(i+1)| differ.
+    #[test]
+    fn sweeps_side_by_side_keep_gradient_and_magnitudes_apart() {
+        let n = 8192;
+        let xs: Vec<f64> = (0..n)
+            .map(|i| if i % 3 == 0 { -0.5 } else { 0.25 } * (1.0 + i as f64 / n as f64))
+            .collect();
+        let ring =
+            |v: &[Rev<f64>]| (0..n).fold(Rev::constant(0.0), |f, i| f + v[i] * v[(i + 1) % n]);
+        // n leaves, n products and n sums.
+        assert!(SIDE_BY_SIDE_SWEEPS.contains(&(3 * n)));
+        let (_, [gradient, magnitude]) = swept(&xs, ring);
+        for i in 0..n {
+            let (before, after) = (xs[(i + n - 1) % n], xs[(i + 1) % n]);
+            assert_eq!(gradient[i], before + after, "gradient at {i}");
+            assert_eq!(magnitude[i], before.abs() + after.abs(), "magnitude at {i}");
+        }
     }
 
     #[test]
