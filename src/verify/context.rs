@@ -128,6 +128,12 @@ impl<'a> SizeContext<'a> {
 
     /// The gradient with its route and the agreement of its two
     /// derivations (see [`super::derivation`]).
+    /// Operations in the recording reverse mode swept, while it waits to
+    /// be compiled.
+    pub fn swept_operations(&self) -> Option<usize> {
+        locked(&self.swept).as_ref().map(Recorded::len)
+    }
+
     pub fn derivation(&self) -> Result<&Derivation, Box<EvalError>> {
         self.derived
             .get_or_init(|| {

@@ -228,6 +228,10 @@ const CLAIM_STACK: usize = 8 << 20;
 /// claims on a thread of its own, not a rayon task: a claim waiting for
 /// what another is making must not be handed, in the middle of making it,
 /// a claim that waits for it in turn.
+/// The largest recording, in operations, compiled into a replay beside
+/// the claims' first work rather than before it (see [`check_claims`]).
+const COMPILED_BESIDE_CLAIMS: usize = 1 << 21;
+
 fn check_claims(cx: &SizeContext<'_>, checks: &mut [Box<dyn ClaimCheck + Send + '_>]) {
     // On a rayon thread (a caller checking files as rayon tasks) the
     // claims go in turn: threads of their own would wait there for work
@@ -254,13 +258,21 @@ fn check_claims(cx: &SizeContext<'_>, checks: &mut [Box<dyn ClaimCheck + Send + 
         cx.instance
             .extend_deadline(Deadline::after(cx.options.timeout));
         let _ = cx.derivation();
-        // The replay of L that probes and Taylor ladders run, compiled now
-        // while the derivation's recording is about all that is held:
-        // compiled beside the claims' first work, the recording, its
-        // schedule and the program were held at once with theirs, which
-        // made the peak memory of a large layer.
-        let _ = <f64 as context::Replayable>::replay(cx);
     }
+    // The replay of L that probes and Taylor ladders run. A large one is
+    // compiled now, while the derivation's recording is about all that is
+    // held: compiled beside the claims' first work, the recording, its
+    // schedule and the program were held at once with theirs, which made
+    // the peak memory of a large layer. A smaller one is compiled beside
+    // that work (a closed form, J), which needs no replay.
+    let compile_beside = match cx.swept_operations() {
+        Some(n) if n <= COMPILED_BESIDE_CLAIMS => true,
+        Some(_) => {
+            let _ = <f64 as context::Replayable>::replay(cx);
+            false
+        }
+        None => false,
+    };
     let queue = std::sync::Mutex::new(claim_order(cx.program, checks).into_iter());
     // The lock is held for taking a claim, not for checking it.
     let next = || crate::eval::locked(&queue).next();
@@ -270,6 +282,13 @@ fn check_claims(cx: &SizeContext<'_>, checks: &mut [Box<dyn ClaimCheck + Send + 
         }
     };
     std::thread::scope(|scope| {
+        if compile_beside {
+            let compile = || {
+                let _ = <f64 as context::Replayable>::replay(cx);
+            };
+            // No thread to be had: the first claim to replay compiles.
+            let _ = std::thread::Builder::new().spawn_scoped(scope, compile);
+        }
         let spawned = (0..workers)
             .filter(|_| {
                 std::thread::Builder::new()
