@@ -781,17 +781,23 @@ const SIDE_BY_SIDE_SWEEPS: std::ops::RangeInclusive<usize> = (1 << 14)..=(1 << 2
 
 /// The gradient of a recording, by its backward sweep.
 pub fn gradient_of<B: TapeReal>(recorded: &Recorded<B>) -> ReverseGradient<B> {
+    gradient_swept(recorded, SIDE_BY_SIDE_SWEEPS.contains(&recorded.len()))
+}
+
+/// [`gradient_of`], its two sweeps side by side or in turn.
+fn gradient_swept<B: TapeReal>(recorded: &Recorded<B>, side_by_side: bool) -> ReverseGradient<B> {
     let zero = B::of(0.0);
     let len = recorded.len();
-    let read =
-        |swept: &[B]| (recorded.leaves).read(|x| swept.get(x as usize).copied().unwrap_or(zero));
-    let adjoints = |buffer| swept(recorded, buffer, |a, partial| a * partial);
+    let read = |adjoint: &[B]| {
+        (recorded.leaves).read(|x| adjoint.get(x as usize).copied().unwrap_or(zero))
+    };
+    let adjoints = |buffer| swept_into(recorded, buffer, |a, partial| a * partial);
     let path_sums = |buffer| {
-        swept(recorded, buffer, |a, partial| {
+        swept_into(recorded, buffer, |a, partial| {
             B::of((a * partial).value().abs())
         })
     };
-    let (gradient, paths) = if SIDE_BY_SIDE_SWEEPS.contains(&len) {
+    let (gradient, paths) = if side_by_side {
         // The two sweeps read the recording and nothing of each other. A
         // sweep reads an adjoint before it adds to it: in zeroed memory
         // that first read maps a shared page of zeros, and the write then
@@ -805,8 +811,8 @@ pub fn gradient_of<B: TapeReal>(recorded: &Recorded<B>) -> ReverseGradient<B> {
         let (adjoint, paths) = rayon::join(|| adjoints(zeros()), || path_sums(zeros()));
         (read(&adjoint), paths)
     } else {
-        // Zeroed memory, of which only the pages an adjoint reaches are
-        // ever held.
+        // In turn, one buffer held at a time; in f64 and f32 zeroed memory,
+        // of which only the pages a sweep writes are ever held.
         let gradient = read(&adjoints(vec![zero; len]));
         (gradient, path_sums(vec![zero; len]))
     };
@@ -830,7 +836,11 @@ pub fn gradient_of<B: TapeReal>(recorded: &Recorded<B>) -> ReverseGradient<B> {
 
 /// Every entry's adjoint, from L's of 1, swept into `adjoint` (zeros, an
 /// entry each) by [`sweep`].
-fn swept<B: Real>(recorded: &Recorded<B>, mut adjoint: Vec<B>, term: impl Fn(B, B) -> B) -> Vec<B> {
+fn swept_into<B: Real>(
+    recorded: &Recorded<B>,
+    mut adjoint: Vec<B>,
+    term: impl Fn(B, B) -> B,
+) -> Vec<B> {
     if let Some(a) = adjoint.get_mut(recorded.output as usize) {
         *a = B::of(1.0);
     }
@@ -986,21 +996,41 @@ mod tests {
         assert_eq!(magnitude, vec![2.0 * y + 1.0, 2.0 * x]);
     }
 
-    /// A recording large enough for the two sweeps to run side by side
-    /// gives each its own result: f = Σ x_i·x_(i+1) around a ring of
-    /// leaves of both signs, whose gradient x_(i−1) + x_(i+1) and path
-    /// magnitudes |x_(i−1)| + |x_(i+1)| differ.
+    /// The two sweeps side by side give what they give in turn, bit for
+    /// bit (gradient, path magnitudes and rounding alike), on a recording
+    /// `gradient_of` runs them side by side on: f = Σ x_i·x_(i+1) around a
+    /// ring of leaves of both signs, whose gradient x_(i−1) + x_(i+1) and
+    /// path magnitudes |x_(i−1)| + |x_(i+1)| differ.
     #[test]
-    fn sweeps_side_by_side_keep_gradient_and_magnitudes_apart() {
+    fn sweeps_side_by_side_give_what_they_give_in_turn() {
         let n = 8192;
         let xs: Vec<f64> = (0..n)
             .map(|i| if i % 3 == 0 { -0.5 } else { 0.25 } * (1.0 + i as f64 / n as f64))
             .collect();
-        let ring =
-            |v: &[Rev<f64>]| (0..n).fold(Rev::constant(0.0), |f, i| f + v[i] * v[(i + 1) % n]);
-        // n leaves, n products and n sums.
-        assert!(SIDE_BY_SIDE_SWEEPS.contains(&(3 * n)));
-        let (_, [gradient, magnitude]) = swept(&xs, ring);
+        let recording = Recording::<f64>::start().unwrap();
+        let leaves: Vec<Rev<f64>> = xs.iter().map(|&x| Rev::leaf(x)).collect();
+        let y = (0..n).fold(Rev::constant(0.0), |f, i| {
+            f + leaves[i] * leaves[(i + 1) % n]
+        });
+        let nodes =
+            ArrayD::from_shape_vec(vec![n], leaves.iter().map(|l| l.node).collect()).unwrap();
+        let recorded = Recorded {
+            tape: recording.take(),
+            leaves: LeafEntries::of(vec![nodes], |_| true),
+            output: y.node,
+            kinks: KinkCount::default(),
+        };
+        drop(recording);
+        assert!(SIDE_BY_SIDE_SWEEPS.contains(&recorded.len()));
+        let [together, in_turn] = [true, false].map(|side| gradient_swept(&recorded, side));
+        let flat = |t: &[Option<ArrayD<f64>>]| -> Vec<f64> {
+            t[0].as_ref().unwrap().iter().copied().collect()
+        };
+        let (gradient, magnitude) = (flat(&together.gradient), flat(&together.magnitude));
+        assert_eq!(gradient, flat(&in_turn.gradient));
+        assert_eq!(magnitude, flat(&in_turn.magnitude));
+        assert_eq!(together.rounding.to_bits(), in_turn.rounding.to_bits());
+        assert!(together.rounding > 0.0);
         for i in 0..n {
             let (before, after) = (xs[(i + n - 1) % n], xs[(i + 1) % n]);
             assert_eq!(gradient[i], before + after, "gradient at {i}");

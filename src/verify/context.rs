@@ -126,14 +126,14 @@ impl<'a> SizeContext<'a> {
         self.derivation().map(|d| d.gradient.as_slice())
     }
 
-    /// The gradient with its route and the agreement of its two
-    /// derivations (see [`super::derivation`]).
     /// Operations in the recording reverse mode swept, while it waits to
     /// be compiled.
     pub fn swept_operations(&self) -> Option<usize> {
         locked(&self.swept).as_ref().map(Recorded::len)
     }
 
+    /// The gradient with its route and the agreement of its two
+    /// derivations (see [`super::derivation`]).
     pub fn derivation(&self) -> Result<&Derivation, Box<EvalError>> {
         self.derived
             .get_or_init(|| {

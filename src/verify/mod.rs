@@ -221,6 +221,10 @@ enum SizeFailure {
 /// the evaluator recurses into the spec's expressions.
 const CLAIM_STACK: usize = 8 << 20;
 
+/// The largest recording, in operations, compiled into a replay beside
+/// the claims' first work rather than before it (see [`check_claims`]).
+const COMPILED_BESIDE_CLAIMS: usize = 1 << 21;
+
 /// Checks every claim at one size. The claims share the size's context
 /// and nothing else, and what they share is made once, whichever claim
 /// asks first, the same whatever the order: so with cores to spare they
@@ -228,10 +232,6 @@ const CLAIM_STACK: usize = 8 << 20;
 /// claims on a thread of its own, not a rayon task: a claim waiting for
 /// what another is making must not be handed, in the middle of making it,
 /// a claim that waits for it in turn.
-/// The largest recording, in operations, compiled into a replay beside
-/// the claims' first work rather than before it (see [`check_claims`]).
-const COMPILED_BESIDE_CLAIMS: usize = 1 << 21;
-
 fn check_claims(cx: &SizeContext<'_>, checks: &mut [Box<dyn ClaimCheck + Send + '_>]) {
     // On a rayon thread (a caller checking files as rayon tasks) the
     // claims go in turn: threads of their own would wait there for work
