@@ -372,59 +372,68 @@ impl<B: TapeReal> Replay<B> {
             }
         }
         drop(fill);
-        // The schedule: entries (as `n`) and guards (as `CONSTANT_BIT | i`).
-        let mut order: Vec<u32> = Vec::with_capacity(len + guards.len());
+        // The schedule: entries (as `n`) and guards (as `CONSTANT_BIT | i`),
+        // each in the `a` of the slot its step will take: the program is
+        // then written over its schedule, and the two are never held apart.
+        let mut steps: Vec<Packed> = Vec::with_capacity(len + guards.len());
+        let scheduled = |item: u32| Packed {
+            head: 0,
+            a: item,
+            b: 0,
+        };
         let mut emitted = vec![false; len];
         let mut stack: Vec<u32> = vec![];
-        let mut visit =
-            |root: u32, order: &mut Vec<u32>, emitted: &mut Vec<bool>, pending: &mut Vec<u8>| {
-                if emitted[root as usize] {
-                    return;
-                }
-                stack.push(root);
-                while let Some(&n) = stack.last() {
-                    if emitted[n as usize] {
-                        stack.pop();
-                        continue;
-                    }
-                    let next = operands(&entries[n as usize])
-                        .into_iter()
-                        .flatten()
-                        .find(|&x| !emitted[x as usize]);
-                    if let Some(x) = next {
-                        stack.push(x);
-                        continue;
-                    }
+        let mut visit = |root: u32,
+                         schedule: &mut Vec<Packed>,
+                         emitted: &mut Vec<bool>,
+                         pending: &mut Vec<u8>| {
+            if emitted[root as usize] {
+                return;
+            }
+            stack.push(root);
+            while let Some(&n) = stack.last() {
+                if emitted[n as usize] {
                     stack.pop();
-                    emitted[n as usize] = true;
-                    order.push(n);
-                    let (from, to) = match waiting_start.get(n as usize..n as usize + 2) {
-                        Some(&[from, to]) => (from as usize, to as usize),
-                        _ => (0, 0),
-                    };
-                    for &g in &waiting[from..to] {
-                        pending[g as usize] -= 1;
-                        if pending[g as usize] == 0 {
-                            order.push(g | CONSTANT_BIT);
-                        }
+                    continue;
+                }
+                let next = operands(&entries[n as usize])
+                    .into_iter()
+                    .flatten()
+                    .find(|&x| !emitted[x as usize]);
+                if let Some(x) = next {
+                    stack.push(x);
+                    continue;
+                }
+                stack.pop();
+                emitted[n as usize] = true;
+                schedule.push(scheduled(n));
+                let (from, to) = match waiting_start.get(n as usize..n as usize + 2) {
+                    Some(&[from, to]) => (from as usize, to as usize),
+                    _ => (0, 0),
+                };
+                for &g in &waiting[from..to] {
+                    pending[g as usize] -= 1;
+                    if pending[g as usize] == 0 {
+                        schedule.push(scheduled(g | CONSTANT_BIT));
                     }
                 }
-            };
+            }
+        };
         if is_entry(recorded.output) && (recorded.output as usize) < len {
-            visit(recorded.output, &mut order, &mut emitted, &mut pending);
+            visit(recorded.output, &mut steps, &mut emitted, &mut pending);
         }
         // Decisions on values L does not read (the finiteness of every
         // element of a definition) are checked too.
         for g in &guards {
             for x in guard_operands(&g.test).into_iter().flatten() {
-                visit(x, &mut order, &mut emitted, &mut pending);
+                visit(x, &mut steps, &mut emitted, &mut pending);
             }
         }
         // The schedule is made: what served it goes before the rest is built.
         drop((emitted, pending, waiting, waiting_start));
-        // Which reads are an entry's last (bit i of a position: its i-th
-        // operand), found walking the schedule backwards: a bit per read
-        // rather than a position per entry. The output is never freed.
+        // Which reads are an entry's last (bit i of a slot's `head`: its
+        // i-th operand), found walking the schedule backwards: a bit per
+        // read rather than a position per entry. The output is never freed.
         let reads_at = |item: u32| {
             if item & CONSTANT_BIT != 0 {
                 guard_operands(&guards[(item & !CONSTANT_BIT) as usize].test)
@@ -432,7 +441,6 @@ impl<B: TapeReal> Replay<B> {
                 operands(&entries[item as usize])
             }
         };
-        let mut last_reads = vec![0u8; order.len()];
         {
             let mut seen = vec![false; len];
             if is_entry(recorded.output)
@@ -440,12 +448,12 @@ impl<B: TapeReal> Replay<B> {
             {
                 *s = true;
             }
-            for (flags, &item) in last_reads.iter_mut().zip(&order).rev() {
-                for (i, x) in reads_at(item).into_iter().enumerate() {
+            for slot in steps.iter_mut().rev() {
+                for (i, x) in reads_at(slot.a).into_iter().enumerate() {
                     if let Some(x) = x
                         && !std::mem::replace(&mut seen[x as usize], true)
                     {
-                        *flags |= 1 << i;
+                        slot.head |= 1 << i;
                     }
                 }
             }
@@ -463,10 +471,20 @@ impl<B: TapeReal> Replay<B> {
         };
         let mut free: Vec<u32> = vec![];
         let mut registers = 0usize;
-        let mut steps = Vec::with_capacity(order.len());
         let mut inputs = Vec::with_capacity(leaves.count());
-        for (at, &item) in order.iter().enumerate() {
-            let at = at as u32;
+        // Each slot's step is written at or before it (a leaf no input
+        // names takes none), after the slot is read.
+        let mut written = 0;
+        for at in 0..steps.len() {
+            let Packed {
+                head: flags,
+                a: item,
+                ..
+            } = steps[at];
+            let mut write = |step: Step| {
+                steps[written] = Packed::pack(step);
+                written += 1;
+            };
             let (step, reads) = if item & CONSTANT_BIT != 0 {
                 let g = &guards[(item & !CONSTANT_BIT) as usize];
                 let step = match g.test {
@@ -493,7 +511,6 @@ impl<B: TapeReal> Replay<B> {
             } else {
                 (0, 0)
             };
-            let flags = last_reads[at as usize];
             for (i, x) in reads.into_iter().enumerate() {
                 if let Some(x) = x
                     && flags & (1 << i) != 0
@@ -502,7 +519,7 @@ impl<B: TapeReal> Replay<B> {
                 }
             }
             if let Some(step) = step {
-                steps.push(Packed::pack(step));
+                write(step);
                 continue;
             }
             let n = item as usize;
@@ -515,20 +532,21 @@ impl<B: TapeReal> Replay<B> {
             if e.op() == Op::Leaf {
                 if let Some((k, p)) = leaves.element(n) {
                     inputs.push((k, p));
-                    steps.push(Packed::pack(Step::Load {
+                    write(Step::Load {
                         input: (inputs.len() - 1) as u32,
                         out,
-                    }));
+                    });
                 }
             } else {
-                steps.push(Packed::pack(Step::Op {
+                write(Step::Op {
                     op: e.op(),
                     a,
                     b,
                     out,
-                }));
+                });
             }
         }
+        steps.truncate(written);
         if registers > MAX_REGISTERS {
             return None;
         }
