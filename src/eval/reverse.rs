@@ -942,9 +942,9 @@ mod tests {
         }
     }
 
-    /// Records `f` over leaves at `xs`, held as one tensor, and sweeps
-    /// it: f, and its gradient and path magnitudes in the leaves.
-    fn swept(xs: &[f64], f: impl Fn(&[Rev<f64>]) -> Rev<f64>) -> (f64, [Vec<f64>; 2]) {
+    /// f recorded over leaves at `xs`, held as one tensor: its value and
+    /// the recording.
+    fn recorded(xs: &[f64], f: impl Fn(&[Rev<f64>]) -> Rev<f64>) -> (f64, Recorded<f64>) {
         let recording = Recording::<f64>::start().unwrap();
         let leaves: Vec<Rev<f64>> = xs.iter().map(|&x| Rev::leaf(x)).collect();
         let y = f(&leaves);
@@ -957,9 +957,16 @@ mod tests {
             kinks: KinkCount::default(),
         };
         drop(recording);
+        (y.value, recorded)
+    }
+
+    /// Records `f` over leaves at `xs`, held as one tensor, and sweeps
+    /// it: f, and its gradient and path magnitudes in the leaves.
+    fn swept(xs: &[f64], f: impl Fn(&[Rev<f64>]) -> Rev<f64>) -> (f64, [Vec<f64>; 2]) {
+        let (y, recorded) = recorded(xs, f);
         let swept = gradient_of(&recorded);
         let read = |t: &[Option<ArrayD<f64>>]| t[0].as_ref().unwrap().iter().copied().collect();
-        (y.value, [read(&swept.gradient), read(&swept.magnitude)])
+        (y, [read(&swept.gradient), read(&swept.magnitude)])
     }
 
     /// f and its gradient, as [`swept`] gives them.
@@ -1007,20 +1014,9 @@ mod tests {
         let xs: Vec<f64> = (0..n)
             .map(|i| if i % 3 == 0 { -0.5 } else { 0.25 } * (1.0 + i as f64 / n as f64))
             .collect();
-        let recording = Recording::<f64>::start().unwrap();
-        let leaves: Vec<Rev<f64>> = xs.iter().map(|&x| Rev::leaf(x)).collect();
-        let y = (0..n).fold(Rev::constant(0.0), |f, i| {
-            f + leaves[i] * leaves[(i + 1) % n]
+        let (_, recorded) = recorded(&xs, |v| {
+            (0..n).fold(Rev::constant(0.0), |f, i| f + v[i] * v[(i + 1) % n])
         });
-        let nodes =
-            ArrayD::from_shape_vec(vec![n], leaves.iter().map(|l| l.node).collect()).unwrap();
-        let recorded = Recorded {
-            tape: recording.take(),
-            leaves: LeafEntries::of(vec![nodes], |_| true),
-            output: y.node,
-            kinks: KinkCount::default(),
-        };
-        drop(recording);
         assert!(SIDE_BY_SIDE_SWEEPS.contains(&recorded.len()));
         let [together, in_turn] = [true, false].map(|side| gradient_swept(&recorded, side));
         let flat = |t: &[Option<ArrayD<f64>>]| -> Vec<f64> {
