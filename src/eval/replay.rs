@@ -547,6 +547,9 @@ impl<B: TapeReal> Replay<B> {
             }
         }
         steps.truncate(written);
+        // The schedule's slots past the program (leaves no input names)
+        // are given back.
+        steps.shrink_to_fit();
         if registers > MAX_REGISTERS {
             return None;
         }

@@ -283,7 +283,8 @@ type Forward = Result<Vec<(Vec<Option<ArrayD<f64>>>, f64)>, Box<EvalError>>;
 
 /// Forward mode's derivatives along [`DIRECTIONS`] random directions: unit
 /// vectors over every differentiable element, drawn from the seed and the
-/// sizes, two to a pass.
+/// sizes, two to a pass (one a pass above [`ONE_DIRECTION_A_PASS`]
+/// elements).
 fn along_random_directions(instance: &Instance<'_>, values: &[ArrayD<f64>], seed: u64) -> Forward {
     let elements: usize = differentiable_shapes(instance, values)
         .into_iter()
@@ -542,6 +543,7 @@ mod tests {
             let [apart, together] = [true, false]
                 .map(|one| along_random_directions_by(&instance, &values, 3, one).unwrap());
             assert_eq!(apart.len(), DIRECTIONS, "{}", path.display());
+            assert_eq!(together.len(), DIRECTIONS, "{}", path.display());
             for ((u, a), (v, b)) in apart.iter().zip(&together) {
                 assert_eq!(u, v, "{}", path.display());
                 assert_eq!(a.to_bits(), b.to_bits(), "{}: {a} vs {b}", path.display());
