@@ -25,7 +25,9 @@ pub use autodiff::{
 
 pub use error::EvalError;
 pub use grid::Grid;
-pub use reverse::{Recorded, ReverseGradient, TapeReal, gradient_of, record, reverse_gradient};
+pub use reverse::{
+    LARGE_RECORDING, Recorded, ReverseGradient, TapeReal, gradient_of, record, reverse_gradient,
+};
 pub use scalar::{Scalar, Smooth};
 pub use values::{draw_values, stream_seed};
 

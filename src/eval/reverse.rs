@@ -773,11 +773,16 @@ pub fn reverse_gradient<B: TapeReal>(
     Ok(gradient_of(&recorded))
 }
 
+/// Operations above which a recording is large: the work on it is then
+/// ordered to hold less at once (its two sweeps in turn, its replay
+/// compiled before the claims start), as it is then that a large layer's
+/// memory peaks.
+pub const LARGE_RECORDING: usize = 1 << 21;
+
 /// Recordings of this many operations sweep for the adjoints and for the
 /// path magnitudes on two cores at once. Below, handing a sweep to another
-/// thread costs more than the sweep; above, the sweeps take turns, as a
-/// large layer holds the most at this time.
-const SIDE_BY_SIDE_SWEEPS: std::ops::RangeInclusive<usize> = (1 << 14)..=(1 << 21);
+/// thread costs more than the sweep; above, the sweeps take turns.
+const SIDE_BY_SIDE_SWEEPS: std::ops::RangeInclusive<usize> = (1 << 14)..=LARGE_RECORDING;
 
 /// The gradient of a recording, by its backward sweep.
 pub fn gradient_of<B: TapeReal>(recorded: &Recorded<B>) -> ReverseGradient<B> {

@@ -221,10 +221,6 @@ enum SizeFailure {
 /// the evaluator recurses into the spec's expressions.
 const CLAIM_STACK: usize = 8 << 20;
 
-/// The largest recording, in operations, compiled into a replay beside
-/// the claims' first work rather than before it (see [`check_claims`]).
-const COMPILED_BESIDE_CLAIMS: usize = 1 << 21;
-
 /// Checks every claim at one size. The claims share the size's context
 /// and nothing else, and what they share is made once, whichever claim
 /// asks first, the same whatever the order: so with cores to spare they
@@ -266,7 +262,7 @@ fn check_claims(cx: &SizeContext<'_>, checks: &mut [Box<dyn ClaimCheck + Send + 
     // the peak memory of a large layer. A smaller one is compiled beside
     // that work (a closed form, J), which needs no replay.
     let compile_beside = match cx.swept_operations() {
-        Some(n) if n <= COMPILED_BESIDE_CLAIMS => true,
+        Some(n) if n <= crate::eval::LARGE_RECORDING => true,
         Some(_) => {
             let _ = <f64 as context::Replayable>::replay(cx);
             false
