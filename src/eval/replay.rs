@@ -1258,6 +1258,11 @@ fn apply_rows<B: Real>(op: Op, out: &mut [B], a: Arg<'_, B>, b: Arg<'_, B>) {
         Op::Mul => zip_rows(out, a, b, |x, y| x * y),
         Op::Div => zip_rows(out, a, b, |x, y| x / y),
         Op::Neg => zip_rows(out, a, b, |x, _| -x),
+        // The common exponents as constants: the power is then a product
+        // the loop vectorizes, not a loop of its own per element (the
+        // same function at the same exponent, so the same value).
+        Op::Powi(2) => zip_rows(out, a, b, |x, _| x.powi(2)),
+        Op::Powi(3) => zip_rows(out, a, b, |x, _| x.powi(3)),
         Op::Powi(k) => zip_rows(out, a, b, |x, _| x.powi(k)),
         _ => zip_rows(out, a, b, |x, y| apply_op(op, x, y)),
     }
@@ -1273,6 +1278,7 @@ fn apply_fixed<const W: usize, B: Real>(op: Op, a: [B; W], b: [B; W]) -> [B; W] 
         Op::Mul => std::array::from_fn(|l| a[l] * b[l]),
         Op::Div => std::array::from_fn(|l| a[l] / b[l]),
         Op::Neg => std::array::from_fn(|l| -a[l]),
+        Op::Powi(2) => std::array::from_fn(|l| a[l].powi(2)),
         Op::Powi(k) => std::array::from_fn(|l| a[l].powi(k)),
         _ => lanes(&|x, y| apply_op(op, x, y)),
     }
