@@ -36,6 +36,44 @@ use super::scalar::{Scalar, Smooth};
 /// step costs more than computing it.
 pub const LANES: usize = 8;
 
+/// Bytes a run's registers may take: half of a core's own (level 2)
+/// cache, which they share with the steps streaming through and what the
+/// inputs are filled from; 256 KiB where the system does not say, or says
+/// less. A layer whose inputs are read by every output (x in W·x) keeps
+/// them all live, and each halving of its run's width doubles what reading
+/// the steps costs a point: A2's Taylor claims alone at 512² (1,043
+/// registers, a 1 MiB L2) took 1.06 s of CPU at 256 KiB, 0.80 s at 512.
+fn register_budget() -> usize {
+    const LEAST: usize = 256 << 10;
+    static BUDGET: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *BUDGET.get_or_init(|| core_cache_bytes().map_or(LEAST, |bytes| (bytes / 2).max(LEAST)))
+}
+
+/// The size of CPU 0's level-2 cache, where Linux reports it.
+fn core_cache_bytes() -> Option<usize> {
+    (0..8).find_map(|index| {
+        let dir = format!("/sys/devices/system/cpu/cpu0/cache/index{index}");
+        let level = std::fs::read_to_string(format!("{dir}/level")).ok()?;
+        if level.trim() != "2" {
+            return None;
+        }
+        cache_size(&std::fs::read_to_string(format!("{dir}/size")).ok()?)
+    })
+}
+
+/// A cache size as sysfs writes it: `1024K`, `2M`, or bytes.
+fn cache_size(text: &str) -> Option<usize> {
+    let text = text.trim();
+    let (digits, unit) = match text.strip_suffix(['K', 'k']) {
+        Some(digits) => (digits, 1 << 10),
+        None => match text.strip_suffix(['M', 'm']) {
+            Some(digits) => (digits, 1 << 20),
+            None => (text, 1),
+        },
+    };
+    digits.parse::<usize>().ok()?.checked_mul(unit)
+}
+
 /// A register, or a constant with `CONSTANT_BIT`.
 type Src = u32;
 
@@ -787,12 +825,12 @@ impl<B: TapeReal> Replay<B> {
     }
 
     /// Points per run for `count` points on `threads` threads: the points
-    /// shared evenly, but no more than keep the registers in about 256 KiB,
-    /// and no fewer than [`LANES`]: reading a step costs about as much as
-    /// computing it for a few points, so a few points are one run, not one
-    /// per thread.
+    /// shared evenly, but no more than keep the registers in
+    /// [`register_budget`], and no fewer than [`LANES`]: reading a step
+    /// costs about as much as computing it for a few points, so a few
+    /// points are one run, not one per thread.
     pub fn width_for(&self, count: usize, threads: usize) -> usize {
-        let cache = (256 << 10) / (self.registers.max(1) * std::mem::size_of::<B>());
+        let cache = register_budget() / (self.registers.max(1) * std::mem::size_of::<B>());
         count
             .div_ceil(threads.max(1))
             .max(LANES)
@@ -1335,6 +1373,16 @@ fn zip_rows<B: Copy>(out: &mut [B], a: Arg<'_, B>, b: Arg<'_, B>, f: impl Fn(B, 
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
+
+    #[test]
+    fn cache_sizes_read_as_sysfs_writes_them() {
+        assert_eq!(cache_size("1024K\n"), Some(1 << 20));
+        assert_eq!(cache_size("2M"), Some(2 << 20));
+        assert_eq!(cache_size("524288"), Some(1 << 19));
+        assert_eq!(cache_size("lots"), None);
+        assert_eq!(cache_size(""), None);
+        assert!(register_budget() >= 256 << 10);
+    }
     use crate::analysis::{analyze, size_sweep};
     use crate::eval::{Instance, draw_values, record};
     use crate::source::Source;
