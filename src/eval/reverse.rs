@@ -773,6 +773,37 @@ pub fn reverse_gradient<B: TapeReal>(
     Ok(gradient_of(&recorded))
 }
 
+/// A gradient alone (see [`reverse_adjoints`]).
+pub struct Adjoints<B> {
+    /// dL/dT per tensor (`None` for data), as [`ReverseGradient::gradient`].
+    pub gradient: Vec<Option<ArrayD<B>>>,
+    /// Kinks the recording met (see [`ReverseGradient::kinks`]).
+    pub kinks: KinkCount,
+}
+
+/// dL/dT for every tensor T as [`reverse_gradient`] gives it, by the
+/// adjoints' sweep alone: for a reference gradient (in double-double),
+/// whose path magnitudes nobody reads, that sweep would double the cost.
+pub fn reverse_adjoints<B: TapeReal>(
+    instance: &Instance<'_>,
+    values: &[ArrayD<B>],
+) -> Result<Adjoints<B>, Box<EvalError>> {
+    let recorded = record(instance, values)?;
+    instance.check_clock()?;
+    Ok(adjoints_of(&recorded))
+}
+
+/// The gradient of a recording by the adjoints' sweep alone.
+fn adjoints_of<B: TapeReal>(recorded: &Recorded<B>) -> Adjoints<B> {
+    let adjoint = swept_into(recorded, vec![B::of(0.0); recorded.len()], |a, partial| {
+        a * partial
+    });
+    Adjoints {
+        gradient: leaf_adjoints(recorded, &adjoint),
+        kinks: recorded.kinks,
+    }
+}
+
 /// Operations above which a recording is large: the work on it is then
 /// ordered to hold less at once (its two sweeps in turn, its replay
 /// compiled before the claims start), as it is then that a large layer's
@@ -793,9 +824,7 @@ pub fn gradient_of<B: TapeReal>(recorded: &Recorded<B>) -> ReverseGradient<B> {
 fn gradient_swept<B: TapeReal>(recorded: &Recorded<B>, side_by_side: bool) -> ReverseGradient<B> {
     let zero = B::of(0.0);
     let len = recorded.len();
-    let read = |adjoint: &[B]| {
-        (recorded.leaves).read(|x| adjoint.get(x as usize).copied().unwrap_or(zero))
-    };
+    let read = |adjoint: &[B]| leaf_adjoints(recorded, adjoint);
     let adjoints = |buffer| swept_into(recorded, buffer, |a, partial| a * partial);
     let path_sums = |buffer| {
         swept_into(recorded, buffer, |a, partial| {
@@ -837,6 +866,12 @@ fn gradient_swept<B: TapeReal>(recorded: &Recorded<B>, side_by_side: bool) -> Re
         kinks: recorded.kinks,
         rounding,
     }
+}
+
+/// Each tensor's elements' adjoints, read from every entry's.
+fn leaf_adjoints<B: TapeReal>(recorded: &Recorded<B>, adjoint: &[B]) -> Vec<Option<ArrayD<B>>> {
+    let zero = B::of(0.0);
+    (recorded.leaves).read(|x| adjoint.get(x as usize).copied().unwrap_or(zero))
 }
 
 /// Every entry's adjoint, from L's of 1, swept into `adjoint` (zeros, an
@@ -1009,7 +1044,8 @@ mod tests {
     }
 
     /// The two sweeps side by side give what they give in turn, bit for
-    /// bit (gradient, path magnitudes and rounding alike), on a recording
+    /// bit (gradient, path magnitudes and rounding alike), and the
+    /// adjoints' sweep alone its gradient, on a recording
     /// `gradient_of` runs them side by side on: f = Σ x_i·x_(i+1) around a
     /// ring of leaves of both signs, whose gradient x_(i−1) + x_(i+1) and
     /// path magnitudes |x_(i−1)| + |x_(i+1)| differ.
@@ -1029,6 +1065,8 @@ mod tests {
         };
         let (gradient, magnitude) = (flat(&together.gradient), flat(&together.magnitude));
         assert_eq!(gradient, flat(&in_turn.gradient));
+        // The adjoints' sweep alone gives the same gradient.
+        assert_eq!(gradient, flat(&adjoints_of(&recorded).gradient));
         assert_eq!(magnitude, flat(&in_turn.magnitude));
         assert_eq!(together.rounding.to_bits(), in_turn.rounding.to_bits());
         assert!(together.rounding > 0.0);

@@ -15,7 +15,7 @@ use crate::eval::double_double::Dd;
 use crate::eval::replay::{Cones, LANES, Lane, Replay};
 use crate::eval::{
     EvalError, Evaluation, Instance, KinkCount, Recorded, Scalar, TapeReal, locked, record,
-    reverse_gradient,
+    reverse_adjoints,
 };
 use crate::source::Source;
 use num_dual::DualSVec64;
@@ -230,7 +230,7 @@ impl<'a> SizeContext<'a> {
             .get_or_try(|| {
                 let lifted: Vec<ArrayD<Dd>> =
                     self.values.iter().map(|v| v.mapv(Dd::from_f64)).collect();
-                let swept = match reverse_gradient::<Dd>(self.instance, &lifted) {
+                let swept = match reverse_adjoints::<Dd>(self.instance, &lifted) {
                     Ok(r) => Some(r),
                     Err(e) if e.is_timeout() => return Err(e),
                     Err(_) => None,
@@ -693,7 +693,7 @@ pub fn value_at(flat: &[&[f64]], k: usize, p: usize) -> f64 {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
-    use crate::eval::draw_values;
+    use crate::eval::{draw_values, reverse_gradient};
 
     /// A value is made once however many threads ask at once, and an
     /// attempt that gives none is not kept: the next caller makes it.

@@ -28,7 +28,7 @@ use crate::eval::double_double::Dd;
 use crate::eval::{
     EvalError, Instance, Recorded, ReverseGradient, directional_derivative,
     directional_derivatives, gradient, gradient_of, precise_directional_derivative,
-    precise_partials, record, reverse_gradient,
+    precise_partials, record, reverse_adjoints,
 };
 
 /// Units of rounding per term allowed between the two modes (as between a
@@ -194,7 +194,7 @@ fn checked(
     };
     let agreement = settle(instance, values, comparisons, || {
         let lifted: Vec<ArrayD<Dd>> = values.iter().map(|v| v.mapv(Dd::from_f64)).collect();
-        Ok(reverse_gradient::<Dd>(instance, &lifted)?.gradient)
+        Ok(reverse_adjoints::<Dd>(instance, &lifted)?.gradient)
     })?;
     Derivation {
         gradient: reverse.gradient,
@@ -508,7 +508,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
     use crate::analysis::{analyze, size_sweep};
-    use crate::eval::draw_values;
+    use crate::eval::{draw_values, reverse_gradient};
     use crate::source::Source;
 
     const SPEC: &str = "
