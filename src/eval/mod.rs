@@ -404,12 +404,12 @@ impl<'n> Frame<'n> {
     /// (three of 150: 3.4 million terms an element) look at the clock as
     /// often as one long sum does.
     fn count_term(&mut self) -> bool {
-        self.terms = self.terms.wrapping_add(1);
-        self.terms.is_multiple_of(CLOCK_TERMS)
+        self.count_terms(1)
     }
 
     /// Counts `n` terms at once: true where one of them is a term
-    /// [`Frame::count_term`] would have looked at the clock on.
+    /// [`Frame::count_term`] would have looked at the clock on (the count
+    /// reaches a multiple of [`CLOCK_TERMS`], which 2³² is one of).
     fn count_terms(&mut self, n: u32) -> bool {
         let before = self.terms;
         self.terms = before.wrapping_add(n);
@@ -1872,7 +1872,9 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
     /// The reads of a [`StridedRead`] at terms `step..step + 8` of its sum,
     /// if they all lie in the tensor.
     fn strided_group(read: &StridedRead<'_, T>, step: i64) -> Option<[T; 8]> {
-        let base = i64::try_from(read.first).ok()? + step.checked_mul(read.stride)?;
+        let base = i64::try_from(read.first)
+            .ok()?
+            .checked_add(step.checked_mul(read.stride)?)?;
         if read.stride == 1 {
             let from = usize::try_from(base).ok()?;
             let run: &[T; 8] = read
@@ -1886,13 +1888,10 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             let offset = usize::try_from(base.checked_add(j.checked_mul(read.stride)?)?).ok()?;
             read.values.get(offset).copied()
         };
-        // The ends first: between them every read lies in the tensor.
-        let (first, last) = (at(0)?, at(7)?);
-        let mut group = [first; 8];
-        for (j, slot) in (1..7).zip(&mut group[1..7]) {
+        let mut group = [at(0)?; 8];
+        for (j, slot) in (1..).zip(&mut group[1..]) {
             *slot = at(j)?;
         }
-        group[7] = last;
         Some(group)
     }
 
@@ -2542,7 +2541,7 @@ pub fn format_value(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::panic)]
-    use super::Cascade;
+    use super::{Cascade, Frame};
 
     /// The order of the additions, written out (terms are indices into
     /// the written forms, so that they are `Copy` as a scalar is).
@@ -2766,6 +2765,25 @@ mod tests {
                 "{outside:?}"
             );
         }
+    }
+
+    /// Eight terms counted at once look at the clock where counting them
+    /// one by one would, at a multiple of 4096 and across the wrap of u32.
+    #[test]
+    fn terms_counted_eight_at_once_look_at_the_clock_as_one_by_one() {
+        let names: Vec<String> = vec![];
+        for start in [0, 4090, 4096 - 8, 4096, u32::MAX - 3, u32::MAX - 7] {
+            let mut one = Frame::new(&names, 0);
+            let mut eight = Frame::new(&names, 0);
+            (one.terms, eight.terms) = (start, start);
+            let looked = (0..8).fold(false, |looked, _| one.count_term() | looked);
+            assert_eq!(eight.count_terms(8), looked, "from {start}");
+            assert_eq!(eight.terms, one.terms);
+        }
+        let mut frame = Frame::new(&names, 0);
+        frame.terms = 4090;
+        assert!(frame.count_terms(8));
+        assert!(!frame.count_terms(8));
     }
 
     #[test]

@@ -36,20 +36,27 @@ use super::scalar::{Scalar, Smooth};
 /// step costs more than computing it.
 pub const LANES: usize = 8;
 
-/// Bytes a run's registers may take: half of a core's own (level 2)
+/// Bytes a run's registers may take: half of a core's share of its level-2
 /// cache, which they share with the steps streaming through and what the
-/// inputs are filled from; 256 KiB where the system does not say, or says
-/// less. A layer whose inputs are read by every output (x in W·x) keeps
-/// them all live, and each halving of its run's width doubles what reading
-/// the steps costs a point: A2's Taylor claims alone at 512² (1,043
-/// registers, a 1 MiB L2) took 1.06 s of CPU at 256 KiB, 0.80 s at 512.
+/// inputs are filled from ([`budget_of`]). A layer whose inputs are read by
+/// every output (x in W·x) keeps them all live, and each halving of its
+/// run's width doubles what reading the steps costs a point: A2's Taylor
+/// claims alone at 512² (1,043 registers, a 1 MiB L2) took 1.06 s of CPU
+/// at 256 KiB, 0.80 s at 512.
 fn register_budget() -> usize {
-    const LEAST: usize = 256 << 10;
     static BUDGET: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *BUDGET.get_or_init(|| core_cache_bytes().map_or(LEAST, |bytes| (bytes / 2).max(LEAST)))
+    *BUDGET.get_or_init(|| budget_of(core_cache_bytes()))
 }
 
-/// The size of CPU 0's level-2 cache, where Linux reports it.
+/// Half of a core's share of its level-2 cache, if known; never less than
+/// 256 KiB (what served before the cache was read).
+fn budget_of(core_cache: Option<usize>) -> usize {
+    const LEAST: usize = 256 << 10;
+    core_cache.map_or(LEAST, |bytes| (bytes / 2).max(LEAST))
+}
+
+/// CPU 0's share of its level-2 cache, where Linux reports it: the cache's
+/// size over the CPUs that share it (a cluster of small cores shares one).
 fn core_cache_bytes() -> Option<usize> {
     (0..8).find_map(|index| {
         let dir = format!("/sys/devices/system/cpu/cpu0/cache/index{index}");
@@ -57,7 +64,31 @@ fn core_cache_bytes() -> Option<usize> {
         if level.trim() != "2" {
             return None;
         }
-        cache_size(&std::fs::read_to_string(format!("{dir}/size")).ok()?)
+        let size = cache_size(&std::fs::read_to_string(format!("{dir}/size")).ok()?)?;
+        let sharing = std::fs::read_to_string(format!("{dir}/shared_cpu_list"))
+            .ok()
+            .and_then(|list| cpu_count(&list))
+            .unwrap_or(1);
+        Some(size / sharing.max(1))
+    })
+}
+
+/// How many CPUs a list as sysfs writes it names: `0`, `0-3`, `0,4`, `0-1,8-9`.
+fn cpu_count(list: &str) -> Option<usize> {
+    list.trim().split(',').try_fold(0usize, |count, part| {
+        let n = match part.split_once('-') {
+            Some((a, b)) => b
+                .trim()
+                .parse::<usize>()
+                .ok()?
+                .checked_sub(a.trim().parse::<usize>().ok()?)?
+                .checked_add(1)?,
+            None => {
+                part.trim().parse::<usize>().ok()?;
+                1
+            }
+        };
+        count.checked_add(n)
     })
 }
 
@@ -1317,6 +1348,7 @@ fn apply_fixed<const W: usize, B: Real>(op: Op, a: [B; W], b: [B; W]) -> [B; W] 
         Op::Div => std::array::from_fn(|l| a[l] / b[l]),
         Op::Neg => std::array::from_fn(|l| -a[l]),
         Op::Powi(2) => std::array::from_fn(|l| a[l].powi(2)),
+        Op::Powi(3) => std::array::from_fn(|l| a[l].powi(3)),
         Op::Powi(k) => std::array::from_fn(|l| a[l].powi(k)),
         _ => lanes(&|x, y| apply_op(op, x, y)),
     }
@@ -1373,19 +1405,30 @@ fn zip_rows<B: Copy>(out: &mut [B], a: Arg<'_, B>, b: Arg<'_, B>, f: impl Fn(B, 
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
+    use crate::analysis::{analyze, size_sweep};
+    use crate::eval::{Instance, draw_values, record};
+    use crate::source::Source;
 
+    /// The register budget from sysfs's words: a size, the CPUs that share
+    /// it, half of a core's share, and 256 KiB at the least or unknown.
     #[test]
-    fn cache_sizes_read_as_sysfs_writes_them() {
+    fn the_register_budget_is_half_a_cores_share_of_its_cache() {
         assert_eq!(cache_size("1024K\n"), Some(1 << 20));
         assert_eq!(cache_size("2M"), Some(2 << 20));
         assert_eq!(cache_size("524288"), Some(1 << 19));
         assert_eq!(cache_size("lots"), None);
         assert_eq!(cache_size(""), None);
-        assert!(register_budget() >= 256 << 10);
+        assert_eq!(cpu_count("0\n"), Some(1));
+        assert_eq!(cpu_count("0-3"), Some(4));
+        assert_eq!(cpu_count("0,4"), Some(2));
+        assert_eq!(cpu_count("0-1,8-9"), Some(4));
+        assert_eq!(cpu_count("3-1"), None);
+        assert_eq!(cpu_count(""), None);
+        assert_eq!(budget_of(Some(1 << 20)), 512 << 10);
+        assert_eq!(budget_of(Some(4 << 20)), 2 << 20);
+        assert_eq!(budget_of(Some(256 << 10)), 256 << 10);
+        assert_eq!(budget_of(None), 256 << 10);
     }
-    use crate::analysis::{analyze, size_sweep};
-    use crate::eval::{Instance, draw_values, record};
-    use crate::source::Source;
 
     fn instance_of<'a>(program: &'a crate::analysis::Program, source: &'a Source) -> Instance<'a> {
         let sizes = size_sweep(program, &[]).unwrap().pop().unwrap();

@@ -768,9 +768,17 @@ pub fn reverse_gradient<B: TapeReal>(
     instance: &Instance<'_>,
     values: &[ArrayD<B>],
 ) -> Result<ReverseGradient<B>, Box<EvalError>> {
+    Ok(gradient_of(&recorded_in_time(instance, values)?))
+}
+
+/// L recorded at `values`, unless the clock ran out meanwhile.
+fn recorded_in_time<B: TapeReal>(
+    instance: &Instance<'_>,
+    values: &[ArrayD<B>],
+) -> Result<Recorded<B>, Box<EvalError>> {
     let recorded = record(instance, values)?;
     instance.check_clock()?;
-    Ok(gradient_of(&recorded))
+    Ok(recorded)
 }
 
 /// A gradient alone (see [`reverse_adjoints`]).
@@ -788,20 +796,21 @@ pub fn reverse_adjoints<B: TapeReal>(
     instance: &Instance<'_>,
     values: &[ArrayD<B>],
 ) -> Result<Adjoints<B>, Box<EvalError>> {
-    let recorded = record(instance, values)?;
-    instance.check_clock()?;
-    Ok(adjoints_of(&recorded))
+    Ok(adjoints_of(&recorded_in_time(instance, values)?))
 }
 
 /// The gradient of a recording by the adjoints' sweep alone.
 fn adjoints_of<B: TapeReal>(recorded: &Recorded<B>) -> Adjoints<B> {
-    let adjoint = swept_into(recorded, vec![B::of(0.0); recorded.len()], |a, partial| {
-        a * partial
-    });
+    let adjoint = adjoint_sweep(recorded, vec![B::of(0.0); recorded.len()]);
     Adjoints {
         gradient: leaf_adjoints(recorded, &adjoint),
         kinks: recorded.kinks,
     }
+}
+
+/// Every entry's adjoint, swept into `buffer` (zeros, an entry each).
+fn adjoint_sweep<B: TapeReal>(recorded: &Recorded<B>, buffer: Vec<B>) -> Vec<B> {
+    swept_into(recorded, buffer, |a, partial| a * partial)
 }
 
 /// Operations above which a recording is large: the work on it is then
@@ -825,7 +834,7 @@ fn gradient_swept<B: TapeReal>(recorded: &Recorded<B>, side_by_side: bool) -> Re
     let zero = B::of(0.0);
     let len = recorded.len();
     let read = |adjoint: &[B]| leaf_adjoints(recorded, adjoint);
-    let adjoints = |buffer| swept_into(recorded, buffer, |a, partial| a * partial);
+    let adjoints = |buffer| adjoint_sweep(recorded, buffer);
     let path_sums = |buffer| {
         swept_into(recorded, buffer, |a, partial| {
             B::of((a * partial).value().abs())

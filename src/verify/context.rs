@@ -22,8 +22,8 @@ use num_dual::DualSVec64;
 use rayon::prelude::*;
 
 /// Forward-mode passes of precise partials a call may take; a call that
-/// needs more reads one double-double backward sweep, which costs about
-/// two ([`SizeContext::precise_partials`]).
+/// needs more reads one double-double recording and backward sweep, which
+/// costs no more than about two ([`SizeContext::precise_partials`]).
 const FORWARD_PASSES: usize = 2;
 
 /// A direction over the tensors, row-major per tensor (`None` where it
@@ -209,7 +209,8 @@ impl<'a> SizeContext<'a> {
     /// computed in double-double: where a flagged element's rounding is in
     /// doubt, this is the reference. Forward mode's dual numbers give eight
     /// elements a pass; one double-double recording and backward sweep
-    /// gives them all for the cost of about two passes. So a call for at
+    /// (for the adjoints alone) gives them all for no more than about two
+    /// passes' cost. So a call for at
     /// most [`FORWARD_PASSES`] passes' elements takes forward mode, and a
     /// larger one reads the sweep, made on first use. The route depends on
     /// the call alone, so a claim's values do not depend on which claims

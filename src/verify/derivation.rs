@@ -567,7 +567,7 @@ mod tests {
         let mut reverse = reverse_gradient::<f64>(&instance, &values).unwrap();
         let allowance = ROUNDING_ULPS * f64::EPSILON * 5.0;
         let lifted: Vec<ArrayD<Dd>> = values.iter().map(|v| v.mapv(Dd::from_f64)).collect();
-        let mut precise = reverse_gradient::<Dd>(&instance, &lifted).unwrap().gradient;
+        let mut precise = reverse_adjoints::<Dd>(&instance, &lifted).unwrap().gradient;
         let compare = |reverse: &ReverseGradient<f64>| {
             every_element(&instance, &values, reverse, allowance).unwrap()
         };
