@@ -1872,11 +1872,8 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
     /// The reads of a [`StridedRead`] at terms `step..step + 8` of its sum,
     /// if they all lie in the tensor.
     fn strided_group(read: &StridedRead<'_, T>, step: i64) -> Option<[T; 8]> {
-        let base = i64::try_from(read.first)
-            .ok()?
-            .checked_add(step.checked_mul(read.stride)?)?;
         if read.stride == 1 {
-            let from = usize::try_from(base).ok()?;
+            let from = read.offset(step)?;
             let run: &[T; 8] = read
                 .values
                 .get(from..from.checked_add(8)?)?
@@ -1884,13 +1881,9 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
                 .ok()?;
             return Some(*run);
         }
-        let at = |j: i64| {
-            let offset = usize::try_from(base.checked_add(j.checked_mul(read.stride)?)?).ok()?;
-            read.values.get(offset).copied()
-        };
-        let mut group = [at(0)?; 8];
-        for (j, slot) in (1..).zip(&mut group[1..]) {
-            *slot = at(j)?;
+        let mut group = [read.value(step)?; 8];
+        for (j, slot) in (step.checked_add(1)?..).zip(&mut group[1..]) {
+            *slot = read.value(j)?;
         }
         Some(group)
     }
@@ -1902,10 +1895,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
         step: i64,
         frame: &Frame<'_>,
     ) -> Result<T, Box<EvalError>> {
-        i64::try_from(read.first)
-            .ok()
-            .and_then(|first| usize::try_from(first + step * read.stride).ok())
-            .and_then(|offset| read.values.get(offset).copied())
+        read.value(step)
             .ok_or_else(|| self.missing(read.read, frame))
     }
 
@@ -2134,6 +2124,19 @@ struct StridedRead<'n, T> {
     shared_first: bool,
     shared: &'n Node,
     var: VarId,
+}
+
+impl<T: Copy> StridedRead<'_, T> {
+    /// Where term `step` of the sum reads, if it is an offset at all.
+    fn offset(&self, step: i64) -> Option<usize> {
+        let first = i64::try_from(self.first).ok()?;
+        usize::try_from(first.checked_add(step.checked_mul(self.stride)?)?).ok()
+    }
+
+    /// The value term `step` reads, if it lies in the tensor.
+    fn value(&self, step: i64) -> Option<T> {
+        self.values.get(self.offset(step)?).copied()
+    }
 }
 
 /// What keeps a value's divisor away from 0.
