@@ -274,9 +274,9 @@ impl<'a> SizeContext<'a> {
     pub fn losses<T: Replayable>(
         &self,
         count: usize,
-        input: impl Fn(usize, usize, usize) -> f64 + Sync,
+        input: impl Points,
     ) -> Vec<Result<f64, Box<EvalError>>> {
-        self.losses_in_rows::<T>(count, |points, at, row| fill_from(&input, points, at, row))
+        self.losses_in_rows::<T>(count, |points, at, row| input.fill(points, at, row))
     }
 
     /// [`SizeContext::losses`] in f64 and in f32 at the same points, the
@@ -286,24 +286,17 @@ impl<'a> SizeContext<'a> {
     pub fn losses_in_both(
         &self,
         count: usize,
-        input: impl Fn(usize, usize, usize) -> f64 + Sync,
+        input: impl Points,
     ) -> [Vec<Result<f64, Box<EvalError>>>; 2] {
         let (r64, r32) = (f64::replay(self), f32::replay(self));
+        let fill = |points, at, row: &mut _| input.fill(points, at, row);
         let (l64, l32) = rayon::join(
-            || {
-                replayed(r64, count, |points, at, row| {
-                    fill_from(&input, points, at, row)
-                })
-            },
-            || {
-                replayed(r32, count, |points, at, row| {
-                    fill_from(&input, points, at, row)
-                })
-            },
+            || replayed(r64, count, fill),
+            || replayed(r32, count, |points, at, row| input.fill(points, at, row)),
         );
         [
-            self.or_evaluated(l64, |points, at, row| fill_from(&input, points, at, row)),
-            self.or_evaluated(l32, |points, at, row| fill_from(&input, points, at, row)),
+            self.or_evaluated(l64, fill),
+            self.or_evaluated(l32, |points, at, row| input.fill(points, at, row)),
         ]
     }
 
@@ -478,9 +471,7 @@ impl<'a> SizeContext<'a> {
                 .collect(),
             None => vec![None; moved.len()],
         };
-        self.or_evaluated(replayed, |points, at, row| {
-            fill_from(&input, points, at, row)
-        })
+        self.or_evaluated(replayed, |points, at, row| input.fill(points, at, row))
     }
 
     /// Point `point` of [`SizeContext::moved_losses`]: element `e` of
@@ -490,15 +481,11 @@ impl<'a> SizeContext<'a> {
         elements: &[(usize, usize)],
         e: usize,
         moved: &'s [f64],
-    ) -> impl Fn(usize, usize, usize) -> f64 + Sync + 's {
-        let (tensor, element) = elements.get(e).copied().unwrap_or((usize::MAX, 0));
-        let flat = &self.flat;
-        move |point, k, p| {
-            if (k, p) == (tensor, element) {
-                moved.get(point).copied().unwrap_or(f64::NAN)
-            } else {
-                value_at(flat, k, p)
-            }
+    ) -> MovedPoint<'s> {
+        MovedPoint {
+            element: elements.get(e).copied().unwrap_or((usize::MAX, 0)),
+            moved,
+            flat: &self.flat,
         }
     }
 
@@ -617,15 +604,66 @@ fn replayed<T: Replayable>(
         .collect()
 }
 
-/// A row of points built point by point: `input(point, tensor, offset)`.
-fn fill_from<T: Replayable>(
-    input: impl Fn(usize, usize, usize) -> f64,
-    points: std::ops::Range<usize>,
-    (k, p): (usize, usize),
-    row: &mut [T],
-) {
-    for (slot, point) in row.iter_mut().zip(points) {
-        *slot = T::of(input(point, k, p));
+/// The points L is evaluated at, element by element: any
+/// `Fn(point, tensor, offset) -> f64` is.
+pub trait Points: Sync {
+    /// Element `p` of tensor `k` at point `point`.
+    fn value(&self, point: usize, k: usize, p: usize) -> f64;
+
+    /// Element `p` of tensor `k` at each of `points`, into `row`.
+    fn fill<T: Replayable>(
+        &self,
+        points: std::ops::Range<usize>,
+        (k, p): (usize, usize),
+        row: &mut [T],
+    ) {
+        for (slot, point) in row.iter_mut().zip(points) {
+            *slot = T::of(self.value(point, k, p));
+        }
+    }
+}
+
+impl<F: Fn(usize, usize, usize) -> f64 + Sync> Points for F {
+    fn value(&self, point: usize, k: usize, p: usize) -> f64 {
+        self(point, k, p)
+    }
+}
+
+/// Points where one element moves and every other is as drawn
+/// ([`SizeContext::moved_losses`]).
+struct MovedPoint<'s> {
+    /// (tensor, offset) of the element that moves.
+    element: (usize, usize),
+    /// Its value at each point.
+    moved: &'s [f64],
+    flat: &'s [&'s [f64]],
+}
+
+impl Points for MovedPoint<'_> {
+    fn value(&self, point: usize, k: usize, p: usize) -> f64 {
+        if (k, p) == self.element {
+            self.moved.get(point).copied().unwrap_or(f64::NAN)
+        } else {
+            value_at(self.flat, k, p)
+        }
+    }
+
+    /// Every element but one is the same at every point: looked up once
+    /// per row (a few points' row is filled at each of a layer's inputs,
+    /// where looking each value up again took a third of the run).
+    fn fill<T: Replayable>(
+        &self,
+        points: std::ops::Range<usize>,
+        (k, p): (usize, usize),
+        row: &mut [T],
+    ) {
+        if (k, p) == self.element {
+            for (slot, point) in row.iter_mut().zip(points) {
+                *slot = T::of(self.value(point, k, p));
+            }
+        } else {
+            row.fill(T::of(value_at(self.flat, k, p)));
+        }
     }
 }
 
@@ -695,6 +733,35 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
     use crate::eval::{draw_values, reverse_gradient};
+
+    /// A moved point's rows are what building them point by point gives:
+    /// the moved element at each point, every other element as drawn.
+    #[test]
+    fn a_moved_points_rows_are_its_values_point_by_point() {
+        let (x, w) = ([0.5, -1.25, 3.0], [7.0, 0.1]);
+        let flat: [&[f64]; 2] = [&x, &w];
+        let moved = [10.0, 1e-9, -0.3];
+        let points = MovedPoint {
+            element: (1, 1),
+            moved: &moved,
+            flat: &flat,
+        };
+        let point_by_point = |k: usize, p: usize| -> Vec<f32> {
+            (1..3)
+                .map(|point| points.value(point, k, p) as f32)
+                .collect()
+        };
+        for (k, p) in [(0, 0), (0, 2), (1, 0), (1, 1)] {
+            let mut row = [f32::NAN; 2];
+            points.fill(1..3, (k, p), &mut row);
+            assert_eq!(row.to_vec(), point_by_point(k, p), "({k}, {p})");
+        }
+        let mut row = [0.0f64; 3];
+        points.fill(0..3, (1, 1), &mut row);
+        assert_eq!(row, moved);
+        points.fill(0..3, (1, 0), &mut row);
+        assert_eq!(row, [7.0; 3]);
+    }
 
     /// A value is made once however many threads ask at once, and an
     /// attempt that gives none is not kept: the next caller makes it.
