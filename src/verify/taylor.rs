@@ -1048,25 +1048,30 @@ fn steps_along<T: Scalar>(
 ) -> Vec<Steps> {
     // Each rung's sums run over the elements in order, as a pass of its own
     // would, starting at −0 as `Iterator::sum` does. The rungs are taken
-    // [`RUNG_GROUP`] at a time over every element, so that their sums stay
-    // in registers (sums in memory are read and written back at every
-    // element); an element's update of the group is one loop the compiler
-    // vectorizes. The ladder is padded with ε = 0 to whole groups, whose
-    // sums are dropped.
-    let mut padded = ladder.to_vec();
-    padded.resize(ladder.len().next_multiple_of(RUNG_GROUP), 0.0);
-    let (groups, _) = padded.as_chunks::<RUNG_GROUP>();
-    let mut steps = Vec::with_capacity(padded.len());
+    // [`RUNG_GROUP`] at a time over every element, so that their sums can
+    // stay in vector registers (sums in memory are read and written back at
+    // every element); an element's update of the group is one loop the
+    // compiler vectorizes. A last partial group is padded with ε = 0, and
+    // the padding's sums dropped.
+    let (groups, tail) = ladder.as_chunks::<RUNG_GROUP>();
+    let mut steps = Vec::with_capacity(ladder.len());
     for eps in groups {
         steps.extend(rung_group::<T>(values, jacobian, u, eps));
     }
-    steps.truncate(ladder.len());
+    if !tail.is_empty() {
+        let mut eps = [0.0; RUNG_GROUP];
+        eps[..tail.len()].copy_from_slice(tail);
+        let group = rung_group::<T>(values, jacobian, u, &eps);
+        steps.extend(group.into_iter().take(tail.len()));
+    }
     steps
 }
 
-/// Rungs whose sums [`steps_along`] holds at once, five sums each: 16
-/// took the least CPU (A3 at N = 10⁵: 8, 16 and 32 rungs took 407, 382
-/// and 397 ms in all; every rung's sums in memory, 405 ms).
+/// Rungs [`steps_along`] takes at once, five sums each: 16 took the least
+/// CPU (A3 at N = 10⁵ on the 2-core machine, AVX-512, alternating runs: 8
+/// and 32 took more, and so did five groups of 13, the 65 rungs with no
+/// padding). 16 rungs' 80 sums take 10 of its 32 vector registers; a
+/// machine with 16 spills some.
 const RUNG_GROUP: usize = 16;
 
 /// [`Steps`] of the rungs `eps` over every element.
@@ -1092,8 +1097,10 @@ fn rung_group<T: Scalar>(
             u.get(offset..).unwrap_or_default(),
             jacobian.flat.get(offset..).unwrap_or_default(),
         );
-        // u and J are as long as the tensor: past them an element is not
-        // moved (and no element is).
+        // An element past u or J (none: both are as long as the tensors)
+        // counts as not moved, with J = 0, as in a pass of its own.
+        let zeros = std::iter::repeat(&0.0);
+        let (u, j) = (u.iter().chain(zeros.clone()), j.iter().chain(zeros));
         for ((&w, &d), &j) in from.iter().zip(u).zip(j) {
             // w in the working precision, rounded here rather than held
             // as a copy of every tensor.
@@ -1506,40 +1513,48 @@ mod tests {
             layout: vec![(TensorId(0), sizes[0]), (TensorId(1), sizes[1])],
         };
         let u: Vec<f64> = (0..total).map(|_| rng.random_range(-0.5..0.5)).collect();
-        let ladder = ladder();
-        assert_ne!(ladder.len() % RUNG_GROUP, 0, "a partial group is covered");
-        let grouped = (
-            steps_along::<f64>(&values, &jacobian, &u, ladder),
-            steps_along::<f32>(&values, &jacobian, &u, ladder),
-        );
-        assert_eq!(grouped.0.len(), ladder.len());
-        assert_eq!(grouped.1.len(), ladder.len());
         let bits =
             |s: &Steps| [s.up_squared, s.up_dot_j, s.mean_squared, s.mean_dot_j].map(f64::to_bits);
-        let mut still = 0;
-        for (r, &eps) in ladder.iter().enumerate() {
-            for (steps, alone) in [
-                (
-                    &grouped.0[r],
-                    steps_of_one_rung::<f64>(&values, &jacobian, &u, eps),
-                ),
-                (
-                    &grouped.1[r],
-                    steps_of_one_rung::<f32>(&values, &jacobian, &u, eps),
-                ),
-            ] {
-                assert_eq!(steps.moves, alone[0] != 0.0, "rung {r}");
-                assert_eq!(
-                    bits(steps),
-                    [1, 2, 3, 4].map(|k| alone[k].to_bits()),
-                    "rung {r}"
-                );
-                still += usize::from(!steps.moves);
+        // The ladder, ending in a partial group, and cut to whole groups.
+        let whole = ladder();
+        assert_ne!(whole.len() % RUNG_GROUP, 0);
+        let cut = &whole[..whole.len() / RUNG_GROUP * RUNG_GROUP];
+        for ladder in [whole, cut] {
+            let grouped = (
+                steps_along::<f64>(&values, &jacobian, &u, ladder),
+                steps_along::<f32>(&values, &jacobian, &u, ladder),
+            );
+            assert_eq!(grouped.0.len(), ladder.len());
+            assert_eq!(grouped.1.len(), ladder.len());
+            let mut still = 0;
+            for (r, &eps) in ladder.iter().enumerate() {
+                let alone = |precision| match precision {
+                    Precision::F64 => steps_of_one_rung::<f64>(&values, &jacobian, &u, eps),
+                    Precision::F32 => steps_of_one_rung::<f32>(&values, &jacobian, &u, eps),
+                };
+                for (steps, alone) in [
+                    (&grouped.0[r], alone(Precision::F64)),
+                    (&grouped.1[r], alone(Precision::F32)),
+                ] {
+                    assert_eq!(steps.moves, alone[0] != 0.0, "rung {r}");
+                    let expected = [1, 2, 3, 4].map(|k| alone[k].to_bits());
+                    assert_eq!(bits(steps), expected, "rung {r}");
+                    still += usize::from(!steps.moves);
+                }
             }
+            // The ladder's foot stands still in f32 at least: both
+            // branches of `moves` are compared.
+            assert!(still > 0);
         }
-        // The ladder's foot stands still in f32 at least: both branches of
-        // `moves` are compared.
-        assert!(still > 0);
+        // No elements: every sum is −0, where `Iterator::sum` starts.
+        let empty = Jacobian {
+            flat: vec![],
+            layout: vec![],
+        };
+        for steps in steps_along::<f64>(&values, &empty, &[], whole) {
+            assert!(!steps.moves);
+            assert_eq!(bits(&steps), [(-0.0f64).to_bits(); 4]);
+        }
     }
 
     #[test]
