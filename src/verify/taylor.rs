@@ -1528,14 +1528,11 @@ mod tests {
             assert_eq!(grouped.1.len(), ladder.len());
             let mut still = 0;
             for (r, &eps) in ladder.iter().enumerate() {
-                let alone = |precision| match precision {
-                    Precision::F64 => steps_of_one_rung::<f64>(&values, &jacobian, &u, eps),
-                    Precision::F32 => steps_of_one_rung::<f32>(&values, &jacobian, &u, eps),
-                };
-                for (steps, alone) in [
-                    (&grouped.0[r], alone(Precision::F64)),
-                    (&grouped.1[r], alone(Precision::F32)),
-                ] {
+                let one_rung = [
+                    steps_of_one_rung::<f64>(&values, &jacobian, &u, eps),
+                    steps_of_one_rung::<f32>(&values, &jacobian, &u, eps),
+                ];
+                for (steps, alone) in [&grouped.0[r], &grouped.1[r]].into_iter().zip(one_rung) {
                     assert_eq!(steps.moves, alone[0] != 0.0, "rung {r}");
                     let expected = [1, 2, 3, 4].map(|k| alone[k].to_bits());
                     assert_eq!(bits(steps), expected, "rung {r}");
