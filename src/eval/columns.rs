@@ -21,7 +21,7 @@ use super::{
     Evaluation, Scalar, UNBOUND, apply, at_branch_point, is_non_positive, is_zero, reads_tensors,
 };
 use crate::analysis::program::{
-    Affine, Body, Case, Cond, CondKind, Function, Node, NodeKind, ProductNode, Program,
+    Affine, Body, Case, Cond, CondKind, Function, Node, NodeKind, ProductNode, Program, VarId,
 };
 use crate::eval::grid::Grid;
 use crate::syntax::ast::BinaryOp;
@@ -131,6 +131,48 @@ impl<T: Scalar> Evaluation<'_, T> {
         unsettled: &mut Unsettled,
     ) {
         Columns { eval: self, block }.body(body, out, unsettled);
+    }
+
+    /// `len` terms of a sum: `term` at `var` = `from`, `from + 1`, …, every
+    /// other index as `env` binds it (an unbound one as the tree walk
+    /// reads it), a column per node rather than a walk of the tree per
+    /// term. `None` where the block evaluation does not cover `term`; else
+    /// the values and where each is unsettled (the tree walk must take that
+    /// term, as for a claim's points).
+    pub(super) fn terms_block(
+        &self,
+        term: &Node,
+        var: VarId,
+        from: i64,
+        len: usize,
+        env: &[i64],
+    ) -> Option<(Vec<T>, Vec<bool>)> {
+        let mut covered = true;
+        crate::analysis::visit(term, &mut |node| {
+            covered &= node_covered(node, env.len(), self.instance.program);
+        });
+        if !covered {
+            return None;
+        }
+        let column = |slot: usize, bound: i64| -> Vec<i64> {
+            if slot == var.0 {
+                (0..len).map(|j| from.saturating_add(j as i64)).collect()
+            } else {
+                vec![bound; len]
+            }
+        };
+        let block = Block {
+            len,
+            env: env.iter().enumerate().map(|(s, &v)| column(s, v)).collect(),
+        };
+        let mut values = vec![T::zero(); len];
+        let mut unsettled = vec![false; len];
+        Columns {
+            eval: self,
+            block: &block,
+        }
+        .node(term, &vec![true; len], &mut values, &mut unsettled);
+        Some((values, unsettled))
     }
 }
 
@@ -628,5 +670,92 @@ mod tests {
             "{with_failures} of them failed somewhere"
         );
         assert!(with_kinks > 10, "{with_kinks} of them met a kink");
+    }
+
+    /// A sum long enough to be taken in blocks on several threads has its
+    /// blocks' terms computed a column per node: it is the cascade of its
+    /// terms walked one by one, bit for bit, in f64 and double-double, with
+    /// the same kinks and the same first failure. The bodies cover plain
+    /// terms, a tie `max` meets at one term (left to the tree walk), and
+    /// a log that fails at the 50001st.
+    #[test]
+    fn long_sums_are_their_terms_walked_one_by_one() {
+        let text = "dim N = 70001\ninput x[N]\nparam a\ny[i] = a * x[i]\n\
+            grad a = sum(i) x[i] * exp(a * x[i])\n\
+            grad a = sum(i) max(x[i], x[N + 1 - i]) * a\n\
+            grad a = sum(i) log(50000.5 - i) * x[i]\n";
+        let source = Source::new("t.dl", text);
+        let program = analyze(&crate::syntax::parse(&source).unwrap()).unwrap();
+        let sizes = size_sweep(&program, &[]).unwrap().pop().unwrap();
+        let instance = Instance::new(&program, &source, sizes, 1 << 20).unwrap();
+        let values = draw_values(&instance, 0).unwrap();
+        let precise: Vec<ndarray::ArrayD<Dd>> =
+            values.iter().map(|a| a.mapv(Dd::from_f64)).collect();
+        // Terms left to the tree walk, per claim and precision.
+        let mut unsettled_terms = vec![];
+        for claim in &program.claims {
+            let ClaimKind::Grad(claim) = &claim.kind else {
+                panic!("a grad claim");
+            };
+            let crate::analysis::program::Body::Expr(sum) = &claim.body else {
+                panic!("a sum");
+            };
+            let crate::analysis::program::NodeKind::Reduce {
+                var, body: term, ..
+            } = &sum.node
+            else {
+                panic!("a sum");
+            };
+            let (names, slots) = (&claim.var_names, claim.slots);
+            let grid = instance.tensor_grid(claim.target);
+            fn compare<T: Scalar + std::fmt::Debug + Send + Sync>(
+                instance: &Instance<'_>,
+                values: &[ndarray::ArrayD<T>],
+                (body, term, var): (
+                    &crate::analysis::program::Body,
+                    &crate::analysis::program::Node,
+                    crate::analysis::program::VarId,
+                ),
+                (grid, names, slots): (&crate::eval::grid::Grid, &[String], usize),
+            ) -> usize {
+                let (summed, walked) = (instance.evaluation(values), instance.evaluation(values));
+                let by_sum = written(summed.body_everywhere(body, grid, names, slots));
+                let mut frame = Frame::new(names, slots);
+                let mut cascade = crate::eval::Cascade::default();
+                let mut failure = None;
+                for k in 1..=70001 {
+                    frame.env[var.0] = k;
+                    match walked.node(term, &mut frame) {
+                        Ok(v) => cascade.push(v, |a, b| Ok::<T, ()>(a + b)).unwrap(),
+                        Err(e) => {
+                            failure = Some(format!("0: {e}"));
+                            break;
+                        }
+                    }
+                }
+                let by_terms = match failure {
+                    Some(e) => (vec![format!("{:?}", T::constant(f64::NAN))], vec![e]),
+                    None => (
+                        vec![format!(
+                            "{:?}",
+                            cascade.finish(|a, b| Ok::<T, ()>(a + b)).unwrap().unwrap()
+                        )],
+                        vec![],
+                    ),
+                };
+                assert_eq!(by_sum, by_terms);
+                assert_eq!(summed.kinks(), walked.kinks());
+                let env = vec![super::UNBOUND; slots];
+                let (_, unsettled) = summed.terms_block(term, var, 1, 70001, &env).unwrap();
+                unsettled.iter().filter(|&&u| u).count()
+            }
+            let parts = (&claim.body, term.as_ref(), *var);
+            unsettled_terms.push([
+                compare(&instance, &values, parts, (grid, names, slots)),
+                compare(&instance, &precise, parts, (grid, names, slots)),
+            ]);
+        }
+        // The tie, and every term from the failing one on.
+        assert_eq!(unsettled_terms, [[0, 0], [1, 1], [20001, 20001]]);
     }
 }

@@ -1732,14 +1732,26 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             terms: 0,
         };
         let mut part: Cascade<T> = Cascade::default();
-        for k in from..from.saturating_add(1 << BLOCK_LEVEL) {
+        // The terms a column per node where the block evaluation covers
+        // them: a walk of the tree per term cost ten times their
+        // arithmetic. A term it leaves unsettled is walked, as all were.
+        let terms = self.terms_block(body, var, from, 1 << BLOCK_LEVEL, &frame.env);
+        for (j, k) in (from..from.saturating_add(1 << BLOCK_LEVEL)).enumerate() {
             if frame.count_term() {
                 self.instance.check_clock()?;
             }
-            if let Some(slot) = frame.env.get_mut(var.0) {
-                *slot = k;
-            }
-            let v = self.node(body, &mut frame)?;
+            let settled = terms
+                .as_ref()
+                .and_then(|(values, unsettled)| (!unsettled[j]).then(|| values[j]));
+            let v = match settled {
+                Some(v) => v,
+                None => {
+                    if let Some(slot) = frame.env.get_mut(var.0) {
+                        *slot = k;
+                    }
+                    self.node(body, &mut frame)?
+                }
+            };
             part.push(v, |a, b| Ok::<T, ()>(a + b)).ok();
         }
         part.finish(|a, b| Ok::<T, ()>(a + b))
