@@ -672,6 +672,122 @@ mod tests {
         assert!(with_kinks > 10, "{with_kinks} of them met a kink");
     }
 
+    /// Every definition of every bundled spec and test corpus, and of a
+    /// spec whose definitions fail and meet kinks, at every size of its
+    /// sweep and two seeds, in f64, double-double and dual numbers: as the
+    /// evaluation computes them (a block at a time where the block
+    /// evaluation covers the body) they are the tree walk's alone, bit for
+    /// bit, with its failures and its count of kinks.
+    #[test]
+    fn definitions_by_blocks_are_the_tree_walks() {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let mut files: Vec<_> = ["specs", "tests/corpus", "tests/library"]
+            .iter()
+            .flat_map(|d| std::fs::read_dir(format!("{root}/{d}")).unwrap())
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "dl"))
+            .map(|p| (p.display().to_string(), std::fs::read_to_string(p).unwrap()))
+            .collect();
+        files.sort();
+        // Claim-only definitions (so that their failures are kept) that
+        // fail partway, meet ties and guard reads out of range.
+        files.push((
+            "failing".to_string(),
+            "dim N = 7\ninput x[N]\nparam a\ny[i] = a * x[i]\n\
+             let l[i] = log(4.5 - i) * x[i]\n\
+             let t[i] = max(x[i], x[N + 1 - i]) + abs(i - 3)\n\
+             let p[i] = [i >= 2] * x[i - 1] + a\n\
+             grad a = sum(i) x[i] * (l[i] + t[i] + p[i])\n"
+                .to_string(),
+        ));
+        let (mut blockwise, mut failed, mut kinked) = (0, 0, 0);
+        for (path, text) in files {
+            let source = Source::new("t.dl", &text);
+            let Ok(ast) = crate::syntax::parse(&source) else {
+                continue;
+            };
+            let Ok(program) = analyze(&ast) else {
+                continue;
+            };
+            let Ok(sweep) = size_sweep(&program, &[]) else {
+                continue;
+            };
+            for sizes in sweep {
+                let Ok(instance) = Instance::new(&program, &source, sizes, 1 << 16) else {
+                    continue;
+                };
+                for seed in [0, 3] {
+                    let Ok(values) = draw_values(&instance, seed) else {
+                        continue;
+                    };
+                    let at = format!("{path} at {} seed {seed}", instance.sizes);
+                    let counts = compare_defs(&instance, &values, &at);
+                    let precise: Vec<ndarray::ArrayD<Dd>> =
+                        values.iter().map(|a| a.mapv(Dd::from_f64)).collect();
+                    compare_defs(&instance, &precise, &at);
+                    let dual: Vec<ndarray::ArrayD<num_dual::Dual64>> = values
+                        .iter()
+                        .map(|a| a.mapv(|v| num_dual::Dual64::new(v, v.sin())))
+                        .collect();
+                    compare_defs(&instance, &dual, &at);
+                    blockwise += counts.0;
+                    failed += counts.1;
+                    kinked += counts.2;
+                }
+            }
+        }
+        assert!(
+            blockwise > 1000,
+            "{blockwise} definitions took the block path"
+        );
+        assert!(failed > 20, "{failed} evaluations had a definition fail");
+        assert!(kinked > 20, "{kinked} evaluations met a kink");
+    }
+
+    /// The definitions of one evaluation against the tree walk's (an
+    /// evaluation that shares no work, the branches taken as by default):
+    /// how many were covered by blocks, and whether one failed and whether
+    /// a kink was met.
+    fn compare_defs<T: Scalar + std::fmt::Debug + Send + Sync>(
+        instance: &Instance<'_>,
+        values: &[ndarray::ArrayD<T>],
+        at: &str,
+    ) -> (usize, usize, usize) {
+        let program = instance.program;
+        let mut blocks = instance.evaluation(values);
+        let mut walk = instance
+            .evaluation(values)
+            .with_branches(crate::eval::BranchPolicy::Flips(std::sync::Arc::from([])));
+        let (a, b) = (blocks.compute_defs(false), walk.compute_defs(false));
+        assert_eq!(
+            a.map_err(|e| e.to_string()),
+            b.map_err(|e| e.to_string()),
+            "{at}"
+        );
+        assert_eq!(blocks.kinks(), walk.kinks(), "{at}");
+        let mut failed = false;
+        let written = |e: &crate::eval::Evaluation<'_, T>, d| match e.def_values(d) {
+            Ok(v) => Ok(v.iter().map(|v| format!("{v:?}")).collect::<Vec<_>>()),
+            Err(e) => Err(e.to_string()),
+        };
+        for (k, def) in program.defs.iter().enumerate() {
+            let d = crate::analysis::program::DefId(k);
+            let by_blocks = written(&blocks, d);
+            failed |= by_blocks.is_err();
+            assert_eq!(by_blocks, written(&walk, d), "{} of {at}", def.name);
+        }
+        let covered = program
+            .defs
+            .iter()
+            .filter(|d| d.recurrence.is_none() && super::covers(&d.body, d.slots, program))
+            .count();
+        (
+            covered,
+            usize::from(failed),
+            usize::from(walk.kinks().met > 0),
+        )
+    }
+
     /// A sum long enough to be taken in blocks on several threads has its
     /// blocks' terms computed a column per node: it is the cascade of its
     /// terms walked one by one, bit for bit, in f64 and double-double, with

@@ -819,19 +819,41 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
     ) -> Result<Vec<T>, Box<EvalError>> {
         let mut frame = Frame::new(&def.var_names, def.slots);
         let len = usize::try_from(grid.len().unwrap_or(0)).unwrap_or(0);
-        let mut values = Vec::with_capacity(end.unwrap_or(len).saturating_sub(start));
+        let end = end.unwrap_or(len).min(len);
+        let mut values = Vec::with_capacity(end.saturating_sub(start));
+        // The elements a column per node where the block evaluation covers
+        // the body, as for a claim's points; an element it leaves unsettled
+        // is walked. Not for a recording, whose tape is made in the order
+        // the tree walk takes.
+        let blockwise =
+            self.shares_work() && columns::covers(&def.body, def.slots, self.instance.program);
+        let mut block: (Vec<T>, Vec<bool>) = (vec![], vec![]);
         let mut points = grid.points_from(start);
         let mut k = start;
         while let Some(point) = points.next_point() {
-            if end.is_some_and(|end| k >= end) {
+            if k >= end {
                 break;
             }
             if k.is_multiple_of(CLOCK_STRIDE) {
                 self.instance.check_clock()?;
             }
+            let i = (k - start) % PARALLEL_ELEMENTS;
+            if blockwise && i == 0 {
+                let n = (end - k).min(PARALLEL_ELEMENTS);
+                let points = columns::Block::of_grid(grid, k, n, def.slots);
+                block = (vec![T::zero(); points.len()], vec![false; points.len()]);
+                self.body_block(&def.body, &points, &mut block.0, &mut block.1);
+            }
             k += 1;
             frame.set_point(point);
-            let v = self.body(&def.body, &mut frame)?;
+            let settled = match (block.0.get(i), block.1.get(i)) {
+                (Some(&v), Some(false)) => Some(v),
+                _ => None,
+            };
+            let v = match settled {
+                Some(v) => v,
+                None => self.body(&def.body, &mut frame)?,
+            };
             if !v.is_finite_value() {
                 return Err(self.non_finite(def.body_span(), v.real(), &frame));
             }
