@@ -824,7 +824,8 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
         // The elements a column per node where the block evaluation covers
         // the body, as for a claim's points; an element it leaves unsettled
         // is walked. Not for a recording, whose tape is made in the order
-        // the tree walk takes.
+        // the tree walk takes, nor under a branch policy that numbers the
+        // branch points in that order ([`Evaluation::shares_work`]).
         let blockwise =
             self.shares_work() && columns::covers(&def.body, def.slots, self.instance.program);
         let mut block: (Vec<T>, Vec<bool>) = (vec![], vec![]);
