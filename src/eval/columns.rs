@@ -587,26 +587,28 @@ mod tests {
         )
     }
 
-    /// Every `grad` claim of every bundled spec and test corpus, at every
-    /// size of its sweep and two seeds, in f64 and double-double: the block
-    /// evaluation gives the tree walk's values bit for bit, its failures
-    /// point for point, and its count of kinks. Some bodies must take the
-    /// block path, and some of those must leave points to the tree walk
-    /// (overlapping cases, reads out of range, kinks), or the comparison
-    /// would prove little.
-    #[test]
-    fn blocks_give_the_values_and_failures_of_the_tree_walk() {
+    /// Every spec of `specs`, `tests/corpus` and `tests/library`: (path,
+    /// text), sorted by path.
+    fn bundled_specs() -> Vec<(String, String)> {
         let root = env!("CARGO_MANIFEST_DIR");
         let mut files: Vec<_> = ["specs", "tests/corpus", "tests/library"]
             .iter()
             .flat_map(|d| std::fs::read_dir(format!("{root}/{d}")).unwrap())
             .map(|e| e.unwrap().path())
             .filter(|p| p.extension().is_some_and(|x| x == "dl"))
+            .map(|p| (p.display().to_string(), std::fs::read_to_string(p).unwrap()))
             .collect();
         files.sort();
-        let (mut blockwise, mut with_failures, mut with_kinks) = (0, 0, 0);
-        for path in files {
-            let text = std::fs::read_to_string(&path).unwrap();
+        files
+    }
+
+    /// What [`for_each_drawn`] calls at each drawn point.
+    type Check<'c> = dyn FnMut(&str, u64, &Instance<'_>, &[ndarray::ArrayD<f64>]) + 'c;
+
+    /// `check(path, seed, instance, values)` for each spec that analyzes,
+    /// at each size of its sweep of at most `max_elements`, at seeds 0 and 3.
+    fn for_each_drawn(files: Vec<(String, String)>, max_elements: u64, check: &mut Check<'_>) {
+        for (path, text) in files {
             let source = Source::new("t.dl", &text);
             let Ok(ast) = crate::syntax::parse(&source) else {
                 continue;
@@ -618,52 +620,65 @@ mod tests {
                 continue;
             };
             for sizes in sweep {
-                let Ok(instance) = Instance::new(&program, &source, sizes, 1 << 16) else {
+                let Ok(instance) = Instance::new(&program, &source, sizes, max_elements) else {
                     continue;
                 };
                 for seed in [0, 3] {
-                    let Ok(values) = draw_values(&instance, seed) else {
-                        continue;
-                    };
-                    let precise: Vec<ndarray::ArrayD<Dd>> =
-                        values.iter().map(|a| a.mapv(Dd::from_f64)).collect();
-                    for claim in &program.claims {
-                        let ClaimKind::Grad(claim) = &claim.kind else {
-                            continue;
-                        };
-                        if !super::covers(&claim.body, claim.slots, &program) {
-                            continue;
-                        }
-                        blockwise += 1;
-                        let grid = instance.tensor_grid(claim.target);
-                        let (body, names, slots) = (&claim.body, &claim.var_names, claim.slots);
-                        // Fresh evaluations, so that their kink logs are this body's.
-                        let (blocks, walk) =
-                            (instance.evaluation(&values), instance.evaluation(&values));
-                        let before = walk.kinks().met;
-                        let by_blocks = written(blocks.body_everywhere(body, grid, names, slots));
-                        let by_points =
-                            written(walk.everywhere(body, grid, Frame::new(names, slots), false));
-                        assert_eq!(by_blocks, by_points, "{} in f64", path.display());
-                        assert_eq!(blocks.kinks(), walk.kinks(), "{} in f64", path.display());
-                        with_failures += usize::from(!by_blocks.1.is_empty());
-                        with_kinks += usize::from(walk.kinks().met > before);
-                        let (blocks, walk) =
-                            (instance.evaluation(&precise), instance.evaluation(&precise));
-                        let by_blocks = written(blocks.body_everywhere(body, grid, names, slots));
-                        let by_points =
-                            written(walk.everywhere(body, grid, Frame::new(names, slots), false));
-                        assert_eq!(by_blocks, by_points, "{} in double-double", path.display());
-                        assert_eq!(
-                            blocks.kinks(),
-                            walk.kinks(),
-                            "{} in double-double",
-                            path.display()
-                        );
+                    if let Ok(values) = draw_values(&instance, seed) {
+                        check(&path, seed, &instance, &values);
                     }
                 }
             }
         }
+    }
+
+    /// Every `grad` claim of every bundled spec and test corpus, at every
+    /// size of its sweep and two seeds, in f64 and double-double: the block
+    /// evaluation gives the tree walk's values bit for bit, its failures
+    /// point for point, and its count of kinks. Some bodies must take the
+    /// block path, and some of those must leave points to the tree walk
+    /// (overlapping cases, reads out of range, kinks), or the comparison
+    /// would prove little.
+    #[test]
+    fn blocks_give_the_values_and_failures_of_the_tree_walk() {
+        let (mut blockwise, mut with_failures, mut with_kinks) = (0, 0, 0);
+        for_each_drawn(
+            bundled_specs(),
+            1 << 16,
+            &mut |path, _, instance, values| {
+                let program = instance.program;
+                let precise: Vec<ndarray::ArrayD<Dd>> =
+                    values.iter().map(|a| a.mapv(Dd::from_f64)).collect();
+                for claim in &program.claims {
+                    let ClaimKind::Grad(claim) = &claim.kind else {
+                        continue;
+                    };
+                    if !super::covers(&claim.body, claim.slots, program) {
+                        continue;
+                    }
+                    blockwise += 1;
+                    let grid = instance.tensor_grid(claim.target);
+                    let (body, names, slots) = (&claim.body, &claim.var_names, claim.slots);
+                    // Fresh evaluations, so that their kink logs are this body's.
+                    let (blocks, walk) = (instance.evaluation(values), instance.evaluation(values));
+                    let before = walk.kinks().met;
+                    let by_blocks = written(blocks.body_everywhere(body, grid, names, slots));
+                    let by_points =
+                        written(walk.everywhere(body, grid, Frame::new(names, slots), false));
+                    assert_eq!(by_blocks, by_points, "{path} in f64");
+                    assert_eq!(blocks.kinks(), walk.kinks(), "{path} in f64");
+                    with_failures += usize::from(!by_blocks.1.is_empty());
+                    with_kinks += usize::from(walk.kinks().met > before);
+                    let (blocks, walk) =
+                        (instance.evaluation(&precise), instance.evaluation(&precise));
+                    let by_blocks = written(blocks.body_everywhere(body, grid, names, slots));
+                    let by_points =
+                        written(walk.everywhere(body, grid, Frame::new(names, slots), false));
+                    assert_eq!(by_blocks, by_points, "{path} in double-double");
+                    assert_eq!(blocks.kinks(), walk.kinks(), "{path} in double-double");
+                }
+            },
+        );
         assert!(blockwise > 500, "{blockwise} bodies took the block path");
         assert!(
             with_failures > 10,
@@ -680,15 +695,7 @@ mod tests {
     /// bit, with its failures and its count of kinks.
     #[test]
     fn definitions_by_blocks_are_the_tree_walks() {
-        let root = env!("CARGO_MANIFEST_DIR");
-        let mut files: Vec<_> = ["specs", "tests/corpus", "tests/library"]
-            .iter()
-            .flat_map(|d| std::fs::read_dir(format!("{root}/{d}")).unwrap())
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|x| x == "dl"))
-            .map(|p| (p.display().to_string(), std::fs::read_to_string(p).unwrap()))
-            .collect();
-        files.sort();
+        let mut files = bundled_specs();
         // Claim-only definitions (so that their failures are kept) that
         // fail partway, meet ties and guard reads out of range; the second
         // spec's in the third block of 2^14 elements, on several threads.
@@ -707,47 +714,26 @@ mod tests {
         let (mut blockwise, mut failed, mut kinked) = (0, 0, 0);
         // (failed, kinked) of the synthetic specs at their largest size.
         let mut largest = vec![];
-        for (path, text) in files {
-            let source = Source::new("t.dl", &text);
-            let Ok(ast) = crate::syntax::parse(&source) else {
-                continue;
-            };
-            let Ok(program) = analyze(&ast) else {
-                continue;
-            };
-            let Ok(sweep) = size_sweep(&program, &[]) else {
-                continue;
-            };
-            for sizes in sweep {
-                let Ok(instance) = Instance::new(&program, &source, sizes, 1 << 18) else {
-                    continue;
-                };
-                for seed in [0, 3] {
-                    let Ok(values) = draw_values(&instance, seed) else {
-                        continue;
-                    };
-                    let at = format!("{path} at {} seed {seed}", instance.sizes);
-                    let counts = compare_defs(&instance, &values, &at);
-                    if synthetic.contains(&path.as_str())
-                        && instance.sizes.values().contains(&40001)
-                        || path == synthetic[0] && instance.sizes.values().contains(&7)
-                    {
-                        largest.push((counts.1, counts.2));
-                    }
-                    let precise: Vec<ndarray::ArrayD<Dd>> =
-                        values.iter().map(|a| a.mapv(Dd::from_f64)).collect();
-                    compare_defs(&instance, &precise, &at);
-                    let dual: Vec<ndarray::ArrayD<num_dual::Dual64>> = values
-                        .iter()
-                        .map(|a| a.mapv(|v| num_dual::Dual64::new(v, v.sin())))
-                        .collect();
-                    compare_defs(&instance, &dual, &at);
-                    blockwise += counts.0;
-                    failed += counts.1;
-                    kinked += counts.2;
-                }
+        for_each_drawn(files, 1 << 18, &mut |path, seed, instance, values| {
+            let at = format!("{path} at {} seed {seed}", instance.sizes);
+            let counts = compare_defs(instance, values, &at);
+            if synthetic.contains(&path) && instance.sizes.values().contains(&40001)
+                || path == synthetic[0] && instance.sizes.values().contains(&7)
+            {
+                largest.push((counts.1, counts.2));
             }
-        }
+            let precise: Vec<ndarray::ArrayD<Dd>> =
+                values.iter().map(|a| a.mapv(Dd::from_f64)).collect();
+            compare_defs(instance, &precise, &at);
+            let dual: Vec<ndarray::ArrayD<num_dual::Dual64>> = values
+                .iter()
+                .map(|a| a.mapv(|v| num_dual::Dual64::new(v, v.sin())))
+                .collect();
+            compare_defs(instance, &dual, &at);
+            blockwise += counts.0;
+            failed += counts.1;
+            kinked += counts.2;
+        });
         assert!(
             blockwise > 1000,
             "{blockwise} definitions took the block path"
