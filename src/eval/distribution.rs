@@ -68,16 +68,19 @@ pub fn standard_normals(rng: &mut ChaCha8Rng, n: usize) -> Vec<f64> {
     let at = |draw: usize| start + draw as u128 * WORDS_PER_DRAW;
     let mut drawn = vec![0.0; n];
     let from: &ChaCha8Rng = rng;
-    drawn
-        .par_chunks_mut(CHUNK)
-        .enumerate()
-        .for_each(|(c, chunk)| {
-            let mut rng = from.clone();
-            rng.set_word_pos(at(c * CHUNK));
-            for slot in chunk {
-                *slot = standard_normal(&mut rng);
-            }
-        });
+    let fill = |(c, chunk): (usize, &mut [f64])| {
+        let mut rng = from.clone();
+        rng.set_word_pos(at(c * CHUNK));
+        for slot in chunk {
+            *slot = standard_normal(&mut rng);
+        }
+    };
+    // One chunk is drawn here (see `HAND_OVER`).
+    if n > CHUNK {
+        drawn.par_chunks_mut(CHUNK).enumerate().for_each(fill);
+    } else {
+        drawn.chunks_mut(CHUNK).enumerate().for_each(fill);
+    }
     rng.set_word_pos(at(n));
     drawn
 }

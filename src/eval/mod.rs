@@ -114,6 +114,25 @@ pub(crate) fn locked<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Operations below which work stays on the calling thread. Handed to
+/// rayon's pool from a thread outside it (a claim's), work costs a wake-up
+/// of the pool and a wait for it, tens of microseconds, more than a small
+/// run takes; and the pool's threads then spin beside the claims' for the
+/// same cores.
+pub(crate) const HAND_OVER: usize = 1 << 14;
+
+/// `rayon::join(a, b)` where the work is `worth` handing over (see
+/// [`HAND_OVER`]), else `a` then `b` on this thread: the same results.
+pub(crate) fn join_if<A, B, RA, RB>(worth: bool, a: A, b: B) -> (RA, RB)
+where
+    A: FnOnce() -> RA + Send,
+    B: FnOnce() -> RB + Send,
+    RA: Send,
+    RB: Send,
+{
+    if worth { rayon::join(a, b) } else { (a(), b()) }
+}
+
 /// The value of an index variable outside its reduction: never shown.
 const UNBOUND: i64 = i64::MIN;
 
@@ -1131,21 +1150,27 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
         let n = usize::try_from(grid.len().unwrap_or(0)).unwrap_or(0);
         let mut values = vec![T::constant(f64::NAN); n];
         let slots = frame.env.len();
-        let errors: Vec<Vec<(usize, Box<EvalError>)>> = values
-            .par_chunks_mut(CHUNK)
-            .enumerate()
-            .map(|(c, chunk)| {
-                let start = c * CHUNK;
-                let mut frame = frame.clone();
-                let mut unsettled = vec![!blockwise; chunk.len()];
-                if blockwise {
-                    let block = columns::Block::of_grid(grid, start, chunk.len(), slots);
-                    let n = block.len();
-                    self.body_block(body, &block, &mut chunk[..n], &mut unsettled[..n]);
-                }
-                self.walk_where(body, grid, start, chunk, &unsettled, &mut frame)
-            })
-            .collect();
+        let chunk_at = |(c, chunk): (usize, &mut [T])| {
+            let start = c * CHUNK;
+            let mut frame = frame.clone();
+            let mut unsettled = vec![!blockwise; chunk.len()];
+            if blockwise {
+                let block = columns::Block::of_grid(grid, start, chunk.len(), slots);
+                let n = block.len();
+                self.body_block(body, &block, &mut chunk[..n], &mut unsettled[..n]);
+            }
+            self.walk_where(body, grid, start, chunk, &unsettled, &mut frame)
+        };
+        // One chunk is not shared out (see `HAND_OVER`).
+        let errors: Vec<Vec<(usize, Box<EvalError>)>> = if n > CHUNK {
+            values
+                .par_chunks_mut(CHUNK)
+                .enumerate()
+                .map(chunk_at)
+                .collect()
+        } else {
+            values.chunks_mut(CHUNK).enumerate().map(chunk_at).collect()
+        };
         Everywhere {
             values,
             errors: errors.into_iter().flatten().collect(),

@@ -291,7 +291,9 @@ impl<'a> SizeContext<'a> {
         let (r64, r32) = (f64::replay(self), f32::replay(self));
         let fill64 = |points, at, row: &mut [f64]| input.fill(points, at, row);
         let fill32 = |points, at, row: &mut [f32]| input.fill(points, at, row);
-        let (l64, l32) = rayon::join(
+        let steps = r64.map_or(0, Replay::len) + r32.map_or(0, Replay::len);
+        let (l64, l32) = crate::eval::join_if(
+            count.saturating_mul(steps) >= crate::eval::HAND_OVER,
             || replayed(r64, count, fill64),
             || replayed(r32, count, fill32),
         );
@@ -443,7 +445,8 @@ impl<'a> SizeContext<'a> {
     ) -> (Option<Cones<f64>>, Option<Cones<f32>>) {
         let flat = &self.flat;
         let (r64, r32) = (f64::replay(self), f32::replay(self));
-        rayon::join(
+        crate::eval::join_if(
+            r64.map_or(0, Replay::len) >= crate::eval::HAND_OVER,
             || r64.map(|r| r.cones(elements, |k, p| value_at(flat, k, p))),
             || r32.map(|r| r.cones(elements, |k, p| value_at(flat, k, p))),
         )
@@ -596,13 +599,16 @@ fn replayed<T: Replayable>(
     };
     let width = replay.width_for(count, rayon::current_num_threads());
     let starts: Vec<usize> = (0..count).step_by(width).collect();
-    starts
-        .into_par_iter()
-        .flat_map_iter(|start| {
-            let points = start..(start + width).min(count);
-            replay.run_rows(points.len(), |at, row| fill(points.clone(), at, row))
-        })
-        .collect()
+    let run = |start: usize| {
+        let points = start..(start + width).min(count);
+        replay.run_rows(points.len(), |at, row| fill(points.clone(), at, row))
+    };
+    // A single run, or a small one, stays here (see `HAND_OVER`).
+    if starts.len() > 1 && count.saturating_mul(replay.len()) >= crate::eval::HAND_OVER {
+        starts.into_par_iter().flat_map_iter(run).collect()
+    } else {
+        starts.into_iter().flat_map(run).collect()
+    }
 }
 
 /// The points L is evaluated at, element by element: any

@@ -224,29 +224,32 @@ impl MomentEngine<'_, '_> {
         let chunks = samples.div_ceil(CHUNK);
         let deadline = self.deadline;
         let cancel = self.cancel.as_ref();
-        let results: Vec<ChunkResult> = (0..chunks)
-            .into_par_iter()
-            .map(|chunk| {
-                if deadline.is_some_and(|d| std::time::Instant::now() >= d.at)
-                    || cancel.is_some_and(crate::eval::Cancel::is_cancelled)
-                {
-                    return ChunkResult::OutOfTime;
-                }
-                let len = CHUNK.min(samples - chunk * CHUNK);
-                let mut rng = ChaCha8Rng::seed_from_u64(stream);
-                rng.set_stream(chunk);
-                let mut sums = ShiftedSums::default();
-                let outcome = if tape.batchable() {
-                    sample_batches(tape, &laws, len, &mut rng, &mut sums)
-                } else {
-                    sample_one_by_one(tape, &laws, len, &mut rng, &mut sums)
-                };
-                match outcome {
-                    Ok(()) => ChunkResult::Done(sums),
-                    Err(e) => ChunkResult::Stopped(e),
-                }
-            })
-            .collect();
+        let chunk_result = |chunk: u64| {
+            if deadline.is_some_and(|d| std::time::Instant::now() >= d.at)
+                || cancel.is_some_and(crate::eval::Cancel::is_cancelled)
+            {
+                return ChunkResult::OutOfTime;
+            }
+            let len = CHUNK.min(samples - chunk * CHUNK);
+            let mut rng = ChaCha8Rng::seed_from_u64(stream);
+            rng.set_stream(chunk);
+            let mut sums = ShiftedSums::default();
+            let outcome = if tape.batchable() {
+                sample_batches(tape, &laws, len, &mut rng, &mut sums)
+            } else {
+                sample_one_by_one(tape, &laws, len, &mut rng, &mut sums)
+            };
+            match outcome {
+                Ok(()) => ChunkResult::Done(sums),
+                Err(e) => ChunkResult::Stopped(e),
+            }
+        };
+        // One chunk is sampled here (see `crate::eval::HAND_OVER`).
+        let results: Vec<ChunkResult> = if chunks > 1 {
+            (0..chunks).into_par_iter().map(chunk_result).collect()
+        } else {
+            (0..chunks).map(chunk_result).collect()
+        };
         let mut total = Moments::default();
         let mut scale = tape.constant_magnitude();
         for result in results {

@@ -917,22 +917,25 @@ fn measure<T: Replayable>(
     // cores. A direction's ladder ends at the first rung whose step no
     // longer changes w (every rung below it is the same).
     let eps_ladder = ladder();
-    let rungs: Vec<Vec<Rung>> = directions
-        .par_iter()
-        .map(|u| {
-            steps_along::<T>(cx.values, jacobian, u, eps_ladder)
-                .into_iter()
-                .zip(eps_ladder)
-                .map_while(|(steps, &eps)| {
-                    steps.moves.then_some(Rung {
-                        eps,
-                        up: (steps.up_squared.sqrt(), steps.up_dot_j),
-                        mean: (steps.mean_squared.sqrt(), steps.mean_dot_j),
-                    })
+    let rungs_along = |u: &Vec<f64>| -> Vec<Rung> {
+        steps_along::<T>(cx.values, jacobian, u, eps_ladder)
+            .into_iter()
+            .zip(eps_ladder)
+            .map_while(|(steps, &eps)| {
+                steps.moves.then_some(Rung {
+                    eps,
+                    up: (steps.up_squared.sqrt(), steps.up_dot_j),
+                    mean: (steps.mean_squared.sqrt(), steps.mean_dot_j),
                 })
-                .collect()
-        })
-        .collect();
+            })
+            .collect()
+    };
+    let work = directions.iter().map(Vec::len).sum::<usize>() * eps_ladder.len();
+    let rungs: Vec<Vec<Rung>> = if work >= crate::eval::HAND_OVER {
+        directions.par_iter().map(rungs_along).collect()
+    } else {
+        directions.iter().map(rungs_along).collect()
+    };
     // Each rung gives two points, w + εu and w − εu, each rounded in T
     // exactly as `perturb` rounds it; past every direction's rungs comes
     // w itself, L's value the remainders are taken from. All of them go in
@@ -1145,25 +1148,27 @@ fn second_orders(
                 .len()
                 .div_ceil(rayon::current_num_threads())
                 .max(1);
-            directions
-                .par_chunks(width)
-                .flat_map_iter(|chunk| {
-                    replay.run_lanes(
-                        chunk.len(),
-                        |c| Lane(HyperDual64::from(c)),
-                        |(k, p), row| {
-                            let w = value_at(flat, k, p);
-                            for (slot, u) in row.iter_mut().zip(chunk) {
-                                let d = offsets[k]
-                                    .and_then(|o| u.get(o + p))
-                                    .copied()
-                                    .unwrap_or(0.0);
-                                *slot = Lane(HyperDual64::new(w, d, d, 0.0));
-                            }
-                        },
-                    )
-                })
-                .collect()
+            let run = |chunk: &[Vec<f64>]| {
+                replay.run_lanes(
+                    chunk.len(),
+                    |c| Lane(HyperDual64::from(c)),
+                    |(k, p), row| {
+                        let w = value_at(flat, k, p);
+                        for (slot, u) in row.iter_mut().zip(chunk) {
+                            let d = offsets[k]
+                                .and_then(|o| u.get(o + p))
+                                .copied()
+                                .unwrap_or(0.0);
+                            *slot = Lane(HyperDual64::new(w, d, d, 0.0));
+                        }
+                    },
+                )
+            };
+            if replay.len() * directions.len() >= crate::eval::HAND_OVER {
+                directions.par_chunks(width).flat_map_iter(run).collect()
+            } else {
+                directions.chunks(width).flat_map(run).collect()
+            }
         }
         None => vec![None; directions.len()],
     };
