@@ -67,6 +67,15 @@ pub(super) fn covers(body: &Body, slots: usize, program: &Program) -> bool {
     covered
 }
 
+/// [`covers`] for one expression: a sum's term, say.
+pub(super) fn covers_node(node: &Node, slots: usize, program: &Program) -> bool {
+    let mut covered = true;
+    crate::analysis::visit(node, &mut |node| {
+        covered &= node_covered(node, slots, program);
+    });
+    covered
+}
+
 fn node_covered(node: &Node, slots: usize, program: &Program) -> bool {
     let bound = |indices: &[Affine]| {
         indices
@@ -136,9 +145,9 @@ impl<T: Scalar> Evaluation<'_, T> {
     /// `len` terms of a sum: `term` at `var` = `from`, `from + 1`, …, every
     /// other index as `env` binds it (an unbound one as the tree walk
     /// reads it), a column per node rather than a walk of the tree per
-    /// term. `None` where the block evaluation does not cover `term`; else
-    /// the values and where each is unsettled (the tree walk must take that
-    /// term, as for a claim's points).
+    /// term: the values and where each is unsettled (the tree walk must
+    /// take that term, as for a claim's points). The block evaluation must
+    /// cover `term` with `env.len()` slots ([`covers_node`]).
     pub(super) fn terms_block(
         &self,
         term: &Node,
@@ -146,14 +155,8 @@ impl<T: Scalar> Evaluation<'_, T> {
         from: i64,
         len: usize,
         env: &[i64],
-    ) -> Option<(Vec<T>, Vec<bool>)> {
-        let mut covered = true;
-        crate::analysis::visit(term, &mut |node| {
-            covered &= node_covered(node, env.len(), self.instance.program);
-        });
-        if !covered {
-            return None;
-        }
+    ) -> (Vec<T>, Vec<bool>) {
+        debug_assert!(covers_node(term, env.len(), self.instance.program));
         let column = |slot: usize, bound: i64| -> Vec<i64> {
             if slot == var.0 {
                 (0..len).map(|j| from.saturating_add(j as i64)).collect()
@@ -172,7 +175,7 @@ impl<T: Scalar> Evaluation<'_, T> {
             block: &block,
         }
         .node(term, &vec![true; len], &mut values, &mut unsettled);
-        Some((values, unsettled))
+        (values, unsettled)
     }
 }
 
@@ -800,11 +803,15 @@ mod tests {
     /// a log that fails at the 50001st.
     #[test]
     fn long_sums_are_their_terms_walked_one_by_one() {
-        let text = "dim N = 70001\ninput x[N]\nparam a\ny[i] = a * x[i]\n\
+        /// Four blocks of 2^14 terms and a part of one: summed in blocks.
+        const TERMS: usize = 70001;
+        let text = format!(
+            "dim N = {TERMS}\ninput x[N]\nparam a\ny[i] = a * x[i]\n\
             grad a = sum(i) x[i] * exp(a * x[i])\n\
             grad a = sum(i) max(x[i], x[N + 1 - i]) * x[i]\n\
-            grad a = sum(i) log(50000.5 - i) * x[i]\n";
-        let source = Source::new("t.dl", text);
+            grad a = sum(i) log(50000.5 - i) * x[i]\n"
+        );
+        let source = Source::new("t.dl", &text);
         let program = analyze(&crate::syntax::parse(&source).unwrap()).unwrap();
         let sizes = size_sweep(&program, &[]).unwrap().pop().unwrap();
         let instance = Instance::new(&program, &source, sizes, 1 << 20).unwrap();
@@ -843,7 +850,7 @@ mod tests {
                 let mut frame = Frame::new(names, slots);
                 let mut cascade = crate::eval::Cascade::default();
                 let mut failure = None;
-                for k in 1..=70001 {
+                for k in 1..=TERMS as i64 {
                     frame.env[var.0] = k;
                     match walked.node(term, &mut frame) {
                         Ok(v) => cascade.push(v, |a, b| Ok::<T, ()>(a + b)).unwrap(),
@@ -866,7 +873,8 @@ mod tests {
                 assert_eq!(by_sum, by_terms);
                 assert_eq!(summed.kinks(), walked.kinks());
                 let env = vec![super::UNBOUND; slots];
-                let (_, unsettled) = summed.terms_block(term, var, 1, 70001, &env).unwrap();
+                assert!(super::covers_node(term, slots, instance.program));
+                let (_, unsettled) = summed.terms_block(term, var, 1, TERMS, &env);
                 unsettled.iter().filter(|&&u| u).count()
             }
             let parts = (&claim.body, term.as_ref(), *var);

@@ -1744,6 +1744,8 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
         let first_of = |b: i64| {
             i64::try_from(i128::from(lo) + i128::from(b) * i128::from(block)).unwrap_or(i64::MAX)
         };
+        // Whether the block evaluation covers the terms, decided once.
+        let covered = columns::covers_node(body, frame.env.len(), self.instance.program);
         let wave = i64::try_from(rayon::current_num_threads().saturating_mul(4))
             .unwrap_or(4)
             .max(1);
@@ -1752,7 +1754,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             let upto = done.saturating_add(wave).min(blocks);
             let partials: Vec<Result<T, Box<EvalError>>> = (done..upto)
                 .into_par_iter()
-                .map(|b| self.block_sum(body, var, first_of(b), frame))
+                .map(|b| self.block_sum((body, covered), var, first_of(b), frame))
                 .collect();
             for partial in partials {
                 sum.push_partial(partial?, BLOCK_LEVEL, |a, b| Ok::<T, ()>(a + b))
@@ -1765,10 +1767,11 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
 
     /// The cascade sum of the 2^[`BLOCK_LEVEL`] terms from `from`, in a
     /// frame of its own; the clock is looked at as it starts, and as often
-    /// as one by one after.
+    /// as one by one after. `covered`: whether the block evaluation covers
+    /// the term ([`columns::covers_node`]).
     fn block_sum(
         &self,
-        body: &Node,
+        (body, covered): (&Node, bool),
         var: VarId,
         from: i64,
         frame: &Frame<'_>,
@@ -1783,7 +1786,8 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
         // The terms a column per node where the block evaluation covers
         // them: a walk of the tree per term cost ten times their
         // arithmetic. A term it leaves unsettled is walked, as all were.
-        let terms = self.terms_block(body, var, from, 1 << BLOCK_LEVEL, &frame.env);
+        let terms =
+            covered.then(|| self.terms_block(body, var, from, 1 << BLOCK_LEVEL, &frame.env));
         for (j, k) in (from..from.saturating_add(1 << BLOCK_LEVEL)).enumerate() {
             if frame.count_term() {
                 self.instance.check_clock()?;
