@@ -60,19 +60,20 @@ impl Block {
 /// Whether every node of `body` is one the block evaluation covers, and
 /// every index it reads is one of the first `slots` (bound at each point).
 pub(super) fn covers(body: &Body, slots: usize, program: &Program) -> bool {
-    let mut covered = true;
-    crate::analysis::visit_body(body, &mut |node| {
-        covered &= node_covered(node, slots, program);
-    });
-    covered
+    all_covered(slots, program, |mut f| {
+        crate::analysis::visit_body(body, &mut f)
+    })
 }
 
 /// [`covers`] for one expression: a sum's term, say.
 pub(super) fn covers_node(node: &Node, slots: usize, program: &Program) -> bool {
+    all_covered(slots, program, |mut f| crate::analysis::visit(node, &mut f))
+}
+
+/// Whether every node `walk` visits is covered.
+fn all_covered(slots: usize, program: &Program, walk: impl FnOnce(&mut dyn FnMut(&Node))) -> bool {
     let mut covered = true;
-    crate::analysis::visit(node, &mut |node| {
-        covered &= node_covered(node, slots, program);
-    });
+    walk(&mut |node| covered &= node_covered(node, slots, program));
     covered
 }
 
@@ -156,6 +157,7 @@ impl<T: Scalar> Evaluation<'_, T> {
         len: usize,
         env: &[i64],
     ) -> (Vec<T>, Vec<bool>) {
+        // A walk of the term per block, in debug builds only.
         debug_assert!(covers_node(term, env.len(), self.instance.program));
         let column = |slot: usize, bound: i64| -> Vec<i64> {
             if slot == var.0 {

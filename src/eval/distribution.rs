@@ -75,7 +75,8 @@ pub fn standard_normals(rng: &mut ChaCha8Rng, n: usize) -> Vec<f64> {
             *slot = standard_normal(&mut rng);
         }
     };
-    // One chunk is drawn here (see `HAND_OVER`).
+    // One chunk: nothing to share out, the pool would draw it on one
+    // thread while this one waits (see `crate::eval::HAND_OVER`).
     if n > CHUNK {
         drawn.par_chunks_mut(CHUNK).enumerate().for_each(fill);
     } else {

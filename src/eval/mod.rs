@@ -118,7 +118,9 @@ pub(crate) fn locked<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_
 /// rayon's pool from a thread outside it (a claim's), work costs a wake-up
 /// of the pool and a wait for it, tens of microseconds, more than a small
 /// run takes; and the pool's threads then spin beside the claims' for the
-/// same cores.
+/// same cores. Work the pool could not share out (a single chunk) stays
+/// too, whatever its size: the pool would run it on one thread while the
+/// caller waits.
 pub(crate) const HAND_OVER: usize = 1 << 14;
 
 /// `rayon::join(a, b)` where the work is `worth` handing over (see
@@ -1161,7 +1163,8 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             }
             self.walk_where(body, grid, start, chunk, &unsettled, &mut frame)
         };
-        // One chunk is not shared out (see `HAND_OVER`).
+        // One chunk: nothing to share out, the pool would run it on one
+        // thread while this one waits (see `crate::eval::HAND_OVER`).
         let errors: Vec<Vec<(usize, Box<EvalError>)>> = if n > CHUNK {
             values
                 .par_chunks_mut(CHUNK)
@@ -1754,7 +1757,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             let upto = done.saturating_add(wave).min(blocks);
             let partials: Vec<Result<T, Box<EvalError>>> = (done..upto)
                 .into_par_iter()
-                .map(|b| self.block_sum((body, covered), var, first_of(b), frame))
+                .map(|b| self.block_sum(body, covered, var, first_of(b), frame))
                 .collect();
             for partial in partials {
                 sum.push_partial(partial?, BLOCK_LEVEL, |a, b| Ok::<T, ()>(a + b))
@@ -1771,7 +1774,8 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
     /// the term ([`columns::covers_node`]).
     fn block_sum(
         &self,
-        (body, covered): (&Node, bool),
+        body: &Node,
+        covered: bool,
         var: VarId,
         from: i64,
         frame: &Frame<'_>,

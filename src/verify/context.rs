@@ -291,9 +291,14 @@ impl<'a> SizeContext<'a> {
         let (r64, r32) = (f64::replay(self), f32::replay(self));
         let fill64 = |points, at, row: &mut [f64]| input.fill(points, at, row);
         let fill32 = |points, at, row: &mut [f32]| input.fill(points, at, row);
-        let steps = r64.map_or(0, Replay::len) + r32.map_or(0, Replay::len);
+        // Side by side only where both precisions replay (without a replay
+        // one side is no work) and their runs are worth handing over.
+        let worth = match (r64, r32) {
+            (Some(a), Some(b)) => count.saturating_mul(a.len() + b.len()) >= crate::eval::HAND_OVER,
+            _ => false,
+        };
         let (l64, l32) = crate::eval::join_if(
-            count.saturating_mul(steps) >= crate::eval::HAND_OVER,
+            worth,
             || replayed(r64, count, fill64),
             || replayed(r32, count, fill32),
         );
@@ -445,8 +450,13 @@ impl<'a> SizeContext<'a> {
     ) -> (Option<Cones<f64>>, Option<Cones<f32>>) {
         let flat = &self.flat;
         let (r64, r32) = (f64::replay(self), f32::replay(self));
+        // As for `losses_in_both`: a scan costs about one run of a replay.
+        let worth = match (r64, r32) {
+            (Some(a), Some(b)) => a.len() + b.len() >= crate::eval::HAND_OVER,
+            _ => false,
+        };
         crate::eval::join_if(
-            r64.map_or(0, Replay::len) >= crate::eval::HAND_OVER,
+            worth,
             || r64.map(|r| r.cones(elements, |k, p| value_at(flat, k, p))),
             || r32.map(|r| r.cones(elements, |k, p| value_at(flat, k, p))),
         )
@@ -603,7 +613,7 @@ fn replayed<T: Replayable>(
         let points = start..(start + width).min(count);
         replay.run_rows(points.len(), |at, row| fill(points.clone(), at, row))
     };
-    // A single run, or a small one, stays here (see `HAND_OVER`).
+    // A single run, or a small one, stays here (see `crate::eval::HAND_OVER`).
     if starts.len() > 1 && count.saturating_mul(replay.len()) >= crate::eval::HAND_OVER {
         starts.into_par_iter().flat_map_iter(run).collect()
     } else {

@@ -244,7 +244,8 @@ impl MomentEngine<'_, '_> {
                 Err(e) => ChunkResult::Stopped(e),
             }
         };
-        // One chunk is sampled here (see `crate::eval::HAND_OVER`).
+        // One chunk: nothing to share out, the pool would sample it on one
+        // thread while this one waits (see `crate::eval::HAND_OVER`).
         let results: Vec<ChunkResult> = if chunks > 1 {
             (0..chunks).into_par_iter().map(chunk_result).collect()
         } else {

@@ -930,7 +930,7 @@ fn measure<T: Replayable>(
             })
             .collect()
     };
-    let work = directions.iter().map(Vec::len).sum::<usize>() * eps_ladder.len();
+    let work = (directions.iter().map(Vec::len).sum::<usize>()).saturating_mul(eps_ladder.len());
     let rungs: Vec<Vec<Rung>> = if work >= crate::eval::HAND_OVER {
         directions.par_iter().map(rungs_along).collect()
     } else {
@@ -1164,7 +1164,7 @@ fn second_orders(
                     },
                 )
             };
-            if replay.len() * directions.len() >= crate::eval::HAND_OVER {
+            if replay.len().saturating_mul(directions.len()) >= crate::eval::HAND_OVER {
                 directions.par_chunks(width).flat_map_iter(run).collect()
             } else {
                 directions.chunks(width).flat_map(run).collect()
