@@ -849,7 +849,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
         // branch points in that order ([`Evaluation::shares_work`]).
         let blockwise =
             self.shares_work() && columns::covers(&def.body, def.slots, self.instance.program);
-        let mut block: (Vec<T>, Vec<bool>) = (vec![], vec![]);
+        let mut block: Option<columns::Settled<T>> = None;
         let mut points = grid.points_from(start);
         let mut k = start;
         while let Some(point) = points.next_point() {
@@ -863,16 +863,11 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             if blockwise && i == 0 {
                 let n = (end - k).min(PARALLEL_ELEMENTS);
                 let points = columns::Block::of_grid(grid, k, n, def.slots);
-                block = (vec![T::zero(); points.len()], vec![false; points.len()]);
-                self.body_block(&def.body, &points, &mut block.0, &mut block.1);
+                block = Some(self.body_settled(&def.body, &points));
             }
             k += 1;
             frame.set_point(point);
-            let settled = match (block.0.get(i), block.1.get(i)) {
-                (Some(&v), Some(false)) => Some(v),
-                _ => None,
-            };
-            let v = match settled {
+            let v = match block.as_ref().and_then(|b| b.get(i)) {
                 Some(v) => v,
                 None => self.body(&def.body, &mut frame)?,
             };
@@ -1796,10 +1791,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             if frame.count_term() {
                 self.instance.check_clock()?;
             }
-            let settled = terms
-                .as_ref()
-                .and_then(|(values, unsettled)| (!unsettled[j]).then(|| values[j]));
-            let v = match settled {
+            let v = match terms.as_ref().and_then(|t| t.get(j)) {
                 Some(v) => v,
                 None => {
                     if let Some(slot) = frame.env.get_mut(var.0) {

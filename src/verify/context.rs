@@ -291,14 +291,8 @@ impl<'a> SizeContext<'a> {
         let (r64, r32) = (f64::replay(self), f32::replay(self));
         let fill64 = |points, at, row: &mut [f64]| input.fill(points, at, row);
         let fill32 = |points, at, row: &mut [f32]| input.fill(points, at, row);
-        // Side by side only where both precisions replay (without a replay
-        // one side is no work) and their runs are worth handing over.
-        let worth = match (r64, r32) {
-            (Some(a), Some(b)) => count.saturating_mul(a.len() + b.len()) >= crate::eval::HAND_OVER,
-            _ => false,
-        };
         let (l64, l32) = crate::eval::join_if(
-            worth,
+            side_by_side((r64, r32), count),
             || replayed(r64, count, fill64),
             || replayed(r32, count, fill32),
         );
@@ -450,13 +444,9 @@ impl<'a> SizeContext<'a> {
     ) -> (Option<Cones<f64>>, Option<Cones<f32>>) {
         let flat = &self.flat;
         let (r64, r32) = (f64::replay(self), f32::replay(self));
-        // As for `losses_in_both`: a scan costs about one run of a replay.
-        let worth = match (r64, r32) {
-            (Some(a), Some(b)) => a.len() + b.len() >= crate::eval::HAND_OVER,
-            _ => false,
-        };
+        // A scan costs about a replay at one point.
         crate::eval::join_if(
-            worth,
+            side_by_side((r64, r32), 1),
             || r64.map(|r| r.cones(elements, |k, p| value_at(flat, k, p))),
             || r32.map(|r| r.cones(elements, |k, p| value_at(flat, k, p))),
         )
@@ -592,6 +582,16 @@ impl Replayable for f32 {
         }
         let single: Vec<ArrayD<f32>> = cx.values.iter().map(|a| a.mapv(f32::constant)).collect();
         compiled(cx, &cx.replay32, || None, &single)
+    }
+}
+
+/// Whether work on both precisions' replays, each at `points` points, is
+/// worth two threads: where both replay (without a replay one side is no
+/// work) and past [`crate::eval::HAND_OVER`] steps in all.
+fn side_by_side((r64, r32): (Option<&Replay<f64>>, Option<&Replay<f32>>), points: usize) -> bool {
+    match (r64, r32) {
+        (Some(a), Some(b)) => points.saturating_mul(a.len() + b.len()) >= crate::eval::HAND_OVER,
+        _ => false,
     }
 }
 
