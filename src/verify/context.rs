@@ -69,6 +69,8 @@ pub struct SizeContext<'a> {
     probe_directions: Vec<OnceLock<Arc<Direction>>>,
     /// Each tensor's probe derivative by a replay over dual lanes.
     probe_derivatives: OnceLock<Vec<Option<f64>>>,
+    /// The first round of every probe, made in one batch on first use.
+    first_probe_round: OnceLock<super::grad::FirstRound>,
     /// dL/dT in double-double by one backward sweep, where it serves
     /// ([`SizeContext::precise_partials`]).
     precise_gradient: Lazy<Option<Vec<Option<ArrayD<Dd>>>>>,
@@ -115,6 +117,7 @@ impl<'a> SizeContext<'a> {
             replay32: Lazy::default(),
             probe_directions: vec![OnceLock::new(); program.tensors.len()],
             probe_derivatives: OnceLock::new(),
+            first_probe_round: OnceLock::new(),
             precise_gradient: Lazy::default(),
             taylor_memo: Mutex::new(vec![]),
         }
@@ -264,6 +267,14 @@ impl<'a> SizeContext<'a> {
             Some(lazy) => lazy.get_or_init(probe).clone(),
             None => probe(),
         }
+    }
+
+    /// The first round of the probe of every tensor a gradient claim names,
+    /// made in one batch when the first probe starts (see
+    /// [`super::grad::first_round`]).
+    pub fn first_probe_round(&self) -> &super::grad::FirstRound {
+        self.first_probe_round
+            .get_or_init(|| super::grad::first_round(self))
     }
 
     /// L at `count` points, `input(point, tensor, offset)` giving every
@@ -758,7 +769,7 @@ pub fn value_at(flat: &[&[f64]], k: usize, p: usize) -> f64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
     use crate::eval::{draw_values, reverse_gradient};
@@ -827,7 +838,7 @@ mod tests {
 
     /// Calls `f` with a context at the values drawn from seed 1, for each
     /// spec with a layer or loss whose L is defined there.
-    fn for_each_context(mut f: impl FnMut(&std::path::Path, &SizeContext<'_>)) {
+    pub(crate) fn for_each_context(mut f: impl FnMut(&std::path::Path, &SizeContext<'_>)) {
         let options = Options::default();
         crate::test_support::for_each_spec_with_a_loss(|path, source, instance| {
             let Ok(values) = draw_values(instance, 1) else {

@@ -27,6 +27,9 @@ use crate::analysis::program::{GradClaim, TensorId};
 use crate::eval::double_double::Dd;
 use crate::eval::{EvalError, Everywhere, Frame, precise_directional_derivative};
 
+mod first_round;
+pub use first_round::{FirstRound, first_round};
+
 /// Units of rounding per term allowed between two exact formulas.
 const ROUNDING_ULPS: f64 = 64.0;
 /// Safety factor on the finite-difference error estimate.
@@ -931,6 +934,8 @@ pub fn probe_tensor(target: TensorId, cx: &SizeContext<'_>) -> TensorProbe {
             })
         })
         .collect();
+    // The first round of every probe at this size, made at once.
+    let first = cx.first_probe_round();
     // The walks' elements, and their cones in each precision.
     let elements: Vec<(usize, usize)> = walks.iter().map(|w| (target.0, w.k)).collect();
     // Finding cones costs about one run; for a tensor of a few elements
@@ -958,8 +963,15 @@ pub fn probe_tensor(target: TensorId, cx: &SizeContext<'_>) -> TensorProbe {
             let walk = &walks[i];
             let h = walk.steps[walk.next];
             let moved = displacements(h).map(|t| walk.w0 + t);
-            let [l64, l32] =
-                cx.moved_losses_in_both((cones64.as_ref(), cones32.as_ref()), &elements, i, &moved);
+            let [l64, l32] = match first.walk((target.0, walk.k), h) {
+                Some(losses) => losses,
+                None => cx.moved_losses_in_both(
+                    (cones64.as_ref(), cones32.as_ref()),
+                    &elements,
+                    i,
+                    &moved,
+                ),
+            };
             estimates.push(differences(&l64, &l32, h));
             // Only a tensor of one element moves there again (walked_along).
             if w.len() == 1 {
@@ -1026,12 +1038,7 @@ pub fn probe_tensor(target: TensorId, cx: &SizeContext<'_>) -> TensorProbe {
         .and_then(Option::as_ref)
         .map(|u| u.iter().copied().collect())
         .unwrap_or_default();
-    let largest = w.iter().fold(0.0, |m: f64, x| m.max(x.abs()));
-    let smallest = w
-        .iter()
-        .map(|x| x.abs())
-        .filter(|&x| x > 0.0)
-        .fold(f64::INFINITY, f64::min);
+    let (largest, smallest) = magnitudes(&w);
     let exact = cx.probe_derivative(target);
     let mut chosen: Option<(Direction, Option<(f64, f64)>)> = None;
     for h in fd_steps(largest, smallest) {
@@ -1045,7 +1052,10 @@ pub fn probe_tensor(target: TensorId, cx: &SizeContext<'_>) -> TensorProbe {
         };
         let differences = match walked_along(&walked, &w, &u, h) {
             Some(walked) => Some(walked),
-            None => central_differences(cx, 1, |_| h, along).pop(),
+            None => match first.along(target, h) {
+                Some([l64, l32]) => Some(differences(&l64, &l32, h)),
+                None => central_differences(cx, 1, |_| h, along).pop(),
+            },
         };
         let Some(Ok(differences)) = differences else {
             continue;
@@ -1112,11 +1122,20 @@ pub fn probe_tensor(target: TensorId, cx: &SizeContext<'_>) -> TensorProbe {
     }
 }
 
-/// The random direction a tensor's probe checks autodiff along: a unit
-/// vector over its elements, drawn from the seed and the sizes (every
-/// other tensor's entry `None`).
 /// L at a point, or why it could not be evaluated there.
 type Loss = Result<f64, Box<EvalError>>;
+
+/// The largest magnitude of a tensor's values and the smallest nonzero
+/// one (infinite where every value is 0): what its steps scale with.
+fn magnitudes(w: &[f64]) -> (f64, f64) {
+    let largest = w.iter().fold(0.0, |m: f64, x| m.max(x.abs()));
+    let smallest = w
+        .iter()
+        .map(|x| x.abs())
+        .filter(|&x| x > 0.0)
+        .fold(f64::INFINITY, f64::min);
+    (largest, smallest)
+}
 
 /// The central differences along `u` at step `h` of a tensor of one
 /// element at `w`, from the values its walk took at the same points
@@ -1141,6 +1160,9 @@ fn walked_along(
     Some(differences(&l64, &l32, h))
 }
 
+/// The random direction a tensor's probe checks autodiff along: a unit
+/// vector over its elements, drawn from the seed and the sizes (every
+/// other tensor's entry `None`).
 pub fn probe_direction(cx: &SizeContext<'_>, target: TensorId) -> Vec<Option<ArrayD<f64>>> {
     let mut rng = ChaCha8Rng::seed_from_u64(crate::eval::stream_seed(
         cx.options.seed,
