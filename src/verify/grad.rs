@@ -56,7 +56,7 @@ pub struct GradCheck<'p> {
     undecided: Option<String>,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct CheckTally {
     compared: usize,
     failed: usize,
@@ -790,11 +790,13 @@ fn judge_element(
 /// whether autodiff agrees with finite differences, and the central
 /// difference of L along one random direction, which every claim on the
 /// tensor is then compared with.
+#[derive(Debug)]
 pub struct TensorProbe {
     guard: CheckTally,
     direction: Option<Direction>,
 }
 
+#[derive(Debug)]
 struct Direction {
     u: Vec<f64>,
     /// Central difference of L along u with step h.
@@ -898,6 +900,12 @@ fn fd_tolerance(d: &Differences, h: f64, cx: &SizeContext<'_>) -> f64 {
 }
 
 pub fn probe_tensor(target: TensorId, cx: &SizeContext<'_>) -> TensorProbe {
+    probe_tensor_with(target, cx, cx.first_probe_round())
+}
+
+/// [`probe_tensor`], reading the first step of its whole-run walks and of
+/// its random direction from `first` where it holds them.
+fn probe_tensor_with(target: TensorId, cx: &SizeContext<'_>, first: &FirstRound) -> TensorProbe {
     let mut guard = CheckTally::default();
     let Some(Some(derived)) = cx.derived().ok().and_then(|d| d.get(target.0)) else {
         return TensorProbe {
@@ -918,24 +926,18 @@ pub fn probe_tensor(target: TensorId, cx: &SizeContext<'_>) -> TensorProbe {
         undefined: Option<(String, f64)>,
         done: bool,
     }
-    let mut walks: Vec<Walk> = spread_sample(derived.len(), cx.options.fd_elements)
-        .into_iter()
-        .filter_map(|k| {
-            let (&w0, &ad) = (w.get(k)?, derived.get(k)?);
-            Some(Walk {
-                k,
-                w0,
-                ad,
-                steps: fd_steps(w0.abs(), w0.abs()),
-                next: 0,
-                best: None,
-                undefined: None,
-                done: false,
-            })
+    let mut walks: Vec<Walk> = walked_elements(derived, &w, cx.options.fd_elements)
+        .map(|(k, w0, ad)| Walk {
+            k,
+            w0,
+            ad,
+            steps: fd_steps(w0.abs(), w0.abs()),
+            next: 0,
+            best: None,
+            undefined: None,
+            done: false,
         })
         .collect();
-    // The first round of every probe at this size, made at once.
-    let first = cx.first_probe_round();
     // The walks' elements, and their cones in each precision.
     let elements: Vec<(usize, usize)> = walks.iter().map(|w| (target.0, w.k)).collect();
     // Finding cones costs about one run; for a tensor of a few elements
@@ -957,7 +959,8 @@ pub fn probe_tensor(target: TensorId, cx: &SizeContext<'_>) -> TensorProbe {
         if active.is_empty() {
             break;
         }
-        // Each element alone moves: its cone is replayed, 4 points a run.
+        // Each element alone moves: its cone is replayed, 4 points a run
+        // (a whole-run walk's first step is read from the first round).
         let mut estimates: Vec<Result<Differences, String>> = Vec::with_capacity(active.len());
         for &i in &active {
             let walk = &walks[i];
@@ -1033,11 +1036,7 @@ pub fn probe_tensor(target: TensorId, cx: &SizeContext<'_>) -> TensorProbe {
         }
     }
     let direction = cx.probe_direction(target);
-    let u: Vec<f64> = direction
-        .get(target.0)
-        .and_then(Option::as_ref)
-        .map(|u| u.iter().copied().collect())
-        .unwrap_or_default();
+    let u = entries_along(&direction, target);
     let (largest, smallest) = magnitudes(&w);
     let exact = cx.probe_derivative(target);
     let mut chosen: Option<(Direction, Option<(f64, f64)>)> = None;
@@ -1124,6 +1123,28 @@ pub fn probe_tensor(target: TensorId, cx: &SizeContext<'_>) -> TensorProbe {
 
 /// L at a point, or why it could not be evaluated there.
 type Loss = Result<f64, Box<EvalError>>;
+
+/// The elements a tensor's probe walks, spread over it: (offset, value,
+/// autodiff's partial), row-major.
+fn walked_elements<'a>(
+    derived: &'a [f64],
+    w: &'a [f64],
+    limit: usize,
+) -> impl Iterator<Item = (usize, f64, f64)> + 'a {
+    spread_sample(derived.len(), limit)
+        .into_iter()
+        .filter_map(|k| Some((k, *w.get(k)?, *derived.get(k)?)))
+}
+
+/// A tensor's entries of a probe direction, row-major (none where the
+/// direction does not move it).
+fn entries_along(direction: &[Option<ArrayD<f64>>], target: TensorId) -> Vec<f64> {
+    direction
+        .get(target.0)
+        .and_then(Option::as_ref)
+        .map(|u| u.iter().copied().collect())
+        .unwrap_or_default()
+}
 
 /// The largest magnitude of a tensor's values and the smallest nonzero
 /// one (infinite where every value is 0): what its steps scale with.

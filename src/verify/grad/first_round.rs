@@ -13,7 +13,9 @@
 
 use std::collections::HashMap;
 
-use super::{CONES_FROM, Loss, displacements, fd_steps, spread_sample};
+use super::{
+    CONES_FROM, Loss, displacements, entries_along, fd_steps, magnitudes, walked_elements,
+};
 use crate::analysis::program::{ClaimKind, TensorId};
 use crate::verify::context::{Points, Replayable, SizeContext, value_at};
 
@@ -31,6 +33,9 @@ enum Request {
 #[derive(Default)]
 pub struct FirstRound {
     losses: HashMap<Request, [Vec<Loss>; 2]>,
+    /// Requests read, for the tests.
+    #[cfg(test)]
+    hits: std::sync::atomic::AtomicUsize,
 }
 
 impl FirstRound {
@@ -52,15 +57,20 @@ impl FirstRound {
     }
 
     /// A request's values, unless the clock cut one short: that is no
-    /// value, and the probe asking, under its own claim's time limit,
-    /// makes its own.
+    /// value, and the probe asking makes its own under the time limit in
+    /// force then.
     fn get(&self, request: Request) -> Option<[Vec<Loss>; 2]> {
         let losses = self.losses.get(&request)?;
         let timed_out = losses
             .iter()
             .flatten()
             .any(|l| l.as_ref().is_err_and(|e| e.is_timeout()));
-        (!timed_out).then(|| losses.clone())
+        if timed_out {
+            return None;
+        }
+        #[cfg(test)]
+        self.hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Some(losses.clone())
     }
 }
 
@@ -68,37 +78,29 @@ impl FirstRound {
 /// [`super::probe_tensor`] would make it: the first step of each walk it
 /// makes by whole runs, and the first step along the random direction of
 /// a tensor of more than one element (one element's comes from its walk).
+/// Only where L is replayed in both precisions: the evaluator, which
+/// computes points one by one, gains nothing from a batch, and one claim
+/// would compute every probe's points in turn.
 pub fn first_round(cx: &SizeContext<'_>) -> FirstRound {
     let Ok(derived) = cx.derived() else {
         return FirstRound::default();
     };
-    let mut targets: Vec<usize> = cx
-        .program
-        .claims
-        .iter()
-        .filter_map(|c| match &c.kind {
-            ClaimKind::Grad(g) => Some(g.target.0),
-            _ => None,
-        })
-        .collect();
-    targets.sort_unstable();
-    targets.dedup();
+    if <f64 as Replayable>::replay(cx).is_none() || <f32 as Replayable>::replay(cx).is_none() {
+        return FirstRound::default();
+    }
     let mut requests: Vec<(Request, Move)> = vec![];
-    for t in targets {
-        let Some(Some(gradient)) = derived.get(t) else {
+    for t in probed_tensors(cx) {
+        let (Some(Some(gradient)), Some(values)) = (derived.get(t), cx.values.get(t)) else {
             continue;
         };
-        let Some(values) = cx.values.get(t) else {
-            continue;
-        };
+        // As `probe_tensor` reads them.
+        let gradient = gradient.as_slice_memory_order().unwrap_or(&[]);
         let w: Vec<f64> = values.iter().copied().collect();
-        let walked: Vec<usize> = spread_sample(gradient.len(), cx.options.fd_elements)
-            .into_iter()
-            .filter(|&k| k < w.len())
+        let walked: Vec<(usize, f64)> = walked_elements(gradient, &w, cx.options.fd_elements)
+            .map(|(k, w0, _)| (k, w0))
             .collect();
         if walked.len() <= CONES_FROM {
-            for k in walked {
-                let w0 = w[k];
+            for (k, w0) in walked {
                 let Some(&h) = fd_steps(w0.abs(), w0.abs()).first() else {
                     continue;
                 };
@@ -116,13 +118,8 @@ pub fn first_round(cx: &SizeContext<'_>) -> FirstRound {
             }
         }
         if w.len() > 1 {
-            let direction = cx.probe_direction(TensorId(t));
-            let u: Vec<f64> = direction
-                .get(t)
-                .and_then(Option::as_ref)
-                .map(|u| u.iter().copied().collect())
-                .unwrap_or_default();
-            let (largest, smallest) = super::magnitudes(&w);
+            let u = entries_along(&cx.probe_direction(TensorId(t)), TensorId(t));
+            let (largest, smallest) = magnitudes(&w);
             let Some(&h) = fd_steps(largest, smallest).first() else {
                 continue;
             };
@@ -154,7 +151,27 @@ pub fn first_round(cx: &SizeContext<'_>) -> FirstRound {
         .zip(l64.chunks(4).zip(l32.chunks(4)))
         .map(|(request, (a, b))| (request, [a.to_vec(), b.to_vec()]))
         .collect();
-    FirstRound { losses }
+    FirstRound {
+        losses,
+        #[cfg(test)]
+        hits: Default::default(),
+    }
+}
+
+/// The tensors gradient claims name, each once, in order.
+fn probed_tensors(cx: &SizeContext<'_>) -> Vec<usize> {
+    let mut targets: Vec<usize> = cx
+        .program
+        .claims
+        .iter()
+        .filter_map(|c| match &c.kind {
+            ClaimKind::Grad(g) => Some(g.target.0),
+            _ => None,
+        })
+        .collect();
+    targets.sort_unstable();
+    targets.dedup();
+    targets
 }
 
 /// One request's move (see [`Request`]).
@@ -269,6 +286,36 @@ mod tests {
         assert!(
             walks > 50 && alongs > 50 && shared > 50,
             "{walks} walks, {alongs} directions, {shared} rounds of several"
+        );
+    }
+
+    /// A probe reading its first steps from a first round finds what it
+    /// finds making every run itself, bit for bit (its guard and its
+    /// direction), over every spec with a layer or loss; and most probes
+    /// do read from it (its requests are theirs).
+    #[test]
+    fn probes_find_the_same_with_a_first_round_as_without() {
+        let (mut probed, mut read) = (0, 0);
+        crate::verify::context::tests::for_each_context(|path, cx| {
+            let round = first_round(cx);
+            for t in probed_tensors(cx) {
+                let alone =
+                    super::super::probe_tensor_with(TensorId(t), cx, &FirstRound::default());
+                let before = round.hits.load(std::sync::atomic::Ordering::Relaxed);
+                let batched = super::super::probe_tensor_with(TensorId(t), cx, &round);
+                assert_eq!(
+                    format!("{batched:?}"),
+                    format!("{alone:?}"),
+                    "{path:?}: tensor {t}"
+                );
+                probed += 1;
+                read += usize::from(round.hits.load(std::sync::atomic::Ordering::Relaxed) > before);
+            }
+        });
+        println!("{probed} probes, {read} read from the first round");
+        assert!(
+            probed > 100 && read * 4 > probed * 3,
+            "{probed} probes, {read} read from the first round"
         );
     }
 }
