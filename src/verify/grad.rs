@@ -1044,7 +1044,7 @@ fn probe_tensor_with(target: TensorId, cx: &SizeContext<'_>, first: &FirstRound)
         let flat = cx.flat_values();
         let along = |_: usize, t: f64, k: usize, p: usize| {
             if k == target.0 {
-                w.get(p).copied().unwrap_or(f64::NAN) + t * u.get(p).copied().unwrap_or(0.0)
+                moved_along(&w, &u, t, p)
             } else {
                 value_at(flat, k, p)
             }
@@ -1144,6 +1144,11 @@ fn entries_along(direction: &[Option<ArrayD<f64>>], target: TensorId) -> Vec<f64
         .and_then(Option::as_ref)
         .map(|u| u.iter().copied().collect())
         .unwrap_or_default()
+}
+
+/// Element `p` of a tensor drawn at `w`, moved by `t` along `u`.
+fn moved_along(w: &[f64], u: &[f64], t: f64, p: usize) -> f64 {
+    w.get(p).copied().unwrap_or(f64::NAN) + t * u.get(p).copied().unwrap_or(0.0)
 }
 
 /// The largest magnitude of a tensor's values and the smallest nonzero

@@ -14,7 +14,8 @@
 use std::collections::HashMap;
 
 use super::{
-    CONES_FROM, Loss, displacements, entries_along, fd_steps, magnitudes, walked_elements,
+    CONES_FROM, Loss, displacements, entries_along, fd_steps, magnitudes, moved_along,
+    walked_elements,
 };
 use crate::analysis::program::{ClaimKind, TensorId};
 use crate::verify::context::{Points, Replayable, SizeContext, value_at};
@@ -200,9 +201,7 @@ impl Moves<'_> {
         let j = point % 4;
         match self.moves.get(point / 4) {
             Some(Move::Element { at, to }) if *at == (k, p) => to[j],
-            Some(Move::Along { tensor, w, u, by }) if *tensor == k => {
-                w.get(p).copied().unwrap_or(f64::NAN) + by[j] * u.get(p).copied().unwrap_or(0.0)
-            }
+            Some(Move::Along { tensor, w, u, by }) if *tensor == k => moved_along(w, u, by[j], p),
             _ => drawn,
         }
     }
@@ -269,7 +268,7 @@ mod tests {
                         let by = displacements(f64::from_bits(h));
                         cx.losses_in_both(4, |point: usize, k: usize, p: usize| {
                             if k == tensor {
-                                w[p] + by[point] * u[p]
+                                moved_along(&w, &u, by[point], p)
                             } else {
                                 value_at(flat, k, p)
                             }
