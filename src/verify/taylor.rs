@@ -63,7 +63,7 @@ use rayon::prelude::*;
 use serde_json::{Value, json};
 
 use super::ClaimCheck;
-use super::context::{Lazy, Replayable, SizeContext, value_at};
+use super::context::{Lazy, Points, Replayable, SizeContext, value_at};
 use super::grad::unit_direction;
 use super::outcome::*;
 use crate::analysis::Sizes;
@@ -277,14 +277,7 @@ impl TaylorCheck<'_> {
         if total == 0 {
             return Err(Unmeasured::NothingToPerturb);
         }
-        let mut rng = ChaCha8Rng::seed_from_u64(crate::eval::stream_seed(
-            cx.options.seed,
-            "taylor directions",
-            cx.instance.sizes.values(),
-        ));
-        let directions: Vec<Vec<f64>> = (0..DIRECTIONS)
-            .map(|_| unit_direction(&mut rng, total))
-            .collect();
+        let directions = directions(cx, total, DIRECTIONS);
         let magnitude = rounding_magnitude(cx, &jacobian.layout, &directions[0]);
         let second_orders = second_orders(cx, &jacobian, &directions)
             .map_err(|e| Unmeasured::Failed(e.to_string()))?;
@@ -1216,25 +1209,98 @@ fn second_order(
     })
 }
 
-/// M of the floor ε_p·M (see the module doc): the larger of √n·Σ|terms of L|
-/// and L's rounding error measured in f32 against f64, in units of ε₃₂.
-fn rounding_magnitude(cx: &SizeContext<'_>, layout: &[(TensorId, usize)], u: &[f64]) -> f64 {
-    let theoretical = cx.terms.sqrt() * cx.loss_magnitude;
-    let offsets = offsets_in_u(cx, layout);
-    let steps: Vec<f64> = std::iter::once(0.0)
-        .chain(ROUNDING_PROBES.iter().flat_map(|&e| [e, -e]))
-        .collect();
-    // The same points in both precisions: w + εu rounded to f32.
-    let flat = cx.flat_values();
-    let input = |point: usize, k: usize, p: usize| -> f64 {
-        let w = f32::constant(value_at(flat, k, p));
-        let x = match offsets[k] {
-            Some(o) => w + f32::constant(steps[point] * u.get(o + p).copied().unwrap_or(0.0)),
+/// The first `count` of the random unit directions a size's Taylor runs
+/// take, over the `total` elements of J's layout: the same whoever draws
+/// them, and the first the same however many are drawn.
+pub(crate) fn directions(cx: &SizeContext<'_>, total: usize, count: usize) -> Vec<Vec<f64>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(crate::eval::stream_seed(
+        cx.options.seed,
+        "taylor directions",
+        cx.instance.sizes.values(),
+    ));
+    (0..count)
+        .map(|_| unit_direction(&mut rng, total))
+        .collect()
+}
+
+/// J's layout where J is defined: every differentiable tensor with its
+/// elements, in order.
+pub(crate) fn layout_of(cx: &SizeContext<'_>) -> Vec<(TensorId, usize)> {
+    super::derivation::differentiable_shapes(cx.instance, cx.values)
+        .into_iter()
+        .enumerate()
+        .filter_map(|(k, n)| Some((TensorId(k), n?)))
+        .collect()
+}
+
+/// The points L's rounding is measured at: w + εu for ε in
+/// [`RoundingPoints::STEPS`], rounded to f32, so that L takes the same
+/// point in both precisions.
+pub(crate) struct RoundingPoints<'s> {
+    flat: &'s [&'s [f64]],
+    /// Where each tensor's elements start in u (see [`offsets_in_u`]).
+    offsets: Vec<Option<usize>>,
+    u: &'s [f64],
+}
+
+impl<'s> RoundingPoints<'s> {
+    /// ε = 0 and ± each of [`ROUNDING_PROBES`].
+    pub(crate) const STEPS: usize = 1 + 2 * ROUNDING_PROBES.len();
+
+    pub(crate) fn new(cx: &'s SizeContext<'_>, layout: &[(TensorId, usize)], u: &'s [f64]) -> Self {
+        Self {
+            flat: cx.flat_values(),
+            offsets: offsets_in_u(cx, layout),
+            u,
+        }
+    }
+
+    /// Element `p` of tensor `k` at point `point`, given its drawn value.
+    pub(crate) fn value_from(&self, drawn: f64, point: usize, k: usize, p: usize) -> f64 {
+        let eps = match point {
+            0 => 0.0,
+            n => {
+                let e = ROUNDING_PROBES.get((n - 1) / 2).copied().unwrap_or(0.0);
+                if n % 2 == 1 { e } else { -e }
+            }
+        };
+        let w = f32::constant(drawn);
+        let x = match self.offsets.get(k).copied().flatten() {
+            Some(o) => w + f32::constant(eps * self.u.get(o + p).copied().unwrap_or(0.0)),
             None => w,
         };
         f64::from(x)
-    };
-    let [l64, l32] = cx.losses_in_both(steps.len(), input);
+    }
+}
+
+impl Points for RoundingPoints<'_> {
+    fn value(&self, point: usize, k: usize, p: usize) -> f64 {
+        self.value_from(value_at(self.flat, k, p), point, k, p)
+    }
+
+    /// The drawn value is looked up once per row.
+    fn fill<T: Replayable>(
+        &self,
+        points: std::ops::Range<usize>,
+        (k, p): (usize, usize),
+        row: &mut [T],
+    ) {
+        let drawn = value_at(self.flat, k, p);
+        for (slot, point) in row.iter_mut().zip(points) {
+            *slot = T::of(self.value_from(drawn, point, k, p));
+        }
+    }
+}
+
+/// M of the floor ε_p·M (see the module doc): the larger of √n·Σ|terms of L|
+/// and L's rounding error measured in f32 against f64, in units of ε₃₂.
+/// The measurement's points are made with the probes' first round where it
+/// made them (see [`super::grad::FirstRound`]), else here.
+fn rounding_magnitude(cx: &SizeContext<'_>, layout: &[(TensorId, usize)], u: &[f64]) -> f64 {
+    let theoretical = cx.terms.sqrt() * cx.loss_magnitude;
+    let [l64, l32] = cx.first_probe_round().rounding(layout).unwrap_or_else(|| {
+        cx.losses_in_both(RoundingPoints::STEPS, RoundingPoints::new(cx, layout, u))
+    });
     let mut measured: f64 = 0.0;
     for (a, b) in l32.into_iter().zip(l64) {
         if let (Ok(a), Ok(b)) = (a, b)
@@ -1495,6 +1561,29 @@ mod tests {
             offset += n;
         }
         sums
+    }
+
+    /// The rounding points are w + εu for ε = 0, ±1, ±0.1, ±0.01 in that
+    /// order, each term rounded to f32 and the sum taken in f32; a tensor
+    /// outside u is only rounded.
+    #[test]
+    fn rounding_points_are_the_drawn_point_moved_in_f32() {
+        let (w, u) = ([0.3, -1.7], [0.6, -0.8]);
+        let flat: [&[f64]; 2] = [&w, &[2.1]];
+        let points = RoundingPoints {
+            flat: &flat,
+            offsets: vec![Some(0), None],
+            u: &u,
+        };
+        let steps = [0.0, 1.0, -1.0, 0.1, -0.1, 0.01, -0.01];
+        assert_eq!(RoundingPoints::STEPS, steps.len());
+        for (point, eps) in steps.into_iter().enumerate() {
+            for p in 0..2 {
+                let expected = f64::from(w[p] as f32 + (eps * u[p]) as f32);
+                assert_eq!(points.value(point, 0, p).to_bits(), expected.to_bits());
+            }
+            assert_eq!(points.value(point, 1, 0), f64::from(2.1f32));
+        }
     }
 
     #[test]

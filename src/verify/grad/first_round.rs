@@ -1,15 +1,16 @@
 //! The first round of every tensor's finite-difference probe at one size,
-//! made in one batch.
+//! made in one batch, with the Taylor claims' measurement of L's rounding.
 //!
 //! A probe's first round is a few whole runs of L at four points each: the
 //! walk of each element of a tensor too small for cones (a scalar), and
-//! the central difference along the tensor's random direction. A run's
-//! cost is mostly its pass over the program's steps, whatever its number
-//! of points (at A3's N = 10⁶ a run at 4 points cost about 90 ms, a point
-//! in the Taylor ladder's runs about 1.3 ms), so the first rounds of every
-//! tensor a claim probes are made together, on first use, and each probe
-//! reads its own. Points are independent lanes of a run: L at each is what
-//! a run of its own gives, value or error.
+//! the central difference along the tensor's random direction. A Taylor
+//! claim measures L's rounding with one more run at seven points in each
+//! precision. A run's cost is mostly its pass over the program's steps,
+//! whatever its number of points (at A3's N = 10⁶ a run at 4 points cost
+//! about 90 ms, a point in the Taylor ladder's runs about 1.3 ms), so all
+//! of these are made together, on first use, and each probe or Taylor
+//! claim reads its own. Points are independent lanes of a run: L at each
+//! is what a run of its own gives, value or error.
 
 use std::collections::HashMap;
 
@@ -19,21 +20,28 @@ use super::{
 };
 use crate::analysis::program::{ClaimKind, TensorId};
 use crate::verify::context::{Points, Replayable, SizeContext, value_at};
+use crate::verify::taylor::{self, RoundingPoints};
 
-/// What a first round moves, by the displacements of the step whose bits
-/// are `h` ([`displacements`]).
+/// What a first round moves: by the displacements of the step whose bits
+/// are `h` ([`displacements`]), or to the Taylor claims' rounding points.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Request {
     /// One element (tensor, offset), walked by whole runs.
     Walk { element: (usize, usize), h: u64 },
     /// A tensor along its probe direction.
     Along { tensor: usize, h: u64 },
+    /// Every differentiable tensor to the points of [`RoundingPoints`],
+    /// along the first Taylor direction over J's layout (`rounding_layout`).
+    Rounding,
 }
 
-/// L in f64 and in f32 at the four displacements of each request.
+/// L in f64 and in f32 at the points of each request.
 #[derive(Default)]
 pub struct FirstRound {
     losses: HashMap<Request, [Vec<Loss>; 2]>,
+    /// The layout the rounding points were made for: a Taylor claim whose J
+    /// has another makes its own.
+    rounding_layout: Vec<(TensorId, usize)>,
     /// Requests read, for the tests.
     #[cfg(test)]
     hits: std::sync::atomic::AtomicUsize,
@@ -57,6 +65,15 @@ impl FirstRound {
         })
     }
 
+    /// L at the Taylor claims' rounding points for J's `layout`
+    /// ([`RoundingPoints`]), if made here.
+    pub fn rounding(&self, layout: &[(TensorId, usize)]) -> Option<[Vec<Loss>; 2]> {
+        if self.rounding_layout != layout {
+            return None;
+        }
+        self.get(Request::Rounding)
+    }
+
     /// A request's values, unless the clock cut one short: that is no
     /// value, and the probe asking makes its own under the time limit in
     /// force then.
@@ -78,10 +95,12 @@ impl FirstRound {
 /// The first round of the probe of every tensor a gradient claim names, as
 /// [`super::probe_tensor`] would make it: the first step of each walk it
 /// makes by whole runs, and the first step along the random direction of
-/// a tensor of more than one element (one element's comes from its walk).
-/// Only where L is replayed in both precisions: the evaluator, which
-/// computes points one by one, gains nothing from a batch, and one claim
-/// would compute every probe's points in turn.
+/// a tensor of more than one element (one element's comes from its walk);
+/// and, where the spec has a Taylor claim, L at its rounding points as
+/// [`crate::verify::taylor`] would take them. Only where L is replayed in
+/// both precisions: the evaluator, which computes points one by one, gains
+/// nothing from a batch, and one claim would compute every probe's points
+/// in turn.
 pub fn first_round(cx: &SizeContext<'_>) -> FirstRound {
     let Ok(derived) = cx.derived() else {
         return FirstRound::default();
@@ -138,25 +157,52 @@ pub fn first_round(cx: &SizeContext<'_>) -> FirstRound {
             ));
         }
     }
+    let rounding_layout = if expands_l(cx) {
+        taylor::layout_of(cx)
+    } else {
+        vec![]
+    };
+    let total: usize = rounding_layout.iter().map(|(_, n)| n).sum();
+    let u = match total {
+        0 => vec![],
+        _ => taylor::directions(cx, total, 1).pop().unwrap_or_default(),
+    };
+    if total > 0 {
+        let rounding = RoundingPoints::new(cx, &rounding_layout, &u);
+        requests.push((Request::Rounding, Move::Rounding(rounding)));
+    }
     if requests.is_empty() {
         return FirstRound::default();
     }
     let (requests, moves): (Vec<Request>, Vec<Move>) = requests.into_iter().unzip();
-    let points = Moves {
-        flat: cx.flat_values(),
-        moves,
-    };
-    let [l64, l32] = cx.losses_in_both(4 * requests.len(), points);
-    let losses = requests
-        .into_iter()
-        .zip(l64.chunks(4).zip(l32.chunks(4)))
-        .map(|(request, (a, b))| (request, [a.to_vec(), b.to_vec()]))
-        .collect();
+    let counts: Vec<usize> = moves.iter().map(Move::points).collect();
+    let points = Moves::new(cx.flat_values(), moves);
+    let [l64, l32] = cx.losses_in_both(points.len(), points);
+    let mut losses = HashMap::new();
+    let (mut l64, mut l32) = (l64.into_iter(), l32.into_iter());
+    for (request, n) in requests.into_iter().zip(counts) {
+        let batch = [
+            l64.by_ref().take(n).collect(),
+            l32.by_ref().take(n).collect(),
+        ];
+        losses.insert(request, batch);
+    }
     FirstRound {
         losses,
+        rounding_layout,
         #[cfg(test)]
         hits: Default::default(),
     }
+}
+
+/// Whether a Taylor claim will expand L at this size.
+fn expands_l(cx: &SizeContext<'_>) -> bool {
+    cx.loss.is_some()
+        && cx
+            .program
+            .claims
+            .iter()
+            .any(|c| matches!(c.kind, ClaimKind::Taylor(_)))
 }
 
 /// The tensors gradient claims name, each once, in order.
@@ -176,7 +222,7 @@ fn probed_tensors(cx: &SizeContext<'_>) -> Vec<usize> {
 }
 
 /// One request's move (see [`Request`]).
-enum Move {
+enum Move<'s> {
     /// Element `at` moved to each of `to`.
     Element { at: (usize, usize), to: [f64; 4] },
     /// Tensor `tensor`, drawn at `w`, moved by each of `by` along `u`.
@@ -186,22 +232,57 @@ enum Move {
         u: Vec<f64>,
         by: [f64; 4],
     },
+    /// The Taylor claims' rounding points.
+    Rounding(RoundingPoints<'s>),
 }
 
-/// The points of every request, four each, in the order of
-/// [`displacements`]; every element not moved is as drawn.
+impl Move<'_> {
+    /// The points it moves to.
+    fn points(&self) -> usize {
+        match self {
+            Move::Element { .. } | Move::Along { .. } => 4,
+            Move::Rounding(_) => RoundingPoints::STEPS,
+        }
+    }
+}
+
+/// The points of every request, one after the other, each request's in
+/// its own order (a probe's in the order of [`displacements`]); every
+/// element not moved is as drawn.
 struct Moves<'s> {
     flat: &'s [&'s [f64]],
-    moves: Vec<Move>,
+    moves: Vec<Move<'s>>,
+    /// Where each move's points start, and past the last, where they end.
+    starts: Vec<usize>,
 }
 
-impl Moves<'_> {
-    /// Element `p` of tensor `k` at `point`, given its drawn value.
-    fn value_from(&self, drawn: f64, point: usize, k: usize, p: usize) -> f64 {
-        let j = point % 4;
-        match self.moves.get(point / 4) {
-            Some(Move::Element { at, to }) if *at == (k, p) => to[j],
-            Some(Move::Along { tensor, w, u, by }) if *tensor == k => moved_along(w, u, by[j], p),
+impl<'s> Moves<'s> {
+    fn new(flat: &'s [&'s [f64]], moves: Vec<Move<'s>>) -> Self {
+        let starts = std::iter::once(0)
+            .chain(moves.iter().scan(0, |end, moved| {
+                *end += moved.points();
+                Some(*end)
+            }))
+            .collect();
+        Self {
+            flat,
+            moves,
+            starts,
+        }
+    }
+
+    /// The number of points.
+    fn len(&self) -> usize {
+        self.starts.last().copied().unwrap_or(0)
+    }
+
+    /// Element `p` of tensor `k` at the `j`-th point of move `moved`, given
+    /// its drawn value.
+    fn moved_value(moved: &Move<'_>, drawn: f64, j: usize, (k, p): (usize, usize)) -> f64 {
+        match moved {
+            Move::Element { at, to } if *at == (k, p) => to[j],
+            Move::Along { tensor, w, u, by } if *tensor == k => moved_along(w, u, by[j], p),
+            Move::Rounding(rounding) => rounding.value_from(drawn, j, k, p),
             _ => drawn,
         }
     }
@@ -209,10 +290,21 @@ impl Moves<'_> {
 
 impl Points for Moves<'_> {
     fn value(&self, point: usize, k: usize, p: usize) -> f64 {
-        self.value_from(value_at(self.flat, k, p), point, k, p)
+        let drawn = value_at(self.flat, k, p);
+        let m = self
+            .starts
+            .partition_point(|&s| s <= point)
+            .saturating_sub(1);
+        match (self.moves.get(m), self.starts.get(m)) {
+            (Some(moved), Some(&start)) => Self::moved_value(moved, drawn, point - start, (k, p)),
+            _ => drawn,
+        }
     }
 
-    /// The drawn value is looked up once per row, not at every point.
+    /// The drawn value is looked up once per row, and each move's points
+    /// are filled together: a row is filled at every input of the layer,
+    /// and looking up each point's move took a third of the run (A3 at
+    /// N = 10⁶, 19 points).
     fn fill<T: Replayable>(
         &self,
         points: std::ops::Range<usize>,
@@ -220,8 +312,19 @@ impl Points for Moves<'_> {
         row: &mut [T],
     ) {
         let drawn = value_at(self.flat, k, p);
-        for (slot, point) in row.iter_mut().zip(points) {
-            *slot = T::of(self.value_from(drawn, point, k, p));
+        for (m, moved) in self.moves.iter().enumerate() {
+            let (Some(&start), Some(&end)) = (self.starts.get(m), self.starts.get(m + 1)) else {
+                continue;
+            };
+            let (from, to) = (start.max(points.start), end.min(points.end));
+            let Some(slots) =
+                row.get_mut(from.saturating_sub(points.start)..to.saturating_sub(points.start))
+            else {
+                continue;
+            };
+            for (slot, point) in slots.iter_mut().zip(from..to) {
+                *slot = T::of(Self::moved_value(moved, drawn, point - start, (k, p)));
+            }
         }
     }
 }
@@ -237,12 +340,13 @@ mod tests {
     }
 
     /// Every value of a first round is what a run of the probe's own at
-    /// the request's four points gives, bit for bit (value or error), over
-    /// every spec with a layer or loss: the batch shares runs, not lanes.
-    /// Both kinds of request are met, and some in rounds of several.
+    /// the request's four points gives, or the Taylor claims' own run at
+    /// their rounding points, bit for bit (value or error), over every spec
+    /// with a layer or loss: the batch shares runs, not lanes. Every kind
+    /// of request is met, and some in rounds of several.
     #[test]
     fn a_first_round_is_what_each_probe_makes_alone() {
-        let (mut walks, mut alongs, mut shared) = (0, 0, 0);
+        let (mut walks, mut alongs, mut roundings, mut shared) = (0, 0, 0, 0);
         crate::verify::context::tests::for_each_context(|path, cx| {
             let round = first_round(cx);
             shared += usize::from(round.losses.len() > 1);
@@ -274,6 +378,15 @@ mod tests {
                             }
                         })
                     }
+                    Request::Rounding => {
+                        roundings += 1;
+                        // As a Taylor claim draws its first direction.
+                        let layout = taylor::layout_of(cx);
+                        let total = layout.iter().map(|(_, n)| n).sum();
+                        let u = taylor::directions(cx, total, taylor::DIRECTIONS).swap_remove(0);
+                        let points = RoundingPoints::new(cx, &layout, &u);
+                        cx.losses_in_both(RoundingPoints::STEPS, points)
+                    }
                 };
                 for (precision, (a, b)) in batched.iter().zip(&alone).enumerate() {
                     let (a, b): (Vec<_>, Vec<_>) =
@@ -283,9 +396,37 @@ mod tests {
             }
         });
         assert!(
-            walks > 50 && alongs > 50 && shared > 50,
-            "{walks} walks, {alongs} directions, {shared} rounds of several"
+            walks > 50 && alongs > 50 && roundings > 50 && shared > 50,
+            "{walks} walks, {alongs} directions, {roundings} roundings, {shared} rounds of several"
         );
+    }
+
+    /// A Taylor claim finds its rounding points in the first round wherever
+    /// the spec has one and L replays in both precisions (J's layout is
+    /// every differentiable tensor's), and not for another layout.
+    #[test]
+    fn taylor_claims_read_their_rounding_from_the_first_round() {
+        let (mut read, mut expected) = (0, 0);
+        crate::verify::context::tests::for_each_context(|path, cx| {
+            let replays = <f64 as Replayable>::replay(cx).is_some()
+                && <f32 as Replayable>::replay(cx).is_some();
+            let layout = taylor::layout_of(cx);
+            if !(expands_l(cx) && replays && cx.derived().is_ok()) || layout.is_empty() {
+                return;
+            }
+            expected += 1;
+            let round = first_round(cx);
+            let found = round.rounding(&layout);
+            assert!(found.is_some(), "{path:?}: no rounding points");
+            read += 1;
+            let mut other = layout.clone();
+            other.pop();
+            assert!(
+                round.rounding(&other).is_none(),
+                "{path:?}: read for another layout"
+            );
+        });
+        assert!(read > 50 && read == expected, "{read} of {expected}");
     }
 
     /// A probe reading its first steps from a first round finds what it
