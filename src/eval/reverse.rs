@@ -635,6 +635,28 @@ impl<B: Copy> Recorded<B> {
         std::mem::take(&mut self.tape.values)
     }
 
+    /// A copy of all a replay is compiled from (the values are not), for
+    /// compiling while the recording is still swept.
+    pub fn without_values(&self) -> Self {
+        let tape = &self.tape;
+        Self {
+            tape: Tape {
+                entries: tape.entries.clone(),
+                values: Vec::new(),
+                constants: tape.constants.clone(),
+                guards: tape.guards.clone(),
+                unguarded: tape.unguarded,
+                folded: tape.folded,
+                computed_constants: tape.computed_constants,
+                busy: false,
+                overflowed: tape.overflowed,
+            },
+            leaves: self.leaves.clone(),
+            output: self.output,
+            kinks: self.kinks,
+        }
+    }
+
     /// The value of an operand.
     pub(super) fn value(&self, x: u32) -> B {
         if x & CONSTANT_BIT != 0 {
@@ -658,14 +680,14 @@ impl<B: Copy> Recorded<B> {
 /// taken in. The evaluator records the leaves first, tensor by tensor in
 /// row-major order: element p of tensor k is then entry `starts[k] + p`,
 /// and no table of every element (4 bytes each) is held beside the tape.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(super) struct LeafEntries {
     /// Each tensor's shape, and whether the gradient is taken in it.
     pub(super) tensors: Vec<(ndarray::IxDyn, bool)>,
     pub(super) layout: LeafLayout,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(super) enum LeafLayout {
     /// The entry where each tensor's leaves start, and past the last.
     Runs(Vec<usize>),

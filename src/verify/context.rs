@@ -138,10 +138,35 @@ impl<'a> SizeContext<'a> {
     /// The gradient with its route and the agreement of its two
     /// derivations (see [`super::derivation`]).
     pub fn derivation(&self) -> Result<&Derivation, Box<EvalError>> {
+        self.derive(false)
+    }
+
+    /// [`SizeContext::derivation`]; where it is made here, the replay of L
+    /// in f64 is compiled on another core while reverse mode sweeps the
+    /// recording, for a caller with a core to spare. Only for a recording
+    /// of at most [`crate::eval::LARGE_RECORDING`] operations: the compile
+    /// holds a copy of the recording's operations beside what the sweep
+    /// holds.
+    pub fn derivation_and_replay(&self) -> Result<&Derivation, Box<EvalError>> {
+        self.derive(true)
+    }
+
+    fn derive(&self, compile_beside: bool) -> Result<&Derivation, Box<EvalError>> {
         self.derived
             .get_or_init(|| {
-                let (derivation, recorded) =
-                    derive(self.instance, self.values, self.terms, self.options.seed);
+                let beside = |recorded: &Recorded<f64>| {
+                    if compile_beside && recorded.len() <= crate::eval::LARGE_RECORDING {
+                        let copy = || Some(recorded.without_values());
+                        compiled(self, &self.replay64, copy, self.values);
+                    }
+                };
+                let (derivation, recorded) = derive(
+                    self.instance,
+                    self.values,
+                    self.terms,
+                    self.options.seed,
+                    beside,
+                );
                 // The replays of L in f64 run the recording reverse mode
                 // swept, compiled when first needed; one cut short by the
                 // clock is no answer.
@@ -834,6 +859,82 @@ pub(super) mod tests {
         // A value offered once one is kept changes nothing.
         lazy.offer(values[0] + 1);
         assert_eq!(lazy.get(), Some(&values[0]));
+    }
+
+    /// A replay compiled while reverse mode sweeps the recording is the one
+    /// compiled from the recording afterwards: L at points along a random
+    /// direction is the same bit for bit (value or error), and so is the
+    /// derivation; over every spec with a layer or loss, most of which
+    /// replay.
+    #[test]
+    fn a_replay_compiled_beside_the_sweep_is_the_one_compiled_after() {
+        let options = Options::default();
+        let (mut compared, mut beside) = (0, 0);
+        crate::test_support::for_each_spec_with_a_loss(|path, source, instance| {
+            let Ok(values) = draw_values(instance, 1) else {
+                return;
+            };
+            let mut evaluation = instance.evaluation::<f64>(&values);
+            let Ok(loss) = evaluation.loss() else {
+                return;
+            };
+            let new = || {
+                let (program, evaluation) = (instance.program, &evaluation);
+                SizeContext::new(
+                    program,
+                    source,
+                    &options,
+                    instance,
+                    &values,
+                    evaluation,
+                    Some(loss),
+                    1.0,
+                    1.0,
+                )
+            };
+            let (with, after) = (new(), new());
+            let gradient = |d: Result<&Derivation, Box<EvalError>>| {
+                d.map(|d| format!("{:?}", d.gradient))
+                    .map_err(|e| e.to_string())
+            };
+            assert_eq!(
+                gradient(with.derivation_and_replay()),
+                gradient(after.derivation()),
+                "{path:?}"
+            );
+            // Compiled with the derivation, where it recorded: nothing is
+            // left waiting for a compile.
+            if with.replay64.get().is_some() {
+                beside += 1;
+            }
+            assert!(with.swept_operations().is_none(), "{path:?}");
+            let (a, b) = (f64::replay(&with), f64::replay(&after));
+            assert_eq!(a.is_some(), b.is_some(), "{path:?}");
+            let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(7);
+            let flat = with.flat_values();
+            let u: Vec<Vec<f64>> = flat
+                .iter()
+                .map(|t| crate::verify::grad::unit_direction(&mut rng, t.len()))
+                .collect();
+            let at = |point: usize, k: usize, p: usize| {
+                value_at(flat, k, p) + 1e-3 * point as f64 * u[k][p]
+            };
+            let bits = |l: Vec<Result<f64, Box<EvalError>>>| -> Vec<Result<u64, String>> {
+                l.into_iter()
+                    .map(|l| l.map(f64::to_bits).map_err(|e| e.to_string()))
+                    .collect()
+            };
+            assert_eq!(
+                bits(with.losses::<f64>(3, at)),
+                bits(after.losses::<f64>(3, at)),
+                "{path:?}"
+            );
+            compared += 1;
+        });
+        assert!(
+            compared > 100 && beside * 4 > compared * 3,
+            "{beside} of {compared} compiled beside the sweep"
+        );
     }
 
     /// Calls `f` with a context at the values drawn from seed 1, for each

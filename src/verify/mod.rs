@@ -244,7 +244,9 @@ fn check_claims(cx: &SizeContext<'_>, checks: &mut [Box<dyn ClaimCheck + Send + 
     }
     // The gradient the gradient and Taylor claims read, made first on
     // every core rather than waited for by all but one claim (under a
-    // time limit of its own, not the first asker's).
+    // time limit of its own, not the first asker's); a replay of L of a
+    // recording that is not large is compiled on a core its reverse sweep
+    // leaves free.
     let reads_gradient = cx
         .program
         .claims
@@ -253,14 +255,16 @@ fn check_claims(cx: &SizeContext<'_>, checks: &mut [Box<dyn ClaimCheck + Send + 
     if reads_gradient && cx.loss.is_some() {
         cx.instance
             .extend_deadline(Deadline::after(cx.options.timeout));
-        let _ = cx.derivation();
+        let _ = cx.derivation_and_replay();
     }
     // The replay of L that probes and Taylor ladders run. A large one is
     // compiled now, while the derivation's recording is about all that is
     // held: compiled beside the claims' first work, the recording, its
     // schedule and the program were held at once with theirs, which made
-    // the peak memory of a large layer. A smaller one is compiled beside
-    // that work (a closed form, J), which needs no replay.
+    // the peak memory of a large layer. A smaller one is compiled with the
+    // derivation, or where that left it to do (a recording made by a
+    // claim, the derivation's cut short by the clock) beside the claims'
+    // first work (a closed form, J), which needs no replay.
     let compile_beside = match cx.swept_operations() {
         Some(n) if n <= crate::eval::LARGE_RECORDING => true,
         Some(_) => {
