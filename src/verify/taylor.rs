@@ -78,8 +78,9 @@ use crate::syntax::ast::{Precision, RateOp, TaylorScheme};
 pub const DIRECTIONS: usize = 4;
 /// A fitted rate this close to a whole number has settled on it.
 pub const SETTLED: f64 = 0.25;
-/// Steps of the f32-against-f64 comparison that measures L's rounding.
-const ROUNDING_PROBES: [f64; 3] = [1.0, 1e-1, 1e-2];
+/// Steps of the f32-against-f64 comparison that measures L's rounding: the
+/// drawn point, and ± each of 1, 0.1 and 0.01.
+const ROUNDING_STEPS: [f64; 7] = [0.0, 1.0, -1.0, 1e-1, -1e-1, 1e-2, -1e-2];
 
 /// The runs of one size for one J and set of precisions: claims that
 /// differ only in scheme or bound share them.
@@ -1244,8 +1245,8 @@ pub(crate) struct RoundingPoints<'s> {
 }
 
 impl<'s> RoundingPoints<'s> {
-    /// ε = 0 and ± each of [`ROUNDING_PROBES`].
-    pub(crate) const STEPS: usize = 1 + 2 * ROUNDING_PROBES.len();
+    /// One point per ε of [`ROUNDING_STEPS`].
+    pub(crate) const STEPS: usize = ROUNDING_STEPS.len();
 
     pub(crate) fn new(cx: &'s SizeContext<'_>, layout: &[(TensorId, usize)], u: &'s [f64]) -> Self {
         Self {
@@ -1255,39 +1256,34 @@ impl<'s> RoundingPoints<'s> {
         }
     }
 
-    /// Element `p` of tensor `k` at point `point`, given its drawn value.
-    pub(crate) fn value_from(&self, drawn: f64, point: usize, k: usize, p: usize) -> f64 {
-        let eps = match point {
-            0 => 0.0,
-            n => {
-                let e = ROUNDING_PROBES.get((n - 1) / 2).copied().unwrap_or(0.0);
-                if n % 2 == 1 { e } else { -e }
-            }
-        };
+    /// Element `p` of tensor `k` at every point, given its drawn value.
+    pub(crate) fn row_from(&self, drawn: f64, k: usize, p: usize) -> [f64; ROUNDING_STEPS.len()] {
         let w = f32::constant(drawn);
-        let x = match self.offsets.get(k).copied().flatten() {
-            Some(o) => w + f32::constant(eps * self.u.get(o + p).copied().unwrap_or(0.0)),
-            None => w,
-        };
-        f64::from(x)
+        let along = (self.offsets.get(k).copied().flatten())
+            .map(|o| self.u.get(o + p).copied().unwrap_or(0.0));
+        ROUNDING_STEPS.map(|eps| match along {
+            Some(along) => f64::from(w + f32::constant(eps * along)),
+            None => f64::from(w),
+        })
     }
 }
 
 impl Points for RoundingPoints<'_> {
     fn value(&self, point: usize, k: usize, p: usize) -> f64 {
-        self.value_from(value_at(self.flat, k, p), point, k, p)
+        let row = self.row_from(value_at(self.flat, k, p), k, p);
+        row.get(point).copied().unwrap_or(f64::NAN)
     }
 
-    /// The drawn value is looked up once per row.
+    /// An element's points are made at once.
     fn fill<T: Replayable>(
         &self,
         points: std::ops::Range<usize>,
         (k, p): (usize, usize),
         row: &mut [T],
     ) {
-        let drawn = value_at(self.flat, k, p);
-        for (slot, point) in row.iter_mut().zip(points) {
-            *slot = T::of(self.value_from(drawn, point, k, p));
+        let values = self.row_from(value_at(self.flat, k, p), k, p);
+        for (slot, v) in row.iter_mut().zip(values.get(points).unwrap_or_default()) {
+            *slot = T::of(*v);
         }
     }
 }
