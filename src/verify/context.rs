@@ -138,26 +138,42 @@ impl<'a> SizeContext<'a> {
     /// The gradient with its route and the agreement of its two
     /// derivations (see [`super::derivation`]).
     pub fn derivation(&self) -> Result<&Derivation, Box<EvalError>> {
-        self.derive(false)
+        self.derive(None::<fn(Recorded<f64>)>)
     }
 
-    /// [`SizeContext::derivation`]; where it is made here, the replay of L
-    /// in f64 is compiled on another core while reverse mode sweeps the
-    /// recording, for a caller with a core to spare. Only for a recording
-    /// of at most [`crate::eval::LARGE_RECORDING`] operations: the compile
-    /// holds a copy of the recording's operations beside what the sweep
-    /// holds.
-    pub fn derivation_and_replay(&self) -> Result<&Derivation, Box<EvalError>> {
-        self.derive(true)
+    /// [`SizeContext::derivation`]; where it is made here and records at
+    /// most [`crate::eval::LARGE_RECORDING`] operations, `compile` is
+    /// handed a copy of the recording (without its values) before reverse
+    /// mode sweeps it, to compile the replay of L in f64 from
+    /// ([`SizeContext::compile_replay`]), and the recording is not kept.
+    /// For a caller with a core to spare: the copy is held beside the
+    /// sweep.
+    pub fn derivation_compiled_by(
+        &self,
+        compile: impl FnOnce(Recorded<f64>),
+    ) -> Result<&Derivation, Box<EvalError>> {
+        self.derive(Some(compile))
     }
 
-    fn derive(&self, compile_beside: bool) -> Result<&Derivation, Box<EvalError>> {
+    /// Compiles the replay of L in f64 from `recorded` (a recording at the
+    /// drawn values), unless it is made already.
+    pub fn compile_replay(&self, recorded: Recorded<f64>) {
+        let _ = compiled(self, &self.replay64, || Some(recorded), self.values);
+    }
+
+    fn derive(
+        &self,
+        compile: Option<impl FnOnce(Recorded<f64>)>,
+    ) -> Result<&Derivation, Box<EvalError>> {
         self.derived
             .get_or_init(|| {
+                let mut handed_on = false;
                 let beside = |recorded: &Recorded<f64>| {
-                    if compile_beside && recorded.len() <= crate::eval::LARGE_RECORDING {
-                        let copy = || Some(recorded.without_values());
-                        compiled(self, &self.replay64, copy, self.values);
+                    if let Some(compile) = compile
+                        && recorded.len() <= crate::eval::LARGE_RECORDING
+                    {
+                        compile(recorded.without_values());
+                        handed_on = true;
                     }
                 };
                 let (derivation, recorded) = derive(
@@ -173,8 +189,9 @@ impl<'a> SizeContext<'a> {
                 let timed_out = matches!(&derivation, Err(e) if e.is_timeout());
                 match recorded {
                     // Kept only for a replay not yet made (a claim may have
-                    // recorded and compiled its own before).
-                    Some(recorded) if !timed_out && self.replay64.get().is_none() => {
+                    // recorded and compiled its own before) nor compiled
+                    // from a copy.
+                    Some(recorded) if !timed_out && !handed_on && self.replay64.get().is_none() => {
                         *locked(&self.swept) = Some(recorded);
                     }
                     None if !timed_out => self.replay64.offer(None),
@@ -861,13 +878,13 @@ pub(super) mod tests {
         assert_eq!(lazy.get(), Some(&values[0]));
     }
 
-    /// A replay compiled while reverse mode sweeps the recording is the one
-    /// compiled from the recording afterwards: L at points along a random
-    /// direction is the same bit for bit (value or error), and so is the
-    /// derivation; over every spec with a layer or loss, most of which
-    /// replay.
+    /// A replay compiled from a copy of the recording before reverse mode
+    /// sweeps it is the one compiled from the recording afterwards: L at
+    /// points along a random direction is the same bit for bit (value or
+    /// error), and so is the derivation; over every spec with a layer or
+    /// loss, most of which replay.
     #[test]
-    fn a_replay_compiled_beside_the_sweep_is_the_one_compiled_after() {
+    fn a_replay_compiled_from_a_copy_of_the_recording_is_the_one_compiled_after() {
         let options = Options::default();
         let (mut compared, mut beside) = (0, 0);
         crate::test_support::for_each_spec_with_a_loss(|path, source, instance| {
@@ -898,16 +915,22 @@ pub(super) mod tests {
                     .map_err(|e| e.to_string())
             };
             assert_eq!(
-                gradient(with.derivation_and_replay()),
+                gradient(with.derivation_compiled_by(|copy| with.compile_replay(copy))),
                 gradient(after.derivation()),
                 "{path:?}"
             );
-            // Compiled with the derivation, where it recorded: nothing is
-            // left waiting for a compile.
+            // Compiled from the copy, where it recorded: the recording is
+            // not kept for a compile.
             if with.replay64.get().is_some() {
                 beside += 1;
             }
             assert!(with.swept_operations().is_none(), "{path:?}");
+            // Nor where the copy is handed on to be compiled elsewhere
+            // (here dropped, as where no thread is to be had: a claim
+            // needing the replay then records again).
+            let handed = new();
+            let _ = handed.derivation_compiled_by(drop);
+            assert!(handed.swept_operations().is_none(), "{path:?}");
             let (a, b) = (f64::replay(&with), f64::replay(&after));
             assert_eq!(a.is_some(), b.is_some(), "{path:?}");
             let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(7);

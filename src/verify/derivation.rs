@@ -113,14 +113,14 @@ impl Derivation {
 /// Derives the gradient of L at the drawn values (see the module's notes),
 /// and hands on the recording reverse mode swept, for compiling into a
 /// replay of L when one is first needed (`None` where there is no
-/// recording to replay). `beside` is given the recording while reverse
-/// mode sweeps it, on another core where one is free.
+/// recording to replay). `show` is shown the recording before reverse
+/// mode sweeps it.
 pub fn derive(
     instance: &Instance<'_>,
     values: &[ArrayD<f64>],
     terms: f64,
     seed: u64,
-    beside: impl FnOnce(&Recorded<f64>) + Send,
+    show: impl FnOnce(&Recorded<f64>),
 ) -> (Result<Derivation, Box<EvalError>>, Option<Recorded<f64>>) {
     // Above [`DENSE_ELEMENTS`] forward mode checks along random
     // directions, which need nothing of the recording: that pass runs
@@ -150,7 +150,8 @@ pub fn derive(
         }
         Err(e) => return (Err(e), None),
     };
-    let (reverse, ()) = rayon::join(|| gradient_of(&recorded), || beside(&recorded));
+    show(&recorded);
+    let reverse = gradient_of(&recorded);
     // A replay does not read the recorded values.
     drop(recorded.take_values());
     let operations = recorded.len();

@@ -242,37 +242,11 @@ fn check_claims(cx: &SizeContext<'_>, checks: &mut [Box<dyn ClaimCheck + Send + 
         }
         return;
     }
-    // The gradient the gradient and Taylor claims read, made first on
-    // every core rather than waited for by all but one claim (under a
-    // time limit of its own, not the first asker's); a replay of L of a
-    // recording that is not large is compiled on a core its reverse sweep
-    // leaves free.
     let reads_gradient = cx
         .program
         .claims
         .iter()
         .any(|c| matches!(c.kind, ClaimKind::Grad(_) | ClaimKind::Taylor(_)));
-    if reads_gradient && cx.loss.is_some() {
-        cx.instance
-            .extend_deadline(Deadline::after(cx.options.timeout));
-        let _ = cx.derivation_and_replay();
-    }
-    // The replay of L that probes and Taylor ladders run. A large one is
-    // compiled now, while the derivation's recording is about all that is
-    // held: compiled beside the claims' first work, the recording, its
-    // schedule and the program were held at once with theirs, which made
-    // the peak memory of a large layer. A smaller one is compiled with the
-    // derivation, or where that left it to do (a recording made by a
-    // claim, the derivation's cut short by the clock) beside the claims'
-    // first work (a closed form, J), which needs no replay.
-    let compile_beside = match cx.swept_operations() {
-        Some(n) if n <= crate::eval::LARGE_RECORDING => true,
-        Some(_) => {
-            let _ = <f64 as context::Replayable>::replay(cx);
-            false
-        }
-        None => false,
-    };
     let queue = std::sync::Mutex::new(claim_order(cx.program, checks).into_iter());
     // The lock is held for taking a claim, not for checking it.
     let next = || crate::eval::locked(&queue).next();
@@ -282,12 +256,30 @@ fn check_claims(cx: &SizeContext<'_>, checks: &mut [Box<dyn ClaimCheck + Send + 
         }
     };
     std::thread::scope(|scope| {
-        if compile_beside {
-            let compile = || {
-                let _ = <f64 as context::Replayable>::replay(cx);
+        // The gradient the gradient and Taylor claims read, made first on
+        // every core rather than waited for by all but one claim (under a
+        // time limit of its own, not the first asker's). The replay of L
+        // that probes and Taylor ladders run is compiled from a copy of its
+        // recording on a thread of its own, beside the reverse sweep and
+        // then beside the claims' first work (a closed form, J), which
+        // needs no replay; a claim that needs it first waits for it.
+        if reads_gradient && cx.loss.is_some() {
+            cx.instance
+                .extend_deadline(Deadline::after(cx.options.timeout));
+            let compile = |recorded| {
+                let compile = move || cx.compile_replay(recorded);
+                // No thread to be had: the first claim to replay records again.
+                let _ = std::thread::Builder::new().spawn_scoped(scope, compile);
             };
-            // No thread to be had: the first claim to replay compiles.
-            let _ = std::thread::Builder::new().spawn_scoped(scope, compile);
+            let _ = cx.derivation_compiled_by(compile);
+        }
+        // A large recording is not copied: its replay is compiled now,
+        // while the recording is about all that is held (compiled beside
+        // the claims' first work, the recording, its schedule and the
+        // program were held at once with theirs, which made the peak
+        // memory of a large layer).
+        if cx.swept_operations().is_some() {
+            let _ = <f64 as context::Replayable>::replay(cx);
         }
         let spawned = (0..workers)
             .filter(|_| {
