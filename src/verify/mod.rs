@@ -247,7 +247,8 @@ fn check_claims(cx: &SizeContext<'_>, checks: &mut [Box<dyn ClaimCheck + Send + 
         .claims
         .iter()
         .any(|c| matches!(c.kind, ClaimKind::Grad(_) | ClaimKind::Taylor(_)));
-    let queue = std::sync::Mutex::new(claim_order(cx.program, checks).into_iter());
+    let elements: Vec<usize> = cx.values.iter().map(|v| v.len()).collect();
+    let queue = std::sync::Mutex::new(claim_order(cx.program, &elements, checks).into_iter());
     // The lock is held for taking a claim, not for checking it.
     let next = || crate::eval::locked(&queue).next();
     let work = || {
@@ -299,27 +300,27 @@ fn check_claims(cx: &SizeContext<'_>, checks: &mut [Box<dyn ClaimCheck + Send + 
 /// The order claims are taken in on several threads: the first Taylor
 /// claim first, as its ladders take longest, and the other Taylor claims
 /// last, as they mostly reuse those ladders (a claim taken beside the
-/// first would only wait for them). `checks` are the program's claims'.
+/// first would only wait for them). Between them the other claims, those
+/// on the largest tensors first (`elements` by tensor): a gradient claim
+/// costs about its tensor's size, and one of the largest taken last kept
+/// one core busy while the other had nothing left (A2 at 512²).
+/// `checks` are the program's claims'.
 fn claim_order<'c, 'p>(
     program: &Program,
+    elements: &[usize],
     checks: &'c mut [Box<dyn ClaimCheck + Send + 'p>],
 ) -> Vec<&'c mut Box<dyn ClaimCheck + Send + 'p>> {
     debug_assert_eq!(program.claims.len(), checks.len());
     let mut first_taylor = true;
-    let mut ranked: Vec<(u8, &'c mut Box<dyn ClaimCheck + Send + 'p>)> = program
-        .claims
-        .iter()
-        .zip(checks.iter_mut())
-        .map(|(claim, check)| {
-            let rank = match claim.kind {
-                ClaimKind::Taylor(_) if std::mem::replace(&mut first_taylor, false) => 0,
-                ClaimKind::Taylor(_) => 2,
-                _ => 1,
-            };
-            (rank, check)
-        })
-        .collect();
-    ranked.sort_by_key(|(rank, _)| *rank);
+    let rank = |claim: &crate::analysis::program::Claim| match &claim.kind {
+        ClaimKind::Taylor(_) if std::mem::replace(&mut first_taylor, false) => (0, 0),
+        ClaimKind::Taylor(_) => (2, 0),
+        ClaimKind::Grad(g) => (1, elements.get(g.target.0).copied().unwrap_or(0)),
+        _ => (1, 0),
+    };
+    let ranks: Vec<(u8, usize)> = program.claims.iter().map(rank).collect();
+    let mut ranked: Vec<_> = ranks.into_iter().zip(checks.iter_mut()).collect();
+    ranked.sort_by_key(|&((rank, size), _)| (rank, std::cmp::Reverse(size)));
     ranked.into_iter().map(|(_, check)| check).collect()
 }
 
@@ -521,4 +522,58 @@ fn claim_head(source: &Source, claim: &crate::analysis::program::Claim) -> Strin
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    /// The first Taylor claim comes first and the others last; between
+    /// them the gradient claims on the largest tensors first, in the
+    /// spec's order where their tensors are as large.
+    #[test]
+    fn claims_are_taken_largest_tensor_first_between_the_taylor_claims() {
+        let text = "dim n = 3, m = 2
+input x[n]
+param w[m, n], b[m]
+y[i] = sum(k) w[i,k] * x[k] + b[i]
+grad b[i] = g[i]
+check taylor one_sided rate > 1
+grad x[j] = sum(i) g[i] * w[i,j]
+grad w[i,j] = g[i] * x[j]
+check taylor central rate > 2
+grad b[i] = g[i] + 0
+";
+        let source = Source::new("order.dl".to_string(), text);
+        let program = crate::analysis::analyze(&crate::syntax::parse(&source).unwrap()).unwrap();
+        let mut checks: Vec<Box<dyn ClaimCheck + Send + '_>> = program
+            .claims
+            .iter()
+            .map(|claim| checker(&program, &source, claim))
+            .collect();
+        let addresses: Vec<*const u8> = checks
+            .iter()
+            .map(|c| (&**c as *const (dyn ClaimCheck + Send)).cast::<u8>())
+            .collect();
+        // x, w, b, and the data g, by tensor id.
+        let mut elements = vec![0; program.tensors.len()];
+        for (k, t) in program.tensors.iter().enumerate() {
+            elements[k] = match t.name.as_str() {
+                "x" => 3,
+                "w" => 6,
+                _ => 2,
+            };
+        }
+        let order: Vec<usize> = claim_order(&program, &elements, &mut checks)
+            .into_iter()
+            .map(|c| {
+                let at = (&**c as *const (dyn ClaimCheck + Send)).cast::<u8>();
+                addresses.iter().position(|&a| a == at).unwrap()
+            })
+            .collect();
+        // Claims in spec order: 0 grad b, 1 taylor, 2 grad x, 3 grad w,
+        // 4 taylor, 5 grad b.
+        assert_eq!(order, vec![1, 3, 2, 0, 5, 4]);
+    }
 }
