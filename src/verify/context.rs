@@ -69,7 +69,8 @@ pub struct SizeContext<'a> {
     probe_directions: Vec<OnceLock<Arc<Direction>>>,
     /// Each tensor's probe derivative by a replay over dual lanes.
     probe_derivatives: OnceLock<Vec<Option<f64>>>,
-    /// The first round of every probe, made in one batch on first use.
+    /// The first round of every probe, with the Taylor claims' rounding
+    /// points, made in one batch on first use.
     first_probe_round: OnceLock<super::grad::FirstRound>,
     /// dL/dT in double-double by one backward sweep, where it serves
     /// ([`SizeContext::precise_partials`]).
@@ -138,33 +139,28 @@ impl<'a> SizeContext<'a> {
     /// The gradient with its route and the agreement of its two
     /// derivations (see [`super::derivation`]).
     pub fn derivation(&self) -> Result<&Derivation, Box<EvalError>> {
-        self.derive(None::<fn(Recorded<f64>)>)
+        self.derive(None::<fn()>)
     }
 
     /// [`SizeContext::derivation`]; where it is made here and records at
-    /// most [`crate::eval::LARGE_RECORDING`] operations, `compile` is
-    /// handed a copy of the recording (without its values) before reverse
-    /// mode sweeps it, to compile the replay of L in f64 from
-    /// ([`SizeContext::compile_replay`]), and the recording is not kept.
+    /// most [`crate::eval::LARGE_RECORDING`] operations, a copy of the
+    /// recording (without its values) is kept for the replay of L in f64
+    /// before reverse mode sweeps it, and `compile` is called to compile
+    /// the replay from it elsewhere ([`Replayable::replay`] on a thread of
+    /// its own) while the sweep goes on; whoever asks for the replay first
+    /// compiles it from the copy. Returns whether `compile` was called.
     /// For a caller with a core to spare: the copy is held beside the
     /// sweep.
-    pub fn derivation_compiled_by(
-        &self,
-        compile: impl FnOnce(Recorded<f64>),
-    ) -> Result<&Derivation, Box<EvalError>> {
-        self.derive(Some(compile))
+    pub fn derivation_compiled_beside(&self, compile: impl FnOnce()) -> bool {
+        let mut called = false;
+        let _ = self.derive(Some(|| {
+            compile();
+            called = true;
+        }));
+        called
     }
 
-    /// Compiles the replay of L in f64 from `recorded` (a recording at the
-    /// drawn values), unless it is made already.
-    pub fn compile_replay(&self, recorded: Recorded<f64>) {
-        let _ = compiled(self, &self.replay64, || Some(recorded), self.values);
-    }
-
-    fn derive(
-        &self,
-        compile: Option<impl FnOnce(Recorded<f64>)>,
-    ) -> Result<&Derivation, Box<EvalError>> {
+    fn derive(&self, compile: Option<impl FnOnce()>) -> Result<&Derivation, Box<EvalError>> {
         self.derived
             .get_or_init(|| {
                 let mut handed_on = false;
@@ -172,8 +168,9 @@ impl<'a> SizeContext<'a> {
                     if let Some(compile) = compile
                         && recorded.len() <= crate::eval::LARGE_RECORDING
                     {
-                        compile(recorded.without_values());
+                        *locked(&self.swept) = Some(recorded.without_values());
                         handed_on = true;
+                        compile();
                     }
                 };
                 let (derivation, recorded) = derive(
@@ -189,8 +186,8 @@ impl<'a> SizeContext<'a> {
                 let timed_out = matches!(&derivation, Err(e) if e.is_timeout());
                 match recorded {
                     // Kept only for a replay not yet made (a claim may have
-                    // recorded and compiled its own before) nor compiled
-                    // from a copy.
+                    // recorded and compiled its own before) nor kept as a
+                    // copy already.
                     Some(recorded) if !timed_out && !handed_on && self.replay64.get().is_none() => {
                         *locked(&self.swept) = Some(recorded);
                     }
@@ -312,8 +309,9 @@ impl<'a> SizeContext<'a> {
     }
 
     /// The first round of the probe of every tensor a gradient claim names,
-    /// made in one batch when the first probe starts (see
-    /// [`super::grad::first_round`]).
+    /// and the Taylor claims' rounding points, made in one batch when the
+    /// first probe or Taylor claim asks (see [`super::grad::first_round`]),
+    /// under that claim's time limit.
     pub fn first_probe_round(&self) -> &super::grad::FirstRound {
         self.first_probe_round
             .get_or_init(|| super::grad::first_round(self))
@@ -914,23 +912,29 @@ pub(super) mod tests {
                 d.map(|d| format!("{:?}", d.gradient))
                     .map_err(|e| e.to_string())
             };
+            let compile = || {
+                let _ = f64::replay(&with);
+            };
+            let called = with.derivation_compiled_beside(compile);
             assert_eq!(
-                gradient(with.derivation_compiled_by(|copy| with.compile_replay(copy))),
+                gradient(with.derivation()),
                 gradient(after.derivation()),
                 "{path:?}"
             );
-            // Compiled from the copy, where it recorded: the recording is
-            // not kept for a compile.
-            if with.replay64.get().is_some() {
+            // Compiled from the copy while the sweep went on, where it
+            // recorded and replays: nothing is left kept for a compile.
+            if called && matches!(with.replay64.get(), Some(Some(_))) {
                 beside += 1;
             }
             assert!(with.swept_operations().is_none(), "{path:?}");
-            // Nor where the copy is handed on to be compiled elsewhere
-            // (here dropped, as where no thread is to be had: a claim
-            // needing the replay then records again).
-            let handed = new();
-            let _ = handed.derivation_compiled_by(drop);
-            assert!(handed.swept_operations().is_none(), "{path:?}");
+            // Where the compile is not made at once (no thread to be had),
+            // the copy waits for the first claim to ask for the replay.
+            let waiting = new();
+            if waiting.derivation_compiled_beside(|| {}) {
+                assert!(waiting.swept_operations().is_some(), "{path:?}");
+                let (a, b) = (f64::replay(&waiting), f64::replay(&after));
+                assert_eq!(a.is_some(), b.is_some(), "{path:?}");
+            }
             let (a, b) = (f64::replay(&with), f64::replay(&after));
             assert_eq!(a.is_some(), b.is_some(), "{path:?}");
             let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(7);

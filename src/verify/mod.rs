@@ -263,24 +263,33 @@ fn check_claims(cx: &SizeContext<'_>, checks: &mut [Box<dyn ClaimCheck + Send + 
         // that probes and Taylor ladders run is compiled from a copy of its
         // recording on a thread of its own, beside the reverse sweep and
         // then beside the claims' first work (a closed form, J), which
-        // needs no replay; a claim that needs it first waits for it.
+        // needs no replay; a claim that asks for it before that thread
+        // starts compiles it from the copy, and any other waits for it.
+        let compile = || {
+            let _ = <f64 as context::Replayable>::replay(cx);
+        };
+        let mut compiling = false;
         if reads_gradient && cx.loss.is_some() {
             cx.instance
                 .extend_deadline(Deadline::after(cx.options.timeout));
-            let compile = |recorded| {
-                let compile = move || cx.compile_replay(recorded);
-                // No thread to be had: the first claim to replay records again.
+            // No thread to be had: the first claim to replay compiles.
+            let start = || {
                 let _ = std::thread::Builder::new().spawn_scoped(scope, compile);
             };
-            let _ = cx.derivation_compiled_by(compile);
+            compiling = cx.derivation_compiled_beside(start);
         }
         // A large recording is not copied: its replay is compiled now,
         // while the recording is about all that is held (compiled beside
         // the claims' first work, the recording, its schedule and the
         // program were held at once with theirs, which made the peak
-        // memory of a large layer).
-        if cx.swept_operations().is_some() {
-            let _ = <f64 as context::Replayable>::replay(cx);
+        // memory of a large layer). A smaller one the derivation did not
+        // hand on (made before) is compiled beside the claims' first work.
+        match cx.swept_operations() {
+            Some(n) if n > crate::eval::LARGE_RECORDING => compile(),
+            Some(_) if !compiling => {
+                let _ = std::thread::Builder::new().spawn_scoped(scope, compile);
+            }
+            _ => {}
         }
         let spawned = (0..workers)
             .filter(|_| {
@@ -300,10 +309,12 @@ fn check_claims(cx: &SizeContext<'_>, checks: &mut [Box<dyn ClaimCheck + Send + 
 /// The order claims are taken in on several threads: the first Taylor
 /// claim first, as its ladders take longest, and the other Taylor claims
 /// last, as they mostly reuse those ladders (a claim taken beside the
-/// first would only wait for them). Between them the other claims, those
-/// on the largest tensors first (`elements` by tensor): a gradient claim
-/// costs about its tensor's size, and one of the largest taken last kept
-/// one core busy while the other had nothing left (A2 at 512²).
+/// first would only wait for them). Between them the other claims: those
+/// of other kinds first (sampling, trajectories: they may take long), then
+/// the gradient claims on the largest tensors first (`elements` by
+/// tensor): a gradient claim costs about its tensor's size, and one of the
+/// largest taken last kept one core busy while the other had nothing left
+/// (A2 at 512²).
 /// `checks` are the program's claims'.
 fn claim_order<'c, 'p>(
     program: &Program,
@@ -316,7 +327,7 @@ fn claim_order<'c, 'p>(
         ClaimKind::Taylor(_) if std::mem::replace(&mut first_taylor, false) => (0, 0),
         ClaimKind::Taylor(_) => (2, 0),
         ClaimKind::Grad(g) => (1, elements.get(g.target.0).copied().unwrap_or(0)),
-        _ => (1, 0),
+        _ => (1, usize::MAX),
     };
     let ranks: Vec<(u8, usize)> = program.claims.iter().map(rank).collect();
     let mut ranked: Vec<_> = ranks.into_iter().zip(checks.iter_mut()).collect();

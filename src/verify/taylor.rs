@@ -1256,6 +1256,13 @@ impl<'s> RoundingPoints<'s> {
         }
     }
 
+    /// Points over `flat` along `u`, each tensor's elements starting at
+    /// `offsets` in u.
+    #[cfg(test)]
+    pub(crate) fn over(flat: &'s [&'s [f64]], offsets: Vec<Option<usize>>, u: &'s [f64]) -> Self {
+        Self { flat, offsets, u }
+    }
+
     /// Element `p` of tensor `k` at every point, given its drawn value.
     pub(crate) fn row_from(&self, drawn: f64, k: usize, p: usize) -> [f64; ROUNDING_STEPS.len()] {
         let w = f32::constant(drawn);
