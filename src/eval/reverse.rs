@@ -842,44 +842,45 @@ fn adjoint_sweep<B: TapeReal>(recorded: &Recorded<B>, buffer: Vec<B>) -> Vec<B> 
 pub const LARGE_RECORDING: usize = 1 << 21;
 
 /// Recordings of this many operations sweep for the adjoints and for the
-/// path magnitudes on two cores at once. Below, handing a sweep to another
-/// thread costs more than the sweep; above, the sweeps take turns.
-const SIDE_BY_SIDE_SWEEPS: std::ops::RangeInclusive<usize> = (1 << 14)..=LARGE_RECORDING;
+/// path magnitudes in one pass, both buffers held at once. Above, the
+/// sweeps take turns, one buffer held at a time.
+const SWEPT_TOGETHER: std::ops::RangeInclusive<usize> = 0..=LARGE_RECORDING;
 
 /// The gradient of a recording, by its backward sweep.
 pub fn gradient_of<B: TapeReal>(recorded: &Recorded<B>) -> ReverseGradient<B> {
-    gradient_swept(recorded, SIDE_BY_SIDE_SWEEPS.contains(&recorded.len()))
+    gradient_swept(recorded, SWEPT_TOGETHER.contains(&recorded.len()))
 }
 
-/// [`gradient_of`], its two sweeps side by side or in turn.
-fn gradient_swept<B: TapeReal>(recorded: &Recorded<B>, side_by_side: bool) -> ReverseGradient<B> {
+/// [`gradient_of`], its two sweeps in one pass or in turn.
+fn gradient_swept<B: TapeReal>(recorded: &Recorded<B>, together: bool) -> ReverseGradient<B> {
     let zero = B::of(0.0);
     let len = recorded.len();
     let read = |adjoint: &[B]| leaf_adjoints(recorded, adjoint);
-    let adjoints = |buffer| adjoint_sweep(recorded, buffer);
-    let path_sums = |buffer| {
-        swept_into(recorded, buffer, |a, partial| {
-            B::of((a * partial).value().abs())
-        })
-    };
-    let (gradient, paths) = if side_by_side {
-        // The two sweeps read the recording and nothing of each other. A
-        // sweep reads an adjoint before it adds to it: in zeroed memory
+    let (gradient, paths) = if together {
+        // A sweep reads an adjoint before it adds to it: in zeroed memory
         // that first read maps a shared page of zeros, and the write then
-        // copies it, which with both cores at work costs each a flush of
-        // its address cache, page by page. Written zeros have no such cost.
+        // copies it, which while another thread of the process works (the
+        // replay's compile, beside the derivation) costs each core a flush
+        // of its address cache, page by page. Written zeros have no such
+        // cost.
         let zeros = || {
             let mut buffer = Vec::with_capacity(len);
             buffer.resize(len, zero);
             buffer
         };
-        let (adjoint, paths) = rayon::join(|| adjoints(zeros()), || path_sums(zeros()));
+        let (mut adjoint, mut paths) = (zeros(), zeros());
+        for buffer in [&mut adjoint, &mut paths] {
+            if let Some(a) = buffer.get_mut(recorded.output as usize) {
+                *a = B::of(1.0);
+            }
+        }
+        sweep_together(recorded, &mut adjoint, &mut paths);
         (read(&adjoint), paths)
     } else {
         // In turn, one buffer held at a time; in f64 and f32 zeroed memory,
         // of which only the pages a sweep writes are ever held.
-        let gradient = read(&adjoints(vec![zero; len]));
-        (gradient, path_sums(vec![zero; len]))
+        let gradient = read(&adjoint_sweep(recorded, vec![zero; len]));
+        (gradient, swept_into(recorded, vec![zero; len], path_term))
     };
     let magnitude = read(&paths)
         .into_iter()
@@ -897,6 +898,11 @@ fn gradient_swept<B: TapeReal>(recorded: &Recorded<B>, side_by_side: bool) -> Re
         kinks: recorded.kinks,
         rounding,
     }
+}
+
+/// A path magnitude's term: the size of one path's product.
+fn path_term<B: Real>(a: B, partial: B) -> B {
+    B::of((a * partial).value().abs())
 }
 
 /// Each tensor's elements' adjoints, read from every entry's.
@@ -946,6 +952,45 @@ fn sweep<B: Real>(recorded: &Recorded<B>, adjoint: &mut [B], term: impl Fn(B, B)
                 && let Some(slot) = adjoint.get_mut(x as usize)
             {
                 *slot = *slot + term(a, partial);
+            }
+        }
+    }
+}
+
+/// [`sweep`] into the adjoints and the path magnitudes in one pass, each
+/// entry's partials computed once for both. Each buffer takes the same
+/// additions in the same order as in a sweep of its own, so the two come
+/// out bit for bit as two sweeps would give them.
+fn sweep_together<B: Real>(recorded: &Recorded<B>, adjoint: &mut [B], paths: &mut [B]) {
+    let entries = &recorded.tape.entries;
+    for n in (0..entries.len()).rev() {
+        let (a, p) = (adjoint[n], paths[n]);
+        let (a_on, p_on) = (a.value() != 0.0, p.value() != 0.0);
+        if !(a_on || p_on) {
+            continue;
+        }
+        let e = entries[n];
+        let op = e.op();
+        if op == Op::Leaf {
+            continue;
+        }
+        let d = partials(
+            op,
+            recorded.value(e.a),
+            recorded.value(e.b()),
+            recorded.tape.values[n],
+        );
+        let operands = if op.is_binary() { 2 } else { 1 };
+        for (&x, &partial) in [e.a, e.b()].iter().zip(&d).take(operands) {
+            if x & CONSTANT_BIT != 0 {
+                continue;
+            }
+            let x = x as usize;
+            if a_on && let Some(slot) = adjoint.get_mut(x) {
+                *slot = *slot + a * partial;
+            }
+            if p_on && let Some(slot) = paths.get_mut(x) {
+                *slot = *slot + path_term(p, partial);
             }
         }
     }
@@ -1074,22 +1119,31 @@ mod tests {
         assert_eq!(magnitude, vec![2.0 * y + 1.0, 2.0 * x]);
     }
 
-    /// The two sweeps side by side give what they give in turn, bit for
+    /// The two sweeps in one pass give what they give in turn, bit for
     /// bit (gradient, path magnitudes and rounding alike), and the
-    /// adjoints' sweep alone its gradient, on a recording
-    /// `gradient_of` runs them side by side on: f = Σ x_i·x_(i+1) around a
-    /// ring of leaves of both signs, whose gradient x_(i−1) + x_(i+1) and
-    /// path magnitudes |x_(i−1)| + |x_(i+1)| differ.
+    /// adjoints' sweep alone its gradient: f = Σ x_i·x_(i+1) around a ring
+    /// of leaves of both signs, whose gradient x_(i−1) + x_(i+1) and path
+    /// magnitudes |x_(i−1)| + |x_(i+1)| differ, plus at every fourth i a
+    /// product q − q that cancels: its adjoint is 0 and its paths are not,
+    /// so each buffer passes over entries the other takes.
     #[test]
-    fn sweeps_side_by_side_give_what_they_give_in_turn() {
+    fn sweeps_in_one_pass_give_what_they_give_in_turn() {
         let n = 8192;
         let xs: Vec<f64> = (0..n)
             .map(|i| if i % 3 == 0 { -0.5 } else { 0.25 } * (1.0 + i as f64 / n as f64))
             .collect();
         let (_, recorded) = recorded(&xs, |v| {
-            (0..n).fold(Rev::constant(0.0), |f, i| f + v[i] * v[(i + 1) % n])
+            (0..n).fold(Rev::constant(0.0), |f, i| {
+                let product = v[i] * v[(i + 1) % n];
+                if i.is_multiple_of(4) {
+                    let q = v[i] * v[(i + 1) % n];
+                    f + product + (q - q)
+                } else {
+                    f + product
+                }
+            })
         });
-        assert!(SIDE_BY_SIDE_SWEEPS.contains(&recorded.len()));
+        assert!(SWEPT_TOGETHER.contains(&recorded.len()));
         let [together, in_turn] = [true, false].map(|side| gradient_swept(&recorded, side));
         let flat = |t: &[Option<ArrayD<f64>>]| -> Vec<f64> {
             t[0].as_ref().unwrap().iter().copied().collect()
@@ -1104,7 +1158,20 @@ mod tests {
         for i in 0..n {
             let (before, after) = (xs[(i + n - 1) % n], xs[(i + 1) % n]);
             assert_eq!(gradient[i], before + after, "gradient at {i}");
-            assert_eq!(magnitude[i], before.abs() + after.abs(), "magnitude at {i}");
+            // q − q adds two paths to each of its factors.
+            let cancelled = |k: usize, other: f64| {
+                if k.is_multiple_of(4) {
+                    2.0 * other.abs()
+                } else {
+                    0.0
+                }
+            };
+            let extra = cancelled(i, after) + cancelled((i + n - 1) % n, before);
+            assert_eq!(
+                magnitude[i],
+                before.abs() + after.abs() + extra,
+                "magnitude at {i}"
+            );
         }
     }
 
