@@ -62,8 +62,8 @@ pub struct SizeContext<'a> {
     /// L recorded at the drawn values, compiled for replaying, per precision.
     replay64: Lazy<Option<Replay<f64>>>,
     /// The recording reverse mode swept, until it is compiled into
-    /// `replay64`.
-    swept: Mutex<Option<Recorded<f64>>>,
+    /// `replay64`; shared with the derivation while it sweeps.
+    swept: Mutex<Option<Arc<Recorded<f64>>>>,
     replay32: Lazy<Option<Replay<f32>>>,
     /// Each tensor's probe direction, drawn on first use.
     probe_directions: Vec<OnceLock<Arc<Direction>>>,
@@ -133,7 +133,7 @@ impl<'a> SizeContext<'a> {
     /// Operations in the recording reverse mode swept, while it waits to
     /// be compiled.
     pub fn swept_operations(&self) -> Option<usize> {
-        locked(&self.swept).as_ref().map(Recorded::len)
+        locked(&self.swept).as_ref().map(|r| r.len())
     }
 
     /// The gradient with its route and the agreement of its two
@@ -143,14 +143,14 @@ impl<'a> SizeContext<'a> {
     }
 
     /// [`SizeContext::derivation`]; where it is made here and records at
-    /// most [`crate::eval::LARGE_RECORDING`] operations, a copy of the
-    /// recording (without its values) is kept for the replay of L in f64
-    /// before reverse mode sweeps it, and `compile` is called to compile
-    /// the replay from it elsewhere ([`Replayable::replay`] on a thread of
-    /// its own) while the sweep goes on; whoever asks for the replay first
-    /// compiles it from the copy. Returns whether `compile` was called.
-    /// For a caller with a core to spare: the copy is held beside the
-    /// sweep.
+    /// most [`crate::eval::LARGE_RECORDING`] operations, the recording is
+    /// shared for the replay of L in f64 before reverse mode sweeps it,
+    /// and `compile` is called to compile the replay from it elsewhere
+    /// ([`Replayable::replay`] on a thread of its own) while the sweep goes
+    /// on; whoever asks for the replay first compiles it, from a copy made
+    /// on its own thread while the sweep still reads the recording.
+    /// Returns whether `compile` was called. For a caller with a core to
+    /// spare: the copy is made and held beside the sweep.
     pub fn derivation_compiled_beside(&self, compile: impl FnOnce()) -> bool {
         let mut called = false;
         let _ = self.derive(Some(|| {
@@ -164,11 +164,11 @@ impl<'a> SizeContext<'a> {
         self.derived
             .get_or_init(|| {
                 let mut handed_on = false;
-                let beside = |recorded: &Recorded<f64>| {
+                let beside = |recorded: &Arc<Recorded<f64>>| {
                     if let Some(compile) = compile
                         && recorded.len() <= crate::eval::LARGE_RECORDING
                     {
-                        *locked(&self.swept) = Some(recorded.without_values());
+                        *locked(&self.swept) = Some(Arc::clone(recorded));
                         handed_on = true;
                         compile();
                     }
@@ -186,8 +186,8 @@ impl<'a> SizeContext<'a> {
                 let timed_out = matches!(&derivation, Err(e) if e.is_timeout());
                 match recorded {
                     // Kept only for a replay not yet made (a claim may have
-                    // recorded and compiled its own before) nor kept as a
-                    // copy already.
+                    // recorded and compiled its own before) nor shared
+                    // already.
                     Some(recorded) if !timed_out && !handed_on && self.replay64.get().is_none() => {
                         *locked(&self.swept) = Some(recorded);
                     }
@@ -603,10 +603,20 @@ fn compiled<'c, T: TapeReal + Scalar>(
     .as_ref()
 }
 
+/// The recording to compile, from the one shared with the derivation:
+/// itself where nothing else holds it, else a copy without its values (a
+/// replay does not read them) while the derivation sweeps it.
+fn owned_recording(shared: Arc<Recorded<f64>>) -> Recorded<f64> {
+    Arc::try_unwrap(shared).unwrap_or_else(|sweeping| sweeping.without_values())
+}
+
 impl Replayable for f64 {
     fn replay<'c>(cx: &'c SizeContext<'_>) -> Option<&'c Replay<Self>> {
         // The derivation's recording where it made one, else a new one.
-        let swept = || locked(&cx.swept).take();
+        let swept = || {
+            let shared = locked(&cx.swept).take();
+            shared.map(owned_recording)
+        };
         compiled(cx, &cx.replay64, swept, cx.values)
     }
 }

@@ -17,6 +17,8 @@
 //! sum of their absolute values (the path magnitude reverse mode returns),
 //! n the terms of the largest sum as for every comparison of exact formulas.
 
+use std::sync::Arc;
+
 use ndarray::ArrayD;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -110,18 +112,23 @@ impl Derivation {
     }
 }
 
+/// A recording of L shared between the derivation sweeping it and
+/// whoever compiles its replay.
+pub type SharedRecording = Arc<Recorded<f64>>;
+
 /// Derives the gradient of L at the drawn values (see the module's notes),
 /// and hands on the recording reverse mode swept, for compiling into a
 /// replay of L when one is first needed (`None` where there is no
-/// recording to replay). `show` is shown the recording before reverse
-/// mode sweeps it.
+/// recording to replay). `share` is handed the recording before reverse
+/// mode sweeps it; the values of a recording still shared after the
+/// sweep are dropped by whoever holds it last.
 pub fn derive(
     instance: &Instance<'_>,
     values: &[ArrayD<f64>],
     terms: f64,
     seed: u64,
-    show: impl FnOnce(&Recorded<f64>),
-) -> (Result<Derivation, Box<EvalError>>, Option<Recorded<f64>>) {
+    share: impl FnOnce(&SharedRecording),
+) -> (Result<Derivation, Box<EvalError>>, Option<SharedRecording>) {
     // Above [`DENSE_ELEMENTS`] forward mode checks along random
     // directions, which need nothing of the recording: that pass runs
     // beside it, on a core the recording leaves free.
@@ -138,7 +145,7 @@ pub fn derive(
     } else {
         (record(instance, values), None)
     };
-    let mut recorded = match recorded.and_then(|recorded| {
+    let recorded = match recorded.and_then(|recorded| {
         instance.check_clock()?;
         Ok(recorded)
     }) {
@@ -150,10 +157,13 @@ pub fn derive(
         }
         Err(e) => return (Err(e), None),
     };
-    show(&recorded);
+    let mut recorded = Arc::new(recorded);
+    share(&recorded);
     let reverse = gradient_of(&recorded);
     // A replay does not read the recorded values.
-    drop(recorded.take_values());
+    if let Some(recorded) = Arc::get_mut(&mut recorded) {
+        drop(recorded.take_values());
+    }
     let operations = recorded.len();
     let derivation = checked(instance, values, terms, (seed, ahead), reverse, operations);
     (derivation, Some(recorded))

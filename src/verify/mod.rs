@@ -261,7 +261,8 @@ fn check_claims(cx: &SizeContext<'_>, checks: &mut [Box<dyn ClaimCheck + Send + 
         // every core rather than waited for by all but one claim (under a
         // time limit of its own, not the first asker's). The replay of L
         // that probes and Taylor ladders run is compiled from a copy of its
-        // recording on a thread of its own, beside the reverse sweep and
+        // recording, made on a thread of its own beside the reverse sweep
+        // (which reads the same recording), and compiled there beside it and
         // then beside the claims' first work (a closed form, J), which
         // needs no replay; a claim that asks for it before that thread
         // starts compiles it from the copy, and any other waits for it.
