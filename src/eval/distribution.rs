@@ -61,8 +61,6 @@ pub fn standard_normal(rng: &mut ChaCha8Rng) -> f64 {
 /// where drawing in turn leaves it.
 pub fn standard_normals(rng: &mut ChaCha8Rng, n: usize) -> Vec<f64> {
     use rayon::prelude::*;
-    /// 32-bit words of the stream one draw takes: two `u64`s.
-    const WORDS_PER_DRAW: u128 = 4;
     const CHUNK: usize = 1 << 14;
     let start = rng.get_word_pos();
     let at = |draw: usize| start + draw as u128 * WORDS_PER_DRAW;
@@ -84,6 +82,16 @@ pub fn standard_normals(rng: &mut ChaCha8Rng, n: usize) -> Vec<f64> {
     }
     rng.set_word_pos(at(n));
     drawn
+}
+
+/// 32-bit words of the stream one [`standard_normal`] draw takes: two
+/// `u64`s.
+const WORDS_PER_DRAW: u128 = 4;
+
+/// Moves the generator past `n` draws of [`standard_normal`] without
+/// drawing them: it is then where drawing them would leave it.
+pub fn skip_standard_normals(rng: &mut ChaCha8Rng, n: usize) {
+    rng.set_word_pos(rng.get_word_pos() + n as u128 * WORDS_PER_DRAW);
 }
 
 fn box_muller_uniforms(rng: &mut ChaCha8Rng) -> (f64, f64) {

@@ -13,6 +13,7 @@
 //! is what a run of its own gives, value or error.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 use super::{
     CONES_FROM, Loss, displacements, entries_along, fd_steps, magnitudes, moved_along,
@@ -42,6 +43,9 @@ pub struct FirstRound {
     /// The layout the rounding points were made for: a Taylor claim whose J
     /// has another makes its own.
     rounding_layout: Vec<(TensorId, usize)>,
+    /// The first Taylor direction over `rounding_layout`, until the Taylor
+    /// claim that measures takes it.
+    rounding_direction: Mutex<Option<Vec<f64>>>,
     /// Requests read, for the tests.
     #[cfg(test)]
     hits: std::sync::atomic::AtomicUsize,
@@ -72,6 +76,18 @@ impl FirstRound {
             return None;
         }
         self.get(Request::Rounding)
+    }
+
+    /// The first Taylor direction over J's `layout`, drawn for the
+    /// rounding points, for the first to ask for it.
+    pub fn take_rounding_direction(&self, layout: &[(TensorId, usize)]) -> Option<Vec<f64>> {
+        if self.rounding_layout != layout {
+            return None;
+        }
+        self.rounding_direction
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
     }
 
     /// A request's values, unless the clock cut one short: that is no
@@ -190,6 +206,7 @@ pub fn first_round(cx: &SizeContext<'_>) -> FirstRound {
     FirstRound {
         losses,
         rounding_layout,
+        rounding_direction: Mutex::new((total > 0).then_some(u)),
         #[cfg(test)]
         hits: Default::default(),
     }
