@@ -929,28 +929,13 @@ fn swept_into<B: Real>(
 /// `term`, added to its operands'. Entries with a zero adjoint are passed
 /// over, so an infinite partial that L does not reach gives no `inf · 0`.
 fn sweep<B: Real>(recorded: &Recorded<B>, adjoint: &mut [B], term: impl Fn(B, B) -> B) {
-    let entries = &recorded.tape.entries;
-    for n in (0..entries.len()).rev() {
+    for n in (0..recorded.tape.entries.len()).rev() {
         let a = adjoint[n];
         if a.value() == 0.0 {
             continue;
         }
-        let e = entries[n];
-        let op = e.op();
-        if op == Op::Leaf {
-            continue;
-        }
-        let d = partials(
-            op,
-            recorded.value(e.a),
-            recorded.value(e.b()),
-            recorded.tape.values[n],
-        );
-        let operands = if op.is_binary() { 2 } else { 1 };
-        for (&x, &partial) in [e.a, e.b()].iter().zip(&d).take(operands) {
-            if x & CONSTANT_BIT == 0
-                && let Some(slot) = adjoint.get_mut(x as usize)
-            {
+        for (x, partial) in operand_partials(recorded, n) {
+            if let Some(slot) = adjoint.get_mut(x) {
                 *slot = *slot + term(a, partial);
             }
         }
@@ -962,30 +947,13 @@ fn sweep<B: Real>(recorded: &Recorded<B>, adjoint: &mut [B], term: impl Fn(B, B)
 /// additions in the same order as in a sweep of its own, so the two come
 /// out bit for bit as two sweeps would give them.
 fn sweep_together<B: Real>(recorded: &Recorded<B>, adjoint: &mut [B], paths: &mut [B]) {
-    let entries = &recorded.tape.entries;
-    for n in (0..entries.len()).rev() {
+    for n in (0..recorded.tape.entries.len()).rev() {
         let (a, p) = (adjoint[n], paths[n]);
         let (a_on, p_on) = (a.value() != 0.0, p.value() != 0.0);
         if !(a_on || p_on) {
             continue;
         }
-        let e = entries[n];
-        let op = e.op();
-        if op == Op::Leaf {
-            continue;
-        }
-        let d = partials(
-            op,
-            recorded.value(e.a),
-            recorded.value(e.b()),
-            recorded.tape.values[n],
-        );
-        let operands = if op.is_binary() { 2 } else { 1 };
-        for (&x, &partial) in [e.a, e.b()].iter().zip(&d).take(operands) {
-            if x & CONSTANT_BIT != 0 {
-                continue;
-            }
-            let x = x as usize;
+        for (x, partial) in operand_partials(recorded, n) {
             if a_on && let Some(slot) = adjoint.get_mut(x) {
                 *slot = *slot + a * partial;
             }
@@ -994,6 +962,34 @@ fn sweep_together<B: Real>(recorded: &Recorded<B>, adjoint: &mut [B], paths: &mu
             }
         }
     }
+}
+
+/// Entry `n`'s operands that are entries (not constants), each with the
+/// partial of `n` in it; none for a leaf.
+fn operand_partials<B: Real>(recorded: &Recorded<B>, n: usize) -> impl Iterator<Item = (usize, B)> {
+    let e = recorded.tape.entries[n];
+    let op = e.op();
+    let operands = match op {
+        Op::Leaf => 0,
+        _ if op.is_binary() => 2,
+        _ => 1,
+    };
+    let d = if operands == 0 {
+        [B::of(0.0); 2]
+    } else {
+        partials(
+            op,
+            recorded.value(e.a),
+            recorded.value(e.b()),
+            recorded.tape.values[n],
+        )
+    };
+    [e.a, e.b()]
+        .into_iter()
+        .zip(d)
+        .take(operands)
+        .filter(|&(x, _)| x & CONSTANT_BIT == 0)
+        .map(|(x, partial)| (x as usize, partial))
 }
 
 #[cfg(test)]
