@@ -893,30 +893,9 @@ pub(super) mod tests {
     /// loss, most of which replay.
     #[test]
     fn a_replay_compiled_from_a_copy_of_the_recording_is_the_one_compiled_after() {
-        let options = Options::default();
         let (mut compared, mut beside) = (0, 0);
-        crate::test_support::for_each_spec_with_a_loss(|path, source, instance| {
-            let Ok(values) = draw_values(instance, 1) else {
-                return;
-            };
-            let mut evaluation = instance.evaluation::<f64>(&values);
-            let Ok(loss) = evaluation.loss() else {
-                return;
-            };
-            let new = || {
-                let (program, evaluation) = (instance.program, &evaluation);
-                SizeContext::new(
-                    program,
-                    source,
-                    &options,
-                    instance,
-                    &values,
-                    evaluation,
-                    Some(loss),
-                    1.0,
-                    1.0,
-                )
-            };
+        for_each_drawn(|path, drawn| {
+            let new = || drawn.context();
             let (with, after) = (new(), new());
             let gradient = |d: Result<&Derivation, Box<EvalError>>| {
                 d.map(|d| format!("{:?}", d.gradient))
@@ -977,7 +956,40 @@ pub(super) mod tests {
     /// Calls `f` with a context at the values drawn from seed 1, for each
     /// spec with a layer or loss whose L is defined there.
     pub(crate) fn for_each_context(mut f: impl FnMut(&std::path::Path, &SizeContext<'_>)) {
-        let options = Options::default();
+        for_each_drawn(|path, drawn| f(path, &drawn.context()));
+    }
+
+    /// A spec's values drawn from seed 1 and L there, from which to make
+    /// contexts.
+    struct Drawn<'d> {
+        source: &'d Source,
+        options: Options,
+        instance: &'d Instance<'d>,
+        values: &'d [ArrayD<f64>],
+        evaluation: &'d Evaluation<'d, f64>,
+        loss: f64,
+    }
+
+    impl Drawn<'_> {
+        /// A new context at the drawn values, nothing in it made yet.
+        fn context(&self) -> SizeContext<'_> {
+            SizeContext::new(
+                self.instance.program,
+                self.source,
+                &self.options,
+                self.instance,
+                self.values,
+                self.evaluation,
+                Some(self.loss),
+                1.0,
+                1.0,
+            )
+        }
+    }
+
+    /// Calls `f` with the values drawn from seed 1 and L there, for each
+    /// spec with a layer or loss whose L is defined there.
+    fn for_each_drawn(mut f: impl FnMut(&std::path::Path, &Drawn<'_>)) {
         crate::test_support::for_each_spec_with_a_loss(|path, source, instance| {
             let Ok(values) = draw_values(instance, 1) else {
                 return;
@@ -986,18 +998,15 @@ pub(super) mod tests {
             let Ok(loss) = evaluation.loss() else {
                 return;
             };
-            let cx = SizeContext::new(
-                instance.program,
+            let drawn = Drawn {
                 source,
-                &options,
+                options: Options::default(),
                 instance,
-                &values,
-                &evaluation,
-                Some(loss),
-                1.0,
-                1.0,
-            );
-            f(path, &cx);
+                values: &values,
+                evaluation: &evaluation,
+                loss,
+            };
+            f(path, &drawn);
         });
     }
 
