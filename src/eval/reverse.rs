@@ -841,14 +841,12 @@ fn adjoint_sweep<B: TapeReal>(recorded: &Recorded<B>, buffer: Vec<B>) -> Vec<B> 
 /// memory peaks.
 pub const LARGE_RECORDING: usize = 1 << 21;
 
-/// Recordings of this many operations sweep for the adjoints and for the
-/// path magnitudes in one pass, both buffers held at once. Above, the
-/// sweeps take turns, one buffer held at a time.
-const SWEPT_TOGETHER: std::ops::RangeInclusive<usize> = 0..=LARGE_RECORDING;
-
-/// The gradient of a recording, by its backward sweep.
+/// The gradient of a recording, by its backward sweep: for the adjoints
+/// and for the path magnitudes in one pass, both buffers held at once, up
+/// to [`LARGE_RECORDING`] operations; above, the two sweeps take turns,
+/// one buffer held at a time.
 pub fn gradient_of<B: TapeReal>(recorded: &Recorded<B>) -> ReverseGradient<B> {
-    gradient_swept(recorded, SWEPT_TOGETHER.contains(&recorded.len()))
+    gradient_swept(recorded, recorded.len() <= LARGE_RECORDING)
 }
 
 /// [`gradient_of`], its two sweeps in one pass or in turn.
@@ -868,12 +866,7 @@ fn gradient_swept<B: TapeReal>(recorded: &Recorded<B>, together: bool) -> Revers
             buffer.resize(len, zero);
             buffer
         };
-        let (mut adjoint, mut paths) = (zeros(), zeros());
-        for buffer in [&mut adjoint, &mut paths] {
-            if let Some(a) = buffer.get_mut(recorded.output as usize) {
-                *a = B::of(1.0);
-            }
-        }
+        let (mut adjoint, mut paths) = (seeded(recorded, zeros()), seeded(recorded, zeros()));
         sweep_together(recorded, &mut adjoint, &mut paths);
         (read(&adjoint), paths)
     } else {
@@ -915,13 +908,19 @@ fn leaf_adjoints<B: TapeReal>(recorded: &Recorded<B>, adjoint: &[B]) -> Vec<Opti
 /// entry each) by [`sweep`].
 fn swept_into<B: Real>(
     recorded: &Recorded<B>,
-    mut adjoint: Vec<B>,
+    adjoint: Vec<B>,
     term: impl Fn(B, B) -> B,
 ) -> Vec<B> {
+    let mut adjoint = seeded(recorded, adjoint);
+    sweep(recorded, &mut adjoint, term);
+    adjoint
+}
+
+/// `adjoint` (zeros, an entry each) with L's of 1, where a sweep starts.
+fn seeded<B: Real>(recorded: &Recorded<B>, mut adjoint: Vec<B>) -> Vec<B> {
     if let Some(a) = adjoint.get_mut(recorded.output as usize) {
         *a = B::of(1.0);
     }
-    sweep(recorded, &mut adjoint, term);
     adjoint
 }
 
@@ -1139,7 +1138,7 @@ mod tests {
                 }
             })
         });
-        assert!(SWEPT_TOGETHER.contains(&recorded.len()));
+        assert!(recorded.len() <= LARGE_RECORDING);
         let [together, in_turn] = [true, false].map(|side| gradient_swept(&recorded, side));
         let flat = |t: &[Option<ArrayD<f64>>]| -> Vec<f64> {
             t[0].as_ref().unwrap().iter().copied().collect()

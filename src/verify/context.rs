@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use ndarray::ArrayD;
 
 use super::Options;
-use super::derivation::{Derivation, derive};
+use super::derivation::{Derivation, SharedRecording, derive};
 use super::grad::{TensorProbe, probe_tensor};
 use super::kinks::{KinkGradients, ValidRange, one_sided_partials};
 use crate::analysis::program::{Program, TensorId};
@@ -63,7 +63,7 @@ pub struct SizeContext<'a> {
     replay64: Lazy<Option<Replay<f64>>>,
     /// The recording reverse mode swept, until it is compiled into
     /// `replay64`; shared with the derivation while it sweeps.
-    swept: Mutex<Option<Arc<Recorded<f64>>>>,
+    swept: Mutex<Option<SharedRecording>>,
     replay32: Lazy<Option<Replay<f32>>>,
     /// Each tensor's probe direction, drawn on first use.
     probe_directions: Vec<OnceLock<Arc<Direction>>>,
@@ -164,7 +164,7 @@ impl<'a> SizeContext<'a> {
         self.derived
             .get_or_init(|| {
                 let mut handed_on = false;
-                let beside = |recorded: &Arc<Recorded<f64>>| {
+                let beside = |recorded: &SharedRecording| {
                     if let Some(compile) = compile
                         && recorded.len() <= crate::eval::LARGE_RECORDING
                     {
@@ -606,7 +606,7 @@ fn compiled<'c, T: TapeReal + Scalar>(
 /// The recording to compile, from the one shared with the derivation:
 /// itself where nothing else holds it, else a copy without its values (a
 /// replay does not read them) while the derivation sweeps it.
-fn owned_recording(shared: Arc<Recorded<f64>>) -> Recorded<f64> {
+fn owned_recording(shared: SharedRecording) -> Recorded<f64> {
     Arc::try_unwrap(shared).unwrap_or_else(|sweeping| sweeping.without_values())
 }
 
