@@ -154,6 +154,10 @@ const PARALLEL_ELEMENTS: usize = 1 << 14;
 const BLOCK_LEVEL: u32 = 14;
 /// Blocks a sum must have to be split: below, the terms go one by one.
 const PARALLEL_BLOCKS: i64 = 4;
+/// Terms a sum must have for its terms to be computed a column at a time
+/// ([`Evaluation::sum_by_columns`]): below, setting up the columns costs
+/// more than walking the tree per term.
+const COLUMN_TERMS: i128 = 32;
 
 impl<'p> Instance<'p> {
     /// Resolves the ranges at `sizes`; refuses sizes whose tensors would hold
@@ -1649,6 +1653,14 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             }
             terms => terms,
         };
+        // A shorter one: its terms a column per node, in order.
+        let by_term = match by_term {
+            Some(range) if summing && hoist == Hoist::None && self.shares_work() => {
+                let summed = self.sum_by_columns(body, var, &range, &mut sum, frame)?;
+                (!summed).then_some(range)
+            }
+            terms => terms,
+        };
         for k in by_term.into_iter().flatten() {
             if frame.count_term() {
                 self.instance.check_clock()?;
@@ -1761,6 +1773,64 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             done = upto;
         }
         Ok(first_of(blocks))
+    }
+
+    /// The terms of a sum of at least [`COLUMN_TERMS`] terms pushed onto
+    /// `sum` one by one, computed a column per node
+    /// ([`Evaluation::terms_block`]) a block at a time where the block
+    /// evaluation covers them: the values the tree walk gives, in the same
+    /// order, at a few tight loops per node instead of a walk of the tree
+    /// per term (what a definition like `sum(k) w[i,k] * x[k]` cost).
+    /// Where a term is unsettled the tree walk takes it, and errs as one by
+    /// one. Returns whether it took the terms: not for fewer, or terms the
+    /// block evaluation does not cover.
+    fn sum_by_columns(
+        &self,
+        body: &Node,
+        var: VarId,
+        range: &std::ops::RangeInclusive<i64>,
+        sum: &mut Cascade<T>,
+        frame: &mut Frame<'_>,
+    ) -> Result<bool, Box<EvalError>> {
+        let (lo, hi) = (*range.start(), *range.end());
+        let terms = (i128::from(hi) - i128::from(lo) + 1).max(0);
+        if terms < COLUMN_TERMS
+            || !columns::covers_node(body, frame.env.len(), self.instance.program)
+        {
+            return Ok(false);
+        }
+        let block = 1i64 << BLOCK_LEVEL;
+        let mut from = lo;
+        while from <= hi {
+            let len = (hi - from).min(block - 1) + 1;
+            let settled = self.terms_block(
+                body,
+                var,
+                from,
+                usize::try_from(len).unwrap_or(0),
+                &frame.env,
+            );
+            for (j, k) in (from..=from + (len - 1)).enumerate() {
+                if frame.count_term() {
+                    self.instance.check_clock()?;
+                }
+                let v = match settled.get(j) {
+                    Some(v) => v,
+                    None => {
+                        if let Some(slot) = frame.env.get_mut(var.0) {
+                            *slot = k;
+                        }
+                        self.node(body, frame)?
+                    }
+                };
+                sum.push(v, |a, b| Ok::<T, ()>(a + b)).ok();
+            }
+            match from.checked_add(len) {
+                Some(next) => from = next,
+                None => break,
+            }
+        }
+        Ok(true)
     }
 
     /// The cascade sum of the 2^[`BLOCK_LEVEL`] terms from `from`, in a
@@ -2679,6 +2749,51 @@ mod tests {
             let one_by_one = record::<f64>(instance, &values).err().unwrap().to_string();
             assert_eq!(shared, one_by_one);
             assert!(shared.contains("20001"), "{shared}");
+        });
+    }
+
+    /// A sum of 32 terms or more whose terms the block evaluation covers
+    /// takes them a column per node (`sum_by_columns`): L is the same bit
+    /// for bit as the terms one by one (a recording evaluates in turn), in
+    /// f64 and double-double, over sums of products, brackets, powers and
+    /// functions, ranges bound by an index and terms past a read's end
+    /// that a bracket guards; where a term fails, the error is the first
+    /// one's, as one by one.
+    #[test]
+    fn sums_by_columns_give_the_values_and_errors_of_one_by_one() {
+        use crate::eval::double_double::Dd;
+        use crate::eval::record;
+        let text = "
+            dim N = 90, M = 40
+            input x[N]
+            param w[M, N] in (0.5, 2)
+            let s[i] = sum(k) (w[i,k] * x[k] + [k > 3] * w[i,k]^2)
+            let t[i] = sum(k in 1..=i+40) (log(w[i,k]) * x[k] - tanh(x[k]) / w[i,k])
+            let u[i] = sum(k) [k < N] * x[k+1] * exp(-w[i,k])
+            y[i] = s[i] / (1 + t[i]^2) + u[i]
+        ";
+        at_largest_size(text, 6, |program, instance, mut values| {
+            let columns = instance.evaluation(&values).loss().unwrap();
+            let recorded = record::<f64>(instance, &values).unwrap();
+            let one_by_one = recorded.value(recorded.output);
+            assert_eq!(columns.to_bits(), one_by_one.to_bits());
+            let lifted: Vec<ndarray::ArrayD<Dd>> =
+                values.iter().map(|v| v.mapv(Dd::from_f64)).collect();
+            let columns = instance.evaluation(&lifted).loss().unwrap();
+            let recorded = record::<Dd>(instance, &lifted).unwrap();
+            let one_by_one = recorded.value(recorded.output);
+            let bits = |d: Dd| (d.hi.to_bits(), d.lo.to_bits());
+            assert_eq!(bits(columns), bits(one_by_one));
+            // Two elements of w out of log's domain in one row: the first
+            // term that reads one is named.
+            let w = program.tensors.iter().position(|t| t.name == "w").unwrap();
+            let slice = values[w].as_slice_memory_order_mut().unwrap();
+            slice[2 * 90 + 30] = -2.0;
+            slice[2 * 90 + 10] = -1.0;
+            let columns = instance.evaluation(&values).loss().unwrap_err().to_string();
+            let one_by_one = record::<f64>(instance, &values).err().unwrap().to_string();
+            assert_eq!(columns, one_by_one);
+            assert!(columns.contains("k = 11"), "{columns}");
         });
     }
 
