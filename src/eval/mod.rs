@@ -26,8 +26,8 @@ pub use autodiff::{
 pub use error::EvalError;
 pub use grid::Grid;
 pub use reverse::{
-    Adjoints, LARGE_RECORDING, Recorded, ReverseGradient, TapeReal, gradient_of, record,
-    reverse_adjoints, reverse_gradient,
+    Adjoints, LARGE_RECORDING, Recorded, ReverseGradient, TapeReal, adjoints_of, gradient_of,
+    record, reverse_adjoints, reverse_gradient,
 };
 pub use scalar::{Scalar, Smooth};
 pub use values::{draw_values, stream_seed};

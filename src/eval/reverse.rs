@@ -629,6 +629,69 @@ pub struct Recorded<B> {
     pub kinks: KinkCount,
 }
 
+impl<B: Real> Recorded<B> {
+    /// This recording carried out again in `C` at `values` (every
+    /// tensor's, data included, exact in `C`): the same operations on the
+    /// same operands, each computed in `C`. Where `C`'s evaluator takes
+    /// every decision alike, it makes this recording bit for bit (the
+    /// operations are chosen by the decisions alone), and here at one pass
+    /// over the tape instead of a walk of the tree per operation. `None`
+    /// where that cannot be told: a value read other than by a guarded
+    /// decision, a constant computed in `B` (a fold, π: `C` computes it
+    /// otherwise), a recording cut short, or a decision `C`'s values take
+    /// otherwise.
+    pub fn in_type<C: Real>(&self, values: &[ArrayD<C>]) -> Option<Recorded<C>> {
+        let tape = &self.tape;
+        if tape.unguarded || tape.folded || tape.computed_constants || tape.overflowed {
+            return None;
+        }
+        let constants: Vec<C> = tape.constants.iter().map(|c| C::of(c.value())).collect();
+        let mut computed = vec![C::of(0.0); tape.entries.len()];
+        self.leaves.fill(values, &mut computed)?;
+        let operand = |computed: &[C], x: u32| -> Option<C> {
+            if x & CONSTANT_BIT != 0 {
+                constants.get((x & !CONSTANT_BIT) as usize).copied()
+            } else {
+                computed.get(x as usize).copied()
+            }
+        };
+        for n in 0..computed.len() {
+            let e = tape.entries[n];
+            let op = e.op();
+            if op == Op::Leaf {
+                continue;
+            }
+            let value = apply_op(op, operand(&computed, e.a)?, operand(&computed, e.b())?);
+            computed[n] = value;
+        }
+        let decided_alike = tape.guards.iter().all(|g| match g.test {
+            Test::Order { a, b, expected } => {
+                let (a, b) = (operand(&computed, a), operand(&computed, b));
+                matches!((a, b), (Some(a), Some(b)) if a.value().partial_cmp(&b.value()) == expected)
+            }
+            Test::Finite { a, expected } => {
+                operand(&computed, a).is_some_and(|a| a.value().is_finite() == expected)
+            }
+        });
+        decided_alike.then(|| Recorded {
+            tape: Tape {
+                entries: tape.entries.clone(),
+                values: computed,
+                constants,
+                guards: tape.guards.clone(),
+                unguarded: false,
+                folded: false,
+                computed_constants: false,
+                busy: false,
+                overflowed: false,
+            },
+            leaves: self.leaves.clone(),
+            output: self.output,
+            kinks: self.kinks,
+        })
+    }
+}
+
 impl<B: Copy> Recorded<B> {
     /// The value of each entry, taken out: a replay does not read them.
     pub fn take_values(&mut self) -> Vec<B> {
@@ -716,6 +779,36 @@ impl LeafEntries {
             LeafLayout::Entries(nodes)
         };
         Self { tensors, layout }
+    }
+
+    /// Every tensor's elements, data included, written into the entries
+    /// they are; `None` where the tensors are not the recording's.
+    fn fill<C: Copy>(&self, values: &[ArrayD<C>], into: &mut [C]) -> Option<()> {
+        if values.len() != self.tensors.len()
+            || values
+                .iter()
+                .zip(&self.tensors)
+                .any(|(v, (shape, _))| v.raw_dim() != *shape)
+        {
+            return None;
+        }
+        for (k, tensor) in values.iter().enumerate() {
+            match &self.layout {
+                LeafLayout::Runs(starts) => {
+                    let start = *starts.get(k)?;
+                    let run = into.get_mut(start..start.checked_add(tensor.len())?)?;
+                    for (slot, v) in run.iter_mut().zip(tensor.iter()) {
+                        *slot = *v;
+                    }
+                }
+                LeafLayout::Entries(entries) => {
+                    for (&n, v) in entries.get(k)?.iter().zip(tensor.iter()) {
+                        *into.get_mut(n as usize)? = *v;
+                    }
+                }
+            }
+        }
+        Some(())
     }
 
     /// Each differentiable tensor's elements read from the entries they
@@ -822,7 +915,7 @@ pub fn reverse_adjoints<B: TapeReal>(
 }
 
 /// The gradient of a recording by the adjoints' sweep alone.
-fn adjoints_of<B: TapeReal>(recorded: &Recorded<B>) -> Adjoints<B> {
+pub fn adjoints_of<B: TapeReal>(recorded: &Recorded<B>) -> Adjoints<B> {
     let adjoint = adjoint_sweep(recorded, vec![B::of(0.0); recorded.len()]);
     Adjoints {
         gradient: leaf_adjoints(recorded, &adjoint),
@@ -1191,5 +1284,73 @@ mod tests {
         assert!(Recording::<f64>::start().is_err());
         drop(outer);
         assert!(Recording::<f64>::start().is_ok());
+    }
+
+    /// The recording in f64 carried out again in double-double is the
+    /// recording the evaluator makes in double-double, bit for bit
+    /// (entries, values, constants, guards, kinks, and so the gradient),
+    /// wherever it is accepted, over every spec with a layer or loss at
+    /// values drawn from two seeds; refused where a constant was computed
+    /// in f64 or a decision goes the other way.
+    #[test]
+    fn a_recording_carried_out_in_double_double_is_the_one_made_there() {
+        use crate::eval::double_double::Dd;
+        let (mut again, mut refused) = (0, 0);
+        crate::test_support::for_each_spec_with_a_loss(|path, _, instance| {
+            for seed in [1, 2] {
+                let Ok(values) = crate::eval::draw_values(instance, seed) else {
+                    return;
+                };
+                let lifted: Vec<ArrayD<Dd>> = values.iter().map(|v| v.mapv(Dd::from_f64)).collect();
+                let (Ok(recorded), Ok(direct)) =
+                    (record(instance, &values), record(instance, &lifted))
+                else {
+                    continue;
+                };
+                let Some(carried) = recorded.in_type::<Dd>(&lifted) else {
+                    refused += 1;
+                    continue;
+                };
+                again += 1;
+                let bits = |v: &[Dd]| -> Vec<(u64, u64)> {
+                    v.iter().map(|d| (d.hi.to_bits(), d.lo.to_bits())).collect()
+                };
+                let (a, b) = (&carried.tape, &direct.tape);
+                assert_eq!(
+                    format!("{:?}", a.entries),
+                    format!("{:?}", b.entries),
+                    "{path:?}"
+                );
+                assert_eq!(bits(&a.values), bits(&b.values), "{path:?}: values");
+                assert_eq!(
+                    bits(&a.constants),
+                    bits(&b.constants),
+                    "{path:?}: constants"
+                );
+                assert_eq!(
+                    format!("{:?}", a.guards),
+                    format!("{:?}", b.guards),
+                    "{path:?}"
+                );
+                assert_eq!(carried.output, direct.output, "{path:?}");
+                assert_eq!(
+                    format!("{:?}", carried.kinks),
+                    format!("{:?}", direct.kinks)
+                );
+                let gradient = |r: &Recorded<Dd>| -> Vec<Vec<(u64, u64)>> {
+                    adjoints_of(r)
+                        .gradient
+                        .iter()
+                        .flatten()
+                        .map(|g| bits(&g.iter().copied().collect::<Vec<_>>()))
+                        .collect()
+                };
+                assert_eq!(gradient(&carried), gradient(&direct), "{path:?}: gradient");
+            }
+        });
+        assert!(
+            again > 300 && refused > 0,
+            "{again} carried out again, {refused} refused"
+        );
     }
 }

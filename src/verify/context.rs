@@ -75,6 +75,10 @@ pub struct SizeContext<'a> {
     /// dL/dT in double-double by one backward sweep, where it serves
     /// ([`SizeContext::precise_partials`]).
     precise_gradient: Lazy<Option<Vec<Option<ArrayD<Dd>>>>>,
+    /// The recording reverse mode swept, where it has at most
+    /// [`crate::eval::LARGE_RECORDING`] operations: carried out again in
+    /// double-double, it gives `precise_gradient` at a pass over the tape.
+    recording: OnceLock<SharedRecording>,
     /// Ladders of the Taylor claims, shared by those with the same J.
     pub(super) taylor_memo: Mutex<Vec<super::taylor::Memo>>,
 }
@@ -120,6 +124,7 @@ impl<'a> SizeContext<'a> {
             probe_derivatives: OnceLock::new(),
             first_probe_round: OnceLock::new(),
             precise_gradient: Lazy::default(),
+            recording: OnceLock::new(),
             taylor_memo: Mutex::new(vec![]),
         }
     }
@@ -165,6 +170,7 @@ impl<'a> SizeContext<'a> {
             .get_or_init(|| {
                 let mut handed_on = false;
                 let beside = |recorded: &SharedRecording| {
+                    self.keep_recording(recorded);
                     if let Some(compile) = compile
                         && recorded.len() <= crate::eval::LARGE_RECORDING
                     {
@@ -184,6 +190,9 @@ impl<'a> SizeContext<'a> {
                 // swept, compiled when first needed; one cut short by the
                 // clock is no answer.
                 let timed_out = matches!(&derivation, Err(e) if e.is_timeout());
+                if let Some(recorded) = recorded.as_ref().filter(|_| !timed_out) {
+                    self.keep_recording(recorded);
+                }
                 match recorded {
                     // Kept only for a replay not yet made (a claim may have
                     // recorded and compiled its own before) nor shared
@@ -198,6 +207,15 @@ impl<'a> SizeContext<'a> {
             })
             .as_ref()
             .map_err(|e| e.clone())
+    }
+
+    /// Keeps the derivation's recording for [`SizeContext::precise_partials`]
+    /// where it is not large: a large one is held no longer than its sweep
+    /// and its replay's compiling need it.
+    fn keep_recording(&self, recorded: &SharedRecording) {
+        if recorded.len() <= crate::eval::LARGE_RECORDING {
+            let _ = self.recording.set(Arc::clone(recorded));
+        }
     }
 
     /// The points of non-differentiability the forward computation of L
@@ -273,7 +291,17 @@ impl<'a> SizeContext<'a> {
             .get_or_try(|| {
                 let lifted: Vec<ArrayD<Dd>> =
                     self.values.iter().map(|v| v.mapv(Dd::from_f64)).collect();
-                let swept = match reverse_adjoints::<Dd>(self.instance, &lifted) {
+                // The derivation's recording carried out again in
+                // double-double where it decides alike: the recording the
+                // evaluator would make, without its walk of the tree.
+                let again = self
+                    .recording
+                    .get()
+                    .and_then(|r| r.in_type::<Dd>(&lifted))
+                    .map(|r| crate::eval::adjoints_of(&r));
+                let swept = match again
+                    .map_or_else(|| reverse_adjoints::<Dd>(self.instance, &lifted), Ok)
+                {
                     Ok(r) => Some(r),
                     Err(e) if e.is_timeout() => return Err(e),
                     Err(_) => None,
