@@ -574,20 +574,19 @@ impl<T: Scalar> Columns<'_, '_, T> {
         unsettled: &mut Unsettled,
     ) {
         let sizes = self.eval.instance.sizes.values();
-        let mut point = vec![0i64; indices.len()];
-        let mut env = vec![0i64; self.block.env.len()];
-        for p in 0..self.block.len {
+        // Each index a column at once: a point's index values are then a
+        // read each, not an evaluation of every affine form per point.
+        let columns: Vec<Vec<i64>> = indices
+            .iter()
+            .map(|a| affine_column(a, sizes, &self.block.env, self.block.len))
+            .collect();
+        let offsets = grid.offsets(&columns, self.block.len);
+        for (p, offset) in offsets.into_iter().enumerate() {
             if !active[p] {
                 out[p] = T::zero();
                 continue;
             }
-            for (e, column) in env.iter_mut().zip(&self.block.env) {
-                *e = column[p];
-            }
-            for (x, a) in point.iter_mut().zip(indices) {
-                *x = a.eval(sizes, &env).unwrap_or(i64::MIN);
-            }
-            match grid.offset(&point).and_then(|k| values.get(k)) {
+            match offset.and_then(|k| values.get(k)) {
                 Some(v) => out[p] = *v,
                 None => {
                     out[p] = T::zero();
@@ -596,6 +595,40 @@ impl<T: Scalar> Columns<'_, '_, T> {
             }
         }
     }
+}
+
+/// An index's value at each of `len` points, whose index variables
+/// `env` gives a column each, as [`Affine::eval`] gives it there (the
+/// same checked operations in the same order), read as the smallest
+/// integer where it overflows.
+fn affine_column(a: &Affine, sizes: &[i64], env: &[Vec<i64>], len: usize) -> Vec<i64> {
+    let base = a.dims.iter().try_fold(a.constant, |total, &(d, c)| {
+        total.checked_add(c.checked_mul(*sizes.get(d.0)?)?)
+    });
+    let Some(base) = base else {
+        return vec![i64::MIN; len];
+    };
+    let mut column = vec![base; len];
+    // Once a point's sum overflows it stays overflowed, as a checked
+    // sum stops there.
+    let mut overflowed = vec![false; len];
+    for &(v, c) in &a.vars {
+        let Some(values) = env.get(v.0) else {
+            return vec![i64::MIN; len];
+        };
+        for ((total, over), &value) in column.iter_mut().zip(&mut overflowed).zip(values) {
+            let (product, o1) = c.overflowing_mul(value);
+            let (sum, o2) = total.overflowing_add(product);
+            *total = sum;
+            *over |= o1 | o2;
+        }
+    }
+    for (total, over) in column.iter_mut().zip(overflowed) {
+        if over {
+            *total = i64::MIN;
+        }
+    }
+    column
 }
 
 #[cfg(test)]
@@ -914,5 +947,60 @@ mod tests {
         }
         // The tie, and every term from the failing one on.
         assert_eq!(unsettled_terms, [[0, 0], [1, 1], [20001, 20001]]);
+    }
+
+    /// An index column is `Affine::eval` point by point, overflow read as
+    /// the smallest integer, an unbound variable and an overflowing size
+    /// term included.
+    #[test]
+    fn an_index_column_is_the_affine_form_point_by_point() {
+        use super::affine_column;
+        use crate::analysis::program::{Affine, DimId, VarId};
+        let big = i64::MAX / 2;
+        let env = vec![
+            vec![1, -3, 0, big, i64::MIN, i64::MAX, 7],
+            vec![2, 2, -5, 3, 0, -1, big],
+        ];
+        let sizes = [4, big];
+        let forms = [
+            Affine {
+                constant: 3,
+                dims: vec![(DimId(0), 2)],
+                vars: vec![(VarId(0), 1), (VarId(1), -2)],
+            },
+            Affine {
+                constant: -1,
+                dims: vec![],
+                vars: vec![(VarId(0), 3)],
+            },
+            Affine {
+                constant: big,
+                dims: vec![(DimId(1), 1)],
+                vars: vec![(VarId(1), 1)],
+            },
+            Affine {
+                constant: 0,
+                dims: vec![(DimId(1), 3)],
+                vars: vec![],
+            },
+            Affine {
+                constant: 0,
+                dims: vec![],
+                vars: vec![(VarId(2), 1)],
+            },
+            Affine {
+                constant: 5,
+                dims: vec![],
+                vars: vec![(VarId(1), 2), (VarId(0), -1)],
+            },
+        ];
+        for a in &forms {
+            let column = affine_column(a, &sizes, &env, 7);
+            for (p, &got) in column.iter().enumerate() {
+                let point = [env[0][p], env[1][p]];
+                let expected = a.eval(&sizes, &point).unwrap_or(i64::MIN);
+                assert_eq!(got, expected, "{a:?} at {point:?}");
+            }
+        }
     }
 }

@@ -102,6 +102,26 @@ impl Grid {
         Some(offset)
     }
 
+    /// [`Grid::offset`] of `len` points at once, given by a column of
+    /// values per axis (as many as the points have coordinates): the same
+    /// offsets, and `None` where a point lies outside.
+    pub fn offsets(&self, columns: &[Vec<i64>], len: usize) -> Vec<Option<usize>> {
+        let mut offsets = vec![Some(0usize); len];
+        for (column, &(lo, hi)) in columns.iter().zip(&self.axes) {
+            let extent = extent(lo, hi).and_then(|e| usize::try_from(e).ok());
+            for (offset, &p) in offsets.iter_mut().zip(column) {
+                *offset = match (*offset, extent) {
+                    (Some(o), Some(e)) if lo <= p && p <= hi => {
+                        let along = p.checked_sub(lo).and_then(|a| usize::try_from(a).ok());
+                        along.map(|a| o * e + a)
+                    }
+                    _ => None,
+                };
+            }
+        }
+        offsets
+    }
+
     /// The point at a row-major position.
     pub fn point(&self, mut offset: usize) -> Vec<i64> {
         let mut point = vec![0; self.axes.len()];
@@ -182,6 +202,29 @@ mod tests {
                     rest.push(p.to_vec());
                 }
                 assert_eq!(rest, points.get(start..).unwrap_or_default());
+            }
+        }
+    }
+
+    /// Offsets of columns of points are `offset` point by point: inside,
+    /// outside on either side of either axis, and at the ends of i64 on
+    /// an axis as long as i64.
+    #[test]
+    fn offsets_of_columns_are_offset_point_by_point() {
+        let grids = [
+            Grid::new(vec![(1, 3), (0, 4)]),
+            Grid::new(vec![(i64::MIN, i64::MAX), (2, 2)]),
+            Grid::new(vec![(3, 1), (0, 4)]),
+        ];
+        let columns = vec![
+            vec![1, 3, 2, 0, 4, i64::MIN, i64::MAX, 2, 1],
+            vec![0, 4, 2, 1, 1, 2, 2, -1, 5],
+        ];
+        for grid in &grids {
+            let offsets = grid.offsets(&columns, 9);
+            for (p, got) in offsets.into_iter().enumerate() {
+                let point = [columns[0][p], columns[1][p]];
+                assert_eq!(got, grid.offset(&point), "{grid:?} at {point:?}");
             }
         }
     }
