@@ -92,12 +92,8 @@ impl Grid {
     /// Row-major position of a point, or `None` outside the grid.
     pub fn offset(&self, point: &[i64]) -> Option<usize> {
         let mut offset = 0usize;
-        for (&(lo, hi), &p) in self.axes.iter().zip(point) {
-            if p < lo || p > hi {
-                return None;
-            }
-            let extent = usize::try_from(extent(lo, hi)?).ok()?;
-            offset = offset * extent + usize::try_from(p - lo).ok()?;
+        for (&axis, &p) in self.axes.iter().zip(point) {
+            offset = along_axis(offset, p, axis)?;
         }
         Some(offset)
     }
@@ -107,16 +103,9 @@ impl Grid {
     /// offsets, and `None` where a point lies outside.
     pub fn offsets(&self, columns: &[Vec<i64>], len: usize) -> Vec<Option<usize>> {
         let mut offsets = vec![Some(0usize); len];
-        for (column, &(lo, hi)) in columns.iter().zip(&self.axes) {
-            let extent = extent(lo, hi).and_then(|e| usize::try_from(e).ok());
+        for (column, &axis) in columns.iter().zip(&self.axes) {
             for (offset, &p) in offsets.iter_mut().zip(column) {
-                *offset = match (*offset, extent) {
-                    (Some(o), Some(e)) if lo <= p && p <= hi => {
-                        let along = p.checked_sub(lo).and_then(|a| usize::try_from(a).ok());
-                        along.map(|a| o * e + a)
-                    }
-                    _ => None,
-                };
+                *offset = offset.and_then(|o| along_axis(o, p, axis));
             }
         }
         offsets
@@ -167,6 +156,16 @@ impl Grid {
 
 /// Elements in `lo..=hi`: 0 when it is empty, `None` when there are more
 /// than `i64::MAX` (ends far apart at huge sizes).
+/// A row-major offset `offset` over the axes before one, carried over
+/// that axis `(lo, hi)` to coordinate `p`; `None` where `p` lies outside.
+fn along_axis(offset: usize, p: i64, (lo, hi): (i64, i64)) -> Option<usize> {
+    if p < lo || p > hi {
+        return None;
+    }
+    let extent = usize::try_from(extent(lo, hi)?).ok()?;
+    Some(offset * extent + usize::try_from(p - lo).ok()?)
+}
+
 fn extent(lo: i64, hi: i64) -> Option<u64> {
     if hi < lo {
         return Some(0);

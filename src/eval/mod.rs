@@ -1810,21 +1810,14 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
                 usize::try_from(len).unwrap_or(0),
                 &frame.env,
             );
-            for (j, k) in (from..=from + (len - 1)).enumerate() {
-                if frame.count_term() {
-                    self.instance.check_clock()?;
-                }
-                let v = match settled.get(j) {
-                    Some(v) => v,
-                    None => {
-                        if let Some(slot) = frame.env.get_mut(var.0) {
-                            *slot = k;
-                        }
-                        self.node(body, frame)?
-                    }
-                };
-                sum.push(v, |a, b| Ok::<T, ()>(a + b)).ok();
-            }
+            self.push_terms(
+                body,
+                var,
+                from..=from + (len - 1),
+                Some(&settled),
+                sum,
+                frame,
+            )?;
             match from.checked_add(len) {
                 Some(next) => from = next,
                 None => break,
@@ -1857,21 +1850,8 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
         // arithmetic. A term it leaves unsettled is walked, as all were.
         let terms =
             covered.then(|| self.terms_block(body, var, from, 1 << BLOCK_LEVEL, &frame.env));
-        for (j, k) in (from..from.saturating_add(1 << BLOCK_LEVEL)).enumerate() {
-            if frame.count_term() {
-                self.instance.check_clock()?;
-            }
-            let v = match terms.as_ref().and_then(|t| t.get(j)) {
-                Some(v) => v,
-                None => {
-                    if let Some(slot) = frame.env.get_mut(var.0) {
-                        *slot = k;
-                    }
-                    self.node(body, &mut frame)?
-                }
-            };
-            part.push(v, |a, b| Ok::<T, ()>(a + b)).ok();
-        }
+        let ks = from..from.saturating_add(1 << BLOCK_LEVEL);
+        self.push_terms(body, var, ks, terms.as_ref(), &mut part, &mut frame)?;
         part.finish(|a, b| Ok::<T, ()>(a + b))
             .ok()
             .flatten()
@@ -1880,6 +1860,37 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
                     what: "a block of a sum summed to nothing".to_string(),
                 })
             })
+    }
+
+    /// Terms `ks` of a sum pushed onto `sum` in order: the `j`-th as
+    /// `settled` gives its `j`-th value, else walked (where the block
+    /// evaluation left it unsettled, or made no block), erring as one by
+    /// one; the clock is looked at as one by one.
+    fn push_terms(
+        &self,
+        body: &Node,
+        var: VarId,
+        ks: impl Iterator<Item = i64>,
+        settled: Option<&columns::Settled<T>>,
+        sum: &mut Cascade<T>,
+        frame: &mut Frame<'_>,
+    ) -> Result<(), Box<EvalError>> {
+        for (j, k) in ks.enumerate() {
+            if frame.count_term() {
+                self.instance.check_clock()?;
+            }
+            let v = match settled.and_then(|t| t.get(j)) {
+                Some(v) => v,
+                None => {
+                    if let Some(slot) = frame.env.get_mut(var.0) {
+                        *slot = k;
+                    }
+                    self.node(body, frame)?
+                }
+            };
+            sum.push(v, |a, b| Ok::<T, ()>(a + b)).ok();
+        }
+        Ok(())
     }
 
     /// A sum's terms `x[A(k)] * c` (or `c * x[A(k)]`) with `c` the factor

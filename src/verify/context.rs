@@ -170,7 +170,6 @@ impl<'a> SizeContext<'a> {
             .get_or_init(|| {
                 let mut handed_on = false;
                 let beside = |recorded: &SharedRecording| {
-                    self.keep_recording(recorded);
                     if let Some(compile) = compile
                         && recorded.len() <= crate::eval::LARGE_RECORDING
                     {
@@ -211,7 +210,9 @@ impl<'a> SizeContext<'a> {
 
     /// Keeps the derivation's recording for [`SizeContext::precise_partials`]
     /// where it is not large: a large one is held no longer than its sweep
-    /// and its replay's compiling need it.
+    /// and its replay's compiling need it. Kept once the derivation is
+    /// done, which dropped its values if nothing else held it then
+    /// (carrying it out again does not read them).
     fn keep_recording(&self, recorded: &SharedRecording) {
         if recorded.len() <= crate::eval::LARGE_RECORDING {
             let _ = self.recording.set(Arc::clone(recorded));
@@ -1095,6 +1096,10 @@ pub(super) mod tests {
             let Ok(reverse) = reverse_gradient::<f64>(instance, values) else {
                 return;
             };
+            // Derived first, as in a check: the sweep then carries the
+            // derivation's recording out again where it can (values
+            // dropped), and records anew elsewhere.
+            let _ = cx.derived();
             let elements: Vec<(usize, usize)> = (0..program.tensors.len())
                 .filter(|&k| program.tensors[k].is_differentiable())
                 .flat_map(|k| (0..values[k].len()).map(move |p| (k, p)))

@@ -84,10 +84,7 @@ impl FirstRound {
         if self.rounding_layout != layout {
             return None;
         }
-        self.rounding_direction
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
+        crate::eval::locked(&self.rounding_direction).take()
     }
 
     /// A request's values, unless the clock cut one short: that is no
