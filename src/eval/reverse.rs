@@ -642,6 +642,80 @@ impl<B: Real> Recorded<B> {
     /// otherwise.
     pub fn in_type<C: Real>(&self, values: &[ArrayD<C>]) -> Option<Recorded<C>> {
         let tape = &self.tape;
+        let (computed, constants) = self.carried_out(values)?;
+        Some(Recorded {
+            tape: Tape {
+                entries: tape.entries.clone(),
+                values: computed,
+                constants,
+                guards: tape.guards.clone(),
+                unguarded: false,
+                folded: false,
+                computed_constants: false,
+                busy: false,
+                overflowed: false,
+            },
+            leaves: self.leaves.clone(),
+            output: self.output,
+            kinks: self.kinks,
+        })
+    }
+
+    /// The partials of L in some elements (tensor, row-major offset), as
+    /// [`Recorded::in_type`] and [`adjoints_of`] give them in `C`, bit for
+    /// bit: the recording carried out again in `C` as there (every guard
+    /// checked, which may read any value), but swept back over only the
+    /// operations the elements reach: every operation that reads a reached
+    /// one is reached, so the adjoints of those are the whole sweep's. `None`
+    /// where `in_type` refuses, where an element is not a leaf the gradient
+    /// is taken in, where the elements reach more than `most` operations
+    /// (the whole sweep serves as well), or where a partial is not finite.
+    pub fn partials_in_type<C: Real>(
+        &self,
+        values: &[ArrayD<C>],
+        elements: &[(usize, usize)],
+        most: usize,
+    ) -> Option<Vec<C>> {
+        let leaves: Vec<usize> = elements
+            .iter()
+            .map(|&(k, p)| self.leaves.differentiable_entry(k, p))
+            .collect::<Option<_>>()?;
+        let reached = reached_from(&self.tape, &leaves, most)?;
+        let (computed, constants) = self.carried_out(values)?;
+        let operand = |x: u32| -> C {
+            if x & CONSTANT_BIT != 0 {
+                constants[(x & !CONSTANT_BIT) as usize]
+            } else {
+                computed[x as usize]
+            }
+        };
+        // As `sweep` adds them up: the operations not reached add nothing
+        // to the adjoints of those that are.
+        let entries = &self.tape.entries;
+        let mut adjoint = vec![C::of(0.0); entries.len()];
+        if let Some(seed) = adjoint.get_mut(self.output as usize) {
+            *seed = C::of(1.0);
+        }
+        for n in (0..entries.len()).rev() {
+            let a = adjoint[n];
+            if !reached[n] || a.value() == 0.0 {
+                continue;
+            }
+            for (x, partial) in entry_partials(entries[n], operand, computed[n]) {
+                adjoint[x] = adjoint[x] + a * partial;
+            }
+        }
+        let partials: Vec<C> = leaves.iter().map(|&n| adjoint[n]).collect();
+        partials
+            .iter()
+            .all(|d| d.value().is_finite())
+            .then_some(partials)
+    }
+
+    /// Every entry's value and every constant in `C`, as
+    /// [`Recorded::in_type`] computes them, where it does not refuse.
+    fn carried_out<C: Real>(&self, values: &[ArrayD<C>]) -> Option<(Vec<C>, Vec<C>)> {
+        let tape = &self.tape;
         if tape.unguarded || tape.folded || tape.computed_constants || tape.overflowed {
             return None;
         }
@@ -673,23 +747,34 @@ impl<B: Real> Recorded<B> {
                 operand(&computed, a).is_some_and(|a| a.value().is_finite() == expected)
             }
         });
-        decided_alike.then(|| Recorded {
-            tape: Tape {
-                entries: tape.entries.clone(),
-                values: computed,
-                constants,
-                guards: tape.guards.clone(),
-                unguarded: false,
-                folded: false,
-                computed_constants: false,
-                busy: false,
-                overflowed: false,
-            },
-            leaves: self.leaves.clone(),
-            output: self.output,
-            kinks: self.kinks,
-        })
+        decided_alike.then_some((computed, constants))
     }
+}
+
+/// Which entries of `tape` the entries `leaves` reach: themselves, and
+/// every operation that reads one reached; `None` where that is more than
+/// `most` operations.
+fn reached_from<B>(tape: &Tape<B>, leaves: &[usize], most: usize) -> Option<Vec<bool>> {
+    let mut reached = vec![false; tape.entries.len()];
+    for &n in leaves {
+        *reached.get_mut(n)? = true;
+    }
+    let mut operations = 0usize;
+    for n in 0..reached.len() {
+        let e = tape.entries[n];
+        if e.op() == Op::Leaf {
+            continue;
+        }
+        let reads = |x: u32| x & CONSTANT_BIT == 0 && reached.get(x as usize) == Some(&true);
+        if reads(e.a) || reads(e.b()) {
+            reached[n] = true;
+            operations += 1;
+            if operations > most {
+                return None;
+            }
+        }
+    }
+    Some(reached)
 }
 
 impl<B: Copy> Recorded<B> {
@@ -809,6 +894,19 @@ impl LeafEntries {
             }
         }
         Some(())
+    }
+
+    /// The entry element `p` (row-major) of tensor `k` is, where the
+    /// gradient is taken in that tensor.
+    fn differentiable_entry(&self, k: usize, p: usize) -> Option<usize> {
+        let (shape, differentiable) = self.tensors.get(k)?;
+        if !differentiable || p >= ndarray::Dimension::size(shape) {
+            return None;
+        }
+        match &self.layout {
+            LeafLayout::Runs(starts) => starts.get(k)?.checked_add(p),
+            LeafLayout::Entries(entries) => entries.get(k)?.iter().nth(p).map(|&n| n as usize),
+        }
     }
 
     /// Each differentiable tensor's elements read from the entries they
@@ -1059,7 +1157,17 @@ fn sweep_together<B: Real>(recorded: &Recorded<B>, adjoint: &mut [B], paths: &mu
 /// Entry `n`'s operands that are entries (not constants), each with the
 /// partial of `n` in it; none for a leaf.
 fn operand_partials<B: Real>(recorded: &Recorded<B>, n: usize) -> impl Iterator<Item = (usize, B)> {
-    let e = recorded.tape.entries[n];
+    let value = |x: u32| recorded.value(x);
+    entry_partials(recorded.tape.entries[n], value, recorded.tape.values[n])
+}
+
+/// The operands of entry `e` that are entries, each with the partial of
+/// `e` in it, from the values of its operands and its own.
+fn entry_partials<B: Real>(
+    e: Entry,
+    value: impl Fn(u32) -> B,
+    own: B,
+) -> impl Iterator<Item = (usize, B)> {
     let op = e.op();
     let operands = match op {
         Op::Leaf => 0,
@@ -1069,12 +1177,7 @@ fn operand_partials<B: Real>(recorded: &Recorded<B>, n: usize) -> impl Iterator<
     let d = if operands == 0 {
         [B::of(0.0); 2]
     } else {
-        partials(
-            op,
-            recorded.value(e.a),
-            recorded.value(e.b()),
-            recorded.tape.values[n],
-        )
+        partials(op, value(e.a), value(e.b()), own)
     };
     [e.a, e.b()]
         .into_iter()
@@ -1351,6 +1454,85 @@ mod tests {
         assert!(
             again > 300 && refused > 0,
             "{again} carried out again, {refused} refused"
+        );
+    }
+
+    /// Partials swept back over the operations some elements reach are
+    /// those of the whole recording carried out again, bit for bit,
+    /// element by element and for elements spread over the tensors;
+    /// refused where that is refused, or where they reach more operations
+    /// than allowed.
+    #[test]
+    fn partials_swept_over_what_the_elements_reach_are_the_whole_sweeps() {
+        use crate::eval::double_double::Dd;
+        let (mut compared, mut refused_parts) = (0, 0);
+        crate::test_support::for_each_spec_with_a_loss(|path, _, instance| {
+            for seed in [1, 2] {
+                let Ok(values) = crate::eval::draw_values(instance, seed) else {
+                    return;
+                };
+                let lifted: Vec<ArrayD<Dd>> = values.iter().map(|v| v.mapv(Dd::from_f64)).collect();
+                let Ok(recorded) = record(instance, &values) else {
+                    continue;
+                };
+                let whole = recorded
+                    .in_type::<Dd>(&lifted)
+                    .map(|r| adjoints_of(&r).gradient);
+                let elements: Vec<(usize, usize)> = values
+                    .iter()
+                    .enumerate()
+                    .filter(|(k, _)| recorded.leaves.tensors[*k].1)
+                    .flat_map(|(k, v)| (0..v.len()).map(move |p| (k, p)))
+                    .collect();
+                let bits = |d: &Dd| (d.hi.to_bits(), d.lo.to_bits());
+                let from_whole = |(k, p): (usize, usize)| -> Option<(u64, u64)> {
+                    let g = whole.as_ref()?.get(k)?.as_ref()?;
+                    g.as_slice_memory_order()?.get(p).map(bits)
+                };
+                // Each element alone (a few of a large tensor), then every
+                // seventh together.
+                let step = (elements.len() / 40).max(1);
+                let alone = elements.iter().step_by(step).map(std::slice::from_ref);
+                let spread: Vec<(usize, usize)> = elements.iter().copied().step_by(7).collect();
+                for asked in alone.chain(std::iter::once(spread.as_slice())) {
+                    if asked.is_empty() {
+                        continue;
+                    }
+                    let part = recorded.partials_in_type::<Dd>(&lifted, asked, usize::MAX);
+                    let expected: Option<Vec<(u64, u64)>> =
+                        asked.iter().map(|&e| from_whole(e)).collect();
+                    let finite = asked.iter().all(|&(k, p)| {
+                        whole.as_ref().and_then(|g| g[k].as_ref()).is_some_and(|g| {
+                            g.as_slice_memory_order()
+                                .is_some_and(|g| g[p].to_f64().is_finite())
+                        })
+                    });
+                    match part {
+                        Some(part) => {
+                            compared += 1;
+                            let got: Vec<(u64, u64)> = part.iter().map(bits).collect();
+                            assert_eq!(Some(got), expected, "{path:?} {asked:?}");
+                        }
+                        None => assert!(
+                            whole.is_none() || !finite,
+                            "{path:?} {asked:?}: refused where the whole recording is carried out"
+                        ),
+                    }
+                    // Allowed no operation, only elements that reach none
+                    // are carried out (L may be one of them).
+                    match recorded.partials_in_type::<Dd>(&lifted, asked, 0) {
+                        Some(none) => {
+                            let got: Vec<(u64, u64)> = none.iter().map(bits).collect();
+                            assert_eq!(Some(got), expected, "{path:?} {asked:?}");
+                        }
+                        None => refused_parts += 1,
+                    }
+                }
+            }
+        });
+        assert!(
+            compared > 1000 && refused_parts > 1000,
+            "{compared} compared, {refused_parts} refused for their size"
         );
     }
 }

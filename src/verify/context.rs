@@ -79,6 +79,9 @@ pub struct SizeContext<'a> {
     /// [`crate::eval::LARGE_RECORDING`] operations: carried out again in
     /// double-double, it gives `precise_gradient` at a pass over the tape.
     recording: OnceLock<SharedRecording>,
+    /// Whether a call of [`SizeContext::precise_partials`] swept back over
+    /// only what its elements reach (the first such call does).
+    swept_part: std::sync::atomic::AtomicBool,
     /// Ladders of the Taylor claims, shared by those with the same J.
     pub(super) taylor_memo: Mutex<Vec<super::taylor::Memo>>,
 }
@@ -125,6 +128,7 @@ impl<'a> SizeContext<'a> {
             first_probe_round: OnceLock::new(),
             precise_gradient: Lazy::default(),
             recording: OnceLock::new(),
+            swept_part: Default::default(),
             taylor_memo: Mutex::new(vec![]),
         }
     }
@@ -273,11 +277,15 @@ impl<'a> SizeContext<'a> {
     /// (for the adjoints alone) gives them all for no more than about two
     /// passes' cost. So a call for at
     /// most [`FORWARD_PASSES`] passes' elements takes forward mode, and a
-    /// larger one reads the sweep, made on first use. The route depends on
-    /// the call alone, so a claim's values do not depend on which claims
-    /// asked before it. Not where the sweep's recording meets a kink
-    /// (forward mode's dual numbers pick a tie's branch by their tangents,
-    /// the tape by the values) or gives a partial that is not finite:
+    /// larger one reads the sweep, made on first use; the first such call
+    /// (often the only one: a claim wrong everywhere is settled by its
+    /// first batch) sweeps back over only the operations its elements
+    /// reach, where they reach at most a quarter of the recording, which
+    /// gives the same partials bit for bit. The values depend on the call
+    /// alone, so a claim's values do not depend on which claims asked
+    /// before it. Not where the sweep's recording meets a kink (forward
+    /// mode's dual numbers pick a tie's branch by their tangents, the tape
+    /// by the values) or gives a partial asked for that is not finite:
     /// there forward mode computes every element asked for. Either way a
     /// value is the exact derivative of the same double-double computation,
     /// summed in another order.
@@ -286,6 +294,19 @@ impl<'a> SizeContext<'a> {
         let passes = elements.len().div_ceil(crate::eval::PARTIALS_PER_PASS);
         if passes <= FORWARD_PASSES {
             return forward();
+        }
+        if self.precise_gradient.get().is_none()
+            && !self
+                .swept_part
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+            && let Some(recording) = self.recording.get().filter(|r| r.kinks.met == 0)
+        {
+            let lifted: Vec<ArrayD<Dd>> =
+                self.values.iter().map(|v| v.mapv(Dd::from_f64)).collect();
+            let most = recording.len() / 4;
+            if let Some(partials) = recording.partials_in_type::<Dd>(&lifted, elements, most) {
+                return Ok(partials);
+            }
         }
         let gradient = self
             .precise_gradient
@@ -307,10 +328,7 @@ impl<'a> SizeContext<'a> {
                     Err(e) if e.is_timeout() => return Err(e),
                     Err(_) => None,
                 };
-                Ok(swept
-                    .filter(|r| r.kinks.met == 0)
-                    .map(|r| r.gradient)
-                    .filter(|g| g.iter().flatten().flatten().all(|d| d.to_f64().is_finite())))
+                Ok(swept.filter(|r| r.kinks.met == 0).map(|r| r.gradient))
             })?
             .as_ref();
         let read = |&(k, p): &(usize, usize)| {
@@ -320,6 +338,7 @@ impl<'a> SizeContext<'a> {
                 .as_slice_memory_order()?
                 .get(p)
                 .copied()
+                .filter(|d| d.to_f64().is_finite())
         };
         match elements.iter().map(read).collect::<Option<Vec<Dd>>>() {
             Some(partials) => Ok(partials),
@@ -1087,10 +1106,11 @@ pub(super) mod tests {
     /// The precise partials read from the double-double sweep are forward
     /// mode's, up to double-double rounding, at every
     /// element of every spec with a layer or loss; where the sweep's
-    /// recording meets a kink, forward mode gives them.
+    /// recording meets a kink, forward mode gives them. Those swept back
+    /// over a part of the recording are the whole sweep's, bit for bit.
     #[test]
     fn precise_partials_by_the_sweep_are_forward_modes() {
-        let (mut swept, mut kinked) = (0, 0);
+        let (mut swept, mut kinked, mut parts) = (0, 0, 0);
         for_each_context(|path, cx| {
             let (program, instance, values) = (cx.program, cx.instance, cx.values);
             let Ok(reverse) = reverse_gradient::<f64>(instance, values) else {
@@ -1119,12 +1139,28 @@ pub(super) mod tests {
             let Ok(by_forward) = crate::eval::precise_partials(instance, values, &elements) else {
                 return;
             };
-            let Ok(by_sweep) = cx.precise_partials(&asked) else {
-                return;
-            };
             let bits = |v: &[Dd]| -> Vec<(u64, u64)> {
                 v.iter().map(|d| (d.hi.to_bits(), d.lo.to_bits())).collect()
             };
+            // The first call past forward mode's passes sweeps back over
+            // what its elements reach, where that is little (a layer's last
+            // elements, one at a time repeated): the partials the whole
+            // sweep, made at the next call, gives.
+            let last = *elements.last().unwrap();
+            let few: Vec<(usize, usize)> = std::iter::repeat_n(last, asked.len()).collect();
+            let by_part = cx.precise_partials(&few).ok();
+            let part_taken = cx.precise_gradient.get().is_none();
+            let Ok(by_sweep) = cx.precise_partials(&asked) else {
+                return;
+            };
+            if let Some(by_part) = by_part {
+                parts += usize::from(part_taken);
+                assert_eq!(
+                    bits(&by_part),
+                    bits(&cx.precise_partials(&few).unwrap()),
+                    "{path:?}: the part's partials are not the whole sweep's"
+                );
+            }
             // A call within forward mode's passes takes forward mode, sweep
             // made or not: a claim's values do not depend on the calls
             // before it.
@@ -1168,8 +1204,8 @@ pub(super) mod tests {
             }
         });
         assert!(
-            swept > 100 && kinked > 0,
-            "{swept} swept, {kinked} at kinks"
+            swept > 100 && kinked > 0 && parts > 50,
+            "{swept} swept, {kinked} at kinks, {parts} parts swept first"
         );
     }
 }
