@@ -72,6 +72,8 @@ pub struct SizeContext<'a> {
     /// The first round of every probe, with the Taylor claims' rounding
     /// points, made in one batch on first use.
     first_probe_round: OnceLock<super::grad::FirstRound>,
+    /// The cones the probes' walks replay, found for all at first use.
+    probe_cones: OnceLock<super::grad::ProbeCones>,
     /// dL/dT in double-double by one backward sweep, where it serves
     /// ([`SizeContext::precise_partials`]).
     precise_gradient: Lazy<Option<Vec<Option<ArrayD<Dd>>>>>,
@@ -126,6 +128,7 @@ impl<'a> SizeContext<'a> {
             probe_directions: vec![OnceLock::new(); program.tensors.len()],
             probe_derivatives: OnceLock::new(),
             first_probe_round: OnceLock::new(),
+            probe_cones: OnceLock::new(),
             precise_gradient: Lazy::default(),
             recording: OnceLock::new(),
             swept_part: Default::default(),
@@ -354,6 +357,13 @@ impl<'a> SizeContext<'a> {
             Some(lazy) => lazy.get_or_init(probe).clone(),
             None => probe(),
         }
+    }
+
+    /// The cones of the elements every probe walks (see
+    /// [`super::grad::ProbeCones`]), found when the first probe asks.
+    pub fn probe_cones(&self) -> &super::grad::ProbeCones {
+        self.probe_cones
+            .get_or_init(|| super::grad::ProbeCones::of_probes(self))
     }
 
     /// The first round of the probe of every tensor a gradient claim names,

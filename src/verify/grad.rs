@@ -25,9 +25,11 @@ use super::{ClaimCheck, ROUNDING_SURE, Shrinkage, shrinkage, tolerance_ratio};
 use crate::analysis::Sizes;
 use crate::analysis::program::{GradClaim, TensorId};
 use crate::eval::double_double::Dd;
+use crate::eval::replay::Cones;
 use crate::eval::{EvalError, Everywhere, Frame, precise_directional_derivative};
 
 mod first_round;
+use first_round::probed_tensors;
 pub use first_round::{FirstRound, first_round};
 
 /// Units of rounding per term allowed between two exact formulas.
@@ -938,14 +940,17 @@ fn probe_tensor_with(target: TensorId, cx: &SizeContext<'_>, first: &FirstRound)
             done: false,
         })
         .collect();
-    // The walks' elements, and their cones in each precision.
-    let elements: Vec<(usize, usize)> = walks.iter().map(|w| (target.0, w.k)).collect();
-    // Finding cones costs about one run; for a tensor of a few elements
-    // (a scalar every output reads) whole runs are cheaper.
-    let (cones64, cones32) = if elements.len() > CONES_FROM {
-        cx.cones_in_both(&elements)
-    } else {
-        (None, None)
+    // The walks' elements, and their cones in each precision: found for
+    // every probe at once, where they are this probe's.
+    let own: Vec<(usize, usize)> = walks.iter().map(|w| (target.0, w.k)).collect();
+    let shared = cx.probe_cones();
+    let (elements, start, (cones64, cones32)) = match shared.of(&own) {
+        Some(start) => (
+            shared.elements.as_slice(),
+            start,
+            (shared.cones64.as_ref(), shared.cones32.as_ref()),
+        ),
+        None => (own.as_slice(), 0, (None, None)),
     };
     // L where one element alone moved, by (element, value moved to), in
     // f64 and f32: along a random direction a tensor of one element moves
@@ -968,12 +973,7 @@ fn probe_tensor_with(target: TensorId, cx: &SizeContext<'_>, first: &FirstRound)
             let moved = displacements(h).map(|t| walk.w0 + t);
             let [l64, l32] = match first.walk((target.0, walk.k), h) {
                 Some(losses) => losses,
-                None => cx.moved_losses_in_both(
-                    (cones64.as_ref(), cones32.as_ref()),
-                    &elements,
-                    i,
-                    &moved,
-                ),
+                None => cx.moved_losses_in_both((cones64, cones32), elements, start + i, &moved),
             };
             estimates.push(differences(&l64, &l32, h));
             // Only a tensor of one element moves there again (walked_along).
@@ -1118,6 +1118,57 @@ fn probe_tensor_with(target: TensorId, cx: &SizeContext<'_>, first: &FirstRound)
     TensorProbe {
         guard,
         direction: Some(direction),
+    }
+}
+
+/// The cones, in each precision, of the elements the probes walk, for
+/// every probed tensor with more than [`CONES_FROM`] of them (for a few
+/// elements, a scalar every output reads, whole runs are cheaper): found
+/// in one scan per precision rather than one per probe, as a scan costs
+/// about a run whatever the elements (up to 64 at a word).
+pub struct ProbeCones {
+    elements: Vec<(usize, usize)>,
+    cones64: Option<Cones<f64>>,
+    cones32: Option<Cones<f32>>,
+}
+
+impl ProbeCones {
+    pub fn of_probes(cx: &SizeContext<'_>) -> Self {
+        let mut elements = vec![];
+        if let Ok(derived) = cx.derived() {
+            for t in probed_tensors(cx) {
+                let (Some(Some(gradient)), Some(values)) = (derived.get(t), cx.values.get(t))
+                else {
+                    continue;
+                };
+                // As the probe reads them.
+                let gradient = gradient.as_slice_memory_order().unwrap_or(&[]);
+                let w: Vec<f64> = values.iter().copied().collect();
+                let walked: Vec<(usize, usize)> =
+                    walked_elements(gradient, &w, cx.options.fd_elements)
+                        .map(|(k, _, _)| (t, k))
+                        .collect();
+                if walked.len() > CONES_FROM {
+                    elements.extend(walked);
+                }
+            }
+        }
+        let (cones64, cones32) = match elements.is_empty() {
+            true => (None, None),
+            false => cx.cones_in_both(&elements),
+        };
+        Self {
+            elements,
+            cones64,
+            cones32,
+        }
+    }
+
+    /// Where a probe's elements start among these, if they are here.
+    fn of(&self, own: &[(usize, usize)]) -> Option<usize> {
+        let &(tensor, _) = own.first()?;
+        let start = self.elements.iter().position(|&(t, _)| t == tensor)?;
+        (self.elements.get(start..start + own.len())? == own).then_some(start)
     }
 }
 
@@ -1472,6 +1523,64 @@ fn stack_blocks(blocks: Vec<Vec<(i64, i64)>>) -> Vec<Vec<(i64, i64)>> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
+
+    /// The probes' cones, found for all of them at once, move each walked
+    /// element as the probe's own cones do: the same losses bit for bit in
+    /// f64 and f32; a tensor of few walked elements has none there.
+    #[test]
+    fn cones_found_for_every_probe_move_each_element_as_its_own_do() {
+        let mut compared = 0;
+        crate::verify::context::tests::for_each_context(|path, cx| {
+            let Ok(derived) = cx.derived() else { return };
+            let shared = cx.probe_cones();
+            for t in probed_tensors(cx) {
+                let (Some(Some(g)), Some(v)) = (derived.get(t), cx.values.get(t)) else {
+                    continue;
+                };
+                let g = g.as_slice_memory_order().unwrap();
+                let w: Vec<f64> = v.iter().copied().collect();
+                let own: Vec<(usize, usize)> = walked_elements(g, &w, cx.options.fd_elements)
+                    .map(|(k, _, _)| (t, k))
+                    .collect();
+                let start = shared.of(&own);
+                assert_eq!(
+                    start.is_some(),
+                    own.len() > CONES_FROM,
+                    "{path:?} tensor {t}"
+                );
+                let Some(start) = start else { continue };
+                let (c64, c32) = cx.cones_in_both(&own);
+                let bits = |losses: [Vec<Loss>; 2]| -> Vec<String> {
+                    losses
+                        .iter()
+                        .flatten()
+                        .map(|l| match l {
+                            Ok(v) => format!("{:x}", v.to_bits()),
+                            Err(e) => e.to_string(),
+                        })
+                        .collect()
+                };
+                for (i, &(_, k)) in own.iter().enumerate() {
+                    let moved = [w[k] + 0.25, w[k] - 1e-3, w[k] * 3.0];
+                    let by_shared = cx.moved_losses_in_both(
+                        (shared.cones64.as_ref(), shared.cones32.as_ref()),
+                        &shared.elements,
+                        start + i,
+                        &moved,
+                    );
+                    let by_own =
+                        cx.moved_losses_in_both((c64.as_ref(), c32.as_ref()), &own, i, &moved);
+                    assert_eq!(
+                        bits(by_shared),
+                        bits(by_own),
+                        "{path:?} tensor {t}, element {k}"
+                    );
+                    compared += 1;
+                }
+            }
+        });
+        assert!(compared > 100, "{compared} compared");
+    }
 
     /// Along u = ±1 a tensor of one element moves to the points its walk
     /// took: the central differences are read from them, in u's order,

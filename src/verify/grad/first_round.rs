@@ -220,7 +220,7 @@ fn expands_l(cx: &SizeContext<'_>) -> bool {
 }
 
 /// The tensors gradient claims name, each once, in order.
-fn probed_tensors(cx: &SizeContext<'_>) -> Vec<usize> {
+pub(super) fn probed_tensors(cx: &SizeContext<'_>) -> Vec<usize> {
     let mut targets: Vec<usize> = cx
         .program
         .claims
