@@ -941,8 +941,9 @@ fn probe_tensor_with(target: TensorId, cx: &SizeContext<'_>, first: &FirstRound)
         })
         .collect();
     // The walks' elements, and their cones in each precision: found for
-    // every probe at once, where they are this probe's.
+    // every probe at once (found here where those are not this probe's).
     let own: Vec<(usize, usize)> = walks.iter().map(|w| (target.0, w.k)).collect();
+    let own_cones;
     let shared = cx.probe_cones();
     let (elements, start, (cones64, cones32)) = match shared.of(&own) {
         Some(start) => (
@@ -950,7 +951,17 @@ fn probe_tensor_with(target: TensorId, cx: &SizeContext<'_>, first: &FirstRound)
             start,
             (shared.cones64.as_ref(), shared.cones32.as_ref()),
         ),
-        None => (own.as_slice(), 0, (None, None)),
+        None => {
+            own_cones = match own.len() > CONES_FROM {
+                true => cx.cones_in_both(&own),
+                false => (None, None),
+            };
+            (
+                own.as_slice(),
+                0,
+                (own_cones.0.as_ref(), own_cones.1.as_ref()),
+            )
+        }
     };
     // L where one element alone moved, by (element, value moved to), in
     // f64 and f32: along a random direction a tensor of one element moves
@@ -1125,7 +1136,9 @@ fn probe_tensor_with(target: TensorId, cx: &SizeContext<'_>, first: &FirstRound)
 /// every probed tensor with more than [`CONES_FROM`] of them (for a few
 /// elements, a scalar every output reads, whole runs are cheaper): found
 /// in one scan per precision rather than one per probe, as a scan costs
-/// about a run whatever the elements (up to 64 at a word).
+/// about a run however many elements share a word of its masks (64).
+/// Held while the size is checked, as the probes of later claims read
+/// them.
 pub struct ProbeCones {
     elements: Vec<(usize, usize)>,
     cones64: Option<Cones<f64>>,
@@ -1133,6 +1146,7 @@ pub struct ProbeCones {
 }
 
 impl ProbeCones {
+    /// The cones of every probe's walked elements at this size.
     pub fn of_probes(cx: &SizeContext<'_>) -> Self {
         let mut elements = vec![];
         if let Ok(derived) = cx.derived() {
