@@ -1196,6 +1196,7 @@ fn entry_partials<B: Real>(
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
+    use crate::eval::double_double::Dd;
 
     /// An entry is 12 bytes and gives back its operation and operands,
     /// a power's exponent included; an operation of one reads `a` twice.
@@ -1394,6 +1395,25 @@ mod tests {
         assert!(Recording::<f64>::start().is_ok());
     }
 
+    /// Calls `f` with L recorded in f64, and the values it was recorded at
+    /// in double-double, at values drawn from seeds 1 and 2, for each spec
+    /// with a layer or loss where L is defined there.
+    fn for_each_recording(
+        mut f: impl FnMut(&std::path::Path, &Instance<'_>, Recorded<f64>, &[ArrayD<Dd>]),
+    ) {
+        crate::test_support::for_each_spec_with_a_loss(|path, _, instance| {
+            for seed in [1, 2] {
+                let Ok(values) = crate::eval::draw_values(instance, seed) else {
+                    return;
+                };
+                let lifted: Vec<ArrayD<Dd>> = values.iter().map(|v| v.mapv(Dd::from_f64)).collect();
+                if let Ok(recorded) = record(instance, &values) {
+                    f(path, instance, recorded, &lifted);
+                }
+            }
+        });
+    }
+
     /// The recording in f64 carried out again in double-double is the
     /// recording the evaluator makes in double-double, bit for bit
     /// (entries, values, constants, guards, kinks, and so the gradient),
@@ -1402,59 +1422,50 @@ mod tests {
     /// in f64 or a decision goes the other way.
     #[test]
     fn a_recording_carried_out_in_double_double_is_the_one_made_there() {
-        use crate::eval::double_double::Dd;
         let (mut again, mut refused) = (0, 0);
-        crate::test_support::for_each_spec_with_a_loss(|path, _, instance| {
-            for seed in [1, 2] {
-                let Ok(values) = crate::eval::draw_values(instance, seed) else {
-                    return;
-                };
-                let lifted: Vec<ArrayD<Dd>> = values.iter().map(|v| v.mapv(Dd::from_f64)).collect();
-                let (Ok(recorded), Ok(direct)) =
-                    (record(instance, &values), record(instance, &lifted))
-                else {
-                    continue;
-                };
-                let Some(carried) = recorded.in_type::<Dd>(&lifted) else {
-                    refused += 1;
-                    continue;
-                };
-                again += 1;
-                let bits = |v: &[Dd]| -> Vec<(u64, u64)> {
-                    v.iter().map(|d| (d.hi.to_bits(), d.lo.to_bits())).collect()
-                };
-                let (a, b) = (&carried.tape, &direct.tape);
-                assert_eq!(
-                    format!("{:?}", a.entries),
-                    format!("{:?}", b.entries),
-                    "{path:?}"
-                );
-                assert_eq!(bits(&a.values), bits(&b.values), "{path:?}: values");
-                assert_eq!(
-                    bits(&a.constants),
-                    bits(&b.constants),
-                    "{path:?}: constants"
-                );
-                assert_eq!(
-                    format!("{:?}", a.guards),
-                    format!("{:?}", b.guards),
-                    "{path:?}"
-                );
-                assert_eq!(carried.output, direct.output, "{path:?}");
-                assert_eq!(
-                    format!("{:?}", carried.kinks),
-                    format!("{:?}", direct.kinks)
-                );
-                let gradient = |r: &Recorded<Dd>| -> Vec<Vec<(u64, u64)>> {
-                    adjoints_of(r)
-                        .gradient
-                        .iter()
-                        .flatten()
-                        .map(|g| bits(&g.iter().copied().collect::<Vec<_>>()))
-                        .collect()
-                };
-                assert_eq!(gradient(&carried), gradient(&direct), "{path:?}: gradient");
-            }
+        for_each_recording(|path, instance, recorded, lifted| {
+            let Ok(direct) = record(instance, lifted) else {
+                return;
+            };
+            let Some(carried) = recorded.in_type::<Dd>(lifted) else {
+                refused += 1;
+                return;
+            };
+            again += 1;
+            let bits = |v: &[Dd]| -> Vec<(u64, u64)> {
+                v.iter().map(|d| (d.hi.to_bits(), d.lo.to_bits())).collect()
+            };
+            let (a, b) = (&carried.tape, &direct.tape);
+            assert_eq!(
+                format!("{:?}", a.entries),
+                format!("{:?}", b.entries),
+                "{path:?}"
+            );
+            assert_eq!(bits(&a.values), bits(&b.values), "{path:?}: values");
+            assert_eq!(
+                bits(&a.constants),
+                bits(&b.constants),
+                "{path:?}: constants"
+            );
+            assert_eq!(
+                format!("{:?}", a.guards),
+                format!("{:?}", b.guards),
+                "{path:?}"
+            );
+            assert_eq!(carried.output, direct.output, "{path:?}");
+            assert_eq!(
+                format!("{:?}", carried.kinks),
+                format!("{:?}", direct.kinks)
+            );
+            let gradient = |r: &Recorded<Dd>| -> Vec<Vec<(u64, u64)>> {
+                adjoints_of(r)
+                    .gradient
+                    .iter()
+                    .flatten()
+                    .map(|g| bits(&g.iter().copied().collect::<Vec<_>>()))
+                    .collect()
+            };
+            assert_eq!(gradient(&carried), gradient(&direct), "{path:?}: gradient");
         });
         assert!(
             again > 300 && refused > 0,
@@ -1469,87 +1480,75 @@ mod tests {
     /// than allowed.
     #[test]
     fn partials_swept_over_what_the_elements_reach_are_the_whole_sweeps() {
-        use crate::eval::double_double::Dd;
         let (mut compared, mut refused_parts) = (0, 0);
-        crate::test_support::for_each_spec_with_a_loss(|path, _, instance| {
-            for seed in [1, 2] {
-                let Ok(values) = crate::eval::draw_values(instance, seed) else {
-                    return;
-                };
-                let lifted: Vec<ArrayD<Dd>> = values.iter().map(|v| v.mapv(Dd::from_f64)).collect();
-                let Ok(recorded) = record(instance, &values) else {
+        for_each_recording(|path, _, recorded, lifted| {
+            let whole = recorded
+                .in_type::<Dd>(lifted)
+                .map(|r| adjoints_of(&r).gradient);
+            let elements: Vec<(usize, usize)> = lifted
+                .iter()
+                .enumerate()
+                .filter(|(k, _)| recorded.leaves.tensors[*k].1)
+                .flat_map(|(k, v)| (0..v.len()).map(move |p| (k, p)))
+                .collect();
+            let bits = |d: &Dd| (d.hi.to_bits(), d.lo.to_bits());
+            let from_whole = |(k, p): (usize, usize)| -> Option<Dd> {
+                let g = whole.as_ref()?.get(k)?.as_ref()?;
+                g.as_slice_memory_order()?.get(p).copied()
+            };
+            // Each element alone (a few of a large tensor), then every
+            // seventh together.
+            let step = (elements.len() / 40).max(1);
+            let alone = elements.iter().step_by(step).map(std::slice::from_ref);
+            let spread: Vec<(usize, usize)> = elements.iter().copied().step_by(7).collect();
+            for asked in alone.chain(std::iter::once(spread.as_slice())) {
+                if asked.is_empty() {
                     continue;
-                };
-                let whole = recorded
-                    .in_type::<Dd>(&lifted)
-                    .map(|r| adjoints_of(&r).gradient);
-                let elements: Vec<(usize, usize)> = values
-                    .iter()
-                    .enumerate()
-                    .filter(|(k, _)| recorded.leaves.tensors[*k].1)
-                    .flat_map(|(k, v)| (0..v.len()).map(move |p| (k, p)))
-                    .collect();
-                let bits = |d: &Dd| (d.hi.to_bits(), d.lo.to_bits());
-                let from_whole = |(k, p): (usize, usize)| -> Option<(u64, u64)> {
-                    let g = whole.as_ref()?.get(k)?.as_ref()?;
-                    g.as_slice_memory_order()?.get(p).map(bits)
-                };
-                // Each element alone (a few of a large tensor), then every
-                // seventh together.
-                let step = (elements.len() / 40).max(1);
-                let alone = elements.iter().step_by(step).map(std::slice::from_ref);
-                let spread: Vec<(usize, usize)> = elements.iter().copied().step_by(7).collect();
-                for asked in alone.chain(std::iter::once(spread.as_slice())) {
-                    if asked.is_empty() {
-                        continue;
-                    }
-                    let part = recorded.partials_in_type::<Dd>(&lifted, asked, usize::MAX);
-                    let expected: Option<Vec<(u64, u64)>> =
-                        asked.iter().map(|&e| from_whole(e)).collect();
-                    let finite = asked.iter().all(|&(k, p)| {
-                        whole.as_ref().and_then(|g| g[k].as_ref()).is_some_and(|g| {
-                            g.as_slice_memory_order()
-                                .is_some_and(|g| g[p].to_f64().is_finite())
-                        })
-                    });
-                    let part_bits = part
-                        .as_ref()
-                        .map(|p| p.iter().map(bits).collect::<Vec<_>>());
-                    match part {
-                        Some(_) => {
-                            compared += 1;
-                            assert_eq!(part_bits, expected, "{path:?} {asked:?}");
-                        }
-                        None => assert!(
-                            whole.is_none() || !finite,
-                            "{path:?} {asked:?}: refused where the whole recording is carried out"
-                        ),
-                    }
-                    // Allowed exactly the operations the elements reach,
-                    // they are carried out; allowed one fewer, refused.
-                    let leaves: Vec<usize> = asked
-                        .iter()
-                        .map(|&(k, p)| recorded.leaves.differentiable_entry(k, p).unwrap())
-                        .collect();
-                    let reached = reached_from(&recorded.tape, &leaves, usize::MAX).unwrap();
-                    let operations = (reached.iter().zip(&recorded.tape.entries))
-                        .filter(|&(&r, e)| r && e.op() != Op::Leaf)
-                        .count();
-                    if let Some(fewer) = operations.checked_sub(1) {
-                        assert!(
-                            recorded
-                                .partials_in_type::<Dd>(&lifted, asked, fewer)
-                                .is_none()
-                        );
-                        refused_parts += 1;
-                    }
-                    let exactly = recorded.partials_in_type::<Dd>(&lifted, asked, operations);
-                    assert_eq!(
-                        exactly.map(|p| p.iter().map(bits).collect::<Vec<_>>()),
-                        part_bits,
-                        "{path:?} {asked:?}"
-                    );
                 }
+                let part = recorded.partials_in_type::<Dd>(lifted, asked, usize::MAX);
+                let expected: Option<Vec<Dd>> = asked.iter().map(|&e| from_whole(e)).collect();
+                let finite = expected
+                    .as_ref()
+                    .is_some_and(|e| e.iter().all(|d| d.to_f64().is_finite()));
+                let expected: Option<Vec<(u64, u64)>> =
+                    expected.map(|e| e.iter().map(bits).collect());
+                let part_bits = part
+                    .as_ref()
+                    .map(|p| p.iter().map(bits).collect::<Vec<_>>());
+                match part {
+                    Some(_) => {
+                        compared += 1;
+                        assert_eq!(part_bits, expected, "{path:?} {asked:?}");
+                    }
+                    None => assert!(
+                        whole.is_none() || !finite,
+                        "{path:?} {asked:?}: refused where the whole recording is carried out"
+                    ),
+                }
+                // Allowed exactly the operations the elements reach,
+                // they are carried out; allowed one fewer, refused.
+                let leaves: Vec<usize> = asked
+                    .iter()
+                    .map(|&(k, p)| recorded.leaves.differentiable_entry(k, p).unwrap())
+                    .collect();
+                let reached = reached_from(&recorded.tape, &leaves, usize::MAX).unwrap();
+                let operations = (reached.iter().zip(&recorded.tape.entries))
+                    .filter(|&(&r, e)| r && e.op() != Op::Leaf)
+                    .count();
+                if let Some(fewer) = operations.checked_sub(1) {
+                    assert!(
+                        recorded
+                            .partials_in_type::<Dd>(lifted, asked, fewer)
+                            .is_none()
+                    );
+                    refused_parts += 1;
+                }
+                let exactly = recorded.partials_in_type::<Dd>(lifted, asked, operations);
+                assert_eq!(
+                    exactly.map(|p| p.iter().map(bits).collect::<Vec<_>>()),
+                    part_bits,
+                    "{path:?} {asked:?}"
+                );
             }
         });
         assert!(

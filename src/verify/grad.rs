@@ -1151,17 +1151,7 @@ impl ProbeCones {
         let mut elements = vec![];
         if let Ok(derived) = cx.derived() {
             for t in probed_tensors(cx) {
-                let (Some(Some(gradient)), Some(values)) = (derived.get(t), cx.values.get(t))
-                else {
-                    continue;
-                };
-                // As the probe reads them.
-                let gradient = gradient.as_slice_memory_order().unwrap_or(&[]);
-                let w: Vec<f64> = values.iter().copied().collect();
-                let walked: Vec<(usize, usize)> =
-                    walked_elements(gradient, &w, cx.options.fd_elements)
-                        .map(|(k, _, _)| (t, k))
-                        .collect();
+                let walked = walked_of(cx, derived, t);
                 if walked.len() > CONES_FROM {
                     elements.extend(walked);
                 }
@@ -1184,6 +1174,23 @@ impl ProbeCones {
         let start = self.elements.iter().position(|&(t, _)| t == tensor)?;
         (self.elements.get(start..start + own.len())? == own).then_some(start)
     }
+}
+
+/// The elements (tensor, offset) the probe of tensor `t` walks, as it
+/// reads them from autodiff's gradient `derived` and the drawn values.
+fn walked_of(
+    cx: &SizeContext<'_>,
+    derived: &[Option<ArrayD<f64>>],
+    t: usize,
+) -> Vec<(usize, usize)> {
+    let (Some(Some(gradient)), Some(values)) = (derived.get(t), cx.values.get(t)) else {
+        return vec![];
+    };
+    let gradient = gradient.as_slice_memory_order().unwrap_or(&[]);
+    let w: Vec<f64> = values.iter().copied().collect();
+    walked_elements(gradient, &w, cx.options.fd_elements)
+        .map(|(k, _, _)| (t, k))
+        .collect()
 }
 
 /// L at a point, or why it could not be evaluated there.
@@ -1548,14 +1555,10 @@ mod tests {
             let Ok(derived) = cx.derived() else { return };
             let shared = cx.probe_cones();
             for t in probed_tensors(cx) {
-                let (Some(Some(g)), Some(v)) = (derived.get(t), cx.values.get(t)) else {
+                let Some(w) = cx.values[t].as_slice_memory_order() else {
                     continue;
                 };
-                let g = g.as_slice_memory_order().unwrap();
-                let w: Vec<f64> = v.iter().copied().collect();
-                let own: Vec<(usize, usize)> = walked_elements(g, &w, cx.options.fd_elements)
-                    .map(|(k, _, _)| (t, k))
-                    .collect();
+                let own = walked_of(cx, derived, t);
                 let start = shared.of(&own);
                 assert_eq!(
                     start.is_some(),
