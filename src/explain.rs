@@ -1478,6 +1478,25 @@ grad x[j] = y[j] * (g[j] - sum(k) g[k] * y[k])
 "#,
     },
     Explanation {
+        code: "dl::eval::recording_too_large",
+        title: "a recording of L for reverse mode would not fit in memory",
+        text: "Reverse mode records every operation of one evaluation of L, and checking \
+              a claim takes 60 to 70 bytes per operation at its peak. A forward pass \
+              quadratic by definition records quadratically many: a cumulative sum at \
+              N = 30000 records 4.5·10⁸ operations, about 30 GB. Past what the memory available \
+              to the process carries (the least of the kernel's `MemAvailable`, its \
+              control group's limit and its address-space limit), the recording stops, and forward mode derives the \
+              gradient alone: the report's route says so. Nothing is lost but time: \
+              forward mode takes a pass per eight elements, and the claim may run out \
+              of `--timeout` and be reported undecided, never passed.\n\n\
+              Check a smaller size (`--dim`): the boundary mistakes a large size would \
+              show, the small sizes of the sweep show too.",
+        wrong: r#"$ dlverify tests/corpus/cumsum.dl --dim n=30000
+"#,
+        right: r#"$ dlverify tests/corpus/cumsum.dl --dim n=4000
+"#,
+    },
+    Explanation {
         code: "dl::eval::timeout",
         title: "checking a claim took longer than `--timeout`",
         text: "Each claim has `--timeout` seconds (default 60) per size. Past it, the claim \

@@ -254,6 +254,7 @@ fn run(cli: RunArgs) -> ExitCode {
             PrecisionArg::F64 => Precision::F64,
         }),
         cancel: None,
+        max_operations: None,
     };
     let paths = dlverify::input::expand_paths(&cli.paths);
     let progress = Progress::start(paths.len(), matches!(cli.format, Format::Human));

@@ -13,9 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use dlverify::check_source;
+use dlverify::eval::TooLargeToRecord;
 use dlverify::source::Source;
 use dlverify::verify::Options;
-use dlverify::verify::outcome::{FileOutcome, Route};
+use dlverify::verify::outcome::{FileOutcome, Route, WithoutReverse};
 
 fn check(name: &str, text: &str, dims: &[(&str, i64)], seed: u64) -> FileOutcome {
     let options = Options {
@@ -67,11 +68,14 @@ fn reverse_mode_agrees_with_forward_mode_on_every_spec() {
                         Route::ReverseCheckedAlong(_) => {
                             problems.push(format!("{place}: a default size above the dense limit"));
                         }
-                        Route::ForwardAlone => forward += 1,
+                        Route::ForwardAlone(_) => forward += 1,
                     }
                 }
                 let derivation = claim.cross_checks.iter().find(|c| c.name == "derivation");
-                let reversed = claim.routes.iter().any(|r| r.route != Route::ForwardAlone);
+                let reversed = claim
+                    .routes
+                    .iter()
+                    .any(|r| !matches!(r.route, Route::ForwardAlone(_)));
                 if reversed != derivation.is_some_and(|d| d.passed) {
                     problems.push(format!("{place}: {derivation:?}"));
                 }
@@ -180,6 +184,75 @@ fn a_dense_layer_verifies_at_a_large_size() {
     }
 }
 
+/// A recording past the memory available (made to order here: at most
+/// 200 operations, where a cumulative sum at n = 40 records 2,000) is not
+/// made: forward mode derives the gradient alone at that size, the report
+/// says why, and every verdict and gradient is what reverse mode gives.
+#[test]
+fn a_recording_too_large_for_memory_leaves_the_gradient_to_forward_mode() {
+    let text = std::fs::read_to_string("tests/corpus/cumsum.dl").unwrap();
+    let run = |max_operations| {
+        let options = Options {
+            dims: vec![("n".to_string(), 40)],
+            keep_derived: true,
+            max_operations,
+            ..Options::default()
+        };
+        check_source(Source::new("cumsum.dl", &text), &options)
+    };
+    let (free, limited) = (run(None), run(Some(200)));
+    assert_eq!(free.claims.len(), 3);
+    for (f, l) in free.claims.iter().zip(&limited.claims) {
+        assert!(l.status().as_expected(), "{:?}", l.verdict);
+        assert_eq!(f.status(), l.status());
+        let route_at_40 = |c: &dlverify::verify::outcome::ClaimOutcome| {
+            c.routes
+                .iter()
+                .find(|r| r.sizes.to_string().contains("n = 40"))
+                .map(|r| r.route)
+        };
+        assert!(
+            matches!(route_at_40(f), Some(Route::ReverseCheckedEverywhere)),
+            "{:?}",
+            f.routes
+        );
+        assert_eq!(
+            route_at_40(l),
+            Some(Route::ForwardAlone(WithoutReverse::TooLarge(
+                TooLargeToRecord { operations: 200 }
+            )))
+        );
+        // The small sizes still fit: reverse mode there.
+        assert!(
+            l.routes
+                .iter()
+                .filter(|r| !r.sizes.to_string().contains("n = 40"))
+                .all(|r| r.route == Route::ReverseCheckedEverywhere),
+            "{:?}",
+            l.routes
+        );
+    }
+    // The same gradient, up to the order the two modes add in.
+    let gradient = |o: &FileOutcome| o.derived.last().unwrap().values.clone();
+    let (a, b) = (gradient(&free), gradient(&limited));
+    assert_eq!(a.len(), 40);
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        assert!((x - y).abs() <= 1e-12 * (1.0 + x.abs()), "{x} against {y}");
+    }
+    let human = dlverify::report::human::render(
+        &[limited],
+        dlverify::report::human::HumanOptions {
+            verbose: true,
+            ..Default::default()
+        },
+    );
+    assert!(
+        human.contains("gradient by forward mode alone (a recording of L for reverse mode would hold more than 200 operations, more than the memory available carries) at (n = 40)"),
+        "{human}"
+    );
+}
+
 /// Where the forward computation meets a kink the tape would hold one
 /// branch of several: forward mode, which chooses among them, derives alone.
 #[test]
@@ -193,7 +266,10 @@ fn at_a_kink_forward_mode_derives_alone() {
     let claim = &outcome.claims[0];
     assert!(claim.status().as_expected(), "{:?}", claim.verdict);
     assert_eq!(claim.routes.len(), 1);
-    assert_eq!(claim.routes[0].route, Route::ForwardAlone);
+    assert_eq!(
+        claim.routes[0].route,
+        Route::ForwardAlone(WithoutReverse::Kink)
+    );
     // Away from the kink, reverse mode.
     let smooth = spec.replace("[-1, 0, 2]", "[-1, 0.5, 2]");
     let outcome = check("relu.dl", &smooth, &[], 0);

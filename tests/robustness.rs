@@ -535,6 +535,38 @@ fn a_huge_size_through_the_binary_exits_2_without_running_out_of_memory() {
     assert!(message.contains("above the limit of 1000"), "{message}");
 }
 
+/// A forward pass quadratic by definition records quadratically many
+/// operations: a cumulative sum at n = 6000 records 1.8·10⁷, and reserves
+/// 2.0 GB of address space at the peak of checking it. Under a limit of
+/// 800 MB (`ulimit -v`) the process aborted ("memory allocation of …
+/// bytes failed", signal 6) where it had the time to get that far, every
+/// report lost. Its recording now stops at what the limit carries, long
+/// before the clock runs out, and forward mode derives alone (out of time
+/// here): the claim is not checked and the report says why, the others
+/// are checked, and the exit code is a verdict's.
+#[test]
+fn a_recording_past_the_memory_available_is_reported_not_fatal() {
+    let exe = env!("CARGO_BIN_EXE_dlverify");
+    let script = format!(
+        "ulimit -v 800000 && exec '{exe}' tests/corpus/cumsum.dl --dim n=6000 --timeout 10"
+    );
+    let output = Command::new("sh").args(["-c", &script]).output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(!stderr.contains("memory allocation"), "{stderr}");
+    assert!(
+        stdout.contains("line 11   ERROR: not checked within the time limit of 10 s at n = 6000, where the gradient is derived by forward mode alone: a recording of L for reverse mode would hold more than"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("1 error, 2 as expected (0 hold, 2 refuted as marked)"),
+        "{stdout}"
+    );
+}
+
 #[test]
 fn the_largest_i64_size_is_a_diagnostic() {
     expect_error(

@@ -159,12 +159,18 @@ pub enum EvalError {
     },
 
     /// Returned when checking a claim takes longer than `--timeout`.
-    #[error("not checked within the time limit of {limit} at {sizes}")]
+    #[error("not checked within the time limit of {limit} at {sizes}{}", slow.map_or_else(String::new, |why| format!(", where the gradient is derived by forward mode alone: {why}")))]
     #[diagnostic(
         code(dl::eval::timeout),
         help("raise `--timeout`, or check at smaller sizes (`--dim`)")
     )]
-    Timeout { limit: String, sizes: String },
+    Timeout {
+        limit: String,
+        sizes: String,
+        /// Why the work was slower than usual, where it is known: the
+        /// gradient was derived by forward mode alone, for want of memory.
+        slow: Option<TooLargeToRecord>,
+    },
 
     /// Returned when a distribution's parameter is out of its domain at an
     /// element, which is never clamped: `random q[i] ~ bernoulli(g[i] / a)`
@@ -187,6 +193,22 @@ pub enum EvalError {
         span: SourceSpan,
     },
 
+    /// Returned when a recording of L for reverse mode would not fit in the
+    /// memory the process can have: a cumulative sum at `N = 30000`
+    /// records 4.5·10⁸ operations. The gradient is then derived by
+    /// forward mode, without a recording.
+    #[error(
+        "the recording of L for reverse mode needs more than {operations} operations, more than the memory available carries (about {} at the peak)",
+        in_bytes(*.bytes)
+    )]
+    #[diagnostic(
+        code(dl::eval::recording_too_large),
+        help(
+            "forward mode derives the gradient instead, which takes a pass per eight elements: check a smaller size (`--dim`), or free memory"
+        )
+    )]
+    RecordingTooLarge { operations: usize, bytes: u64 },
+
     /// Returned when the engine contradicts itself; never caused by a spec.
     #[error("internal error: {what}")]
     #[diagnostic(
@@ -194,6 +216,35 @@ pub enum EvalError {
         help("this is a bug in dlverify; please report it with the spec that caused it")
     )]
     Internal { what: String },
+}
+
+/// A recording of L for reverse mode stopped at `operations`, past what
+/// the memory available carries: forward mode derives the gradient alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TooLargeToRecord {
+    pub operations: usize,
+}
+
+impl std::fmt::Display for TooLargeToRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "a recording of L for reverse mode would hold more than {} operations, more than the memory available carries",
+            self.operations
+        )
+    }
+}
+
+/// A size in memory as one reads it: `350 MB`, `1.2 GB`, `30 GB`.
+fn in_bytes(bytes: u64) -> String {
+    #[allow(clippy::cast_precision_loss)]
+    let b = bytes as f64;
+    match b {
+        b if b >= 10e9 => format!("{:.0} GB", b / 1e9),
+        b if b >= 1e9 => format!("{:.1} GB", b / 1e9),
+        b if b >= 1e6 => format!("{:.0} MB", b / 1e6),
+        b => format!("{:.0} kB", b / 1e3),
+    }
 }
 
 impl EvalError {
@@ -215,7 +266,9 @@ impl EvalError {
             | EvalError::ListShape { span, .. }
             | EvalError::DivisionByZero { span, .. }
             | EvalError::DistributionDomain { span, .. } => *span,
-            EvalError::Timeout { .. } | EvalError::Internal { .. } => SourceSpan::from(0..0),
+            EvalError::Timeout { .. }
+            | EvalError::RecordingTooLarge { .. }
+            | EvalError::Internal { .. } => SourceSpan::from(0..0),
             EvalError::AmbiguousCases { first, .. } => *first,
         }
     }

@@ -10,6 +10,7 @@ pub mod double_double;
 mod error;
 mod gamma;
 mod grid;
+pub mod memory;
 pub mod random;
 pub mod replay;
 mod reverse;
@@ -23,7 +24,7 @@ pub use autodiff::{
     precise_directional_derivative, precise_partials, precise_partials_at,
 };
 
-pub use error::EvalError;
+pub use error::{EvalError, TooLargeToRecord};
 pub use grid::Grid;
 pub use reverse::{
     Adjoints, LARGE_RECORDING, Recorded, ReverseGradient, TapeReal, adjoints_of, gradient_of,
@@ -71,6 +72,8 @@ pub struct Instance<'p> {
     deadline: std::sync::Mutex<Option<Deadline>>,
     /// Work stops as at a deadline once this is cancelled.
     cancel: Option<Cancel>,
+    /// Operations a recording of L may hold (see [`memory`]).
+    operation_limit: usize,
 }
 
 /// A way to stop a check from another thread (an editor's next edit
@@ -203,9 +206,22 @@ impl<'p> Instance<'p> {
             }),
             deadline: std::sync::Mutex::new(None),
             cancel: None,
+            operation_limit: reverse::operation_limit(),
         };
         instance.hypers = instance.evaluate_hypers()?;
         Ok(instance)
+    }
+
+    /// Lets a recording of L hold at most `operations` operations, rather
+    /// than what the memory available allows: a smaller size's refusal,
+    /// made to order.
+    pub fn limit_operations(&mut self, operations: usize) {
+        self.operation_limit = operations;
+    }
+
+    /// Operations a recording of L may hold.
+    pub fn operation_limit(&self) -> usize {
+        self.operation_limit
     }
 
     /// The values of the hypers, by [`HyperId`].
@@ -257,12 +273,14 @@ impl<'p> Instance<'p> {
             return Err(Box::new(EvalError::Timeout {
                 limit: "cancelled".to_string(),
                 sizes: self.sizes.to_string(),
+                slow: None,
             }));
         }
         match deadline {
             Some(d) if std::time::Instant::now() >= d.at => Err(Box::new(EvalError::Timeout {
                 limit: format!("{} s", format_value(d.limit.as_secs_f64())),
                 sizes: self.sizes.to_string(),
+                slow: None,
             })),
             _ => Ok(()),
         }
@@ -544,6 +562,19 @@ pub struct KinkCount {
 }
 
 impl<'a, T: Scalar> Evaluation<'a, T> {
+    /// `Err(Timeout)` once the time limit has passed; over a recording
+    /// type, `Err(RecordingTooLarge)` once its recording is void: the rest
+    /// of the evaluation, however long, would record nothing.
+    fn check_clock(&self) -> Result<(), Box<EvalError>> {
+        self.instance.check_clock()?;
+        if T::recording_overflowed() {
+            return Err(reverse::recording_too_large(
+                self.instance.operation_limit(),
+            ));
+        }
+        Ok(())
+    }
+
     /// How many times this evaluation met a point where the computation is
     /// not differentiable: relu or abs at 0, sqrt at 0, a tie in `max`/`min`,
     /// or a value-dependent comparison at equality. There the derivative
@@ -861,7 +892,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
                 break;
             }
             if k.is_multiple_of(CLOCK_STRIDE) {
-                self.instance.check_clock()?;
+                self.check_clock()?;
             }
             let i = (k - start) % PARALLEL_ELEMENTS;
             if blockwise && i == 0 {
@@ -977,7 +1008,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             .collect();
         let run = |m: DefId, frame: &mut Frame<'_>, grid: &Grid, k: usize| {
             if k.is_multiple_of(CLOCK_STRIDE) {
-                self.instance.check_clock()?;
+                self.check_clock()?;
             }
             let def = &program.defs[m.0];
             frame.set_point(&grid.point(k));
@@ -1663,7 +1694,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
         };
         for k in by_term.into_iter().flatten() {
             if frame.count_term() {
-                self.instance.check_clock()?;
+                self.check_clock()?;
             }
             if let Some(slot) = frame.env.get_mut(var.0) {
                 *slot = k;
@@ -1838,7 +1869,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
         from: i64,
         frame: &Frame<'_>,
     ) -> Result<T, Box<EvalError>> {
-        self.instance.check_clock()?;
+        self.check_clock()?;
         let mut frame = Frame {
             names: frame.names,
             env: frame.env.clone(),
@@ -1877,7 +1908,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
     ) -> Result<(), Box<EvalError>> {
         for (j, k) in ks.enumerate() {
             if frame.count_term() {
-                self.instance.check_clock()?;
+                self.check_clock()?;
             }
             let v = match settled.and_then(|t| t.get(j)) {
                 Some(v) => v,
@@ -1968,7 +1999,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
         // Term `j` of the sum (from 0), looking at the clock as every term does.
         let term_at = |j: i64, frame: &mut Frame<'_>| -> Result<T, Box<EvalError>> {
             if frame.count_term() {
-                self.instance.check_clock()?;
+                self.check_clock()?;
             }
             Ok(term(if j == 0 {
                 first_value
@@ -1988,7 +2019,7 @@ impl<'a, T: Scalar> Evaluation<'a, T> {
             let t = match Self::strided_group(&read, step) {
                 Some(values) => {
                     if frame.count_terms(8) {
-                        self.instance.check_clock()?;
+                        self.check_clock()?;
                     }
                     values.map(term)
                 }

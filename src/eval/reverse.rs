@@ -29,10 +29,29 @@ const CONSTANT: u32 = u32::MAX;
 /// Marks an operand as an index into the tape's constants.
 pub(super) const CONSTANT_BIT: u32 = 1 << 31;
 
-/// Entries (and constants) a tape may hold: operands are `u32` with the
-/// top bit telling constants from entries, and at 24 bytes an entry this is
-/// 48 GiB, far past any size `--max-elements` lets through.
+/// Entries (and constants) a tape's indices can name: operands are `u32`
+/// with the top bit telling constants from entries. At 20 bytes an entry
+/// this is 40 GiB; a forward pass quadratic by definition gets there at
+/// sizes `--max-elements` lets through (a cumulative sum at N = 65536),
+/// and the memory available stops a recording well before
+/// ([`operation_limit`]).
 const MAX_ENTRIES: usize = (CONSTANT_BIT - 1) as usize;
+
+/// The error of a recording stopped at `limit` operations.
+pub(super) fn recording_too_large(limit: usize) -> Box<EvalError> {
+    let operations = limit.min(MAX_ENTRIES);
+    Box::new(EvalError::RecordingTooLarge {
+        operations,
+        bytes: super::memory::BYTES_PER_OPERATION.saturating_mul(operations as u64),
+    })
+}
+
+/// Operations a recording may hold on this machine: what its indices can
+/// name, and no more than the memory available carries
+/// ([`super::memory`]).
+pub(super) fn operation_limit() -> usize {
+    super::memory::operation_limit(MAX_ENTRIES)
+}
 
 /// A number being recorded: its value and its entry on the tape.
 #[derive(Clone, Copy, Debug)]
@@ -231,8 +250,11 @@ pub struct Tape<B> {
     pub(super) computed_constants: bool,
     /// Whether a recording holds the tape (see [`Recording`]).
     busy: bool,
-    /// More operations were recorded than indices allow: the recording is void.
+    /// More operations were recorded than indices or the memory allow
+    /// ([`Tape::limit`]): the recording is void.
     overflowed: bool,
+    /// Entries the recording may hold.
+    limit: usize,
 }
 
 impl<B> Tape<B> {
@@ -247,6 +269,7 @@ impl<B> Tape<B> {
             computed_constants: false,
             busy: false,
             overflowed: false,
+            limit: MAX_ENTRIES,
         }
     }
 
@@ -262,7 +285,7 @@ impl<B> Tape<B> {
     }
 
     fn full(&mut self) -> bool {
-        let full = self.entries.len() >= MAX_ENTRIES || self.constants.len() >= MAX_ENTRIES;
+        let full = self.entries.len() >= self.limit || self.constants.len() >= MAX_ENTRIES;
         self.overflowed |= full;
         full
     }
@@ -490,6 +513,9 @@ fn partials<B: Real>(op: Op, a: B, b: B, value: B) -> [B; 2] {
 
 impl<B: TapeReal> Scalar for Rev<B> {
     const IN_PARALLEL: bool = false;
+    fn recording_overflowed() -> bool {
+        B::with_tape(|tape| tape.overflowed)
+    }
     fn constant(v: f64) -> Self {
         Self::constant_of(B::of(v))
     }
@@ -582,7 +608,8 @@ pub struct ReverseGradient<B> {
 struct Recording<B: TapeReal>(std::marker::PhantomData<B>);
 
 impl<B: TapeReal> Recording<B> {
-    fn start() -> Result<Self, Box<EvalError>> {
+    /// The thread's tape, for a recording of at most `limit` entries.
+    fn start(limit: usize) -> Result<Self, Box<EvalError>> {
         B::with_tape(|tape| {
             if tape.busy {
                 return Err(Box::new(EvalError::Internal {
@@ -591,6 +618,7 @@ impl<B: TapeReal> Recording<B> {
             }
             tape.clear();
             tape.busy = true;
+            tape.limit = limit.min(MAX_ENTRIES);
             Ok(Self(std::marker::PhantomData))
         })
     }
@@ -654,6 +682,7 @@ impl<B: Real> Recorded<B> {
                 computed_constants: false,
                 busy: false,
                 overflowed: false,
+                limit: tape.limit,
             },
             leaves: self.leaves.clone(),
             output: self.output,
@@ -798,6 +827,7 @@ impl<B: Copy> Recorded<B> {
                 computed_constants: tape.computed_constants,
                 busy: false,
                 overflowed: tape.overflowed,
+                limit: tape.limit,
             },
             leaves: self.leaves.clone(),
             output: self.output,
@@ -944,7 +974,8 @@ pub fn record<B: TapeReal>(
     instance: &Instance<'_>,
     values: &[ArrayD<B>],
 ) -> Result<Recorded<B>, Box<EvalError>> {
-    let recording = Recording::<B>::start()?;
+    let limit = instance.operation_limit();
+    let recording = Recording::<B>::start(limit)?;
     let tensors = &instance.program.tensors;
     // Every element is recorded as an input, data (the incoming gradient,
     // given values) as well: a replay then reads all of them from the point
@@ -960,9 +991,7 @@ pub fn record<B: TapeReal>(
     };
     let mut tape = recording.take();
     if tape.overflowed {
-        return Err(Box::new(EvalError::Internal {
-            what: format!("the recording of L needs more than {MAX_ENTRIES} operations"),
-        }));
+        return Err(recording_too_large(limit));
     }
     let output = tape.operand(loss);
     drop(recording);
@@ -1258,7 +1287,7 @@ mod tests {
     /// f recorded over leaves at `xs`, held as one tensor: its value and
     /// the recording.
     fn recorded(xs: &[f64], f: impl Fn(&[Rev<f64>]) -> Rev<f64>) -> (f64, Recorded<f64>) {
-        let recording = Recording::<f64>::start().unwrap();
+        let recording = Recording::<f64>::start(MAX_ENTRIES).unwrap();
         let leaves: Vec<Rev<f64>> = xs.iter().map(|&x| Rev::leaf(x)).collect();
         let y = f(&leaves);
         let nodes = ArrayD::from_shape_vec(vec![xs.len()], leaves.iter().map(|l| l.node).collect())
@@ -1389,10 +1418,37 @@ mod tests {
 
     #[test]
     fn a_recording_inside_another_is_refused() {
-        let outer = Recording::<f64>::start().unwrap();
-        assert!(Recording::<f64>::start().is_err());
+        let outer = Recording::<f64>::start(MAX_ENTRIES).unwrap();
+        assert!(Recording::<f64>::start(MAX_ENTRIES).is_err());
         drop(outer);
-        assert!(Recording::<f64>::start().is_ok());
+        assert!(Recording::<f64>::start(MAX_ENTRIES).is_ok());
+    }
+
+    /// A recording holds at most the operations its instance allows: at
+    /// exactly what L takes it is made; at one fewer it is refused as too
+    /// large for the memory, with the limit it passed.
+    #[test]
+    fn a_recording_holds_at_most_the_operations_allowed() {
+        let text = "dim n = 40\ninput x[n]\ny[i] = sum(k in 1..=i) x[k]     for i in 1..=n\n";
+        let source = crate::source::Source::new("cumsum.dl", text);
+        let program = crate::analysis::analyze(&crate::syntax::parse(&source).unwrap()).unwrap();
+        let sizes = crate::analysis::size_sweep(&program, &[])
+            .unwrap()
+            .last()
+            .cloned()
+            .unwrap();
+        let mut instance = Instance::new(&program, &source, sizes, 1 << 20).unwrap();
+        let values = crate::eval::draw_values(&instance, 0).unwrap();
+        let whole = record(&instance, &values).unwrap().len();
+        assert!(whole > 40 * 41 / 2, "{whole}");
+        instance.limit_operations(whole);
+        assert_eq!(record(&instance, &values).unwrap().len(), whole);
+        instance.limit_operations(whole - 1);
+        let refused = record(&instance, &values).unwrap_err();
+        assert!(
+            matches!(*refused, EvalError::RecordingTooLarge { operations, .. } if operations == whole - 1),
+            "{refused:?}"
+        );
     }
 
     /// Calls `f` with L recorded in f64, and the values it was recorded at

@@ -32,6 +32,12 @@ pub trait Scalar:
     const IN_PARALLEL: bool = true;
     /// A constant of the spec in this scalar type (rounded to its precision).
     fn constant(v: f64) -> Self;
+    /// For a recording type, whether the thread's recording is void, past
+    /// the operations it may hold: what is left of the evaluation would
+    /// record nothing, and stops where it looks at the clock.
+    fn recording_overflowed() -> bool {
+        false
+    }
     /// The real part as f64: reports, and the choices of code that is not
     /// the evaluator's (the evaluator decides by [`Scalar::order`]).
     fn real(&self) -> f64;

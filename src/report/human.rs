@@ -378,7 +378,12 @@ fn render_routes(out: &mut String, routes: &[RouteAt]) {
                 "reverse mode, checked by forward mode along {k} random direction{}",
                 plural(k)
             ),
-            Route::ForwardAlone => "forward mode alone (L has a kink there)".to_string(),
+            Route::ForwardAlone(WithoutReverse::Kink) => {
+                "forward mode alone (L has a kink there)".to_string()
+            }
+            Route::ForwardAlone(WithoutReverse::TooLarge(why)) => {
+                format!("forward mode alone ({why})")
+            }
         };
         let _ = writeln!(out, "      gradient by {how} at {}", at.join(", "));
     }

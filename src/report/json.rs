@@ -185,11 +185,11 @@ fn common_claim_fields(c: &ClaimOutcome, source: Option<&Source>) -> Value {
         "routes": c.routes.iter().map(|r| json!({
             "sizes": sizes(&r.sizes),
             "mode": match r.route {
-                Route::ForwardAlone => "forward",
+                Route::ForwardAlone(_) => "forward",
                 Route::ReverseCheckedEverywhere | Route::ReverseCheckedAlong(_) => "reverse",
             },
             "checked": match r.route {
-                Route::ForwardAlone => Value::Null,
+                Route::ForwardAlone(_) => Value::Null,
                 Route::ReverseCheckedEverywhere => json!("every element"),
                 Route::ReverseCheckedAlong(_) => json!("random directions"),
             },

@@ -23,12 +23,12 @@ use ndarray::ArrayD;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::outcome::Route;
+use super::outcome::{Route, WithoutReverse};
 use super::{Shrinkage, shrinkage, tolerance_ratio};
 use crate::analysis::Sizes;
 use crate::eval::double_double::Dd;
 use crate::eval::{
-    EvalError, Instance, Recorded, ReverseGradient, directional_derivative,
+    EvalError, Instance, Recorded, ReverseGradient, TooLargeToRecord, directional_derivative,
     directional_derivatives, gradient, gradient_of, precise_directional_derivative,
     precise_partials, record, reverse_adjoints,
 };
@@ -151,11 +151,23 @@ pub fn derive(
     }) {
         Ok(recorded) => recorded,
         Err(e) if e.is_timeout() => return (Err(e), None),
-        // A recording the tape cannot hold: forward mode still can.
-        Err(e) if matches!(*e, EvalError::Internal { .. }) => {
-            return (forward_alone(instance, values, None), None);
-        }
-        Err(e) => return (Err(e), None),
+        // A recording the memory (or the tape's indices) cannot hold:
+        // forward mode still can.
+        Err(e) => match *e {
+            EvalError::RecordingTooLarge { operations, .. } => {
+                let why = WithoutReverse::TooLarge(TooLargeToRecord { operations });
+                let derived = forward_alone(instance, values, None, why).map_err(|e| match *e {
+                    EvalError::Timeout { limit, sizes, .. } => Box::new(EvalError::Timeout {
+                        limit,
+                        sizes,
+                        slow: Some(TooLargeToRecord { operations }),
+                    }),
+                    other => Box::new(other),
+                });
+                return (derived, None);
+            }
+            _ => return (Err(e), None),
+        },
     };
     let mut recorded = Arc::new(recorded);
     share(&recorded);
@@ -185,7 +197,12 @@ fn checked(
         .flatten()
         .all(|g| g.iter().all(|v| v.is_finite()));
     if reverse.kinks.met > 0 || !finite {
-        return forward_alone(instance, values, Some(reverse.rounding));
+        return forward_alone(
+            instance,
+            values,
+            Some(reverse.rounding),
+            WithoutReverse::Kink,
+        );
     }
     let allowance = ROUNDING_ULPS * f64::EPSILON * terms;
     let elements: usize = reverse.gradient.iter().flatten().map(ArrayD::len).sum();
@@ -487,10 +504,11 @@ fn forward_alone(
     instance: &Instance<'_>,
     values: &[ArrayD<f64>],
     loss_rounding: Option<f64>,
+    why: WithoutReverse,
 ) -> Result<Derivation, Box<EvalError>> {
     Ok(Derivation {
         gradient: gradient(instance, values)?,
-        route: Route::ForwardAlone,
+        route: Route::ForwardAlone(why),
         agreement: Agreement::default(),
         loss_rounding,
     })

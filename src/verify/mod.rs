@@ -105,6 +105,9 @@ pub struct Options {
     pub samples: u64,
     /// Stops the check from elsewhere (the language server's next edit).
     pub cancel: Option<crate::eval::Cancel>,
+    /// Operations a recording of L may hold, in place of what the memory
+    /// available allows ([`crate::eval::memory`]): a refusal made to order.
+    pub max_operations: Option<usize>,
 }
 
 impl Default for Options {
@@ -120,6 +123,7 @@ impl Default for Options {
             taylor_precision: None,
             samples: stochastic::DEFAULT_SAMPLES,
             cancel: None,
+            max_operations: None,
         }
     }
 }
@@ -361,9 +365,12 @@ fn check_at(
             SizeFailure::Diagnostic(miette::Report::new(*e).with_source_code(source.named()))
         }
     };
-    let instance = Instance::new(program, source, sizes, options.max_elements)
+    let mut instance = Instance::new(program, source, sizes, options.max_elements)
         .map_err(fail)?
         .with_cancel(options.cancel.clone());
+    if let Some(operations) = options.max_operations {
+        instance.limit_operations(operations);
+    }
     instance.set_deadline(Some(Deadline::after(options.timeout)));
     let values = draw_values(&instance, options.seed).map_err(fail)?;
     let mut evaluation = instance.evaluation::<f64>(&values);

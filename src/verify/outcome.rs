@@ -341,10 +341,19 @@ pub enum Route {
     ReverseCheckedEverywhere,
     /// Reverse mode, checked by forward mode along random directions.
     ReverseCheckedAlong(usize),
-    /// Forward mode alone: L has a kink at the drawn values, where the
-    /// valid derivatives are chosen branch by branch (or reverse mode
-    /// could not record L).
-    ForwardAlone,
+    /// Forward mode alone, without reverse mode, for the reason given.
+    ForwardAlone(WithoutReverse),
+}
+
+/// Why the gradient at a size was derived by forward mode alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WithoutReverse {
+    /// L has a kink at the drawn values (or a partial there is not
+    /// finite), where the valid derivatives are chosen branch by branch.
+    Kink,
+    /// The recording of L would not fit in the memory available
+    /// ([`crate::eval::memory`]).
+    TooLarge(crate::eval::TooLargeToRecord),
 }
 
 impl Route {
@@ -352,7 +361,7 @@ impl Route {
         match self {
             Route::ReverseCheckedEverywhere => "reverse mode, checked at every element",
             Route::ReverseCheckedAlong(_) => "reverse mode, checked along random directions",
-            Route::ForwardAlone => "forward mode",
+            Route::ForwardAlone(_) => "forward mode",
         }
     }
 }

@@ -266,6 +266,7 @@ impl MomentEngine<'_, '_> {
                             format!("{} s", format_value(d.limit.as_secs_f64()))
                         }),
                         sizes: self.evaluation.sizes().to_string(),
+                        slow: None,
                     })));
                 }
             }
