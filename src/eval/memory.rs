@@ -40,11 +40,20 @@ pub fn operation_limit(cap: usize) -> usize {
     limit_for(available, cap)
 }
 
+/// Operations a recording may always hold, whatever the readings say:
+/// about 170 MB at the peak, which every bundled spec at its sizes and A2
+/// at n = m = 512 (1.3·10⁶ operations) stay under. A reading that is
+/// wrong low must not send every layer to forward mode, which has no
+/// replays and takes a pass per eight elements; a limit that leaves less
+/// than this is past helping anyway.
+pub const ALWAYS_ALLOWED: usize = 1 << 21;
+
 /// [`operation_limit`] for `available` bytes.
 pub fn limit_for(available: Option<u64>, cap: usize) -> usize {
-    available.map_or(cap, |bytes| {
-        usize::try_from(bytes / BYTES_PER_OPERATION).map_or(cap, |n| n.min(cap))
-    })
+    let carried = available.map_or(cap, |bytes| {
+        usize::try_from(bytes / BYTES_PER_OPERATION).unwrap_or(cap)
+    });
+    carried.max(ALWAYS_ALLOWED).min(cap)
 }
 
 /// The memory this process may still take: the least of what the kernel
@@ -62,16 +71,33 @@ fn available_bytes() -> Option<u64> {
         Some(left / ADDRESS_BYTES_PER_OPERATION * BYTES_PER_OPERATION)
     });
     let group = read("/proc/self/cgroup").and_then(|groups| {
-        cgroup_dirs(&groups).into_iter().find_map(|(dir, version)| {
-            let (max, used) = match version {
-                CgroupVersion::V2 => ("memory.max", "memory.current"),
-                CgroupVersion::V1 => ("memory.limit_in_bytes", "memory.usage_in_bytes"),
-            };
-            headroom(
-                &read(&format!("{dir}/{max}"))?,
-                &read(&format!("{dir}/{used}"))?,
-            )
-        })
+        cgroup_dirs(&groups)
+            .into_iter()
+            .filter_map(|(dir, version)| {
+                let (max, used, cache) = match version {
+                    CgroupVersion::V2 => (
+                        "memory.max",
+                        "memory.current",
+                        ["inactive_file", "active_file"],
+                    ),
+                    CgroupVersion::V1 => (
+                        "memory.limit_in_bytes",
+                        "memory.usage_in_bytes",
+                        ["total_inactive_file", "total_active_file"],
+                    ),
+                };
+                // The group's file cache (not shared memory, which is not on
+                // these lists), which the kernel reclaims before it kills.
+                let reclaimable = read(&format!("{dir}/memory.stat")).map_or(0, |stat| {
+                    cache.iter().filter_map(|key| stat_value(&stat, key)).sum()
+                });
+                headroom(
+                    &read(&format!("{dir}/{max}"))?,
+                    &read(&format!("{dir}/{used}"))?,
+                    reclaimable,
+                )
+            })
+            .min()
     });
     [system, group, address_space].into_iter().flatten().min()
 }
@@ -104,35 +130,63 @@ pub enum CgroupVersion {
     V2,
 }
 
-/// The directories holding this process's memory limits, from the lines
-/// of `/proc/self/cgroup`: v2's `0::/path`, v1's `N:memory:/path`.
+/// The directories that may hold a limit on this process's memory, from
+/// the lines of `/proc/self/cgroup` (v2's `0::/path`, v1's
+/// `N:memory:/path`): its group's and every parent's, up to the mount's
+/// root, where a container sees its own group mounted (its path there
+/// names the host's hierarchy). The tightest of those that can be read
+/// holds.
 pub fn cgroup_dirs(groups: &str) -> Vec<(String, CgroupVersion)> {
-    groups
-        .lines()
-        .filter_map(|line| {
-            let mut fields = line.splitn(3, ':');
-            let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
-            let path = path.trim_end_matches('/');
-            if controllers.is_empty() {
-                Some((format!("/sys/fs/cgroup{path}"), CgroupVersion::V2))
-            } else if controllers.split(',').any(|c| c == "memory") {
-                Some((format!("/sys/fs/cgroup/memory{path}"), CgroupVersion::V1))
-            } else {
-                None
+    let mut dirs = vec![];
+    for line in groups.lines() {
+        let mut fields = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        let (root, version) = if controllers.is_empty() {
+            ("/sys/fs/cgroup", CgroupVersion::V2)
+        } else if controllers.split(',').any(|c| c == "memory") {
+            ("/sys/fs/cgroup/memory", CgroupVersion::V1)
+        } else {
+            continue;
+        };
+        let mut path = path.trim_end_matches('/');
+        loop {
+            dirs.push((format!("{root}{path}"), version));
+            match path.rfind('/') {
+                Some(parent) if !path.is_empty() => path = &path[..parent],
+                _ => break,
             }
-        })
-        .collect()
+        }
+    }
+    dirs
 }
 
-/// What a limit leaves above what is used, in bytes; `None` for no limit
+/// What a limit leaves above what is used, in bytes, counting as free
+/// the `reclaimable` file cache (a group that has just built the project
+/// holds much of it); `None` for no limit
 /// (`max`, or v1's near-2⁶³ "unlimited").
-pub fn headroom(limit: &str, used: &str) -> Option<u64> {
+pub fn headroom(limit: &str, used: &str, reclaimable: u64) -> Option<u64> {
     let limit: u64 = limit.trim().parse().ok()?;
     if limit >= 1 << 62 {
         return None;
     }
     let used: u64 = used.trim().parse().ok()?;
-    Some(limit.saturating_sub(used))
+    Some(limit.saturating_sub(used.saturating_sub(reclaimable)))
+}
+
+/// The value of `key` in a control group's `memory.stat`.
+pub fn stat_value(stat: &str, key: &str) -> Option<u64> {
+    stat.lines().find_map(|line| {
+        let (k, v) = line.split_once(' ')?;
+        if k == key {
+            v.trim().parse().ok()
+        } else {
+            None
+        }
+    })
 }
 
 #[cfg(test)]
@@ -141,10 +195,17 @@ mod tests {
 
     #[test]
     fn the_limit_is_the_memory_over_what_an_operation_takes() {
-        assert_eq!(limit_for(Some(80 * 1000), usize::MAX), 1000);
-        assert_eq!(limit_for(Some(80 * 1000 + 79), usize::MAX), 1000);
+        let n = ALWAYS_ALLOWED as u64 + 1000;
+        assert_eq!(limit_for(Some(80 * n), usize::MAX), ALWAYS_ALLOWED + 1000);
+        assert_eq!(
+            limit_for(Some(80 * n + 79), usize::MAX),
+            ALWAYS_ALLOWED + 1000
+        );
+        // Never below what is always allowed, however little is read.
+        assert_eq!(limit_for(Some(80), usize::MAX), ALWAYS_ALLOWED);
+        assert_eq!(limit_for(Some(0), usize::MAX), ALWAYS_ALLOWED);
         // Capped by what the recording's indices can name.
-        assert_eq!(limit_for(Some(80 * 1000), 999), 999);
+        assert_eq!(limit_for(Some(80 * n), 999), 999);
         assert_eq!(limit_for(None, 999), 999);
     }
 
@@ -156,10 +217,20 @@ mod tests {
         assert_eq!(mem_available("MemTotal: 5 kB\n"), None);
         assert_eq!(mem_available("MemAvailable: lots kB\n"), None);
 
-        assert_eq!(headroom("1073741824\n", "73741824\n"), Some(1_000_000_000));
-        assert_eq!(headroom("100", "200"), Some(0));
-        assert_eq!(headroom("max\n", "5"), None);
-        assert_eq!(headroom("9223372036854771712", "5"), None);
+        assert_eq!(
+            headroom("1073741824\n", "73741824\n", 0),
+            Some(1_000_000_000)
+        );
+        assert_eq!(headroom("100", "200", 0), Some(0));
+        // File cache the kernel would drop counts as free.
+        assert_eq!(headroom("1000", "900", 600), Some(700));
+        assert_eq!(headroom("1000", "900", 5000), Some(1000));
+        let stat = "anon 100\nfile 5000\ninactive_file 4096\ntotal_inactive_file 8192\n";
+        assert_eq!(stat_value(stat, "inactive_file"), Some(4096));
+        assert_eq!(stat_value(stat, "total_inactive_file"), Some(8192));
+        assert_eq!(stat_value(stat, "active_file"), None);
+        assert_eq!(headroom("max\n", "5", 0), None);
+        assert_eq!(headroom("9223372036854771712", "5", 0), None);
 
         let groups = "4:memory:/jobs/a\n1:cpu:/\n0::/user.slice/x/\n";
         assert_eq!(
@@ -169,7 +240,11 @@ mod tests {
                     "/sys/fs/cgroup/memory/jobs/a".to_string(),
                     CgroupVersion::V1
                 ),
+                ("/sys/fs/cgroup/memory/jobs".to_string(), CgroupVersion::V1),
+                ("/sys/fs/cgroup/memory".to_string(), CgroupVersion::V1),
                 ("/sys/fs/cgroup/user.slice/x".to_string(), CgroupVersion::V2),
+                ("/sys/fs/cgroup/user.slice".to_string(), CgroupVersion::V2),
+                ("/sys/fs/cgroup".to_string(), CgroupVersion::V2),
             ]
         );
         let limits = "Max open files            1024                 1048576              files\nMax address space         4000000000           unlimited            bytes\n";

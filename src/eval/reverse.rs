@@ -384,7 +384,10 @@ impl<B: TapeReal> Rev<B> {
             return;
         }
         B::with_tape(|tape| {
-            if tape.full() {
+            // A guard adds no entry: a tape holding exactly its limit
+            // takes it, one already void does not.
+            if tape.overflowed || tape.constants.len() >= MAX_ENTRIES {
+                tape.overflowed = true;
                 return;
             }
             let (a, b) = (tape.operand(a), tape.operand(b));
@@ -1449,6 +1452,47 @@ mod tests {
             matches!(*refused, EvalError::RecordingTooLarge { operations, .. } if operations == whole - 1),
             "{refused:?}"
         );
+    }
+
+    /// A tape holds exactly its limit of entries, and a decision noted
+    /// after the last (a guard adds no entry); the next entry voids it,
+    /// and from then on an evaluation over the recording stops where it
+    /// looks at the clock.
+    #[test]
+    fn a_tape_holds_its_limit_and_stops_the_evaluation_past_it() {
+        let read = || f64::with_tape(|t| (t.entries.len(), t.guards.len(), t.overflowed));
+        let recording = Recording::<f64>::start(2).unwrap();
+        let (a, b) = (Rev::leaf(1.0), Rev::leaf(2.0));
+        assert_eq!(a.order(&b), Some(std::cmp::Ordering::Less));
+        assert_eq!(read(), (2, 1, false));
+        assert!(!<Rev<f64> as Scalar>::recording_overflowed());
+        let sum = a + b;
+        assert_eq!(sum.node, CONSTANT);
+        assert_eq!(read(), (2, 1, true));
+        assert!(<Rev<f64> as Scalar>::recording_overflowed());
+        drop(recording);
+
+        let text = "dim n = 40\ninput x[n]\ny[i] = sum(k in 1..=i) x[k]     for i in 1..=n\n";
+        let source = crate::source::Source::new("cumsum.dl", text);
+        let program = crate::analysis::analyze(&crate::syntax::parse(&source).unwrap()).unwrap();
+        let sizes = crate::analysis::size_sweep(&program, &[])
+            .unwrap()
+            .last()
+            .cloned()
+            .unwrap();
+        let instance = Instance::new(&program, &source, sizes, 1 << 20).unwrap();
+        let values = crate::eval::draw_values(&instance, 0).unwrap();
+        for (limit, stops) in [(1000, false), (10, true)] {
+            let recording = Recording::<f64>::start(limit).unwrap();
+            let lifted: Vec<ArrayD<Rev<f64>>> = values.iter().map(|v| v.mapv(Rev::leaf)).collect();
+            let evaluation = instance.evaluation(&lifted);
+            let clock = evaluation.check_clock();
+            assert_eq!(clock.is_err(), stops, "{clock:?}");
+            if let Err(e) = clock {
+                assert!(matches!(*e, EvalError::RecordingTooLarge { .. }), "{e:?}");
+            }
+            drop(recording);
+        }
     }
 
     /// Calls `f` with L recorded in f64, and the values it was recorded at
