@@ -240,6 +240,20 @@ fn a_recording_too_large_for_memory_leaves_the_gradient_to_forward_mode() {
     for (x, y) in a.iter().zip(&b) {
         assert!((x - y).abs() <= 1e-12 * (1.0 + x.abs()), "{x} against {y}");
     }
+    // The JSON's route at n = 40 says why, with the limit.
+    let report: serde_json::Value = serde_json::from_str(&dlverify::report::json::render(
+        std::slice::from_ref(&limited),
+    ))
+    .unwrap();
+    let routes = report["files"][0]["claims"][0]["routes"]
+        .as_array()
+        .unwrap();
+    let last = routes.last().unwrap();
+    assert_eq!(last["sizes"]["n"], 40);
+    assert_eq!(last["mode"], "forward");
+    assert_eq!(last["why"]["reason"], "recording too large");
+    assert_eq!(last["why"]["operations"], 200);
+    assert!(routes[0].get("why").is_none(), "{routes:?}");
     let human = dlverify::report::human::render(
         &[limited],
         dlverify::report::human::HumanOptions {
@@ -270,6 +284,13 @@ fn at_a_kink_forward_mode_derives_alone() {
         claim.routes[0].route,
         Route::ForwardAlone(WithoutReverse::Kink)
     );
+    let report: serde_json::Value = serde_json::from_str(&dlverify::report::json::render(
+        std::slice::from_ref(&outcome),
+    ))
+    .unwrap();
+    let route = &report["files"][0]["claims"][0]["routes"][0];
+    assert_eq!(route["mode"], "forward");
+    assert_eq!(route["why"]["reason"], "kink");
     // Away from the kink, reverse mode.
     let smooth = spec.replace("[-1, 0, 2]", "[-1, 0.5, 2]");
     let outcome = check("relu.dl", &smooth, &[], 0);

@@ -8,6 +8,35 @@ use crate::analysis::Sizes;
 use crate::source::Source;
 use crate::verify::outcome::*;
 
+/// How the gradient was derived at one size; forward mode alone says why.
+fn route(r: &RouteAt) -> Value {
+    let mut entry = json!({
+        "sizes": sizes(&r.sizes),
+        "mode": match r.route {
+            Route::ForwardAlone(_) => "forward",
+            Route::ReverseCheckedEverywhere | Route::ReverseCheckedAlong(_) => "reverse",
+        },
+        "checked": match r.route {
+            Route::ForwardAlone(_) => Value::Null,
+            Route::ReverseCheckedEverywhere => json!("every element"),
+            Route::ReverseCheckedAlong(_) => json!("random directions"),
+        },
+        "compared": r.compared,
+    });
+    let why = match r.route {
+        Route::ForwardAlone(WithoutReverse::Kink) => json!({"reason": "kink"}),
+        Route::ForwardAlone(WithoutReverse::TooLarge(too_large)) => json!({
+            "reason": "recording too large",
+            "operations": too_large.operations,
+        }),
+        Route::ReverseCheckedEverywhere | Route::ReverseCheckedAlong(_) => return entry,
+    };
+    if let Some(map) = entry.as_object_mut() {
+        map.insert("why".to_string(), why);
+    }
+    entry
+}
+
 pub fn render(files: &[FileOutcome]) -> String {
     let value = json!({
         "files": files.iter().map(file).collect::<Vec<_>>(),
@@ -182,19 +211,7 @@ fn common_claim_fields(c: &ClaimOutcome, source: Option<&Source>) -> Value {
             "elements": group(&c.target, &p.elements),
             "diagnostic": diagnostic(&p.diagnostic, source),
         })).collect::<Vec<_>>(),
-        "routes": c.routes.iter().map(|r| json!({
-            "sizes": sizes(&r.sizes),
-            "mode": match r.route {
-                Route::ForwardAlone(_) => "forward",
-                Route::ReverseCheckedEverywhere | Route::ReverseCheckedAlong(_) => "reverse",
-            },
-            "checked": match r.route {
-                Route::ForwardAlone(_) => Value::Null,
-                Route::ReverseCheckedEverywhere => json!("every element"),
-                Route::ReverseCheckedAlong(_) => json!("random directions"),
-            },
-            "compared": r.compared,
-        })).collect::<Vec<_>>(),
+        "routes": c.routes.iter().map(route).collect::<Vec<_>>(),
         "cross_checks": c.cross_checks.iter().map(|x| json!({
             "name": x.name,
             "passed": x.passed,
