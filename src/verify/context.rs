@@ -11,6 +11,7 @@ use super::Options;
 use super::derivation::{Derivation, SharedRecording, derive};
 use super::grad::{TensorProbe, probe_tensor};
 use super::kinks::{KinkGradients, ValidRange, one_sided_partials};
+use super::outcome::{Route, WithoutReverse};
 use crate::analysis::program::{Program, TensorId};
 use crate::eval::double_double::Dd;
 use crate::eval::replay::{Cones, LANES, Lane, Replay};
@@ -207,6 +208,14 @@ impl<'a> SizeContext<'a> {
                     // already.
                     Some(recorded) if !timed_out && !handed_on && self.replay64.get().is_none() => {
                         *locked(&self.swept) = Some(recorded);
+                    }
+                    // A recording past the memory in f64 is one in f32 as
+                    // well (the same operations): recording either again
+                    // would take time and memory up to the limit for the
+                    // same refusal, at a size already slow.
+                    None if too_large_to_record(&derivation) => {
+                        self.replay64.offer(None);
+                        self.replay32.offer(None);
                     }
                     None if !timed_out => self.replay64.offer(None),
                     _ => {}
@@ -715,6 +724,15 @@ fn side_by_side((r64, r32): (Option<&Replay<f64>>, Option<&Replay<f32>>), points
     }
 }
 
+/// Whether the derivation went without a recording because L's would not
+/// fit in memory, whether or not forward mode then finished in time.
+fn too_large_to_record(derivation: &Result<Derivation, Box<EvalError>>) -> bool {
+    match derivation {
+        Ok(d) => matches!(d.route, Route::ForwardAlone(WithoutReverse::TooLarge(_))),
+        Err(e) => matches!(**e, EvalError::Timeout { slow: Some(_), .. }),
+    }
+}
+
 /// L replayed at `count` points built by `fill` (see
 /// [`SizeContext::losses_in_rows`]): `None` at every point where there is
 /// no replay or the replay declines. Runs are independent: they share the
@@ -1044,6 +1062,51 @@ pub(super) mod tests {
                 1.0,
             )
         }
+    }
+
+    /// Where L's recording does not fit in memory (a limit of 100
+    /// operations, where a cumulative sum at n = 40 records 2,000), the
+    /// derivation goes by forward mode and neither replay records L again:
+    /// both are known to be none.
+    #[test]
+    fn a_recording_too_large_is_not_made_again_for_a_replay() {
+        let text = "dim n = 40\ninput x[n]\ny[i] = sum(k in 1..=i) x[k]     for i in 1..=n\n";
+        let source = Source::new("cumsum.dl", text);
+        let program = crate::analysis::analyze(&crate::syntax::parse(&source).unwrap()).unwrap();
+        let sizes = crate::analysis::size_sweep(&program, &[])
+            .unwrap()
+            .last()
+            .cloned()
+            .unwrap();
+        let mut instance = Instance::new(&program, &source, sizes, 1 << 20).unwrap();
+        instance.limit_operations(100);
+        let values = draw_values(&instance, 1).unwrap();
+        let mut evaluation = instance.evaluation::<f64>(&values);
+        let loss = evaluation.loss().unwrap();
+        let options = Options::default();
+        let cx = SizeContext::new(
+            &program,
+            &source,
+            &options,
+            &instance,
+            &values,
+            &evaluation,
+            Some(loss),
+            1.0,
+            1.0,
+        );
+        let derivation = cx.derivation().unwrap();
+        assert!(
+            matches!(
+                derivation.route,
+                Route::ForwardAlone(WithoutReverse::TooLarge(_))
+            ),
+            "{:?}",
+            derivation.route
+        );
+        assert!(matches!(cx.replay64.get(), Some(None)));
+        assert!(matches!(cx.replay32.get(), Some(None)));
+        assert!(f32::replay(&cx).is_none());
     }
 
     /// Calls `f` with the values drawn from seed 1 and L there, for each
