@@ -252,7 +252,7 @@ fn a_recording_too_large_for_memory_leaves_the_gradient_to_forward_mode() {
     assert_eq!(last["sizes"]["n"], 40);
     assert_eq!(last["mode"], "forward");
     assert_eq!(last["why"]["reason"], "recording too large");
-    assert_eq!(last["why"]["operations"], 200);
+    assert_eq!(last["why"]["limit"], 200);
     assert!(routes[0].get("why").is_none(), "{routes:?}");
     let human = dlverify::report::human::render(
         &[limited],

@@ -70,36 +70,41 @@ fn available_bytes() -> Option<u64> {
         let left = address_space_left(&limits, &status)?.saturating_sub(ADDRESS_RESERVE);
         Some(left / ADDRESS_BYTES_PER_OPERATION * BYTES_PER_OPERATION)
     });
-    let group = read("/proc/self/cgroup").and_then(|groups| {
-        cgroup_dirs(&groups)
-            .into_iter()
-            .filter_map(|(dir, version)| {
-                let (max, used, cache) = match version {
-                    CgroupVersion::V2 => (
-                        "memory.max",
-                        "memory.current",
-                        ["inactive_file", "active_file"],
-                    ),
-                    CgroupVersion::V1 => (
-                        "memory.limit_in_bytes",
-                        "memory.usage_in_bytes",
-                        ["total_inactive_file", "total_active_file"],
-                    ),
-                };
-                // The group's file cache (not shared memory, which is not on
-                // these lists), which the kernel reclaims before it kills.
-                let reclaimable = read(&format!("{dir}/memory.stat")).map_or(0, |stat| {
-                    cache.iter().filter_map(|key| stat_value(&stat, key)).sum()
-                });
-                headroom(
-                    &read(&format!("{dir}/{max}"))?,
-                    &read(&format!("{dir}/{used}"))?,
-                    reclaimable,
-                )
-            })
-            .min()
-    });
+    let group = read("/proc/self/cgroup").and_then(|groups| group_headroom(&groups, read));
     [system, group, address_space].into_iter().flatten().min()
+}
+
+/// The tightest headroom of the control groups `groups` (the text of
+/// `/proc/self/cgroup`) names, each group's files read by `read`; `None`
+/// where no group has a limit that can be read.
+pub fn group_headroom(groups: &str, read: impl Fn(&str) -> Option<String>) -> Option<u64> {
+    cgroup_dirs(groups)
+        .into_iter()
+        .filter_map(|(dir, version)| {
+            let (max, used, cache) = match version {
+                CgroupVersion::V2 => (
+                    "memory.max",
+                    "memory.current",
+                    ["inactive_file", "active_file"],
+                ),
+                CgroupVersion::V1 => (
+                    "memory.limit_in_bytes",
+                    "memory.usage_in_bytes",
+                    ["total_inactive_file", "total_active_file"],
+                ),
+            };
+            // The group's file cache (not shared memory, which is not on
+            // these lists), which the kernel reclaims before it kills.
+            let reclaimable = read(&format!("{dir}/memory.stat")).map_or(0, |stat| {
+                cache.iter().filter_map(|key| stat_value(&stat, key)).sum()
+            });
+            headroom(
+                &read(&format!("{dir}/{max}"))?,
+                &read(&format!("{dir}/{used}"))?,
+                reclaimable,
+            )
+        })
+        .min()
 }
 
 /// What the soft limit on the address space leaves above the process's
@@ -256,6 +261,33 @@ mod tests {
         let unlimited =
             "Max address space         unlimited            unlimited            bytes\n";
         assert_eq!(address_space_left(unlimited, status), None);
+
+        // The tightest of the group and its parents that can be read: the
+        // group itself has no limit, its parent the tightest, the root a
+        // loose one; a missing directory is passed over.
+        let files = [
+            ("/sys/fs/cgroup/a/b/memory.max", "max"),
+            ("/sys/fs/cgroup/a/b/memory.current", "100"),
+            ("/sys/fs/cgroup/a/memory.max", "1000"),
+            ("/sys/fs/cgroup/a/memory.current", "900"),
+            (
+                "/sys/fs/cgroup/a/memory.stat",
+                "anon 300\ninactive_file 200\nactive_file 100\n",
+            ),
+            ("/sys/fs/cgroup/memory.max", "5000"),
+            ("/sys/fs/cgroup/memory.current", "1000"),
+        ];
+        let read = |path: &str| {
+            files
+                .iter()
+                .find(|(p, _)| *p == path)
+                .map(|(_, text)| text.to_string())
+        };
+        assert_eq!(group_headroom("0::/a/b\n", read), Some(400));
+        assert_eq!(group_headroom("0::/\n", read), Some(4000));
+        assert_eq!(group_headroom("0::/c\n", read), Some(4000));
+        assert_eq!(group_headroom("1:cpu:/\n", read), None);
+        assert_eq!(group_headroom("0::/a/b\n", |_| None), None);
 
         assert_eq!(
             cgroup_dirs("0::/\n"),

@@ -27,7 +27,7 @@ fn route(r: &RouteAt) -> Value {
         Route::ForwardAlone(WithoutReverse::Kink) => json!({"reason": "kink"}),
         Route::ForwardAlone(WithoutReverse::TooLarge(too_large)) => json!({
             "reason": "recording too large",
-            "operations": too_large.operations,
+            "limit": too_large.operations,
         }),
         Route::ReverseCheckedEverywhere | Route::ReverseCheckedAlong(_) => return entry,
     };

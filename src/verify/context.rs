@@ -1107,6 +1107,18 @@ pub(super) mod tests {
         assert!(matches!(cx.replay64.get(), Some(None)));
         assert!(matches!(cx.replay32.get(), Some(None)));
         assert!(f32::replay(&cx).is_none());
+        // Forward mode out of time after the refusal is a refusal still;
+        // out of time for any other reason is not.
+        let timeout = |slow| {
+            Err(Box::new(EvalError::Timeout {
+                limit: "1 s".to_string(),
+                sizes: "n = 40".to_string(),
+                slow,
+            }))
+        };
+        let refused = Some(crate::eval::TooLargeToRecord { operations: 100 });
+        assert!(too_large_to_record(&timeout(refused)));
+        assert!(!too_large_to_record(&timeout(None)));
     }
 
     /// Calls `f` with the values drawn from seed 1 and L there, for each
