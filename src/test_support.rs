@@ -43,3 +43,20 @@ pub(crate) fn for_each_spec_with_a_loss(
         f(&path, &source, &instance);
     }
 }
+
+/// A cumulative sum at n = 40: a forward pass quadratic by definition,
+/// whose recording (about 2,000 operations) the tests of a recording's
+/// limit hold against limits made to order.
+pub(crate) const CUMSUM: &str =
+    "dim n = 40\ninput x[n]\ny[i] = sum(k in 1..=i) x[k]     for i in 1..=n\n";
+
+/// Calls `f` with the spec `text`, parsed, analysed and instantiated at
+/// the largest size of its sweep (a spec the caller knows to be good).
+#[allow(clippy::unwrap_used)]
+pub(crate) fn with_instance<R>(text: &str, f: impl FnOnce(&Source, &mut Instance<'_>) -> R) -> R {
+    let source = Source::new("spec.dl", text);
+    let program = analyze(&crate::syntax::parse(&source).unwrap()).unwrap();
+    let sizes = size_sweep(&program, &[]).unwrap().last().cloned().unwrap();
+    let mut instance = Instance::new(&program, &source, sizes, 1 << 20).unwrap();
+    f(&source, &mut instance)
+}

@@ -1432,26 +1432,19 @@ mod tests {
     /// large for the memory, with the limit it passed.
     #[test]
     fn a_recording_holds_at_most_the_operations_allowed() {
-        let text = "dim n = 40\ninput x[n]\ny[i] = sum(k in 1..=i) x[k]     for i in 1..=n\n";
-        let source = crate::source::Source::new("cumsum.dl", text);
-        let program = crate::analysis::analyze(&crate::syntax::parse(&source).unwrap()).unwrap();
-        let sizes = crate::analysis::size_sweep(&program, &[])
-            .unwrap()
-            .last()
-            .cloned()
-            .unwrap();
-        let mut instance = Instance::new(&program, &source, sizes, 1 << 20).unwrap();
-        let values = crate::eval::draw_values(&instance, 0).unwrap();
-        let whole = record(&instance, &values).unwrap().len();
-        assert!(whole > 40 * 41 / 2, "{whole}");
-        instance.limit_operations(whole);
-        assert_eq!(record(&instance, &values).unwrap().len(), whole);
-        instance.limit_operations(whole - 1);
-        let refused = record(&instance, &values).unwrap_err();
-        assert!(
-            matches!(*refused, EvalError::RecordingTooLarge { operations, .. } if operations == whole - 1),
-            "{refused:?}"
-        );
+        crate::test_support::with_instance(crate::test_support::CUMSUM, |_, instance| {
+            let values = crate::eval::draw_values(instance, 0).unwrap();
+            let whole = record(instance, &values).unwrap().len();
+            assert!(whole > 40 * 41 / 2, "{whole}");
+            instance.limit_operations(whole);
+            assert_eq!(record(instance, &values).unwrap().len(), whole);
+            instance.limit_operations(whole - 1);
+            let refused = record(instance, &values).unwrap_err();
+            assert!(
+                matches!(*refused, EvalError::RecordingTooLarge { operations, .. } if operations == whole - 1),
+                "{refused:?}"
+            );
+        });
     }
 
     /// A tape holds exactly its limit of entries, and a decision noted
@@ -1472,27 +1465,21 @@ mod tests {
         assert!(<Rev<f64> as Scalar>::recording_overflowed());
         drop(recording);
 
-        let text = "dim n = 40\ninput x[n]\ny[i] = sum(k in 1..=i) x[k]     for i in 1..=n\n";
-        let source = crate::source::Source::new("cumsum.dl", text);
-        let program = crate::analysis::analyze(&crate::syntax::parse(&source).unwrap()).unwrap();
-        let sizes = crate::analysis::size_sweep(&program, &[])
-            .unwrap()
-            .last()
-            .cloned()
-            .unwrap();
-        let instance = Instance::new(&program, &source, sizes, 1 << 20).unwrap();
-        let values = crate::eval::draw_values(&instance, 0).unwrap();
-        for (limit, stops) in [(1000, false), (10, true)] {
-            let recording = Recording::<f64>::start(limit).unwrap();
-            let lifted: Vec<ArrayD<Rev<f64>>> = values.iter().map(|v| v.mapv(Rev::leaf)).collect();
-            let evaluation = instance.evaluation(&lifted);
-            let clock = evaluation.check_clock();
-            assert_eq!(clock.is_err(), stops, "{clock:?}");
-            if let Err(e) = clock {
-                assert!(matches!(*e, EvalError::RecordingTooLarge { .. }), "{e:?}");
+        crate::test_support::with_instance(crate::test_support::CUMSUM, |_, instance| {
+            let values = crate::eval::draw_values(instance, 0).unwrap();
+            for (limit, stops) in [(1000, false), (10, true)] {
+                let recording = Recording::<f64>::start(limit).unwrap();
+                let lifted: Vec<ArrayD<Rev<f64>>> =
+                    values.iter().map(|v| v.mapv(Rev::leaf)).collect();
+                let evaluation = instance.evaluation(&lifted);
+                let clock = evaluation.check_clock();
+                assert_eq!(clock.is_err(), stops, "{clock:?}");
+                if let Err(e) = clock {
+                    assert!(matches!(*e, EvalError::RecordingTooLarge { .. }), "{e:?}");
+                }
+                drop(recording);
             }
-            drop(recording);
-        }
+        });
     }
 
     /// Calls `f` with L recorded in f64, and the values it was recorded at

@@ -1070,43 +1070,37 @@ pub(super) mod tests {
     /// both are known to be none.
     #[test]
     fn a_recording_too_large_is_not_made_again_for_a_replay() {
-        let text = "dim n = 40\ninput x[n]\ny[i] = sum(k in 1..=i) x[k]     for i in 1..=n\n";
-        let source = Source::new("cumsum.dl", text);
-        let program = crate::analysis::analyze(&crate::syntax::parse(&source).unwrap()).unwrap();
-        let sizes = crate::analysis::size_sweep(&program, &[])
-            .unwrap()
-            .last()
-            .cloned()
-            .unwrap();
-        let mut instance = Instance::new(&program, &source, sizes, 1 << 20).unwrap();
-        instance.limit_operations(100);
-        let values = draw_values(&instance, 1).unwrap();
-        let mut evaluation = instance.evaluation::<f64>(&values);
-        let loss = evaluation.loss().unwrap();
-        let options = Options::default();
-        let cx = SizeContext::new(
-            &program,
-            &source,
-            &options,
-            &instance,
-            &values,
-            &evaluation,
-            Some(loss),
-            1.0,
-            1.0,
-        );
-        let derivation = cx.derivation().unwrap();
-        assert!(
-            matches!(
-                derivation.route,
-                Route::ForwardAlone(WithoutReverse::TooLarge(_))
-            ),
-            "{:?}",
-            derivation.route
-        );
-        assert!(matches!(cx.replay64.get(), Some(None)));
-        assert!(matches!(cx.replay32.get(), Some(None)));
-        assert!(f32::replay(&cx).is_none());
+        crate::test_support::with_instance(crate::test_support::CUMSUM, |source, instance| {
+            instance.limit_operations(100);
+            let instance = &*instance;
+            let values = draw_values(instance, 1).unwrap();
+            let mut evaluation = instance.evaluation::<f64>(&values);
+            let loss = evaluation.loss().unwrap();
+            let options = Options::default();
+            let cx = SizeContext::new(
+                instance.program,
+                source,
+                &options,
+                instance,
+                &values,
+                &evaluation,
+                Some(loss),
+                1.0,
+                1.0,
+            );
+            let derivation = cx.derivation().unwrap();
+            assert!(
+                matches!(
+                    derivation.route,
+                    Route::ForwardAlone(WithoutReverse::TooLarge(_))
+                ),
+                "{:?}",
+                derivation.route
+            );
+            assert!(matches!(cx.replay64.get(), Some(None)));
+            assert!(matches!(cx.replay32.get(), Some(None)));
+            assert!(f32::replay(&cx).is_none());
+        });
         // Forward mode out of time after the refusal is a refusal still;
         // out of time for any other reason is not.
         let timeout = |slow| {
