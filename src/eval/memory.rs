@@ -32,8 +32,8 @@ pub const ADDRESS_RESERVE: u64 = 256 << 20;
 
 /// Operations a recording may hold on this machine, now: the memory
 /// available to the process over [`BYTES_PER_OPERATION`], read once; at
-/// most `cap` (what a recording's indices can name). Where no reading is
-/// to be had, `cap`.
+/// least [`ALWAYS_ALLOWED`] and at most `cap` (what a recording's indices
+/// can name). Where no reading is to be had, `cap`.
 pub fn operation_limit(cap: usize) -> usize {
     static AVAILABLE: OnceLock<Option<u64>> = OnceLock::new();
     let available = *AVAILABLE.get_or_init(available_bytes);
@@ -44,8 +44,8 @@ pub fn operation_limit(cap: usize) -> usize {
 /// about 170 MB at the peak, which every bundled spec at its sizes and A2
 /// at n = m = 512 (1.3·10⁶ operations) stay under. A reading that is
 /// wrong low must not send every layer to forward mode, which has no
-/// replays and takes a pass per eight elements; a limit that leaves less
-/// than this is past helping anyway.
+/// replays and takes a pass per eight elements. The price: a process
+/// with less than this to spare can still be killed (the README says so).
 pub const ALWAYS_ALLOWED: usize = 1 << 21;
 
 /// [`operation_limit`] for `available` bytes.
